@@ -1,0 +1,553 @@
+// Network IR: builder with shape inference, and the batched forward pass in float/double.
+#include "cnncert/network.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <sstream>
+
+#include "cnncert/error.hpp"
+#include "cnncert/shape_math.hpp"
+
+namespace cnncert {
+
+int64_t numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::string shape_str(const Shape& s) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  os << ")";
+  return os.str();
+}
+
+const char* op_name(OpKind k) {
+  switch (k) {
+    case OpKind::Input: return "Input";
+    case OpKind::Conv: return "Conv";
+    case OpKind::Dense: return "Dense";
+    case OpKind::ScaleShift: return "ScaleShift";
+    case OpKind::Activation: return "Activation";
+    case OpKind::MaxPool: return "MaxPool";
+    case OpKind::AvgPool: return "AvgPool";
+    case OpKind::Add: return "Add";
+    case OpKind::Reshape: return "Reshape";
+    case OpKind::Transpose: return "Transpose";
+    case OpKind::Pad: return "Pad";
+  }
+  return "?";
+}
+
+const char* act_name(ActKind k) {
+  switch (k) {
+    case ActKind::Relu: return "Relu";
+    case ActKind::LeakyRelu: return "LeakyRelu";
+    case ActKind::Sigmoid: return "Sigmoid";
+    case ActKind::Tanh: return "Tanh";
+    case ActKind::Atan: return "Atan";
+  }
+  return "?";
+}
+
+template <class A>
+const A& Node::as() const {
+  const A* p = std::get_if<A>(&attr);
+  CNNCERT_ASSERT(p != nullptr);
+  return *p;
+}
+template <class A>
+A& Node::as() {
+  A* p = std::get_if<A>(&attr);
+  CNNCERT_ASSERT(p != nullptr);
+  return *p;
+}
+template const ConvAttr& Node::as<ConvAttr>() const;
+template const DenseAttr& Node::as<DenseAttr>() const;
+template const ScaleShiftAttr& Node::as<ScaleShiftAttr>() const;
+template const ActAttr& Node::as<ActAttr>() const;
+template const PoolAttr& Node::as<PoolAttr>() const;
+template const TransposeAttr& Node::as<TransposeAttr>() const;
+template const PadAttr& Node::as<PadAttr>() const;
+template ConvAttr& Node::as<ConvAttr>();
+template DenseAttr& Node::as<DenseAttr>();
+template ScaleShiftAttr& Node::as<ScaleShiftAttr>();
+template ActAttr& Node::as<ActAttr>();
+template PoolAttr& Node::as<PoolAttr>();
+template TransposeAttr& Node::as<TransposeAttr>();
+template PadAttr& Node::as<PadAttr>();
+
+int64_t Node::parameter_count() const {
+  if (auto* c = std::get_if<ConvAttr>(&attr)) return static_cast<int64_t>(c->weight.size() + c->bias.size());
+  if (auto* d = std::get_if<DenseAttr>(&attr)) return static_cast<int64_t>(d->weight.size() + d->bias.size());
+  if (auto* s = std::get_if<ScaleShiftAttr>(&attr)) return static_cast<int64_t>(s->scale.size() + s->shift.size());
+  return 0;
+}
+
+int64_t Network::activation_neurons() const {
+  int64_t n = 0;
+  for (const Node& node : nodes_)
+    if (node.op == OpKind::Activation) n += node.size();
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builder
+
+namespace {
+std::string label(const NetworkBuilder::Info& info, const char* op) {
+  std::string s = "node '" + (info.name.empty() ? std::string("?") : info.name) + "'";
+  s += " (" + (info.onnx_op.empty() ? std::string(op) : info.onnx_op) + ")";
+  return s;
+}
+
+bool all_finite(const std::vector<double>& v) {
+  return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); });
+}
+}  // namespace
+
+int NetworkBuilder::push(Node n) {
+  nodes_.push_back(std::move(n));
+  return static_cast<int>(nodes_.size()) - 1;
+}
+
+const Node& NetworkBuilder::in(int x, const Info& info) const {
+  CNNCERT_CHECK(x >= 0 && x < static_cast<int>(nodes_.size()), label(info, "?") << ": input node " << x << " does not exist");
+  return nodes_[static_cast<size_t>(x)];
+}
+
+int NetworkBuilder::input(Shape shape, Info info) {
+  CNNCERT_CHECK(nodes_.empty(), "the input must be the first node");
+  CNNCERT_CHECK(!shape.empty() && numel(shape) > 0 &&
+                    std::all_of(shape.begin(), shape.end(), [](int64_t d) { return d > 0; }),
+                "input shape " << shape_str(shape) << " must have positive dimensions");
+  Node n;
+  n.op = OpKind::Input;
+  n.name = info.name.empty() ? "input" : info.name;
+  n.onnx_op = "Input";
+  n.shape = std::move(shape);
+  return push(std::move(n));
+}
+
+int NetworkBuilder::conv(int x, ConvAttr a, Info info) {
+  const Node& src = in(x, info);
+  const std::string who = label(info, "Conv");
+  CNNCERT_CHECK(src.shape.size() == 3, who << ": convolution needs a (C, H, W) input, got " << shape_str(src.shape));
+  CNNCERT_CHECK(a.groups >= 1 && a.out_channels > 0 && a.out_channels % a.groups == 0, who << ": bad groups/out channels");
+  CNNCERT_CHECK(a.in_channels * a.groups == src.shape[0],
+                who << ": weight expects " << a.in_channels * a.groups << " input channels, input has " << src.shape[0]);
+  CNNCERT_CHECK(a.kernel_h > 0 && a.kernel_w > 0 && a.stride_h > 0 && a.stride_w > 0 && a.dilation_h > 0 &&
+                    a.dilation_w > 0 && a.pad_top >= 0 && a.pad_left >= 0 && a.pad_bottom >= 0 && a.pad_right >= 0,
+                who << ": kernel, stride and dilation must be positive and pads non-negative");
+  CNNCERT_CHECK(static_cast<int64_t>(a.weight.size()) == a.out_channels * a.in_channels * a.kernel_h * a.kernel_w,
+                who << ": weight has " << a.weight.size() << " values, expected "
+                    << a.out_channels * a.in_channels * a.kernel_h * a.kernel_w);
+  if (a.bias.empty()) a.bias.assign(static_cast<size_t>(a.out_channels), 0.0);
+  CNNCERT_CHECK(static_cast<int64_t>(a.bias.size()) == a.out_channels, who << ": bias size mismatch");
+  const int64_t oh = window_out_size(src.shape[1], a.kernel_h, a.stride_h, a.pad_top, a.pad_bottom, a.dilation_h);
+  const int64_t ow = window_out_size(src.shape[2], a.kernel_w, a.stride_w, a.pad_left, a.pad_right, a.dilation_w);
+  CNNCERT_CHECK(oh > 0 && ow > 0, who << ": kernel does not fit the input " << shape_str(src.shape));
+  Node n;
+  n.op = OpKind::Conv;
+  n.name = info.name;
+  n.onnx_op = info.onnx_op.empty() ? "Conv" : info.onnx_op;
+  n.inputs = {x};
+  n.shape = {a.out_channels, oh, ow};
+  n.attr = std::move(a);
+  return push(std::move(n));
+}
+
+int NetworkBuilder::dense(int x, DenseAttr a, Info info) {
+  const Node& src = in(x, info);
+  const std::string who = label(info, "Dense");
+  CNNCERT_CHECK(a.in_features == src.size(),
+                who << ": weight expects " << a.in_features << " inputs, input " << shape_str(src.shape) << " has "
+                    << src.size());
+  CNNCERT_CHECK(a.out_features > 0 && static_cast<int64_t>(a.weight.size()) == a.out_features * a.in_features,
+                who << ": weight size mismatch");
+  if (a.bias.empty()) a.bias.assign(static_cast<size_t>(a.out_features), 0.0);
+  CNNCERT_CHECK(static_cast<int64_t>(a.bias.size()) == a.out_features, who << ": bias size mismatch");
+  Node n;
+  n.op = OpKind::Dense;
+  n.name = info.name;
+  n.onnx_op = info.onnx_op.empty() ? "Gemm" : info.onnx_op;
+  n.inputs = {x};
+  n.shape = {a.out_features};
+  n.attr = std::move(a);
+  return push(std::move(n));
+}
+
+int NetworkBuilder::scale_shift(int x, ScaleShiftAttr a, Info info) {
+  const Node& src = in(x, info);
+  const std::string who = label(info, "ScaleShift");
+  CNNCERT_CHECK(static_cast<int64_t>(a.scale.size()) == src.size() && static_cast<int64_t>(a.shift.size()) == src.size(),
+                who << ": scale/shift must have one value per element (" << src.size() << ")");
+  Node n;
+  n.op = OpKind::ScaleShift;
+  n.name = info.name;
+  n.onnx_op = info.onnx_op.empty() ? "ScaleShift" : info.onnx_op;
+  n.inputs = {x};
+  n.shape = src.shape;
+  n.attr = std::move(a);
+  return push(std::move(n));
+}
+
+int NetworkBuilder::activation(int x, ActKind kind, double alpha, Info info) {
+  const Node& src = in(x, info);
+  Node n;
+  n.op = OpKind::Activation;
+  n.name = info.name;
+  n.onnx_op = info.onnx_op.empty() ? act_name(kind) : info.onnx_op;
+  n.inputs = {x};
+  n.shape = src.shape;
+  n.attr = ActAttr{kind, alpha};
+  return push(std::move(n));
+}
+
+namespace {
+Shape pool_shape(const Node& src, const PoolAttr& a, const std::string& who) {
+  CNNCERT_CHECK(src.shape.size() == 3, who << ": pooling needs a (C, H, W) input, got " << shape_str(src.shape));
+  CNNCERT_CHECK(a.kernel_h > 0 && a.kernel_w > 0 && a.stride_h > 0 && a.stride_w > 0 && a.dilation_h > 0 &&
+                    a.dilation_w > 0 && a.pad_top >= 0 && a.pad_left >= 0 && a.pad_bottom >= 0 && a.pad_right >= 0,
+                who << ": kernel, stride and dilation must be positive and pads non-negative");
+  CNNCERT_CHECK(a.pad_top < a.kernel_h && a.pad_bottom < a.kernel_h && a.pad_left < a.kernel_w && a.pad_right < a.kernel_w,
+                who << ": padding must be smaller than the kernel");
+  const int64_t oh = window_out_size(src.shape[1], a.kernel_h, a.stride_h, a.pad_top, a.pad_bottom, a.dilation_h, a.ceil_mode);
+  const int64_t ow = window_out_size(src.shape[2], a.kernel_w, a.stride_w, a.pad_left, a.pad_right, a.dilation_w, a.ceil_mode);
+  CNNCERT_CHECK(oh > 0 && ow > 0, who << ": window does not fit the input " << shape_str(src.shape));
+  return {src.shape[0], oh, ow};
+}
+}  // namespace
+
+int NetworkBuilder::max_pool(int x, PoolAttr a, Info info) {
+  const Node& src = in(x, info);
+  Node n;
+  n.op = OpKind::MaxPool;
+  n.name = info.name;
+  n.onnx_op = info.onnx_op.empty() ? "MaxPool" : info.onnx_op;
+  n.inputs = {x};
+  n.shape = pool_shape(src, a, label(info, "MaxPool"));
+  n.attr = a;
+  return push(std::move(n));
+}
+
+int NetworkBuilder::avg_pool(int x, PoolAttr a, Info info) {
+  const Node& src = in(x, info);
+  Node n;
+  n.op = OpKind::AvgPool;
+  n.name = info.name;
+  n.onnx_op = info.onnx_op.empty() ? "AveragePool" : info.onnx_op;
+  n.inputs = {x};
+  n.shape = pool_shape(src, a, label(info, "AveragePool"));
+  n.attr = a;
+  return push(std::move(n));
+}
+
+int NetworkBuilder::add(int a, int b, Info info) {
+  const Node& na = in(a, info);
+  const Node& nb = in(b, info);
+  CNNCERT_CHECK(na.shape == nb.shape, label(info, "Add") << ": operands have shapes " << shape_str(na.shape) << " and "
+                                                         << shape_str(nb.shape));
+  Node n;
+  n.op = OpKind::Add;
+  n.name = info.name;
+  n.onnx_op = info.onnx_op.empty() ? "Add" : info.onnx_op;
+  n.inputs = {a, b};
+  n.shape = na.shape;
+  return push(std::move(n));
+}
+
+int NetworkBuilder::reshape(int x, Shape shape, Info info) {
+  const Node& src = in(x, info);
+  CNNCERT_CHECK(numel(shape) == src.size() && std::all_of(shape.begin(), shape.end(), [](int64_t d) { return d > 0; }),
+                label(info, "Reshape") << ": cannot reshape " << shape_str(src.shape) << " to " << shape_str(shape));
+  Node n;
+  n.op = OpKind::Reshape;
+  n.name = info.name;
+  n.onnx_op = info.onnx_op.empty() ? "Reshape" : info.onnx_op;
+  n.inputs = {x};
+  n.shape = std::move(shape);
+  return push(std::move(n));
+}
+
+int NetworkBuilder::transpose(int x, std::vector<int64_t> perm, Info info) {
+  const Node& src = in(x, info);
+  const std::string who = label(info, "Transpose");
+  CNNCERT_CHECK(perm.size() == src.shape.size(), who << ": permutation rank " << perm.size() << " vs input rank "
+                                                     << src.shape.size());
+  std::vector<int64_t> sorted = perm;
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t i = 0; i < sorted.size(); ++i) CNNCERT_CHECK(sorted[i] == static_cast<int64_t>(i), who << ": not a permutation");
+  Node n;
+  n.op = OpKind::Transpose;
+  n.name = info.name;
+  n.onnx_op = info.onnx_op.empty() ? "Transpose" : info.onnx_op;
+  n.inputs = {x};
+  for (int64_t p : perm) n.shape.push_back(src.shape[static_cast<size_t>(p)]);
+  n.attr = TransposeAttr{std::move(perm)};
+  return push(std::move(n));
+}
+
+int NetworkBuilder::pad(int x, std::vector<int64_t> begin, std::vector<int64_t> end, Info info) {
+  const Node& src = in(x, info);
+  const std::string who = label(info, "Pad");
+  CNNCERT_CHECK(begin.size() == src.shape.size() && end.size() == src.shape.size(), who << ": pads rank mismatch");
+  Node n;
+  n.op = OpKind::Pad;
+  n.name = info.name;
+  n.onnx_op = info.onnx_op.empty() ? "Pad" : info.onnx_op;
+  n.inputs = {x};
+  for (size_t i = 0; i < begin.size(); ++i) {
+    CNNCERT_CHECK(begin[i] >= 0 && end[i] >= 0, who << ": negative pads (cropping) are not supported");
+    n.shape.push_back(src.shape[i] + begin[i] + end[i]);
+  }
+  n.attr = PadAttr{std::move(begin), std::move(end)};
+  return push(std::move(n));
+}
+
+Network NetworkBuilder::build(int output) {
+  CNNCERT_CHECK(!nodes_.empty() && nodes_[0].op == OpKind::Input, "a network needs an input node");
+  CNNCERT_CHECK(output >= 0 && output < size(), "output node " << output << " does not exist");
+  // Keep only the nodes the output depends on (the input always stays first).
+  std::vector<char> live(nodes_.size(), 0);
+  live[static_cast<size_t>(output)] = 1;
+  live[0] = 1;
+  for (int i = output; i >= 0; --i)
+    if (live[static_cast<size_t>(i)])
+      for (int p : nodes_[static_cast<size_t>(i)].inputs) live[static_cast<size_t>(p)] = 1;
+  std::vector<int> remap(nodes_.size(), -1);
+  Network net;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (!live[i]) continue;
+    Node n = std::move(nodes_[i]);
+    for (int& p : n.inputs) p = remap[static_cast<size_t>(p)];
+    const std::string who = "node '" + n.name + "' (" + n.onnx_op + ")";
+    if (auto* c = std::get_if<ConvAttr>(&n.attr))
+      CNNCERT_CHECK(all_finite(c->weight) && all_finite(c->bias), who << ": weights contain NaN or Inf");
+    if (auto* d = std::get_if<DenseAttr>(&n.attr))
+      CNNCERT_CHECK(all_finite(d->weight) && all_finite(d->bias), who << ": weights contain NaN or Inf");
+    if (auto* s = std::get_if<ScaleShiftAttr>(&n.attr))
+      CNNCERT_CHECK(all_finite(s->scale) && all_finite(s->shift), who << ": constants contain NaN or Inf");
+    if (auto* a = std::get_if<ActAttr>(&n.attr))
+      CNNCERT_CHECK(std::isfinite(a->alpha), who << ": alpha is NaN or Inf");
+    remap[i] = static_cast<int>(net.nodes_.size());
+    net.nodes_.push_back(std::move(n));
+  }
+  net.output_ = remap[static_cast<size_t>(output)];
+  net.notes_ = std::move(notes_);
+  net.source_ = std::move(source_);
+  nodes_.clear();
+  notes_.clear();
+  return net;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward pass
+
+namespace {
+
+template <class T>
+void conv_forward(const ConvAttr& a, const Shape& is, const Shape& os, const T* x, T* y) {
+  const int64_t ic = is[0], ih = is[1], iw = is[2];
+  const int64_t oc = os[0], oh = os[1], ow = os[2];
+  const int64_t cpg_in = a.in_channels, cpg_out = oc / a.groups;
+  for (int64_t o = 0; o < oc; ++o) {
+    const int64_t g = o / cpg_out;
+    T* yo = y + o * oh * ow;
+    for (int64_t p = 0; p < oh * ow; ++p) yo[p] = static_cast<T>(a.bias[static_cast<size_t>(o)]);
+    for (int64_t ci = 0; ci < cpg_in; ++ci) {
+      const int64_t c = g * cpg_in + ci;
+      const T* xc = x + c * ih * iw;
+      for (int64_t ky = 0; ky < a.kernel_h; ++ky) {
+        for (int64_t kx = 0; kx < a.kernel_w; ++kx) {
+          const T w = static_cast<T>(a.weight[static_cast<size_t>(((o * cpg_in + ci) * a.kernel_h + ky) * a.kernel_w + kx)]);
+          if (w == T(0)) continue;
+          for (int64_t r = 0; r < oh; ++r) {
+            const int64_t yy = r * a.stride_h - a.pad_top + ky * a.dilation_h;
+            if (yy < 0 || yy >= ih) continue;
+            const T* xrow = xc + yy * iw;
+            T* yrow = yo + r * ow;
+            for (int64_t q = 0; q < ow; ++q) {
+              const int64_t xx = q * a.stride_w - a.pad_left + kx * a.dilation_w;
+              if (xx < 0 || xx >= iw) continue;
+              yrow[q] += w * xrow[xx];
+            }
+          }
+        }
+      }
+    }
+  }
+  (void)ic;
+}
+
+template <class T>
+T activate(const ActAttr& a, T v) {
+  switch (a.kind) {
+    case ActKind::Relu: return v > T(0) ? v : T(0);
+    case ActKind::LeakyRelu: return v >= T(0) ? v : static_cast<T>(a.alpha) * v;
+    case ActKind::Sigmoid: return T(1) / (T(1) + std::exp(-v));
+    case ActKind::Tanh: return std::tanh(v);
+    case ActKind::Atan: return std::atan(v);
+  }
+  return v;
+}
+
+template <class T>
+void pool_forward(const PoolAttr& a, bool is_max, const Shape& is, const Shape& os, const T* x, T* y) {
+  const int64_t c_n = is[0], ih = is[1], iw = is[2], oh = os[1], ow = os[2];
+  for (int64_t c = 0; c < c_n; ++c) {
+    for (int64_t r = 0; r < oh; ++r) {
+      for (int64_t q = 0; q < ow; ++q) {
+        T acc = is_max ? -std::numeric_limits<T>::infinity() : T(0);
+        int64_t counted = 0, padded_count = 0;
+        for (int64_t ky = 0; ky < a.kernel_h; ++ky) {
+          const int64_t yy = r * a.stride_h - a.pad_top + ky * a.dilation_h;
+          for (int64_t kx = 0; kx < a.kernel_w; ++kx) {
+            const int64_t xx = q * a.stride_w - a.pad_left + kx * a.dilation_w;
+            // Positions in the explicit padding count for count_include_pad; ceil-mode overhang does not.
+            const bool in_padded = yy < ih + a.pad_bottom && xx < iw + a.pad_right;
+            if (yy < 0 || yy >= ih || xx < 0 || xx >= iw) {
+              if (in_padded) ++padded_count;
+              continue;
+            }
+            const T v = x[(c * ih + yy) * iw + xx];
+            if (is_max) acc = std::max(acc, v);
+            else acc += v;
+            ++counted;
+            ++padded_count;
+          }
+        }
+        if (!is_max) acc /= static_cast<T>(a.count_include_pad ? padded_count : counted);
+        y[(c * oh + r) * ow + q] = acc;
+      }
+    }
+  }
+}
+
+template <class T>
+void transpose_forward(const TransposeAttr& a, const Shape& is, const T* x, T* y) {
+  const size_t rank = is.size();
+  std::vector<int64_t> in_strides(rank, 1);
+  for (size_t i = rank - 1; i > 0; --i) in_strides[i - 1] = in_strides[i] * is[i];
+  Shape os(rank);
+  for (size_t i = 0; i < rank; ++i) os[i] = is[static_cast<size_t>(a.perm[i])];
+  const int64_t n = numel(is);
+  std::vector<int64_t> idx(rank, 0);
+  for (int64_t k = 0; k < n; ++k) {
+    int64_t src = 0;
+    for (size_t i = 0; i < rank; ++i) src += idx[i] * in_strides[static_cast<size_t>(a.perm[i])];
+    y[k] = x[src];
+    for (size_t i = rank; i-- > 0;) {
+      if (++idx[i] < os[i]) break;
+      idx[i] = 0;
+    }
+  }
+}
+
+template <class T>
+void pad_forward(const PadAttr& a, const Shape& is, const Shape& os, const T* x, T* y) {
+  const size_t rank = is.size();
+  const int64_t n_out = numel(os);
+  std::fill(y, y + n_out, T(0));
+  const int64_t n_in = numel(is);
+  std::vector<int64_t> out_strides(rank, 1);
+  for (size_t i = rank; i-- > 1;) out_strides[i - 1] = out_strides[i] * os[i];
+  std::vector<int64_t> idx(rank, 0);
+  for (int64_t k = 0; k < n_in; ++k) {
+    int64_t dst = 0;
+    for (size_t i = 0; i < rank; ++i) dst += (idx[i] + a.begin[i]) * out_strides[i];
+    y[dst] = x[k];
+    for (size_t i = rank; i-- > 0;) {
+      if (++idx[i] < is[i]) break;
+      idx[i] = 0;
+    }
+  }
+}
+
+template <class T>
+void node_forward(const Node& n, const std::vector<std::vector<T>>& vals, const std::vector<Node>& nodes, int64_t batch,
+                  std::vector<T>& out) {
+  const int64_t osz = n.size();
+  out.assign(static_cast<size_t>(batch * osz), T(0));
+  const Node& src = nodes[static_cast<size_t>(n.inputs.at(0))];
+  const int64_t isz = src.size();
+  const std::vector<T>& xin = vals[static_cast<size_t>(n.inputs[0])];
+  for (int64_t b = 0; b < batch; ++b) {
+    const T* x = xin.data() + b * isz;
+    T* y = out.data() + b * osz;
+    switch (n.op) {
+      case OpKind::Input: break;
+      case OpKind::Conv: conv_forward(n.as<ConvAttr>(), src.shape, n.shape, x, y); break;
+      case OpKind::Dense: {
+        const DenseAttr& a = n.as<DenseAttr>();
+        for (int64_t o = 0; o < a.out_features; ++o) {
+          const double* w = a.weight.data() + o * a.in_features;
+          T acc = static_cast<T>(a.bias[static_cast<size_t>(o)]);
+          for (int64_t i = 0; i < a.in_features; ++i) acc += static_cast<T>(w[i]) * x[i];
+          y[o] = acc;
+        }
+        break;
+      }
+      case OpKind::ScaleShift: {
+        const ScaleShiftAttr& a = n.as<ScaleShiftAttr>();
+        for (int64_t i = 0; i < osz; ++i)
+          y[i] = static_cast<T>(a.scale[static_cast<size_t>(i)]) * x[i] + static_cast<T>(a.shift[static_cast<size_t>(i)]);
+        break;
+      }
+      case OpKind::Activation: {
+        const ActAttr& a = n.as<ActAttr>();
+        for (int64_t i = 0; i < osz; ++i) y[i] = activate(a, x[i]);
+        break;
+      }
+      case OpKind::MaxPool: pool_forward(n.as<PoolAttr>(), true, src.shape, n.shape, x, y); break;
+      case OpKind::AvgPool: pool_forward(n.as<PoolAttr>(), false, src.shape, n.shape, x, y); break;
+      case OpKind::Add: {
+        const T* x2 = vals[static_cast<size_t>(n.inputs[1])].data() + b * osz;
+        for (int64_t i = 0; i < osz; ++i) y[i] = x[i] + x2[i];
+        break;
+      }
+      case OpKind::Reshape: std::copy(x, x + osz, y); break;
+      case OpKind::Transpose: transpose_forward(n.as<TransposeAttr>(), src.shape, x, y); break;
+      case OpKind::Pad: pad_forward(n.as<PadAttr>(), src.shape, n.shape, x, y); break;
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+std::vector<std::vector<T>> Network::forward_all(const T* x, int64_t batch) const {
+  CNNCERT_CHECK(batch >= 0, "negative batch size");
+  std::vector<std::vector<T>> vals(nodes_.size());
+  vals[0].assign(x, x + batch * input_size());
+  for (size_t i = 1; i < nodes_.size(); ++i) node_forward(nodes_[i], vals, nodes_, batch, vals[i]);
+  return vals;
+}
+
+template <class T>
+std::vector<T> Network::forward(const T* x, int64_t batch) const {
+  CNNCERT_CHECK(batch >= 0, "negative batch size");
+  // Keep a value only until its last consumer has run.
+  std::vector<int> last_use(nodes_.size(), 0);
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    for (int p : nodes_[i].inputs) last_use[static_cast<size_t>(p)] = static_cast<int>(i);
+  last_use[static_cast<size_t>(output_)] = static_cast<int>(nodes_.size());
+  std::vector<std::vector<T>> vals(nodes_.size());
+  vals[0].assign(x, x + batch * input_size());
+  for (size_t i = 1; i < nodes_.size(); ++i) {
+    node_forward(nodes_[i], vals, nodes_, batch, vals[i]);
+    for (int p : nodes_[i].inputs)
+      if (last_use[static_cast<size_t>(p)] == static_cast<int>(i)) std::vector<T>().swap(vals[static_cast<size_t>(p)]);
+  }
+  return std::move(vals[static_cast<size_t>(output_)]);
+}
+
+template std::vector<float> Network::forward<float>(const float*, int64_t) const;
+template std::vector<double> Network::forward<double>(const double*, int64_t) const;
+template std::vector<std::vector<float>> Network::forward_all<float>(const float*, int64_t) const;
+template std::vector<std::vector<double>> Network::forward_all<double>(const double*, int64_t) const;
+
+}  // namespace cnncert

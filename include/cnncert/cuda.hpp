@@ -1,0 +1,20 @@
+#pragma once
+/// \file cuda.hpp
+/// Whether the GPU engine is compiled in and usable. Host-only: no CUDA types.
+
+#include <string>
+
+namespace cnncert {
+
+/// True when this build contains the CUDA engine.
+bool cuda_compiled();
+/// True when the CUDA engine is compiled in and at least one GPU is usable.
+bool cuda_available();
+/// One line describing the GPU (name, memory, compute capability, runtime version), or why none
+/// is usable.
+std::string cuda_device_info();
+/// Runs a small kernel on the GPU and compares it with the CPU: "" when it matches, else what
+/// went wrong (also "no usable GPU"). Throws CudaError when a CUDA call fails.
+std::string cuda_smoke_test();
+
+}  // namespace cnncert

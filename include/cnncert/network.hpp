@@ -1,0 +1,181 @@
+#pragma once
+/// \file network.hpp
+/// The network IR: an immutable DAG of nodes over per-sample tensors, with a batched forward pass.
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace cnncert {
+
+/// Per-sample tensor shape (the batch dimension is never part of it), row-major.
+using Shape = std::vector<int64_t>;
+
+/// Number of elements of a shape (1 for a scalar shape).
+int64_t numel(const Shape& s);
+/// "(C, H, W)"-style text of a shape.
+std::string shape_str(const Shape& s);
+
+/// Kind of an IR node.
+enum class OpKind { Input, Conv, Dense, ScaleShift, Activation, MaxPool, AvgPool, Add, Reshape, Transpose, Pad };
+/// Element-wise activation functions.
+enum class ActKind { Relu, LeakyRelu, Sigmoid, Tanh, Atan };
+
+/// Name of an op kind ("Conv", "Dense", ...).
+const char* op_name(OpKind k);
+/// Name of an activation ("Relu", "Sigmoid", ...).
+const char* act_name(ActKind k);
+
+/// 2-D convolution over a (C, H, W) input. Weight layout [out][in/groups][kh][kw].
+struct ConvAttr {
+  int64_t out_channels = 0, in_channels = 0, kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  int64_t dilation_h = 1, dilation_w = 1, groups = 1;
+  std::vector<double> weight;  ///< out_channels * in_channels/groups * kernel_h * kernel_w
+  std::vector<double> bias;    ///< out_channels (zeros when the model has none)
+};
+
+/// Dense layer y = W x + b over the flattened input. Weight layout [out][in], row-major.
+struct DenseAttr {
+  int64_t out_features = 0, in_features = 0;
+  std::vector<double> weight;  ///< out_features * in_features
+  std::vector<double> bias;    ///< out_features
+};
+
+/// Element-wise y = scale ⊙ x + shift with one value per element of the tensor (BatchNorm,
+/// input normalization, Add/Sub/Mul/Div by constants).
+struct ScaleShiftAttr {
+  std::vector<double> scale, shift;
+};
+
+/// Element-wise activation; `alpha` is LeakyRelu's negative slope.
+struct ActAttr {
+  ActKind kind = ActKind::Relu;
+  double alpha = 0.01;
+};
+
+/// Max or average pooling over a (C, H, W) input; padded positions never win a max, and count
+/// towards an average only with `count_include_pad`.
+struct PoolAttr {
+  int64_t kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  int64_t dilation_h = 1, dilation_w = 1;
+  bool ceil_mode = false;
+  bool count_include_pad = false;
+};
+
+/// Permutation of the axes of the per-sample tensor: output axis i is input axis perm[i].
+struct TransposeAttr {
+  std::vector<int64_t> perm;
+};
+
+/// Zero padding of every per-sample axis by `begin[i]` before and `end[i]` after.
+struct PadAttr {
+  std::vector<int64_t> begin, end;
+};
+
+/// One node of the DAG. Nodes are stored in topological order; `inputs` index earlier nodes.
+struct Node {
+  OpKind op = OpKind::Input;
+  std::string name;     ///< ONNX node (or tensor) name, for messages
+  std::string onnx_op;  ///< ONNX op type(s) this node came from, e.g. "Conv+BatchNormalization"
+  std::vector<int> inputs;
+  Shape shape;  ///< per-sample output shape
+  std::variant<std::monostate, ConvAttr, DenseAttr, ScaleShiftAttr, ActAttr, PoolAttr, TransposeAttr, PadAttr> attr;
+
+  /// Typed access to the attributes (throws InternalError on a mismatch).
+  template <class A>
+  const A& as() const;
+  template <class A>
+  A& as();
+  /// Number of elements of the output.
+  int64_t size() const { return numel(shape); }
+  /// Number of trainable parameters (weights and biases, scale and shift).
+  int64_t parameter_count() const;
+};
+
+/// An immutable network. Build one with NetworkBuilder or import_onnx().
+class Network {
+ public:
+  /// All nodes in topological order; node 0 is the input.
+  const std::vector<Node>& nodes() const { return nodes_; }
+  /// Node by index.
+  const Node& node(int i) const { return nodes_.at(static_cast<size_t>(i)); }
+  /// Index of the output node.
+  int output() const { return output_; }
+  /// Per-sample input shape.
+  const Shape& input_shape() const { return nodes_.front().shape; }
+  /// Per-sample output shape.
+  const Shape& output_shape() const { return nodes_.at(static_cast<size_t>(output_)).shape; }
+  /// Number of elements of one input sample.
+  int64_t input_size() const { return numel(input_shape()); }
+  /// Number of outputs (classes).
+  int64_t output_size() const { return numel(output_shape()); }
+  /// Total number of activation neurons (outputs of Activation nodes).
+  int64_t activation_neurons() const;
+  /// Notes the importer left for the user (e.g. "trailing Softmax stripped").
+  const std::vector<std::string>& notes() const { return notes_; }
+  /// Where the network came from (file path or "built in code").
+  const std::string& source() const { return source_; }
+
+  /// Forward pass of `batch` samples stored contiguously (batch × input_size()); returns
+  /// batch × output_size() values. Computes in T (float or double).
+  template <class T>
+  std::vector<T> forward(const T* x, int64_t batch) const;
+  /// Forward pass that keeps the value of every node: result[node] has batch × node.size() values.
+  template <class T>
+  std::vector<std::vector<T>> forward_all(const T* x, int64_t batch) const;
+
+ private:
+  friend class NetworkBuilder;
+  std::vector<Node> nodes_;
+  int output_ = 0;
+  std::vector<std::string> notes_;
+  std::string source_ = "built in code";
+};
+
+/// Builds a Network node by node, inferring and checking shapes as it goes (throws
+/// InvalidArgument naming the node on a mismatch).
+class NetworkBuilder {
+ public:
+  /// Optional names attached to a node for messages.
+  struct Info {
+    std::string name;
+    std::string onnx_op;
+  };
+  /// The input node; must be added first.
+  int input(Shape shape, Info info = {});
+  int conv(int x, ConvAttr a, Info info = {});
+  int dense(int x, DenseAttr a, Info info = {});
+  int scale_shift(int x, ScaleShiftAttr a, Info info = {});
+  int activation(int x, ActKind kind, double alpha = 0.01, Info info = {});
+  int max_pool(int x, PoolAttr a, Info info = {});
+  int avg_pool(int x, PoolAttr a, Info info = {});
+  int add(int a, int b, Info info = {});
+  int reshape(int x, Shape shape, Info info = {});
+  int transpose(int x, std::vector<int64_t> perm, Info info = {});
+  int pad(int x, std::vector<int64_t> begin, std::vector<int64_t> end, Info info = {});
+
+  /// Node access while building (the importer folds BatchNorm into a preceding Conv this way).
+  Node& node(int i) { return nodes_.at(static_cast<size_t>(i)); }
+  /// Number of nodes so far.
+  int size() const { return static_cast<int>(nodes_.size()); }
+  /// Adds a note that the finished network reports.
+  void note(std::string text) { notes_.push_back(std::move(text)); }
+  /// Sets the source description.
+  void source(std::string s) { source_ = std::move(s); }
+  /// Finishes the network with `output` as its output node. Nodes that do not feed the output
+  /// are dropped. Checks every weight is finite.
+  Network build(int output);
+
+ private:
+  int push(Node n);
+  const Node& in(int x, const Info& info) const;
+  std::vector<Node> nodes_;
+  std::vector<std::string> notes_;
+  std::string source_ = "built in code";
+};
+
+}  // namespace cnncert

@@ -1,0 +1,20 @@
+#pragma once
+/// \file onnx.hpp
+/// ONNX import.
+
+#include <string>
+
+#include "cnncert/network.hpp"
+
+namespace cnncert {
+
+/// Imports an ONNX model file into a Network: shapes inferred, constant subgraphs folded,
+/// BatchNorm folded into a preceding Conv/Dense, a trailing Softmax stripped (with a note).
+/// Throws InvalidArgument for a missing/unreadable/malformed file and UnsupportedModel naming the
+/// node and op for anything that cannot be represented.
+Network import_onnx(const std::string& path);
+
+/// Same, from the bytes of a model in memory; `name` is used in messages.
+Network import_onnx_bytes(const std::string& bytes, const std::string& name);
+
+}  // namespace cnncert

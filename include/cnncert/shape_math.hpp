@@ -1,0 +1,34 @@
+#pragma once
+/// \file shape_math.hpp
+/// Shape arithmetic shared by host and device code (convolution and pooling output sizes).
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define CNNCERT_HD __host__ __device__
+#else
+#define CNNCERT_HD
+#endif
+
+namespace cnncert {
+
+/// Output extent of a convolution/pooling window along one axis. `ceil_mode` rounds the last
+/// partial window up (ONNX pooling's ceil_mode=1); a window must start inside the padded input.
+/// Returns a value <= 0 when the window does not fit.
+CNNCERT_HD inline int64_t window_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_begin,
+                                          int64_t pad_end, int64_t dilation, bool ceil_mode = false) {
+  const int64_t span = dilation * (kernel - 1) + 1;
+  const int64_t avail = in + pad_begin + pad_end - span;
+  if (avail < 0 || stride <= 0) return 0;
+  int64_t out = ceil_mode ? (avail + stride - 1) / stride + 1 : avail / stride + 1;
+  // ONNX/PyTorch rule: the last window must start inside the input or left padding.
+  if (ceil_mode && (out - 1) * stride >= in + pad_begin) --out;
+  return out;
+}
+
+/// First input coordinate covered by output position `o` (may be negative inside padding).
+CNNCERT_HD inline int64_t window_start(int64_t o, int64_t stride, int64_t pad_begin) {
+  return o * stride - pad_begin;
+}
+
+}  // namespace cnncert

@@ -1,0 +1,216 @@
+// Network IR: shape inference and the forward pass of every node kind on hand-computed cases.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "cnncert/error.hpp"
+#include "cnncert/network.hpp"
+#include "cnncert/shape_math.hpp"
+
+namespace cnncert {
+namespace {
+
+std::vector<double> run(const Network& net, const std::vector<double>& x) { return net.forward(x.data(), 1); }
+
+TEST(ShapeMath, WindowOutSize) {
+  EXPECT_EQ(window_out_size(28, 3, 1, 0, 0, 1), 26);
+  EXPECT_EQ(window_out_size(28, 5, 2, 2, 2, 1), 14);
+  EXPECT_EQ(window_out_size(32, 4, 2, 1, 1, 1), 16);
+  EXPECT_EQ(window_out_size(5, 3, 1, 0, 0, 2), 1);     // dilated span 5
+  EXPECT_EQ(window_out_size(6, 3, 2, 0, 0, 1), 2);     // floor
+  EXPECT_EQ(window_out_size(6, 3, 2, 0, 0, 1, true), 3);  // ceil mode keeps a partial window
+  EXPECT_EQ(window_out_size(2, 3, 1, 0, 0, 1), 0);     // does not fit
+}
+
+TEST(Network, DenseReluByHand) {
+  NetworkBuilder b;
+  int x = b.input({2});
+  DenseAttr d{2, 2, {1, -2, 3, 4}, {0.5, -20}};
+  int y = b.activation(b.dense(x, d), ActKind::Relu);
+  Network net = b.build(y);
+  // [1*3 - 2*1 + 0.5, 3*3 + 4*1 - 20] = [1.5, -7] → relu → [1.5, 0]
+  EXPECT_EQ(run(net, {3, 1}), (std::vector<double>{1.5, 0.0}));
+  EXPECT_EQ(net.activation_neurons(), 2);
+}
+
+TEST(Network, ConvStridePadDilationByHand) {
+  NetworkBuilder b;
+  int x = b.input({1, 3, 3});
+  ConvAttr c;
+  c.out_channels = 1;
+  c.in_channels = 1;
+  c.kernel_h = c.kernel_w = 2;
+  c.weight = {1, 2, 3, 4};
+  c.bias = {10};
+  c.pad_top = 1;  // asymmetric: one row on top only
+  c.stride_h = 2;
+  c.stride_w = 1;
+  int y = b.conv(x, c);
+  Network net = b.build(y);
+  ASSERT_EQ(net.output_shape(), (Shape{1, 2, 2}));
+  // input rows: [1 2 3; 4 5 6; 7 8 9]; padded with a zero row on top.
+  // out(0,0): window rows -1..0, cols 0..1 → 3*1 + 4*2 = 11 (+10)
+  // out(0,1): cols 1..2 → 3*2 + 4*3 = 18 (+10)
+  // out(1,0): rows 1..2 → 1*4+2*5+3*7+4*8 = 67 (+10); out(1,1): 1*5+2*6+3*8+4*9 = 77 (+10)
+  EXPECT_EQ(run(net, {1, 2, 3, 4, 5, 6, 7, 8, 9}), (std::vector<double>{21, 28, 77, 87}));
+
+  NetworkBuilder b2;
+  x = b2.input({1, 3, 3});
+  ConvAttr d = c;
+  d.pad_top = 0;
+  d.stride_h = 1;
+  d.dilation_h = d.dilation_w = 2;
+  Network dil = b2.build(b2.conv(x, d));
+  ASSERT_EQ(dil.output_shape(), (Shape{1, 1, 1}));
+  // corners: 1*1 + 2*3 + 3*7 + 4*9 = 64
+  EXPECT_EQ(run(dil, {1, 2, 3, 4, 5, 6, 7, 8, 9}), (std::vector<double>{74}));
+}
+
+TEST(Network, GroupedConvKeepsGroupsApart) {
+  NetworkBuilder b;
+  int x = b.input({2, 1, 1});
+  ConvAttr c;
+  c.out_channels = 2;
+  c.in_channels = 1;
+  c.groups = 2;
+  c.weight = {2, 3};
+  Network net = b.build(b.conv(x, c));
+  EXPECT_EQ(run(net, {5, 7}), (std::vector<double>{10, 21}));
+}
+
+TEST(Network, MaxPoolPaddingNeverWins) {
+  NetworkBuilder b;
+  int x = b.input({1, 2, 2});
+  PoolAttr p;
+  p.kernel_h = p.kernel_w = 2;
+  p.stride_h = p.stride_w = 2;
+  p.pad_top = p.pad_left = 1;
+  p.pad_bottom = p.pad_right = 1;
+  Network net = b.build(b.max_pool(x, p));
+  ASSERT_EQ(net.output_shape(), (Shape{1, 2, 2}));
+  EXPECT_EQ(run(net, {-1, -2, -3, -4}), (std::vector<double>{-1, -2, -3, -4}));
+}
+
+TEST(Network, AvgPoolCountIncludePad) {
+  for (bool include : {false, true}) {
+    NetworkBuilder b;
+    int x = b.input({1, 2, 2});
+    PoolAttr p;
+    p.kernel_h = p.kernel_w = 2;
+    p.pad_top = p.pad_left = 1;
+    p.count_include_pad = include;
+    Network net = b.build(b.avg_pool(x, p));
+    ASSERT_EQ(net.output_shape(), (Shape{1, 2, 2}));
+    const auto y = run(net, {4, 8, 12, 16});
+    // top-left window holds only the value 4: average 4 (or 4/4 with the three padded zeros)
+    EXPECT_DOUBLE_EQ(y[0], include ? 1.0 : 4.0);
+    EXPECT_DOUBLE_EQ(y[3], 10.0);  // full window
+  }
+}
+
+TEST(Network, TransposeHwcToChw) {
+  NetworkBuilder b;
+  int x = b.input({2, 2, 3});  // H, W, C
+  int y = b.transpose(x, {2, 0, 1});
+  Network net = b.build(y);
+  ASSERT_EQ(net.output_shape(), (Shape{3, 2, 2}));
+  std::vector<double> in(12);
+  for (int i = 0; i < 12; ++i) in[static_cast<size_t>(i)] = i;  // value = (h*2 + w)*3 + c
+  const auto out = run(net, in);
+  for (int c = 0; c < 3; ++c)
+    for (int h = 0; h < 2; ++h)
+      for (int w = 0; w < 2; ++w) EXPECT_EQ(out[static_cast<size_t>((c * 2 + h) * 2 + w)], (h * 2 + w) * 3 + c);
+}
+
+TEST(Network, PadAddsZeros) {
+  NetworkBuilder b;
+  int x = b.input({1, 1, 2});
+  Network net = b.build(b.pad(x, {0, 1, 0}, {0, 0, 1}));
+  ASSERT_EQ(net.output_shape(), (Shape{1, 2, 3}));
+  EXPECT_EQ(run(net, {5, 6}), (std::vector<double>{0, 0, 0, 5, 6, 0}));
+}
+
+TEST(Network, ResidualAddAndActivations) {
+  NetworkBuilder b;
+  int x = b.input({3});
+  int s = b.activation(x, ActKind::Sigmoid);
+  int t = b.activation(x, ActKind::Tanh);
+  int a = b.activation(x, ActKind::Atan);
+  int l = b.activation(x, ActKind::LeakyRelu, 0.1);
+  int y = b.add(b.add(s, t), b.add(a, l));
+  Network net = b.build(y);
+  const std::vector<double> in{-2, 0, 1.5};
+  const auto out = run(net, in);
+  for (size_t i = 0; i < 3; ++i) {
+    const double v = in[i];
+    const double want = 1 / (1 + std::exp(-v)) + std::tanh(v) + std::atan(v) + (v >= 0 ? v : 0.1 * v);
+    EXPECT_NEAR(out[i], want, 1e-15);
+  }
+}
+
+TEST(Network, FloatAndDoubleAgreeAndBatchesAreIndependent) {
+  NetworkBuilder b;
+  int x = b.input({1, 4, 4});
+  ConvAttr c;
+  c.out_channels = 2;
+  c.in_channels = 1;
+  c.kernel_h = c.kernel_w = 3;
+  for (int i = 0; i < 18; ++i) c.weight.push_back(std::sin(i + 1.0));
+  c.bias = {0.1, -0.2};
+  int h = b.activation(b.conv(x, c), ActKind::Relu);
+  h = b.reshape(h, {8});
+  DenseAttr d{3, 8, {}, {0, 1, 2}};
+  for (int i = 0; i < 24; ++i) d.weight.push_back(std::cos(i * 0.7));
+  Network net = b.build(b.dense(h, d));
+  std::vector<double> xs(32);
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = std::sin(0.3 * static_cast<double>(i));
+  std::vector<float> xf(xs.begin(), xs.end());
+  const auto yd = net.forward(xs.data(), 2);
+  const auto yf = net.forward(xf.data(), 2);
+  const auto y1 = net.forward(xs.data() + 16, 1);
+  ASSERT_EQ(yd.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) EXPECT_NEAR(yd[i], yf[i], 1e-5);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(yd[3 + i], y1[i]);
+  const auto all = net.forward_all(xs.data(), 2);
+  EXPECT_EQ(all.back(), yd);
+  EXPECT_EQ(all[1].size(), 2u * 2 * 2 * 2);
+}
+
+TEST(Network, BuilderRejectsBadShapesAndNonFiniteWeights) {
+  NetworkBuilder b;
+  int x = b.input({4});
+  DenseAttr d{2, 3, std::vector<double>(6, 1.0), {}};
+  EXPECT_THROW(b.dense(x, d), InvalidArgument);
+  ConvAttr c;
+  c.out_channels = 1;
+  c.in_channels = 1;
+  c.weight = {1};
+  EXPECT_THROW(b.conv(x, c), InvalidArgument);  // not (C, H, W)
+  EXPECT_THROW(b.reshape(x, {3}), InvalidArgument);
+  EXPECT_THROW(b.transpose(x, {1}), InvalidArgument);
+
+  NetworkBuilder nb;
+  x = nb.input({2});
+  DenseAttr bad{1, 2, {1.0, std::nan("")}, {0}};
+  int y = nb.dense(x, bad, {"fc1", "Gemm"});
+  try {
+    nb.build(y);
+    FAIL() << "NaN weight accepted";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("fc1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Network, BuildDropsNodesThatDoNotFeedTheOutput) {
+  NetworkBuilder b;
+  int x = b.input({2});
+  b.activation(x, ActKind::Tanh);  // dead branch
+  int y = b.activation(x, ActKind::Relu);
+  Network net = b.build(y);
+  EXPECT_EQ(net.nodes().size(), 2u);
+  EXPECT_EQ(net.output(), 1);
+}
+
+}  // namespace
+}  // namespace cnncert

@@ -1,0 +1,296 @@
+// ONNX import: real networks against onnxruntime's logits, op coverage on models built in code,
+// and bad input.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "cnncert/error.hpp"
+#include "cnncert/onnx.hpp"
+#include "npy.hpp"
+#include "test_util.hpp"
+
+namespace cnncert::test {
+namespace {
+
+using nlohmann::json;
+
+/// Largest |a − b| relative to max(|b|∞, 1), row by row: the forward pass must match
+/// onnxruntime to 1e-5 of the logits' scale.
+double max_rel_error(const std::vector<double>& a, const std::vector<double>& b, int64_t classes) {
+  double worst = 0;
+  for (size_t r = 0; r * static_cast<size_t>(classes) < b.size(); ++r) {
+    double scale = 1;
+    for (int64_t k = 0; k < classes; ++k) scale = std::max(scale, std::fabs(b[r * static_cast<size_t>(classes) + static_cast<size_t>(k)]));
+    for (int64_t k = 0; k < classes; ++k) {
+      const size_t i = r * static_cast<size_t>(classes) + static_cast<size_t>(k);
+      worst = std::max(worst, std::fabs(a[i] - b[i]) / scale);
+    }
+  }
+  return worst;
+}
+
+void check_reference(const std::string& stem, const json& entry, const std::filesystem::path& onnx_path) {
+  SCOPED_TRACE(stem);
+  const auto dir = source_dir() / "tests/fixtures/reference";
+  const Network net = import_onnx(onnx_path.string());
+  const auto input = detail::read_npy((dir / (stem + ".input.npy")).string());
+  const auto logits = detail::read_npy((dir / (stem + ".logits.npy")).string());
+  const int64_t batch = input.shape.at(0);
+  ASSERT_EQ(net.input_size() * batch, static_cast<int64_t>(input.data.size()));
+  ASSERT_EQ(net.output_size(), entry["num_classes"].get<int64_t>());
+  const auto out = net.forward(input.data.data(), batch);
+  EXPECT_LE(max_rel_error(out, logits.data, net.output_size()), 1e-5);
+  // float evaluation too (looser: float32 rounding through several layers)
+  std::vector<float> xf(input.data.begin(), input.data.end());
+  const auto outf = net.forward(xf.data(), batch);
+  EXPECT_LE(max_rel_error(std::vector<double>(outf.begin(), outf.end()), logits.data, net.output_size()), 1e-4);
+  // predictions match onnxruntime's
+  const auto predicted = entry["predicted"].get<std::vector<int64_t>>();
+  for (int64_t b = 0; b < batch; ++b) {
+    const double* row = out.data() + b * net.output_size();
+    EXPECT_EQ(std::max_element(row, row + net.output_size()) - row, predicted[static_cast<size_t>(b)]);
+  }
+}
+
+json manifest() {
+  std::ifstream f(source_dir() / "tests/fixtures/reference/manifest.json");
+  return json::parse(f)["networks"];
+}
+
+TEST(OnnxReference, SharedNetworksMatchOnnxruntime) {
+  CNNCERT_REQUIRE_SHARED_DATA();
+  int checked = 0;
+  const json m = manifest();
+  for (const auto& [stem, entry] : m.items()) {
+    if (entry["onnx_root"] != "shared_data") continue;
+    check_reference(stem, entry, shared_data() / entry["onnx"].get<std::string>());
+    ++checked;
+  }
+  EXPECT_GE(checked, 12);
+}
+
+TEST(OnnxReference, ShippedModelsMatchOnnxruntime) {
+  int checked = 0;
+  const json m = manifest();
+  for (const auto& [stem, entry] : m.items()) {
+    if (entry["onnx_root"] != "repo") continue;
+    check_reference(stem, entry, source_dir() / entry["onnx"].get<std::string>());
+    ++checked;
+  }
+  EXPECT_GE(checked, 1);
+}
+
+TEST(OnnxReference, EverySharedNetworkHasAFixture) {
+  CNNCERT_REQUIRE_SHARED_DATA();
+  const json m = manifest();
+  for (const auto& e : std::filesystem::directory_iterator(shared_data() / "nets")) {
+    const std::string stem = e.path().stem().string();
+    if (stem.find("sign") != std::string::npos) continue;
+    EXPECT_TRUE(m.contains(stem)) << stem << " has no reference fixture: run tools/make_reference.py";
+  }
+}
+
+TEST(OnnxImport, SignNetworkIsRejectedAtTheSignNode) {
+  CNNCERT_REQUIRE_SHARED_DATA();
+  try {
+    import_onnx((shared_data() / "nets/gtsrb_bnn_48_bn_maxpool_sign.onnx").string());
+    FAIL() << "Sign accepted";
+  } catch (const UnsupportedModel& e) {
+    const std::string msg = e.what();
+    // The Transpose, Conv, MaxPool and BatchNormalization before it imported; the error names Sign.
+    EXPECT_NE(msg.find("op Sign"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("node '"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("gtsrb_bnn_48_bn_maxpool_sign.onnx"), std::string::npos) << msg;
+  }
+}
+
+TEST(OnnxImport, KnownStructureOfRealNetworks) {
+  CNNCERT_REQUIRE_SHARED_DATA();
+  // nln_tansig: trailing Softmax stripped with a note; dense layers written as convolutions.
+  Network nln = import_onnx((shared_data() / "nets/mnist_nln_tansig_200_50.onnx").string());
+  ASSERT_FALSE(nln.notes().empty());
+  EXPECT_NE(nln.notes()[0].find("Softmax"), std::string::npos);
+  EXPECT_EQ(nln.activation_neurons(), 250);
+  // resnet_2b: two residual Adds, 6 244 ReLUs
+  Network res = import_onnx((shared_data() / "nets/cifar_resnet_2b.onnx").string());
+  EXPECT_EQ(std::count_if(res.nodes().begin(), res.nodes().end(), [](const Node& n) { return n.op == OpKind::Add; }), 2);
+  EXPECT_EQ(res.activation_neurons(), 6244);
+  // eran sigmoid: Sub and Div of the input normalization merge into one scale/shift node
+  Network eran = import_onnx((shared_data() / "nets/mnist_eran_sigmoid_6x200.onnx").string());
+  EXPECT_EQ(std::count_if(eran.nodes().begin(), eran.nodes().end(), [](const Node& n) { return n.op == OpKind::ScaleShift; }), 1);
+  EXPECT_EQ(eran.activation_neurons(), 1200);
+  // marabou sigmoid: MatMul + Add fold into dense layers
+  Network mar = import_onnx((shared_data() / "nets/mnist_marabou_sigmoid_64_32.onnx").string());
+  EXPECT_EQ(std::count_if(mar.nodes().begin(), mar.nodes().end(), [](const Node& n) { return n.op == OpKind::Dense; }), 3);
+  EXPECT_EQ(std::count_if(mar.nodes().begin(), mar.nodes().end(), [](const Node& n) { return n.op == OpKind::ScaleShift; }), 0);
+  const int64_t expected_neurons[][2] = {{0, 0}};
+  (void)expected_neurons;
+  EXPECT_EQ(import_onnx((shared_data() / "nets/mnist_verivital_convnet_maxpool.onnx").string()).activation_neurons(), 23328);
+  EXPECT_EQ(import_onnx((shared_data() / "nets/cifar_biasfield_base_allconv.onnx").string()).activation_neurons(), 45056);
+  EXPECT_EQ(import_onnx((shared_data() / "nets/mnist_marabou_cnn_maxpool2.onnx").string()).activation_neurons(), 6968);
+  // 32×14×14 + 64×7×7 + 100 (the data README's 9,408 leaves out the dense layer's 100 ReLUs)
+  EXPECT_EQ(import_onnx((shared_data() / "nets/mnist_colt_convmed_0.1.onnx").string()).activation_neurons(), 9508);
+}
+
+// ---- models built in code -----------------------------------------------------------------------
+
+Network import_bytes(const std::string& bytes) { return import_onnx_bytes(bytes, "test.onnx"); }
+
+TEST(OnnxImport, GemmTransposeAlphaBeta) {
+  // W given as (K=2, N=3) with transB=0, alpha 2, beta 0.5
+  const std::string m = onnx_model(
+      {onnx_node("Gemm", {"x", "W", "C"}, {"y"}, {attr_float("alpha", 2), attr_float("beta", 0.5)})},
+      {onnx_tensor("W", {2, 3}, {1, 2, 3, 4, 5, 6}), onnx_tensor("C", {3}, {2, 4, 6})}, onnx_value("x", {-1, 2}),
+      onnx_value("y", {-1, 3}));
+  Network net = import_bytes(m);
+  const double x[2] = {1, -1};
+  // x·W = [1-4, 2-5, 3-6] = [-3,-3,-3]; ×2 = -6; + 0.5*C = [-5, -4, -3]
+  EXPECT_EQ(net.forward(x, 1), (std::vector<double>{-5, -4, -3}));
+
+  const std::string t = onnx_model({onnx_node("Gemm", {"x", "W"}, {"y"}, {attr_int("transB", 1)})},
+                                   {onnx_tensor("W", {3, 2}, {1, 4, 2, 5, 3, 6})}, onnx_value("x", {-1, 2}),
+                                   onnx_value("y", {-1, 3}));
+  EXPECT_EQ(import_bytes(t).forward(x, 1), (std::vector<double>{-3, -3, -3}));
+}
+
+TEST(OnnxImport, MatMulAddFoldsIntoOneDenseLayer) {
+  const std::string m = onnx_model({onnx_node("MatMul", {"x", "W"}, {"h"}), onnx_node("Add", {"h", "b"}, {"y"})},
+                                   {onnx_tensor("W", {2, 2}, {1, 2, 3, 4}), onnx_tensor("b", {2}, {10, 20})},
+                                   onnx_value("x", {-1, 2}), onnx_value("y", {-1, 2}));
+  Network net = import_bytes(m);
+  EXPECT_EQ(net.nodes().size(), 2u);
+  const double x[2] = {1, 1};
+  EXPECT_EQ(net.forward(x, 1), (std::vector<double>{14, 26}));
+}
+
+TEST(OnnxImport, ConvBatchNormFoldsExactly) {
+  const std::vector<std::string> attrs = {attr_ints("kernel_shape", {1, 1})};
+  const std::string m = onnx_model(
+      {onnx_node("Conv", {"x", "W", "B"}, {"c"}, attrs),
+       onnx_node("BatchNormalization", {"c", "g", "beta", "mu", "var"}, {"y"}, {attr_float("epsilon", 0.25)})},
+      {onnx_tensor("W", {2, 1, 1, 1}, {2, -1}), onnx_tensor("B", {2}, {1, 0}), onnx_tensor("g", {2}, {3, 1}),
+       onnx_tensor("beta", {2}, {0.5, 0}), onnx_tensor("mu", {2}, {1, 2}), onnx_tensor("var", {2}, {0.75, 3.75})},
+      onnx_value("x", {-1, 1, 1, 1}), onnx_value("y", {-1, 2, 1, 1}));
+  Network net = import_bytes(m);
+  ASSERT_EQ(net.nodes().size(), 2u);
+  EXPECT_EQ(net.node(1).onnx_op, "Conv+BatchNormalization");
+  const double x[1] = {2};
+  // conv: [5, -2]; BN: 3*(5-1)/sqrt(1) + 0.5 = 12.5 ; 1*(-2-2)/sqrt(4) = -2
+  const auto y = net.forward(x, 1);
+  EXPECT_NEAR(y[0], 12.5, 1e-12);
+  EXPECT_NEAR(y[1], -2.0, 1e-12);
+}
+
+TEST(OnnxImport, ShapeGatherConcatReshapeChainFlattens) {
+  // colt-style flatten: Reshape(x, Concat(Unsqueeze(Gather(Shape(x), 0)), [-1]))
+  const std::string m = onnx_model(
+      {onnx_node("Shape", {"x"}, {"s"}), onnx_node("Gather", {"s", "zero"}, {"n"}, {attr_int("axis", 0)}),
+       onnx_node("Unsqueeze", {"n", "ax"}, {"nu"}), onnx_node("Concat", {"nu", "minus1"}, {"shape"}, {attr_int("axis", 0)}),
+       onnx_node("Reshape", {"x", "shape"}, {"f"}), onnx_node("Gemm", {"f", "W"}, {"y"}, {attr_int("transB", 1)})},
+      {onnx_tensor("zero", {}, {0}, true), onnx_tensor("ax", {1}, {0}, true), onnx_tensor("minus1", {1}, {-1}, true),
+       onnx_tensor("W", {1, 4}, {1, 2, 3, 4})},
+      onnx_value("x", {-1, 1, 2, 2}), onnx_value("y", {-1, 1}));
+  Network net = import_bytes(m);
+  const double x[8] = {1, 1, 1, 1, 1, 0, 0, 1};
+  EXPECT_EQ(net.forward(x, 2), (std::vector<double>{10, 5}));
+}
+
+TEST(OnnxImport, TrailingSoftmaxIsStrippedWithANote) {
+  const std::string m = onnx_model({onnx_node("Relu", {"x"}, {"r"}), onnx_node("Softmax", {"r"}, {"y"})}, {},
+                                   onnx_value("x", {-1, 3}), onnx_value("y", {-1, 3}));
+  Network net = import_bytes(m);
+  ASSERT_EQ(net.notes().size(), 1u);
+  const double x[3] = {-1, 2, 3};
+  EXPECT_EQ(net.forward(x, 1), (std::vector<double>{0, 2, 3}));
+}
+
+TEST(OnnxImport, NormalizationConstantsMergeIntoOneScaleShift) {
+  const std::string m = onnx_model({onnx_node("Sub", {"x", "mean"}, {"a"}), onnx_node("Div", {"a", "std"}, {"y"})},
+                                   {onnx_tensor("mean", {1, 2, 1, 1}, {0.5, 1}), onnx_tensor("std", {1, 2, 1, 1}, {0.25, 2})},
+                                   onnx_value("x", {-1, 2, 1, 2}), onnx_value("y", {-1, 2, 1, 2}));
+  Network net = import_bytes(m);
+  ASSERT_EQ(net.nodes().size(), 2u);
+  const double x[4] = {1, 0, 3, 5};
+  EXPECT_EQ(net.forward(x, 1), (std::vector<double>{2, -2, 1, 2}));
+}
+
+TEST(OnnxImport, NhwcTransposeAndPoolingAttributes) {
+  const std::string m = onnx_model(
+      {onnx_node("Transpose", {"x"}, {"t"}, {attr_ints("perm", {0, 3, 1, 2})}),
+       onnx_node("MaxPool", {"t"}, {"p"}, {attr_ints("kernel_shape", {2, 2}), attr_string("auto_pad", "VALID")}),
+       onnx_node("AveragePool", {"t"}, {"q"}, {attr_ints("kernel_shape", {2, 2}), attr_ints("pads", {1, 1, 0, 0}),
+                                               attr_int("count_include_pad", 1)}),
+       onnx_node("GlobalAveragePool", {"q"}, {"g"}), onnx_node("Flatten", {"p"}, {"pf"}),
+       onnx_node("Flatten", {"g"}, {"gf"}), onnx_node("Add", {"pf", "gf"}, {"y"})},
+      {}, onnx_value("x", {-1, 2, 2, 1}), onnx_value("y", {-1, 1}));
+  Network net = import_bytes(m);
+  const double x[4] = {1, 2, 3, 4};  // HWC with C=1
+  // max = 4; avg pool with one padded row/col on top-left, count_include_pad → windows:
+  // [0,0;0,1]/4=0.25, [0,0;1,2]/4=0.75, [0,1;0,3]/4=1, [1,2;3,4]/4=2.5 → global mean 1.125
+  EXPECT_NEAR(net.forward(x, 1).at(0), 4 + 1.125, 1e-12);
+}
+
+TEST(OnnxImport, UnsupportedOpNamesNodeAndOp) {
+  const std::string m = onnx_model({onnx_node("Relu", {"x"}, {"r"}), onnx_node("Sign", {"r"}, {"y"}, {}, "the_sign")}, {},
+                                   onnx_value("x", {-1, 3}), onnx_value("y", {-1, 3}));
+  try {
+    import_bytes(m);
+    FAIL();
+  } catch (const UnsupportedModel& e) {
+    EXPECT_NE(std::string(e.what()).find("node 'the_sign' (op Sign)"), std::string::npos) << e.what();
+  }
+  // a product of two computed tensors is not linear
+  const std::string mul = onnx_model({onnx_node("Mul", {"x", "x"}, {"y"})}, {}, onnx_value("x", {-1, 3}), onnx_value("y", {-1, 3}));
+  EXPECT_THROW(import_bytes(mul), UnsupportedModel);
+}
+
+TEST(OnnxImport, NanWeightIsRejectedNamingTheNode) {
+  const std::string m = onnx_model({onnx_node("Gemm", {"x", "W"}, {"y"}, {}, "fc_nan")},
+                                   {onnx_tensor("W", {2, 1}, {1, std::nan("")})}, onnx_value("x", {-1, 2}),
+                                   onnx_value("y", {-1, 1}));
+  try {
+    import_bytes(m);
+    FAIL();
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("fc_nan"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("test.onnx"), std::string::npos) << e.what();
+  }
+}
+
+TEST(OnnxImport, MissingTruncatedAndNonOnnxFiles) {
+  const auto dir = scratch_dir("onnx_bad");
+  auto expect_error = [&](const std::filesystem::path& p, const std::string& needle) {
+    try {
+      import_onnx(p.string());
+      FAIL() << p << " accepted";
+    } catch (const InvalidArgument& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(p.filename().string()), std::string::npos) << msg;
+      EXPECT_NE(msg.find(needle), std::string::npos) << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << "multi-line message: " << msg;
+    }
+  };
+  expect_error(dir / "missing.onnx", "cannot open");
+  write_file(dir / "empty.onnx", "");
+  expect_error(dir / "empty.onnx", "empty");
+  write_file(dir / "text.onnx", "this is not a model, just some text\n");
+  expect_error(dir / "text.onnx", "ONNX");
+  const std::string good = read_file(source_dir() / "models/mnist_cnn_3layer_5_3.onnx");
+  ASSERT_GT(good.size(), 1000u);
+  write_file(dir / "truncated.onnx", good.substr(0, good.size() / 2));
+  expect_error(dir / "truncated.onnx", "truncated");
+  // every prefix of a small model fails cleanly (no crash, no hang)
+  const std::string small = onnx_model({onnx_node("Gemm", {"x", "W"}, {"y"})}, {onnx_tensor("W", {2, 1}, {1, 2})},
+                                       onnx_value("x", {-1, 2}), onnx_value("y", {-1, 1}));
+  for (size_t len = 0; len < small.size(); ++len) {
+    try {
+      import_onnx_bytes(small.substr(0, len), "prefix.onnx");
+    } catch (const Error&) {
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace cnncert::test

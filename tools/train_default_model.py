@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Train and export cnncert's shipped default model, ``mnist_cnn_3layer_5_3``.
+
+Purpose
+    Reproducibly train the CNN-Cert-style pure CNN used as the project's default
+    model and write everything the C++ side ships with it:
+
+      models/mnist_cnn_3layer_5_3.onnx        ONNX, opset 13, input "input" (N,1,28,28),
+                                               output "logits" (N,10); ops Conv, Relu,
+                                               Flatten, Gemm only (no Softmax)
+      models/mnist_cnn_3layer_5_3.onnx.json   input convention sidecar read by the C++ loader
+      models/README.md                         model table
+      data/mnist_test_100.npy                  first 100 MNIST test images, uint8 (100,1,28,28)
+      data/mnist_test_100.labels.npy           their labels, int64 (100,)
+
+    Architecture: 3 x [Conv2d(5 filters, 3x3, stride 1, no padding, bias) + ReLU],
+    Flatten, Linear(5*22*22 = 2420 -> 10).
+    Input convention (as in CNN-Cert): x = pixel/255 - 0.5, i.e. scale 1/255,
+    mean 0.5, std 1, layout NCHW; the network sees values in [-0.5, 0.5].
+
+How to run (from anywhere; paths are relative to the repository root)
+    /usr/bin/python3 tools/train_default_model.py [--data-dir /work/shared/data]
+
+Which python
+    Debian's /usr/bin/python3 with python3-torch (tested with torch 1.13.1) and
+    python3-numpy. Reads MNIST from <data-dir>/images/mnist/*-ubyte.gz (idx format,
+    parsed with numpy; no torchvision). If onnxruntime is importable (or another
+    `python3` on PATH has it) the exported file is checked with it as well.
+
+Determinism
+    Fixed seeds, torch.use_deterministic_algorithms(True), one CPU thread, and a
+    numpy-generated shuffling order: running the script twice produces a
+    byte-identical ONNX file (doc strings are stripped from the exported graph).
+    Training takes ~2-4 minutes on 2 CPU cores.
+"""
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+NAME = "mnist_cnn_3layer_5_3"
+SEED = 20240601
+EPOCHS = 10
+BATCH = 128
+LR = 1e-3
+SCALE = 1.0 / 255.0
+MEAN = 0.5
+STD = 1.0
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def read_idx(path):
+    """Parse a gzip'ed idx file (MNIST format) into a numpy array."""
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    magic = int.from_bytes(raw[0:4], "big")
+    if (magic >> 8) != 0x08:  # 0x08 = unsigned byte data
+        raise ValueError("%s: unsupported idx magic 0x%08x" % (path, magic))
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError("%s: size mismatch" % path)
+    return data.reshape(dims).copy()
+
+
+def load_mnist(data_dir):
+    d = os.path.join(data_dir, "images", "mnist")
+    xtr = read_idx(os.path.join(d, "train-images-idx3-ubyte.gz"))
+    ytr = read_idx(os.path.join(d, "train-labels-idx1-ubyte.gz"))
+    xte = read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz"))
+    yte = read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz"))
+    assert xtr.shape == (60000, 28, 28) and ytr.shape == (60000,)
+    assert xte.shape == (10000, 28, 28) and yte.shape == (10000,)
+    return (xtr.reshape(-1, 1, 28, 28), ytr.astype(np.int64),
+            xte.reshape(-1, 1, 28, 28), yte.astype(np.int64))
+
+
+def preprocess(x_uint8):
+    """pixel/255 - 0.5 as float32, NCHW."""
+    x = x_uint8.astype(np.float32) * np.float32(SCALE)
+    return (x - np.float32(MEAN)) / np.float32(STD)
+
+
+def build_model():
+    return nn.Sequential(
+        nn.Conv2d(1, 5, kernel_size=3, stride=1, padding=0, bias=True), nn.ReLU(),
+        nn.Conv2d(5, 5, kernel_size=3, stride=1, padding=0, bias=True), nn.ReLU(),
+        nn.Conv2d(5, 5, kernel_size=3, stride=1, padding=0, bias=True), nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(5 * 22 * 22, 10),
+    )
+
+
+def accuracy(model, x, y, batch=1000):
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            out = model(torch.from_numpy(x[i:i + batch]))
+            correct += int((out.argmax(1).numpy() == y[i:i + batch]).sum())
+    return correct
+
+
+def strip_doc_strings(path):
+    """Remove doc strings (may hold source locations) so the file is reproducible.
+    Uses the onnx package when available; torch's exporter in 1.13 does not emit
+    stack-trace doc strings unless verbose=True, so this is only a safeguard."""
+    try:
+        import onnx
+    except ImportError:
+        return False
+    m = onnx.load(path)
+    m.doc_string = ""
+    m.graph.doc_string = ""
+    for n in m.graph.node:
+        n.doc_string = ""
+    onnx.save(m, path)
+    return True
+
+
+ORT_CHECK = r"""
+import sys, numpy as np, onnxruntime as ort
+path, xs, ys = sys.argv[1], sys.argv[2], sys.argv[3]
+x = np.load(xs).astype(np.float32) / np.float32(255.0) - np.float32(0.5)
+y = np.load(ys)
+s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+out = s.run(["logits"], {"input": x})[0]
+print("onnxruntime %s: %d/%d correct on the %d sample images, logits shape %s"
+      % (ort.__version__, int((out.argmax(1) == y).sum()), len(y), len(y), out.shape))
+"""
+
+
+def ort_check(onnx_path, xs_path, ys_path):
+    try:
+        import onnxruntime  # noqa: F401
+        cmd = [sys.executable]
+    except ImportError:
+        other = shutil.which("python3")
+        if not other or os.path.realpath(other) == os.path.realpath(sys.executable):
+            print("onnxruntime not available: skipping the ONNX check")
+            return
+        cmd = [other]
+    r = subprocess.run(cmd + ["-c", ORT_CHECK, onnx_path, xs_path, ys_path],
+                       capture_output=True, text=True)
+    if r.returncode == 0:
+        print(r.stdout.strip())
+    else:
+        print("onnxruntime check failed (%s):\n%s" % (cmd[0], r.stderr.strip()))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data-dir", default=os.environ.get(
+        "CNNCERT_DATA", os.path.join(os.path.dirname(REPO), "shared", "data")))
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
+    args = ap.parse_args()
+
+    torch.manual_seed(SEED)
+    np.random.seed(SEED)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+
+    xtr_u8, ytr, xte_u8, yte = load_mnist(args.data_dir)
+    xtr, xte = preprocess(xtr_u8), preprocess(xte_u8)
+
+    model = build_model()
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    lossf = nn.CrossEntropyLoss()
+    rng = np.random.RandomState(SEED)
+    t0 = time.time()
+    for ep in range(args.epochs):
+        model.train()
+        perm = rng.permutation(len(xtr))
+        tot = 0.0
+        for i in range(0, len(perm), BATCH):
+            idx = perm[i:i + BATCH]
+            xb, yb = torch.from_numpy(xtr[idx]), torch.from_numpy(ytr[idx])
+            opt.zero_grad()
+            loss = lossf(model(xb), yb)
+            loss.backward()
+            opt.step()
+            tot += float(loss) * len(idx)
+        acc = accuracy(model, xte, yte)
+        print("epoch %d: train loss %.4f, test acc %d/10000 (%.1fs)"
+              % (ep + 1, tot / len(xtr), acc, time.time() - t0))
+
+    model.eval()
+    test_correct = accuracy(model, xte, yte)
+    test_acc = test_correct / len(yte)
+    sample_correct = accuracy(model, xte[:100], yte[:100])
+
+    os.makedirs(os.path.join(REPO, "models"), exist_ok=True)
+    os.makedirs(os.path.join(REPO, "data"), exist_ok=True)
+    onnx_path = os.path.join(REPO, "models", NAME + ".onnx")
+    dummy = torch.zeros(1, 1, 28, 28)
+    torch.onnx.export(model, dummy, onnx_path, opset_version=13,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                      do_constant_folding=True, export_params=True, verbose=False)
+    strip_doc_strings(onnx_path)
+
+    sidecar = {
+        "dataset": "mnist",
+        "scale": SCALE,
+        "mean": [MEAN],
+        "std": [STD],
+        "layout": "NCHW",
+        "input_range": [0, 255],
+        "test_accuracy": test_acc,
+        "notes": ("CNN-Cert-style pure CNN: 3 x [Conv 5 filters 3x3 stride 1 valid + ReLU], "
+                  "Flatten, Gemm 2420->10. Input is (pixel/255 - 0.5), NCHW (N,1,28,28). "
+                  "Trained by tools/train_default_model.py (Adam lr %g, batch %d, %d epochs, seed %d); "
+                  "test_accuracy is on all 10000 MNIST test images."
+                  % (LR, BATCH, args.epochs, SEED)),
+    }
+    with open(onnx_path + ".json", "w") as f:
+        json.dump(sidecar, f, indent=2)
+        f.write("\n")
+
+    xs_path = os.path.join(REPO, "data", "mnist_test_100.npy")
+    ys_path = os.path.join(REPO, "data", "mnist_test_100.labels.npy")
+    np.save(xs_path, np.ascontiguousarray(xte_u8[:100], dtype=np.uint8))
+    np.save(ys_path, np.ascontiguousarray(yte[:100], dtype=np.int64))
+
+    with open(os.path.join(REPO, "models", "README.md"), "w") as f:
+        f.write(
+            "# Shipped models\n\n"
+            "| model | architecture | input convention | test accuracy | reproduce |\n"
+            "|---|---|---|---|---|\n"
+            "| `%s.onnx` | 3 x [Conv 5x3x3, stride 1, no padding, bias + ReLU], Flatten, Gemm 2420->10 "
+            "(ops: Conv, Relu, Flatten, Gemm) | (N,1,28,28) NCHW, x = pixel/255 - 0.5 "
+            "(scale 1/255, mean 0.5, std 1; values in [-0.5, 0.5]) | %.2f%% (%d/10000 MNIST test) | "
+            "`/usr/bin/python3 tools/train_default_model.py` |\n\n"
+            "Each `.onnx` has a sidecar `.onnx.json` (dataset, scale, mean, std, layout, input_range,\n"
+            "test_accuracy) that the C++ loader reads to map raw 0..255 pixels to network inputs.\n"
+            "Training is deterministic (fixed seeds, one thread): re-running the command gives a\n"
+            "byte-identical ONNX file with the same torch version (trained with torch %s).\n"
+            "`data/mnist_test_100.npy` (uint8, (100,1,28,28)) and `data/mnist_test_100.labels.npy`\n"
+            "(int64, (100,)) are the first 100 MNIST test images and labels, written by the same script.\n"
+            % (NAME, 100.0 * test_acc, test_correct, torch.__version__))
+
+    with open(onnx_path, "rb") as f:
+        sha = hashlib.sha256(f.read()).hexdigest()
+    print("test accuracy: %d/10000 = %.4f" % (test_correct, test_acc))
+    print("sample accuracy (first 100, torch): %d/100" % sample_correct)
+    print("wrote %s (%d bytes, sha256 %s)" % (onnx_path, os.path.getsize(onnx_path), sha))
+    ort_check(onnx_path, xs_path, ys_path)
+
+
+if __name__ == "__main__":
+    main()
