@@ -7,10 +7,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 #ifdef CNNCERT_HAVE_ZLIB
 #include <zlib.h>
 #endif
@@ -70,9 +69,9 @@ uint64_t regular_file_size(const std::string& path) {
 bool resolve_chw(const std::string& path, const std::vector<int64_t>& chw, int64_t d, int64_t out[3]) {
   if (!chw.empty()) {
     CNNCERT_CHECK(chw.size() == 3, path << ": the image shape must be (C, H, W), got " << chw.size() << " values");
-    CNNCERT_CHECK(chw[0] > 0 && chw[1] > 0 && chw[2] > 0 && chw[0] <= (1 << 20) && chw[1] <= (1 << 20) &&
-                      chw[2] <= (1 << 20),
-                  path << ": invalid image shape " << chw_text(chw[0], chw[1], chw[2]));
+    CNNCERT_CHECK(
+        chw[0] > 0 && chw[1] > 0 && chw[2] > 0 && chw[0] <= (1 << 20) && chw[1] <= (1 << 20) && chw[2] <= (1 << 20),
+        path << ": invalid image shape " << chw_text(chw[0], chw[1], chw[2]));
     const int64_t n = chw[0] * chw[1] * chw[2];
     CNNCERT_CHECK(n == d, path << ": the given image shape " << chw_text(chw[0], chw[1], chw[2]) << " has " << n
                                << " values but the file has " << d << " per image");
@@ -95,8 +94,8 @@ int64_t take_count(const std::string& path, int64_t total, const LoadOptions& o)
   CNNCERT_CHECK(o.offset >= 0, path << ": the offset must be >= 0, got " << o.offset);
   CNNCERT_CHECK(o.limit >= -1, path << ": the limit must be >= 0 (or -1 for all), got " << o.limit);
   CNNCERT_CHECK(total > 0, path << ": the file contains no images");
-  CNNCERT_CHECK(o.offset < total, path << ": offset " << o.offset << " is beyond the last image (the file has "
-                                       << total << " images)");
+  CNNCERT_CHECK(o.offset < total,
+                path << ": offset " << o.offset << " is beyond the last image (the file has " << total << " images)");
   const int64_t rest = total - o.offset;
   return o.limit < 0 ? rest : std::min(rest, o.limit);
 }
@@ -217,7 +216,9 @@ class ByteReader {
 #endif
 };
 
-bool is_gz_name(const std::string& path) { return ends_with(lower(path), ".gz"); }
+bool is_gz_name(const std::string& path) {
+  return ends_with(lower(path), ".gz");
+}
 
 // True for MNIST idx names: `*-ubyte` or an extension starting with `.idx`, optionally `.gz`.
 bool is_idx_name(const std::string& path) {
@@ -235,11 +236,11 @@ std::vector<int64_t> read_idx_labels(const std::string& path, int64_t expected, 
   const bool gz = is_gz_name(path);
   ByteReader r(path, gz);
   unsigned char hdr[8];
-  CNNCERT_CHECK(r.read(hdr, 8) == 8, path << ": not an MNIST idx labels file (shorter than its 8-byte header)"
-                                          << r.gz_note());
+  CNNCERT_CHECK(r.read(hdr, 8) == 8,
+                path << ": not an MNIST idx labels file (shorter than its 8-byte header)" << r.gz_note());
   const uint32_t magic = be32(hdr);
-  CNNCERT_CHECK(magic == kIdxLabelsMagic, path << ": not an MNIST idx labels file (magic 0x" << std::hex << magic
-                                               << ", expected 0x00000801)");
+  CNNCERT_CHECK(magic == kIdxLabelsMagic,
+                path << ": not an MNIST idx labels file (magic 0x" << std::hex << magic << ", expected 0x00000801)");
   const int64_t n = be32(hdr + 4);
   CNNCERT_CHECK(n == expected, path << ": has " << n << " labels but " << images << " has " << expected << " images");
   if (!gz) {
@@ -263,8 +264,8 @@ std::vector<int64_t> read_labels_file(const std::string& path, int64_t expected,
   if (ends_with(lower(path), ".npy")) {
     const detail::NpyArray a = detail::read_npy(path);
     const bool shape_ok = a.shape.size() == 1 || (a.shape.size() == 2 && a.shape[1] == 1);
-    CNNCERT_CHECK(shape_ok, path << ": labels must be a 1-D array (N,) or (N, 1), got " << a.shape.size()
-                                 << " dimensions");
+    CNNCERT_CHECK(shape_ok,
+                  path << ": labels must be a 1-D array (N,) or (N, 1), got " << a.shape.size() << " dimensions");
     CNNCERT_CHECK(a.shape[0] == expected,
                   path << ": has " << a.shape[0] << " labels but " << images << " has " << expected << " images");
     std::vector<int64_t> labels(a.data.size());
@@ -299,13 +300,15 @@ ImageSet load_npy_images(const std::string& path, const LoadOptions& o) {
   const detail::NpyArray a = detail::read_npy(path);
   const size_t nd = a.shape.size();
   CNNCERT_CHECK(nd >= 1 && nd <= 4, path << ": expected images of shape (N, C, H, W), (N, H, W), (N, D) or (D), "
-                                         "got an array with "
+                                            "got an array with "
                                          << nd << " dimensions");
   int64_t total = 0, chw[3] = {0, 0, 0};
   if (nd == 4 || nd == 3) {
     total = a.shape[0];
-    if (nd == 4) std::copy(a.shape.begin() + 1, a.shape.end(), chw);
-    else chw[0] = 1, chw[1] = a.shape[1], chw[2] = a.shape[2];
+    if (nd == 4)
+      std::copy(a.shape.begin() + 1, a.shape.end(), chw);
+    else
+      chw[0] = 1, chw[1] = a.shape[1], chw[2] = a.shape[2];
     CNNCERT_CHECK(chw[0] > 0 && chw[1] > 0 && chw[2] > 0,
                   path << ": image shape " << chw_text(chw[0], chw[1], chw[2]) << " has a zero dimension");
     CNNCERT_CHECK(o.chw.empty() || (o.chw.size() == 3 && std::equal(o.chw.begin(), o.chw.end(), chw)),
@@ -400,8 +403,8 @@ ImageSet load_csv_images(const std::string& path, const LoadOptions& o) {
       const std::string_view tok = trim(line.substr(pos, comma == std::string_view::npos ? comma : comma - pos));
       pos = comma + 1;
       double v = 0;
-      CNNCERT_CHECK(parse_number(tok, v), path << ":" << line_no << ": column " << col + 1 << ": not a number: "
-                                               << quoted_token(tok));
+      CNNCERT_CHECK(parse_number(tok, v),
+                    path << ":" << line_no << ": column " << col + 1 << ": not a number: " << quoted_token(tok));
       CNNCERT_CHECK(std::isfinite(v), path << ":" << line_no << ": column " << col + 1 << ": image " << image
                                            << " contains a NaN or Inf value");
       if (col == 0) {
@@ -445,11 +448,10 @@ ImageSet load_idx_images(const std::string& path, const LoadOptions& o) {
                 path << ": idx header gives an impossible size " << n << "×" << h << "×" << w);
   if (!gz) {
     const uint64_t have = regular_file_size(path) - 16;
-    CNNCERT_CHECK(have >= data_bytes, path << ": truncated: header says " << n << " images of " << h << "×" << w
-                                           << " (" << data_bytes << " bytes) but the file has " << have
-                                           << " bytes of data");
-    CNNCERT_CHECK(have == data_bytes, path << ": " << have - data_bytes << " unexpected bytes after the data ("
-                                           << n << " images of " << h << "×" << w << ")");
+    CNNCERT_CHECK(have >= data_bytes, path << ": truncated: header says " << n << " images of " << h << "×" << w << " ("
+                                           << data_bytes << " bytes) but the file has " << have << " bytes of data");
+    CNNCERT_CHECK(have == data_bytes, path << ": " << have - data_bytes << " unexpected bytes after the data (" << n
+                                           << " images of " << h << "×" << w << ")");
   }
   const int64_t take = take_count(path, n, o);
   const auto truncated = [&](uint64_t upto) {
@@ -465,8 +467,8 @@ ImageSet load_idx_images(const std::string& path, const LoadOptions& o) {
     // At the declared end: any further data means a wrong header (and, for gzip, this makes
     // zlib verify the stream's checksum).
     unsigned char extra;
-    CNNCERT_CHECK(r.read(&extra, 1) == 0, path << ": unexpected bytes after the data (" << n << " images of " << h
-                                               << "×" << w << ")");
+    CNNCERT_CHECK(r.read(&extra, 1) == 0,
+                  path << ": unexpected bytes after the data (" << n << " images of " << h << "×" << w << ")");
   }
 
   ImageSet set;
@@ -491,9 +493,9 @@ ImageSet load_idx_images(const std::string& path, const LoadOptions& o) {
 ImageSet load_cifar_images(const std::string& path, const LoadOptions& o) {
   const uint64_t size = regular_file_size(path);
   CNNCERT_CHECK(size > 0, path << ": empty file (no images)");
-  CNNCERT_CHECK(size % kCifarRecordBytes == 0,
-                path << ": size " << size << " bytes is not a multiple of " << kCifarRecordBytes
-                     << " (a CIFAR-10 record is 1 label byte + 3072 pixel bytes)");
+  CNNCERT_CHECK(size % kCifarRecordBytes == 0, path << ": size " << size << " bytes is not a multiple of "
+                                                    << kCifarRecordBytes
+                                                    << " (a CIFAR-10 record is 1 label byte + 3072 pixel bytes)");
   const int64_t total = static_cast<int64_t>(size / kCifarRecordBytes);
   const int64_t take = take_count(path, total, o);
   ByteReader r(path, false);
@@ -573,15 +575,16 @@ std::optional<Preprocess> load_sidecar(const std::string& model_path) {
   } catch (const nlohmann::json::exception& e) {
     CNNCERT_CHECK(false, path << ": malformed JSON: " << e.what());
   }
-  CNNCERT_CHECK(j.is_object(), path << ": the sidecar must be a JSON object with keys scale, mean, std, layout, dataset");
+  CNNCERT_CHECK(j.is_object(),
+                path << ": the sidecar must be a JSON object with keys scale, mean, std, layout, dataset");
 
   Preprocess p;
   if (j.contains("scale")) {
     const auto& v = j["scale"];
     CNNCERT_CHECK(v.is_number(), path << ": \"scale\" must be a number");
     p.scale = v.get<double>();
-    CNNCERT_CHECK(std::isfinite(p.scale) && p.scale > 0, path << ": \"scale\" must be positive and finite, got "
-                                                               << p.scale);
+    CNNCERT_CHECK(std::isfinite(p.scale) && p.scale > 0,
+                  path << ": \"scale\" must be positive and finite, got " << p.scale);
   }
   const auto numbers = [&](const char* key, bool positive) {
     std::vector<double> out;
@@ -589,8 +592,9 @@ std::optional<Preprocess> load_sidecar(const std::string& model_path) {
     if (v.is_number()) {
       out.push_back(v.get<double>());
     } else {
-      CNNCERT_CHECK(v.is_array() && !v.empty(), path << ": \"" << key << "\" must be a number or a non-empty array "
-                                                                          "of numbers");
+      CNNCERT_CHECK(v.is_array() && !v.empty(), path << ": \"" << key
+                                                     << "\" must be a number or a non-empty array "
+                                                        "of numbers");
       for (const auto& e : v) {
         CNNCERT_CHECK(e.is_number(), path << ": \"" << key << "\" must contain only numbers, got " << e.dump());
         out.push_back(e.get<double>());
@@ -644,8 +648,8 @@ std::vector<double> preprocess(const ImageSet& set, const Preprocess& p, const N
   const std::vector<double> stdev = per_channel(p.std, c_n, 1.0, "std", src);
   for (int64_t c = 0; c < c_n; ++c) {
     CNNCERT_CHECK(std::isfinite(mean[c]), src << ": mean values must be finite");
-    CNNCERT_CHECK(std::isfinite(stdev[c]) && stdev[c] > 0, src << ": std values must be > 0 and finite, got "
-                                                               << stdev[c]);
+    CNNCERT_CHECK(std::isfinite(stdev[c]) && stdev[c] > 0,
+                  src << ": std values must be > 0 and finite, got " << stdev[c]);
   }
 
   std::vector<double> out(static_cast<size_t>(count * d));

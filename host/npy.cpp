@@ -108,8 +108,7 @@ class HeaderParser {
     while (!at_end() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r')) ++pos_;
   }
   [[noreturn]] void error(const std::string& what) const {
-    fail(path_, "malformed .npy header (" + what + " at offset " + std::to_string(pos_) + "): " +
-                    printable(s_));
+    fail(path_, "malformed .npy header (" + what + " at offset " + std::to_string(pos_) + "): " + printable(s_));
   }
   void expect(char c) {
     if (peek() != c || at_end()) error(std::string("expected '") + c + "'");
@@ -252,9 +251,9 @@ DType parse_dtype(const std::string& path, const std::string& descr) {
   const bool native_le = std::endian::native == std::endian::little;
   const bool ok_order = order == '<' || order == '|' || (order == '=' && native_le) || (order == '>' && size == 1);
   if (!ok_order) {
-    unsupported(order == '>' || order == '=' ? std::string(": big-endian; convert with arr.astype('<") + descr[1] +
-                                                   std::to_string(size) + "')"
-                                             : std::string(""));
+    unsupported(order == '>' || order == '='
+                    ? std::string(": big-endian; convert with arr.astype('<") + descr[1] + std::to_string(size) + "')"
+                    : std::string(""));
   }
   return {kind, size};
 }
@@ -356,8 +355,8 @@ NpyArray read_npy(const std::string& path) {
   const size_t data_start = header_start + header_len;
   const uint64_t available = size - data_start;
   if (static_cast<uint64_t>(needed) > available) {
-    fail(path, "truncated: expected " + std::to_string(needed) + " bytes of data for shape " +
-                   shape_text(shape.ints) + " " + descr.str + ", found " + std::to_string(available));
+    fail(path, "truncated: expected " + std::to_string(needed) + " bytes of data for shape " + shape_text(shape.ints) +
+                   " " + descr.str + ", found " + std::to_string(available));
   }
   if (static_cast<uint64_t>(needed) < available) {
     fail(path, std::to_string(available - static_cast<uint64_t>(needed)) + " unexpected bytes after the data (shape " +
@@ -378,7 +377,8 @@ void write_npy(const std::string& path, const std::vector<int64_t>& shape, const
   int64_t count = 1;
   for (int64_t d : shape) {
     CNNCERT_CHECK(d >= 0, path << ": negative dimension in shape " << shape_text(shape));
-    CNNCERT_CHECK(!__builtin_mul_overflow(count, d, &count), path << ": shape " << shape_text(shape) << " is too large");
+    CNNCERT_CHECK(!__builtin_mul_overflow(count, d, &count),
+                  path << ": shape " << shape_text(shape) << " is too large");
   }
   CNNCERT_CHECK(static_cast<uint64_t>(count) == data.size(),
                 path << ": shape " << shape_text(shape) << " needs " << count << " values, got " << data.size());

@@ -24,9 +24,9 @@ namespace fs = std::filesystem;
 using cnncert::ImageSet;
 using cnncert::InvalidArgument;
 using cnncert::Layout;
+using cnncert::load_images;
 using cnncert::LoadOptions;
 using cnncert::Preprocess;
-using cnncert::load_images;
 using cnncert::detail::read_npy;
 using cnncert::detail::write_npy;
 
@@ -84,14 +84,15 @@ std::string raw_npy(int major, const std::string& dict, const std::string& data)
   out += static_cast<char>(major);
   out += '\0';
   const std::string header = dict + "\n";
-  if (major == 1) put_le<uint16_t>(out, static_cast<uint16_t>(header.size()));
-  else put_le<uint32_t>(out, static_cast<uint32_t>(header.size()));
+  if (major == 1)
+    put_le<uint16_t>(out, static_cast<uint16_t>(header.size()));
+  else
+    put_le<uint32_t>(out, static_cast<uint32_t>(header.size()));
   return out + header + data;
 }
 
 std::string npy_dict(const std::string& descr, const std::string& shape, bool fortran = false) {
-  return "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") + ", 'shape': " + shape +
-         ", }";
+  return "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") + ", 'shape': " + shape + ", }";
 }
 
 // gzip container around stored (uncompressed) deflate blocks: a valid .gz any inflater reads,
@@ -308,12 +309,12 @@ TEST(Npy, ParsesHeaderVariants) {
     std::vector<int64_t> shape;
   };
   const std::vector<Case> cases = {
-      {"{\"descr\": \"<f8\", \"fortran_order\": False, \"shape\": (3,)}", d3, {3}},      // double quotes
-      {"{'shape': (3, 1), 'fortran_order': False, 'descr': '<f8'}", d3, {3, 1}},          // key order
-      {"{'descr':'<f8','fortran_order':False,'shape':(1,3,),}", d3, {1, 3}},              // no spaces
-      {"  {'descr': '<f8', 'fortran_order': False, 'shape': (3L,), }   ", d3, {3}},       // Python 2 long
-      {"{'descr': '<f8', 'fortran_order': False, 'shape': (), }", d1, {}},                // 0-d array
-      {"{'descr': '<f8', 'fortran_order': True, 'shape': (3,), }", d3, {3}},              // 1-D: same in F order
+      {"{\"descr\": \"<f8\", \"fortran_order\": False, \"shape\": (3,)}", d3, {3}},  // double quotes
+      {"{'shape': (3, 1), 'fortran_order': False, 'descr': '<f8'}", d3, {3, 1}},     // key order
+      {"{'descr':'<f8','fortran_order':False,'shape':(1,3,),}", d3, {1, 3}},         // no spaces
+      {"  {'descr': '<f8', 'fortran_order': False, 'shape': (3L,), }   ", d3, {3}},  // Python 2 long
+      {"{'descr': '<f8', 'fortran_order': False, 'shape': (), }", d1, {}},           // 0-d array
+      {"{'descr': '<f8', 'fortran_order': True, 'shape': (3,), }", d3, {3}},         // 1-D: same in F order
       {"{'descr': '<f8', 'fortran_order': False, 'shape': (3,), 'extra': [1, (2, 3)]}", d3, {3}},  // unknown key
   };
   for (const Case& c : cases) {
@@ -409,15 +410,15 @@ TEST(Npy, MalformedHeaders) {
   TempDir tmp;
   const std::string f = tmp.path("header.npy");
   const std::vector<std::string> dicts = {
-      "{'descr': '<f8', 'fortran_order': False}",                          // no shape
-      "{'descr': '<f8', 'shape': (1,)}",                                   // no fortran_order
-      "{'fortran_order': False, 'shape': (1,)}",                           // no descr
-      "{'descr': '<f8', 'fortran_order': False, 'shape': (1,)",            // unterminated dict
-      "{'descr': '<f8, 'fortran_order': False, 'shape': (1,)}",            // bad quoting
-      "{'descr': '<f8', 'fortran_order': 0, 'shape': (1,)}",               // not a bool
-      "{'descr': '<f8', 'fortran_order': False, 'shape': (-1,)}",          // negative dim
-      "{'descr': '<f8', 'fortran_order': False, 'shape': [1]}",            // list, not tuple
-      "{'descr': '<f8', 'fortran_order': False, 'shape': (1,)} trailing",  // junk after the dict
+      "{'descr': '<f8', 'fortran_order': False}",                                 // no shape
+      "{'descr': '<f8', 'shape': (1,)}",                                          // no fortran_order
+      "{'fortran_order': False, 'shape': (1,)}",                                  // no descr
+      "{'descr': '<f8', 'fortran_order': False, 'shape': (1,)",                   // unterminated dict
+      "{'descr': '<f8, 'fortran_order': False, 'shape': (1,)}",                   // bad quoting
+      "{'descr': '<f8', 'fortran_order': 0, 'shape': (1,)}",                      // not a bool
+      "{'descr': '<f8', 'fortran_order': False, 'shape': (-1,)}",                 // negative dim
+      "{'descr': '<f8', 'fortran_order': False, 'shape': [1]}",                   // list, not tuple
+      "{'descr': '<f8', 'fortran_order': False, 'shape': (1,)} trailing",         // junk after the dict
       "{'descr': '<f8', 'descr': '<f4', 'fortran_order': False, 'shape': (1,)}",  // duplicate key
       "not a dict at all",
       "",
@@ -821,13 +822,16 @@ TEST(ImagesIdx, BadMagicAndCountMismatch) {
 
 TEST(ImagesIdx, HugeHeaderDoesNotAllocate) {
   TempDir tmp;
-  const std::string f = tmp.path("big-images-idx3-ubyte.gz");
   std::string raw;
   put_be32(raw, 0x00000803);
   put_be32(raw, 0xffffffffu);
   put_be32(raw, 0xffffu);
   put_be32(raw, 0xffffu);
   raw += std::string(100, '\0');
+  write_file(tmp.path("big-images-idx3-ubyte"), raw);
+  expect_invalid([&] { load_images(tmp.path("big-images-idx3-ubyte")); }, {"big-images-idx3-ubyte", "truncated"});
+  // Compressed: the size is unknown up front, so the reader must stop at the end of the data.
+  const std::string f = tmp.path("big-images-idx3-ubyte.gz");
   write_file(f, gzip_stored(raw));
   try {
     load_images(f);
@@ -837,8 +841,6 @@ TEST(ImagesIdx, HugeHeaderDoesNotAllocate) {
     if (msg.find("built without it") != std::string::npos) GTEST_SKIP() << msg;
     EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
   }
-  write_file(tmp.path("big-images-idx3-ubyte"), raw);
-  expect_invalid([&] { load_images(tmp.path("big-images-idx3-ubyte")); }, {"big-images-idx3-ubyte", "truncated"});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -951,12 +953,18 @@ TEST(ImagesSidecar, InvalidValues) {
   TempDir tmp;
   const std::string model = tmp.path("net.onnx");
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {R"({"std": [0.2, 0.0, 0.3]})", "\"std\""},     {R"({"std": -1})", "\"std\""},
-      {R"({"std": []})", "\"std\""},                  {R"({"mean": "0.5"})", "\"mean\""},
-      {R"({"mean": [0.1, "x"]})", "\"mean\""},        {R"({"scale": -2})", "\"scale\""},
-      {R"({"scale": "1/255"})", "\"scale\""},         {R"({"layout": "xyz"})", "xyz"},
-      {R"({"layout": 3})", "\"layout\""},             {R"({"dataset": 10})", "\"dataset\""},
-      {R"([1, 2])", "JSON object"},                   {R"({"std": 1e999})", "net.onnx.json"},
+      {R"({"std": [0.2, 0.0, 0.3]})", "\"std\""},
+      {R"({"std": -1})", "\"std\""},
+      {R"({"std": []})", "\"std\""},
+      {R"({"mean": "0.5"})", "\"mean\""},
+      {R"({"mean": [0.1, "x"]})", "\"mean\""},
+      {R"({"scale": -2})", "\"scale\""},
+      {R"({"scale": "1/255"})", "\"scale\""},
+      {R"({"layout": "xyz"})", "xyz"},
+      {R"({"layout": 3})", "\"layout\""},
+      {R"({"dataset": 10})", "\"dataset\""},
+      {R"([1, 2])", "JSON object"},
+      {R"({"std": 1e999})", "net.onnx.json"},
   };
   for (const auto& [text, part] : cases) {
     write_file(model + ".json", text);
@@ -1065,8 +1073,7 @@ TEST(ImagesRealData, MnistIdxGzMatchesEranCsv) {
     if (std::string(e.what()).find("built without it") != std::string::npos) GTEST_SKIP() << e.what();
     throw;
   }
-  EXPECT_EQ(std::vector<int64_t>({s.count, s.channels, s.height, s.width}),
-            (std::vector<int64_t>{10000, 1, 28, 28}));
+  EXPECT_EQ(std::vector<int64_t>({s.count, s.channels, s.height, s.width}), (std::vector<int64_t>{10000, 1, 28, 28}));
   ASSERT_EQ(s.labels.size(), 10000u);
   EXPECT_EQ(s.labels[0], 7);
   EXPECT_EQ(s.labels[1], 2);
