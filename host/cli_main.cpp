@@ -10,6 +10,11 @@
 #include <sstream>
 
 #include "cnncert/cnncert.hpp"
+#include "cnncert/certify.hpp"
+#include "cnncert/engine.hpp"
+
+#include <chrono>
+#include <unistd.h>
 
 namespace {
 
@@ -234,6 +239,263 @@ int run_predict(const InputOptions& in, const std::string& json_path, bool quiet
   return 0;
 }
 
+
+/// Options of the bound computations (certify, bounds).
+struct BoundCliOptions {
+  std::string norm = "inf", method = "cnncert", clip;
+  int threads = 0;
+
+  void add(CLI::App& app) {
+    app.add_option("--norm", norm, "perturbation norm: inf, 2 or 1")->capture_default_str();
+    app.add_option("--method", method, "relaxation: fastlin, adaptive, cnncert, deepcert or crown")->capture_default_str();
+    app.add_option("--clip", clip, "l-inf only: intersect the ball with the box LO,HI of the network input (e.g. 0,1)");
+    app.add_option("--threads", threads, "CPU threads (default: all cores)");
+  }
+
+  cnncert::BoundOptions options() const {
+    cnncert::BoundOptions o;
+    o.norm = cnncert::parse_norm(norm);
+    o.method = cnncert::parse_method(method);
+    if (!clip.empty()) {
+      const auto v = parse_list(clip, "--clip");
+      if (v.size() != 2 || !(v[0] < v[1])) throw InvalidArgument("--clip needs LO,HI with LO < HI");
+      if (o.norm != cnncert::Norm::Linf) throw InvalidArgument("--clip applies to --norm inf only");
+      o.clip_to_box = true;
+      o.box_lo = v[0];
+      o.box_hi = v[1];
+    }
+    if (threads < 0) throw InvalidArgument("--threads must not be negative");
+    return o;
+  }
+};
+
+/// Progress bar with ETA on stderr, only when stderr is a terminal.
+class Progress {
+ public:
+  explicit Progress(bool enabled) : enabled_(enabled && ::isatty(2)), start_(std::chrono::steady_clock::now()) {}
+  void operator()(int64_t done, int64_t total) {
+    if (!enabled_ || total <= 0) return;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double frac = static_cast<double>(done) / static_cast<double>(total);
+    const int width = 30, filled = static_cast<int>(frac * width);
+    std::fprintf(stderr, "\r[%s%s] %lld/%lld searches", std::string(static_cast<size_t>(filled), '=').c_str(),
+                 std::string(static_cast<size_t>(width - filled), ' ').c_str(), static_cast<long long>(done),
+                 static_cast<long long>(total));
+    if (done > 0 && done < total) std::fprintf(stderr, ", ETA %.1f s   ", elapsed / frac - elapsed);
+    else std::fprintf(stderr, ", %.1f s        ", elapsed);
+    if (done == total) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  }
+
+ private:
+  bool enabled_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+std::vector<int64_t> read_targets(const std::string& path, int64_t skip, int64_t count) {
+  std::ifstream f(path);
+  if (!f) throw InvalidArgument(path + ": cannot open the targets file");
+  std::vector<int64_t> all;
+  std::string line;
+  int line_no = 0;
+  while (std::getline(f, line)) {
+    ++line_no;
+    const auto b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos || line[b] == '#') continue;
+    const std::string tok = line.substr(b, line.find_last_not_of(" \t\r") - b + 1);
+    if (tok == "untargeted" || tok == "-1") {
+      all.push_back(-1);
+      continue;
+    }
+    try {
+      size_t used = 0;
+      const long long v = std::stoll(tok, &used);
+      if (used != tok.size() || v < 0) throw std::invalid_argument("bad");
+      all.push_back(v);
+    } catch (const std::exception&) {
+      throw InvalidArgument(path + ":" + std::to_string(line_no) + ": '" + tok + "' is not a class index");
+    }
+  }
+  if (static_cast<int64_t>(all.size()) < skip + count)
+    throw InvalidArgument(path + ": " + std::to_string(all.size()) + " targets for " + std::to_string(skip + count) +
+                          " images (one target class per image)");
+  return std::vector<int64_t>(all.begin() + skip, all.begin() + skip + count);
+}
+
+int run_certify(const InputOptions& in, const BoundCliOptions& bo, const std::string& target, uint64_t seed,
+                const std::string& search, const std::string& targets_file, const std::string& json_path,
+                const std::string& csv_path, bool quiet) {
+  cnncert::CertifyOptions o;
+  o.bound = bo.options();
+  o.target = cnncert::parse_target_mode(target);
+  o.search = cnncert::parse_search_mode(search);
+  o.seed = seed;
+  const cnncert::Network net = cnncert::import_onnx(in.model);
+  print_notes(net);
+  cnncert::check_boundable(net);
+  const cnncert::Preprocess pre = in.preprocess();
+  const cnncert::ImageSet set = in.load();
+  if (!targets_file.empty()) o.targets = read_targets(targets_file, in.offset, set.count);
+  const std::vector<double> x = cnncert::preprocess(set, pre, net);
+  Progress progress(!quiet);
+  o.progress = [&](int64_t d, int64_t t) { progress(d, t); };
+  auto engine = cnncert::make_cpu_engine(net, bo.threads);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto results = cnncert::certify(net, *engine, x, set.labels.empty() ? std::vector<int64_t>{} : set.labels, o, in.offset);
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  double sum_eps = 0;
+  int64_t n_targets = 0, n_images = 0, skipped = 0;
+  json jimages = json::array();
+  std::ofstream csv;
+  if (!csv_path.empty()) {
+    csv.open(csv_path);
+    if (!csv) throw InvalidArgument(csv_path + ": cannot write the CSV output");
+    csv << "image,label,predicted,target,eps,steps,seconds,note\n";
+  }
+  for (const auto& r : results) {
+    json ji;
+    ji["image"] = r.image;
+    ji["label"] = r.label;
+    ji["predicted"] = r.predicted;
+    ji["skipped"] = r.skipped;
+    if (r.skipped) {
+      ++skipped;
+      ji["reason"] = r.skip_reason;
+      if (!quiet) std::cout << "image " << r.image << ": label " << r.label << ", predicted " << r.predicted << ", skipped ("
+                            << r.skip_reason << ")\n";
+      if (csv) csv << r.image << "," << r.label << "," << r.predicted << ",,,,," << r.skip_reason << "\n";
+      jimages.push_back(ji);
+      continue;
+    }
+    ++n_images;
+    json jt = json::array();
+    for (const auto& t : r.targets) {
+      ++n_targets;
+      sum_eps += t.eps;
+      const std::string tname = t.target < 0 ? std::string("untargeted") : std::to_string(t.target);
+      if (!quiet)
+        std::cout << "image " << r.image << ": label " << r.label << ", target " << tname << ", eps_cert "
+                  << std::setprecision(6) << t.eps << ", time " << std::setprecision(3) << r.seconds / static_cast<double>(r.targets.size())
+                  << " s" << (t.note.empty() ? "" : "  (" + t.note + ")") << "\n";
+      if (csv) csv << r.image << "," << r.label << "," << r.predicted << "," << tname << "," << std::setprecision(10) << t.eps << ","
+                   << t.steps << "," << r.seconds << "," << t.note << "\n";
+      json j;
+      j["target"] = t.target;
+      j["eps"] = t.eps;
+      j["steps"] = t.steps;
+      if (!t.note.empty()) j["note"] = t.note;
+      jt.push_back(j);
+    }
+    ji["targets"] = jt;
+    ji["seconds"] = r.seconds;
+    jimages.push_back(ji);
+  }
+  const double avg_eps = n_targets ? sum_eps / static_cast<double>(n_targets) : 0.0;
+  const double avg_time = n_images ? total / static_cast<double>(n_images) : 0.0;
+  std::cout << "[L" << bo.norm << "] method = " << bo.method << ", target = "
+            << (targets_file.empty() ? target : "file") << (o.target == cnncert::TargetMode::Random && targets_file.empty() ? " (seed " + std::to_string(seed) + ")" : "")
+            << ", search = " << search << ", images = " << n_images << " certified, " << skipped << " skipped\n";
+  std::cout << "avg robustness = " << std::setprecision(5) << std::fixed << avg_eps << ", avg run time = " << std::setprecision(4)
+            << avg_time << " sec" << std::defaultfloat << "\n";
+  if (!json_path.empty()) {
+    json j;
+    j["model"] = in.model;
+    j["images_file"] = in.images;
+    j["norm"] = bo.norm;
+    j["method"] = bo.method;
+    j["target"] = targets_file.empty() ? target : "file:" + targets_file;
+    j["seed"] = seed;
+    j["search"] = search;
+    j["engine"] = engine->name();
+    j["avg_robustness"] = avg_eps;
+    j["avg_run_time"] = avg_time;
+    j["total_seconds"] = total;
+    j["images"] = jimages;
+    write_json(j, json_path);
+  }
+  return 0;
+}
+
+int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bool logits, const std::string& json_path) {
+  if (!std::isfinite(eps) || eps < 0) throw InvalidArgument("--eps must be finite and non-negative");
+  const cnncert::BoundOptions opt = bo.options();
+  const cnncert::Network net = cnncert::import_onnx(in.model);
+  print_notes(net);
+  cnncert::check_boundable(net);
+  const cnncert::ImageSet set = in.load();
+  const std::vector<double> x = cnncert::preprocess(set, in.preprocess(), net);
+  const int64_t classes = net.output_size(), n_in = net.input_size();
+  const std::vector<double> out = net.forward(x.data(), set.count);
+  std::vector<cnncert::BoundProblem> problems;
+  std::vector<int64_t> predicted;
+  for (int64_t i = 0; i < set.count; ++i) {
+    cnncert::BoundProblem p;
+    p.x0.assign(x.begin() + i * n_in, x.begin() + (i + 1) * n_in);
+    p.eps = eps;
+    const double* l = out.data() + i * classes;
+    const int64_t c = std::max_element(l, l + classes) - l;
+    predicted.push_back(c);
+    if (logits) {
+      p.rows = classes;
+      p.spec.assign(static_cast<size_t>(classes * classes), 0.0);
+      for (int64_t k = 0; k < classes; ++k) p.spec[static_cast<size_t>(k * classes + k)] = 1.0;
+    } else {
+      std::vector<int64_t> t;
+      for (int64_t k = 0; k < classes; ++k)
+        if (k != c) t.push_back(k);
+      p.rows = classes - 1;
+      p.spec = cnncert::margin_spec(classes, c, t);
+    }
+    problems.push_back(std::move(p));
+  }
+  auto engine = cnncert::make_cpu_engine(net, bo.threads);
+  const auto res = engine->bound(problems, opt);
+  json jimages = json::array();
+  for (int64_t i = 0; i < set.count; ++i) {
+    const auto& r = res[static_cast<size_t>(i)];
+    const int64_t c = predicted[static_cast<size_t>(i)];
+    const int64_t label = set.labels.empty() ? -1 : set.labels[static_cast<size_t>(i)];
+    std::cout << "image " << in.offset + i << " (label " << label << ", predicted " << c << ")"
+              << (r.error.empty() ? "" : ": " + r.error) << "\n";
+    json ji;
+    ji["image"] = in.offset + i;
+    ji["label"] = label;
+    ji["predicted"] = c;
+    json rows = json::array();
+    bool verified = !logits && r.error.empty();
+    int64_t row = 0;
+    for (int64_t k = 0; k < classes; ++k) {
+      if (!logits && k == c) continue;
+      const double lo = r.lower[static_cast<size_t>(row)], hi = r.upper[static_cast<size_t>(row)];
+      verified = verified && lo > 0;
+      std::cout << "  " << (logits ? "logit " : "margin " + std::to_string(c) + "-") << k << ": [" << std::setprecision(8)
+                << lo << ", " << hi << "]\n";
+      json jr;
+      jr[logits ? "class" : "target"] = k;
+      jr["lower"] = lo;
+      jr["upper"] = hi;
+      rows.push_back(jr);
+      ++row;
+    }
+    if (!logits) std::cout << "  " << (verified ? "certified" : "not certified") << " at eps " << eps << "\n";
+    ji[logits ? "logits" : "margins"] = rows;
+    if (!logits) ji["certified"] = verified;
+    if (!r.error.empty()) ji["error"] = r.error;
+    jimages.push_back(ji);
+  }
+  if (!json_path.empty()) {
+    json j;
+    j["model"] = in.model;
+    j["eps"] = eps;
+    j["norm"] = bo.norm;
+    j["method"] = bo.method;
+    j["images"] = jimages;
+    write_json(j, json_path);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -256,6 +518,32 @@ int main(int argc, char** argv) {
   predict->add_option("--json", json_path, "write per-image results as JSON to this file ('-' = stdout)");
   predict->add_flag("-q,--quiet", quiet, "print only the summary");
 
+  CLI::App* certify = app.add_subcommand("certify", "certified robustness radius per image (CNN-Cert search)");
+  InputOptions cin_;
+  cin_.add(*certify);
+  BoundCliOptions cbo;
+  cbo.add(*certify);
+  std::string target = "random", search = "cnncert", targets_file, csv_path;
+  uint64_t seed = 1215;
+  certify->add_option("--target", target, "random, runnerup, least, all or untargeted")->capture_default_str();
+  certify->add_option("--seed", seed, "seed of the random targets")->capture_default_str();
+  certify->add_option("--targets", targets_file, "file with one target class per image (overrides --target)");
+  certify->add_option("--search", search, "cnncert (log-space, 15 steps) or deepcert (Algorithm 1, 1e-5)")->capture_default_str();
+  certify->add_option("--json", json_path, "write the results as JSON to this file ('-' = stdout)");
+  certify->add_option("--csv", csv_path, "write the results as CSV to this file");
+  certify->add_flag("-q,--quiet", quiet, "print only the summary");
+
+  CLI::App* bounds = app.add_subcommand("bounds", "certified lower/upper bounds of every margin (or logit) at a fixed eps");
+  InputOptions bin_;
+  bin_.add(*bounds);
+  BoundCliOptions bbo;
+  bbo.add(*bounds);
+  double eps = -1;
+  bool logits = false;
+  bounds->add_option("--eps", eps, "radius of the perturbation ball (in the network's input space)")->required();
+  bounds->add_flag("--logits", logits, "bound the logits instead of the margins f_c - f_t");
+  bounds->add_option("--json", json_path, "write the bounds as JSON to this file ('-' = stdout)");
+
   CLI::App* gpu = app.add_subcommand("gpu", "report whether a usable GPU is present");
 
   try {
@@ -274,6 +562,8 @@ int main(int argc, char** argv) {
   try {
     if (*info) return run_info(info_model, json_path);
     if (*predict) return run_predict(pin, json_path, quiet);
+    if (*certify) return run_certify(cin_, cbo, target, seed, search, targets_file, json_path, csv_path, quiet);
+    if (*bounds) return run_bounds(bin_, bbo, eps, logits, json_path);
     if (*gpu) {
       std::cout << cnncert::cuda_device_info() << "\n";
       return cnncert::cuda_available() ? 0 : 1;

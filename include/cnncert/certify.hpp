@@ -1,0 +1,74 @@
+#pragma once
+/// \file certify.hpp
+/// The certification driver (MATH.md §3): prediction, targets and the certified-radius search,
+/// with every search step one engine call for all images still searching.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cnncert/engine.hpp"
+
+namespace cnncert {
+
+/// Which classes to certify against.
+enum class TargetMode { Random, Runnerup, Least, All, Untargeted };
+/// Parses "random", "runnerup" (or "top2"), "least", "all", "untargeted".
+TargetMode parse_target_mode(const std::string& s);
+/// Name of a target mode.
+const char* target_mode_name(TargetMode m);
+
+/// Radius search.
+enum class SearchMode {
+  CnnCert,   ///< log-space bisection from 0.05, 15 steps
+  DeepCert,  ///< DeepCert's Algorithm 1 (doubling/halving to 1e-5)
+};
+/// Parses "cnncert" or "deepcert".
+SearchMode parse_search_mode(const std::string& s);
+
+/// Options of a certification run.
+struct CertifyOptions {
+  BoundOptions bound;  ///< norm, method, input box
+  TargetMode target = TargetMode::Random;
+  uint64_t seed = 1215;  ///< seed of the random targets (reported in the output)
+  SearchMode search = SearchMode::CnnCert;
+  int cnncert_steps = 15;
+  double start_eps = 0.05;
+  double deepcert_tolerance = 1e-5;
+  int deepcert_max_steps = 200;  ///< guard against networks whose margin never fails
+  /// Explicit target class per image (overrides `target` when not empty; −1 = untargeted).
+  std::vector<int64_t> targets;
+  /// Called after every search step with (items done, items in total).
+  std::function<void(int64_t, int64_t)> progress;
+};
+
+/// Result of one (image, target) search.
+struct TargetResult {
+  int64_t target = -1;  ///< −1 for untargeted
+  double eps = 0;       ///< certified radius (0 when nothing was certified)
+  int steps = 0;        ///< engine evaluations
+  std::string note;     ///< e.g. why a step was not certified (non-finite bounds)
+};
+
+/// Result of one image.
+struct ImageResult {
+  int64_t image = 0;  ///< index in the input set
+  int64_t label = -1, predicted = -1;
+  bool skipped = false;  ///< misclassified (or no valid target): not certified
+  std::string skip_reason;
+  std::vector<TargetResult> targets;
+  double seconds = 0;  ///< wall time of the batch divided among its images
+};
+
+/// Certifies images (count × input_size() values, already preprocessed) with `engine`.
+/// `labels` may be empty (then the prediction is taken as the label); `first_index` numbers the
+/// images in the output.
+std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const std::vector<double>& inputs,
+                                 const std::vector<int64_t>& labels, const CertifyOptions& options,
+                                 int64_t first_index = 0);
+
+/// The margin specification rows e_c − e_t for the given targets.
+std::vector<double> margin_spec(int64_t classes, int64_t predicted, const std::vector<int64_t>& targets);
+
+}  // namespace cnncert

@@ -1,0 +1,86 @@
+#pragma once
+/// \file engine.hpp
+/// The bound engine interface (DESIGN.md §3.2) and the CPU reference engine.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cnncert/network.hpp"
+#include "cnncert/relaxation.hpp"
+
+namespace cnncert {
+
+/// Norm of the input perturbation ball.
+enum class Norm { Linf, L2, L1 };
+/// Parses "inf", "linf", "2", "l2", "1", "l1".
+Norm parse_norm(const std::string& s);
+/// "inf", "2" or "1".
+const char* norm_name(Norm n);
+
+/// A relaxation method: how ReLU-like and smooth activations are relaxed.
+struct Method {
+  ReluRule relu = ReluRule::Adaptive;
+  SmoothRule smooth = SmoothRule::CnnCert;
+  std::string name = "adaptive";
+};
+/// "fastlin" (CNN-Cert-Relu / Fast-Lin), "adaptive" (CNN-Cert-Ada), "cnncert" (= adaptive ReLU +
+/// CNN-Cert's general activations), "deepcert", "crown" (sound CROWN-style sigmoid/tanh/arctan).
+Method parse_method(const std::string& s);
+
+/// One problem of a batch: a centre, a radius and the linear functions of the logits to bound.
+struct BoundProblem {
+  std::vector<double> x0;    ///< network input (input_size() values)
+  double eps = 0;            ///< radius of the ball
+  std::vector<double> spec;  ///< rows × output_size(): row i is the linear function c_iᵀ·logits
+  int64_t rows = 0;
+};
+
+/// Options shared by a batch.
+struct BoundOptions {
+  Norm norm = Norm::Linf;
+  Method method;
+  /// ℓ∞ only: intersect the ball with the box [box_lo, box_hi] (one value for all inputs).
+  bool clip_to_box = false;
+  double box_lo = 0, box_hi = 1;
+  /// Also return the final linear coefficients of every row.
+  bool want_linear = false;
+  /// Also return the bounds [l, u] of every node that needed them.
+  bool want_intermediate = false;
+};
+
+/// Bounds of one node's outputs.
+struct NodeBounds {
+  int node = -1;
+  std::vector<double> lower, upper;
+};
+
+/// Result of one problem.
+struct BoundResult {
+  std::vector<double> lower, upper;  ///< one per spec row
+  /// want_linear: lower(x) ≥ A_L·x + B_L and upper(x) ≤ A_U·x + B_U on the region, per row
+  /// (rows × input_size() for A, rows for B).
+  std::vector<double> a_lower, b_lower, a_upper, b_upper;
+  std::vector<NodeBounds> intermediate;  ///< want_intermediate
+  std::string error;                     ///< non-empty when the bounds could not be computed (NaN/Inf)
+};
+
+/// Computes certified bounds of linear functions of the logits over an input region.
+class BoundEngine {
+ public:
+  virtual ~BoundEngine() = default;
+  /// Name for reports ("cpu", "gpu").
+  virtual std::string name() const = 0;
+  /// Bounds for every problem of the batch (each at its own centre and radius).
+  virtual std::vector<BoundResult> bound(const std::vector<BoundProblem>& problems, const BoundOptions& options) = 0;
+};
+
+/// Throws UnsupportedModel when the network contains a node the engines cannot bound.
+void check_boundable(const Network& net);
+
+/// The CPU reference engine (double precision, receptive-field windows for convolutions,
+/// `threads` worker threads over the problems; 0 = hardware concurrency).
+std::unique_ptr<BoundEngine> make_cpu_engine(const Network& net, int threads = 0);
+
+}  // namespace cnncert
