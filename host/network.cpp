@@ -551,3 +551,144 @@ template std::vector<std::vector<float>> Network::forward_all<float>(const float
 template std::vector<std::vector<double>> Network::forward_all<double>(const double*, int64_t) const;
 
 }  // namespace cnncert
+
+namespace cnncert {
+
+std::vector<double> Network::input_gradient(const double* x, const double* grad_out) const {
+  const auto vals = forward_all(x, 1);
+  std::vector<std::vector<double>> grad(nodes_.size());
+  grad[static_cast<size_t>(output_)].assign(grad_out, grad_out + output_size());
+  for (size_t k = nodes_.size(); k-- > 1;) {
+    if (grad[k].empty()) continue;
+    const Node& n = nodes_[k];
+    const std::vector<double>& g = grad[k];
+    const int src = n.inputs[0];
+    const Node& in = nodes_[static_cast<size_t>(src)];
+    std::vector<double> gi(static_cast<size_t>(in.size()), 0.0);
+    const std::vector<double>& xin = vals[static_cast<size_t>(src)];
+    switch (n.op) {
+      case OpKind::Input: break;
+      case OpKind::Conv: {
+        const ConvAttr& a = n.as<ConvAttr>();
+        const int64_t ih = in.shape[1], iw = in.shape[2], oh = n.shape[1], ow = n.shape[2];
+        const int64_t cpg_out = a.out_channels / a.groups;
+        for (int64_t o = 0; o < a.out_channels; ++o)
+          for (int64_t ci = 0; ci < a.in_channels; ++ci) {
+            const int64_t c = (o / cpg_out) * a.in_channels + ci;
+            for (int64_t ky = 0; ky < a.kernel_h; ++ky)
+              for (int64_t kx = 0; kx < a.kernel_w; ++kx) {
+                const double w = a.weight[static_cast<size_t>(((o * a.in_channels + ci) * a.kernel_h + ky) * a.kernel_w + kx)];
+                for (int64_t r = 0; r < oh; ++r) {
+                  const int64_t yy = r * a.stride_h - a.pad_top + ky * a.dilation_h;
+                  if (yy < 0 || yy >= ih) continue;
+                  for (int64_t q = 0; q < ow; ++q) {
+                    const int64_t xx = q * a.stride_w - a.pad_left + kx * a.dilation_w;
+                    if (xx < 0 || xx >= iw) continue;
+                    gi[static_cast<size_t>((c * ih + yy) * iw + xx)] += w * g[static_cast<size_t>((o * oh + r) * ow + q)];
+                  }
+                }
+              }
+          }
+        break;
+      }
+      case OpKind::Dense: {
+        const DenseAttr& a = n.as<DenseAttr>();
+        for (int64_t o = 0; o < a.out_features; ++o)
+          for (int64_t i = 0; i < a.in_features; ++i)
+            gi[static_cast<size_t>(i)] += a.weight[static_cast<size_t>(o * a.in_features + i)] * g[static_cast<size_t>(o)];
+        break;
+      }
+      case OpKind::ScaleShift: {
+        const ScaleShiftAttr& a = n.as<ScaleShiftAttr>();
+        for (size_t i = 0; i < gi.size(); ++i) gi[i] = a.scale[i] * g[i];
+        break;
+      }
+      case OpKind::Activation: {
+        const ActAttr& a = n.as<ActAttr>();
+        for (size_t i = 0; i < gi.size(); ++i) {
+          const double z = xin[i];
+          double d = 0;
+          switch (a.kind) {
+            case ActKind::Relu: d = z > 0 ? 1 : 0; break;
+            case ActKind::LeakyRelu: d = z >= 0 ? 1 : a.alpha; break;
+            case ActKind::Sigmoid: {
+              const double s = 1 / (1 + std::exp(-z));
+              d = s * (1 - s);
+              break;
+            }
+            case ActKind::Tanh: d = 1 - std::tanh(z) * std::tanh(z); break;
+            case ActKind::Atan: d = 1 / (1 + z * z); break;
+          }
+          gi[i] = d * g[i];
+        }
+        break;
+      }
+      case OpKind::MaxPool:
+      case OpKind::AvgPool: {
+        const PoolAttr& a = n.as<PoolAttr>();
+        const int64_t ih = in.shape[1], iw = in.shape[2], oh = n.shape[1], ow = n.shape[2];
+        for (int64_t c = 0; c < n.shape[0]; ++c)
+          for (int64_t r = 0; r < oh; ++r)
+            for (int64_t q = 0; q < ow; ++q) {
+              const double go = g[static_cast<size_t>((c * oh + r) * ow + q)];
+              int64_t best = -1, counted = 0, padded = 0;
+              std::vector<int64_t> members;
+              for (int64_t ky = 0; ky < a.kernel_h; ++ky)
+                for (int64_t kx = 0; kx < a.kernel_w; ++kx) {
+                  const int64_t yy = r * a.stride_h - a.pad_top + ky * a.dilation_h;
+                  const int64_t xx = q * a.stride_w - a.pad_left + kx * a.dilation_w;
+                  if (yy < ih + a.pad_bottom && xx < iw + a.pad_right) ++padded;
+                  if (yy < 0 || yy >= ih || xx < 0 || xx >= iw) continue;
+                  const int64_t i = (c * ih + yy) * iw + xx;
+                  members.push_back(i);
+                  ++counted;
+                  if (best < 0 || xin[static_cast<size_t>(i)] > xin[static_cast<size_t>(best)]) best = i;
+                }
+              if (n.op == OpKind::MaxPool) {
+                if (best >= 0) gi[static_cast<size_t>(best)] += go;
+              } else {
+                const double div = static_cast<double>(a.count_include_pad ? padded : counted);
+                for (int64_t i : members) gi[static_cast<size_t>(i)] += go / div;
+              }
+            }
+        break;
+      }
+      case OpKind::Add: gi = g; break;
+      case OpKind::Reshape: gi = g; break;
+      case OpKind::Transpose: {
+        // forward: y[k] = x[src(k)]; reuse the forward pass on index values to find src(k)
+        NetworkBuilder tb;
+        const int xi = tb.input(in.shape);
+        const Network t = tb.build(tb.transpose(xi, n.as<TransposeAttr>().perm));
+        std::vector<double> idx(static_cast<size_t>(in.size()));
+        for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<double>(i);
+        const auto src_of = t.forward(idx.data(), 1);
+        for (size_t k2 = 0; k2 < src_of.size(); ++k2) gi[static_cast<size_t>(src_of[k2])] += g[k2];
+        break;
+      }
+      case OpKind::Pad: {
+        NetworkBuilder tb;
+        const int xi = tb.input(in.shape);
+        const PadAttr& p = n.as<PadAttr>();
+        const Network t = tb.build(tb.pad(xi, p.begin, p.end));
+        std::vector<double> idx(static_cast<size_t>(in.size()));
+        for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<double>(i + 1);
+        const auto dst = t.forward(idx.data(), 1);
+        for (size_t k2 = 0; k2 < dst.size(); ++k2)
+          if (dst[k2] > 0) gi[static_cast<size_t>(dst[k2]) - 1] += g[k2];
+        break;
+      }
+    }
+    auto add_into = [&](int node, const std::vector<double>& v) {
+      auto& t = grad[static_cast<size_t>(node)];
+      if (t.empty()) t = v;
+      else
+        for (size_t i = 0; i < v.size(); ++i) t[i] += v[i];
+    };
+    add_into(src, gi);
+    if (n.op == OpKind::Add) add_into(n.inputs[1], g);
+  }
+  return grad[0].empty() ? std::vector<double>(static_cast<size_t>(input_size()), 0.0) : grad[0];
+}
+
+}  // namespace cnncert

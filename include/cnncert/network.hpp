@@ -127,6 +127,9 @@ class Network {
   /// Forward pass that keeps the value of every node: result[node] has batch × node.size() values.
   template <class T>
   std::vector<std::vector<T>> forward_all(const T* x, int64_t batch) const;
+  /// Gradient of ⟨grad_out, f(x)⟩ with respect to the input x of one sample (the network's own
+  /// backward pass; at a max-pool tie the first maximum gets the gradient, ReLU'(0) = 0).
+  std::vector<double> input_gradient(const double* x, const double* grad_out) const;
 
  private:
   friend class NetworkBuilder;
