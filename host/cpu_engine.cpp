@@ -100,9 +100,9 @@ Coeffs to_full(const Coeffs& in, const Geometry& g) {
 }
 
 /// Adds `b` into `a` (both at the same node), widening the windows to their union.
-void accumulate(Coeffs& a, const Coeffs& b, const Geometry& g) {
+void accumulate(Coeffs& a, Coeffs&& b, const Geometry& g) {
   if (a.rows == 0) {
-    a = b;
+    a = std::move(b);
     return;
   }
   CNNCERT_ASSERT(a.rows == b.rows && a.c == b.c);
@@ -118,7 +118,7 @@ void accumulate(Coeffs& a, const Coeffs& b, const Geometry& g) {
   for (int64_t r = 0; r < a.rows; ++r) {
     out.y0[r] = place(std::min(a.y0[r], b.y0[r]), hs, g.h);
     out.x0[r] = place(std::min(a.x0[r], b.x0[r]), ws, g.w);
-    for (const Coeffs* src : {static_cast<const Coeffs*>(&a), &b}) {
+    for (const Coeffs* src : {static_cast<const Coeffs*>(&a), static_cast<const Coeffs*>(&b)}) {
       const double* s = src->row(r);
       double* d = out.row(r);
       const int64_t dy = src->y0[r] - out.y0[r], dx = src->x0[r] - out.x0[r];
@@ -152,37 +152,62 @@ void grow_windows(const Coeffs& a, Coeffs& out, int64_t channels, const Geometry
   }
 }
 
+/// Output positions o in [0, n) whose input coordinate (start + o)·stride + off lies in [0, extent).
+inline void valid_range(int64_t start, int64_t n, int64_t stride, int64_t off, int64_t extent, int64_t& lo, int64_t& hi) {
+  // smallest o with (start + o)·stride + off ≥ 0
+  const int64_t a = -off - start * stride;  // need o·stride ≥ a
+  lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+  // largest o with (start + o)·stride + off ≤ extent − 1
+  const int64_t b = extent - 1 - off - start * stride;  // need o·stride ≤ b
+  hi = b < 0 ? 0 : std::min(n, b / stride + 1);
+  lo = std::min(lo, n);
+  if (hi < lo) hi = lo;
+}
+
 /// Back through a convolution: A_in = conv_transpose(A), bias += ⟨A, b⟩.
 Coeffs conv_back(const Coeffs& a, const ConvAttr& k, const Geometry& in, std::vector<double>& bias) {
   Coeffs out;
   grow_windows(a, out, in.c, in, k.kernel_h, k.kernel_w, k.stride_h, k.stride_w, k.pad_top, k.pad_left, k.dilation_h,
                k.dilation_w);
-  const int64_t cpg_out = k.out_channels / k.groups, kk = k.kernel_h * k.kernel_w;
+  const int64_t cpg_out = k.out_channels / k.groups, kk = k.kernel_h * k.kernel_w, plane = a.h * a.w;
   for (int64_t r = 0; r < a.rows; ++r) {
     const double* src = a.row(r);
     double* dst = out.row(r);
     double b = 0;
     for (int64_t co = 0; co < a.c; ++co) {
+      const double* sp = src + co * plane;
+      double sum = 0;
+      bool any = false;
+      for (int64_t i = 0; i < plane; ++i) {
+        sum += sp[i];
+        any = any || sp[i] != 0;
+      }
+      if (!any) continue;
+      b += sum * k.bias[static_cast<size_t>(co)];
       const int64_t g = co / cpg_out;
       const double* wco = k.weight.data() + co * k.in_channels * kk;
-      for (int64_t oy = 0; oy < a.h; ++oy) {
-        const int64_t y = a.y0[r] + oy;
-        for (int64_t ox = 0; ox < a.w; ++ox) {
-          const double v = src[(co * a.h + oy) * a.w + ox];
-          if (v == 0) continue;
-          b += v * k.bias[static_cast<size_t>(co)];
-          const int64_t x = a.x0[r] + ox;
-          for (int64_t ky = 0; ky < k.kernel_h; ++ky) {
-            const int64_t iy = y * k.stride_h - k.pad_top + ky * k.dilation_h;
-            if (iy < 0 || iy >= in.h) continue;
-            const int64_t ry = iy - out.y0[r];
-            for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
-              const int64_t ix = x * k.stride_w - k.pad_left + kx * k.dilation_w;
-              if (ix < 0 || ix >= in.w) continue;
-              const int64_t rx = ix - out.x0[r];
-              const double* wk = wco + ky * k.kernel_w + kx;
-              double* d = dst + ((g * k.in_channels) * out.h + ry) * out.w + rx;
-              for (int64_t ci = 0; ci < k.in_channels; ++ci) d[ci * out.h * out.w] += v * wk[ci * kk];
+      for (int64_t ky = 0; ky < k.kernel_h; ++ky) {
+        int64_t oy_lo, oy_hi;
+        const int64_t offy = ky * k.dilation_h - k.pad_top;
+        valid_range(a.y0[r], a.h, k.stride_h, offy, in.h, oy_lo, oy_hi);
+        for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
+          int64_t ox_lo, ox_hi;
+          const int64_t offx = kx * k.dilation_w - k.pad_left;
+          valid_range(a.x0[r], a.w, k.stride_w, offx, in.w, ox_lo, ox_hi);
+          if (ox_lo >= ox_hi) continue;
+          for (int64_t ci = 0; ci < k.in_channels; ++ci) {
+            const double w = wco[ci * kk + ky * k.kernel_w + kx];
+            if (w == 0) continue;
+            double* dc = dst + (g * k.in_channels + ci) * out.h * out.w;
+            for (int64_t oy = oy_lo; oy < oy_hi; ++oy) {
+              const int64_t ry = (a.y0[r] + oy) * k.stride_h + offy - out.y0[r];
+              const double* s_row = sp + oy * a.w;
+              double* d_row = dc + ry * out.w + (a.x0[r] * k.stride_w + offx - out.x0[r]);
+              if (k.stride_w == 1) {
+                for (int64_t ox = ox_lo; ox < ox_hi; ++ox) d_row[ox] += w * s_row[ox];
+              } else {
+                for (int64_t ox = ox_lo; ox < ox_hi; ++ox) d_row[ox * k.stride_w] += w * s_row[ox];
+              }
             }
           }
         }
@@ -549,8 +574,8 @@ class CpuEngine final : public BoundEngine {
       const int src = n.inputs[0];
       const Geometry& gi = geo_[static_cast<size_t>(src)];
       auto push = [&](int node, Coeffs&& cu, Coeffs&& cl) {
-        accumulate(pend_u[node], cu, geo_[static_cast<size_t>(node)]);
-        accumulate(pend_l[node], cl, geo_[static_cast<size_t>(node)]);
+        accumulate(pend_u[node], std::move(cu), geo_[static_cast<size_t>(node)]);
+        accumulate(pend_l[node], std::move(cl), geo_[static_cast<size_t>(node)]);
       };
       switch (n.op) {
         case OpKind::Conv: {

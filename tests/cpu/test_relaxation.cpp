@@ -254,6 +254,8 @@ void expect_deepcert_parallel(Smooth s, double l, double u, bool upper_is_tangen
   const double k = (detail::smooth_f(s, u) - detail::smooth_f(s, l)) / (u - l);  // as the code rounds it
   const double tan_a = upper_is_tangent ? r.alpha_u : r.alpha_l, tan_b = upper_is_tangent ? r.beta_u : r.beta_l;
   EXPECT_NEAR(tan_a, k, d2sig_max(s) * (u - l) * kTwoPowM20 + 1e-14);
+  // The bracket end named by §2.3 (hi on the concave side, lo on the convex one) has σ′(d) ≤ k.
+  EXPECT_LE(tan_a, k * (1 + 1e-15));
   EXPECT_DOUBLE_EQ(upper_is_tangent ? r.alpha_l : r.alpha_u, k);  // chord
   EXPECT_NEAR(upper_is_tangent ? r.beta_l : r.beta_u, sig(s, l) - k * LD(l), 1e-13);
   // The tangent touches σ at the d with σ′(d) = k: d ≥ 0 on the concave side, d ≤ 0 on the convex one.
