@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -61,262 +62,261 @@ Geometry geometry(const Node& n) {
   return {n.size(), 1, 1};
 }
 
-/// Coefficients of a chunk of rows at one node, each row over a window of the feature map.
+/// Coefficients of a chunk of rows at one node. Stored position-major (a[pos · rows + r]) so
+/// that every step of the back-substitution is an AXPY over the rows. Either `full` (the window
+/// is the whole feature map) or a window of c × h × w at per-row offsets (y0, x0) with the same
+/// relative structure for every row; entries at positions outside the map are always zero.
 struct Coeffs {
   int64_t rows = 0, c = 0, h = 0, w = 0;
+  bool full = true;
   std::vector<int64_t> y0, x0;
   std::vector<double> a;
   int64_t win() const { return c * h * w; }
-  double* row(int64_t r) { return a.data() + r * win(); }
-  const double* row(int64_t r) const { return a.data() + r * win(); }
-  void reset(int64_t rows_, int64_t c_, int64_t h_, int64_t w_) {
-    rows = rows_, c = c_, h = h_, w = w_;
+  double* at(int64_t pos) { return a.data() + pos * rows; }
+  const double* at(int64_t pos) const { return a.data() + pos * rows; }
+  void reset(int64_t rows_, int64_t c_, int64_t h_, int64_t w_, bool full_) {
+    rows = rows_, c = c_, h = h_, w = w_, full = full_;
     a.assign(static_cast<size_t>(rows * c * h * w), 0.0);
-    y0.assign(static_cast<size_t>(rows), 0);
-    x0.assign(static_cast<size_t>(rows), 0);
+    if (full) {
+      y0.clear(), x0.clear();
+    } else {
+      y0.assign(static_cast<size_t>(rows), 0);
+      x0.assign(static_cast<size_t>(rows), 0);
+    }
   }
 };
 
-/// Window of size `size` inside [0, extent) covering [start, end) ∩ [0, extent).
-int64_t place(int64_t start, int64_t size, int64_t extent) {
-  const int64_t s = std::max<int64_t>(start, 0);
-  return std::min(s, extent - size);
+inline void axpy(int64_t n, double alpha, const double* x, double* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
-/// The whole feature map as the window of every row.
-Coeffs to_full(const Coeffs& in, const Geometry& g) {
-  if (in.h == g.h && in.w == g.w) return in;
+inline bool all_zero(int64_t n, const double* x) {
+  for (int64_t i = 0; i < n; ++i)
+    if (x[i] != 0) return false;
+  return true;
+}
+
+/// The same coefficients over the whole feature map.
+Coeffs to_full(Coeffs&& in, const Geometry& g) {
+  if (in.full) return std::move(in);
   Coeffs out;
-  out.reset(in.rows, g.c, g.h, g.w);
-  for (int64_t r = 0; r < in.rows; ++r) {
-    const double* src = in.row(r);
-    double* dst = out.row(r);
-    for (int64_t c = 0; c < in.c; ++c)
-      for (int64_t y = 0; y < in.h; ++y)
-        for (int64_t x = 0; x < in.w; ++x)
-          dst[(c * g.h + in.y0[r] + y) * g.w + in.x0[r] + x] += src[(c * in.h + y) * in.w + x];
-  }
+  out.reset(in.rows, g.c, g.h, g.w, true);
+  const int64_t rows = in.rows;
+  for (int64_t c = 0; c < in.c; ++c)
+    for (int64_t py = 0; py < in.h; ++py)
+      for (int64_t px = 0; px < in.w; ++px) {
+        const double* src = in.at((c * in.h + py) * in.w + px);
+        for (int64_t r = 0; r < rows; ++r) {
+          if (src[r] == 0) continue;
+          const int64_t y = in.y0[r] + py, x = in.x0[r] + px;  // in range: entries outside are zero
+          out.a[static_cast<size_t>(((c * g.h + y) * g.w + x) * rows + r)] += src[r];
+        }
+      }
   return out;
 }
 
-/// Adds `b` into `a` (both at the same node), widening the windows to their union.
+/// Zeroes the entries of windowed rows that fall outside the feature map.
+void mask_outside(Coeffs& a, const Geometry& g) {
+  if (a.full) return;
+  for (int64_t r = 0; r < a.rows; ++r) {
+    const int64_t y0 = a.y0[r], x0 = a.x0[r];
+    if (y0 >= 0 && x0 >= 0 && y0 + a.h <= g.h && x0 + a.w <= g.w) continue;
+    for (int64_t c = 0; c < a.c; ++c)
+      for (int64_t py = 0; py < a.h; ++py) {
+        const bool row_out = y0 + py < 0 || y0 + py >= g.h;
+        for (int64_t px = 0; px < a.w; ++px)
+          if (row_out || x0 + px < 0 || x0 + px >= g.w) a.a[static_cast<size_t>(((c * a.h + py) * a.w + px) * a.rows + r)] = 0;
+      }
+  }
+}
+
+/// A window as large as the map in either direction is replaced by the whole map.
+Coeffs settle(Coeffs&& a, const Geometry& g) {
+  if (!a.full && (a.h >= g.h || a.w >= g.w)) return to_full(std::move(a), g);
+  return std::move(a);
+}
+
+/// Adds `b` into `a` (both at the same node).
 void accumulate(Coeffs& a, Coeffs&& b, const Geometry& g) {
   if (a.rows == 0) {
     a = std::move(b);
     return;
   }
   CNNCERT_ASSERT(a.rows == b.rows && a.c == b.c);
-  int64_t hs = 0, ws = 0;
-  for (int64_t r = 0; r < a.rows; ++r) {
-    hs = std::max(hs, std::max(a.y0[r] + a.h, b.y0[r] + b.h) - std::min(a.y0[r], b.y0[r]));
-    ws = std::max(ws, std::max(a.x0[r] + a.w, b.x0[r] + b.w) - std::min(a.x0[r], b.x0[r]));
-  }
-  hs = std::min(hs, g.h);
-  ws = std::min(ws, g.w);
-  Coeffs out;
-  out.reset(a.rows, a.c, hs, ws);
-  for (int64_t r = 0; r < a.rows; ++r) {
-    out.y0[r] = place(std::min(a.y0[r], b.y0[r]), hs, g.h);
-    out.x0[r] = place(std::min(a.x0[r], b.x0[r]), ws, g.w);
-    for (const Coeffs* src : {static_cast<const Coeffs*>(&a), static_cast<const Coeffs*>(&b)}) {
-      const double* s = src->row(r);
-      double* d = out.row(r);
-      const int64_t dy = src->y0[r] - out.y0[r], dx = src->x0[r] - out.x0[r];
-      for (int64_t c = 0; c < src->c; ++c)
-        for (int64_t y = 0; y < src->h; ++y)
-          for (int64_t x = 0; x < src->w; ++x) d[(c * hs + y + dy) * ws + x + dx] += s[(c * src->h + y) * src->w + x];
+  if (!a.full && !b.full) {
+    // Same relative structure when the offsets differ by a constant: merge into the union window.
+    const int64_t dy = b.y0[0] - a.y0[0], dx = b.x0[0] - a.x0[0];
+    bool uniform = true;
+    for (int64_t r = 1; r < a.rows && uniform; ++r) uniform = b.y0[r] - a.y0[r] == dy && b.x0[r] - a.x0[r] == dx;
+    if (uniform) {
+      const int64_t sy = std::min<int64_t>(0, dy), sx = std::min<int64_t>(0, dx);
+      const int64_t h = std::max(a.h, dy + b.h) - sy, w = std::max(a.w, dx + b.w) - sx;
+      Coeffs out;
+      out.reset(a.rows, a.c, h, w, false);
+      for (int64_t r = 0; r < a.rows; ++r) out.y0[r] = a.y0[r] + sy, out.x0[r] = a.x0[r] + sx;
+      for (const Coeffs* src : {static_cast<const Coeffs*>(&a), static_cast<const Coeffs*>(&b)}) {
+        const int64_t oy = src == &a ? -sy : dy - sy, ox = src == &a ? -sx : dx - sx;
+        for (int64_t c = 0; c < src->c; ++c)
+          for (int64_t py = 0; py < src->h; ++py)
+            for (int64_t px = 0; px < src->w; ++px)
+              axpy(a.rows, 1.0, src->at((c * src->h + py) * src->w + px), out.at((c * h + py + oy) * w + px + ox));
+      }
+      a = settle(std::move(out), g);
+      return;
     }
   }
-  a = std::move(out);
+  a = to_full(std::move(a), g);
+  const Coeffs fb = to_full(std::move(b), g);
+  axpy(static_cast<int64_t>(a.a.size()), 1.0, fb.a.data(), a.a.data());
 }
 
-/// New windows of the input of a sliding-window op (conv or pooling) for the rows of `a`.
-void grow_windows(const Coeffs& a, Coeffs& out, int64_t channels, const Geometry& in, int64_t kh, int64_t kw, int64_t sh,
-                  int64_t sw, int64_t pt, int64_t pl, int64_t dh, int64_t dw) {
-  int64_t hs = 0, ws = 0;
-  std::vector<int64_t> ys(static_cast<size_t>(a.rows)), xs(static_cast<size_t>(a.rows));
-  for (int64_t r = 0; r < a.rows; ++r) {
-    const int64_t y_start = a.y0[r] * sh - pt, y_end = (a.y0[r] + a.h - 1) * sh - pt + dh * (kh - 1) + 1;
-    const int64_t x_start = a.x0[r] * sw - pl, x_end = (a.x0[r] + a.w - 1) * sw - pl + dw * (kw - 1) + 1;
-    ys[r] = std::max<int64_t>(y_start, 0);
-    xs[r] = std::max<int64_t>(x_start, 0);
-    hs = std::max(hs, std::min(y_end, in.h) - ys[r]);
-    ws = std::max(ws, std::min(x_end, in.w) - xs[r]);
-  }
-  hs = std::clamp<int64_t>(hs, 1, in.h);
-  ws = std::clamp<int64_t>(ws, 1, in.w);
-  out.reset(a.rows, channels, hs, ws);
-  for (int64_t r = 0; r < a.rows; ++r) {
-    out.y0[r] = place(ys[r], hs, in.h);
-    out.x0[r] = place(xs[r], ws, in.w);
-  }
-}
+/// Back through a sliding-window linear map (convolution or pooling). `weight(co, ci, ky, kx, src)`
+/// gives the weight of input channel ci (absolute) for output channel co; `per_row` weights
+/// (pooling relaxations) are applied through `row_weight` instead.
+struct Window {
+  int64_t kh, kw, sh, sw, pt, pl, dh, dw;
+};
 
-/// Output positions o in [0, n) whose input coordinate (start + o)·stride + off lies in [0, extent).
-inline void valid_range(int64_t start, int64_t n, int64_t stride, int64_t off, int64_t extent, int64_t& lo, int64_t& hi) {
-  // smallest o with (start + o)·stride + off ≥ 0
-  const int64_t a = -off - start * stride;  // need o·stride ≥ a
-  lo = a <= 0 ? 0 : (a + stride - 1) / stride;
-  // largest o with (start + o)·stride + off ≤ extent − 1
-  const int64_t b = extent - 1 - off - start * stride;  // need o·stride ≤ b
-  hi = b < 0 ? 0 : std::min(n, b / stride + 1);
-  lo = std::min(lo, n);
-  if (hi < lo) hi = lo;
+Coeffs window_back(const Coeffs& a, const Window& k, const Geometry& in, int64_t in_channels_per_group, int64_t groups,
+                   const std::function<void(int64_t co, int64_t oy, int64_t ox, const double* src, Coeffs& out, int64_t base_y,
+                                            int64_t base_x)>& scatter) {
+  Coeffs out;
+  int64_t shift_y, shift_x;
+  if (a.full) {
+    out.reset(a.rows, in.c, in.h, in.w, true);
+    shift_y = -k.pt, shift_x = -k.pl;
+  } else {
+    const int64_t h = (a.h - 1) * k.sh + k.dh * (k.kh - 1) + 1, w = (a.w - 1) * k.sw + k.dw * (k.kw - 1) + 1;
+    out.reset(a.rows, in.c, h, w, false);
+    for (int64_t r = 0; r < a.rows; ++r) out.y0[r] = a.y0[r] * k.sh - k.pt, out.x0[r] = a.x0[r] * k.sw - k.pl;
+    shift_y = shift_x = 0;
+  }
+  (void)in_channels_per_group;
+  (void)groups;
+  for (int64_t co = 0; co < a.c; ++co)
+    for (int64_t oy = 0; oy < a.h; ++oy)
+      for (int64_t ox = 0; ox < a.w; ++ox) {
+        const double* src = a.at((co * a.h + oy) * a.w + ox);
+        if (all_zero(a.rows, src)) continue;
+        scatter(co, oy, ox, src, out, oy * k.sh + shift_y, ox * k.sw + shift_x);
+      }
+  mask_outside(out, in);
+  return settle(std::move(out), in);
 }
 
 /// Back through a convolution: A_in = conv_transpose(A), bias += ⟨A, b⟩.
 Coeffs conv_back(const Coeffs& a, const ConvAttr& k, const Geometry& in, std::vector<double>& bias) {
-  Coeffs out;
-  grow_windows(a, out, in.c, in, k.kernel_h, k.kernel_w, k.stride_h, k.stride_w, k.pad_top, k.pad_left, k.dilation_h,
-               k.dilation_w);
-  const int64_t cpg_out = k.out_channels / k.groups, kk = k.kernel_h * k.kernel_w, plane = a.h * a.w;
-  for (int64_t r = 0; r < a.rows; ++r) {
-    const double* src = a.row(r);
-    double* dst = out.row(r);
-    double b = 0;
-    for (int64_t co = 0; co < a.c; ++co) {
-      const double* sp = src + co * plane;
-      double sum = 0;
-      bool any = false;
-      for (int64_t i = 0; i < plane; ++i) {
-        sum += sp[i];
-        any = any || sp[i] != 0;
-      }
-      if (!any) continue;
-      b += sum * k.bias[static_cast<size_t>(co)];
-      const int64_t g = co / cpg_out;
-      const double* wco = k.weight.data() + co * k.in_channels * kk;
-      for (int64_t ky = 0; ky < k.kernel_h; ++ky) {
-        int64_t oy_lo, oy_hi;
-        const int64_t offy = ky * k.dilation_h - k.pad_top;
-        valid_range(a.y0[r], a.h, k.stride_h, offy, in.h, oy_lo, oy_hi);
-        for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
-          int64_t ox_lo, ox_hi;
-          const int64_t offx = kx * k.dilation_w - k.pad_left;
-          valid_range(a.x0[r], a.w, k.stride_w, offx, in.w, ox_lo, ox_hi);
-          if (ox_lo >= ox_hi) continue;
-          for (int64_t ci = 0; ci < k.in_channels; ++ci) {
-            const double w = wco[ci * kk + ky * k.kernel_w + kx];
-            if (w == 0) continue;
-            double* dc = dst + (g * k.in_channels + ci) * out.h * out.w;
-            for (int64_t oy = oy_lo; oy < oy_hi; ++oy) {
-              const int64_t ry = (a.y0[r] + oy) * k.stride_h + offy - out.y0[r];
-              const double* s_row = sp + oy * a.w;
-              double* d_row = dc + ry * out.w + (a.x0[r] * k.stride_w + offx - out.x0[r]);
-              if (k.stride_w == 1) {
-                for (int64_t ox = ox_lo; ox < ox_hi; ++ox) d_row[ox] += w * s_row[ox];
-              } else {
-                for (int64_t ox = ox_lo; ox < ox_hi; ++ox) d_row[ox * k.stride_w] += w * s_row[ox];
-              }
-            }
-          }
+  const Window win{k.kernel_h, k.kernel_w, k.stride_h, k.stride_w, k.pad_top, k.pad_left, k.dilation_h, k.dilation_w};
+  const int64_t cpg_out = k.out_channels / k.groups, kk = k.kernel_h * k.kernel_w, rows = a.rows;
+  return window_back(a, win, in, k.in_channels, k.groups,
+                     [&](int64_t co, int64_t, int64_t, const double* src, Coeffs& out, int64_t by, int64_t bx) {
+                       axpy(rows, k.bias[static_cast<size_t>(co)], src, bias.data());
+                       const int64_t g = co / cpg_out;
+                       const double* wco = k.weight.data() + co * k.in_channels * kk;
+                       for (int64_t ky = 0; ky < k.kernel_h; ++ky) {
+                         const int64_t y = by + ky * k.dilation_h;
+                         if (y < 0 || y >= out.h) continue;
+                         for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
+                           const int64_t x = bx + kx * k.dilation_w;
+                           if (x < 0 || x >= out.w) continue;
+                           for (int64_t ci = 0; ci < k.in_channels; ++ci) {
+                             const double wv = wco[ci * kk + ky * k.kernel_w + kx];
+                             if (wv != 0) axpy(rows, wv, src, out.at(((g * k.in_channels + ci) * out.h + y) * out.w + x));
+                           }
+                         }
+                       }
+                     });
+}
+
+/// Back through pooling with per-output-neuron slopes (out × kh × kw) and intercepts for
+/// positive and negative coefficients (none for average pooling).
+Coeffs pool_back(const Coeffs& a, const PoolAttr& p, const Geometry& in, const Geometry& og, const std::vector<double>& slopes,
+                 const std::vector<double>* beta_pos, const std::vector<double>* beta_neg, std::vector<double>& bias) {
+  const Window win{p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w};
+  const int64_t kk = p.kernel_h * p.kernel_w, rows = a.rows;
+  return window_back(a, win, in, 1, in.c, [&](int64_t c, int64_t oy, int64_t ox, const double* src, Coeffs& out, int64_t by,
+                                              int64_t bx) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const double v = src[r];
+      if (v == 0) continue;
+      const int64_t j = a.full ? (c * og.h + oy) * og.w + ox : (c * og.h + a.y0[r] + oy) * og.w + a.x0[r] + ox;
+      if (beta_pos) bias[static_cast<size_t>(r)] += v * (v > 0 ? (*beta_pos)[static_cast<size_t>(j)] : (*beta_neg)[static_cast<size_t>(j)]);
+      const double* sl = slopes.data() + j * kk;
+      for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
+        const int64_t y = by + ky * p.dilation_h;
+        if (y < 0 || y >= out.h) continue;
+        for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
+          const int64_t x = bx + kx * p.dilation_w;
+          if (x < 0 || x >= out.w) continue;
+          const double s = sl[ky * p.kernel_w + kx];
+          if (s != 0) out.a[static_cast<size_t>(((c * out.h + y) * out.w + x) * rows + r)] += v * s;
         }
       }
     }
-    bias[static_cast<size_t>(r)] += b;
-  }
-  return out;
-}
-
-/// Back through a pooling window map with per-output-neuron slopes (out × kh × kw) and
-/// intercepts for positive and negative coefficients.
-Coeffs pool_back(const Coeffs& a, const PoolAttr& p, const Geometry& in, const Geometry& og, const std::vector<double>& slopes,
-                 const std::vector<double>* beta_pos, const std::vector<double>* beta_neg, std::vector<double>& bias) {
-  Coeffs out;
-  grow_windows(a, out, in.c, in, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h,
-               p.dilation_w);
-  const int64_t kk = p.kernel_h * p.kernel_w;
-  for (int64_t r = 0; r < a.rows; ++r) {
-    const double* src = a.row(r);
-    double* dst = out.row(r);
-    double b = 0;
-    for (int64_t c = 0; c < a.c; ++c)
-      for (int64_t oy = 0; oy < a.h; ++oy) {
-        const int64_t y = a.y0[r] + oy;
-        for (int64_t ox = 0; ox < a.w; ++ox) {
-          const double v = src[(c * a.h + oy) * a.w + ox];
-          if (v == 0) continue;
-          const int64_t x = a.x0[r] + ox;
-          const int64_t j = (c * og.h + y) * og.w + x;
-          if (beta_pos) b += v * (v > 0 ? (*beta_pos)[static_cast<size_t>(j)] : (*beta_neg)[static_cast<size_t>(j)]);
-          const double* sl = slopes.data() + j * kk;
-          for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
-            const int64_t iy = y * p.stride_h - p.pad_top + ky * p.dilation_h;
-            if (iy < 0 || iy >= in.h) continue;
-            for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
-              const int64_t ix = x * p.stride_w - p.pad_left + kx * p.dilation_w;
-              if (ix < 0 || ix >= in.w) continue;
-              const double s = sl[ky * p.kernel_w + kx];
-              if (s != 0) dst[(c * out.h + iy - out.y0[r]) * out.w + ix - out.x0[r]] += v * s;
-            }
-          }
-        }
-      }
-    bias[static_cast<size_t>(r)] += b;
-  }
-  return out;
+  });
 }
 
 /// Element-wise linear map with separate (slope, intercept) for positive and negative
 /// coefficients: A ← A⁺ ⊙ α_pos + A⁻ ⊙ α_neg, bias += ⟨A⁺, β_pos⟩ + ⟨A⁻, β_neg⟩.
-void elementwise_back(Coeffs& a, const Geometry& g, const double* alpha_pos, const double* beta_pos,
-                      const double* alpha_neg, const double* beta_neg, std::vector<double>& bias) {
-  for (int64_t r = 0; r < a.rows; ++r) {
-    double* v = a.row(r);
-    double b = 0;
-    for (int64_t c = 0; c < a.c; ++c)
-      for (int64_t y = 0; y < a.h; ++y) {
-        const int64_t base = (c * g.h + a.y0[r] + y) * g.w + a.x0[r];
-        double* vr = v + (c * a.h + y) * a.w;
-        for (int64_t x = 0; x < a.w; ++x) {
-          const double val = vr[x];
-          if (val == 0) continue;
-          const int64_t j = base + x;
-          if (val > 0) {
-            vr[x] = val * alpha_pos[j];
-            b += val * beta_pos[j];
-          } else {
-            vr[x] = val * alpha_neg[j];
-            b += val * beta_neg[j];
+void elementwise_back(Coeffs& a, const Geometry& g, const double* alpha_pos, const double* beta_pos, const double* alpha_neg,
+                      const double* beta_neg, std::vector<double>& bias) {
+  const int64_t rows = a.rows;
+  double* b = bias.data();
+  for (int64_t c = 0; c < a.c; ++c)
+    for (int64_t py = 0; py < a.h; ++py)
+      for (int64_t px = 0; px < a.w; ++px) {
+        double* v = a.at((c * a.h + py) * a.w + px);
+        if (a.full) {
+          const int64_t j = (c * g.h + py) * g.w + px;
+          const double ap = alpha_pos[j], bp = beta_pos[j], an = alpha_neg[j], bn = beta_neg[j];
+          for (int64_t r = 0; r < rows; ++r) {
+            const double x = v[r];
+            const bool pos = x > 0;
+            b[r] += x * (pos ? bp : bn);
+            v[r] = x * (pos ? ap : an);
+          }
+        } else {
+          const int64_t base = (c * g.h + py) * g.w + px;
+          for (int64_t r = 0; r < rows; ++r) {
+            const double x = v[r];
+            if (x == 0) continue;  // also every position outside the map
+            const int64_t j = base + a.y0[r] * g.w + a.x0[r];
+            if (x > 0) {
+              b[r] += x * beta_pos[j];
+              v[r] = x * alpha_pos[j];
+            } else {
+              b[r] += x * beta_neg[j];
+              v[r] = x * alpha_neg[j];
+            }
           }
         }
       }
-    bias[static_cast<size_t>(r)] += b;
-  }
 }
 
-/// Back through a dense layer: A_in = A·W over the whole input, bias += A·b.
-Coeffs dense_back(const Coeffs& a_in, const DenseAttr& d, const Geometry& og, const Geometry& in, std::vector<double>& bias) {
-  const Coeffs a = to_full(a_in, og);
+/// Back through a dense layer: A_in = Wᵀ·A over the whole input, bias += ⟨A, b⟩.
+Coeffs dense_back(Coeffs&& a_in, const DenseAttr& d, const Geometry& og, const Geometry& in, std::vector<double>& bias) {
+  const Coeffs a = to_full(std::move(a_in), og);
+  const int64_t rows = a.rows;
   Coeffs out;
-  out.reset(a.rows, in.c, in.h, in.w);
-  for (int64_t r = 0; r < a.rows; ++r) {
-    const double* src = a.row(r);
-    double* dst = out.row(r);
-    double b = 0;
-    for (int64_t o = 0; o < d.out_features; ++o) {
-      const double v = src[o];
-      if (v == 0) continue;
-      b += v * d.bias[static_cast<size_t>(o)];
-      const double* w = d.weight.data() + o * d.in_features;
-      for (int64_t i = 0; i < d.in_features; ++i) dst[i] += v * w[i];
-    }
-    bias[static_cast<size_t>(r)] += b;
+  out.reset(rows, in.c, in.h, in.w, true);
+  for (int64_t o = 0; o < d.out_features; ++o) {
+    const double* src = a.at(o);
+    if (all_zero(rows, src)) continue;
+    axpy(rows, d.bias[static_cast<size_t>(o)], src, bias.data());
+    const double* w = d.weight.data() + o * d.in_features;
+    for (int64_t i = 0; i < d.in_features; ++i)
+      if (w[i] != 0) axpy(rows, w[i], src, out.at(i));
   }
   return out;
 }
 
 /// Back through a pure re-indexing: input element src_of[k] feeds output element k.
-Coeffs reindex_back(const Coeffs& a_in, const Geometry& og, const Geometry& in, const std::vector<int64_t>& src_of) {
-  const Coeffs a = to_full(a_in, og);
+Coeffs reindex_back(Coeffs&& a_in, const Geometry& og, const Geometry& in, const std::vector<int64_t>& src_of) {
+  const Coeffs a = to_full(std::move(a_in), og);
   Coeffs out;
-  out.reset(a.rows, in.c, in.h, in.w);
-  for (int64_t r = 0; r < a.rows; ++r) {
-    const double* s = a.row(r);
-    double* d = out.row(r);
-    for (size_t k = 0; k < src_of.size(); ++k)
-      if (src_of[k] >= 0) d[src_of[k]] += s[k];
-  }
+  out.reset(a.rows, in.c, in.h, in.w, true);
+  for (size_t k = 0; k < src_of.size(); ++k)
+    if (src_of[k] >= 0) axpy(a.rows, 1.0, a.at(static_cast<int64_t>(k)), out.at(src_of[k]));
   return out;
 }
 
@@ -567,8 +567,8 @@ class CpuEngine final : public BoundEngine {
       if (n.op == OpKind::Input) {
         concretize(s, au, b_u, true, upper);
         concretize(s, al, b_l, false, lower);
-        if (final_u) *final_u = to_full(au, g), *bias_u = b_u;
-        if (final_l) *final_l = to_full(al, g), *bias_l = b_l;
+        if (final_u) *final_u = to_full(std::move(au), g), *bias_u = b_u;
+        if (final_l) *final_l = to_full(std::move(al), g), *bias_l = b_l;
         continue;
       }
       const int src = n.inputs[0];
@@ -585,7 +585,7 @@ class CpuEngine final : public BoundEngine {
         }
         case OpKind::Dense: {
           const DenseAttr& d = n.as<DenseAttr>();
-          push(src, dense_back(au, d, g, gi, b_u), dense_back(al, d, g, gi, b_l));
+          push(src, dense_back(std::move(au), d, g, gi, b_u), dense_back(std::move(al), d, g, gi, b_l));
           break;
         }
         case OpKind::ScaleShift: {
@@ -627,7 +627,7 @@ class CpuEngine final : public BoundEngine {
         case OpKind::Transpose:
         case OpKind::Pad: {
           const auto& m = maps_.at(k);
-          push(src, reindex_back(au, g, gi, m), reindex_back(al, g, gi, m));
+          push(src, reindex_back(std::move(au), g, gi, m), reindex_back(std::move(al), g, gi, m));
           break;
         }
         case OpKind::Input: break;
@@ -641,35 +641,38 @@ class CpuEngine final : public BoundEngine {
     const std::vector<double>& x0 = s.p->x0;
     const double eps = s.p->eps;
     const BoundOptions& o = *s.o;
-    out.resize(static_cast<size_t>(a.rows));
-    for (int64_t r = 0; r < a.rows; ++r) {
-      const double* v = a.row(r);
-      double centre = 0, norm = 0;
-      for (int64_t c = 0; c < a.c; ++c)
-        for (int64_t y = 0; y < a.h; ++y)
-          for (int64_t x = 0; x < a.w; ++x) {
-            const double coef = v[(c * a.h + y) * a.w + x];
+    const int64_t rows = a.rows;
+    std::vector<double> centre(static_cast<size_t>(rows), 0.0), norm(static_cast<size_t>(rows), 0.0);
+    for (int64_t c = 0; c < a.c; ++c)
+      for (int64_t py = 0; py < a.h; ++py)
+        for (int64_t px = 0; px < a.w; ++px) {
+          const double* v = a.at((c * a.h + py) * a.w + px);
+          const int64_t base = (c * g.h + py) * g.w + px;
+          for (int64_t r = 0; r < rows; ++r) {
+            const double coef = v[r];
             if (coef == 0) continue;
-            const size_t j = static_cast<size_t>((c * g.h + a.y0[r] + y) * g.w + a.x0[r] + x);
+            const size_t j = static_cast<size_t>(a.full ? base : base + a.y0[r] * g.w + a.x0[r]);
+            const size_t ri = static_cast<size_t>(r);
             if (o.clip_to_box) {
               const double lo = std::max(x0[j] - eps, o.box_lo), hi = std::min(x0[j] + eps, o.box_hi);
-              centre += coef * (lo + hi) / 2;
-              norm += std::fabs(coef) * std::max(0.0, (hi - lo) / 2);
+              centre[ri] += coef * (lo + hi) / 2;
+              norm[ri] += std::fabs(coef) * std::max(0.0, (hi - lo) / 2);
               continue;
             }
-            centre += coef * x0[j];
+            centre[ri] += coef * x0[j];
             switch (o.norm) {
-              case Norm::Linf: norm += std::fabs(coef); break;
-              case Norm::L2: norm += coef * coef; break;
-              case Norm::L1: norm = std::max(norm, std::fabs(coef)); break;
+              case Norm::Linf: norm[ri] += std::fabs(coef); break;
+              case Norm::L2: norm[ri] += coef * coef; break;
+              case Norm::L1: norm[ri] = std::max(norm[ri], std::fabs(coef)); break;
             }
           }
-      if (!o.clip_to_box) {
-        if (o.norm == Norm::L2) norm = std::sqrt(norm);
-        norm *= eps;
-      }
-      const double val = centre + b[static_cast<size_t>(r)];
-      out[static_cast<size_t>(r)] = upper ? val + norm : val - norm;
+        }
+    out.resize(static_cast<size_t>(rows));
+    for (size_t r = 0; r < static_cast<size_t>(rows); ++r) {
+      double n = norm[r];
+      if (!o.clip_to_box) n = eps * (o.norm == Norm::L2 ? std::sqrt(n) : n);
+      const double val = centre[r] + b[r];
+      out[r] = upper ? val + n : val - n;
     }
   }
 
@@ -678,16 +681,16 @@ class CpuEngine final : public BoundEngine {
     const Geometry& g = geo_[static_cast<size_t>(k)];
     Coeffs c;
     if (g.h == 1 && g.w == 1) {
-      c.reset(count, g.c, 1, 1);
-      for (int64_t r = 0; r < count; ++r) c.row(r)[first + r] = 1.0;
+      c.reset(count, g.c, 1, 1, true);
+      for (int64_t r = 0; r < count; ++r) c.at(first + r)[r] = 1.0;
     } else {
-      c.reset(count, g.c, 1, 1);
+      c.reset(count, g.c, 1, 1, false);
       for (int64_t r = 0; r < count; ++r) {
         const int64_t j = first + r;
         const int64_t ch = j / (g.h * g.w), rem = j % (g.h * g.w);
         c.y0[r] = rem / g.w;
         c.x0[r] = rem % g.w;
-        c.row(r)[ch] = 1.0;
+        c.at(ch)[r] = 1.0;
       }
     }
     return c;
@@ -776,16 +779,23 @@ class CpuEngine final : public BoundEngine {
     const Geometry& g = geo_[static_cast<size_t>(out)];
     const int64_t classes = net_.output_size();
     Coeffs init;
-    init.reset(p.rows, g.c, g.h, g.w);
+    init.reset(p.rows, g.c, g.h, g.w, true);
     for (int64_t r = 0; r < p.rows; ++r)
-      for (int64_t k = 0; k < classes; ++k) init.row(r)[k] = p.spec[static_cast<size_t>(r * classes + k)];
+      for (int64_t k = 0; k < classes; ++k) init.at(k)[r] = p.spec[static_cast<size_t>(r * classes + k)];
     Coeffs fl, fu;
     std::vector<double> bl, bu;
     const bool lin = o.want_linear;
     backsub(s, out, init, res.lower, res.upper, lin ? &fl : nullptr, lin ? &fu : nullptr, lin ? &bl : nullptr,
             lin ? &bu : nullptr);
     if (lin) {
-      res.a_lower = std::move(fl.a), res.a_upper = std::move(fu.a);
+      auto row_major = [&](const Coeffs& c) {
+        std::vector<double> m(c.a.size());
+        const int64_t n = c.win();
+        for (int64_t pos = 0; pos < n; ++pos)
+          for (int64_t r = 0; r < c.rows; ++r) m[static_cast<size_t>(r * n + pos)] = c.at(pos)[r];
+        return m;
+      };
+      res.a_lower = row_major(fl), res.a_upper = row_major(fu);
       res.b_lower = std::move(bl), res.b_upper = std::move(bu);
     }
     if (!finite(res.lower) || !finite(res.upper)) {
