@@ -66,17 +66,60 @@ Geometry geometry(const Node& n) {
 /// that every step of the back-substitution is an AXPY over the rows. Either `full` (the window
 /// is the whole feature map) or a window of c × h × w at per-row offsets (y0, x0) with the same
 /// relative structure for every row; entries at positions outside the map are always zero.
+/// Per-thread cache of coefficient buffers: the back-substitution allocates and frees
+/// same-sized tensors at every step, and fresh large allocations cost page faults.
+class BufferCache {
+ public:
+  static std::vector<double> take(size_t n) {
+    auto& free = list();
+    for (size_t i = free.size(); i-- > 0;)
+      if (free[i].capacity() >= n) {
+        std::vector<double> v = std::move(free[i]);
+        free.erase(free.begin() + static_cast<long>(i));
+        v.assign(n, 0.0);
+        return v;
+      }
+    return std::vector<double>(n, 0.0);
+  }
+  static void give(std::vector<double>&& v) {
+    if (v.capacity() == 0) return;
+    auto& free = list();
+    if (free.size() >= 16) free.erase(free.begin());  // bound the cache
+    free.push_back(std::move(v));
+  }
+
+ private:
+  static std::vector<std::vector<double>>& list() {
+    thread_local std::vector<std::vector<double>> free;
+    return free;
+  }
+};
+
 struct Coeffs {
   int64_t rows = 0, c = 0, h = 0, w = 0;
   bool full = true;
   std::vector<int64_t> y0, x0;
   std::vector<double> a;
+  Coeffs() = default;
+  Coeffs(const Coeffs&) = default;
+  Coeffs(Coeffs&&) = default;
+  Coeffs& operator=(const Coeffs&) = default;
+  Coeffs& operator=(Coeffs&& o) noexcept {
+    if (this != &o) {
+      BufferCache::give(std::move(a));
+      rows = o.rows, c = o.c, h = o.h, w = o.w, full = o.full;
+      y0 = std::move(o.y0), x0 = std::move(o.x0), a = std::move(o.a);
+    }
+    return *this;
+  }
+  ~Coeffs() { BufferCache::give(std::move(a)); }
   int64_t win() const { return c * h * w; }
   double* at(int64_t pos) { return a.data() + pos * rows; }
   const double* at(int64_t pos) const { return a.data() + pos * rows; }
   void reset(int64_t rows_, int64_t c_, int64_t h_, int64_t w_, bool full_) {
     rows = rows_, c = c_, h = h_, w = w_, full = full_;
-    a.assign(static_cast<size_t>(rows * c * h * w), 0.0);
+    BufferCache::give(std::move(a));
+    a = BufferCache::take(static_cast<size_t>(rows * c * h * w));
     if (full) {
       y0.clear(), x0.clear();
     } else {
@@ -86,7 +129,12 @@ struct Coeffs {
   }
 };
 
-inline void axpy(int64_t n, double alpha, const double* x, double* y) {
+// y += alpha·x. Built for AVX2 too (picked at run time); no FMA contraction, so results are the
+// same on every x86-64 machine.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void axpy(int64_t n, double alpha, const double* __restrict x, double* __restrict y) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
@@ -262,6 +310,11 @@ void elementwise_back(Coeffs& a, const Geometry& g, const double* alpha_pos, con
                       const double* beta_neg, std::vector<double>& bias) {
   const int64_t rows = a.rows;
   double* b = bias.data();
+  std::vector<int64_t> row_base;
+  if (!a.full) {
+    row_base.resize(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) row_base[static_cast<size_t>(r)] = a.y0[r] * g.w + a.x0[r];
+  }
   for (int64_t c = 0; c < a.c; ++c)
     for (int64_t py = 0; py < a.h; ++py)
       for (int64_t px = 0; px < a.w; ++px) {
@@ -280,7 +333,7 @@ void elementwise_back(Coeffs& a, const Geometry& g, const double* alpha_pos, con
           for (int64_t r = 0; r < rows; ++r) {
             const double x = v[r];
             if (x == 0) continue;  // also every position outside the map
-            const int64_t j = base + a.y0[r] * g.w + a.x0[r];
+            const int64_t j = base + row_base[static_cast<size_t>(r)];
             if (x > 0) {
               b[r] += x * beta_pos[j];
               v[r] = x * alpha_pos[j];
