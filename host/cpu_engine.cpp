@@ -757,7 +757,7 @@ class CpuEngine final : public BoundEngine {
     hi.assign(static_cast<size_t>(size), 0.0);
     const Geometry& g = geo_[static_cast<size_t>(k)];
     // Flat rows are dense over the whole node: keep chunks smaller there.
-    const int64_t chunk = (g.h == 1 && g.w == 1) ? 256 : 1024;
+    const int64_t chunk = (g.h == 1 && g.w == 1) ? 256 : 512;
     const int64_t n_chunks = (size + chunk - 1) / chunk;
     parallel_for(n_chunks, s.threads, [&](int64_t ci) {
       const int64_t first = ci * chunk, count = std::min(chunk, size - first);
