@@ -107,5 +107,82 @@ TEST(Cli, BadInputGivesOneLineAndExitCode2) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Cli, CertifyShippedModel) {
+  const auto dir = scratch_dir("cli_certify");
+  const Result r = cli("certify " + kModel + " " + kImages + " -n 3 --json " + (dir / "c.json").string() + " --csv " +
+                       (dir / "c.csv").string());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("avg robustness = "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("avg run time = "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("image 2: label 1, target"), std::string::npos) << r.out;
+  const auto j = nlohmann::json::parse(read_file(dir / "c.json"));
+  ASSERT_EQ(j["images"].size(), 3u);
+  for (const auto& im : j["images"]) {
+    ASSERT_FALSE(im["skipped"].get<bool>());
+    EXPECT_GT(im["targets"][0]["eps"].get<double>(), 0.0);
+    EXPECT_NE(im["targets"][0]["target"].get<int>(), im["predicted"].get<int>());
+  }
+  EXPECT_EQ(j["seed"], 1215);
+  const std::string csv = read_file(dir / "c.csv");
+  EXPECT_EQ(csv.rfind("image,label,predicted,target,eps", 0), 0u);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4);
+  // explicit targets
+  write_file(dir / "targets.txt", "3\nuntargeted\n");
+  const Result t = cli("certify " + kModel + " " + kImages + " -n 2 -q --targets " + (dir / "targets.txt").string() +
+                       " --json -");
+  ASSERT_EQ(t.code, 0) << t.err;
+  const auto jt = nlohmann::json::parse(t.out.substr(t.out.find('{')));
+  EXPECT_EQ(jt["images"][0]["targets"][0]["target"], 3);
+  EXPECT_EQ(jt["images"][1]["targets"][0]["target"], -1);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Cli, BoundsAtEpsZeroAreTheLogitMargins) {
+  const Result p = cli("predict " + kModel + " " + kImages + " -n 1 -q --json -");
+  ASSERT_EQ(p.code, 0) << p.err;
+  const auto pj = nlohmann::json::parse(p.out.substr(p.out.find('{')));
+  const auto logits = pj["images"][0]["logits"].get<std::vector<double>>();
+  const int c = pj["images"][0]["predicted"];
+  const Result b = cli("bounds " + kModel + " " + kImages + " -n 1 --eps 0 --json -");
+  ASSERT_EQ(b.code, 0) << b.err;
+  const auto bj = nlohmann::json::parse(b.out.substr(b.out.find("{\n")));
+  const auto& margins = bj["images"][0]["margins"];
+  ASSERT_EQ(margins.size(), 9u);
+  for (const auto& m : margins) {
+    const double want = logits[static_cast<size_t>(c)] - logits[static_cast<size_t>(m["target"].get<int>())];
+    EXPECT_NEAR(m["lower"].get<double>(), want, 1e-9);
+    EXPECT_NEAR(m["upper"].get<double>(), want, 1e-9);
+  }
+  EXPECT_TRUE(bj["images"][0]["certified"].get<bool>());
+  // at a large radius nothing is certified
+  const Result big = cli("bounds " + kModel + " " + kImages + " -n 1 --eps 0.5 --json -");
+  const auto bigj = nlohmann::json::parse(big.out.substr(big.out.find("{\n")));
+  EXPECT_FALSE(bigj["images"][0]["certified"].get<bool>());
+}
+
+TEST(Cli, CertifyBadInput) {
+  const auto dir = scratch_dir("cli_certify_bad");
+  const std::string base = "certify " + kModel + " " + kImages + " -n 2 ";
+  expect_bad_input(cli(base + "--method lp"), "unknown method 'lp'");
+  expect_bad_input(cli(base + "--norm 3"), "unknown norm '3'");
+  expect_bad_input(cli(base + "--target second"), "unknown target 'second'");
+  expect_bad_input(cli(base + "--search linear"), "unknown search");
+  expect_bad_input(cli(base + "--norm 2 --clip 0,1"), "--clip");
+  expect_bad_input(cli("bounds " + kModel + " " + kImages + " --eps -1"), "--eps");
+  expect_bad_input(cli("bounds " + kModel + " " + kImages + " --eps nan"), "--eps");
+  write_file(dir / "targets.txt", "3\nseven\n");
+  expect_bad_input(cli(base + "--targets " + (dir / "targets.txt").string()), "targets.txt:2");
+  write_file(dir / "short.txt", "3\n");
+  expect_bad_input(cli(base + "--targets " + (dir / "short.txt").string()), "one target class per image");
+  // an op the engines cannot bound
+  const std::string leaky = onnx_model({onnx_node("Flatten", {"x"}, {"f"}), onnx_node("Gemm", {"f", "W"}, {"h"}, {attr_int("transB", 1)}),
+                                        onnx_node("LeakyRelu", {"h"}, {"y"}, {attr_float("alpha", 2.0f)}, "steep")},
+                                       {onnx_tensor("W", {2, 784}, std::vector<double>(2 * 784, 0.01))},
+                                       onnx_value("x", {-1, 1, 28, 28}), onnx_value("y", {-1, 2}));
+  write_file(dir / "leaky.onnx", leaky);
+  expect_bad_input(cli("certify " + (dir / "leaky.onnx").string() + " " + kImages + " -n 1"), "steep");
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace cnncert::test
