@@ -205,7 +205,8 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
       BoundProblem p;
       const size_t img = items[k].image;
       p.x0.assign(inputs.begin() + static_cast<long>(img) * n_in, inputs.begin() + static_cast<long>(img + 1) * n_in);
-      p.eps = current_eps(items[k], o.search);
+      const double level = current_eps(items[k], o.search);
+      p.eps = o.region_of_level ? o.region_of_level(level) : level;
       p.spec = items[k].spec;
       p.rows = items[k].rows;
       batch.push_back(std::move(p));
@@ -224,13 +225,20 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
     }
     if (!valid.empty()) {
       std::vector<BoundResult> r = engine.bound(valid, o.bound);
-      for (size_t v = 0; v < valid_idx.size(); ++v) res[valid_idx[v]] = std::move(r[v]);
+      for (size_t v = 0; v < valid_idx.size(); ++v) {
+        res[valid_idx[v]] = std::move(r[v]);
+        batch[valid_idx[v]] = std::move(valid[v]);
+      }
     }
     for (size_t b = 0; b < active.size(); ++b) {
       Item& it = items[active[b]];
       const BoundResult& br = res[b];
       bool ok = br.error.empty() && !br.lower.empty();
-      for (double v : br.lower) ok = ok && std::isfinite(v) && v > 0;
+      if (ok && o.decide) {
+        ok = o.decide(batch[b], br, current_eps(it, o.search), &it.note);
+      } else {
+        for (double v : br.lower) ok = ok && std::isfinite(v) && v > 0;
+      }
       if (!br.error.empty() && it.note.empty()) it.note = "not certified at eps " + std::to_string(current_eps(it, o.search)) + ": " + br.error;
       if (ok) {
         it.certified = current_eps(it, o.search);

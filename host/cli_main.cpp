@@ -12,6 +12,8 @@
 #include "cnncert/cnncert.hpp"
 #include "cnncert/certify.hpp"
 #include "cnncert/engine.hpp"
+#include "cnncert/proven.hpp"
+#include "npy.hpp"
 
 #include <chrono>
 #include <unistd.h>
@@ -496,6 +498,119 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
   return 0;
 }
 
+int run_proven(const InputOptions& in, const BoundCliOptions& bo, const std::string& target, uint64_t seed,
+               const std::string& search, const std::string& noise, double confidence, const std::string& cov_path,
+               bool proxy, const std::string& level_text, const std::string& json_path, const std::string& csv_path,
+               bool quiet) {
+  if (!(confidence > 0 && confidence < 1)) throw InvalidArgument("--confidence must lie in (0, 1)");
+  double level = -1;
+  if (!level_text.empty()) {
+    level = parse_number(level_text, "--level");
+    if (!std::isfinite(level) || level < 0) throw InvalidArgument("--level (noise scale) must be finite and non-negative");
+  }
+  cnncert::ProvenOptions po;
+  po.base.bound = bo.options();
+  po.base.target = cnncert::parse_target_mode(target);
+  po.base.search = cnncert::parse_search_mode(search);
+  po.base.seed = seed;
+  po.noise.kind = cnncert::parse_noise(noise);
+  po.noise.uniform_variance_proxy = proxy;
+  po.confidence = confidence;
+  if (proxy && po.noise.kind != cnncert::NoiseKind::Uniform) throw InvalidArgument("--uniform-proxy applies to --noise uniform only");
+  const cnncert::Network net = cnncert::import_onnx(in.model);
+  print_notes(net);
+  cnncert::check_boundable(net);
+  if (!cov_path.empty()) {
+    if (po.noise.kind != cnncert::NoiseKind::Gaussian) throw InvalidArgument("--covariance applies to --noise gaussian only");
+    po.noise.covariance = cnncert::detail::read_npy(cov_path).data;
+    cnncert::validate_covariance(po.noise.covariance, net.input_size(), cov_path);
+  }
+  const cnncert::ImageSet set = in.load();
+  const std::vector<double> x = cnncert::preprocess(set, in.preprocess(), net);
+  auto engine = cnncert::make_cpu_engine(net, bo.threads);
+  if (level >= 0) {  // the probability bound at one noise level, top-1 over all other classes
+    const int64_t n_in = net.input_size(), classes = net.output_size();
+    const auto logits = net.forward(x.data(), set.count);
+    std::vector<cnncert::BoundProblem> problems;
+    for (int64_t i = 0; i < set.count; ++i) {
+      cnncert::BoundProblem p;
+      p.x0.assign(x.begin() + i * n_in, x.begin() + (i + 1) * n_in);
+      const double* l = logits.data() + i * classes;
+      const int64_t c = std::max_element(l, l + classes) - l;
+      std::vector<int64_t> t;
+      for (int64_t k = 0; k < classes; ++k)
+        if (k != c) t.push_back(k);
+      p.rows = classes - 1;
+      p.spec = cnncert::margin_spec(classes, c, t);
+      problems.push_back(std::move(p));
+    }
+    const auto fail = cnncert::proven_failure_bounds(net, *engine, problems, po.noise, level, confidence, po.base.bound);
+    json jimages = json::array();
+    for (int64_t i = 0; i < set.count; ++i) {
+      const double f = fail[static_cast<size_t>(i)];
+      std::cout << "image " << in.offset + i << ": P[prediction kept] >= " << std::setprecision(8) << 1 - f
+                << (f <= 1 - confidence ? "  (certified at " : "  (not certified at ") << confidence << ")\n";
+      jimages.push_back({{"image", in.offset + i}, {"failure_bound", f}, {"certified", f <= 1 - confidence}});
+    }
+    if (!json_path.empty())
+      write_json({{"model", in.model}, {"noise", noise}, {"level", level}, {"confidence", confidence}, {"images", jimages}}, json_path);
+    return 0;
+  }
+  const auto run = cnncert::proven_certify(net, *engine, x, set.labels, po, in.offset);
+  std::ofstream csv;
+  if (!csv_path.empty()) {
+    csv.open(csv_path);
+    if (!csv) throw InvalidArgument(csv_path + ": cannot write the CSV output");
+    csv << "image,label,predicted,target,noise,worst_case,ratio,note\n";
+  }
+  double sum_noise = 0, sum_worst = 0, sum_ratio = 0;
+  int64_t n = 0, n_ratio = 0, skipped = 0;
+  json jimages = json::array();
+  const char* level_name = po.noise.kind == cnncert::NoiseKind::Gaussian ? "sigma" : "eps";
+  for (const auto& im : run.images) {
+    json ji{{"image", im.image}, {"label", im.label}, {"predicted", im.predicted}, {"skipped", im.skipped}};
+    if (im.skipped) {
+      ++skipped;
+      ji["reason"] = im.skip_reason;
+      if (!quiet) std::cout << "image " << im.image << ": skipped (" << im.skip_reason << ")\n";
+      jimages.push_back(ji);
+      continue;
+    }
+    json jt = json::array();
+    for (const auto& t : im.targets) {
+      ++n;
+      sum_noise += t.noise;
+      sum_worst += t.worst_case;
+      if (t.worst_case > 0) sum_ratio += t.ratio, ++n_ratio;
+      const std::string tname = t.target < 0 ? std::string("top-1") : std::to_string(t.target);
+      if (!quiet)
+        std::cout << "image " << im.image << ": label " << im.label << ", target " << tname << ", " << level_name << " "
+                  << std::setprecision(6) << t.noise << " at " << confidence << ", worst-case " << t.worst_case << ", ratio "
+                  << std::setprecision(4) << t.ratio << "\n";
+      if (csv) csv << im.image << "," << im.label << "," << im.predicted << "," << tname << "," << std::setprecision(10) << t.noise
+                   << "," << t.worst_case << "," << t.ratio << "," << t.note << "\n";
+      jt.push_back({{"target", t.target}, {"noise", t.noise}, {"worst_case", t.worst_case}, {"ratio", t.ratio}});
+    }
+    ji["targets"] = jt;
+    jimages.push_back(ji);
+  }
+  const double avg_noise = n ? sum_noise / static_cast<double>(n) : 0, avg_worst = n ? sum_worst / static_cast<double>(n) : 0;
+  const double avg_ratio = n_ratio ? sum_ratio / static_cast<double>(n_ratio) : 0;
+  std::cout << "[PROVEN " << noise << ", confidence " << confidence << "] method = " << bo.method << ", target = " << target
+            << ", " << n << " searches, " << skipped << " skipped\n";
+  std::cout << "avg probabilistic " << level_name << " = " << std::setprecision(5) << avg_noise << ", avg worst-case radius (L"
+            << bo.norm << ") = " << avg_worst << ", avg ratio = " << std::setprecision(4) << avg_ratio << "\n";
+  std::cout << "time: worst case " << std::setprecision(3) << run.worst_case_seconds << " s, probabilistic " << run.proven_seconds
+            << " s\n";
+  if (!json_path.empty())
+    write_json({{"model", in.model}, {"noise", noise}, {"confidence", confidence}, {"method", bo.method}, {"norm", bo.norm},
+                {"target", target}, {"seed", seed}, {"avg_noise", avg_noise}, {"avg_worst_case", avg_worst},
+                {"avg_ratio", avg_ratio}, {"worst_case_seconds", run.worst_case_seconds},
+                {"proven_seconds", run.proven_seconds}, {"images", jimages}},
+               json_path);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -544,6 +659,28 @@ int main(int argc, char** argv) {
   bounds->add_flag("--logits", logits, "bound the logits instead of the margins f_c - f_t");
   bounds->add_option("--json", json_path, "write the bounds as JSON to this file ('-' = stdout)");
 
+  CLI::App* proven = app.add_subcommand("proven", "probabilistic robustness under random noise (PROVEN)");
+  InputOptions pin2;
+  pin2.add(*proven);
+  BoundCliOptions pbo;
+  pbo.add(*proven);
+  std::string noise = "uniform", cov_path, ptarget = "random", psearch = "cnncert";
+  double confidence = 0.9999;
+  bool proxy = false;
+  uint64_t pseed = 1215;
+  proven->add_option("--noise", noise, "uniform, bernoulli, bounded or gaussian")->capture_default_str();
+  proven->add_option("--confidence", confidence, "required probability of keeping the prediction")->capture_default_str();
+  proven->add_option("--covariance", cov_path, "Gaussian covariance (.npy: d diagonal values or a d x d matrix)");
+  std::string level_text;
+  proven->add_option("--level", level_text, "report the probability bound at this noise level (eps or sigma) instead of searching");
+  proven->add_flag("--uniform-proxy", proxy, "uniform noise: Hoeffding with the variance proxy eps^2/3 (tighter)");
+  proven->add_option("--target", ptarget, "random, runnerup, least, all or untargeted (top-1, union bound)")->capture_default_str();
+  proven->add_option("--seed", pseed, "seed of the random targets")->capture_default_str();
+  proven->add_option("--search", psearch, "cnncert or deepcert")->capture_default_str();
+  proven->add_option("--json", json_path, "write the results as JSON to this file ('-' = stdout)");
+  proven->add_option("--csv", csv_path, "write the results as CSV to this file");
+  proven->add_flag("-q,--quiet", quiet, "print only the summary");
+
   CLI::App* gpu = app.add_subcommand("gpu", "report whether a usable GPU is present");
 
   try {
@@ -564,6 +701,9 @@ int main(int argc, char** argv) {
     if (*predict) return run_predict(pin, json_path, quiet);
     if (*certify) return run_certify(cin_, cbo, target, seed, search, targets_file, json_path, csv_path, quiet);
     if (*bounds) return run_bounds(bin_, bbo, eps, logits, json_path);
+    if (*proven)
+      return run_proven(pin2, pbo, ptarget, pseed, psearch, noise, confidence, cov_path, proxy, level_text, json_path, csv_path,
+                        quiet);
     if (*gpu) {
       std::cout << cnncert::cuda_device_info() << "\n";
       return cnncert::cuda_available() ? 0 : 1;

@@ -41,6 +41,11 @@ struct CertifyOptions {
   std::vector<int64_t> targets;
   /// Called after every search step with (items done, items in total).
   std::function<void(int64_t, int64_t)> progress;
+  /// Generalizations used by PROVEN: the engine's radius for a search level (identity when
+  /// empty), and the decision "certified at this level" from the problem and its bounds (default:
+  /// every lower bound finite and > 0). `note` may be set to explain a failure.
+  std::function<double(double level)> region_of_level;
+  std::function<bool(const BoundProblem&, const BoundResult&, double level, std::string* note)> decide;
 };
 
 /// Result of one (image, target) search.

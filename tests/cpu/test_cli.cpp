@@ -184,5 +184,33 @@ TEST(Cli, CertifyBadInput) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Cli, ProvenReportsRatiosAndRejectsBadOptions) {
+  const Result r = cli("proven " + kModel + " " + kImages + " -n 2 --json -");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find("{\n")));
+  for (const auto& im : j["images"]) {
+    const auto& t = im["targets"][0];
+    EXPECT_GE(t["noise"].get<double>(), t["worst_case"].get<double>());  // bounded noise
+    EXPECT_GT(t["worst_case"].get<double>(), 0.0);
+  }
+  const Result lvl = cli("proven " + kModel + " " + kImages + " -n 1 --level 0.01");
+  ASSERT_EQ(lvl.code, 0) << lvl.err;
+  EXPECT_NE(lvl.out.find("P[prediction kept] >= 1"), std::string::npos) << lvl.out;  // certain at a tiny level
+  const auto dir = scratch_dir("cli_proven");
+  const std::string base = "proven " + kModel + " " + kImages + " -n 1 ";
+  expect_bad_input(cli(base + "--confidence 1.5"), "--confidence");
+  expect_bad_input(cli(base + "--confidence 0"), "--confidence");
+  expect_bad_input(cli(base + "--level -0.1"), "--level");
+  expect_bad_input(cli(base + "--level nan"), "--level");
+  expect_bad_input(cli(base + "--noise laplace"), "unknown noise");
+  detail::write_npy((dir / "cov.npy").string(), {3}, {1, 1, 1}, false);
+  expect_bad_input(cli(base + "--noise gaussian --covariance " + (dir / "cov.npy").string()), "cov.npy");
+  std::vector<double> neg(784, 1.0);
+  neg[5] = -1;
+  detail::write_npy((dir / "neg.npy").string(), {784}, neg, false);
+  expect_bad_input(cli(base + "--noise gaussian --covariance " + (dir / "neg.npy").string()), "negative variance");
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace cnncert::test
