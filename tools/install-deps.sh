@@ -2,7 +2,7 @@
 # Installs the Debian packages cnncert needs to build and test, when any is missing.
 # The CUDA toolkit is optional and never installed here (the build uses it when present).
 set -euo pipefail
-pkgs=(cmake make g++ libgtest-dev nlohmann-json3-dev libcli11-dev zlib1g-dev)
+pkgs=(cmake make g++ libgtest-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libglpk-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
