@@ -13,6 +13,7 @@
 #include "cnncert/certify.hpp"
 #include "cnncert/engine.hpp"
 #include "cnncert/proven.hpp"
+#include "cnncert/convert.hpp"
 #include "npy.hpp"
 
 #include <chrono>
@@ -681,6 +682,13 @@ int main(int argc, char** argv) {
   proven->add_option("--csv", csv_path, "write the results as CSV to this file");
   proven->add_flag("-q,--quiet", quiet, "print only the summary");
 
+  CLI::App* convert = app.add_subcommand("convert", "rewrite a model (e.g. convolutions as dense layers: the Fast-Lin baseline)");
+  std::string conv_model, conv_out;
+  bool to_dense = false;
+  convert->add_option("MODEL", conv_model, "ONNX model file")->required();
+  convert->add_flag("--to-dense", to_dense, "unroll every convolution and average pooling into a dense layer");
+  convert->add_option("-o,--output", conv_out, "output ONNX file")->required();
+
   CLI::App* gpu = app.add_subcommand("gpu", "report whether a usable GPU is present");
 
   try {
@@ -704,6 +712,16 @@ int main(int argc, char** argv) {
     if (*proven)
       return run_proven(pin2, pbo, ptarget, pseed, psearch, noise, confidence, cov_path, proxy, level_text, json_path, csv_path,
                         quiet);
+    if (*convert) {
+      if (!to_dense) throw InvalidArgument("convert: nothing to do (use --to-dense)");
+      const cnncert::Network net = cnncert::import_onnx(conv_model);
+      const cnncert::Network dense = cnncert::convert_to_dense(net);
+      cnncert::export_onnx(dense, conv_out);
+      int64_t weights = 0;
+      for (const auto& n : dense.nodes()) weights += n.parameter_count();
+      std::cout << "wrote " << conv_out << ": " << dense.nodes().size() << " nodes, " << weights << " parameters\n";
+      return 0;
+    }
     if (*gpu) {
       std::cout << cnncert::cuda_device_info() << "\n";
       return cnncert::cuda_available() ? 0 : 1;

@@ -17,4 +17,10 @@ Network import_onnx(const std::string& path);
 /// Same, from the bytes of a model in memory; `name` is used in messages.
 Network import_onnx_bytes(const std::string& bytes, const std::string& name);
 
+/// Serializes a network as an ONNX model (opset 13; weights as float32, so a re-imported model
+/// equals this one up to float32 rounding of the weights).
+std::string export_onnx_bytes(const Network& net);
+/// Writes export_onnx_bytes(net) to `path` (throws InvalidArgument when it cannot be written).
+void export_onnx(const Network& net, const std::string& path);
+
 }  // namespace cnncert

@@ -212,5 +212,31 @@ TEST(Cli, ProvenReportsRatiosAndRejectsBadOptions) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Cli, FastLinDenseBaselineGivesTheSameRadiiAsCnnCertRelu) {
+  const auto dir = scratch_dir("cli_convert");
+  const std::string dense = (dir / "dense.onnx").string();
+  const Result c = cli("convert " + kModel + " --to-dense -o " + dense);
+  ASSERT_EQ(c.code, 0) << c.err;
+  // the sidecar carries the input convention; the converted model needs the same one
+  std::filesystem::copy_file(kModel + ".json", dense + ".json");
+  const Result info = cli("info " + dense + " --json -");
+  EXPECT_EQ(info.out.find("Conv "), std::string::npos);
+  // one image: the dense baseline is slow by design
+  const std::string opts = " -n 1 -q --method fastlin --json -";
+  const Result a = cli("certify " + kModel + " " + kImages + opts);
+  const Result b = cli("certify " + dense + " " + kImages + opts);
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  const auto ja = nlohmann::json::parse(a.out.substr(a.out.find("{\n")));
+  const auto jb = nlohmann::json::parse(b.out.substr(b.out.find("{\n")));
+  for (size_t i = 0; i < 1; ++i) {
+    const double ea = ja["images"][i]["targets"][0]["eps"], eb = jb["images"][i]["targets"][0]["eps"];
+    EXPECT_GT(ea, 0.0);
+    EXPECT_NEAR(ea, eb, 1e-12 * ea) << "image " << i;
+  }
+  expect_bad_input(cli("convert " + kModel + " -o " + dense), "--to-dense");
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace cnncert::test

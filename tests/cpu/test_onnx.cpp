@@ -7,6 +7,7 @@
 
 #include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
+#include "net_factory.hpp"
 #include "npy.hpp"
 #include "test_util.hpp"
 
@@ -290,6 +291,31 @@ TEST(OnnxImport, MissingTruncatedAndNonOnnxFiles) {
     }
   }
   std::filesystem::remove_all(dir);
+}
+
+TEST(OnnxExport, EveryFamilyRoundTrips) {
+  for (Family f : {Family::Mlp, Family::Cnn, Family::CnnMaxPool, Family::CnnAvgPoolPadded, Family::Residual,
+                   Family::BatchNormStrided})
+    for (ActKind act : {ActKind::Relu, ActKind::LeakyRelu, ActKind::Sigmoid, ActKind::Tanh, ActKind::Atan}) {
+      SCOPED_TRACE(std::string(family_name(f)) + " " + act_name(act));
+      const Network net = random_network(f, act, 3);
+      const Network back = import_onnx_bytes(export_onnx_bytes(net), "roundtrip.onnx");
+      ASSERT_EQ(back.input_shape(), net.input_shape());
+      const auto x = random_input(4, net.input_size());
+      const auto a = net.forward(x.data(), 1), b = back.forward(x.data(), 1);
+      for (size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], b[k], 1e-5 * (1 + std::fabs(a[k])));  // float32 weights
+      EXPECT_EQ(back.activation_neurons(), net.activation_neurons());
+    }
+}
+
+TEST(OnnxExport, PadAndTransposeRoundTrip) {
+  NetworkBuilder b;
+  int x = b.input({2, 3, 3});
+  int y = b.pad(b.transpose(x, {1, 2, 0}), {1, 0, 0}, {0, 2, 1});
+  const Network net = b.build(y);
+  const Network back = import_onnx_bytes(export_onnx_bytes(net), "layout.onnx");
+  const auto v = random_input(1, net.input_size());
+  EXPECT_EQ(net.forward(v.data(), 1), back.forward(v.data(), 1));
 }
 
 }  // namespace
