@@ -134,7 +134,10 @@ std::string cpu_model() {
 
 }  // namespace
 
+int run_compare(int argc, char** argv);
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "compare") return run_compare(argc - 1, argv + 1);
   CLI::App app{"cnncert-bench: certification time per image and peak memory (CPU engine)"};
   std::string data = CNNCERT_DEFAULT_SHARED_DATA, root = CNNCERT_SOURCE_DIR, json_path, norms = "inf,2", method = "adaptive";
   std::string model, images;

@@ -1,0 +1,263 @@
+// cnncert-bench compare: the comparisons of the CNN-Cert paper on one model — certified radii of
+// every method on the same (image, target) pairs, attacks and CLEVER as upper references, and
+// the time per image with speedups over the Fast-Lin dense baseline.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cnncert/baselines.hpp"
+#include "cnncert/certify.hpp"
+#include "cnncert/cnncert.hpp"
+#include "cnncert/convert.hpp"
+#include "cnncert/lp.hpp"
+
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct Row {
+  std::string method, kind;  // kind: "certified", "upper" (attack), "estimate" (CLEVER)
+  std::vector<double> radius;  // per (image, target) pair, in pair order
+  double seconds_per_image = 0;
+  int64_t images = 0;
+  std::string status;  // why the method did not run
+};
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / static_cast<double>(v.size());
+}
+
+}  // namespace
+
+int run_compare(int argc, char** argv) {
+  CLI::App app{"cnncert-bench compare: radii and times of every method on the same (image, target) pairs"};
+  std::string model, images, norms = "inf,2,1", methods = "ada,relu,dense,deepcert,crown,lips,lp,pgd,cw,clever", json_path;
+  std::string scale, mean_s, std_s, layout;
+  int64_t n = 10, n_slow = 2;
+  uint64_t seed = 1215;
+  double clever_radius_inf = 0.3, clever_radius_2 = 3.0, clever_radius_1 = 10.0;
+  app.add_option("--model", model, "ONNX model")->required();
+  app.add_option("--images", images, "images")->required();
+  app.add_option("-n,--count", n, "images")->capture_default_str();
+  app.add_option("--slow-count", n_slow, "images for the slow baselines (Fast-Lin dense, LP)")->capture_default_str();
+  app.add_option("--norms", norms, "comma-separated norms")->capture_default_str();
+  app.add_option("--methods", methods, "ada, relu, dense, deepcert, crown, lips, lp, pgd, cw, clever")->capture_default_str();
+  app.add_option("--seed", seed, "seed of the random targets")->capture_default_str();
+  app.add_option("--scale", scale, "pixel scale (default: the model's sidecar)");
+  app.add_option("--mean", mean_s, "per-channel mean");
+  app.add_option("--std", std_s, "per-channel std");
+  app.add_option("--layout", layout, "NCHW, NHWC or flat");
+  app.add_option("--json", json_path, "write the table as JSON");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  auto list = [](const std::string& s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    for (std::string t; std::getline(ss, t, ',');) out.push_back(t);
+    return out;
+  };
+  auto numbers = [&](const std::string& s) {
+    std::vector<double> v;
+    for (const auto& t : list(s)) v.push_back(std::stod(t));
+    return v;
+  };
+  try {
+    const cnncert::Network net = cnncert::import_onnx(model);
+    cnncert::Preprocess pre = cnncert::load_sidecar(model).value_or(cnncert::Preprocess{});
+    if (!scale.empty()) {
+      const auto slash = scale.find('/');
+      pre.scale = slash == std::string::npos ? std::stod(scale) : std::stod(scale.substr(0, slash)) / std::stod(scale.substr(slash + 1));
+    }
+    if (!mean_s.empty()) pre.mean = numbers(mean_s);
+    if (!std_s.empty()) pre.std = numbers(std_s);
+    if (!layout.empty()) pre.layout = cnncert::parse_layout(layout);
+    cnncert::LoadOptions lo;
+    lo.limit = n;
+    const cnncert::ImageSet set = cnncert::load_images(images, lo);
+    const std::vector<double> x = cnncert::preprocess(set, pre, net);
+    const int64_t d = net.input_size();
+    const std::vector<std::string> want = list(methods);
+    auto wanted = [&](const std::string& m) { return std::find(want.begin(), want.end(), m) != want.end(); };
+
+    std::cout << "cnncert-bench compare | " << model << " | " << set.count << " images, random targets (seed " << seed
+              << "), CNN-Cert search | " << cnncert::cuda_device_info() << "\n";
+    json jnorms = json::array();
+    for (const std::string& norm_s : list(norms)) {
+      const cnncert::Norm norm = cnncert::parse_norm(norm_s);
+      std::vector<Row> rows;
+      // The (image, target) pairs: CNN-Cert-Ada's random targets; every method gets the same ones.
+      cnncert::CertifyOptions base;
+      base.bound.norm = norm;
+      base.seed = seed;
+      std::vector<int64_t> targets(static_cast<size_t>(set.count), 0), predicted(targets.size(), 0);
+      std::vector<size_t> pair_images;
+      auto engine = cnncert::make_cpu_engine(net);
+      auto certify_row = [&](const std::string& name, cnncert::BoundEngine& eng, const std::string& method, int64_t count) {
+        Row r{name, "certified", {}, 0, 0, ""};
+        cnncert::CertifyOptions o = base;
+        o.bound.method = cnncert::parse_method(method);
+        o.targets = targets;
+        o.targets.resize(static_cast<size_t>(count));
+        std::vector<double> xs(x.begin(), x.begin() + count * d);
+        std::vector<int64_t> labels(set.labels.begin(), set.labels.begin() + count);
+        const auto t0 = Clock::now();
+        const auto res = cnncert::certify(net, eng, xs, labels, o);
+        const double total = seconds_since(t0);
+        for (const auto& im : res)
+          if (!im.skipped) r.radius.push_back(im.targets[0].eps), ++r.images;
+        r.seconds_per_image = r.images ? total / static_cast<double>(r.images) : 0;
+        return r;
+      };
+      {
+        Row r{"CNN-Cert-Ada", "certified", {}, 0, 0, ""};
+        cnncert::CertifyOptions o = base;
+        o.bound.method = cnncert::parse_method("adaptive");
+        const auto t0 = Clock::now();
+        const auto res = cnncert::certify(net, *engine, x, set.labels, o);
+        const double total = seconds_since(t0);
+        for (size_t i = 0; i < res.size(); ++i) {
+          predicted[i] = res[i].predicted;
+          if (res[i].skipped) {
+            targets[i] = res[i].predicted;  // "target = prediction" makes certify() skip it again
+            continue;
+          }
+          targets[i] = res[i].targets[0].target;
+          pair_images.push_back(i);
+          r.radius.push_back(res[i].targets[0].eps);
+          ++r.images;
+        }
+        r.seconds_per_image = r.images ? total / static_cast<double>(r.images) : 0;
+        if (wanted("ada")) rows.push_back(r);
+      }
+      if (wanted("relu")) rows.push_back(certify_row("CNN-Cert-Relu", *engine, "fastlin", set.count));
+      if (wanted("dense")) {
+        try {
+          const cnncert::Network dense = cnncert::convert_to_dense(net);
+          auto de = cnncert::make_cpu_engine(dense);
+          Row r = certify_row("Fast-Lin (dense)", *de, "fastlin", std::min(n_slow, set.count));
+          r.method = "Fast-Lin (dense)";
+          rows.push_back(r);
+        } catch (const cnncert::Error& e) {
+          rows.push_back({"Fast-Lin (dense)", "certified", {}, 0, 0, e.what()});
+        }
+      }
+      if (wanted("deepcert")) rows.push_back(certify_row("DeepCert", *engine, "deepcert", set.count));
+      if (wanted("crown")) rows.push_back(certify_row("CROWN (sound)", *engine, "crown", set.count));
+      if (wanted("lp")) {
+        if (norm != cnncert::Norm::Linf) {
+          rows.push_back({"LP", "certified", {}, 0, 0, "l-inf only"});
+        } else {
+          try {
+            auto lpe = cnncert::make_lp_engine(net);
+            rows.push_back(certify_row("LP", *lpe, "adaptive", std::min(n_slow, set.count)));
+          } catch (const cnncert::Error& e) {
+            rows.push_back({"LP", "certified", {}, 0, 0, e.what()});
+          }
+        }
+      }
+      auto per_pair = [&](const std::string& name, const std::string& kind, const std::function<double(size_t)>& f) {
+        Row r{name, kind, {}, 0, 0, ""};
+        const auto t0 = Clock::now();
+        for (size_t i : pair_images) r.radius.push_back(f(i)), ++r.images;
+        r.seconds_per_image = r.images ? seconds_since(t0) / static_cast<double>(r.images) : 0;
+        rows.push_back(r);
+      };
+      auto x0_of = [&](size_t i) { return std::vector<double>(x.begin() + static_cast<long>(i) * d, x.begin() + static_cast<long>(i + 1) * d); };
+      if (wanted("lips")) {
+        const cnncert::LipschitzNorms ln = cnncert::lipschitz_norms(net, norm);  // once per network and norm
+        per_pair("Global-Lips", "certified", [&](size_t i) {
+          return cnncert::global_lipschitz(net, ln, x0_of(i), predicted[i], targets[i]).radius;
+        });
+      }
+      if (wanted("pgd"))
+        per_pair("PGD attack", "upper", [&](size_t i) {
+          const auto a = cnncert::pgd_attack(net, x0_of(i), predicted[i], targets[i], norm);
+          return a.found ? a.distortion : INFINITY;
+        });
+      if (wanted("cw") && norm == cnncert::Norm::L2)
+        per_pair("CW-l2 attack", "upper", [&](size_t i) {
+          const auto a = cnncert::cw_l2_attack(net, x0_of(i), predicted[i], targets[i]);
+          return a.found ? a.distortion : INFINITY;
+        });
+      if (wanted("clever"))
+        per_pair("CLEVER", "estimate", [&](size_t i) {
+          cnncert::CleverOptions co;
+          co.radius = norm == cnncert::Norm::Linf ? clever_radius_inf : norm == cnncert::Norm::L2 ? clever_radius_2 : clever_radius_1;
+          return cnncert::clever_score(net, x0_of(i), predicted[i], targets[i], norm, co).score;
+        });
+
+      // Soundness cross-check: no certified radius may exceed an attack's distortion.
+      int violations = 0;
+      for (const Row& a : rows) {
+        if (a.kind != "upper") continue;
+        for (const Row& c : rows) {
+          if (c.kind != "certified") continue;
+          for (size_t k = 0; k < std::min(a.radius.size(), c.radius.size()); ++k)
+            if (c.radius[k] > a.radius[k]) {
+              ++violations;
+              std::cerr << "SOUNDNESS VIOLATION: " << c.method << " certified " << c.radius[k] << " > " << a.method
+                        << " found " << a.radius[k] << " (pair " << k << ")\n";
+            }
+        }
+      }
+      const Row* relu = nullptr;
+      const Row* dense = nullptr;
+      for (const Row& r : rows) {
+        if (r.method == "CNN-Cert-Relu") relu = &r;
+        if (r.method == "Fast-Lin (dense)" && r.status.empty()) dense = &r;
+      }
+      std::cout << "\nnorm " << norm_s << " — " << pair_images.size() << " correctly classified images"
+                << (violations ? ", " + std::to_string(violations) + " SOUNDNESS VIOLATIONS" : ", certified radii below every attack") << "\n";
+      std::cout << std::left << std::setw(18) << "method" << std::setw(10) << "kind" << std::setw(8) << "images" << std::setw(13)
+                << "avg radius" << std::setw(16) << "vs CNN-Cert-Relu" << std::setw(12) << "s/image" << "speedup vs Fast-Lin dense\n";
+      json jrows = json::array();
+      for (const Row& r : rows) {
+        if (!r.status.empty()) {
+          std::cout << std::setw(18) << r.method << "n/a: " << r.status << "\n";
+          jrows.push_back({{"method", r.method}, {"status", r.status}});
+          continue;
+        }
+        const double avg = mean(r.radius);
+        std::ostringstream imp, speed;
+        if (relu && r.kind == "certified") {
+          // compare on the pairs both methods ran
+          const size_t m = std::min(r.radius.size(), relu->radius.size());
+          const double a = mean(std::vector<double>(r.radius.begin(), r.radius.begin() + static_cast<long>(m)));
+          const double b = mean(std::vector<double>(relu->radius.begin(), relu->radius.begin() + static_cast<long>(m)));
+          if (b > 0) imp << std::showpos << std::fixed << std::setprecision(1) << 100 * (a / b - 1) << "%";
+        }
+        if (dense && r.seconds_per_image > 0) speed << std::fixed << std::setprecision(1) << dense->seconds_per_image / r.seconds_per_image << "x";
+        std::cout << std::setw(18) << r.method << std::setw(10) << r.kind << std::setw(8) << r.images << std::setw(13)
+                  << std::setprecision(5) << avg << std::setw(16) << imp.str() << std::setw(12) << std::setprecision(4)
+                  << r.seconds_per_image << speed.str() << "\n";
+        jrows.push_back({{"method", r.method}, {"kind", r.kind}, {"images", r.images}, {"avg_radius", avg},
+                         {"radii", r.radius}, {"seconds_per_image", r.seconds_per_image}});
+      }
+      jnorms.push_back({{"norm", norm_s}, {"pairs", pair_images.size()}, {"violations", violations}, {"rows", jrows}});
+    }
+    if (!json_path.empty())
+      std::ofstream(json_path) << json{{"model", model}, {"images", images}, {"seed", seed}, {"engine", "cpu"},
+                                       {"gpu", cnncert::cuda_device_info()}, {"norms", jnorms}}
+                                      .dump(2)
+                               << "\n";
+  } catch (const cnncert::Error& e) {
+    std::cerr << "cnncert-bench: error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}
