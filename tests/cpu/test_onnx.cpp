@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cnncert/error.hpp"
+#include "cnncert/images.hpp"
 #include "cnncert/onnx.hpp"
 #include "net_factory.hpp"
 #include "npy.hpp"
@@ -90,6 +91,23 @@ TEST(OnnxReference, EverySharedNetworkHasAFixture) {
     if (stem.find("sign") != std::string::npos) continue;
     EXPECT_TRUE(m.contains(stem)) << stem << " has no reference fixture: run tools/make_reference.py";
   }
+}
+
+TEST(OnnxReference, EveryShippedModelHasAFixtureAndItsAccuracy) {
+  const json m = manifest();
+  int models = 0;
+  for (const auto& e : std::filesystem::directory_iterator(source_dir() / "models")) {
+    if (e.path().extension() != ".onnx") continue;
+    ++models;
+    const std::string stem = e.path().stem().string();
+    EXPECT_TRUE(m.contains(stem)) << stem << " has no reference fixture: run tools/make_reference.py";
+    const auto side = load_sidecar(e.path().string());
+    ASSERT_TRUE(side.has_value()) << stem << " has no sidecar";
+    const json j = json::parse(read_file(e.path().string() + ".json"));
+    EXPECT_TRUE(j.contains("test_accuracy")) << stem;
+    EXPECT_GT(import_onnx(e.path().string()).activation_neurons(), 0) << stem;
+  }
+  EXPECT_GE(models, 11);
 }
 
 TEST(OnnxImport, SignNetworkIsRejectedAtTheSignNode) {
