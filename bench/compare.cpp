@@ -45,14 +45,16 @@ int run_compare(int argc, char** argv) {
   CLI::App app{"cnncert-bench compare: radii and times of every method on the same (image, target) pairs"};
   std::string model, images, norms = "inf,2,1", methods = "ada,relu,dense,deepcert,crown,lips,lp,pgd,cw,clever", json_path;
   std::string scale, mean_s, std_s, layout;
-  int64_t n = 10, n_slow = 2;
+  int64_t n = 10, n_slow = 2, lp_max_neurons = 2000;
   uint64_t seed = 1215;
   double clever_radius_inf = 0.3, clever_radius_2 = 3.0, clever_radius_1 = 10.0;
+  int clever_batches = 50, clever_samples = 100;
   app.add_option("--model", model, "ONNX model")->required();
   app.add_option("--images", images, "images")->required();
   app.add_option("-n,--count", n, "images")->capture_default_str();
   app.add_option("--slow-count", n_slow, "images for the slow baselines (Fast-Lin dense, LP)")->capture_default_str();
   app.add_option("--norms", norms, "comma-separated norms")->capture_default_str();
+  app.add_option("--lp-max-neurons", lp_max_neurons, "skip the LP baseline on networks with more ReLUs")->capture_default_str();
   app.add_option("--methods", methods, "ada, relu, dense, deepcert, crown, lips, lp, pgd, cw, clever")->capture_default_str();
   app.add_option("--seed", seed, "seed of the random targets")->capture_default_str();
   app.add_option("--scale", scale, "pixel scale (default: the model's sidecar)");
@@ -60,6 +62,11 @@ int run_compare(int argc, char** argv) {
   app.add_option("--std", std_s, "per-channel std");
   app.add_option("--layout", layout, "NCHW, NHWC or flat");
   app.add_option("--json", json_path, "write the table as JSON");
+  app.add_option("--clever-batches", clever_batches, "CLEVER: batches N_b")->capture_default_str();
+  app.add_option("--clever-samples", clever_samples, "CLEVER: samples per batch N_s")->capture_default_str();
+  app.add_option("--clever-radius-inf", clever_radius_inf, "CLEVER sampling radius for l-inf")->capture_default_str();
+  app.add_option("--clever-radius-2", clever_radius_2, "CLEVER sampling radius for l2")->capture_default_str();
+  app.add_option("--clever-radius-1", clever_radius_1, "CLEVER sampling radius for l1")->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -163,6 +170,9 @@ int run_compare(int argc, char** argv) {
           rows.push_back({"LP", "certified", {}, 0, 0, "l-inf only"});
         } else {
           try {
+            if (net.activation_neurons() > lp_max_neurons)
+              throw cnncert::InvalidArgument("network too large for the LP baseline (" + std::to_string(net.activation_neurons()) +
+                                             " ReLUs > --lp-max-neurons " + std::to_string(lp_max_neurons) + ")");
             auto lpe = cnncert::make_lp_engine(net);
             rows.push_back(certify_row("LP", *lpe, "adaptive", std::min(n_slow, set.count)));
           } catch (const cnncert::Error& e) {
@@ -197,6 +207,8 @@ int run_compare(int argc, char** argv) {
       if (wanted("clever"))
         per_pair("CLEVER", "estimate", [&](size_t i) {
           cnncert::CleverOptions co;
+          co.batches = clever_batches;
+          co.samples = clever_samples;
           co.radius = norm == cnncert::Norm::Linf ? clever_radius_inf : norm == cnncert::Norm::L2 ? clever_radius_2 : clever_radius_1;
           return cnncert::clever_score(net, x0_of(i), predicted[i], targets[i], norm, co).score;
         });
@@ -224,7 +236,7 @@ int run_compare(int argc, char** argv) {
       std::cout << "\nnorm " << norm_s << " — " << pair_images.size() << " correctly classified images"
                 << (violations ? ", " + std::to_string(violations) + " SOUNDNESS VIOLATIONS" : ", certified radii below every attack") << "\n";
       std::cout << std::left << std::setw(18) << "method" << std::setw(10) << "kind" << std::setw(8) << "images" << std::setw(13)
-                << "avg radius" << std::setw(16) << "vs CNN-Cert-Relu" << std::setw(12) << "s/image" << "speedup vs Fast-Lin dense\n";
+                << "avg radius" << std::setw(18) << "vs CNN-Cert-Relu" << std::setw(12) << "s/image" << "speedup vs Fast-Lin dense\n";
       json jrows = json::array();
       for (const Row& r : rows) {
         if (!r.status.empty()) {
@@ -243,7 +255,7 @@ int run_compare(int argc, char** argv) {
         }
         if (dense && r.seconds_per_image > 0) speed << std::fixed << std::setprecision(1) << dense->seconds_per_image / r.seconds_per_image << "x";
         std::cout << std::setw(18) << r.method << std::setw(10) << r.kind << std::setw(8) << r.images << std::setw(13)
-                  << std::setprecision(5) << avg << std::setw(16) << imp.str() << std::setw(12) << std::setprecision(4)
+                  << std::setprecision(5) << avg << std::setw(18) << imp.str() << std::setw(12) << std::setprecision(4)
                   << r.seconds_per_image << speed.str() << "\n";
         jrows.push_back({{"method", r.method}, {"kind", r.kind}, {"images", r.images}, {"avg_radius", avg},
                          {"radii", r.radius}, {"seconds_per_image", r.seconds_per_image}});

@@ -224,7 +224,9 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
       }
     }
     if (!valid.empty()) {
-      std::vector<BoundResult> r = engine.bound(valid, o.bound);
+      BoundOptions bo = o.bound;
+      bo.want_upper = false;
+      std::vector<BoundResult> r = engine.bound(valid, bo);
       for (size_t v = 0; v < valid_idx.size(); ++v) {
         res[valid_idx[v]] = std::move(r[v]);
         batch[valid_idx[v]] = std::move(valid[v]);

@@ -245,11 +245,12 @@ class LpEngine final : public BoundEngine {
     glp_smcp parm;
     glp_init_smcp(&parm);
     parm.msg_lev = GLP_MSG_OFF;
-    parm.presolve = GLP_OFF;
+    parm.presolve = GLP_ON;
     const std::vector<int>& outv = var[static_cast<size_t>(net_.output())];
     const int64_t classes = net_.output_size();
     for (int64_t r = 0; r < p.rows; ++r) {
       for (int dir : {GLP_MIN, GLP_MAX}) {
+        if (dir == GLP_MAX && !o.want_upper) continue;
         for (size_t j = 1; j <= lp.col_lo.size(); ++j) glp_set_obj_coef(g, static_cast<int>(j), 0.0);
         for (int64_t k = 0; k < classes; ++k) {
           const int col = outv[static_cast<size_t>(k)];

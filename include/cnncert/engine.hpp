@@ -48,6 +48,10 @@ struct BoundOptions {
   bool want_linear = false;
   /// Also return the bounds [l, u] of every node that needed them.
   bool want_intermediate = false;
+  /// The upper bounds of the rows are needed (the certification driver only needs the lower
+  /// ones; engines for which the upper bound costs extra, like the LP, may then skip it and
+  /// report +inf).
+  bool want_upper = true;
 };
 
 /// Bounds of one node's outputs.
