@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Writes docs/RESULTS.md and the plots from the JSON files of tools/make_results.sh.
+
+Usage: python3 tools/plot_results.py RESULTS_DIR DOCS_DIR   (matplotlib from Debian's python3-matplotlib)
+"""
+import json
+import os
+import sys
+
+RELU = ["mnist_cnn_4layer_5_3", "mnist_cnn_4layer_5_3_bn", "mnist_cnn_lenet", "mnist_cnn_lenet_avgpool", "mnist_3layer_fc_20"]
+SMOOTH = ["mnist_cnn_4layer_5_3_sigmoid", "mnist_cnn_4layer_5_3_tanh", "mnist_cnn_4layer_5_3_atan"]
+NORM_NAME = {"inf": "ℓ∞", "2": "ℓ2", "1": "ℓ1"}
+
+
+def load(d, name):
+    p = os.path.join(d, name + ".json")
+    if not os.path.exists(p):
+        return None
+    with open(p) as f:
+        return json.load(f)
+
+
+def table(res, methods=None):
+    lines = []
+    for norm in res["norms"]:
+        lines.append(f"\n**{NORM_NAME.get(norm['norm'], norm['norm'])}** ({norm['pairs']} correctly classified images, "
+                     f"{'no certified radius above an attack' if norm['violations'] == 0 else str(norm['violations']) + ' VIOLATIONS'})\n")
+        lines.append("| method | kind | images | avg radius | improvement | s/image | speedup vs Fast-Lin dense |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for r in norm["rows"]:
+            if methods and r["method"] not in methods:
+                continue
+            if "status" in r:
+                lines.append(f"| {r['method']} | n/a | | | | | {r['status']} |")
+                continue
+            lines.append(f"| {r['method']} | {r['kind']} | {r['images']} | {r['avg_radius']:.5g} | {r.get('improvement', '')} | "
+                         f"{r['seconds_per_image']:.4g} | {r.get('speedup_vs_dense', '')} |")
+    return "\n".join(lines)
+
+
+def main():
+    rdir, ddir = sys.argv[1], sys.argv[2]
+    out = ["# Reproduced results on the shipped zoo",
+           "",
+           "Computed with `tools/make_results.sh` (which calls `cnncert-bench compare` and `cnncert proven`) on the",
+           "first 10 of the shipped MNIST test images (`data/mnist_test_100.npy`), random targets (seed 1215), the",
+           "CNN-Cert search (log-space, 15 steps), CPU engine on a 2-core machine. Radii are in the models' input space",
+           "(pixel/255 − 0.5, CNN-Cert's convention). \"certified\" rows are lower bounds on the minimal distortion,",
+           "\"upper\" rows (attacks) upper bounds, CLEVER an estimate. Improvement is relative to CNN-Cert-Relu",
+           "(ReLU networks) or CNN-Cert (other activations) on the same (image, target) pairs. Fast-Lin (dense) and LP",
+           "run on the first 2 images only (they are slow by design). Regenerate: `tools/make_results.sh`.",
+           ""]
+    out.append("## ReLU networks (the shape of CNN-Cert's Tables 3–6)\n")
+    for m in RELU:
+        res = load(rdir, m)
+        if res:
+            out.append(f"### {m}\n" + table(res) + "\n")
+    out.append("## Sigmoid, tanh and arctan networks: DeepCert vs CNN-Cert (the shape of DeepCert's Table 1 and CNN-Cert's Table 7)\n")
+    for m in SMOOTH:
+        res = load(rdir, m)
+        if res:
+            out.append(f"### {m}\n" + table(res) + "\n")
+    out.append("## PROVEN: probabilistic (uniform noise, 99.99 %) vs worst-case ℓ∞ radius\n")
+    out.append("| model | searches | avg worst-case ε | avg probabilistic ε | avg ratio |")
+    out.append("|---|---|---|---|---|")
+    for m in RELU + SMOOTH:
+        p = load(rdir, "proven_" + m)
+        if p:
+            n = sum(len(i.get("targets", [])) for i in p["images"] if not i["skipped"])
+            out.append(f"| {m} | {n} | {p['avg_worst_case']:.5g} | {p['avg_noise']:.5g} | {p['avg_ratio']:.3g} |")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        res = load(rdir, "mnist_cnn_4layer_5_3")
+        if res:
+            norm = res["norms"][0]
+            rows = [r for r in norm["rows"] if "radii" in r and r["radii"]]
+            fig, ax = plt.subplots(figsize=(8, 4))
+            ax.boxplot([[x for x in r["radii"] if x != float("inf")] for r in rows], labels=[r["method"] for r in rows])
+            ax.set_yscale("log")
+            ax.set_ylabel("radius (ℓ∞)")
+            ax.set_title("mnist_cnn_4layer_5_3: certified radii, attacks and CLEVER per method")
+            plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+            fig.tight_layout()
+            fig.savefig(os.path.join(ddir, "radii_mnist_cnn_4layer_5_3.png"), dpi=110)
+            fig, ax = plt.subplots(figsize=(8, 4))
+            ax.bar([r["method"] for r in rows], [r["seconds_per_image"] for r in rows])
+            ax.set_yscale("log")
+            ax.set_ylabel("seconds per image (CPU, 2 cores)")
+            ax.set_title("mnist_cnn_4layer_5_3, ℓ∞: time per image per method")
+            plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+            fig.tight_layout()
+            fig.savefig(os.path.join(ddir, "time_mnist_cnn_4layer_5_3.png"), dpi=110)
+            out.append("\n## Plots\n")
+            out.append("![certified radii per method](radii_mnist_cnn_4layer_5_3.png)\n")
+            out.append("![time per image per method](time_mnist_cnn_4layer_5_3.png)\n")
+    except ImportError:
+        out.append("\n(plots skipped: matplotlib is not installed)\n")
+    out.append("\n## Not in these tables\n")
+    out.append("mnist_resnet_3 (43 904 ReLUs) and mnist_cnn_7layer (50 960 ReLUs) take 1.8 s and 11 s per bound evaluation on this")
+    out.append("2-core CPU (27 s and 165 s per image and method): they are left for the GPU engine (issue 4).")
+    with open(os.path.join(ddir, "RESULTS.md"), "w") as f:
+        f.write("\n".join(out) + "\n")
+    print("wrote", os.path.join(ddir, "RESULTS.md"))
+
+
+if __name__ == "__main__":
+    main()
