@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One command on a GPU machine: configure and build with the CUDA engine, run the GPU tests with
+# CNNCERT_REQUIRE_GPU=1 (a missing GPU fails), the CPU tests, and the benchmark; logs and the
+# benchmark JSON go to OUTDIR. Works without the usual Debian packages when .gpu/ was prepared by
+# tools/prepare-gpu-carry.sh (GoogleTest source, header-only CLI11/nlohmann-json, test data).
+# cuDNN/cuBLAS are taken from CUDNN_ROOT / CUBLAS_ROOT, or from the nvidia-* Python wheels.
+# Usage: tools/gpu-check.sh OUTDIR [extra cmake args]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:?usage: tools/gpu-check.sh OUTDIR}"
+shift
+mkdir -p "$out"
+root="$PWD"
+args=(-DCNNCERT_CUDA=ON -DCMAKE_BUILD_TYPE=Release)
+[ -d .gpu/prefix ] && args+=(-DCMAKE_PREFIX_PATH="$root/.gpu/prefix")
+[ -d .gpu/googletest ] && args+=(-DCNNCERT_GTEST_SOURCE="$root/.gpu/googletest")
+[ -d .gpu/data ] && args+=(-DCNNCERT_SHARED_DATA="$root/.gpu/data")
+wheel_dir() { python3 -c "import $1, os; print(os.path.dirname($1.__file__))" 2>/dev/null; }
+CUDNN_ROOT="${CUDNN_ROOT:-$(wheel_dir nvidia.cudnn)}"
+CUBLAS_ROOT="${CUBLAS_ROOT:-$(wheel_dir nvidia.cublas)}"
+[ -n "$CUDNN_ROOT" ] && args+=(-DCNNCERT_CUDNN_ROOT="$CUDNN_ROOT") && export LD_LIBRARY_PATH="$CUDNN_ROOT/lib:${LD_LIBRARY_PATH:-}"
+[ -n "$CUBLAS_ROOT" ] && args+=(-DCNNCERT_CUBLAS_ROOT="$CUBLAS_ROOT") && export LD_LIBRARY_PATH="$CUBLAS_ROOT/lib:${LD_LIBRARY_PATH:-}"
+gen=()
+command -v ninja >/dev/null && gen=(-G Ninja)
+{
+  echo "== $(date -u) on $(hostname)"
+  nvidia-smi -L 2>&1 || true
+  nvcc --version 2>&1 | tail -2
+  cmake --version | head -1
+} | tee "$out/environment.txt"
+cmake -S . -B build-gpu "${gen[@]}" "${args[@]}" "$@" 2>&1 | tee "$out/configure.log" || exit 1
+cmake --build build-gpu -j"$(nproc)" 2>&1 | tail -50 | tee "$out/build.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+status=0
+CNNCERT_REQUIRE_GPU=1 ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | tee "$out/gpu-tests.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+ctest --test-dir build-gpu -L cpu -j"$(nproc)" --output-on-failure 2>&1 | tail -30 | tee "$out/cpu-tests.log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+data="${CNNCERT_SHARED_DATA:-$root/.gpu/data}"
+[ -d "$data" ] || data="$root/../shared/data"
+build-gpu/cnncert-bench --data "$data" --repeat 3 --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
+exit $status
