@@ -27,4 +27,6 @@ for m in mnist_cnn_4layer_5_3 mnist_cnn_lenet mnist_cnn_4layer_5_3_sigmoid; do
   echo "== proven $m" >&2
   build/cnncert proven "models/$m.onnx" "$images" -n "$N" -q --json "$out/proven_$m.json" >"$out/proven_$m.txt"
 done
-python3 tools/plot_results.py "$out" docs
+py=python3
+/usr/bin/python3 -c "import matplotlib" 2>/dev/null && py=/usr/bin/python3
+"$py" tools/plot_results.py "$out" docs

@@ -238,5 +238,23 @@ TEST(Cli, FastLinDenseBaselineGivesTheSameRadiiAsCnnCertRelu) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Bench, CompareRunsTheMethodsThatApplyAndExplainsTheOthers) {
+  const std::string bench = CNNCERT_BENCH_PATH;
+  const std::string sigmoid = (source_dir() / "models/mnist_cnn_4layer_5_3_sigmoid.onnx").string();
+  const std::string cmd = bench + " compare --model " + sigmoid + " --images " + kImages +
+                          " -n 2 --norms inf --methods ada,lp,lips,pgd 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int status = ::pclose(p);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  EXPECT_NE(out.find("LP                n/a: the LP baseline applies to ReLU networks"), std::string::npos) << out;
+  EXPECT_NE(out.find("Global-Lips"), std::string::npos) << out;
+  EXPECT_NE(out.find("certified radii below every attack"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace cnncert::test

@@ -237,6 +237,16 @@ struct FastLinMlp {
   }
 };
 
+TEST(Engine, DenseRewriteOfATooLargeNetworkIsAClearError) {
+  const Network cnn = random_network(Family::Cnn, ActKind::Relu, 31);
+  try {
+    convert_to_dense(cnn, 100);
+    FAIL() << "no error";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("too large to convert"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Engine, FastlinOnAnMlpEqualsFastLinsClosedForm) {
   std::mt19937_64 rng(77);
   FastLinMlp ref;
