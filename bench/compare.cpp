@@ -175,10 +175,10 @@ int run_compare(int argc, char** argv) {
           rows.push_back({"LP", "certified", {}, 0, 0, "l-inf only"});
         } else {
           try {
+            auto lpe = cnncert::make_lp_engine(net);  // throws first where the LP does not apply
             if (net.activation_neurons() > lp_max_neurons)
               throw cnncert::InvalidArgument("network too large for the LP baseline (" + std::to_string(net.activation_neurons()) +
                                              " ReLUs > --lp-max-neurons " + std::to_string(lp_max_neurons) + ")");
-            auto lpe = cnncert::make_lp_engine(net);
             rows.push_back(certify_row("LP", *lpe, "adaptive", std::min(n_slow, set.count)));
           } catch (const cnncert::Error& e) {
             rows.push_back({"LP", "certified", {}, 0, 0, e.what()});
