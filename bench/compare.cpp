@@ -241,7 +241,11 @@ int run_compare(int argc, char** argv) {
         if (r.method == "Fast-Lin (dense)" && r.status.empty()) dense = &r;
       }
       std::cout << "\nnorm " << norm_s << " — " << pair_images.size() << " correctly classified images"
-                << (violations ? ", " + std::to_string(violations) + " SOUNDNESS VIOLATIONS" : ", certified radii below every attack") << "\n";
+                << (violations ? ", " + std::to_string(violations) + " SOUNDNESS VIOLATIONS"
+                               : std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.kind == "upper"; })
+                                     ? ", certified radii below every attack"
+                                     : ", no attack run")
+                << "\n";
       std::cout << std::left << std::setw(18) << "method" << std::setw(10) << "kind" << std::setw(8) << "images" << std::setw(13)
                 << "avg radius" << std::setw(18) << ("vs " + (relu ? relu->method : std::string("-"))) << std::setw(12) << "s/image" << "speedup vs Fast-Lin dense\n";
       json jrows = json::array();
