@@ -9,6 +9,8 @@
 #include <random>
 
 #include "cnncert/baselines.hpp"
+
+#include "baseline_checks.hpp"
 #include "cnncert/error.hpp"
 
 namespace cnncert {
@@ -19,14 +21,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 void check_attack_args(const Network& net, const std::vector<double>& x0, int64_t c, int64_t t, const AttackOptions& o,
                        const char* who) {
-  CNNCERT_CHECK(static_cast<int64_t>(x0.size()) == net.input_size(),
-                who << ": the input has " << x0.size() << " values, the network expects " << net.input_size());
-  const int64_t k = net.output_size();
-  CNNCERT_CHECK(k >= 2, who << ": the network has " << k << " output(s); at least 2 classes are needed");
-  CNNCERT_CHECK(c >= 0 && c < k, who << ": class " << c << " is out of range [0, " << k << ")");
-  CNNCERT_CHECK(t >= -1 && t < k && t != c,
-                who << ": target " << t << " must be −1 (untargeted) or a class in [0, " << k << ") other than " << c);
-  for (double v : x0) CNNCERT_CHECK(std::isfinite(v), who << ": the input contains a non-finite value");
+  detail::check_classes(net, x0, c, t, who);
   if (o.clip_to_box) {
     CNNCERT_CHECK(o.box_lo < o.box_hi, who << ": empty box [" << o.box_lo << ", " << o.box_hi << "]");
     for (double v : x0)

@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "cnncert/baselines.hpp"
+
+#include "baseline_checks.hpp"
 #include "cnncert/error.hpp"
 
 namespace cnncert {
@@ -221,13 +223,8 @@ ReverseWeibull fit_reverse_weibull(const std::vector<double>& samples) {
 
 CleverResult clever_score(const Network& net, const std::vector<double>& x0, int64_t c, int64_t t, Norm p,
                           const CleverOptions& o) {
-  CNNCERT_CHECK(static_cast<int64_t>(x0.size()) == net.input_size(),
-                "CLEVER: the input has " << x0.size() << " values, the network expects " << net.input_size());
+  detail::check_classes(net, x0, c, t, "CLEVER");
   const int64_t k = net.output_size();
-  CNNCERT_CHECK(k >= 2, "CLEVER: the network has " << k << " output(s); at least 2 classes are needed");
-  CNNCERT_CHECK(c >= 0 && c < k, "CLEVER: class " << c << " is out of range [0, " << k << ")");
-  CNNCERT_CHECK(t >= -1 && t < k && t != c,
-                "CLEVER: target " << t << " must be −1 (untargeted) or a class in [0, " << k << ") other than " << c);
   CNNCERT_CHECK(o.radius > 0 && std::isfinite(o.radius),
                 "CLEVER: the sampling radius must be positive (got " << o.radius << ")");
   CNNCERT_CHECK(o.batches >= 3, "CLEVER: at least 3 batches are needed for the Weibull fit (got " << o.batches << ")");

@@ -25,6 +25,8 @@
 #include <random>
 
 #include "cnncert/baselines.hpp"
+
+#include "baseline_checks.hpp"
 #include "cnncert/error.hpp"
 
 namespace cnncert {
@@ -331,16 +333,6 @@ int64_t max_window_count(const PoolAttr& a, const Shape& is, const Shape& os) {
   return *std::max_element(count.begin(), count.end());
 }
 
-void check_classes(const Network& net, const std::vector<double>& x0, int64_t c, int64_t t, const char* who) {
-  CNNCERT_CHECK(static_cast<int64_t>(x0.size()) == net.input_size(),
-                who << ": the input has " << x0.size() << " values, the network expects " << net.input_size());
-  const int64_t k = net.output_size();
-  CNNCERT_CHECK(k >= 2, who << ": the network has " << k << " output(s); at least 2 classes are needed");
-  CNNCERT_CHECK(c >= 0 && c < k, who << ": class " << c << " is out of range [0, " << k << ")");
-  CNNCERT_CHECK(t >= -1 && t < k && t != c,
-                who << ": target " << t << " must be −1 (untargeted) or a class in [0, " << k << ") other than " << c);
-  for (double v : x0) CNNCERT_CHECK(std::isfinite(v), who << ": the input contains a non-finite value");
-}
 
 }  // namespace
 
@@ -391,7 +383,7 @@ LipschitzNorms lipschitz_norms(const Network& net, Norm p, const LipschitzOption
 
 LipschitzResult global_lipschitz(const Network& net, const LipschitzNorms& norms, const std::vector<double>& x0,
                                  int64_t c, int64_t t) {
-  check_classes(net, x0, c, t, "global Lipschitz");
+  detail::check_classes(net, x0, c, t, "global Lipschitz");
   CNNCERT_CHECK(norms.nodes.size() == net.nodes().size(),
                 "global Lipschitz: the norms were computed for another network");
   const int64_t k = net.output_size();
@@ -438,12 +430,27 @@ LipschitzResult global_lipschitz(const Network& net, const LipschitzNorms& norms
 
 LipschitzResult global_lipschitz(const Network& net, const std::vector<double>& x0, int64_t c, int64_t t, Norm p,
                                  const LipschitzOptions& options) {
-  check_classes(net, x0, c, t, "global Lipschitz");
+  detail::check_classes(net, x0, c, t, "global Lipschitz");
   return global_lipschitz(net, lipschitz_norms(net, p, options), x0, c, t);
 }
 
 double global_lipschitz_radius(const Network& net, const std::vector<double>& x0, int64_t c, int64_t t, Norm p) {
   return global_lipschitz(net, x0, c, t, p).radius;
 }
+
+namespace detail {
+
+void check_classes(const Network& net, const std::vector<double>& x0, int64_t c, int64_t t, const char* who) {
+  CNNCERT_CHECK(static_cast<int64_t>(x0.size()) == net.input_size(),
+                who << ": the input has " << x0.size() << " values, the network expects " << net.input_size());
+  const int64_t k = net.output_size();
+  CNNCERT_CHECK(k >= 2, who << ": the network has " << k << " output(s); at least 2 classes are needed");
+  CNNCERT_CHECK(c >= 0 && c < k, who << ": class " << c << " is out of range [0, " << k << ")");
+  CNNCERT_CHECK(t >= -1 && t < k && t != c,
+                who << ": target " << t << " must be −1 (untargeted) or a class in [0, " << k << ") other than " << c);
+  for (double v : x0) CNNCERT_CHECK(std::isfinite(v), who << ": the input contains a non-finite value");
+}
+
+}  // namespace detail
 
 }  // namespace cnncert

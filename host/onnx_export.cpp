@@ -5,44 +5,12 @@
 
 #include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
+#include "protobuf.hpp"
 
 namespace cnncert {
 namespace {
 
-/// Minimal protobuf encoder.
-class Pb {
- public:
-  Pb& varint(uint32_t field, uint64_t v) {
-    key(field, 0);
-    raw(v);
-    return *this;
-  }
-  Pb& f32(uint32_t field, float v) {
-    key(field, 5);
-    char b[4];
-    std::memcpy(b, &v, 4);
-    buf_.append(b, 4);
-    return *this;
-  }
-  Pb& bytes(uint32_t field, const std::string& s) {
-    key(field, 2);
-    raw(s.size());
-    buf_ += s;
-    return *this;
-  }
-  const std::string& str() const { return buf_; }
-
- private:
-  void key(uint32_t field, uint32_t wire) { raw((uint64_t(field) << 3) | wire); }
-  void raw(uint64_t v) {
-    while (v >= 0x80) {
-      buf_.push_back(static_cast<char>((v & 0x7f) | 0x80));
-      v >>= 7;
-    }
-    buf_.push_back(static_cast<char>(v));
-  }
-  std::string buf_;
-};
+using Pb = detail::PbWriter;
 
 std::string tensor_f32(const std::string& name, const std::vector<int64_t>& dims, const std::vector<double>& v) {
   Pb t;

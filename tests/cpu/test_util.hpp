@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "protobuf.hpp"
+
 namespace cnncert::test {
 
 /// The project's source directory.
@@ -45,40 +47,8 @@ inline std::string read_file(const std::filesystem::path& p) {
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
-/// Minimal protobuf writer, enough to build ONNX test models in code.
-class Pb {
- public:
-  Pb& varint(uint32_t field, uint64_t v) {
-    key(field, 0);
-    raw_varint(v);
-    return *this;
-  }
-  Pb& f32(uint32_t field, float v) {
-    key(field, 5);
-    char b[4];
-    std::memcpy(b, &v, 4);
-    buf_.append(b, 4);
-    return *this;
-  }
-  Pb& bytes(uint32_t field, const std::string& s) {
-    key(field, 2);
-    raw_varint(s.size());
-    buf_ += s;
-    return *this;
-  }
-  const std::string& str() const { return buf_; }
-
- private:
-  void key(uint32_t field, uint32_t wire) { raw_varint((uint64_t(field) << 3) | wire); }
-  void raw_varint(uint64_t v) {
-    while (v >= 0x80) {
-      buf_.push_back(static_cast<char>((v & 0x7f) | 0x80));
-      v >>= 7;
-    }
-    buf_.push_back(static_cast<char>(v));
-  }
-  std::string buf_;
-};
+/// Protobuf writer for ONNX test models built in code.
+using Pb = detail::PbWriter;
 
 /// TensorProto with float data (raw_data), or int64 data when `int64` is set.
 inline std::string onnx_tensor(const std::string& name, const std::vector<int64_t>& dims, const std::vector<double>& v,
