@@ -249,7 +249,15 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
       step(it, ok, o);
       if (it.done) ++done;
     }
-    if (o.progress) o.progress(done, total);
+    if (o.progress) {
+      if (o.search == SearchMode::CnnCert) {  // a fixed number of steps: report steps for a smooth ETA
+        int64_t steps = 0;
+        for (const Item& it : items) steps += it.steps;
+        o.progress(steps, total * o.cnncert_steps);
+      } else {
+        o.progress(done, total);
+      }
+    }
   }
 
   for (const Item& it : items) {

@@ -281,7 +281,7 @@ class Progress {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     const double frac = static_cast<double>(done) / static_cast<double>(total);
     const int width = 30, filled = static_cast<int>(frac * width);
-    std::fprintf(stderr, "\r[%s%s] %lld/%lld searches", std::string(static_cast<size_t>(filled), '=').c_str(),
+    std::fprintf(stderr, "\r[%s%s] %lld/%lld", std::string(static_cast<size_t>(filled), '=').c_str(),
                  std::string(static_cast<size_t>(width - filled), ' ').c_str(), static_cast<long long>(done),
                  static_cast<long long>(total));
     if (done > 0 && done < total) std::fprintf(stderr, ", ETA %.1f s   ", elapsed / frac - elapsed);

@@ -39,7 +39,8 @@ struct CertifyOptions {
   int deepcert_max_steps = 200;  ///< guard against networks whose margin never fails
   /// Explicit target class per image (overrides `target` when not empty; −1 = untargeted).
   std::vector<int64_t> targets;
-  /// Called after every search step with (items done, items in total).
+  /// Called after every search step with (work done, total work): engine evaluations for the
+  /// CNN-Cert search (a fixed number per item), finished items for DeepCert's.
   std::function<void(int64_t, int64_t)> progress;
   /// Generalizations used by PROVEN: the engine's radius for a search level (identity when
   /// empty), and the decision "certified at this level" from the problem and its bounds (default:
