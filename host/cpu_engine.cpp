@@ -575,6 +575,15 @@ class CpuEngine final : public BoundEngine {
       for (double v : p.x0) CNNCERT_CHECK(std::isfinite(v), "bound problem: x0 contains NaN or Inf");
     }
     CNNCERT_CHECK(!options.clip_to_box || options.norm == Norm::Linf, "input box clipping applies to the l-inf norm only");
+    if (options.clip_to_box) {
+      CNNCERT_CHECK(options.box_lo < options.box_hi, "the input box [" << options.box_lo << ", " << options.box_hi << "] is empty");
+      // A centre outside the box would make the clipped region empty (or not contain x0): fail closed.
+      for (const auto& p : problems)
+        for (double v : p.x0)
+          CNNCERT_CHECK(v >= options.box_lo && v <= options.box_hi,
+                        "an input value " << v << " lies outside the box [" << options.box_lo << ", " << options.box_hi
+                                          << "] (check --clip against the network's input range)");
+    }
     std::vector<BoundResult> out(problems.size());
     // Many problems: one thread each. Few: threads share the row chunks of each problem.
     const bool outer = static_cast<int64_t>(problems.size()) >= threads_;

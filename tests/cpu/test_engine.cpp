@@ -156,6 +156,20 @@ TEST(Engine, InputBoxClippingIsSoundAndTighter) {
   check_sound(net, p, tight[0], Norm::Linf, 4, 100, 10, &o);
 }
 
+TEST(Engine, InputBoxMustContainTheCentre) {
+  const Network net = random_network(Family::Mlp, ActKind::Relu, 3);
+  BoundOptions o = opts(Norm::Linf, "adaptive");
+  o.clip_to_box = true;
+  o.box_lo = 0;
+  o.box_hi = 1;
+  auto x0 = random_input(9, net.input_size());
+  x0[0] = -0.5;  // e.g. CNN-Cert's [-0.5, 0.5] inputs with a [0, 1] box: the region would be empty
+  EXPECT_THROW(make_cpu_engine(net, 1)->bound({logit_problem(net, x0, 0.1)}, o), InvalidArgument);
+  o.box_lo = 2;
+  EXPECT_THROW(make_cpu_engine(net, 1)->bound({logit_problem(net, random_input(9, net.input_size()), 0.1)}, o),
+               InvalidArgument);
+}
+
 TEST(Engine, MarginBoundsShrinkAsEpsShrinks) {
   for (Family f : kFamilies)
     for (const char* m : {"fastlin", "adaptive"}) {
