@@ -421,7 +421,7 @@ int run_certify(const InputOptions& in, const BoundCliOptions& bo, const std::st
 }
 
 int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bool logits, const std::string& json_path) {
-  if (!std::isfinite(eps) || eps < 0) throw InvalidArgument("--eps must be finite and non-negative");
+  if (!std::isfinite(eps) || eps <= 0) throw InvalidArgument("--eps must be a positive finite radius");
   const cnncert::BoundOptions opt = bo.options();
   const cnncert::Network net = cnncert::import_onnx(in.model);
   print_notes(net);
