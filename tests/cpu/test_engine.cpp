@@ -396,6 +396,12 @@ TEST(EngineRealNetworks, SharedNetworkBoundsAreSound) {
   check_real_network(nets / "cifar_oval21_base_kw.onnx", fixture_input("cifar_oval21_base_kw", 0), 0.1, Norm::L2, "adaptive");
   check_real_network(nets / "cifar_abcrown_convsmall_sigmoid.onnx", fixture_input("cifar_abcrown_convsmall_sigmoid", 0), 0.005,
                      Norm::Linf, "cnncert");
+  check_real_network(nets / "mnist_colt_convmed_0.1.onnx", fixture_input("mnist_colt_convmed_0.1", 0), 0.05, Norm::Linf,
+                     "adaptive");
+  check_real_network(nets / "mnist_fc_256x2.onnx", fixture_input("mnist_fc_256x2", 1), 0.3, Norm::L2, "fastlin");
+  check_real_network(nets / "mnist_marabou_fc_2x10.onnx", fixture_input("mnist_marabou_fc_2x10", 2), 1.0, Norm::L1, "adaptive");
+  check_real_network(nets / "mnist_marabou_sigmoid_64_32.onnx", fixture_input("mnist_marabou_sigmoid_64_32", 3), 0.02,
+                     Norm::Linf, "crown");
 }
 
 }  // namespace
