@@ -18,6 +18,7 @@
 
 #include "cnncert/certify.hpp"
 #include "cnncert/cnncert.hpp"
+#include "environment.hpp"
 
 namespace {
 
@@ -124,14 +125,6 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
   return r;
 }
 
-std::string cpu_model() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
-}
-
 }  // namespace
 
 int run_compare(int argc, char** argv);
@@ -165,19 +158,10 @@ int main(int argc, char** argv) {
   std::stringstream ns(norms);
   for (std::string t; std::getline(ns, t, ',');) norm_list.push_back(t);
 
-  char date[64];
-  const std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
-  json env = {{"cpu", cpu_model()},
-              {"cores", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))},
-              {"compiler", __VERSION__},
-              {"cnncert", cnncert::version()},
-              {"gpu", cnncert::cuda_device_info()},
-              {"date", date},
-              {"method", method},
-              {"repeat", repeat}};
-  std::cout << "cnncert-bench " << cnncert::version() << " | " << env["cpu"].get<std::string>() << ", " << env["cores"]
-            << " cores | gcc " << __VERSION__ << " | " << date << "\n";
+  json env = cnncert::bench::environment();
+  env["method"] = method;
+  env["repeat"] = repeat;
+  std::cout << cnncert::bench::environment_line(env) << "\n";
   std::cout << "method " << method << ", CNN-Cert search (15 steps from 0.05), random targets (seed 1215), CPU engine\n\n";
   std::cout << std::left << std::setw(34) << "network" << std::setw(6) << "norm" << std::setw(8) << "images" << std::setw(12)
             << "avg eps" << std::setw(14) << "s/image" << std::setw(22) << "spread (min..max)" << "peak MiB\n";

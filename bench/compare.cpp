@@ -17,6 +17,7 @@
 #include "cnncert/cnncert.hpp"
 #include "cnncert/convert.hpp"
 #include "cnncert/lp.hpp"
+#include "environment.hpp"
 
 namespace {
 
@@ -101,8 +102,11 @@ int run_compare(int argc, char** argv) {
     const std::vector<std::string> want = list(methods);
     auto wanted = [&](const std::string& m) { return std::find(want.begin(), want.end(), m) != want.end(); };
 
-    std::cout << "cnncert-bench compare | " << model << " | " << set.count << " images, random targets (seed " << seed
-              << "), CNN-Cert search | " << cnncert::cuda_device_info() << "\n";
+    const json env = cnncert::bench::environment();
+    std::cout << cnncert::bench::environment_line(env) << "\n";
+    std::cout << "compare | " << model << " | " << set.count << " images, random targets (seed " << seed
+              << "), CNN-Cert search | engines: cpu" << (cnncert::cuda_available() ? "" : " (no GPU engine run: no usable GPU)")
+              << "\n";
     json jnorms = json::array();
     for (const std::string& norm_s : list(norms)) {
       const cnncert::Norm norm = cnncert::parse_norm(norm_s);
@@ -276,7 +280,7 @@ int run_compare(int argc, char** argv) {
     }
     if (!json_path.empty())
       std::ofstream(json_path) << json{{"model", model}, {"images", images}, {"seed", seed}, {"engine", "cpu"},
-                                       {"gpu", cnncert::cuda_device_info()}, {"norms", jnorms}}
+                                       {"environment", env}, {"norms", jnorms}}
                                       .dump(2)
                                << "\n";
   } catch (const cnncert::Error& e) {
