@@ -17,6 +17,7 @@
 #include "cnncert/cnncert.hpp"
 #include "cnncert/convert.hpp"
 #include "cnncert/lp.hpp"
+#include "cli_options.hpp"
 #include "environment.hpp"
 
 namespace {
@@ -79,21 +80,9 @@ int run_compare(int argc, char** argv) {
     for (std::string t; std::getline(ss, t, ',');) out.push_back(t);
     return out;
   };
-  auto numbers = [&](const std::string& s) {
-    std::vector<double> v;
-    for (const auto& t : list(s)) v.push_back(std::stod(t));
-    return v;
-  };
   try {
     const cnncert::Network net = cnncert::import_onnx(model);
-    cnncert::Preprocess pre = cnncert::load_sidecar(model).value_or(cnncert::Preprocess{});
-    if (!scale.empty()) {
-      const auto slash = scale.find('/');
-      pre.scale = slash == std::string::npos ? std::stod(scale) : std::stod(scale.substr(0, slash)) / std::stod(scale.substr(slash + 1));
-    }
-    if (!mean_s.empty()) pre.mean = numbers(mean_s);
-    if (!std_s.empty()) pre.std = numbers(std_s);
-    if (!layout.empty()) pre.layout = cnncert::parse_layout(layout);
+    const cnncert::Preprocess pre = cnncert::detail::input_convention(model, scale, mean_s, std_s, layout);
     cnncert::LoadOptions lo;
     lo.limit = n;
     const cnncert::ImageSet set = cnncert::load_images(images, lo);

@@ -1,4 +1,4 @@
-// The `cnncert` command: info, predict (and later certify, bounds, proven).
+// The `cnncert` command: info, predict, certify, bounds, proven, convert, gpu.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
@@ -14,6 +14,7 @@
 #include "cnncert/engine.hpp"
 #include "cnncert/proven.hpp"
 #include "cnncert/convert.hpp"
+#include "cli_options.hpp"
 #include "npy.hpp"
 
 #include <chrono>
@@ -26,35 +27,8 @@ using json = nlohmann::json;
 
 constexpr int kExitBadInput = 2;
 
-// Parses "0.5", "1/255" or "1e-3".
-double parse_number(const std::string& text, const std::string& option) {
-  const auto slash = text.find('/');
-  try {
-    size_t used = 0;
-    if (slash != std::string::npos) {
-      const double a = std::stod(text.substr(0, slash), &used);
-      const double b = std::stod(text.substr(slash + 1));
-      if (b == 0) throw std::invalid_argument("zero");
-      return a / b;
-    }
-    const double v = std::stod(text, &used);
-    if (used != text.size()) throw std::invalid_argument("junk");
-    return v;
-  } catch (const std::exception&) {
-    throw InvalidArgument(option + ": '" + text + "' is not a number");
-  }
-}
-
-std::vector<double> parse_list(const std::string& text, const std::string& option) {
-  std::vector<double> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(parse_number(item, option));
-  if (out.empty()) throw InvalidArgument(option + ": empty list");
-  for (double v : out)
-    if (!std::isfinite(v)) throw InvalidArgument(option + ": values must be finite");
-  return out;
-}
+using cnncert::detail::parse_list;
+using cnncert::detail::parse_number;
 
 /// Options shared by every command that reads images.
 struct InputOptions {
@@ -74,17 +48,7 @@ struct InputOptions {
     app.add_option("--csv-layout", csv_layout, "pixel order in CSV rows: hwc (ERAN, default) or chw");
   }
 
-  cnncert::Preprocess preprocess() const {
-    cnncert::Preprocess p = cnncert::load_sidecar(model).value_or(cnncert::Preprocess{});
-    if (!scale.empty()) p.scale = parse_number(scale, "--scale");
-    if (!mean.empty()) p.mean = parse_list(mean, "--mean");
-    if (!std.empty()) p.std = parse_list(std, "--std");
-    if (!layout.empty()) p.layout = cnncert::parse_layout(layout);
-    if (!std::isfinite(p.scale) || p.scale == 0) throw InvalidArgument("--scale must be finite and non-zero");
-    for (double s : p.std)
-      if (!(s > 0)) throw InvalidArgument("--std values must be positive");
-    return p;
-  }
+  cnncert::Preprocess preprocess() const { return cnncert::detail::input_convention(model, scale, mean, std, layout); }
 
   cnncert::ImageSet load() const {
     if (count < -1 || count == 0) throw InvalidArgument("-n/--count must be positive");
@@ -272,6 +236,31 @@ struct BoundCliOptions {
   }
 };
 
+/// Options of the radius searches (certify, proven): targets, search, outputs.
+struct SearchCliOptions {
+  std::string target = "random", search = "cnncert", json, csv;
+  uint64_t seed = 1215;
+  bool quiet = false;
+
+  void add(CLI::App& app, const std::string& target_help) {
+    app.add_option("--target", target, target_help)->capture_default_str();
+    app.add_option("--seed", seed, "seed of the random targets")->capture_default_str();
+    app.add_option("--search", search, "cnncert (log-space, 15 steps) or deepcert (Algorithm 1, 1e-5)")->capture_default_str();
+    app.add_option("--json", json, "write the results as JSON to this file ('-' = stdout)");
+    app.add_option("--csv", csv, "write the results as CSV to this file");
+    app.add_flag("-q,--quiet", quiet, "print only the summary");
+  }
+
+  cnncert::CertifyOptions options(const BoundCliOptions& bo) const {
+    cnncert::CertifyOptions o;
+    o.bound = bo.options();
+    o.target = cnncert::parse_target_mode(target);
+    o.search = cnncert::parse_search_mode(search);
+    o.seed = seed;
+    return o;
+  }
+};
+
 /// Progress bar with ETA on stderr, only when stderr is a terminal.
 class Progress {
  public:
@@ -325,14 +314,12 @@ std::vector<int64_t> read_targets(const std::string& path, int64_t skip, int64_t
   return std::vector<int64_t>(all.begin() + skip, all.begin() + skip + count);
 }
 
-int run_certify(const InputOptions& in, const BoundCliOptions& bo, const std::string& target, uint64_t seed,
-                const std::string& search, const std::string& targets_file, const std::string& json_path,
-                const std::string& csv_path, bool quiet) {
-  cnncert::CertifyOptions o;
-  o.bound = bo.options();
-  o.target = cnncert::parse_target_mode(target);
-  o.search = cnncert::parse_search_mode(search);
-  o.seed = seed;
+int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
+                const std::string& targets_file) {
+  const std::string &target = so.target, &search = so.search, &json_path = so.json, &csv_path = so.csv;
+  const uint64_t seed = so.seed;
+  const bool quiet = so.quiet;
+  cnncert::CertifyOptions o = so.options(bo);
   const cnncert::Network net = cnncert::import_onnx(in.model);
   print_notes(net);
   cnncert::check_boundable(net);
@@ -499,10 +486,11 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
   return 0;
 }
 
-int run_proven(const InputOptions& in, const BoundCliOptions& bo, const std::string& target, uint64_t seed,
-               const std::string& search, const std::string& noise, double confidence, const std::string& cov_path,
-               bool proxy, const std::string& level_text, const std::string& json_path, const std::string& csv_path,
-               bool quiet) {
+int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so, const std::string& noise,
+               double confidence, const std::string& cov_path, bool proxy, const std::string& level_text) {
+  const std::string &target = so.target, &json_path = so.json, &csv_path = so.csv;
+  const uint64_t seed = so.seed;
+  const bool quiet = so.quiet;
   if (!(confidence > 0 && confidence < 1)) throw InvalidArgument("--confidence must lie in (0, 1)");
   double level = -1;
   if (!level_text.empty()) {
@@ -510,10 +498,7 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const std::str
     if (!std::isfinite(level) || level < 0) throw InvalidArgument("--level (noise scale) must be finite and non-negative");
   }
   cnncert::ProvenOptions po;
-  po.base.bound = bo.options();
-  po.base.target = cnncert::parse_target_mode(target);
-  po.base.search = cnncert::parse_search_mode(search);
-  po.base.seed = seed;
+  po.base = so.options(bo);
   po.noise.kind = cnncert::parse_noise(noise);
   po.noise.uniform_variance_proxy = proxy;
   po.confidence = confidence;
@@ -639,15 +624,10 @@ int main(int argc, char** argv) {
   cin_.add(*certify);
   BoundCliOptions cbo;
   cbo.add(*certify);
-  std::string target = "random", search = "cnncert", targets_file, csv_path;
-  uint64_t seed = 1215;
-  certify->add_option("--target", target, "random, runnerup, least, all or untargeted")->capture_default_str();
-  certify->add_option("--seed", seed, "seed of the random targets")->capture_default_str();
+  SearchCliOptions cso;
+  cso.add(*certify, "random, runnerup, least, all or untargeted");
+  std::string targets_file;
   certify->add_option("--targets", targets_file, "file with one target class per image (overrides --target)");
-  certify->add_option("--search", search, "cnncert (log-space, 15 steps) or deepcert (Algorithm 1, 1e-5)")->capture_default_str();
-  certify->add_option("--json", json_path, "write the results as JSON to this file ('-' = stdout)");
-  certify->add_option("--csv", csv_path, "write the results as CSV to this file");
-  certify->add_flag("-q,--quiet", quiet, "print only the summary");
 
   CLI::App* bounds = app.add_subcommand("bounds", "certified lower/upper bounds of every margin (or logit) at a fixed eps");
   InputOptions bin_;
@@ -665,22 +645,17 @@ int main(int argc, char** argv) {
   pin2.add(*proven);
   BoundCliOptions pbo;
   pbo.add(*proven);
-  std::string noise = "uniform", cov_path, ptarget = "random", psearch = "cnncert";
+  SearchCliOptions pso;
+  pso.add(*proven, "random, runnerup, least, all or untargeted (top-1, union bound)");
+  std::string noise = "uniform", cov_path;
   double confidence = 0.9999;
   bool proxy = false;
-  uint64_t pseed = 1215;
   proven->add_option("--noise", noise, "uniform, bernoulli, bounded or gaussian")->capture_default_str();
   proven->add_option("--confidence", confidence, "required probability of keeping the prediction")->capture_default_str();
   proven->add_option("--covariance", cov_path, "Gaussian covariance (.npy: d diagonal values or a d x d matrix)");
   std::string level_text;
   proven->add_option("--level", level_text, "report the probability bound at this noise level (eps or sigma) instead of searching");
   proven->add_flag("--uniform-proxy", proxy, "uniform noise: Hoeffding with the variance proxy eps^2/3 (tighter)");
-  proven->add_option("--target", ptarget, "random, runnerup, least, all or untargeted (top-1, union bound)")->capture_default_str();
-  proven->add_option("--seed", pseed, "seed of the random targets")->capture_default_str();
-  proven->add_option("--search", psearch, "cnncert or deepcert")->capture_default_str();
-  proven->add_option("--json", json_path, "write the results as JSON to this file ('-' = stdout)");
-  proven->add_option("--csv", csv_path, "write the results as CSV to this file");
-  proven->add_flag("-q,--quiet", quiet, "print only the summary");
 
   CLI::App* convert = app.add_subcommand("convert", "rewrite a model (e.g. convolutions as dense layers: the Fast-Lin baseline)");
   std::string conv_model, conv_out;
@@ -707,11 +682,10 @@ int main(int argc, char** argv) {
   try {
     if (*info) return run_info(info_model, json_path);
     if (*predict) return run_predict(pin, json_path, quiet);
-    if (*certify) return run_certify(cin_, cbo, target, seed, search, targets_file, json_path, csv_path, quiet);
+    if (*certify) return run_certify(cin_, cbo, cso, targets_file);
     if (*bounds) return run_bounds(bin_, bbo, eps, logits, json_path);
     if (*proven)
-      return run_proven(pin2, pbo, ptarget, pseed, psearch, noise, confidence, cov_path, proxy, level_text, json_path, csv_path,
-                        quiet);
+      return run_proven(pin2, pbo, pso, noise, confidence, cov_path, proxy, level_text);
     if (*convert) {
       if (!to_dense) throw InvalidArgument("convert: nothing to do (use --to-dense)");
       const cnncert::Network net = cnncert::import_onnx(conv_model);

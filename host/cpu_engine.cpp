@@ -218,14 +218,15 @@ void accumulate(Coeffs& a, Coeffs&& b, const Geometry& g) {
   axpy(static_cast<int64_t>(a.a.size()), 1.0, fb.a.data(), a.a.data());
 }
 
-/// Back through a sliding-window linear map (convolution or pooling). `weight(co, ci, ky, kx, src)`
-/// gives the weight of input channel ci (absolute) for output channel co; `per_row` weights
-/// (pooling relaxations) are applied through `row_weight` instead.
+/// Geometry of a sliding window (convolution or pooling).
 struct Window {
   int64_t kh, kw, sh, sw, pt, pl, dh, dw;
 };
 
-Coeffs window_back(const Coeffs& a, const Window& k, const Geometry& in, int64_t in_channels_per_group, int64_t groups,
+/// Back through a sliding-window linear map: sets up the input's coefficients (whole map, or windows
+/// grown by the kernel) and calls `scatter` for every non-zero output position with the base
+/// coordinates of its window in the new coefficients; the op adds its own weights from there.
+Coeffs window_back(const Coeffs& a, const Window& k, const Geometry& in,
                    const std::function<void(int64_t co, int64_t oy, int64_t ox, const double* src, Coeffs& out, int64_t base_y,
                                             int64_t base_x)>& scatter) {
   Coeffs out;
@@ -239,8 +240,6 @@ Coeffs window_back(const Coeffs& a, const Window& k, const Geometry& in, int64_t
     for (int64_t r = 0; r < a.rows; ++r) out.y0[r] = a.y0[r] * k.sh - k.pt, out.x0[r] = a.x0[r] * k.sw - k.pl;
     shift_y = shift_x = 0;
   }
-  (void)in_channels_per_group;
-  (void)groups;
   for (int64_t co = 0; co < a.c; ++co)
     for (int64_t oy = 0; oy < a.h; ++oy)
       for (int64_t ox = 0; ox < a.w; ++ox) {
@@ -256,7 +255,7 @@ Coeffs window_back(const Coeffs& a, const Window& k, const Geometry& in, int64_t
 Coeffs conv_back(const Coeffs& a, const ConvAttr& k, const Geometry& in, std::vector<double>& bias) {
   const Window win{k.kernel_h, k.kernel_w, k.stride_h, k.stride_w, k.pad_top, k.pad_left, k.dilation_h, k.dilation_w};
   const int64_t cpg_out = k.out_channels / k.groups, kk = k.kernel_h * k.kernel_w, rows = a.rows;
-  return window_back(a, win, in, k.in_channels, k.groups,
+  return window_back(a, win, in,
                      [&](int64_t co, int64_t, int64_t, const double* src, Coeffs& out, int64_t by, int64_t bx) {
                        axpy(rows, k.bias[static_cast<size_t>(co)], src, bias.data());
                        const int64_t g = co / cpg_out;
@@ -282,7 +281,7 @@ Coeffs pool_back(const Coeffs& a, const PoolAttr& p, const Geometry& in, const G
                  const std::vector<double>* beta_pos, const std::vector<double>* beta_neg, std::vector<double>& bias) {
   const Window win{p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w};
   const int64_t kk = p.kernel_h * p.kernel_w, rows = a.rows;
-  return window_back(a, win, in, 1, in.c, [&](int64_t c, int64_t oy, int64_t ox, const double* src, Coeffs& out, int64_t by,
+  return window_back(a, win, in, [&](int64_t c, int64_t oy, int64_t ox, const double* src, Coeffs& out, int64_t by,
                                               int64_t bx) {
     for (int64_t r = 0; r < rows; ++r) {
       const double v = src[r];
@@ -551,11 +550,8 @@ class CpuEngine final : public BoundEngine {
     check_boundable(net_);
     const auto& nodes = net_.nodes();
     geo_.resize(nodes.size());
-    needs_bounds_.assign(nodes.size(), false);
     for (size_t i = 0; i < nodes.size(); ++i) {
       geo_[i] = geometry(nodes[i]);
-      if (nodes[i].op == OpKind::Activation || nodes[i].op == OpKind::MaxPool)
-        needs_bounds_[static_cast<size_t>(nodes[i].inputs[0])] = true;
       if (nodes[i].op == OpKind::Transpose || nodes[i].op == OpKind::Pad || nodes[i].op == OpKind::Reshape)
         maps_[static_cast<int>(i)] = layout_map(nodes[i], nodes[static_cast<size_t>(nodes[i].inputs[0])]);
       if (nodes[i].op == OpKind::AvgPool)
@@ -871,7 +867,6 @@ class CpuEngine final : public BoundEngine {
   const Network& net_;
   int threads_;
   std::vector<Geometry> geo_;
-  std::vector<bool> needs_bounds_;
   std::map<int, std::vector<int64_t>> maps_;
   std::map<int, std::vector<double>> avg_slopes_;
 };

@@ -105,11 +105,10 @@ void validate_covariance(const std::vector<double>& cov, int64_t d, const std::s
 namespace {
 
 /// aᵀΣa for the covariance model (identity when empty).
-double quad_form(const std::vector<double>& a, const std::vector<double>& cov) {
-  const size_t n = a.size();
+double quad_form(const double* a, size_t n, const std::vector<double>& cov) {
   double s = 0;
   if (cov.empty()) {
-    for (double v : a) s += v * v;
+    for (size_t i = 0; i < n; ++i) s += a[i] * a[i];
   } else if (cov.size() == n) {
     for (size_t i = 0; i < n; ++i) s += a[i] * a[i] * cov[i];
   } else {
@@ -145,7 +144,7 @@ double failure_bound(const BoundProblem& p, const BoundResult& r, const NoiseMod
     l2 = std::sqrt(l2);
     if (!std::isfinite(mu) || !std::isfinite(l2)) return std::nan("");
     if (gaussian) {
-      const double s = level * std::sqrt(quad_form(std::vector<double>(a, a + d), noise.covariance));
+      const double s = level * std::sqrt(quad_form(a, static_cast<size_t>(d), noise.covariance));
       fail += s > 0 ? 0.5 * std::erfc(mu / (s * std::sqrt(2.0))) : (mu > 0 ? 0.0 : 1.0);
     } else if (!(r.lower[static_cast<size_t>(k)] > 0)) {  // else the worst case over the box is already positive
       fail += hoeffding_failure(mu, l2, level, proxy);

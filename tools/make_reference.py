@@ -35,13 +35,14 @@ Which python
 """
 import argparse
 import glob
-import gzip
 import json
 import os
 import re
 import sys
 
 import numpy as np
+
+from mnist_data import read_idx
 import onnx
 import onnxruntime as ort
 
@@ -76,15 +77,6 @@ README_ACC = {
     "mnist_verivital_convnet_maxpool": 976, "mnist_marabou_cnn_maxpool2": 978,
     "mnist_colt_convmed_0.1": 990,
 }
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    magic = int.from_bytes(raw[0:4], "big")
-    ndim = magic & 0xFF
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def read_csv(path, h, w, c):

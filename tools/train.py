@@ -49,7 +49,6 @@ Determinism
     re-running a command produces a byte-identical ONNX file with the same torch version.
 """
 import argparse
-import gzip
 import hashlib
 import json
 import os
@@ -62,13 +61,12 @@ import time
 
 import numpy as np
 
+from mnist_data import MEAN, SCALE, STD, load_mnist, preprocess
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 20240601
 BATCH = 128
 LR = 1e-3
-SCALE = 1.0 / 255.0
-MEAN = 0.5
-STD = 1.0
 TOL = 1e-4
 TRAINER = "tools/train.py"
 ACTS = ("relu", "sigmoid", "tanh", "atan")
@@ -134,43 +132,6 @@ def default_epochs(spec):
 
 
 # --------------------------------------------------------------------------- data
-
-
-def read_idx(path):
-    """Parse a gzip'ed idx file (MNIST format) into a numpy array."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    magic = int.from_bytes(raw[0:4], "big")
-    if (magic >> 8) != 0x08:  # 0x08 = unsigned byte data
-        raise ValueError("%s: unsupported idx magic 0x%08x" % (path, magic))
-    ndim = magic & 0xFF
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError("%s: size mismatch" % path)
-    return data.reshape(dims).copy()
-
-
-def mnist_paths(data_dir):
-    d = os.path.join(data_dir, "images", "mnist")
-    return {k: os.path.join(d, f) for k, f in (
-        ("xtr", "train-images-idx3-ubyte.gz"), ("ytr", "train-labels-idx1-ubyte.gz"),
-        ("xte", "t10k-images-idx3-ubyte.gz"), ("yte", "t10k-labels-idx1-ubyte.gz"))}
-
-
-def load_mnist(data_dir):
-    p = mnist_paths(data_dir)
-    xtr, ytr, xte, yte = (read_idx(p[k]) for k in ("xtr", "ytr", "xte", "yte"))
-    assert xtr.shape == (60000, 28, 28) and ytr.shape == (60000,)
-    assert xte.shape == (10000, 28, 28) and yte.shape == (10000,)
-    return (xtr.reshape(-1, 1, 28, 28), ytr.astype(np.int64),
-            xte.reshape(-1, 1, 28, 28), yte.astype(np.int64))
-
-
-def preprocess(x_uint8):
-    """pixel/255 - 0.5 as float32, NCHW (the sidecar convention)."""
-    x = x_uint8.astype(np.float32) * np.float32(SCALE)
-    return (x - np.float32(MEAN)) / np.float32(STD)
 
 
 # --------------------------------------------------------------------------- models

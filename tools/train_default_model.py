@@ -34,7 +34,6 @@ Determinism
     Training takes ~2-4 minutes on 2 CPU cores.
 """
 import argparse
-import gzip
 import hashlib
 import json
 import os
@@ -47,49 +46,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mnist_data import MEAN, SCALE, STD, load_mnist, preprocess  # noqa: E402 (the script's folder)
+
 NAME = "mnist_cnn_3layer_5_3"
 SEED = 20240601
 EPOCHS = 10
 BATCH = 128
 LR = 1e-3
-SCALE = 1.0 / 255.0
-MEAN = 0.5
-STD = 1.0
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def read_idx(path):
-    """Parse a gzip'ed idx file (MNIST format) into a numpy array."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    magic = int.from_bytes(raw[0:4], "big")
-    if (magic >> 8) != 0x08:  # 0x08 = unsigned byte data
-        raise ValueError("%s: unsupported idx magic 0x%08x" % (path, magic))
-    ndim = magic & 0xFF
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError("%s: size mismatch" % path)
-    return data.reshape(dims).copy()
-
-
-def load_mnist(data_dir):
-    d = os.path.join(data_dir, "images", "mnist")
-    xtr = read_idx(os.path.join(d, "train-images-idx3-ubyte.gz"))
-    ytr = read_idx(os.path.join(d, "train-labels-idx1-ubyte.gz"))
-    xte = read_idx(os.path.join(d, "t10k-images-idx3-ubyte.gz"))
-    yte = read_idx(os.path.join(d, "t10k-labels-idx1-ubyte.gz"))
-    assert xtr.shape == (60000, 28, 28) and ytr.shape == (60000,)
-    assert xte.shape == (10000, 28, 28) and yte.shape == (10000,)
-    return (xtr.reshape(-1, 1, 28, 28), ytr.astype(np.int64),
-            xte.reshape(-1, 1, 28, 28), yte.astype(np.int64))
-
-
-def preprocess(x_uint8):
-    """pixel/255 - 0.5 as float32, NCHW."""
-    x = x_uint8.astype(np.float32) * np.float32(SCALE)
-    return (x - np.float32(MEAN)) / np.float32(STD)
 
 
 def build_model():

@@ -17,11 +17,11 @@ struct Result {
   std::string out, err;
 };
 
-/// Runs the CLI with `args` (shell-quoted by the caller), capturing stdout and stderr.
-Result cli(const std::string& args) {
+/// Runs `program` with `args` (shell-quoted by the caller), capturing stdout and stderr.
+Result run(const std::string& program, const std::string& args) {
   const auto dir = std::filesystem::temp_directory_path();
   const auto err_path = dir / ("cnncert_cli_err_" + std::to_string(::getpid()));
-  const std::string cmd = std::string(CNNCERT_CLI_PATH) + " " + args + " 2>" + err_path.string();
+  const std::string cmd = program + " " + args + " 2>" + err_path.string();
   Result r;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -34,6 +34,9 @@ Result cli(const std::string& args) {
   std::filesystem::remove(err_path);
   return r;
 }
+
+/// Runs the cnncert command.
+Result cli(const std::string& args) { return run(CNNCERT_CLI_PATH, args); }
 
 const std::string kModel = (source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string();
 const std::string kImages = (source_dir() / "data/mnist_test_100.npy").string();
@@ -242,18 +245,11 @@ TEST(Cli, FastLinDenseBaselineGivesTheSameRadiiAsCnnCertRelu) {
 }
 
 TEST(Bench, CompareRunsTheMethodsThatApplyAndExplainsTheOthers) {
-  const std::string bench = CNNCERT_BENCH_PATH;
   const std::string sigmoid = (source_dir() / "models/mnist_cnn_4layer_5_3_sigmoid.onnx").string();
-  const std::string cmd = bench + " compare --model " + sigmoid + " --images " + kImages +
-                          " -n 2 --norms inf --methods ada,lp,lips,pgd 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = ::pclose(p);
-  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  const Result r = run(CNNCERT_BENCH_PATH, "compare --model " + sigmoid + " --images " + kImages +
+                                               " -n 2 --norms inf --methods ada,lp,lips,pgd");
+  EXPECT_EQ(r.code, 0) << r.err;
+  const std::string& out = r.out;
   EXPECT_NE(out.find("LP                n/a: the LP baseline applies to ReLU networks"), std::string::npos) << out;
   EXPECT_NE(out.find("Global-Lips"), std::string::npos) << out;
   EXPECT_NE(out.find("certified radii below every attack"), std::string::npos) << out;

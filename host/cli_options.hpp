@@ -1,0 +1,59 @@
+#pragma once
+// Parsing of the command-line values shared by `cnncert` and `cnncert-bench` (internal).
+#include <cmath>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cnncert/error.hpp"
+#include "cnncert/images.hpp"
+
+namespace cnncert::detail {
+
+/// Parses "0.5", "1/255" or "1e-3"; InvalidArgument naming `option` otherwise.
+inline double parse_number(const std::string& text, const std::string& option) {
+  const auto slash = text.find('/');
+  try {
+    size_t used = 0;
+    if (slash != std::string::npos) {
+      const double a = std::stod(text.substr(0, slash), &used);
+      const double b = std::stod(text.substr(slash + 1));
+      if (b == 0) throw std::invalid_argument("zero");
+      return a / b;
+    }
+    const double v = std::stod(text, &used);
+    if (used != text.size()) throw std::invalid_argument("junk");
+    return v;
+  } catch (const std::exception&) {
+    throw InvalidArgument(option + ": '" + text + "' is not a number");
+  }
+}
+
+/// Parses a comma-separated list of finite numbers.
+inline std::vector<double> parse_list(const std::string& text, const std::string& option) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(parse_number(item, option));
+  if (out.empty()) throw InvalidArgument(option + ": empty list");
+  for (double v : out)
+    if (!std::isfinite(v)) throw InvalidArgument(option + ": values must be finite");
+  return out;
+}
+
+/// The model's input convention: its sidecar (if any) with the given --scale/--mean/--std/--layout
+/// values (empty = keep) on top, checked.
+inline Preprocess input_convention(const std::string& model, const std::string& scale, const std::string& mean,
+                                   const std::string& std_dev, const std::string& layout) {
+  Preprocess p = load_sidecar(model).value_or(Preprocess{});
+  if (!scale.empty()) p.scale = parse_number(scale, "--scale");
+  if (!mean.empty()) p.mean = parse_list(mean, "--mean");
+  if (!std_dev.empty()) p.std = parse_list(std_dev, "--std");
+  if (!layout.empty()) p.layout = parse_layout(layout);
+  if (!std::isfinite(p.scale) || p.scale == 0) throw InvalidArgument("--scale must be finite and non-zero");
+  for (double s : p.std)
+    if (!(s > 0)) throw InvalidArgument("--std values must be positive");
+  return p;
+}
+
+}  // namespace cnncert::detail
