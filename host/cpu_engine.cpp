@@ -17,6 +17,8 @@
 #include "cnncert/engine.hpp"
 #include "cnncert/error.hpp"
 #include "cnncert/shape_math.hpp"
+#include "batched_kernels.hpp"
+#include "engine_common.hpp"
 
 namespace cnncert {
 
@@ -48,6 +50,27 @@ void check_boundable(const Network& net) {
   }
 }
 
+void check_bound_problems(const Network& net, const std::vector<BoundProblem>& problems, const BoundOptions& options) {
+  for (const auto& p : problems) {
+    CNNCERT_CHECK(static_cast<int64_t>(p.x0.size()) == net.input_size(),
+                  "bound problem: x0 has " << p.x0.size() << " values, the network input needs " << net.input_size());
+    CNNCERT_CHECK(p.rows >= 0 && static_cast<int64_t>(p.spec.size()) == p.rows * net.output_size(),
+                  "bound problem: the specification must have rows × " << net.output_size() << " values");
+    CNNCERT_CHECK(std::isfinite(p.eps) && p.eps >= 0, "bound problem: eps must be finite and non-negative");
+    for (double v : p.x0) CNNCERT_CHECK(std::isfinite(v), "bound problem: x0 contains NaN or Inf");
+  }
+  CNNCERT_CHECK(!options.clip_to_box || options.norm == Norm::Linf, "input box clipping applies to the l-inf norm only");
+  if (options.clip_to_box) {
+    CNNCERT_CHECK(options.box_lo < options.box_hi, "the input box [" << options.box_lo << ", " << options.box_hi << "] is empty");
+    // A centre outside the box would make the clipped region empty (or not contain x0): fail closed.
+    for (const auto& p : problems)
+      for (double v : p.x0)
+        CNNCERT_CHECK(v >= options.box_lo && v <= options.box_hi,
+                      "an input value " << v << " lies outside the box [" << options.box_lo << ", " << options.box_hi
+                                        << "] (check --clip against the network's input range)");
+  }
+}
+
 namespace cpu {
 namespace {
 
@@ -60,6 +83,13 @@ struct Geometry {
 Geometry geometry(const Node& n) {
   if (n.shape.size() == 3) return {n.shape[0], n.shape[1], n.shape[2]};
   return {n.size(), 1, 1};
+}
+
+/// Window geometry of pooling node `n` over an input of geometry `in`.
+batched::PoolGeom pool_geom(const Node& n, const Geometry& in) {
+  const PoolAttr& p = n.as<PoolAttr>();
+  const Geometry og = geometry(n);
+  return {in.c, in.h, in.w, og.h, og.w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w};
 }
 
 /// Coefficients of a chunk of rows at one node. Stored position-major (a[pos · rows + r]) so
@@ -411,83 +441,18 @@ struct PoolRelax {
 };
 
 PoolRelax relax_maxpool(const Node& n, const Geometry& in, const std::vector<double>& lo, const std::vector<double>& hi) {
-  const PoolAttr& p = n.as<PoolAttr>();
-  const Geometry og = geometry(n);
-  const int64_t kk = p.kernel_h * p.kernel_w;
+  const batched::PoolGeom pg = pool_geom(n, in);
+  const int64_t kk = pg.kk();
   PoolRelax r;
-  r.slopes.assign(static_cast<size_t>(og.size() * kk), 0.0);
-  r.beta_u.assign(static_cast<size_t>(og.size()), 0.0);
-  r.beta_l.assign(static_cast<size_t>(og.size()), 0.0);
-  std::vector<int64_t> cand_pos, cand_idx;
-  for (int64_t c = 0; c < og.c; ++c)
-    for (int64_t y = 0; y < og.h; ++y)
-      for (int64_t x = 0; x < og.w; ++x) {
-        const int64_t j = (c * og.h + y) * og.w + x;
-        // window members (padding excluded)
-        cand_pos.clear();
-        cand_idx.clear();
-        double max_l = -std::numeric_limits<double>::infinity();
-        for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
-          const int64_t iy = y * p.stride_h - p.pad_top + ky * p.dilation_h;
-          if (iy < 0 || iy >= in.h) continue;
-          for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
-            const int64_t ix = x * p.stride_w - p.pad_left + kx * p.dilation_w;
-            if (ix < 0 || ix >= in.w) continue;
-            const int64_t i = (c * in.h + iy) * in.w + ix;
-            cand_pos.push_back(ky * p.kernel_w + kx);
-            cand_idx.push_back(i);
-            max_l = std::max(max_l, lo[static_cast<size_t>(i)]);
-          }
-        }
-        // candidates: inputs that can be the maximum
-        std::vector<size_t> s;
-        for (size_t q = 0; q < cand_idx.size(); ++q)
-          if (hi[static_cast<size_t>(cand_idx[q])] >= max_l) s.push_back(q);
-        double* sl = r.slopes.data() + j * kk;
-        double sum_w = 0, min_l = std::numeric_limits<double>::infinity(), max_u = -min_l, gamma = 0;
-        size_t n_equal = 0;
-        for (size_t q : s) {
-          const double l = lo[static_cast<size_t>(cand_idx[q])], u = hi[static_cast<size_t>(cand_idx[q])];
-          min_l = std::min(min_l, l);
-          max_u = std::max(max_u, u);
-          if (l == u) {
-            if (n_equal == 0) gamma = l;
-            ++n_equal;
-          }
-        }
-        if (n_equal == 0) {
-          double num = 0, den = 0, max_sl = -std::numeric_limits<double>::infinity(),
-                 min_su = std::numeric_limits<double>::infinity();
-          for (size_t q : s) {
-            const double l = lo[static_cast<size_t>(cand_idx[q])], u = hi[static_cast<size_t>(cand_idx[q])];
-            num += u / (u - l);
-            den += 1 / (u - l);
-            max_sl = std::max(max_sl, l);
-            min_su = std::min(min_su, u);
-          }
-          gamma = std::clamp((num - 1) / den, max_sl, min_su);
-        }
-        double beta = gamma;
-        for (size_t q : s) {
-          const double l = lo[static_cast<size_t>(cand_idx[q])], u = hi[static_cast<size_t>(cand_idx[q])];
-          if (l == u) continue;
-          const double w = (u - gamma) / (u - l);
-          sl[cand_pos[q]] = w;
-          sum_w += w;
-          beta -= w * l;
-        }
-        if (n_equal > 0) {
-          const double g = std::clamp((1 - sum_w) / static_cast<double>(n_equal), 0.0, 1.0);
-          for (size_t q : s) {
-            const double l = lo[static_cast<size_t>(cand_idx[q])], u = hi[static_cast<size_t>(cand_idx[q])];
-            if (l != u) continue;
-            sl[cand_pos[q]] = g;
-            sum_w += g;
-            beta -= g * l;
-          }
-        }
-        r.beta_u[static_cast<size_t>(j)] = beta;
-        r.beta_l[static_cast<size_t>(j)] = sum_w <= 1 ? min_l * (1 - sum_w) : max_u * (1 - sum_w);
+  r.slopes.assign(static_cast<size_t>(pg.out_size() * kk), 0.0);
+  r.beta_u.assign(static_cast<size_t>(pg.out_size()), 0.0);
+  r.beta_l.assign(static_cast<size_t>(pg.out_size()), 0.0);
+  for (int64_t c = 0; c < pg.c; ++c)
+    for (int64_t y = 0; y < pg.hout; ++y)
+      for (int64_t x = 0; x < pg.wout; ++x) {
+        const int64_t j = (c * pg.hout + y) * pg.wout + x;
+        batched::relax_maxpool_window(pg, c, y, x, lo.data(), hi.data(), r.slopes.data() + j * kk, r.beta_u[static_cast<size_t>(j)],
+                                      r.beta_l[static_cast<size_t>(j)]);
       }
   return r;
 }
@@ -562,24 +527,7 @@ class CpuEngine final : public BoundEngine {
   std::string name() const override { return "cpu"; }
 
   std::vector<BoundResult> bound(const std::vector<BoundProblem>& problems, const BoundOptions& options) override {
-    for (const auto& p : problems) {
-      CNNCERT_CHECK(static_cast<int64_t>(p.x0.size()) == net_.input_size(),
-                    "bound problem: x0 has " << p.x0.size() << " values, the network input needs " << net_.input_size());
-      CNNCERT_CHECK(p.rows >= 0 && static_cast<int64_t>(p.spec.size()) == p.rows * net_.output_size(),
-                    "bound problem: the specification must have rows × " << net_.output_size() << " values");
-      CNNCERT_CHECK(std::isfinite(p.eps) && p.eps >= 0, "bound problem: eps must be finite and non-negative");
-      for (double v : p.x0) CNNCERT_CHECK(std::isfinite(v), "bound problem: x0 contains NaN or Inf");
-    }
-    CNNCERT_CHECK(!options.clip_to_box || options.norm == Norm::Linf, "input box clipping applies to the l-inf norm only");
-    if (options.clip_to_box) {
-      CNNCERT_CHECK(options.box_lo < options.box_hi, "the input box [" << options.box_lo << ", " << options.box_hi << "] is empty");
-      // A centre outside the box would make the clipped region empty (or not contain x0): fail closed.
-      for (const auto& p : problems)
-        for (double v : p.x0)
-          CNNCERT_CHECK(v >= options.box_lo && v <= options.box_hi,
-                        "an input value " << v << " lies outside the box [" << options.box_lo << ", " << options.box_hi
-                                          << "] (check --clip against the network's input range)");
-    }
+    check_bound_problems(net_, problems, options);
     std::vector<BoundResult> out(problems.size());
     // Many problems: one thread each. Few: threads share the row chunks of each problem.
     const bool outer = static_cast<int64_t>(problems.size()) >= threads_;
@@ -877,5 +825,10 @@ class CpuEngine final : public BoundEngine {
 std::unique_ptr<BoundEngine> make_cpu_engine(const Network& net, int threads) {
   return std::make_unique<cpu::CpuEngine>(net, threads);
 }
+
+namespace detail {
+std::vector<int64_t> layout_map(const Node& n, const Node& src) { return cpu::layout_map(n, src); }
+std::vector<double> avgpool_slopes(const Node& n, const Node& src) { return cpu::avgpool_slopes(n, cpu::geometry(src)); }
+}  // namespace detail
 
 }  // namespace cnncert

@@ -7,3 +7,12 @@ bool cuda_available() { return false; }
 std::string cuda_device_info() { return "no GPU support: cnncert was built without CUDA (-DCNNCERT_CUDA=OFF or no toolkit)"; }
 std::string cuda_smoke_test() { return "no usable GPU: built without CUDA"; }
 }  // namespace cnncert
+
+#include "cnncert/engine.hpp"
+#include "cnncert/error.hpp"
+
+namespace cnncert {
+std::unique_ptr<BoundEngine> make_gpu_engine(const Network&, size_t) {
+  throw InvalidArgument("--device gpu: " + cuda_device_info());
+}
+}  // namespace cnncert

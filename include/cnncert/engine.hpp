@@ -83,8 +83,38 @@ class BoundEngine {
 /// Throws UnsupportedModel when the network contains a node the engines cannot bound.
 void check_boundable(const Network& net);
 
+/// Throws InvalidArgument when a batch does not fit the network (sizes, NaN, negative eps, a
+/// centre outside the clipping box, ...). Every engine checks its batch with it.
+void check_bound_problems(const Network& net, const std::vector<BoundProblem>& problems, const BoundOptions& options);
+
 /// The CPU reference engine (double precision, receptive-field windows for convolutions,
 /// `threads` worker threads over the problems; 0 = hardware concurrency).
 std::unique_ptr<BoundEngine> make_cpu_engine(const Network& net, int threads = 0);
+
+/// Where bounds are computed: the CPU reference engine, the CUDA engine, or the GPU when one is
+/// usable and the CPU otherwise.
+enum class Device { Cpu, Gpu, Auto };
+/// Parses "cpu", "gpu" or "auto".
+Device parse_device(const std::string& s);
+
+/// Engine selection and resources.
+struct EngineOptions {
+  Device device = Device::Cpu;
+  int threads = 0;           ///< CPU engine: worker threads (0 = all cores)
+  size_t gpu_memory_mib = 0;  ///< GPU engine: memory for the coefficient tensors (0 = 80 % of the free memory)
+};
+
+/// The engine `o.device` asks for. Device::Gpu without a usable GPU throws InvalidArgument
+/// saying why (no CUDA in this build, no device, driver error).
+std::unique_ptr<BoundEngine> make_engine(const Network& net, const EngineOptions& o = {});
+
+/// The CUDA engine (float32, batched across problems; DESIGN.md §3.2). Throws InvalidArgument
+/// when no GPU is usable.
+std::unique_ptr<BoundEngine> make_gpu_engine(const Network& net, size_t memory_mib = 0);
+
+/// The CUDA engine's algorithm run on the CPU in float32 (same chunking, batching and element
+/// operations, direct loops instead of cuDNN/cuBLAS): the CPU-side check of the GPU engine's
+/// logic, and what the GPU engine is compared with operation by operation. Slow; for tests.
+std::unique_ptr<BoundEngine> make_float_engine(const Network& net, size_t memory_mib = 64);
 
 }  // namespace cnncert

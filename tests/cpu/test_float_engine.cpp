@@ -1,0 +1,142 @@
+// The GPU engine's algorithm (host/batched_engine.cpp) run on the CPU in float32 through the
+// host implementation of its primitive operations, compared with the double-precision CPU
+// reference engine: every family, activation, method and norm; chunking; input box; the
+// certified radii; engine selection. The CUDA implementation runs the same algorithm and the
+// same element bodies; tests/gpu compares it with the CPU engine on a real GPU.
+#include <gtest/gtest.h>
+
+#include "batched_engine.hpp"
+#include "cnncert/certify.hpp"
+#include "cnncert/cuda.hpp"
+#include "cnncert/engine.hpp"
+#include "cnncert/error.hpp"
+#include "cnncert/onnx.hpp"
+#include "engine_compare.hpp"
+#include "npy.hpp"
+#include "test_util.hpp"
+
+namespace cnncert::test {
+namespace {
+
+TEST(FloatEngine, MatchesTheCpuEngineOnEveryFamilyMethodAndNorm) {
+  const double worst = compare_on_random_networks([](const Network& net) { return make_float_engine(net); });
+  std::printf("largest |float - double| / tolerance: %.3g\n", worst);
+}
+
+TEST(FloatEngine, ChunksOfAnySizeGiveBitIdenticalResults) {
+  // A budget of a few rows per chunk: chunks start in the middle of a problem's neurons and
+  // span problems; rows are independent, so every value must be exactly the same.
+  for (Family f : {Family::Residual, Family::CnnMaxPool, Family::BatchNormStrided}) {
+    const Network net = random_network(f, ActKind::Relu, 77);
+    auto big = make_float_engine(net);
+    auto tiny = batched::make_batched_engine(net, batched::make_host_ops(3000));
+    BoundOptions o;
+    o.want_intermediate = o.want_linear = true;
+    const auto ps = margin_problems(net, 4, 0.05, 5);
+    const auto a = big->bound(ps, o), b = tiny->bound(ps, o);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t p = 0; p < a.size(); ++p) {
+      EXPECT_EQ(a[p].lower, b[p].lower) << family_name(f);
+      EXPECT_EQ(a[p].upper, b[p].upper) << family_name(f);
+      EXPECT_EQ(a[p].a_lower, b[p].a_lower) << family_name(f);
+      ASSERT_EQ(a[p].intermediate.size(), b[p].intermediate.size());
+      for (size_t i = 0; i < a[p].intermediate.size(); ++i) EXPECT_EQ(a[p].intermediate[i].lower, b[p].intermediate[i].lower);
+    }
+  }
+}
+
+TEST(FloatEngine, ProblemsWithDifferentRowCountsAndEmptySpecs) {
+  const Network net = random_network(Family::Cnn, ActKind::Relu, 3);
+  auto ps = margin_problems(net, 3, 0.03, 11);
+  ps[1].rows = 0;
+  ps[1].spec.clear();
+  ps[2].rows = 1;
+  ps[2].spec.resize(static_cast<size_t>(net.output_size()));
+  BoundOptions o;
+  compare_results(make_float_engine(net)->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), "mixed rows");
+  EXPECT_TRUE(make_float_engine(net)->bound({}, o).empty());
+}
+
+TEST(FloatEngine, InputBoxClippingMatchesTheCpuEngine) {
+  const Network net = random_network(Family::CnnAvgPoolPadded, ActKind::Relu, 9);
+  auto ps = margin_problems(net, 2, 0.3, 21);
+  for (auto& p : ps)
+    for (double& v : p.x0) v = 0.5 + 0.4 * std::tanh(v);  // inside [0, 1]
+  BoundOptions o;
+  o.clip_to_box = true;
+  o.box_lo = 0, o.box_hi = 1;
+  compare_results(make_float_engine(net)->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), "clip");
+}
+
+TEST(FloatEngine, BadProblemsAreRejectedLikeTheCpuEngine) {
+  const Network net = random_network(Family::Mlp, ActKind::Relu, 1);
+  auto ps = margin_problems(net, 1, 0.1, 1);
+  ps[0].x0[3] = std::nan("");
+  EXPECT_THROW(make_float_engine(net)->bound(ps, {}), InvalidArgument);
+  ps = margin_problems(net, 1, -0.1, 1);
+  EXPECT_THROW(make_float_engine(net)->bound(ps, {}), InvalidArgument);
+}
+
+TEST(FloatEngine, CertifiedRadiiMatchTheCpuEngine) {
+  for (Family f : {Family::Cnn, Family::Residual, Family::CnnMaxPool}) {
+    const Network net = random_network(f, ActKind::Relu, 31);
+    std::vector<double> x;
+    for (int i = 0; i < 6; ++i) {
+      const auto v = random_input(500 + i, net.input_size());
+      x.insert(x.end(), v.begin(), v.end());
+    }
+    CertifyOptions o;
+    o.target = TargetMode::All;
+    auto cpu = make_cpu_engine(net, 1);
+    auto flt = make_float_engine(net);
+    const auto a = certify(net, *cpu, x, {}, o), b = certify(net, *flt, x, {}, o);
+    expect_same_radii(net, *cpu, x, a, b, o.bound, family_name(f));
+  }
+}
+
+TEST(FloatEngine, ShippedModelMatchesTheCpuEngine) {
+  const Network net = import_onnx((source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string());
+  const auto in = detail::read_npy((source_dir() / "tests/fixtures/reference/mnist_cnn_3layer_5_3.input.npy").string());
+  const int64_t n = net.input_size();
+  std::vector<BoundProblem> ps;
+  for (int i = 0; i < 2; ++i) {
+    BoundProblem p;
+    p.x0.assign(in.data.begin() + i * n, in.data.begin() + (i + 1) * n);
+    p.eps = 0.01 * (i + 1);
+    const auto y = net.forward(p.x0.data(), 1);
+    const int64_t c = std::max_element(y.begin(), y.end()) - y.begin();
+    std::vector<int64_t> t;
+    for (int64_t k = 0; k < 10; ++k)
+      if (k != c) t.push_back(k);
+    p.rows = 9;
+    p.spec = margin_spec(10, c, t);
+    ps.push_back(std::move(p));
+  }
+  BoundOptions o;
+  o.want_intermediate = true;
+  const double worst = compare_results(make_float_engine(net, 256)->bound(ps, o), make_cpu_engine(net)->bound(ps, o), "shipped");
+  std::printf("largest |float - double| / tolerance: %.3g\n", worst);
+}
+
+TEST(EngineSelection, DevicesParseAndGpuFailsClearlyWithoutOne) {
+  EXPECT_EQ(parse_device("cpu"), Device::Cpu);
+  EXPECT_EQ(parse_device("gpu"), Device::Gpu);
+  EXPECT_EQ(parse_device("auto"), Device::Auto);
+  EXPECT_THROW(parse_device("tpu"), InvalidArgument);
+  const Network net = random_network(Family::Mlp, ActKind::Relu, 1);
+  EngineOptions o;
+  o.device = Device::Auto;
+  EXPECT_EQ(make_engine(net, o)->name(), cuda_available() ? "gpu" : "cpu");
+  if (!cuda_available()) {
+    o.device = Device::Gpu;
+    try {
+      make_engine(net, o);
+      ADD_FAILURE() << "no exception";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("GPU"), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cnncert::test

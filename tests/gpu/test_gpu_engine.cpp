@@ -1,0 +1,150 @@
+// The CUDA engine against the CPU reference engine (label gpu): every family, activation,
+// method and norm of the CPU tests, real networks, certified radii, determinism, chunking, and
+// cuDNN/cuBLAS against the engine's own kernels. Skipped without a GPU; CNNCERT_REQUIRE_GPU=1
+// turns a missing GPU into a failure.
+#include <cstdio>
+
+#include "batched_engine.hpp"
+#include "cnncert/certify.hpp"
+#include "cnncert/engine.hpp"
+#include "cnncert/onnx.hpp"
+#include "cpu/test_util.hpp"
+#include "engine_compare.hpp"
+#include "gpu_test_util.hpp"
+#include "npy.hpp"
+
+namespace cnncert::test {
+namespace {
+
+TEST_F(GpuTest, EngineMatchesTheCpuEngineOnEveryFamilyMethodAndNorm) {
+  const double worst = compare_on_random_networks([](const Network& net) { return make_gpu_engine(net); });
+  std::printf("largest |gpu - cpu| / tolerance: %.3g\n", worst);
+}
+
+TEST_F(GpuTest, OwnKernelsMatchTheCpuEngine) {
+  // Convolutions and GEMMs by the engine's own kernels instead of cuDNN/cuBLAS.
+  const double worst = compare_on_random_networks(
+      [](const Network& net) { return batched::make_batched_engine(net, batched::make_cuda_ops(0, false)); });
+  std::printf("largest |gpu (own kernels) - cpu| / tolerance: %.3g\n", worst);
+}
+
+TEST_F(GpuTest, ResultsAreBitIdenticalRunToRun) {
+  for (Family f : {Family::Residual, Family::CnnMaxPool, Family::Mlp}) {
+    const Network net = random_network(f, ActKind::Relu, 5);
+    auto e = make_gpu_engine(net);
+    BoundOptions o;
+    o.want_linear = o.want_intermediate = true;
+    const auto ps = margin_problems(net, 5, 0.05, 3);
+    const auto a = e->bound(ps, o), b = e->bound(ps, o), c = make_gpu_engine(net)->bound(ps, o);
+    for (size_t p = 0; p < ps.size(); ++p) {
+      EXPECT_EQ(a[p].lower, b[p].lower);
+      EXPECT_EQ(a[p].upper, b[p].upper);
+      EXPECT_EQ(a[p].a_lower, b[p].a_lower);
+      EXPECT_EQ(a[p].lower, c[p].lower);
+      EXPECT_EQ(a[p].intermediate.size(), c[p].intermediate.size());
+    }
+  }
+}
+
+TEST_F(GpuTest, SmallMemoryBudgetsGiveTheSameBounds) {
+  const Network net = random_network(Family::Residual, ActKind::Relu, 8);
+  BoundOptions o;
+  o.want_intermediate = true;
+  const auto ps = margin_problems(net, 6, 0.05, 9);
+  const auto big = make_gpu_engine(net)->bound(ps, o);
+  const auto tiny = batched::make_batched_engine(net, batched::make_cuda_ops(4096))->bound(ps, o);
+  compare_results(tiny, big, "4 KiB budget");
+  compare_results(tiny, make_cpu_engine(net, 1)->bound(ps, o), "4 KiB budget vs cpu");
+}
+
+TEST_F(GpuTest, AgreesWithTheSameAlgorithmOnTheCpu) {
+  const Network net = random_network(Family::CnnAvgPoolPadded, ActKind::Tanh, 4);
+  BoundOptions o;
+  o.method = parse_method("deepcert");
+  o.want_linear = true;
+  const auto ps = margin_problems(net, 4, 0.05, 2);
+  compare_results(make_gpu_engine(net)->bound(ps, o), make_float_engine(net)->bound(ps, o), "gpu vs host-float");
+}
+
+std::vector<double> fixture_inputs(const std::string& stem, int count) {
+  const auto in = detail::read_npy((source_dir() / "tests/fixtures/reference" / (stem + ".input.npy")).string());
+  const int64_t n = static_cast<int64_t>(in.data.size()) / in.shape[0];
+  count = std::min<int>(count, static_cast<int>(in.shape[0]));
+  return std::vector<double>(in.data.begin(), in.data.begin() + count * n);
+}
+
+std::vector<BoundProblem> fixture_problems(const Network& net, const std::vector<double>& x, double eps) {
+  std::vector<BoundProblem> ps;
+  const int64_t n = net.input_size();
+  for (size_t i = 0; i * static_cast<size_t>(n) < x.size(); ++i) {
+    BoundProblem p;
+    p.x0.assign(x.begin() + static_cast<long>(i) * n, x.begin() + static_cast<long>(i + 1) * n);
+    p.eps = eps;
+    const auto y = net.forward(p.x0.data(), 1);
+    const int64_t c = std::max_element(y.begin(), y.end()) - y.begin();
+    std::vector<int64_t> t;
+    for (int64_t k = 0; k < net.output_size(); ++k)
+      if (k != c) t.push_back(k);
+    p.rows = static_cast<int64_t>(t.size());
+    p.spec = margin_spec(net.output_size(), c, t);
+    ps.push_back(std::move(p));
+  }
+  return ps;
+}
+
+void compare_real(const std::filesystem::path& onnx, const std::string& stem, double eps, Norm norm, const char* method) {
+  SCOPED_TRACE(onnx.filename().string() + " " + method);
+  const Network net = import_onnx(onnx.string());
+  const auto ps = fixture_problems(net, fixture_inputs(stem, 2), eps);
+  BoundOptions o;
+  o.norm = norm;
+  o.method = parse_method(method);
+  o.want_intermediate = true;
+  const double worst = compare_results(make_gpu_engine(net)->bound(ps, o), make_cpu_engine(net)->bound(ps, o), onnx.filename().string());
+  std::printf("%s: largest |gpu - cpu| / tolerance %.3g\n", onnx.filename().string().c_str(), worst);
+}
+
+TEST_F(GpuTest, ShippedModelsMatchTheCpuEngine) {
+  const auto m = source_dir() / "models";
+  compare_real(m / "mnist_cnn_3layer_5_3.onnx", "mnist_cnn_3layer_5_3", 0.02, Norm::Linf, "adaptive");
+  compare_real(m / "mnist_cnn_3layer_5_3.onnx", "mnist_cnn_3layer_5_3", 0.3, Norm::L2, "fastlin");
+}
+
+TEST_F(GpuTest, SharedNetworksMatchTheCpuEngine) {
+  CNNCERT_REQUIRE_SHARED_DATA();
+  const auto nets = shared_data() / "nets";
+  compare_real(nets / "mnist_verivital_convnet_maxpool.onnx", "mnist_verivital_convnet_maxpool", 0.004, Norm::Linf, "adaptive");
+  compare_real(nets / "mnist_eran_sigmoid_6x200.onnx", "mnist_eran_sigmoid_6x200", 0.012, Norm::Linf, "deepcert");
+  compare_real(nets / "cifar_resnet_2b.onnx", "cifar_resnet_2b", 2.0 / 255 / 0.25, Norm::Linf, "adaptive");
+  compare_real(nets / "cifar_oval21_base_kw.onnx", "cifar_oval21_base_kw", 0.1, Norm::L2, "adaptive");
+  compare_real(nets / "cifar_abcrown_convsmall_sigmoid.onnx", "cifar_abcrown_convsmall_sigmoid", 0.005, Norm::Linf, "cnncert");
+  compare_real(nets / "mnist_colt_convmed_0.1.onnx", "mnist_colt_convmed_0.1", 0.05, Norm::Linf, "adaptive");
+}
+
+TEST_F(GpuTest, CertifiedRadiiMatchTheCpuEngine) {
+  const Network net = import_onnx((source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string());
+  const auto x = fixture_inputs("mnist_cnn_3layer_5_3", 10);
+  CertifyOptions o;
+  auto cpu = make_cpu_engine(net);
+  auto gpu = make_gpu_engine(net);
+  const auto a = certify(net, *cpu, x, {}, o), b = certify(net, *gpu, x, {}, o);
+  const int differing = expect_same_radii(net, *cpu, x, a, b, o.bound, "shipped");
+  std::printf("radii differing (ties): %d of %zu images\n", differing, a.size());
+  for (Family f : {Family::Residual, Family::CnnMaxPool}) {
+    const Network rn = random_network(f, ActKind::Relu, 31);
+    std::vector<double> xs;
+    for (int i = 0; i < 6; ++i) {
+      const auto v = random_input(500 + i, rn.input_size());
+      xs.insert(xs.end(), v.begin(), v.end());
+    }
+    CertifyOptions ro;
+    ro.target = TargetMode::All;
+    ro.bound.norm = Norm::L2;
+    auto rc = make_cpu_engine(rn, 1);
+    auto rg = make_gpu_engine(rn);
+    expect_same_radii(rn, *rc, xs, certify(rn, *rc, xs, {}, ro), certify(rn, *rg, xs, {}, ro), ro.bound, family_name(f));
+  }
+}
+
+}  // namespace
+}  // namespace cnncert::test
