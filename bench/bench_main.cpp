@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -27,26 +28,34 @@ using json = nlohmann::json;
 struct Config {
   std::string name, model, images;
   cnncert::Preprocess pre;
-  int64_t count = 100;
+  int64_t count = 100;      ///< images on the GPU (and on the CPU for the small networks)
+  int64_t cpu_count = 100;  ///< images on the CPU engine
 };
 
 /// The networks of issue 3's benchmark with the input conventions of ../shared/data/README.md.
-std::vector<Config> suite(const std::string& root, const std::string& data, int64_t n, int64_t n_large) {
+std::vector<Config> suite(const std::string& root, const std::string& data, int64_t n, int64_t n_large, int64_t n_cpu_huge,
+                          bool with_gpu) {
   const std::string mnist = data + "/images/mnist/t10k-images-idx3-ubyte.gz", cifar = data + "/images/eran/cifar10_test.csv";
   std::vector<Config> s;
   cnncert::Preprocess shipped = cnncert::load_sidecar(root + "/models/mnist_cnn_3layer_5_3.onnx").value_or(cnncert::Preprocess{});
-  s.push_back({"mnist_cnn_3layer_5_3 (shipped)", root + "/models/mnist_cnn_3layer_5_3.onnx", root + "/data/mnist_test_100.npy", shipped, n});
+  s.push_back({"mnist_cnn_3layer_5_3 (shipped)", root + "/models/mnist_cnn_3layer_5_3.onnx", root + "/data/mnist_test_100.npy", shipped, n, n});
   cnncert::Preprocess unit;
   unit.scale = 1.0 / 255;
-  s.push_back({"mnist_verivital_convnet_maxpool", data + "/nets/mnist_verivital_convnet_maxpool.onnx", mnist, unit, n});
+  s.push_back({"mnist_verivital_convnet_maxpool", data + "/nets/mnist_verivital_convnet_maxpool.onnx", mnist, unit, n, n});
   cnncert::Preprocess oval = unit;
   oval.mean = {0.485, 0.456, 0.406};
   oval.std = {0.225};
-  s.push_back({"cifar_oval21_base_kw", data + "/nets/cifar_oval21_base_kw.onnx", cifar, oval, n});
+  s.push_back({"cifar_oval21_base_kw", data + "/nets/cifar_oval21_base_kw.onnx", cifar, oval, n, n});
   cnncert::Preprocess res = unit;
   res.mean = {0.4914, 0.4822, 0.4465};
   res.std = {0.2471, 0.2435, 0.2616};
-  s.push_back({"cifar_resnet_2b", data + "/nets/cifar_resnet_2b.onnx", cifar, res, n_large});
+  s.push_back({"cifar_resnet_2b", data + "/nets/cifar_resnet_2b.onnx", cifar, res, with_gpu ? n : n_large, n_large});
+  if (with_gpu) {  // 45 056 ReLUs: minutes per image on a CPU, so only with a GPU and few CPU images
+    cnncert::Preprocess bf = unit;
+    bf.mean = {0.485, 0.456, 0.406};
+    bf.std = {0.229, 0.224, 0.225};
+    s.push_back({"cifar_biasfield_base_allconv", data + "/nets/cifar_biasfield_base_allconv.onnx", cifar, bf, n, n_cpu_huge});
+  }
   return s;
 }
 
@@ -55,12 +64,18 @@ struct Run {
   int64_t certified_images = 0, skipped = 0;
   long peak_kb = 0;
   std::string error;
+  std::vector<double> radii;  ///< per image (−1 = skipped)
+  json stats;                 ///< the engine's phase times and FLOPs
 };
 
 /// One certification in a child process; the parent reads its result and its peak memory.
-Run run_child(const Config& c, const std::string& norm, const std::string& method, int threads) {
+Run run_child(const Config& c, const std::string& norm, const std::string& method, int threads, const std::string& device) {
   int fd[2];
-  if (pipe(fd) != 0) return Run{0, 0, 0, 0, 0, 0, "pipe failed"};
+  if (pipe(fd) != 0) {
+    Run r;
+    r.error = "pipe failed";
+    return r;
+  }
   const pid_t pid = fork();
   if (pid == 0) {
     close(fd[0]);
@@ -68,27 +83,37 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
     try {
       const cnncert::Network net = cnncert::import_onnx(c.model);
       cnncert::LoadOptions lo;
-      lo.limit = c.count;
+      lo.limit = device == "cpu" ? c.cpu_count : c.count;
       const cnncert::ImageSet set = cnncert::load_images(c.images, lo);
       const auto x = cnncert::preprocess(set, c.pre, net);
       cnncert::CertifyOptions o;
       o.bound.norm = cnncert::parse_norm(norm);
       o.bound.method = cnncert::parse_method(method);
-      auto engine = cnncert::make_cpu_engine(net, threads);
+      cnncert::EngineOptions eo;
+      eo.device = cnncert::parse_device(device);
+      eo.threads = threads;
+      auto engine = cnncert::make_engine(net, eo);
       const auto t0 = std::chrono::steady_clock::now();
       const auto res = cnncert::certify(net, *engine, x, set.labels, o);
       const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       int64_t n = 0, skipped = 0;
       double sum = 0;
+      std::vector<double> radii;
       for (const auto& r : res) {
         if (r.skipped) {
           ++skipped;
+          radii.push_back(-1);
           continue;
         }
         ++n;
         sum += r.targets[0].eps;
+        radii.push_back(r.targets[0].eps);
       }
-      out = {{"total", total}, {"n", n}, {"skipped", skipped}, {"avg_eps", n ? sum / static_cast<double>(n) : 0.0}};
+      const cnncert::EngineStats st = engine->stats();
+      out = {{"total", total}, {"n", n}, {"skipped", skipped}, {"avg_eps", n ? sum / static_cast<double>(n) : 0.0},
+             {"radii", radii},
+             {"stats", {{"calls", st.calls}, {"seconds_bounds", st.seconds_bounds}, {"seconds_relax", st.seconds_relax},
+                        {"seconds_final", st.seconds_final}, {"backsub_flops", st.backsub_flops}}}};
     } catch (const std::exception& e) {
       out = {{"error", e.what()}};
     }
@@ -121,6 +146,8 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
   r.certified_images = j["n"];
   r.skipped = j["skipped"];
   r.avg_eps = j["avg_eps"];
+  r.radii = j["radii"].get<std::vector<double>>();
+  r.stats = j["stats"];
   r.seconds_per_image = r.certified_images ? r.total_seconds / static_cast<double>(r.certified_images) : 0;
   return r;
 }
@@ -131,40 +158,58 @@ int run_compare(int argc, char** argv);
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "compare") return run_compare(argc - 1, argv + 1);
-  CLI::App app{"cnncert-bench: certification time per image and peak memory (CPU engine)"};
+  CLI::App app{"cnncert-bench: certification time per image and peak memory, CPU and GPU engines"};
   std::string data = CNNCERT_DEFAULT_SHARED_DATA, root = CNNCERT_SOURCE_DIR, json_path, norms = "inf,2", method = "adaptive";
-  std::string model, images;
-  int64_t n = 100, n_large = 10;
+  std::string model, images, devices = "cpu";
+  int64_t n = 100, n_large = 10, n_cpu_huge = 2;
   int repeat = 3, threads = 0;
   app.add_option("--data", data, "shared data directory (real networks and images)")->capture_default_str();
   app.add_option("-n,--count", n, "images per network")->capture_default_str();
-  app.add_option("--count-large", n_large, "images for the ResNet (slow on a CPU)")->capture_default_str();
+  app.add_option("--count-large", n_large, "CPU images for the ResNet (slow on a CPU)")->capture_default_str();
+  app.add_option("--count-huge", n_cpu_huge, "CPU images for the 45k-ReLU all-conv network (GPU runs only)")->capture_default_str();
   app.add_option("--repeat", repeat, "runs per configuration (the median is reported)")->capture_default_str();
   app.add_option("--norms", norms, "comma-separated norms")->capture_default_str();
   app.add_option("--method", method, "relaxation method")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0 = all)");
+  app.add_option("--devices", devices, "comma-separated engines to time: cpu, gpu (speedup = cpu/gpu time per image)")
+      ->capture_default_str();
   app.add_option("--model", model, "benchmark this model only (with --images; conventions from its sidecar)");
   app.add_option("--images", images, "images for --model");
   app.add_option("--json", json_path, "write the results as JSON");
   CLI11_PARSE(app, argc, argv);
 
+  auto split = [](const std::string& text) {
+    std::vector<std::string> v;
+    std::stringstream ss(text);
+    for (std::string t; std::getline(ss, t, ',');) v.push_back(t);
+    return v;
+  };
+  const std::vector<std::string> norm_list = split(norms), device_list = split(devices);
+  const bool with_gpu = std::find(device_list.begin(), device_list.end(), "gpu") != device_list.end();
+  for (const auto& d : device_list)
+    if (d != "cpu" && d != "gpu") {
+      std::cerr << "cnncert-bench: unknown device '" << d << "' (use cpu, gpu)\n";
+      return 2;
+    }
+  if (with_gpu && !cnncert::cuda_available()) {
+    std::cerr << "cnncert-bench: --devices gpu: " << cnncert::cuda_device_info() << "\n";
+    return 2;
+  }
   std::vector<Config> configs;
   if (!model.empty()) {
-    configs.push_back({model, model, images, cnncert::load_sidecar(model).value_or(cnncert::Preprocess{}), n});
+    configs.push_back({model, model, images, cnncert::load_sidecar(model).value_or(cnncert::Preprocess{}), n, n});
   } else {
-    configs = suite(root, data, n, n_large);
+    configs = suite(root, data, n, n_large, n_cpu_huge, with_gpu);
   }
-  std::vector<std::string> norm_list;
-  std::stringstream ns(norms);
-  for (std::string t; std::getline(ns, t, ',');) norm_list.push_back(t);
 
   json env = cnncert::bench::environment();
   env["method"] = method;
   env["repeat"] = repeat;
   std::cout << cnncert::bench::environment_line(env) << "\n";
-  std::cout << "method " << method << ", CNN-Cert search (15 steps from 0.05), random targets (seed 1215), CPU engine\n\n";
-  std::cout << std::left << std::setw(34) << "network" << std::setw(6) << "norm" << std::setw(8) << "images" << std::setw(12)
-            << "avg eps" << std::setw(14) << "s/image" << std::setw(22) << "spread (min..max)" << "peak MiB\n";
+  std::cout << "method " << method << ", CNN-Cert search (15 steps from 0.05), random targets (seed 1215)\n\n";
+  std::cout << std::left << std::setw(34) << "network" << std::setw(6) << "norm" << std::setw(5) << "dev" << std::setw(8)
+            << "images" << std::setw(11) << "avg eps" << std::setw(12) << "s/image" << std::setw(11) << "total s" << std::setw(20)
+            << "spread s/image" << std::setw(10) << "peak MiB" << std::setw(9) << "speedup" << "GPU: GFLOP/s, phases (bounds/relax/final s), radii = CPU\n";
   json rows = json::array();
   for (const Config& c : configs) {
     if (!std::ifstream(c.model)) {
@@ -172,25 +217,62 @@ int main(int argc, char** argv) {
       continue;
     }
     for (const std::string& norm : norm_list) {
-      std::vector<Run> runs;
-      for (int i = 0; i < repeat; ++i) runs.push_back(run_child(c, norm, method, threads));
-      if (!runs[0].error.empty()) {
-        std::cout << std::setw(34) << c.name << std::setw(6) << norm << "error: " << runs[0].error << "\n";
-        continue;
+      double cpu_median = 0;
+      std::vector<double> cpu_radii;
+      for (const std::string& device : device_list) {
+        std::vector<Run> runs;
+        for (int i = 0; i < repeat; ++i) runs.push_back(run_child(c, norm, method, threads, device));
+        if (!runs[0].error.empty()) {
+          std::cout << std::setw(34) << c.name << std::setw(6) << norm << std::setw(5) << device << "error: " << runs[0].error << "\n";
+          continue;
+        }
+        std::vector<double> t, totals;
+        long peak = 0;
+        for (const Run& r : runs) t.push_back(r.seconds_per_image), totals.push_back(r.total_seconds), peak = std::max(peak, r.peak_kb);
+        std::sort(t.begin(), t.end());
+        std::sort(totals.begin(), totals.end());
+        const double median = t[t.size() / 2], total = totals[totals.size() / 2];
+        std::ostringstream spread, extra;
+        spread << std::fixed << std::setprecision(5) << t.front() << ".." << t.back();
+        json row{{"network", c.name}, {"norm", norm}, {"device", device}, {"images", runs[0].certified_images},
+                 {"skipped", runs[0].skipped}, {"avg_eps", runs[0].avg_eps}, {"seconds_per_image_median", median},
+                 {"seconds_per_image_all", t}, {"total_seconds_median", total}, {"peak_rss_mib", static_cast<double>(peak) / 1024.0},
+                 {"engine_stats", runs[0].stats}};
+        std::string speedup = "";
+        if (device == "cpu") {
+          cpu_median = median;
+          cpu_radii = runs[0].radii;
+        } else {
+          if (cpu_median > 0 && median > 0) {
+            std::ostringstream sp;
+            sp << std::fixed << std::setprecision(1) << cpu_median / median << "x";
+            speedup = sp.str();
+            row["speedup_vs_cpu"] = cpu_median / median;
+          }
+          const json& st = runs[0].stats;
+          const double busy = st.value("seconds_bounds", 0.0) + st.value("seconds_final", 0.0);
+          const double gflops = busy > 0 ? st.value("backsub_flops", 0.0) / busy / 1e9 : 0.0;
+          // Radii of the images both engines certified: same within the search's resolution.
+          int64_t compared = 0, differing = 0;
+          for (size_t i = 0; i < std::min(cpu_radii.size(), runs[0].radii.size()); ++i) {
+            const double a = cpu_radii[i], b = runs[0].radii[i];
+            if (a < 0 && b < 0) continue;
+            ++compared;
+            if (std::fabs(a - b) > 1e-3 * std::max(std::fabs(a), 1e-12)) ++differing;
+          }
+          extra << std::fixed << std::setprecision(0) << gflops << ", " << std::setprecision(3) << st.value("seconds_bounds", 0.0) << "/"
+                << st.value("seconds_relax", 0.0) << "/" << st.value("seconds_final", 0.0);
+          if (compared) extra << ", " << (compared - differing) << "/" << compared << " radii = CPU";
+          row["gflops_backsub"] = gflops;
+          row["radii_compared"] = compared;
+          row["radii_differing"] = differing;
+        }
+        std::cout << std::setw(34) << c.name << std::setw(6) << norm << std::setw(5) << device << std::setw(8)
+                  << runs[0].certified_images << std::setw(11) << std::setprecision(5) << runs[0].avg_eps << std::setw(12)
+                  << std::setprecision(4) << median << std::setw(11) << std::setprecision(4) << total << std::setw(20) << spread.str()
+                  << std::setw(10) << peak / 1024 << std::setw(9) << speedup << extra.str() << "\n";
+        rows.push_back(row);
       }
-      std::vector<double> t;
-      long peak = 0;
-      for (const Run& r : runs) t.push_back(r.seconds_per_image), peak = std::max(peak, r.peak_kb);
-      std::sort(t.begin(), t.end());
-      const double median = t[t.size() / 2];
-      std::ostringstream spread;
-      spread << std::fixed << std::setprecision(4) << t.front() << ".." << t.back();
-      std::cout << std::setw(34) << c.name << std::setw(6) << norm << std::setw(8) << runs[0].certified_images << std::setw(12)
-                << std::setprecision(5) << runs[0].avg_eps << std::setw(14) << std::setprecision(4) << median << std::setw(22)
-                << spread.str() << peak / 1024 << "\n";
-      rows.push_back({{"network", c.name}, {"norm", norm}, {"images", runs[0].certified_images}, {"skipped", runs[0].skipped},
-                      {"avg_eps", runs[0].avg_eps}, {"seconds_per_image_median", median}, {"seconds_per_image_all", t},
-                      {"peak_rss_mib", static_cast<double>(peak) / 1024.0}});
     }
   }
   if (!json_path.empty()) std::ofstream(json_path) << json{{"environment", env}, {"results", rows}}.dump(2) << "\n";

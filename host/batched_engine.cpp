@@ -149,19 +149,30 @@ class BatchedEngine final : public BoundEngine {
 
   std::string name() const override { return ops_->name(); }
 
+  EngineStats stats() const override {
+    EngineStats s = stats_;
+    s.backsub_flops = ops_->backsub_flops();
+    return s;
+  }
+
   std::vector<BoundResult> bound(const std::vector<BoundProblem>& problems, const BoundOptions& options) override {
     check_bound_problems(net_, problems, options);
     std::vector<BoundResult> out(problems.size());
     if (problems.empty()) return out;
+    ++stats_.calls;
     Batch b(*ops_, problems, options);
     const auto& nodes = net_.nodes();
+    using clock = std::chrono::steady_clock;
+    auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
     for (size_t k = 0; k < nodes.size(); ++k) {
       const Node& node = nodes[k];
       if (node.op != OpKind::Activation && node.op != OpKind::MaxPool) continue;
       const int src = node.inputs[0];
       if (!b.lo.count(src)) {
+        const auto t0 = clock::now();
         compute_bounds(b, src);
-        check_flags(b, out, src);
+        check_flags(b, out, src);  // waits for the device
+        stats_.seconds_bounds += since(t0);
         if (options.want_intermediate) {
           const size_t size = static_cast<size_t>(net_.node(src).size());
           const auto lo = download<double>(*ops_, b.lo.at(src), size * b.P), hi = download<double>(*ops_, b.hi.at(src), size * b.P);
@@ -171,9 +182,14 @@ class BatchedEngine final : public BoundEngine {
                                              std::vector<double>(hi.begin() + static_cast<long>(p * size), hi.begin() + static_cast<long>((p + 1) * size))});
         }
       }
+      const auto t1 = clock::now();
       relax(b, static_cast<int>(k));
+      ops_->synchronize();
+      stats_.seconds_relax += since(t1);
     }
+    const auto t2 = clock::now();
     final_rows(b, out);
+    stats_.seconds_final += since(t2);
     return out;
   }
 
@@ -339,7 +355,7 @@ class BatchedEngine final : public BoundEngine {
   }
 
   /// Marks the problems whose bounds at node `src` are not finite (as the CPU engine reports).
-  void check_flags(Batch& b, std::vector<BoundResult>&, int src) {
+  void check_flags(Batch& b, const std::vector<BoundResult>&, int src) {
     const auto flags = download<int>(*ops_, b.flags, b.P);
     for (size_t p = 0; p < b.P; ++p)
       if (flags[p] && b.error[p].empty()) b.error[p] = "the bounds of node '" + net_.node(src).name + "' are not finite";
@@ -457,6 +473,7 @@ class BatchedEngine final : public BoundEngine {
   std::unique_ptr<Ops> ops_;
   std::vector<Geo> geo_;
   std::vector<NodeConst> consts_;
+  EngineStats stats_;
 };
 
 }  // namespace

@@ -209,14 +209,28 @@ int run_predict(const InputOptions& in, const std::string& json_path, bool quiet
 
 /// Options of the bound computations (certify, bounds).
 struct BoundCliOptions {
-  std::string norm = "inf", method = "cnncert", clip;
+  std::string norm = "inf", method = "cnncert", clip, device = "cpu";
   int threads = 0;
+  int64_t gpu_memory = 0;
 
   void add(CLI::App& app) {
     app.add_option("--norm", norm, "perturbation norm: inf, 2 or 1")->capture_default_str();
     app.add_option("--method", method, "relaxation: fastlin, adaptive, cnncert, deepcert or crown")->capture_default_str();
     app.add_option("--clip", clip, "l-inf only: intersect the ball with the box LO,HI of the network input (e.g. 0,1)");
     app.add_option("--threads", threads, "CPU threads (default: all cores)");
+    app.add_option("--device", device, "where to compute the bounds: cpu, gpu or auto (the GPU when one is usable)")
+        ->capture_default_str();
+    app.add_option("--gpu-memory", gpu_memory, "GPU memory for the bound tensors in MiB (default: 80% of the free memory)");
+  }
+
+  /// The engine --device asks for.
+  std::unique_ptr<cnncert::BoundEngine> engine(const cnncert::Network& net) const {
+    cnncert::EngineOptions e;
+    e.device = cnncert::parse_device(device);
+    e.threads = threads;
+    if (gpu_memory < 0) throw InvalidArgument("--gpu-memory must not be negative");
+    e.gpu_memory_mib = static_cast<size_t>(gpu_memory);
+    return cnncert::make_engine(net, e);
   }
 
   cnncert::BoundOptions options() const {
@@ -329,7 +343,7 @@ int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchC
   const std::vector<double> x = cnncert::preprocess(set, pre, net);
   Progress progress(!quiet);
   o.progress = [&](int64_t d, int64_t t) { progress(d, t); };
-  auto engine = cnncert::make_cpu_engine(net, bo.threads);
+  auto engine = bo.engine(net);
   const auto t0 = std::chrono::steady_clock::now();
   const auto results = cnncert::certify(net, *engine, x, set.labels.empty() ? std::vector<int64_t>{} : set.labels, o, in.offset);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -439,7 +453,7 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
     }
     problems.push_back(std::move(p));
   }
-  auto engine = cnncert::make_cpu_engine(net, bo.threads);
+  auto engine = bo.engine(net);
   const auto res = engine->bound(problems, opt);
   json jimages = json::array();
   for (int64_t i = 0; i < set.count; ++i) {
@@ -480,6 +494,7 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
     j["eps"] = eps;
     j["norm"] = bo.norm;
     j["method"] = bo.method;
+    j["engine"] = engine->name();
     j["images"] = jimages;
     write_json(j, json_path);
   }
@@ -513,7 +528,7 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
   }
   const cnncert::ImageSet set = in.load();
   const std::vector<double> x = cnncert::preprocess(set, in.preprocess(), net);
-  auto engine = cnncert::make_cpu_engine(net, bo.threads);
+  auto engine = bo.engine(net);
   if (level >= 0) {  // the probability bound at one noise level, top-1 over all other classes
     const int64_t n_in = net.input_size(), classes = net.output_size();
     const auto logits = net.forward(x.data(), set.count);

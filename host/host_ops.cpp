@@ -30,7 +30,11 @@ class HostOps final : public Ops {
   void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
 
+  double backsub_flops() const override { return flops_; }
+
   void conv_back(const ConvGeom& g, int64_t rows, const float* w, const float* a, float* out) override {
+    flops_ += 2.0 * static_cast<double>(rows) * static_cast<double>(g.cout * g.hout * g.wout) *
+              static_cast<double>(g.cin / g.groups * g.kh * g.kw);
     const int64_t in_size = g.cin * g.hin * g.win, out_size = g.cout * g.hout * g.wout;
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t ci = 0; ci < g.cin; ++ci)
@@ -40,6 +44,7 @@ class HostOps final : public Ops {
   }
 
   void dense_back(int64_t rows, int64_t n_out, int64_t n_in, const float* w, const float* a, float* out) override {
+    flops_ += 2.0 * static_cast<double>(rows) * static_cast<double>(n_out) * static_cast<double>(n_in);
     for (int64_t r = 0; r < rows; ++r) {
       float* o = out + r * n_in;
       for (int64_t i = 0; i < n_in; ++i) o[i] = 0;
@@ -137,6 +142,7 @@ class HostOps final : public Ops {
 
  private:
   size_t budget_;
+  double flops_ = 0;
 };
 
 }  // namespace

@@ -21,6 +21,7 @@
 
 #include "cnncert/certify.hpp"
 #include "cnncert/engine.hpp"
+#include "cnncert/proven.hpp"
 #include "cpu/net_factory.hpp"
 
 namespace cnncert::test {
@@ -184,6 +185,35 @@ inline int expect_same_radii(const Network& net, BoundEngine& cpu, const std::ve
     }
   }
   return differing;
+}
+
+/// PROVEN's probabilistic radii with engine `test` against the CPU engine (uniform and Gaussian
+/// noise, top-1): the same radii up to the searches' ties (≤ 1e-3 relative).
+template <class MakeEngine>
+void compare_proven(MakeEngine&& make_test_engine) {
+  const Network net = random_network(Family::Cnn, ActKind::Relu, 12);
+  std::vector<double> x;
+  for (int i = 0; i < 4; ++i) {
+    const auto v = random_input(900 + i, net.input_size());
+    x.insert(x.end(), v.begin(), v.end());
+  }
+  for (NoiseKind kind : {NoiseKind::Uniform, NoiseKind::Gaussian}) {
+    ProvenOptions po;
+    po.noise.kind = kind;
+    po.base.target = TargetMode::Untargeted;
+    auto cpu = make_cpu_engine(net, 1);
+    auto test = make_test_engine(net);
+    const ProvenRun a = proven_certify(net, *cpu, x, {}, po), b = proven_certify(net, *test, x, {}, po);
+    ASSERT_EQ(a.images.size(), b.images.size());
+    for (size_t i = 0; i < a.images.size(); ++i) {
+      ASSERT_EQ(a.images[i].targets.size(), b.images[i].targets.size());
+      for (size_t t = 0; t < a.images[i].targets.size(); ++t) {
+        const ProvenTarget &ta = a.images[i].targets[t], &tb = b.images[i].targets[t];
+        EXPECT_NEAR(tb.noise, ta.noise, 1e-3 * ta.noise) << "image " << i << " noise " << static_cast<int>(kind);
+        EXPECT_NEAR(tb.worst_case, ta.worst_case, 1e-3 * ta.worst_case) << "image " << i;
+      }
+    }
+  }
 }
 
 }  // namespace cnncert::test

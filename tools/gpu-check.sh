@@ -5,6 +5,9 @@
 # tools/prepare-gpu-carry.sh (GoogleTest source, header-only CLI11/nlohmann-json, test data).
 # cuDNN/cuBLAS are taken from CUDNN_ROOT / CUBLAS_ROOT, or from the nvidia-* Python wheels.
 # Usage: tools/gpu-check.sh OUTDIR [extra cmake args]
+# STEPS="build gpu-tests cpu-tests bench" (default: all but cpu-tests) picks the steps, so that a
+# machine with a per-command time limit can run them in separate calls (the build is kept).
+# BENCH_ARGS overrides the benchmark's options (default: ℓ∞, 100 images, 3 repeats, CPU and GPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:?usage: tools/gpu-check.sh OUTDIR}"
@@ -28,15 +31,28 @@ command -v ninja >/dev/null && gen=(-G Ninja)
   nvcc --version 2>&1 | tail -2
   cmake --version | head -1
 } | tee "$out/environment.txt"
-cmake -S . -B build-gpu "${gen[@]}" "${args[@]}" "$@" 2>&1 | tee "$out/configure.log" || exit 1
-cmake --build build-gpu -j"$(nproc)" 2>&1 | tail -50 | tee "$out/build.log"
-[ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+steps="${STEPS:-build gpu-tests bench}"
+has() { [[ " $steps " == *" $1 "* ]]; }
 status=0
-CNNCERT_REQUIRE_GPU=1 ctest --test-dir build-gpu -L gpu --output-on-failure 2>&1 | tee "$out/gpu-tests.log"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-ctest --test-dir build-gpu -L cpu -j"$(nproc)" --output-on-failure 2>&1 | tail -30 | tee "$out/cpu-tests.log"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-data="${CNNCERT_SHARED_DATA:-$root/.gpu/data}"
-[ -d "$data" ] || data="$root/../shared/data"
-build-gpu/cnncert-bench --data "$data" --repeat 3 --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
+if has build; then
+  cmake -S . -B build-gpu "${gen[@]}" "${args[@]}" "$@" 2>&1 | tee "$out/configure.log" || exit 1
+  cmake --build build-gpu -j"$(nproc)" 2>&1 | tail -50 | tee "$out/build.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+fi
+if has gpu-tests; then
+  CNNCERT_REQUIRE_GPU=1 ctest --test-dir build-gpu -L gpu --output-on-failure -V 2>&1 | tee "$out/gpu-tests.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
+if has cpu-tests; then
+  ctest --test-dir build-gpu -L cpu -j"$(nproc)" --output-on-failure 2>&1 | tail -30 | tee "$out/cpu-tests.log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
+if has bench; then
+  data="${CNNCERT_SHARED_DATA:-$root/.gpu/data}"
+  [ -d "$data" ] || data="$root/../shared/data"
+  # shellcheck disable=SC2086
+  build-gpu/cnncert-bench --data "$data" ${BENCH_ARGS:---devices cpu,gpu --norms inf --repeat 3 --count-huge 1} \
+    --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
 exit $status

@@ -70,6 +70,15 @@ struct BoundResult {
   std::string error;                     ///< non-empty when the bounds could not be computed (NaN/Inf)
 };
 
+/// Where an engine's time went (engines that keep no statistics report zeros).
+struct EngineStats {
+  int64_t calls = 0;            ///< bound() calls
+  double seconds_bounds = 0;    ///< intermediate bounds (back-substitution of identity rows)
+  double seconds_relax = 0;     ///< relaxation parameters
+  double seconds_final = 0;     ///< the specification rows
+  double backsub_flops = 0;     ///< floating-point operations of convolution and GEMM back-substitution
+};
+
 /// Computes certified bounds of linear functions of the logits over an input region.
 class BoundEngine {
  public:
@@ -78,6 +87,8 @@ class BoundEngine {
   virtual std::string name() const = 0;
   /// Bounds for every problem of the batch (each at its own centre and radius).
   virtual std::vector<BoundResult> bound(const std::vector<BoundProblem>& problems, const BoundOptions& options) = 0;
+  /// Time per phase since the engine was made.
+  virtual EngineStats stats() const { return {}; }
 };
 
 /// Throws UnsupportedModel when the network contains a node the engines cannot bound.

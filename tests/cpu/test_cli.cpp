@@ -1,6 +1,8 @@
 // The cnncert command: exit codes, one-line errors, and the predict/info outputs.
 #include <gtest/gtest.h>
 
+#include "cnncert/cuda.hpp"
+
 #include <array>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -173,6 +175,9 @@ TEST(Cli, CertifyBadInput) {
   expect_bad_input(cli(base + "--target second"), "unknown target 'second'");
   expect_bad_input(cli(base + "--search linear"), "unknown search");
   expect_bad_input(cli(base + "--norm 2 --clip 0,1"), "--clip");
+  expect_bad_input(cli(base + "--device tpu"), "unknown device 'tpu'");
+  expect_bad_input(cli(base + "--device gpu --gpu-memory -5"), "--gpu-memory");
+  if (!cuda_available()) expect_bad_input(cli(base + "--device gpu"), "--device gpu: no");
   expect_bad_input(cli("bounds " + kModel + " " + kImages + " --eps -1"), "--eps");
   expect_bad_input(cli("bounds " + kModel + " " + kImages + " --eps 0"), "--eps");
   expect_bad_input(cli("bounds " + kModel + " " + kImages + " --eps nan"), "--eps");

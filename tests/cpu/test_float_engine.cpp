@@ -118,6 +118,39 @@ TEST(FloatEngine, ShippedModelMatchesTheCpuEngine) {
   std::printf("largest |float - double| / tolerance: %.3g\n", worst);
 }
 
+void compare_shared(const std::string& stem, double eps, Norm norm, const char* method) {
+  SCOPED_TRACE(stem);
+  const Network net = import_onnx((shared_data() / "nets" / (stem + ".onnx")).string());
+  const auto in = detail::read_npy((source_dir() / "tests/fixtures/reference" / (stem + ".input.npy")).string());
+  BoundProblem p;
+  p.x0.assign(in.data.begin(), in.data.begin() + net.input_size());
+  p.eps = eps;
+  const auto y = net.forward(p.x0.data(), 1);
+  const int64_t c = std::max_element(y.begin(), y.end()) - y.begin();
+  std::vector<int64_t> t;
+  for (int64_t k = 0; k < net.output_size(); ++k)
+    if (k != c) t.push_back(k);
+  p.rows = static_cast<int64_t>(t.size());
+  p.spec = margin_spec(net.output_size(), c, t);
+  BoundOptions o;
+  o.norm = norm;
+  o.method = parse_method(method);
+  o.want_intermediate = true;
+  compare_results(make_float_engine(net, 256)->bound({p}, o), make_cpu_engine(net)->bound({p}, o), stem);
+}
+
+TEST(FloatEngine, SharedNetworksMatchTheCpuEngine) {
+  CNNCERT_REQUIRE_SHARED_DATA();
+  compare_shared("mnist_verivital_convnet_maxpool", 0.004, Norm::Linf, "adaptive");
+  compare_shared("mnist_marabou_cnn_maxpool2", 0.01, Norm::Linf, "fastlin");
+  compare_shared("mnist_eran_sigmoid_6x200", 0.012, Norm::Linf, "deepcert");
+  compare_shared("cifar_abcrown_convsmall_sigmoid", 0.005, Norm::L2, "cnncert");
+}
+
+TEST(FloatEngine, ProvenRadiiMatchTheCpuEngine) {
+  compare_proven([](const Network& net) { return make_float_engine(net); });
+}
+
 TEST(EngineSelection, DevicesParseAndGpuFailsClearlyWithoutOne) {
   EXPECT_EQ(parse_device("cpu"), Device::Cpu);
   EXPECT_EQ(parse_device("gpu"), Device::Gpu);

@@ -146,5 +146,9 @@ TEST_F(GpuTest, CertifiedRadiiMatchTheCpuEngine) {
   }
 }
 
+TEST_F(GpuTest, ProvenRadiiMatchTheCpuEngine) {
+  compare_proven([](const Network& net) { return make_gpu_engine(net); });
+}
+
 }  // namespace
 }  // namespace cnncert::test
