@@ -86,7 +86,8 @@ __global__ void conv_back_kernel(ConvGeom g, int64_t rows, const float* w, const
 /// out (rows × n_in) = a (rows × n_out) · W (n_out × n_in): 16×16 tiles, fixed summation order.
 __global__ void dense_back_kernel(int64_t rows, int64_t n_out, int64_t n_in, const float* w, const float* a, float* out) {
   __shared__ float ta[16][17], tw[16][17];
-  const int64_t r = blockIdx.y * 16 + threadIdx.y, i = blockIdx.x * 16 + threadIdx.x;
+  // rows on grid x (up to 2³¹ − 1 blocks), columns on grid y
+  const int64_t r = blockIdx.x * 16 + threadIdx.y, i = blockIdx.y * 16 + threadIdx.x;
   float sum = 0;
   for (int64_t k0 = 0; k0 < n_out; k0 += 16) {
     const int64_t ka = k0 + threadIdx.x, kw = k0 + threadIdx.y;
@@ -276,7 +277,8 @@ class CudaOps final : public Ops {
       return;
     }
 #endif
-    const dim3 block(16, 16), grid(static_cast<unsigned>((n_in + 15) / 16), static_cast<unsigned>((rows + 15) / 16));
+    CNNCERT_CHECK((n_in + 15) / 16 <= 65535, "dense layer too wide for the GEMM kernel: " << n_in << " inputs");
+    const dim3 block(16, 16), grid(static_cast<unsigned>((rows + 15) / 16), static_cast<unsigned>((n_in + 15) / 16));
     dense_back_kernel<<<grid, block, 0, stream_>>>(rows, n_out, n_in, w, a, out);
     CNNCERT_CHECK_LAUNCH(stream_);
   }
