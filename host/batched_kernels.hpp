@@ -38,6 +38,20 @@ CNNCERT_HD inline int64_t tap_source(int64_t i, int64_t k, int64_t stride, int64
   return o < out ? o : -1;
 }
 
+/// Calls f(oy, ox, ky, kx) for every output position (oy, ox) whose window reaches input
+/// position (iy, ix) through kernel tap (ky, kx): the gather form of a transposed convolution.
+template <class G, class F>
+CNNCERT_HD inline void for_each_tap(const G& g, int64_t iy, int64_t ix, F&& f) {
+  for (int64_t ky = 0; ky < g.kh; ++ky) {
+    const int64_t oy = tap_source(iy, ky, g.sh, g.pt, g.dh, g.hout);
+    if (oy < 0) continue;
+    for (int64_t kx = 0; kx < g.kw; ++kx) {
+      const int64_t ox = tap_source(ix, kx, g.sw, g.pl, g.dw, g.wout);
+      if (ox >= 0) f(oy, ox, ky, kx);
+    }
+  }
+}
+
 /// conv_transpose of one row at one input element (ci, iy, ix): Σ over taps and output
 /// channels of the row's coefficient times the weight.
 CNNCERT_HD inline float conv_back_elem(const ConvGeom& g, const float* a_row, const float* w, int64_t ci, int64_t iy,
@@ -45,16 +59,10 @@ CNNCERT_HD inline float conv_back_elem(const ConvGeom& g, const float* a_row, co
   const int64_t cin_g = g.cin / g.groups, cout_g = g.cout / g.groups;
   const int64_t grp = ci / cin_g, cl = ci % cin_g;
   float sum = 0;
-  for (int64_t ky = 0; ky < g.kh; ++ky) {
-    const int64_t oy = tap_source(iy, ky, g.sh, g.pt, g.dh, g.hout);
-    if (oy < 0) continue;
-    for (int64_t kx = 0; kx < g.kw; ++kx) {
-      const int64_t ox = tap_source(ix, kx, g.sw, g.pl, g.dw, g.wout);
-      if (ox < 0) continue;
-      for (int64_t co = grp * cout_g; co < (grp + 1) * cout_g; ++co)
-        sum += a_row[(co * g.hout + oy) * g.wout + ox] * w[((co * cin_g + cl) * g.kh + ky) * g.kw + kx];
-    }
-  }
+  for_each_tap(g, iy, ix, [&](int64_t oy, int64_t ox, int64_t ky, int64_t kx) {
+    for (int64_t co = grp * cout_g; co < (grp + 1) * cout_g; ++co)
+      sum += a_row[(co * g.hout + oy) * g.wout + ox] * w[((co * cin_g + cl) * g.kh + ky) * g.kw + kx];
+  });
   return sum;
 }
 
@@ -64,16 +72,10 @@ CNNCERT_HD inline float conv_back_elem(const ConvGeom& g, const float* a_row, co
 CNNCERT_HD inline float pool_back_elem(const PoolGeom& g, const float* a_row, const float* slopes, int64_t c, int64_t iy,
                                        int64_t ix) {
   float sum = 0;
-  for (int64_t ky = 0; ky < g.kh; ++ky) {
-    const int64_t oy = tap_source(iy, ky, g.sh, g.pt, g.dh, g.hout);
-    if (oy < 0) continue;
-    for (int64_t kx = 0; kx < g.kw; ++kx) {
-      const int64_t ox = tap_source(ix, kx, g.sw, g.pl, g.dw, g.wout);
-      if (ox < 0) continue;
-      const int64_t j = (c * g.hout + oy) * g.wout + ox;
-      sum += a_row[j] * slopes[j * g.kk() + ky * g.kw + kx];
-    }
-  }
+  for_each_tap(g, iy, ix, [&](int64_t oy, int64_t ox, int64_t ky, int64_t kx) {
+    const int64_t j = (c * g.hout + oy) * g.wout + ox;
+    sum += a_row[j] * slopes[j * g.kk() + ky * g.kw + kx];
+  });
   return sum;
 }
 

@@ -99,19 +99,8 @@ TEST(FloatEngine, ShippedModelMatchesTheCpuEngine) {
   const auto in = detail::read_npy((source_dir() / "tests/fixtures/reference/mnist_cnn_3layer_5_3.input.npy").string());
   const int64_t n = net.input_size();
   std::vector<BoundProblem> ps;
-  for (int i = 0; i < 2; ++i) {
-    BoundProblem p;
-    p.x0.assign(in.data.begin() + i * n, in.data.begin() + (i + 1) * n);
-    p.eps = 0.01 * (i + 1);
-    const auto y = net.forward(p.x0.data(), 1);
-    const int64_t c = std::max_element(y.begin(), y.end()) - y.begin();
-    std::vector<int64_t> t;
-    for (int64_t k = 0; k < 10; ++k)
-      if (k != c) t.push_back(k);
-    p.rows = 9;
-    p.spec = margin_spec(10, c, t);
-    ps.push_back(std::move(p));
-  }
+  for (int i = 0; i < 2; ++i)
+    ps.push_back(all_margins_problem(net, std::vector<double>(in.data.begin() + i * n, in.data.begin() + (i + 1) * n), 0.01 * (i + 1)));
   BoundOptions o;
   o.want_intermediate = true;
   const double worst = compare_results(make_float_engine(net, 256)->bound(ps, o), make_cpu_engine(net)->bound(ps, o), "shipped");
@@ -122,16 +111,7 @@ void compare_shared(const std::string& stem, double eps, Norm norm, const char* 
   SCOPED_TRACE(stem);
   const Network net = import_onnx((shared_data() / "nets" / (stem + ".onnx")).string());
   const auto in = detail::read_npy((source_dir() / "tests/fixtures/reference" / (stem + ".input.npy")).string());
-  BoundProblem p;
-  p.x0.assign(in.data.begin(), in.data.begin() + net.input_size());
-  p.eps = eps;
-  const auto y = net.forward(p.x0.data(), 1);
-  const int64_t c = std::max_element(y.begin(), y.end()) - y.begin();
-  std::vector<int64_t> t;
-  for (int64_t k = 0; k < net.output_size(); ++k)
-    if (k != c) t.push_back(k);
-  p.rows = static_cast<int64_t>(t.size());
-  p.spec = margin_spec(net.output_size(), c, t);
+  const BoundProblem p = all_margins_problem(net, std::vector<double>(in.data.begin(), in.data.begin() + net.input_size()), eps);
   BoundOptions o;
   o.norm = norm;
   o.method = parse_method(method);

@@ -76,19 +76,8 @@ std::vector<double> fixture_inputs(const std::string& stem, int count) {
 std::vector<BoundProblem> fixture_problems(const Network& net, const std::vector<double>& x, double eps) {
   std::vector<BoundProblem> ps;
   const int64_t n = net.input_size();
-  for (size_t i = 0; i * static_cast<size_t>(n) < x.size(); ++i) {
-    BoundProblem p;
-    p.x0.assign(x.begin() + static_cast<long>(i) * n, x.begin() + static_cast<long>(i + 1) * n);
-    p.eps = eps;
-    const auto y = net.forward(p.x0.data(), 1);
-    const int64_t c = std::max_element(y.begin(), y.end()) - y.begin();
-    std::vector<int64_t> t;
-    for (int64_t k = 0; k < net.output_size(); ++k)
-      if (k != c) t.push_back(k);
-    p.rows = static_cast<int64_t>(t.size());
-    p.spec = margin_spec(net.output_size(), c, t);
-    ps.push_back(std::move(p));
-  }
+  for (size_t i = 0; i * static_cast<size_t>(n) < x.size(); ++i)
+    ps.push_back(all_margins_problem(net, std::vector<double>(x.begin() + static_cast<long>(i) * n, x.begin() + static_cast<long>(i + 1) * n), eps));
   return ps;
 }
 
