@@ -185,43 +185,14 @@ __global__ void flag_nonfinite_kernel(int64_t problems, int64_t size, const doub
 class CudaOps final : public Ops {
  public:
   CudaOps(size_t budget, bool use_libs) : use_libs_(use_libs) {
-    CNNCERT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    // Freed memory stays in the stream-ordered pool: the engine allocates and frees the same
-    // sizes at every layer.
-    cudaMemPool_t pool;
-    int dev = 0;
-    CNNCERT_CUDA_CHECK(cudaGetDevice(&dev));
-    CNNCERT_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, dev));
-    uint64_t threshold = UINT64_MAX;
-    CNNCERT_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
-    if (budget == 0) {
-      size_t free_b = 0, total_b = 0;
-      CNNCERT_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-      budget = free_b / 10 * 8;
+    try {
+      init(budget);
+    } catch (...) {
+      cleanup();
+      throw;
     }
-    budget_ = budget;
-#if CNNCERT_HAVE_CUBLAS
-    CNNCERT_CUBLAS(cublasCreate(&cublas_));
-    CNNCERT_CUBLAS(cublasSetStream(cublas_, stream_));
-    CNNCERT_CUBLAS(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));  // no TF32
-#endif
-#if CNNCERT_HAVE_CUDNN
-    CNNCERT_CUDNN(cudnnCreate(&cudnn_));
-    CNNCERT_CUDNN(cudnnSetStream(cudnn_, stream_));
-#endif
   }
-  ~CudaOps() override {
-    cudaStreamSynchronize(stream_);
-    plans_.clear();
-    if (workspace_) cudaFree(workspace_);
-#if CNNCERT_HAVE_CUBLAS
-    if (cublas_) cublasDestroy(cublas_);
-#endif
-#if CNNCERT_HAVE_CUDNN
-    if (cudnn_) cudnnDestroy(cudnn_);
-#endif
-    cudaStreamDestroy(stream_);
-  }
+  ~CudaOps() override { cleanup(); }
 
   std::string name() const override { return "gpu"; }
   size_t memory_budget() const override { return budget_; }
@@ -233,8 +204,8 @@ class CudaOps final : public Ops {
   }
   void release(void* p) noexcept override { cudaFreeAsync(p, stream_); }
   void to_device(void* dst, const void* src, size_t bytes) override {
+    // From pageable memory the call returns once the data is staged: the caller may free `src`.
     CNNCERT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
-    CNNCERT_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host buffer may go away after return
   }
   void to_host(void* dst, const void* src, size_t bytes) override {
     CNNCERT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
@@ -338,6 +309,55 @@ class CudaOps final : public Ops {
   }
 
  private:
+  void init(size_t budget) {
+    CNNCERT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    // Freed memory stays in the stream-ordered pool while the engine runs (it allocates and
+    // frees the same sizes at every layer); the destructor trims the pool again.
+    int dev = 0;
+    CNNCERT_CUDA_CHECK(cudaGetDevice(&dev));
+    CNNCERT_CUDA_CHECK(cudaDeviceGetMemPool(&pool_, dev));
+    uint64_t threshold = UINT64_MAX;
+    CNNCERT_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &threshold));
+    size_t free_b = 0, total_b = 0;
+    CNNCERT_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    // cuDNN's workspace comes out of the same memory, the rest (bounds, relaxations, library
+    // handles, pool fragmentation) out of the part not given to the coefficient tensors.
+    ws_limit_ = std::max<size_t>(free_b / 16, size_t(64) << 20);
+    if (budget == 0) budget = free_b / 10 * 7;
+    budget_ = budget > ws_limit_ * 2 ? budget - ws_limit_ : budget / 2;
+#if CNNCERT_HAVE_CUBLAS
+    CNNCERT_CUBLAS(cublasCreate(&cublas_));
+    CNNCERT_CUBLAS(cublasSetStream(cublas_, stream_));
+    CNNCERT_CUBLAS(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));  // full FP32: no TF32 tensor-core math
+    CNNCERT_CUBLAS(cublasSetAtomicsMode(cublas_, CUBLAS_ATOMICS_NOT_ALLOWED));  // deterministic
+#endif
+#if CNNCERT_HAVE_CUDNN
+    CNNCERT_CUDNN(cudnnCreate(&cudnn_));
+    CNNCERT_CUDNN(cudnnSetStream(cudnn_, stream_));
+#endif
+  }
+
+  void cleanup() noexcept {
+    if (stream_) cudaStreamSynchronize(stream_);
+    plans_.clear();
+    if (workspace_) cudaFreeAsync(workspace_, stream_);
+    workspace_ = nullptr;
+#if CNNCERT_HAVE_CUBLAS
+    if (cublas_) cublasDestroy(cublas_);
+    cublas_ = nullptr;
+#endif
+#if CNNCERT_HAVE_CUDNN
+    if (cudnn_) cudnnDestroy(cudnn_);
+    cudnn_ = nullptr;
+#endif
+    if (stream_) {
+      cudaStreamSynchronize(stream_);
+      cudaStreamDestroy(stream_);
+    }
+    stream_ = nullptr;
+    if (pool_) cudaMemPoolTrimTo(pool_, 0);
+  }
+
 #if CNNCERT_HAVE_CUDNN
   /// cuDNN descriptors and algorithm of one convolution geometry at one row count.
   struct Plan {
@@ -363,6 +383,7 @@ class CudaOps final : public Ops {
                                       g.kw,  g.sh,  g.sw,  g.pt,  g.pl,   g.dh,   g.dw,   g.groups};
     auto it = plans_.find(key);
     if (it != plans_.end()) return *it->second;
+    if (plans_.size() >= 256) plans_.clear();  // chunk sizes vary; keep the cache bounded
     auto plan = std::make_unique<Plan>();
     const auto I = [](int64_t v) { return static_cast<int>(v); };
     CNNCERT_CUDNN(cudnnCreateTensorDescriptor(&plan->dy));
@@ -379,18 +400,21 @@ class CudaOps final : public Ops {
     // cuDNN pads symmetrically: usable when its output size is the network's (asymmetric padding
     // that only pads positions no window reaches), else the direct kernel runs.
     int n = 0, c = 0, h = 0, wd = 0;
-    CNNCERT_CUDNN(cudnnGetConvolution2dForwardOutputDim(plan->conv, plan->dx, plan->w, &n, &c, &h, &wd));
-    if (n == rows && c == g.cout && h == g.hout && wd == g.wout) {
+    const bool dims_ok = cudnnGetConvolution2dForwardOutputDim(plan->conv, plan->dx, plan->w, &n, &c, &h, &wd) == CUDNN_STATUS_SUCCESS;
+    if (dims_ok && n == rows && c == g.cout && h == g.hout && wd == g.wout) {
       int max_algos = 0, returned = 0;
       CNNCERT_CUDNN(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(cudnn_, &max_algos));
       std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(static_cast<size_t>(std::max(max_algos, 1)));
       CNNCERT_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_, plan->w, plan->dy, plan->conv, plan->dx, max_algos, &returned,
                                                                 perf.data()));
-      const size_t ws_limit = std::max<size_t>(budget_ / 8, size_t(64) << 20);
       for (int i = 0; i < returned; ++i) {
         const auto& p = perf[static_cast<size_t>(i)];
-        if (p.status != CUDNN_STATUS_SUCCESS || p.determinism != CUDNN_DETERMINISTIC || p.mathType == CUDNN_TENSOR_OP_MATH ||
-            p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION || p.memory > ws_limit)
+        // Only the direct deterministic algorithm: FFT and Winograd variants are deterministic
+        // too, but their float32 error scales with the largest value of a tile rather than with
+        // each output's own terms, which the tolerance argument (and small coefficients) rely on.
+        if (p.status != CUDNN_STATUS_SUCCESS || p.algo != CUDNN_CONVOLUTION_BWD_DATA_ALGO_1 ||
+            p.determinism != CUDNN_DETERMINISTIC || p.mathType == CUDNN_TENSOR_OP_MATH ||
+            p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION || p.memory > ws_limit_)
           continue;
         plan->algo = p.algo;
         CNNCERT_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn_, plan->w, plan->dy, plan->conv, plan->dx, plan->algo,
@@ -399,9 +423,10 @@ class CudaOps final : public Ops {
         break;
       }
       if (plan->usable && plan->workspace > workspace_bytes_) {
-        if (workspace_) CNNCERT_CUDA_CHECK(cudaFree(workspace_));
+        if (workspace_) CNNCERT_CUDA_CHECK(cudaFreeAsync(workspace_, stream_));
         workspace_ = nullptr;
-        CNNCERT_CUDA_CHECK(cudaMalloc(&workspace_, plan->workspace));
+        workspace_bytes_ = 0;
+        CNNCERT_CUDA_CHECK(cudaMallocAsync(&workspace_, plan->workspace, stream_));
         workspace_bytes_ = plan->workspace;
       }
     }
@@ -419,6 +444,8 @@ class CudaOps final : public Ops {
   cublasHandle_t cublas_ = nullptr;
 #endif
   cudaStream_t stream_ = nullptr;
+  cudaMemPool_t pool_ = nullptr;
+  size_t ws_limit_ = 0;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   size_t budget_ = 0;
