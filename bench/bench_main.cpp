@@ -19,6 +19,7 @@
 
 #include "cnncert/certify.hpp"
 #include "cnncert/cnncert.hpp"
+#include "cli_options.hpp"
 #include "environment.hpp"
 
 namespace {
@@ -178,13 +179,7 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_path, "write the results as JSON");
   CLI11_PARSE(app, argc, argv);
 
-  auto split = [](const std::string& text) {
-    std::vector<std::string> v;
-    std::stringstream ss(text);
-    for (std::string t; std::getline(ss, t, ',');) v.push_back(t);
-    return v;
-  };
-  const std::vector<std::string> norm_list = split(norms), device_list = split(devices);
+  const std::vector<std::string> norm_list = cnncert::detail::split_commas(norms), device_list = cnncert::detail::split_commas(devices);
   const bool with_gpu = std::find(device_list.begin(), device_list.end(), "gpu") != device_list.end();
   for (const auto& d : device_list)
     if (d != "cpu" && d != "gpu") {

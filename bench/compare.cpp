@@ -74,12 +74,6 @@ int run_compare(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  auto list = [](const std::string& s) {
-    std::vector<std::string> out;
-    std::stringstream ss(s);
-    for (std::string t; std::getline(ss, t, ',');) out.push_back(t);
-    return out;
-  };
   try {
     const cnncert::Network net = cnncert::import_onnx(model);
     const cnncert::Preprocess pre = cnncert::detail::input_convention(model, scale, mean_s, std_s, layout);
@@ -88,7 +82,7 @@ int run_compare(int argc, char** argv) {
     const cnncert::ImageSet set = cnncert::load_images(images, lo);
     const std::vector<double> x = cnncert::preprocess(set, pre, net);
     const int64_t d = net.input_size();
-    const std::vector<std::string> want = list(methods);
+    const std::vector<std::string> want = cnncert::detail::split_commas(methods);
     auto wanted = [&](const std::string& m) { return std::find(want.begin(), want.end(), m) != want.end(); };
 
     const json env = cnncert::bench::environment();
@@ -97,7 +91,7 @@ int run_compare(int argc, char** argv) {
               << "), CNN-Cert search | engines: cpu" << (cnncert::cuda_available() ? "" : " (no GPU engine run: no usable GPU)")
               << "\n";
     json jnorms = json::array();
-    for (const std::string& norm_s : list(norms)) {
+    for (const std::string& norm_s : cnncert::detail::split_commas(norms)) {
       const cnncert::Norm norm = cnncert::parse_norm(norm_s);
       std::vector<Row> rows;
       // The (image, target) pairs: CNN-Cert-Ada's random targets; every method gets the same ones.

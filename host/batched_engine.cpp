@@ -19,16 +19,8 @@
 namespace cnncert::batched {
 namespace {
 
-/// (C, H, W) view of a node, (numel, 1, 1) for other ranks.
-struct Geo {
-  int64_t c = 1, h = 1, w = 1;
-  int64_t size() const { return c * h * w; }
-};
-
-Geo geo_of(const Node& n) {
-  if (n.shape.size() == 3) return {n.shape[0], n.shape[1], n.shape[2]};
-  return {n.size(), 1, 1};
-}
+using cnncert::detail::Geometry;
+using cnncert::detail::geometry;
 
 /// Move-only owner of a block of device memory.
 class Buf {
@@ -52,7 +44,6 @@ class Buf {
     return static_cast<T*>(p_);
   }
   size_t bytes() const { return bytes_; }
-  bool empty() const { return p_ == nullptr; }
 
  private:
   void reset() noexcept {
@@ -73,9 +64,9 @@ Buf upload(Ops& ops, const std::vector<T>& v) {
 }
 
 template <class T>
-std::vector<T> download(Ops& ops, const Buf& b, size_t n, size_t offset = 0) {
+std::vector<T> download(Ops& ops, const Buf& b, size_t n) {
   std::vector<T> v(n);
-  if (n) ops.to_host(v.data(), b.as<T>() + offset, n * sizeof(T));
+  if (n) ops.to_host(v.data(), b.as<T>(), n * sizeof(T));
   return v;
 }
 
@@ -98,10 +89,10 @@ class BatchedEngine final : public BoundEngine {
     consts_.resize(nodes.size());
     for (size_t i = 0; i < nodes.size(); ++i) {
       const Node& n = nodes[i];
-      geo_[i] = geo_of(n);
+      geo_[i] = geometry(n);
       if (n.op == OpKind::Input) continue;
       const Node& src = nodes[static_cast<size_t>(n.inputs[0])];
-      const Geo gi = geo_of(src), g = geo_[i];
+      const Geometry gi = geometry(src), g = geo_[i];
       NodeConst& c = consts_[i];
       switch (n.op) {
         case OpKind::Conv: {
@@ -171,7 +162,7 @@ class BatchedEngine final : public BoundEngine {
       if (!b.lo.count(src)) {
         const auto t0 = clock::now();
         compute_bounds(b, src);
-        check_flags(b, out, src);  // waits for the device
+        check_flags(b, src);  // waits for the device
         stats_.seconds_bounds += since(t0);
         if (options.want_intermediate) {
           const size_t size = static_cast<size_t>(net_.node(src).size());
@@ -260,7 +251,7 @@ class BatchedEngine final : public BoundEngine {
       Buf a = std::move(it->second);
       pend.erase(it);
       const Node& n = nodes[static_cast<size_t>(k)];
-      const Geo& g = geo_[static_cast<size_t>(k)];
+      const Geometry& g = geo_[static_cast<size_t>(k)];
       const NodeConst& c = consts_[static_cast<size_t>(k)];
       float* av = a.as<float>();
       if (n.op == OpKind::Input) {
@@ -355,7 +346,7 @@ class BatchedEngine final : public BoundEngine {
   }
 
   /// Marks the problems whose bounds at node `src` are not finite (as the CPU engine reports).
-  void check_flags(Batch& b, const std::vector<BoundResult>&, int src) {
+  void check_flags(Batch& b, int src) {
     const auto flags = download<int>(*ops_, b.flags, b.P);
     for (size_t p = 0; p < b.P; ++p)
       if (flags[p] && b.error[p].empty()) b.error[p] = "the bounds of node '" + net_.node(src).name + "' are not finite";
@@ -380,11 +371,7 @@ class BatchedEngine final : public BoundEngine {
       return;
     }
     const ActAttr& a = n.as<ActAttr>();
-    ActSpec s;
-    s.kind = static_cast<int>(a.kind);
-    s.alpha = a.alpha;
-    s.relu = b.options.method.relu;
-    s.smooth = b.options.method.smooth;
+    const ActSpec s{a.kind, a.alpha, b.options.method.relu, b.options.method.smooth};
     const int64_t count = P * n.size();
     const size_t bytes = static_cast<size_t>(count) * sizeof(float);
     Buf al(o, bytes), bl(o, bytes), au(o, bytes), bu(o, bytes);
@@ -471,7 +458,7 @@ class BatchedEngine final : public BoundEngine {
 
   const Network& net_;
   std::unique_ptr<Ops> ops_;
-  std::vector<Geo> geo_;
+  std::vector<Geometry> geo_;
   std::vector<NodeConst> consts_;
   EngineStats stats_;
 };

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "cnncert/network.hpp"
 #include "cnncert/relaxation.hpp"
 #include "cnncert/shape_math.hpp"
 
@@ -123,9 +124,9 @@ CNNCERT_HD inline double concretize_finish(bool upper, double centre, double nor
   return upper ? val + r : val - r;
 }
 
-/// Activation kinds and rules as plain integers for kernels.
+/// An activation node's function and the relaxation rules of the method.
 struct ActSpec {
-  int kind = 0;  ///< ActKind
+  ActKind kind = ActKind::Relu;
   double alpha = 0.01;
   ReluRule relu = ReluRule::Adaptive;
   SmoothRule smooth = SmoothRule::CnnCert;
@@ -134,10 +135,10 @@ struct ActSpec {
 /// Relaxation of one activation neuron from its input bounds (MATH.md §2), in double.
 CNNCERT_HD inline Relaxation<double> relax_activation(const ActSpec& s, double l, double u) {
   switch (s.kind) {
-    case 0: return relax_relu(l, u, s.relu);
-    case 1: return relax_leaky_relu(l, u, s.alpha, s.relu);
-    case 2: return relax_smooth(Smooth::Sigmoid, l, u, s.smooth);
-    case 3: return relax_smooth(Smooth::Tanh, l, u, s.smooth);
+    case ActKind::Relu: return relax_relu(l, u, s.relu);
+    case ActKind::LeakyRelu: return relax_leaky_relu(l, u, s.alpha, s.relu);
+    case ActKind::Sigmoid: return relax_smooth(Smooth::Sigmoid, l, u, s.smooth);
+    case ActKind::Tanh: return relax_smooth(Smooth::Tanh, l, u, s.smooth);
     default: return relax_smooth(Smooth::Atan, l, u, s.smooth);
   }
 }

@@ -29,12 +29,18 @@ inline double parse_number(const std::string& text, const std::string& option) {
   }
 }
 
+/// The comma-separated items of `text`.
+inline std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(item);
+  return out;
+}
+
 /// Parses a comma-separated list of finite numbers.
 inline std::vector<double> parse_list(const std::string& text, const std::string& option) {
   std::vector<double> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(parse_number(item, option));
+  for (const std::string& item : split_commas(text)) out.push_back(parse_number(item, option));
   if (out.empty()) throw InvalidArgument(option + ": empty list");
   for (double v : out)
     if (!std::isfinite(v)) throw InvalidArgument(option + ": values must be finite");

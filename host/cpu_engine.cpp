@@ -74,16 +74,8 @@ void check_bound_problems(const Network& net, const std::vector<BoundProblem>& p
 namespace cpu {
 namespace {
 
-/// Spatial view of a node: (C, H, W) for rank-3 tensors, (numel, 1, 1) otherwise.
-struct Geometry {
-  int64_t c = 1, h = 1, w = 1;
-  int64_t size() const { return c * h * w; }
-};
-
-Geometry geometry(const Node& n) {
-  if (n.shape.size() == 3) return {n.shape[0], n.shape[1], n.shape[2]};
-  return {n.size(), 1, 1};
-}
+using detail::Geometry;
+using detail::geometry;
 
 /// Window geometry of pooling node `n` over an input of geometry `in`.
 batched::PoolGeom pool_geom(const Node& n, const Geometry& in) {
@@ -737,16 +729,9 @@ class CpuEngine final : public BoundEngine {
     auto& au = s.au[static_cast<size_t>(k)];
     auto& bu = s.bu[static_cast<size_t>(k)];
     al.resize(size), bl.resize(size), au.resize(size), bu.resize(size);
-    const Method& m = s.o->method;
+    const batched::ActSpec spec{a.kind, a.alpha, s.o->method.relu, s.o->method.smooth};
     for (size_t i = 0; i < size; ++i) {
-      Relaxation<double> r{};
-      switch (a.kind) {
-        case ActKind::Relu: r = relax_relu(lo[i], hi[i], m.relu); break;
-        case ActKind::LeakyRelu: r = relax_leaky_relu(lo[i], hi[i], a.alpha, m.relu); break;
-        case ActKind::Sigmoid: r = relax_smooth(Smooth::Sigmoid, lo[i], hi[i], m.smooth); break;
-        case ActKind::Tanh: r = relax_smooth(Smooth::Tanh, lo[i], hi[i], m.smooth); break;
-        case ActKind::Atan: r = relax_smooth(Smooth::Atan, lo[i], hi[i], m.smooth); break;
-      }
+      const Relaxation<double> r = batched::relax_activation(spec, lo[i], hi[i]);
       al[i] = r.alpha_l, bl[i] = r.beta_l, au[i] = r.alpha_u, bu[i] = r.beta_u;
     }
   }
@@ -828,7 +813,7 @@ std::unique_ptr<BoundEngine> make_cpu_engine(const Network& net, int threads) {
 
 namespace detail {
 std::vector<int64_t> layout_map(const Node& n, const Node& src) { return cpu::layout_map(n, src); }
-std::vector<double> avgpool_slopes(const Node& n, const Node& src) { return cpu::avgpool_slopes(n, cpu::geometry(src)); }
+std::vector<double> avgpool_slopes(const Node& n, const Node& src) { return cpu::avgpool_slopes(n, geometry(src)); }
 }  // namespace detail
 
 }  // namespace cnncert

@@ -8,6 +8,17 @@
 
 namespace cnncert::detail {
 
+/// Spatial view of a node: (C, H, W) for rank-3 tensors, (numel, 1, 1) otherwise.
+struct Geometry {
+  int64_t c = 1, h = 1, w = 1;
+  int64_t size() const { return c * h * w; }
+};
+
+inline Geometry geometry(const Node& n) {
+  if (n.shape.size() == 3) return {n.shape[0], n.shape[1], n.shape[2]};
+  return {n.size(), 1, 1};
+}
+
 /// For a Reshape/Transpose/Pad node `n` with input `src`: the input element each output element
 /// reads (−1 for padding).
 std::vector<int64_t> layout_map(const Node& n, const Node& src);

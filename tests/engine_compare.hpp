@@ -30,26 +30,11 @@ inline constexpr double kFloatRtol = 1e-4;
 
 inline double float_tol(double ref, double width) { return kFloatRtol * (1 + std::fabs(ref)) + kFloatRtol * std::fabs(width); }
 
-/// The problem "all margins of the predicted class at x0, radius eps".
-inline BoundProblem all_margins_problem(const Network& net, std::vector<double> x0, double eps) {
-  BoundProblem p;
-  p.x0 = std::move(x0);
-  p.eps = eps;
-  const auto y = net.forward(p.x0.data(), 1);
-  const int64_t c = std::max_element(y.begin(), y.end()) - y.begin();
-  std::vector<int64_t> t;
-  for (int64_t k = 0; k < net.output_size(); ++k)
-    if (k != c) t.push_back(k);
-  p.rows = static_cast<int64_t>(t.size());
-  p.spec = margin_spec(net.output_size(), c, t);
-  return p;
-}
-
 /// Problems for `net`: `count` random centres with different radii, all margins of the predicted class.
 inline std::vector<BoundProblem> margin_problems(const Network& net, int count, double eps, uint64_t seed) {
   std::vector<BoundProblem> ps;
   for (int i = 0; i < count; ++i)
-    ps.push_back(all_margins_problem(net, random_input(seed + static_cast<uint64_t>(i), net.input_size()), eps * (1 + 0.5 * i)));
+    ps.push_back(margin_problem(net, random_input(seed + static_cast<uint64_t>(i), net.input_size()), eps * (1 + 0.5 * i)));
   return ps;
 }
 

@@ -57,7 +57,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -249,27 +248,6 @@ def count_neurons(model):
 # --------------------------------------------------------------------------- train / export
 
 
-def accuracy(model, x, y, batch=1000):
-    import torch
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            out = model(torch.from_numpy(x[i:i + batch]))
-            correct += int((out.argmax(1).numpy() == y[i:i + batch]).sum())
-    return correct
-
-
-def logits(model, x, batch=1000):
-    import torch
-    model.eval()
-    outs = []
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            outs.append(model(torch.from_numpy(x[i:i + batch])).numpy())
-    return np.concatenate(outs).astype(np.float32)
-
-
 def export_onnx(model, path):
     """Opset 13, dynamic batch. TrainingMode.PRESERVE with the model in eval mode skips the
     exporter's eval-mode Conv+BN fusion, so BatchNormalization nodes stay explicit (inference
@@ -436,7 +414,7 @@ def rel(path):
 
 def train_one(args):
     import torch
-    import torch.nn as nn
+    from torch_train import fit, logits
 
     spec = parse_name(args.name)
     epochs = args.epochs if args.epochs is not None else default_epochs(spec)
@@ -469,26 +447,7 @@ def train_one(args):
     print("%s: %s\n  %d activation neurons, %d parameters, %d epochs"
           % (spec["name"], arch, neurons, params, epochs))
 
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-    lossf = nn.CrossEntropyLoss()
-    rng = np.random.RandomState(args.seed)
-    t0 = time.time()
-    for ep in range(epochs):
-        model.train()
-        perm = rng.permutation(len(xtr))
-        tot = 0.0
-        for i in range(0, len(perm), BATCH):
-            idx = perm[i:i + BATCH]
-            xb, yb = torch.from_numpy(xtr[idx]), torch.from_numpy(ytr[idx])
-            opt.zero_grad()
-            loss = lossf(model(xb), yb)
-            loss.backward()
-            opt.step()
-            tot += float(loss) * len(idx)
-        acc = accuracy(model, xte, yte)
-        print("  epoch %d: train loss %.4f, test acc %d/10000 (%.1fs)"
-              % (ep + 1, tot / len(xtr), acc, time.time() - t0), flush=True)
-    train_s = time.time() - t0
+    train_s = fit(model, xtr, ytr, xte, yte, epochs, LR, BATCH, args.seed, indent="  ")
 
     model.eval()
     ref = logits(model, xte)

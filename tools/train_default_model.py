@@ -40,13 +40,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from mnist_data import MEAN, SCALE, STD, load_mnist, preprocess  # noqa: E402 (the script's folder)
+from torch_train import accuracy, fit  # noqa: E402
 
 NAME = "mnist_cnn_3layer_5_3"
 SEED = 20240601
@@ -65,16 +65,6 @@ def build_model():
         nn.Flatten(),
         nn.Linear(5 * 22 * 22, 10),
     )
-
-
-def accuracy(model, x, y, batch=1000):
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            out = model(torch.from_numpy(x[i:i + batch]))
-            correct += int((out.argmax(1).numpy() == y[i:i + batch]).sum())
-    return correct
 
 
 def strip_doc_strings(path):
@@ -140,25 +130,7 @@ def main():
     xtr, xte = preprocess(xtr_u8), preprocess(xte_u8)
 
     model = build_model()
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
-    lossf = nn.CrossEntropyLoss()
-    rng = np.random.RandomState(SEED)
-    t0 = time.time()
-    for ep in range(args.epochs):
-        model.train()
-        perm = rng.permutation(len(xtr))
-        tot = 0.0
-        for i in range(0, len(perm), BATCH):
-            idx = perm[i:i + BATCH]
-            xb, yb = torch.from_numpy(xtr[idx]), torch.from_numpy(ytr[idx])
-            opt.zero_grad()
-            loss = lossf(model(xb), yb)
-            loss.backward()
-            opt.step()
-            tot += float(loss) * len(idx)
-        acc = accuracy(model, xte, yte)
-        print("epoch %d: train loss %.4f, test acc %d/10000 (%.1fs)"
-              % (ep + 1, tot / len(xtr), acc, time.time() - t0))
+    fit(model, xtr, ytr, xte, yte, args.epochs, LR, BATCH, SEED)
 
     model.eval()
     test_correct = accuracy(model, xte, yte)

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cnncert/certify.hpp"
 #include "cnncert/engine.hpp"
 #include "cnncert/network.hpp"
 
@@ -129,6 +130,21 @@ inline Network random_network(Family f, ActKind act, uint64_t seed) {
   }
   const int64_t flat = b.node(h).size();
   return b.build(b.dense(h, random_dense(rng, flat, 4)));
+}
+
+/// All margins f_c − f_t of the class c predicted at x0, over the ball of radius eps.
+inline BoundProblem margin_problem(const Network& net, std::vector<double> x0, double eps) {
+  const auto y = net.forward(x0.data(), 1);
+  const int64_t c = std::max_element(y.begin(), y.end()) - y.begin();
+  std::vector<int64_t> t;
+  for (int64_t k = 0; k < net.output_size(); ++k)
+    if (k != c) t.push_back(k);
+  BoundProblem p;
+  p.x0 = std::move(x0);
+  p.eps = eps;
+  p.rows = static_cast<int64_t>(t.size());
+  p.spec = margin_spec(net.output_size(), c, t);
+  return p;
 }
 
 inline std::vector<double> random_input(uint64_t seed, int64_t n) {

@@ -36,20 +36,6 @@ BoundProblem logit_problem(const Network& net, std::vector<double> x0, double ep
   return p;
 }
 
-BoundProblem margin_problem(const Network& net, std::vector<double> x0, double eps) {
-  const auto y = net.forward(x0.data(), 1);
-  const int64_t c = std::max_element(y.begin(), y.end()) - y.begin();
-  std::vector<int64_t> t;
-  for (int64_t k = 0; k < net.output_size(); ++k)
-    if (k != c) t.push_back(k);
-  BoundProblem p;
-  p.x0 = std::move(x0);
-  p.eps = eps;
-  p.rows = static_cast<int64_t>(t.size());
-  p.spec = margin_spec(net.output_size(), c, t);
-  return p;
-}
-
 Network two_relu_net(double w2a, double w2b) {
   NetworkBuilder b;
   int x = b.input({2});
@@ -368,11 +354,7 @@ void check_real_network(const std::filesystem::path& onnx, const std::vector<dou
   check_sound(net, p, r[0], norm, 7, 20, 8);
 }
 
-std::vector<double> fixture_input(const std::string& stem, int index) {
-  const auto in = detail::read_npy((source_dir() / "tests/fixtures/reference" / (stem + ".input.npy")).string());
-  const int64_t n = static_cast<int64_t>(in.data.size()) / in.shape[0];
-  return std::vector<double>(in.data.begin() + index * n, in.data.begin() + (index + 1) * n);
-}
+std::vector<double> fixture_input(const std::string& stem, int index) { return fixture_inputs(stem, index, 1); }
 
 TEST(EngineRealNetworks, ShippedModelBoundsAreSound) {
   const auto model = source_dir() / "models/mnist_cnn_3layer_5_3.onnx";

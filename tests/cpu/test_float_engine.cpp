@@ -96,11 +96,8 @@ TEST(FloatEngine, CertifiedRadiiMatchTheCpuEngine) {
 
 TEST(FloatEngine, ShippedModelMatchesTheCpuEngine) {
   const Network net = import_onnx((source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string());
-  const auto in = detail::read_npy((source_dir() / "tests/fixtures/reference/mnist_cnn_3layer_5_3.input.npy").string());
-  const int64_t n = net.input_size();
   std::vector<BoundProblem> ps;
-  for (int i = 0; i < 2; ++i)
-    ps.push_back(all_margins_problem(net, std::vector<double>(in.data.begin() + i * n, in.data.begin() + (i + 1) * n), 0.01 * (i + 1)));
+  for (int i = 0; i < 2; ++i) ps.push_back(margin_problem(net, fixture_inputs("mnist_cnn_3layer_5_3", i, 1), 0.01 * (i + 1)));
   BoundOptions o;
   o.want_intermediate = true;
   const double worst = compare_results(make_float_engine(net, 256)->bound(ps, o), make_cpu_engine(net)->bound(ps, o), "shipped");
@@ -110,8 +107,7 @@ TEST(FloatEngine, ShippedModelMatchesTheCpuEngine) {
 void compare_shared(const std::string& stem, double eps, Norm norm, const char* method) {
   SCOPED_TRACE(stem);
   const Network net = import_onnx((shared_data() / "nets" / (stem + ".onnx")).string());
-  const auto in = detail::read_npy((source_dir() / "tests/fixtures/reference" / (stem + ".input.npy")).string());
-  const BoundProblem p = all_margins_problem(net, std::vector<double>(in.data.begin(), in.data.begin() + net.input_size()), eps);
+  const BoundProblem p = margin_problem(net, fixture_inputs(stem, 0, 1), eps);
   BoundOptions o;
   o.norm = norm;
   o.method = parse_method(method);

@@ -2,6 +2,7 @@
 // Helpers shared by the CPU tests: data locations and a small ONNX writer for test models.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "npy.hpp"
 #include "protobuf.hpp"
 
 namespace cnncert::test {
@@ -28,6 +30,15 @@ inline std::filesystem::path shared_data() {
     if (::cnncert::test::shared_data().empty())                                              \
       GTEST_SKIP() << "../shared/data is absent: skipping the tests on real networks";       \
   } while (0)
+
+/// Rows [first, first + count) (clipped to what is stored) of the reference inputs of model
+/// `stem` in tests/fixtures/reference, concatenated.
+inline std::vector<double> fixture_inputs(const std::string& stem, int64_t first, int64_t count) {
+  const auto in = detail::read_npy((source_dir() / "tests/fixtures/reference" / (stem + ".input.npy")).string());
+  const int64_t n = static_cast<int64_t>(in.data.size()) / in.shape[0];
+  const int64_t end = std::min(first + count, in.shape[0]);
+  return std::vector<double>(in.data.begin() + first * n, in.data.begin() + end * n);
+}
 
 /// A fresh scratch directory for one test.
 inline std::filesystem::path scratch_dir(const std::string& name) {

@@ -66,25 +66,18 @@ TEST_F(GpuTest, AgreesWithTheSameAlgorithmOnTheCpu) {
   compare_results(make_gpu_engine(net)->bound(ps, o), make_float_engine(net)->bound(ps, o), "gpu vs host-float");
 }
 
-std::vector<double> fixture_inputs(const std::string& stem, int count) {
-  const auto in = detail::read_npy((source_dir() / "tests/fixtures/reference" / (stem + ".input.npy")).string());
-  const int64_t n = static_cast<int64_t>(in.data.size()) / in.shape[0];
-  count = std::min<int>(count, static_cast<int>(in.shape[0]));
-  return std::vector<double>(in.data.begin(), in.data.begin() + count * n);
-}
-
 std::vector<BoundProblem> fixture_problems(const Network& net, const std::vector<double>& x, double eps) {
   std::vector<BoundProblem> ps;
   const int64_t n = net.input_size();
   for (size_t i = 0; i * static_cast<size_t>(n) < x.size(); ++i)
-    ps.push_back(all_margins_problem(net, std::vector<double>(x.begin() + static_cast<long>(i) * n, x.begin() + static_cast<long>(i + 1) * n), eps));
+    ps.push_back(margin_problem(net, std::vector<double>(x.begin() + static_cast<long>(i) * n, x.begin() + static_cast<long>(i + 1) * n), eps));
   return ps;
 }
 
 void compare_real(const std::filesystem::path& onnx, const std::string& stem, double eps, Norm norm, const char* method) {
   SCOPED_TRACE(onnx.filename().string() + " " + method);
   const Network net = import_onnx(onnx.string());
-  const auto ps = fixture_problems(net, fixture_inputs(stem, 2), eps);
+  const auto ps = fixture_problems(net, fixture_inputs(stem, 0, 2), eps);
   BoundOptions o;
   o.norm = norm;
   o.method = parse_method(method);
@@ -112,7 +105,7 @@ TEST_F(GpuTest, SharedNetworksMatchTheCpuEngine) {
 
 TEST_F(GpuTest, CertifiedRadiiMatchTheCpuEngine) {
   const Network net = import_onnx((source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string());
-  const auto x = fixture_inputs("mnist_cnn_3layer_5_3", 10);
+  const auto x = fixture_inputs("mnist_cnn_3layer_5_3", 0, 10);
   CertifyOptions o;
   auto cpu = make_cpu_engine(net);
   auto gpu = make_gpu_engine(net);
