@@ -148,6 +148,10 @@ inline int expect_same_radii(const Network& net, BoundEngine& cpu, const std::ve
                              const std::vector<ImageResult>& got, const BoundOptions& bo, const std::string& what) {
   int differing = 0;
   EXPECT_EQ(ref.size(), got.size()) << what;
+  double total = 0;
+  for (const auto& im : ref)
+    for (const auto& t : im.targets) total += t.eps;
+  EXPECT_GT(total, 0) << what << ": nothing certified, the comparison would say nothing";
   const int64_t n = net.input_size();
   for (size_t i = 0; i < std::min(ref.size(), got.size()); ++i) {
     EXPECT_EQ(ref[i].skipped, got[i].skipped) << what << " image " << i;
@@ -194,6 +198,10 @@ void compare_proven(MakeEngine&& make_test_engine) {
     auto test = make_test_engine(net);
     const ProvenRun a = proven_certify(net, *cpu, x, {}, po), b = proven_certify(net, *test, x, {}, po);
     ASSERT_EQ(a.images.size(), b.images.size());
+    double total = 0;
+    for (const auto& im : a.images)
+      for (const auto& t : im.targets) total += t.noise;
+    EXPECT_GT(total, 0) << "no noise level certified: the comparison would say nothing";
     for (size_t i = 0; i < a.images.size(); ++i) {
       ASSERT_EQ(a.images[i].targets.size(), b.images[i].targets.size());
       for (size_t t = 0; t < a.images[i].targets.size(); ++t) {
