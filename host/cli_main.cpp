@@ -501,15 +501,34 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
   return 0;
 }
 
-int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so, const std::string& noise,
-               double confidence, const std::string& cov_path, bool proxy, const std::string& level_text) {
+/// Options of `proven` beyond the input, bound and search options.
+struct ProvenCliOptions {
+  std::string noise = "uniform", cov_path, level_text;
+  double confidence = 0.9999;
+  bool proxy = false, no_worst_case = false;
+
+  void add(CLI::App& app) {
+    app.add_option("--noise", noise, "uniform, bernoulli, bounded or gaussian")->capture_default_str();
+    app.add_option("--confidence", confidence, "required probability of keeping the prediction")->capture_default_str();
+    app.add_option("--covariance", cov_path, "Gaussian covariance (.npy: d diagonal values or a d x d matrix)");
+    app.add_option("--level", level_text, "report the probability bound at this noise level (eps or sigma) instead of searching");
+    app.add_flag("--uniform-proxy", proxy, "uniform noise: Hoeffding with the variance proxy eps^2/3 (tighter)");
+    app.add_flag("--no-worst-case", no_worst_case,
+                 "skip the worst-case radius search (no ratio): one search, the cost of a worst-case certification");
+  }
+};
+
+int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so, const ProvenCliOptions& pc) {
   const std::string &target = so.target, &json_path = so.json, &csv_path = so.csv;
+  const std::string& noise = pc.noise;
+  const double confidence = pc.confidence;
+  const bool proxy = pc.proxy;
   const uint64_t seed = so.seed;
   const bool quiet = so.quiet;
   if (!(confidence > 0 && confidence < 1)) throw InvalidArgument("--confidence must lie in (0, 1)");
   double level = -1;
-  if (!level_text.empty()) {
-    level = parse_number(level_text, "--level");
+  if (!pc.level_text.empty()) {
+    level = parse_number(pc.level_text, "--level");
     if (!std::isfinite(level) || level < 0) throw InvalidArgument("--level (noise scale) must be finite and non-negative");
   }
   cnncert::ProvenOptions po;
@@ -517,14 +536,15 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
   po.noise.kind = cnncert::parse_noise(noise);
   po.noise.uniform_variance_proxy = proxy;
   po.confidence = confidence;
+  po.worst_case = !pc.no_worst_case;
   if (proxy && po.noise.kind != cnncert::NoiseKind::Uniform) throw InvalidArgument("--uniform-proxy applies to --noise uniform only");
   const cnncert::Network net = cnncert::import_onnx(in.model);
   print_notes(net);
   cnncert::check_boundable(net);
-  if (!cov_path.empty()) {
+  if (!pc.cov_path.empty()) {
     if (po.noise.kind != cnncert::NoiseKind::Gaussian) throw InvalidArgument("--covariance applies to --noise gaussian only");
-    po.noise.covariance = cnncert::detail::read_npy(cov_path).data;
-    cnncert::validate_covariance(po.noise.covariance, net.input_size(), cov_path);
+    po.noise.covariance = cnncert::detail::read_npy(pc.cov_path).data;
+    cnncert::validate_covariance(po.noise.covariance, net.input_size(), pc.cov_path);
   }
   const cnncert::ImageSet set = in.load();
   const std::vector<double> x = cnncert::preprocess(set, in.preprocess(), net);
@@ -581,16 +601,24 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
     for (const auto& t : im.targets) {
       ++n;
       sum_noise += t.noise;
-      sum_worst += t.worst_case;
-      if (t.worst_case > 0) sum_ratio += t.ratio, ++n_ratio;
+      sum_worst += po.worst_case ? t.worst_case : 0.0;
+      if (po.worst_case && t.worst_case > 0) sum_ratio += t.ratio, ++n_ratio;
       const std::string tname = t.target < 0 ? std::string("top-1") : std::to_string(t.target);
-      if (!quiet)
+      if (!quiet) {
         std::cout << "image " << im.image << ": label " << im.label << ", target " << tname << ", " << level_name << " "
-                  << std::setprecision(6) << t.noise << " at " << confidence << ", worst-case " << t.worst_case << ", ratio "
-                  << std::setprecision(4) << t.ratio << "\n";
-      if (csv) csv << im.image << "," << im.label << "," << im.predicted << "," << tname << "," << std::setprecision(10) << t.noise
-                   << "," << t.worst_case << "," << t.ratio << "," << t.note << "\n";
-      jt.push_back({{"target", t.target}, {"noise", t.noise}, {"worst_case", t.worst_case}, {"ratio", t.ratio}});
+                  << std::setprecision(6) << t.noise << " at " << confidence;
+        if (po.worst_case) std::cout << ", worst-case " << t.worst_case << ", ratio " << std::setprecision(4) << t.ratio;
+        std::cout << "\n";
+      }
+      if (csv) {
+        csv << im.image << "," << im.label << "," << im.predicted << "," << tname << "," << std::setprecision(10) << t.noise << ",";
+        if (po.worst_case) csv << t.worst_case << "," << t.ratio;
+        else csv << ",";
+        csv << "," << t.note << "\n";
+      }
+      json jtt{{"target", t.target}, {"noise", t.noise}};
+      if (po.worst_case) jtt["worst_case"] = t.worst_case, jtt["ratio"] = t.ratio;
+      jt.push_back(jtt);
     }
     ji["targets"] = jt;
     jimages.push_back(ji);
@@ -599,16 +627,18 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
   const double avg_ratio = n_ratio ? sum_ratio / static_cast<double>(n_ratio) : 0;
   std::cout << "[PROVEN " << noise << ", confidence " << confidence << "] method = " << bo.method << ", target = " << target
             << ", " << n << " searches, " << skipped << " skipped\n";
-  std::cout << "avg probabilistic " << level_name << " = " << std::setprecision(5) << avg_noise << ", avg worst-case radius (L"
-            << bo.norm << ") = " << avg_worst << ", avg ratio = " << std::setprecision(4) << avg_ratio << "\n";
-  std::cout << "time: worst case " << std::setprecision(3) << run.worst_case_seconds << " s, probabilistic " << run.proven_seconds
-            << " s\n";
-  if (!json_path.empty())
-    write_json({{"model", in.model}, {"noise", noise}, {"confidence", confidence}, {"method", bo.method}, {"norm", bo.norm},
-                {"target", target}, {"seed", seed}, {"avg_noise", avg_noise}, {"avg_worst_case", avg_worst},
-                {"avg_ratio", avg_ratio}, {"worst_case_seconds", run.worst_case_seconds},
-                {"proven_seconds", run.proven_seconds}, {"images", jimages}},
-               json_path);
+  std::cout << "avg probabilistic " << level_name << " = " << std::setprecision(5) << avg_noise;
+  if (po.worst_case)
+    std::cout << ", avg worst-case radius (L" << bo.norm << ") = " << avg_worst << ", avg ratio = " << std::setprecision(4) << avg_ratio;
+  std::cout << "\ntime: ";
+  if (po.worst_case) std::cout << "worst case " << std::setprecision(3) << run.worst_case_seconds << " s, ";
+  std::cout << "probabilistic " << std::setprecision(3) << run.proven_seconds << " s\n";
+  if (!json_path.empty()) {
+    json j{{"model", in.model}, {"noise", noise}, {"confidence", confidence}, {"method", bo.method}, {"norm", bo.norm},
+           {"target", target}, {"seed", seed}, {"avg_noise", avg_noise}, {"proven_seconds", run.proven_seconds}, {"images", jimages}};
+    if (po.worst_case) j["avg_worst_case"] = avg_worst, j["avg_ratio"] = avg_ratio, j["worst_case_seconds"] = run.worst_case_seconds;
+    write_json(j, json_path);
+  }
   return 0;
 }
 
@@ -662,15 +692,8 @@ int main(int argc, char** argv) {
   pbo.add(*proven);
   SearchCliOptions pso;
   pso.add(*proven, "random, runnerup, least, all or untargeted (top-1, union bound)");
-  std::string noise = "uniform", cov_path;
-  double confidence = 0.9999;
-  bool proxy = false;
-  proven->add_option("--noise", noise, "uniform, bernoulli, bounded or gaussian")->capture_default_str();
-  proven->add_option("--confidence", confidence, "required probability of keeping the prediction")->capture_default_str();
-  proven->add_option("--covariance", cov_path, "Gaussian covariance (.npy: d diagonal values or a d x d matrix)");
-  std::string level_text;
-  proven->add_option("--level", level_text, "report the probability bound at this noise level (eps or sigma) instead of searching");
-  proven->add_flag("--uniform-proxy", proxy, "uniform noise: Hoeffding with the variance proxy eps^2/3 (tighter)");
+  ProvenCliOptions ppc;
+  ppc.add(*proven);
 
   CLI::App* convert = app.add_subcommand("convert", "rewrite a model (e.g. convolutions as dense layers: the Fast-Lin baseline)");
   std::string conv_model, conv_out;
@@ -700,7 +723,7 @@ int main(int argc, char** argv) {
     if (*certify) return run_certify(cin_, cbo, cso, targets_file);
     if (*bounds) return run_bounds(bin_, bbo, eps, logits, json_path);
     if (*proven)
-      return run_proven(pin2, pbo, pso, noise, confidence, cov_path, proxy, level_text);
+      return run_proven(pin2, pbo, pso, ppc);
     if (*convert) {
       if (!to_dense) throw InvalidArgument("convert: nothing to do (use --to-dense)");
       const cnncert::Network net = cnncert::import_onnx(conv_model);

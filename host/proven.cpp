@@ -38,7 +38,9 @@ double hoeffding_failure(double mu, double a_l2, double eps, bool uniform_proxy)
 double normal_cdf(double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
 
 double gaussian_box_tail(double sigma, const std::vector<double>& variances, int64_t dims, double r) {
-  // P[X ∉ box] = 1 − Π_i (1 − erfc(r / (σ_i √2))), computed as −expm1(Σ log1p(−erfc)).
+  // P[X ∉ box] = 1 − Π_i (1 − erfc(r / (σ_i √2))), computed as −expm1(Σ log1p(−erfc)). Exact for
+  // independent coordinates; with a full covariance only its diagonal enters, and by Šidák's
+  // inequality the product still bounds P[X ∈ box] from below, so the tail stays an upper bound.
   double log_inside = 0;
   for (int64_t i = 0; i < dims; ++i) {
     const double s = sigma * (variances.empty() ? 1.0 : std::sqrt(variances[static_cast<size_t>(i)]));
@@ -132,11 +134,12 @@ std::vector<double> diagonal(const std::vector<double>& cov, int64_t d) {
 /// Bound on P[some row ≤ 0] at `level` from the rows' lower linear bounds (valid on the box of
 /// radius p.eps); NaN when the bounds are not finite.
 double failure_bound(const BoundProblem& p, const BoundResult& r, const NoiseModel& noise, const std::vector<double>& variances,
-                     int64_t d, double level, double delta) {
+                     int64_t d, double level) {
   const bool gaussian = noise.kind == NoiseKind::Gaussian;
   const bool proxy = noise.uniform_variance_proxy && noise.kind == NoiseKind::Uniform;
+  if (static_cast<int64_t>(r.a_lower.size()) != p.rows * d || static_cast<int64_t>(r.b_lower.size()) != p.rows)
+    return std::nan("");  // no linear bounds (an engine run without want_linear)
   double fail = gaussian ? gaussian_box_tail(level, variances, d, p.eps) : 0.0;
-  (void)delta;
   for (int64_t k = 0; k < p.rows; ++k) {
     const double* a = r.a_lower.data() + k * d;
     double mu = r.b_lower[static_cast<size_t>(k)], l2 = 0;
@@ -155,6 +158,11 @@ double failure_bound(const BoundProblem& p, const BoundResult& r, const NoiseMod
 
 }  // namespace
 
+double proven_failure_bound(const BoundProblem& p, const BoundResult& r, const NoiseModel& noise, double level) {
+  const int64_t d = static_cast<int64_t>(p.x0.size());
+  return failure_bound(p, r, noise, diagonal(noise.covariance, d), d, level);
+}
+
 std::vector<double> proven_failure_bounds(const Network& net, BoundEngine& engine, std::vector<BoundProblem> problems,
                                           const NoiseModel& noise, double level, double confidence,
                                           const BoundOptions& bound) {
@@ -171,7 +179,7 @@ std::vector<double> proven_failure_bounds(const Network& net, BoundEngine& engin
   const auto res = engine.bound(problems, o);
   std::vector<double> out;
   for (size_t i = 0; i < problems.size(); ++i) {
-    const double f = res[i].error.empty() ? failure_bound(problems[i], res[i], noise, variances, d, level, delta) : std::nan("");
+    const double f = res[i].error.empty() ? failure_bound(problems[i], res[i], noise, variances, d, level) : std::nan("");
     out.push_back(std::isfinite(f) ? f : 1.0);  // fail closed
   }
   return out;
@@ -188,8 +196,11 @@ ProvenRun proven_certify(const Network& net, BoundEngine& engine, const std::vec
 
   ProvenRun run;
   auto t0 = std::chrono::steady_clock::now();
-  const std::vector<ImageResult> worst = certify(net, engine, inputs, labels, po.base, first_index);
-  run.worst_case_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<ImageResult> worst;
+  if (po.worst_case) {
+    worst = certify(net, engine, inputs, labels, po.base, first_index);
+    run.worst_case_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
 
   CertifyOptions o = po.base;
   o.bound.norm = Norm::Linf;  // the region on which the linear bounds hold is an l-inf box
@@ -198,7 +209,7 @@ ProvenRun proven_certify(const Network& net, BoundEngine& engine, const std::vec
   const std::vector<double> variances = diagonal(noise.covariance, d);
   if (gaussian) o.region_of_level = [&](double sigma) { return gaussian_box_radius(sigma, variances, d, delta / 2); };
   o.decide = [&](const BoundProblem& p, const BoundResult& r, double level, std::string* note) {
-    const double fail = failure_bound(p, r, noise, variances, d, level, delta);
+    const double fail = failure_bound(p, r, noise, variances, d, level);
     if (!std::isfinite(fail) && note && note->empty()) *note = "non-finite linear bound";
     return fail <= delta;
   };
@@ -217,8 +228,12 @@ ProvenRun proven_certify(const Network& net, BoundEngine& engine, const std::vec
       ProvenTarget pt;
       pt.target = prob[i].targets[t].target;
       pt.noise = prob[i].targets[t].eps;
-      pt.worst_case = worst[i].targets.size() > t ? worst[i].targets[t].eps : 0.0;
-      pt.ratio = pt.worst_case > 0 ? pt.noise / pt.worst_case : 0.0;
+      if (po.worst_case) {
+        pt.worst_case = worst[i].targets.size() > t ? worst[i].targets[t].eps : 0.0;
+        pt.ratio = pt.worst_case > 0 ? pt.noise / pt.worst_case : 0.0;
+      } else {
+        pt.worst_case = pt.ratio = std::nan("");
+      }
       pt.note = prob[i].targets[t].note;
       im.targets.push_back(pt);
     }

@@ -40,7 +40,9 @@ double normal_cdf(double z);
 /// The smallest r (up to a safe rounding) with P[X ∉ B∞(x0, r)] ≤ tail for X ~ N(x0, σ²·diag(v))
 /// (`variances` empty = all 1): the exact product formula for independent coordinates.
 double gaussian_box_radius(double sigma, const std::vector<double>& variances, int64_t dims, double tail);
-/// P[X ∉ B∞(x0, r)] for X ~ N(x0, σ²·diag(v)) with independent coordinates.
+/// P[X ∉ B∞(x0, r)] for X ~ N(x0, σ²·diag(v)) with independent coordinates; for correlated
+/// coordinates with these variances it is an upper bound (Šidák's inequality: the probability of
+/// the box is at least the product of the per-coordinate probabilities).
 double gaussian_box_tail(double sigma, const std::vector<double>& variances, int64_t dims, double r);
 
 /// Checks a covariance for `dims` inputs (size d or d×d, finite, non-negative variances,
@@ -53,14 +55,17 @@ struct ProvenOptions {
   CertifyOptions base;
   NoiseModel noise;
   double confidence = 0.9999;
+  /// Also search the worst-case radius (base.bound.norm) for the ratio. Without it a run costs
+  /// one search, like a worst-case certification; worst_case and ratio are then NaN.
+  bool worst_case = true;
 };
 
 /// One (image, target) result.
 struct ProvenTarget {
   int64_t target = -1;   ///< −1 = top-1 (all other classes, union bound)
   double noise = 0;      ///< certified noise level (ε or σ) at the confidence
-  double worst_case = 0; ///< worst-case certified radius (same method and search, base.bound.norm)
-  double ratio = 0;      ///< noise / worst_case (0 when the worst case is 0)
+  double worst_case = 0; ///< worst-case certified radius (same method and search, base.bound.norm); NaN when not searched
+  double ratio = 0;      ///< noise / worst_case (0 when the worst case is 0; NaN when not searched)
   std::string note;
 };
 
@@ -72,11 +77,19 @@ struct ProvenImage {
   std::vector<ProvenTarget> targets;
 };
 
-/// Result of a run, with the time of the worst-case and of the probabilistic searches.
+/// Result of a run, with the time of the worst-case (0 when not searched) and of the
+/// probabilistic searches.
 struct ProvenRun {
   std::vector<ProvenImage> images;
   double worst_case_seconds = 0, proven_seconds = 0;
 };
+
+/// Upper bound on P[some row of `p` ≤ 0] (union bound over the rows) under the noise at `level`
+/// (ε or σ), from the rows' final lower linear bounds in `r` (an engine result with want_linear,
+/// valid on the l-inf box of radius p.eps, which must contain the bounded noise's support; for
+/// Gaussian noise the probability of leaving that box is added). NaN when the bounds are not
+/// finite.
+double proven_failure_bound(const BoundProblem& p, const BoundResult& r, const NoiseModel& noise, double level);
 
 /// Upper bounds on P[some spec row ≤ 0] (union bound over the rows) under the noise at `level`
 /// (ε or σ), one per problem: the engine runs on the l-inf box of radius `level` (bounded noise)
