@@ -365,15 +365,20 @@ void conv_forward(const ConvAttr& a, const Shape& is, const Shape& os, const T* 
         for (int64_t kx = 0; kx < a.kernel_w; ++kx) {
           const T w = static_cast<T>(a.weight[static_cast<size_t>(((o * cpg_in + ci) * a.kernel_h + ky) * a.kernel_w + kx)]);
           if (w == T(0)) continue;
+          // the output columns whose tap lands inside the row: xx = q·stride + off ∈ [0, iw)
+          const int64_t off = kx * a.dilation_w - a.pad_left;
+          int64_t q_lo = 0, q_hi = ow;
+          while (q_lo < ow && q_lo * a.stride_w + off < 0) ++q_lo;
+          while (q_hi > q_lo && (q_hi - 1) * a.stride_w + off >= iw) --q_hi;
           for (int64_t r = 0; r < oh; ++r) {
             const int64_t yy = r * a.stride_h - a.pad_top + ky * a.dilation_h;
             if (yy < 0 || yy >= ih) continue;
             const T* xrow = xc + yy * iw;
             T* yrow = yo + r * ow;
-            for (int64_t q = 0; q < ow; ++q) {
-              const int64_t xx = q * a.stride_w - a.pad_left + kx * a.dilation_w;
-              if (xx < 0 || xx >= iw) continue;
-              yrow[q] += w * xrow[xx];
+            if (a.stride_w == 1) {
+              for (int64_t q = q_lo; q < q_hi; ++q) yrow[q] += w * xrow[q + off];
+            } else {
+              for (int64_t q = q_lo; q < q_hi; ++q) yrow[q] += w * xrow[q * a.stride_w + off];
             }
           }
         }
