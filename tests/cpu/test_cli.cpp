@@ -204,6 +204,19 @@ TEST(Cli, ProvenReportsRatiosAndRejectsBadOptions) {
     EXPECT_GE(t["noise"].get<double>(), t["worst_case"].get<double>());  // bounded noise
     EXPECT_GT(t["worst_case"].get<double>(), 0.0);
   }
+  // without the worst-case search: the same probabilistic levels (that search does not depend on
+  // the worst case), and no worst-case fields
+  const Result only = cli("proven " + kModel + " " + kImages + " -n 2 --no-worst-case --json -");
+  ASSERT_EQ(only.code, 0) << only.err;
+  const auto jo = nlohmann::json::parse(only.out.substr(only.out.find("{\n")));
+  ASSERT_EQ(jo["images"].size(), j["images"].size());
+  for (size_t i = 0; i < j["images"].size(); ++i) {
+    const auto &a = j["images"][i]["targets"][0], &b = jo["images"][i]["targets"][0];
+    EXPECT_EQ(a["noise"].get<double>(), b["noise"].get<double>()) << "image " << i;
+    EXPECT_FALSE(b.contains("worst_case"));
+  }
+  EXPECT_FALSE(jo.contains("avg_worst_case"));
+  EXPECT_EQ(only.out.find("worst-case"), std::string::npos) << only.out;
   const Result lvl = cli("proven " + kModel + " " + kImages + " -n 1 --level 0.01");
   ASSERT_EQ(lvl.code, 0) << lvl.err;
   EXPECT_NE(lvl.out.find("P[prediction kept] >= 1"), std::string::npos) << lvl.out;  // certain at a tiny level

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <tuple>
 
 #include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
@@ -81,6 +82,52 @@ TEST(Proven, GaussianBoxRadiusMatchesItsTail) {
   EXPECT_NEAR(static_cast<double>(out) / n, 0.05, 0.004);
 }
 
+/// A strongly correlated covariance Σ = L·Lᵀ for d inputs (row-major) and its factor L.
+std::pair<std::vector<double>, std::vector<double>> correlated_covariance(int64_t d, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::vector<double> l(static_cast<size_t>(d * d), 0.0), cov(static_cast<size_t>(d * d), 0.0);
+  for (int64_t i = 0; i < d; ++i) {
+    l[static_cast<size_t>(i * d)] = 1.0;  // a common factor: every pair of coordinates correlated
+    for (int64_t j = 1; j <= i; ++j) l[static_cast<size_t>(i * d + j)] = 0.5 * u(rng);
+    if (i > 0) l[static_cast<size_t>(i * d + i)] = 0.3 + 0.5 * std::fabs(u(rng));
+  }
+  for (int64_t i = 0; i < d; ++i)
+    for (int64_t j = 0; j < d; ++j)
+      for (int64_t k = 0; k < d; ++k) cov[static_cast<size_t>(i * d + j)] += l[static_cast<size_t>(i * d + k)] * l[static_cast<size_t>(j * d + k)];
+  return {cov, l};
+}
+
+TEST(Proven, GaussianBoxTailHoldsForCorrelatedNoise) {
+  // With correlated coordinates the product of the per-coordinate probabilities is a lower bound
+  // on P[X ∈ box] (Šidák's inequality), so the tail computed from the variances stays an upper
+  // bound. Checked by sampling X = L·z.
+  const int64_t d = 12;
+  const auto [cov, l] = correlated_covariance(d, 9);
+  EXPECT_NO_THROW(validate_covariance(cov, d, "cov"));
+  std::vector<double> var(static_cast<size_t>(d));
+  for (int64_t i = 0; i < d; ++i) var[static_cast<size_t>(i)] = cov[static_cast<size_t>(i * d + i)];
+  const double sigma = 0.5, r = gaussian_box_radius(sigma, var, d, 0.05);
+  std::mt19937_64 rng(6);
+  std::normal_distribution<double> g(0.0, 1.0);
+  const int n = 100000;
+  int out = 0;
+  std::vector<double> z(static_cast<size_t>(d));
+  for (int s = 0; s < n; ++s) {
+    for (double& v : z) v = g(rng);
+    bool o = false;
+    for (int64_t i = 0; i < d; ++i) {
+      double x = 0;
+      for (int64_t j = 0; j <= i; ++j) x += l[static_cast<size_t>(i * d + j)] * z[static_cast<size_t>(j)];
+      o = o || std::fabs(sigma * x) > r;
+    }
+    out += o;
+  }
+  const double rate = static_cast<double>(out) / n;
+  EXPECT_LE(rate, 0.05 + 4 * std::sqrt(0.05 / n));
+  EXPECT_GT(rate, 0.01);  // not vacuous: the box is tight enough to be left
+}
+
 TEST(Proven, CovarianceValidation) {
   EXPECT_NO_THROW(validate_covariance({1, 0.5, 0.5, 1}, 2, "cov.npy"));
   EXPECT_NO_THROW(validate_covariance({1, 1, 1, 1}, 2, "cov.npy"));  // singular but PSD
@@ -96,56 +143,82 @@ TEST(Proven, CovarianceValidation) {
   }
 }
 
-/// Monte Carlo misclassification rate of the network under the noise at `level` around x0.
-double mc_error_rate(const Network& net, const std::vector<double>& x0, int64_t c, NoiseKind kind, double level, int n,
-                     uint64_t seed) {
+/// Monte Carlo failure rate of the network under the noise at `level` around x0: the rate of
+/// draws whose prediction is not c (target −1, top-1) or whose logit of `target` is not below c's.
+/// A factor `chol` (d×d, row-major, lower triangular) makes the Gaussian noise level·chol·z with
+/// z ~ N(0, I), i.e. covariance level²·chol·cholᵀ.
+double mc_failure_rate(const Network& net, const std::vector<double>& x0, int64_t c, int64_t target, NoiseKind kind,
+                       double level, int n, uint64_t seed, const std::vector<double>& chol = {}) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> u(-level, level);
   std::normal_distribution<double> g(0.0, level);
   std::bernoulli_distribution coin(0.5);
   const int64_t d = net.input_size(), k = net.output_size();
   const int batch = 500;
-  std::vector<double> xs(static_cast<size_t>(batch * d));
+  std::vector<double> xs(static_cast<size_t>(batch * d)), z(static_cast<size_t>(d));
   int errors = 0;
   for (int done = 0; done < n; done += batch) {
-    for (int b = 0; b < batch; ++b)
+    for (int b = 0; b < batch; ++b) {
+      for (int64_t i = 0; i < d; ++i)
+        z[static_cast<size_t>(i)] =
+            kind == NoiseKind::Gaussian ? g(rng) : kind == NoiseKind::Bernoulli ? (coin(rng) ? level : -level) : u(rng);
       for (int64_t i = 0; i < d; ++i) {
-        const double z = kind == NoiseKind::Gaussian ? g(rng) : kind == NoiseKind::Bernoulli ? (coin(rng) ? level : -level) : u(rng);
-        xs[static_cast<size_t>(b * d + i)] = x0[static_cast<size_t>(i)] + z;
+        double v = z[static_cast<size_t>(i)];
+        if (!chol.empty()) {
+          v = 0;
+          for (int64_t j = 0; j <= i; ++j) v += chol[static_cast<size_t>(i * d + j)] * z[static_cast<size_t>(j)];
+        }
+        xs[static_cast<size_t>(b * d + i)] = x0[static_cast<size_t>(i)] + v;
       }
+    }
     const auto y = net.forward(xs.data(), batch);
     for (int b = 0; b < batch; ++b) {
       const double* row = y.data() + b * k;
-      errors += (std::max_element(row, row + k) - row) != c;
+      errors += target < 0 ? (std::max_element(row, row + k) - row) != c : row[target] >= row[c];
     }
   }
   return static_cast<double>(errors) / n;
 }
 
-void check_end_to_end(const Network& net, const std::vector<double>& x, const std::vector<int64_t>& labels, NoiseKind kind,
-                      double confidence, int draws) {
-  SCOPED_TRACE(noise_name(kind));
+/// One end-to-end configuration: noise, confidence, Monte Carlo draws per image, method, targets.
+struct EndToEnd {
+  NoiseKind kind = NoiseKind::Uniform;
+  double confidence = 0.99;
+  int draws = 20000;
+  std::string method = "adaptive";
+  TargetMode target = TargetMode::Untargeted;  // top-1: the probability of keeping the class
+  std::vector<double> covariance, chol;        // Gaussian: a full covariance and its Cholesky factor
+};
+
+/// Runs PROVEN and checks every reported noise level by sampling; returns the levels checked.
+int check_end_to_end(const Network& net, const std::vector<double>& x, const std::vector<int64_t>& labels, const EndToEnd& e) {
+  SCOPED_TRACE(std::string(noise_name(e.kind)) + ", " + e.method + ", " + target_mode_name(e.target));
   auto engine = make_cpu_engine(net);
   ProvenOptions po;
-  po.noise.kind = kind;
-  po.confidence = confidence;
-  po.base.target = TargetMode::Untargeted;  // top-1: the probability of keeping the class
+  po.noise.kind = e.kind;
+  po.confidence = e.confidence;
+  po.base.target = e.target;
+  po.base.bound.method = parse_method(e.method);
+  po.noise.covariance = e.covariance;
   const auto run = proven_certify(net, *engine, x, labels, po);
   int checked = 0;
   for (const auto& im : run.images) {
     if (im.skipped) continue;
-    const auto& t = im.targets[0];
-    if (kind != NoiseKind::Gaussian) EXPECT_GE(t.noise, t.worst_case) << "image " << im.image;
-    if (t.noise <= 0) continue;
-    const int64_t n = net.input_size();
-    const std::vector<double> x0(x.begin() + im.image * n, x.begin() + (im.image + 1) * n);
-    const double rate = mc_error_rate(net, x0, im.predicted, kind, t.noise, draws, 11 + static_cast<uint64_t>(im.image));
-    const double delta = 1 - confidence;
-    // a binomial count above δ·n by more than 5 standard deviations would refute the claim
-    EXPECT_LE(rate, delta + 5 * std::sqrt(delta / draws)) << "image " << im.image << " level " << t.noise;
-    ++checked;
+    for (const auto& t : im.targets) {
+      if (e.kind != NoiseKind::Gaussian) EXPECT_GE(t.noise, t.worst_case) << "image " << im.image;
+      if (t.noise <= 0) continue;
+      const int64_t n = net.input_size();
+      const std::vector<double> x0(x.begin() + im.image * n, x.begin() + (im.image + 1) * n);
+      const double rate = mc_failure_rate(net, x0, im.predicted, t.target, e.kind, t.noise, e.draws, 11 + static_cast<uint64_t>(im.image),
+                                          e.chol);
+      const double delta = 1 - e.confidence;
+      // a binomial count above δ·n by more than 5 standard deviations would refute the claim
+      EXPECT_LE(rate, delta + 5 * std::sqrt(delta / e.draws)) << "image " << im.image << " level " << t.noise;
+      ++checked;
+    }
   }
   EXPECT_GT(checked, 0);
+  return checked;
 }
 
 TEST(ProvenEndToEnd, RandomNetworksKeepTheClaimedProbability) {
@@ -157,20 +230,81 @@ TEST(ProvenEndToEnd, RandomNetworksKeepTheClaimedProbability) {
       const auto v = random_input(40 + s, net.input_size());
       x.insert(x.end(), v.begin(), v.end());
     }
-    for (NoiseKind k : {NoiseKind::Uniform, NoiseKind::Bernoulli, NoiseKind::Gaussian})
-      check_end_to_end(net, x, {}, k, 0.99, 20000);
+    for (NoiseKind k : {NoiseKind::Uniform, NoiseKind::Bernoulli, NoiseKind::Gaussian}) check_end_to_end(net, x, {}, {k});
   }
+}
+
+TEST(ProvenEndToEnd, FullCovarianceKeepsTheClaimedProbability) {
+  const Network net = random_network(Family::Mlp, ActKind::Relu, 17);
+  const int64_t d = net.input_size();
+  std::vector<double> x;
+  for (uint64_t s = 0; s < 3; ++s) {
+    const auto v = random_input(40 + s, d);
+    x.insert(x.end(), v.begin(), v.end());
+  }
+  EndToEnd e{NoiseKind::Gaussian};
+  std::tie(e.covariance, e.chol) = correlated_covariance(d, 21);
+  check_end_to_end(net, x, {}, e);
+}
+
+/// The first `count` reference images of a model and their labels.
+std::pair<std::vector<double>, std::vector<int64_t>> reference_images(const std::string& stem, int64_t count) {
+  const auto lab = detail::read_npy((source_dir() / "tests/fixtures/reference" / (stem + ".labels.npy")).string());
+  return {fixture_inputs(stem, 0, count), std::vector<int64_t>(lab.data.begin(), lab.data.begin() + count)};
 }
 
 TEST(ProvenEndToEnd, ShippedModelKeepsTheClaimedProbability) {
   const Network net = import_onnx((source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string());
-  const auto in = detail::read_npy((source_dir() / "tests/fixtures/reference/mnist_cnn_3layer_5_3.input.npy").string());
-  const auto lab = detail::read_npy((source_dir() / "tests/fixtures/reference/mnist_cnn_3layer_5_3.labels.npy").string());
-  const int64_t n = net.input_size();
-  std::vector<double> x(in.data.begin(), in.data.begin() + 2 * n);
-  std::vector<int64_t> labels(lab.data.begin(), lab.data.begin() + 2);
-  check_end_to_end(net, x, labels, NoiseKind::Uniform, 0.999, 10000);
-  check_end_to_end(net, x, labels, NoiseKind::Gaussian, 0.999, 10000);
+  const auto [x, labels] = reference_images("mnist_cnn_3layer_5_3", 2);
+  const auto [x1, label1] = reference_images("mnist_cnn_3layer_5_3", 1);
+  // the default confidence 0.9999 with 10^5 draws (≈ 10 failures allowed on average)
+  check_end_to_end(net, x1, label1, {NoiseKind::Uniform, 0.9999, 100000});
+  check_end_to_end(net, x, labels, {NoiseKind::Gaussian, 0.999, 10000});
+  check_end_to_end(net, x, labels, {NoiseKind::Bernoulli, 0.999, 10000, "adaptive", TargetMode::Random});
+}
+
+TEST(ProvenEndToEnd, EveryMethodKeepsTheClaimedProbability) {
+  const Network relu = import_onnx((source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string());
+  const auto [x, labels] = reference_images("mnist_cnn_3layer_5_3", 1);
+  for (const char* m : {"fastlin", "adaptive"}) check_end_to_end(relu, x, labels, {NoiseKind::Uniform, 0.999, 10000, m, TargetMode::Random});
+  const Network sig = import_onnx((source_dir() / "models/mnist_cnn_4layer_5_3_sigmoid.onnx").string());
+  const auto [xs, ls] = reference_images("mnist_cnn_4layer_5_3_sigmoid", 1);
+  for (const char* m : {"cnncert", "deepcert", "crown"}) check_end_to_end(sig, xs, ls, {NoiseKind::Uniform, 0.999, 10000, m, TargetMode::Random});
+}
+
+TEST(ProvenEndToEnd, RealNetworksKeepTheClaimedProbability) {
+  CNNCERT_REQUIRE_SHARED_DATA();
+  const auto nets = shared_data() / "nets";
+  struct Case {
+    const char* stem;
+    const char* method;
+  };
+  for (const Case c : {Case{"mnist_verivital_convnet_maxpool", "adaptive"}, Case{"cifar_oval21_base_kw", "adaptive"},
+                       Case{"mnist_eran_sigmoid_6x200", "crown"}}) {
+    SCOPED_TRACE(c.stem);
+    const Network net = import_onnx((nets / (std::string(c.stem) + ".onnx")).string());
+    const auto [x, labels] = reference_images(c.stem, 2);
+    check_end_to_end(net, x, labels, {NoiseKind::Uniform, 0.999, 10000, c.method, TargetMode::Random});
+  }
+}
+
+TEST(Proven, FailureBoundFailsClosedWithoutLinearBounds) {
+  const Network net = random_network(Family::Mlp, ActKind::Relu, 1);
+  auto engine = make_cpu_engine(net, 1);
+  BoundProblem p;
+  p.x0 = random_input(1, net.input_size());
+  p.eps = 0.01;
+  p.rows = 1;
+  p.spec.assign(static_cast<size_t>(net.output_size()), 0.0);
+  p.spec[0] = 1;
+  BoundOptions o;
+  const auto plain = engine->bound({p}, o);
+  EXPECT_TRUE(std::isnan(proven_failure_bound(p, plain[0], {}, 0.01)));  // no linear bounds kept
+  o.want_linear = true;
+  const auto lin = engine->bound({p}, o);
+  const double f = proven_failure_bound(p, lin[0], {}, 0.01);
+  EXPECT_GE(f, 0.0);
+  EXPECT_LE(f, 1.0);
 }
 
 TEST(Proven, BadOptionsAreRejected) {
