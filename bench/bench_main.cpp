@@ -156,9 +156,11 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
 }  // namespace
 
 int run_compare(int argc, char** argv);
+int run_proven_bench(int argc, char** argv);
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "compare") return run_compare(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "proven") return run_proven_bench(argc - 1, argv + 1);
   CLI::App app{"cnncert-bench: certification time per image and peak memory, CPU and GPU engines"};
   std::string data = CNNCERT_DEFAULT_SHARED_DATA, root = CNNCERT_SOURCE_DIR, json_path, norms = "inf,2", method = "adaptive";
   std::string model, images, devices = "cpu";

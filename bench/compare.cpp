@@ -18,12 +18,13 @@
 #include "cnncert/convert.hpp"
 #include "cnncert/lp.hpp"
 #include "cli_options.hpp"
+#include "bench_util.hpp"
 #include "environment.hpp"
 
 namespace {
 
 using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
+using Clock = cnncert::bench::Clock;
 
 struct Row {
   std::string method, kind;  // kind: "certified", "upper" (attack), "estimate" (CLEVER)
@@ -33,20 +34,15 @@ struct Row {
   std::string status;  // why the method did not run
 };
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / static_cast<double>(v.size());
-}
+using cnncert::bench::mean;
+using cnncert::bench::seconds_since;
 
 }  // namespace
 
 int run_compare(int argc, char** argv) {
   CLI::App app{"cnncert-bench compare: radii and times of every method on the same (image, target) pairs"};
   std::string model, images, norms = "inf,2,1", methods = "ada,relu,dense,deepcert,crown,lips,lp,pgd,cw,clever", json_path;
-  std::string scale, mean_s, std_s, layout;
+  cnncert::bench::ConventionOptions conv;
   int64_t n = 10, n_slow = 2, lp_max_neurons = 2000;
   uint64_t seed = 1215;
   double clever_radius_inf = 0.3, clever_radius_2 = 3.0, clever_radius_1 = 10.0;
@@ -59,10 +55,7 @@ int run_compare(int argc, char** argv) {
   app.add_option("--lp-max-neurons", lp_max_neurons, "skip the LP baseline on networks with more ReLUs")->capture_default_str();
   app.add_option("--methods", methods, "ada, relu, dense, deepcert, crown, lips, lp, pgd, cw, clever")->capture_default_str();
   app.add_option("--seed", seed, "seed of the random targets")->capture_default_str();
-  app.add_option("--scale", scale, "pixel scale (default: the model's sidecar)");
-  app.add_option("--mean", mean_s, "per-channel mean");
-  app.add_option("--std", std_s, "per-channel std");
-  app.add_option("--layout", layout, "NCHW, NHWC or flat");
+  conv.add(app);
   app.add_option("--json", json_path, "write the table as JSON");
   app.add_option("--clever-batches", clever_batches, "CLEVER: batches N_b")->capture_default_str();
   app.add_option("--clever-samples", clever_samples, "CLEVER: samples per batch N_s")->capture_default_str();
@@ -76,7 +69,7 @@ int run_compare(int argc, char** argv) {
   }
   try {
     const cnncert::Network net = cnncert::import_onnx(model);
-    const cnncert::Preprocess pre = cnncert::detail::input_convention(model, scale, mean_s, std_s, layout);
+    const cnncert::Preprocess pre = conv.resolve(model);
     cnncert::LoadOptions lo;
     lo.limit = n;
     const cnncert::ImageSet set = cnncert::load_images(images, lo);
