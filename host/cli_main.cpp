@@ -528,6 +528,7 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
   if (!(confidence > 0 && confidence < 1)) throw InvalidArgument("--confidence must lie in (0, 1)");
   double level = -1;
   if (!pc.level_text.empty()) {
+    if (pc.no_worst_case) throw InvalidArgument("--no-worst-case applies to the search; --level reports one probability bound");
     level = parse_number(pc.level_text, "--level");
     if (!std::isfinite(level) || level < 0) throw InvalidArgument("--level (noise scale) must be finite and non-negative");
   }

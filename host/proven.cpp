@@ -160,6 +160,14 @@ double failure_bound(const BoundProblem& p, const BoundResult& r, const NoiseMod
 
 double proven_failure_bound(const BoundProblem& p, const BoundResult& r, const NoiseModel& noise, double level) {
   const int64_t d = static_cast<int64_t>(p.x0.size());
+  const size_t cov = noise.covariance.size();
+  const bool gaussian = noise.kind == NoiseKind::Gaussian;
+  // Fail closed on what the bound cannot use: a level the box does not cover (the linear bounds
+  // hold on the box of radius p.eps only), lower bounds missing, a covariance of the wrong size.
+  if (!(level >= 0) || !std::isfinite(level) || !std::isfinite(p.eps)) return std::nan("");
+  if (!gaussian && !(level <= p.eps)) return std::nan("");
+  if (static_cast<int64_t>(r.lower.size()) != p.rows || !r.error.empty()) return std::nan("");
+  if (cov != 0 && (!gaussian || (cov != static_cast<size_t>(d) && cov != static_cast<size_t>(d * d)))) return std::nan("");
   return failure_bound(p, r, noise, diagonal(noise.covariance, d), d, level);
 }
 
@@ -207,7 +215,14 @@ ProvenRun proven_certify(const Network& net, BoundEngine& engine, const std::vec
   o.bound.want_linear = true;
   const bool gaussian = noise.kind == NoiseKind::Gaussian;
   const std::vector<double> variances = diagonal(noise.covariance, d);
-  if (gaussian) o.region_of_level = [&](double sigma) { return gaussian_box_radius(sigma, variances, d, delta / 2); };
+  // The box radius scales with σ (the tail depends on r/σ only): one bisection at σ = 1, then a
+  // check of the scaled radius (and a full bisection in the rare case that rounding breaks it).
+  const double unit_radius = gaussian ? gaussian_box_radius(1.0, variances, d, delta / 2) : 0.0;
+  if (gaussian)
+    o.region_of_level = [&](double sigma) {
+      const double r = sigma * unit_radius * (1 + 1e-12);
+      return gaussian_box_tail(sigma, variances, d, r) <= delta / 2 ? r : gaussian_box_radius(sigma, variances, d, delta / 2);
+    };
   o.decide = [&](const BoundProblem& p, const BoundResult& r, double level, std::string* note) {
     const double fail = failure_bound(p, r, noise, variances, d, level);
     if (!std::isfinite(fail) && note && note->empty()) *note = "non-finite linear bound";

@@ -87,8 +87,10 @@ struct ProvenRun {
 /// Upper bound on P[some row of `p` ≤ 0] (union bound over the rows) under the noise at `level`
 /// (ε or σ), from the rows' final lower linear bounds in `r` (an engine result with want_linear,
 /// valid on the l-inf box of radius p.eps, which must contain the bounded noise's support; for
-/// Gaussian noise the probability of leaving that box is added). NaN when the bounds are not
-/// finite.
+/// Gaussian noise the probability of leaving that box is added). `r` must come from an l-inf run
+/// (the result does not record the norm). NaN (fail closed) when the bounds are not finite or
+/// missing, when bounded noise at `level` is not inside the box (level > p.eps), or when the
+/// covariance does not fit.
 double proven_failure_bound(const BoundProblem& p, const BoundResult& r, const NoiseModel& noise, double level);
 
 /// Upper bounds on P[some spec row ≤ 0] (union bound over the rows) under the noise at `level`

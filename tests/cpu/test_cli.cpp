@@ -1,13 +1,14 @@
 // The cnncert command: exit codes, one-line errors, and the predict/info outputs.
 #include <gtest/gtest.h>
-
-#include "cnncert/cuda.hpp"
+#include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sys/wait.h>
+#include <sstream>
 
+#include "cnncert/cuda.hpp"
 #include "npy.hpp"
 #include "test_util.hpp"
 
@@ -217,12 +218,32 @@ TEST(Cli, ProvenReportsRatiosAndRejectsBadOptions) {
   }
   EXPECT_FALSE(jo.contains("avg_worst_case"));
   EXPECT_EQ(only.out.find("worst-case"), std::string::npos) << only.out;
+  {  // the CSV keeps its 8 columns, with the worst-case ones empty
+    const auto csv_dir = scratch_dir("cli_proven_csv");
+    const std::string csv_path = (csv_dir / "p.csv").string();
+    ASSERT_EQ(cli("proven " + kModel + " " + kImages + " -n 1 --no-worst-case -q --csv " + csv_path).code, 0);
+    std::ifstream f(csv_path);
+    std::string header, row;
+    std::getline(f, header);
+    std::getline(f, row);
+    EXPECT_EQ(header, "image,label,predicted,target,noise,worst_case,ratio,note");
+    std::vector<std::string> fields;
+    std::stringstream ss(row);
+    for (std::string field; std::getline(ss, field, ',');) fields.push_back(field);
+    if (!row.empty() && row.back() == ',') fields.push_back("");
+    ASSERT_EQ(fields.size(), 8u) << row;
+    const double noise0 = jo["images"][0]["targets"][0]["noise"];
+    EXPECT_NEAR(std::stod(fields[4]), noise0, 1e-8 * noise0);
+    EXPECT_TRUE(fields[5].empty() && fields[6].empty()) << row;
+    std::filesystem::remove_all(csv_dir);
+  }
   const Result lvl = cli("proven " + kModel + " " + kImages + " -n 1 --level 0.01");
   ASSERT_EQ(lvl.code, 0) << lvl.err;
   EXPECT_NE(lvl.out.find("P[prediction kept] >= 1"), std::string::npos) << lvl.out;  // certain at a tiny level
   const auto dir = scratch_dir("cli_proven");
   const std::string base = "proven " + kModel + " " + kImages + " -n 1 ";
   expect_bad_input(cli(base + "--confidence 1.5"), "--confidence");
+  expect_bad_input(cli(base + "--level 0.01 --no-worst-case"), "--no-worst-case");
   expect_bad_input(cli(base + "--confidence 0"), "--confidence");
   expect_bad_input(cli(base + "--level -0.1"), "--level");
   expect_bad_input(cli(base + "--level nan"), "--level");

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
 
 #include "cnncert/error.hpp"
 #include "cnncert/network.hpp"
@@ -64,6 +65,62 @@ TEST(Network, ConvStridePadDilationByHand) {
   ASSERT_EQ(dil.output_shape(), (Shape{1, 1, 1}));
   // corners: 1*1 + 2*3 + 3*7 + 4*9 = 64
   EXPECT_EQ(run(dil, {1, 2, 3, 4, 5, 6, 7, 8, 9}), (std::vector<double>{74}));
+}
+
+TEST(Network, ConvMatchesADirectSumForEveryGeometry) {
+  // Every output element against its defining sum (bias, then channels, rows and columns of the
+  // kernel in order, taps outside the input skipped), bit for bit: strides, asymmetric padding,
+  // dilation, groups, and taps that miss the input entirely.
+  std::mt19937_64 rng(77);
+  std::uniform_int_distribution<int64_t> pick(0, 2);
+  std::normal_distribution<double> g(0.0, 1.0);
+  int checked = 0;
+  for (int trial = 0; trial < 60; ++trial) {
+    ConvAttr c;
+    c.groups = 1 + trial % 2;
+    c.in_channels = 1 + pick(rng) % 2;
+    c.out_channels = c.groups * (1 + pick(rng));
+    c.kernel_h = 1 + pick(rng), c.kernel_w = 1 + pick(rng) + (trial % 3 == 0);
+    c.stride_h = 1 + pick(rng), c.stride_w = 1 + pick(rng);
+    c.pad_top = pick(rng), c.pad_left = pick(rng), c.pad_bottom = pick(rng), c.pad_right = pick(rng) + (trial % 5 == 0) * 2;
+    c.dilation_h = 1 + pick(rng), c.dilation_w = 1 + pick(rng);
+    const int64_t ic = c.in_channels * c.groups, ih = 3 + pick(rng), iw = 2 + pick(rng) * 2;
+    c.weight.resize(static_cast<size_t>(c.out_channels * c.in_channels * c.kernel_h * c.kernel_w));
+    for (double& w : c.weight) w = g(rng);
+    c.weight[0] = 0;  // a zero weight is skipped
+    c.bias.resize(static_cast<size_t>(c.out_channels));
+    for (double& v : c.bias) v = g(rng);
+    NetworkBuilder b;
+    const int x = b.input({ic, ih, iw});
+    int y = -1;
+    try {
+      y = b.conv(x, c);
+    } catch (const Error&) {
+      continue;  // an empty output: nothing to compare
+    }
+    const Network net = b.build(y);
+    const Shape os = net.output_shape();
+    std::vector<double> in(static_cast<size_t>(ic * ih * iw));
+    for (double& v : in) v = g(rng);
+    const std::vector<double> out = run(net, in);
+    const int64_t cpg_out = c.out_channels / c.groups;
+    for (int64_t o = 0; o < os[0]; ++o)
+      for (int64_t r = 0; r < os[1]; ++r)
+        for (int64_t q = 0; q < os[2]; ++q) {
+          double acc = c.bias[static_cast<size_t>(o)];
+          for (int64_t ci = 0; ci < c.in_channels; ++ci)
+            for (int64_t ky = 0; ky < c.kernel_h; ++ky)
+              for (int64_t kx = 0; kx < c.kernel_w; ++kx) {
+                const double w = c.weight[static_cast<size_t>(((o * c.in_channels + ci) * c.kernel_h + ky) * c.kernel_w + kx)];
+                const int64_t yy = r * c.stride_h - c.pad_top + ky * c.dilation_h, xx = q * c.stride_w - c.pad_left + kx * c.dilation_w;
+                if (w == 0 || yy < 0 || yy >= ih || xx < 0 || xx >= iw) continue;
+                acc += w * in[static_cast<size_t>(((o / cpg_out * c.in_channels + ci) * ih + yy) * iw + xx)];
+              }
+          EXPECT_EQ(out[static_cast<size_t>((o * os[1] + r) * os[2] + q)], acc) << "trial " << trial;
+        }
+    ++checked;
+  }
+  EXPECT_GT(checked, 30);
 }
 
 TEST(Network, GroupedConvKeepsGroupsApart) {

@@ -2,6 +2,7 @@
 // end-to-end Monte Carlo checks of reported noise levels.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <tuple>
@@ -158,7 +159,8 @@ double mc_failure_rate(const Network& net, const std::vector<double>& x0, int64_
   std::vector<double> xs(static_cast<size_t>(batch * d)), z(static_cast<size_t>(d));
   int errors = 0;
   for (int done = 0; done < n; done += batch) {
-    for (int b = 0; b < batch; ++b) {
+    const int m = std::min(batch, n - done);
+    for (int b = 0; b < m; ++b) {
       for (int64_t i = 0; i < d; ++i)
         z[static_cast<size_t>(i)] =
             kind == NoiseKind::Gaussian ? g(rng) : kind == NoiseKind::Bernoulli ? (coin(rng) ? level : -level) : u(rng);
@@ -171,8 +173,8 @@ double mc_failure_rate(const Network& net, const std::vector<double>& x0, int64_
         xs[static_cast<size_t>(b * d + i)] = x0[static_cast<size_t>(i)] + v;
       }
     }
-    const auto y = net.forward(xs.data(), batch);
-    for (int b = 0; b < batch; ++b) {
+    const auto y = net.forward(xs.data(), m);
+    for (int b = 0; b < m; ++b) {
       const double* row = y.data() + b * k;
       errors += target < 0 ? (std::max_element(row, row + k) - row) != c : row[target] >= row[c];
     }
@@ -302,9 +304,64 @@ TEST(Proven, FailureBoundFailsClosedWithoutLinearBounds) {
   EXPECT_TRUE(std::isnan(proven_failure_bound(p, plain[0], {}, 0.01)));  // no linear bounds kept
   o.want_linear = true;
   const auto lin = engine->bound({p}, o);
-  const double f = proven_failure_bound(p, lin[0], {}, 0.01);
-  EXPECT_GE(f, 0.0);
-  EXPECT_LE(f, 1.0);
+  // the Hoeffding bound of the row, from its linear bound (0 where the worst case is positive)
+  double mu = lin[0].b_lower[0], l2 = 0;
+  for (size_t i = 0; i < p.x0.size(); ++i) mu += lin[0].a_lower[i] * p.x0[i], l2 += lin[0].a_lower[i] * lin[0].a_lower[i];
+  const double expected = lin[0].lower[0] > 0 ? 0.0 : hoeffding_failure(mu, std::sqrt(l2), 0.01, false);
+  EXPECT_DOUBLE_EQ(proven_failure_bound(p, lin[0], {}, 0.01), expected);
+  EXPECT_GE(proven_failure_bound(p, lin[0], {}, 0.005), 0.0);  // a smaller level lies inside the box
+  // fail closed: noise beyond the box the bounds hold on, a NaN level, missing lower bounds,
+  // a covariance that does not fit
+  EXPECT_TRUE(std::isnan(proven_failure_bound(p, lin[0], {}, 0.02)));
+  EXPECT_TRUE(std::isnan(proven_failure_bound(p, lin[0], {}, std::nan(""))));
+  BoundResult shortened = lin[0];
+  shortened.lower.clear();
+  EXPECT_TRUE(std::isnan(proven_failure_bound(p, shortened, {}, 0.01)));
+  NoiseModel bad;
+  bad.kind = NoiseKind::Gaussian;
+  bad.covariance = {1.0, 2.0, 3.0};
+  EXPECT_TRUE(std::isnan(proven_failure_bound(p, lin[0], bad, 0.001)));
+}
+
+TEST(Proven, GaussianBoundIsExactOnALinearNetworkWithAFullCovariance) {
+  // Without activations the linear bound is the margin itself, so Φ(−μ/s) with s² = σ²·wᵀΣw is
+  // the exact failure probability; the bound adds only the box tail (≤ δ/2). A correlated Σ
+  // makes s differ from what the diagonal alone would give.
+  std::mt19937_64 rng(12);
+  const int64_t d = 16;
+  NetworkBuilder b;
+  const int x = b.input({1, 4, 4});
+  const Network net = b.build(b.dense(b.reshape(x, {d}), random_dense(rng, d, 3)));
+  const auto [cov, l] = correlated_covariance(d, 31);
+  BoundProblem p;
+  p.x0 = random_input(5, d);
+  const auto y0 = net.forward(p.x0.data(), 1);
+  const int64_t c = std::max_element(y0.begin(), y0.end()) - y0.begin(), t = (c + 1) % 3;
+  p.rows = 1;
+  p.spec = margin_spec(3, c, {t});
+  // w = Wᵀ(e_c − e_t), μ = g(x0), and the level σ with Φ(−μ/s) = Φ(−2)
+  const DenseAttr& dense = net.nodes().back().as<DenseAttr>();
+  std::vector<double> w(static_cast<size_t>(d));
+  for (int64_t i = 0; i < d; ++i) w[static_cast<size_t>(i)] = dense.weight[static_cast<size_t>(c * d + i)] - dense.weight[static_cast<size_t>(t * d + i)];
+  double wsw = 0, wdw = 0;
+  for (int64_t i = 0; i < d; ++i) {
+    wdw += w[static_cast<size_t>(i)] * w[static_cast<size_t>(i)] * cov[static_cast<size_t>(i * d + i)];
+    for (int64_t j = 0; j < d; ++j) wsw += w[static_cast<size_t>(i)] * cov[static_cast<size_t>(i * d + j)] * w[static_cast<size_t>(j)];
+  }
+  const double mu = y0[static_cast<size_t>(c)] - y0[static_cast<size_t>(t)], sigma = mu / (2.0 * std::sqrt(wsw));
+  const double exact = normal_cdf(-2.0);
+  ASSERT_GT(std::fabs(std::sqrt(wdw / wsw) - 1), 0.2);  // the off-diagonal terms matter here
+  NoiseModel noise;
+  noise.kind = NoiseKind::Gaussian;
+  noise.covariance = cov;
+  auto engine = make_cpu_engine(net, 1);
+  const double confidence = 0.999;
+  const double bound = proven_failure_bounds(net, *engine, {p}, noise, sigma, confidence, BoundOptions{})[0];
+  EXPECT_GE(bound, exact - 1e-12);
+  EXPECT_LE(bound, exact + (1 - confidence) / 2 + 1e-12);
+  // and sampling X = x0 + σ·L·z agrees with the exact value
+  const double rate = mc_failure_rate(net, p.x0, c, t, NoiseKind::Gaussian, sigma, 100000, 8, l);
+  EXPECT_NEAR(rate, exact, 4 * std::sqrt(exact * (1 - exact) / 100000));
 }
 
 TEST(Proven, BadOptionsAreRejected) {
