@@ -5,8 +5,9 @@
 # tools/prepare-gpu-carry.sh (GoogleTest source, header-only CLI11/nlohmann-json, test data).
 # cuDNN/cuBLAS are taken from CUDNN_ROOT / CUBLAS_ROOT, or from the nvidia-* Python wheels.
 # Usage: tools/gpu-check.sh OUTDIR [extra cmake args]
-# STEPS="build gpu-tests cpu-tests bench" (default: all but cpu-tests) picks the steps, so that a
-# machine with a per-command time limit can run them in separate calls (the build is kept).
+# STEPS="build gpu-tests cpu-tests bench proven" (default: build gpu-tests bench) picks the steps,
+# so that a machine with a per-command time limit can run them in separate calls (the build is
+# kept); "proven" times PROVEN against the worst-case search on the GPU engine (issue 5).
 # BENCH_ARGS overrides the benchmark's options (default: ℓ∞, 100 images, 3 repeats, CPU and GPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +54,19 @@ if has bench; then
   # shellcheck disable=SC2086
   build-gpu/cnncert-bench --data "$data" ${BENCH_ARGS:---devices cpu,gpu --norms inf --repeat 3 --count-huge 1} \
     --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
+if has proven; then
+  data="${CNNCERT_SHARED_DATA:-$root/.gpu/data}"
+  [ -d "$data" ] || data="$root/../shared/data"
+  for dev in cpu gpu; do
+    build-gpu/cnncert-bench proven --device "$dev" --repeat 3 --model models/mnist_cnn_3layer_5_3.onnx \
+      --images data/mnist_test_100.npy --json "$out/proven_shipped_$dev.json" 2>&1 | tee "$out/proven_shipped_$dev.txt"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  done
+  build-gpu/cnncert-bench proven --device gpu --repeat 3 --model "$data/nets/cifar_oval21_base_kw.onnx" \
+    --images "$data/images/eran/cifar10_test.csv" --scale 1/255 --mean 0.485,0.456,0.406 --std 0.225 \
+    --json "$out/proven_oval21_gpu.json" 2>&1 | tee "$out/proven_oval21_gpu.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 fi
 exit $status

@@ -283,6 +283,19 @@ TEST(Cli, FastLinDenseBaselineGivesTheSameRadiiAsCnnCertRelu) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Bench, ProvenTimesThreeRunsWithTheSameRadii) {
+  const Result r = run(CNNCERT_BENCH_PATH, "proven --model " + kModel + " --images " + kImages + " -n 4 --repeat 1 --block 1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  // exit 0 also says that the run with PROVEN's per-step work kept the worst-case radii (the
+  // bench fails otherwise)
+  EXPECT_NE(r.out.find("same search + PROVEN evaluation at every step"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("blocks of 1 images"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("probabilistic search"), std::string::npos) << r.out;
+  const Result bad = run(CNNCERT_BENCH_PATH, "proven --model " + kModel + " --images " + kImages + " --repeat 0");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("--repeat"), std::string::npos) << bad.err;
+}
+
 TEST(Bench, CompareRunsTheMethodsThatApplyAndExplainsTheOthers) {
   const std::string sigmoid = (source_dir() / "models/mnist_cnn_4layer_5_3_sigmoid.onnx").string();
   const Result r = run(CNNCERT_BENCH_PATH, "compare --model " + sigmoid + " --images " + kImages +
