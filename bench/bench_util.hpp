@@ -10,6 +10,8 @@
 
 #include "cli_options.hpp"
 #include "cnncert/images.hpp"
+#include "cnncert/network.hpp"
+#include "cnncert/onnx.hpp"
 
 namespace cnncert::bench {
 
@@ -29,17 +31,38 @@ inline double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-/// --scale/--mean/--std/--layout; unset values come from the model's sidecar.
-struct ConventionOptions {
-  std::string scale, mean, std, layout;
+/// A network with its images, preprocessed into the network's input space.
+struct LoadedInput {
+  Network net;
+  ImageSet set;
+  std::vector<double> x;
+};
+
+/// The model and images of the one-model modes: --model, --images, -n and the input convention
+/// (--scale/--mean/--std/--layout; unset values come from the model's sidecar).
+struct ModelInput {
+  std::string model, images, scale, mean, std, layout;
+  int64_t count;
+
+  explicit ModelInput(int64_t default_count) : count(default_count) {}
 
   void add(CLI::App& app) {
+    app.add_option("--model", model, "ONNX model")->required();
+    app.add_option("--images", images, "images")->required();
+    app.add_option("-n,--count", count, "images")->capture_default_str();
     app.add_option("--scale", scale, "pixel scale (default: the model's sidecar)");
     app.add_option("--mean", mean, "per-channel mean");
     app.add_option("--std", std, "per-channel std");
     app.add_option("--layout", layout, "NCHW, NHWC or flat");
   }
-  Preprocess resolve(const std::string& model) const { return detail::input_convention(model, scale, mean, std, layout); }
+
+  LoadedInput load() const {
+    LoadOptions lo;
+    lo.limit = count;
+    LoadedInput in{import_onnx(model), load_images(images, lo), {}};
+    in.x = preprocess(in.set, detail::input_convention(model, scale, mean, std, layout), in.net);
+    return in;
+  }
 };
 
 }  // namespace cnncert::bench

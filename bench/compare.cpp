@@ -41,21 +41,18 @@ using cnncert::bench::seconds_since;
 
 int run_compare(int argc, char** argv) {
   CLI::App app{"cnncert-bench compare: radii and times of every method on the same (image, target) pairs"};
-  std::string model, images, norms = "inf,2,1", methods = "ada,relu,dense,deepcert,crown,lips,lp,pgd,cw,clever", json_path;
-  cnncert::bench::ConventionOptions conv;
-  int64_t n = 10, n_slow = 2, lp_max_neurons = 2000;
+  std::string norms = "inf,2,1", methods = "ada,relu,dense,deepcert,crown,lips,lp,pgd,cw,clever", json_path;
+  cnncert::bench::ModelInput input(10);
+  int64_t n_slow = 2, lp_max_neurons = 2000;
   uint64_t seed = 1215;
   double clever_radius_inf = 0.3, clever_radius_2 = 3.0, clever_radius_1 = 10.0;
   int clever_batches = 50, clever_samples = 100;
-  app.add_option("--model", model, "ONNX model")->required();
-  app.add_option("--images", images, "images")->required();
-  app.add_option("-n,--count", n, "images")->capture_default_str();
+  input.add(app);
   app.add_option("--slow-count", n_slow, "images for the slow baselines (Fast-Lin dense, LP)")->capture_default_str();
   app.add_option("--norms", norms, "comma-separated norms")->capture_default_str();
   app.add_option("--lp-max-neurons", lp_max_neurons, "skip the LP baseline on networks with more ReLUs")->capture_default_str();
   app.add_option("--methods", methods, "ada, relu, dense, deepcert, crown, lips, lp, pgd, cw, clever")->capture_default_str();
   app.add_option("--seed", seed, "seed of the random targets")->capture_default_str();
-  conv.add(app);
   app.add_option("--json", json_path, "write the table as JSON");
   app.add_option("--clever-batches", clever_batches, "CLEVER: batches N_b")->capture_default_str();
   app.add_option("--clever-samples", clever_samples, "CLEVER: samples per batch N_s")->capture_default_str();
@@ -68,12 +65,11 @@ int run_compare(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {
-    const cnncert::Network net = cnncert::import_onnx(model);
-    const cnncert::Preprocess pre = conv.resolve(model);
-    cnncert::LoadOptions lo;
-    lo.limit = n;
-    const cnncert::ImageSet set = cnncert::load_images(images, lo);
-    const std::vector<double> x = cnncert::preprocess(set, pre, net);
+    const cnncert::bench::LoadedInput in = input.load();
+    const cnncert::Network& net = in.net;
+    const cnncert::ImageSet& set = in.set;
+    const std::vector<double>& x = in.x;
+    const std::string &model = input.model, &images = input.images;
     const int64_t d = net.input_size();
     const std::vector<std::string> want = cnncert::detail::split_commas(methods);
     auto wanted = [&](const std::string& m) { return std::find(want.begin(), want.end(), m) != want.end(); };

@@ -54,15 +54,12 @@ std::vector<double> radii(const std::vector<cnncert::ImageResult>& res) {
 
 int run_proven_bench(int argc, char** argv) {
   CLI::App app{"cnncert-bench proven: PROVEN's cost over the worst-case certification (medians of interleaved repeats)"};
-  std::string model, images, method = "adaptive", noise = "uniform", json_path, device = "cpu";
-  cnncert::bench::ConventionOptions conv;
-  int64_t n = 100;
+  std::string method = "adaptive", noise = "uniform", json_path, device = "cpu";
+  cnncert::bench::ModelInput input(100);
   int repeat = 3, threads = 0;
   int64_t block = 10;
   double confidence = 0.9999;
-  app.add_option("--model", model, "ONNX model")->required();
-  app.add_option("--images", images, "images")->required();
-  app.add_option("-n,--count", n, "images")->capture_default_str();
+  input.add(app);
   app.add_option("--repeat", repeat, "repeats (medians are reported)")->capture_default_str();
   app.add_option("--block", block, "images per block at most (the three runs alternate block by block; 3k blocks)")->capture_default_str();
   app.add_option("--method", method, "relaxation method")->capture_default_str();
@@ -70,7 +67,6 @@ int run_proven_bench(int argc, char** argv) {
   app.add_option("--confidence", confidence, "confidence of the probabilistic certificate")->capture_default_str();
   app.add_option("--device", device, "cpu or gpu")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0 = all)");
-  conv.add(app);
   app.add_option("--json", json_path, "write the results as JSON");
   try {
     app.parse(argc, argv);
@@ -80,12 +76,11 @@ int run_proven_bench(int argc, char** argv) {
   try {
     if (repeat < 1) throw cnncert::InvalidArgument("--repeat must be at least 1");
     if (block < 1) throw cnncert::InvalidArgument("--block must be at least 1");
-    const cnncert::Network net = cnncert::import_onnx(model);
-    const cnncert::Preprocess pre = conv.resolve(model);
-    cnncert::LoadOptions lo;
-    lo.limit = n;
-    const cnncert::ImageSet set = cnncert::load_images(images, lo);
-    const std::vector<double> x = cnncert::preprocess(set, pre, net);
+    const cnncert::bench::LoadedInput in = input.load();
+    const cnncert::Network& net = in.net;
+    const cnncert::ImageSet& set = in.set;
+    const std::vector<double>& x = in.x;
+    const std::string& model = input.model;
     cnncert::EngineOptions eo;
     eo.device = cnncert::parse_device(device);
     eo.threads = threads;
@@ -120,11 +115,11 @@ int run_proven_bench(int argc, char** argv) {
     std::cout << model << ": " << set.count << " images, method " << method << ", l-inf, CNN-Cert search, random targets (seed "
               << wc.seed << "), " << noise << " noise at " << confidence << ", " << device << " engine, " << repeat << " repeats, blocks of "
               << size << " images\n";
-    {  // warm-up (thread pool, first-touch allocations), not timed
-      cnncert::LoadOptions few = lo;
-      few.limit = std::min<int64_t>(n, 5);
-      const cnncert::ImageSet s5 = cnncert::load_images(images, few);
-      cnncert::certify(net, *engine, cnncert::preprocess(s5, pre, net), s5.labels, with_proven);
+    {  // warm-up (thread pool, first-touch allocations) on the first images, not timed
+      const int64_t k = std::min<int64_t>(set.count, 5);
+      const std::vector<double> xk(x.begin(), x.begin() + k * net.input_size());
+      const std::vector<int64_t> lk = set.labels.empty() ? std::vector<int64_t>{} : std::vector<int64_t>(set.labels.begin(), set.labels.begin() + k);
+      cnncert::certify(net, *engine, xk, lk, with_proven);
     }
     // The images in blocks; in every block the three runs follow each other (in rotating order),
     // so that the drifts of a shared machine hit them alike. Results per image do not depend on
