@@ -12,6 +12,12 @@ MEAN = 0.5
 STD = 1.0
 
 
+def sidecar_convention():
+    """The input-convention fields that open every shipped model's sidecar JSON."""
+    return {"dataset": "mnist", "scale": SCALE, "mean": [MEAN], "std": [STD], "layout": "NCHW",
+            "input_range": [0, 255]}
+
+
 def read_idx(path):
     """Parse a gzip'ed idx file (MNIST format) into a numpy array."""
     with gzip.open(path, "rb") as f:

@@ -60,7 +60,7 @@ import tempfile
 
 import numpy as np
 
-from mnist_data import MEAN, SCALE, STD, load_mnist, preprocess
+from mnist_data import MEAN, SCALE, STD, load_mnist, preprocess, sidecar_convention
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 20240601
@@ -477,12 +477,7 @@ def train_one(args):
     if args.seed != SEED:
         cmd += " --seed %d" % args.seed
     sidecar = {
-        "dataset": "mnist",
-        "scale": SCALE,
-        "mean": [MEAN],
-        "std": [STD],
-        "layout": "NCHW",
-        "input_range": [0, 255],
+        **sidecar_convention(),
         "test_accuracy": correct / len(yte),
         "architecture": arch,
         "activation": spec["act"],

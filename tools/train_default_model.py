@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mnist_data import MEAN, SCALE, STD, load_mnist, preprocess  # noqa: E402 (the script's folder)
+from mnist_data import load_mnist, preprocess, sidecar_convention  # noqa: E402 (the script's folder)
 from torch_train import accuracy, fit  # noqa: E402
 
 NAME = "mnist_cnn_3layer_5_3"
@@ -148,12 +148,7 @@ def main():
     strip_doc_strings(onnx_path)
 
     sidecar = {
-        "dataset": "mnist",
-        "scale": SCALE,
-        "mean": [MEAN],
-        "std": [STD],
-        "layout": "NCHW",
-        "input_range": [0, 255],
+        **sidecar_convention(),
         "test_accuracy": test_acc,
         "notes": ("CNN-Cert-style pure CNN: 3 x [Conv 5 filters 3x3 stride 1 valid + ReLU], "
                   "Flatten, Gemm 2420->10. Input is (pixel/255 - 0.5), NCHW (N,1,28,28). "
