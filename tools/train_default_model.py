@@ -114,6 +114,39 @@ def ort_check(onnx_path, xs_path, ys_path):
         print("onnxruntime check failed (%s):\n%s" % (cmd[0], r.stderr.strip()))
 
 
+ZOO_MARKER = "<!-- zoo:begin"  # models/README.md from here on is tools/train.py's zoo table
+
+
+def write_readme(test_acc, test_correct, torch_version):
+    """models/README.md: this model's section, then the zoo section that tools/train.py keeps."""
+    path = os.path.join(REPO, "models", "README.md")
+    zoo = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+        if ZOO_MARKER in text:
+            zoo = "\n" + text[text.index(ZOO_MARKER):]
+    with open(path, "w") as f:
+        f.write(
+            "# Shipped models\n\n"
+            "| model | architecture | input convention | test accuracy | reproduce |\n"
+            "|---|---|---|---|---|\n"
+            "| `%s.onnx` | 3 x [Conv 5x3x3, stride 1, no padding, bias + ReLU], Flatten, Gemm 2420->10 "
+            "(ops: Conv, Relu, Flatten, Gemm) | (N,1,28,28) NCHW, x = pixel/255 - 0.5 "
+            "(scale 1/255, mean 0.5, std 1; values in [-0.5, 0.5]) | %.2f%% (%d/10000 MNIST test) | "
+            "`/usr/bin/python3 tools/train_default_model.py` |\n\n"
+            "By CNN-Cert's naming (see the zoo below) this default model's architecture — three conv layers\n"
+            "plus the dense layer — is a `4layer` one (`mnist_cnn_4layer_5_3`, 8 680 hidden neurons); it keeps\n"
+            "the name it was first shipped under, which the tests and fixtures use.\n\n"
+            "Each `.onnx` has a sidecar `.onnx.json` (dataset, scale, mean, std, layout, input_range,\n"
+            "test_accuracy) that the C++ loader reads to map raw 0..255 pixels to network inputs.\n"
+            "Training is deterministic (fixed seeds, one thread): re-running the command gives a\n"
+            "byte-identical ONNX file with the same torch version (trained with torch %s).\n"
+            "`data/mnist_test_100.npy` (uint8, (100,1,28,28)) and `data/mnist_test_100.labels.npy`\n"
+            "(int64, (100,)) are the first 100 MNIST test images and labels, written by the same script.\n"
+            % (NAME, 100.0 * test_acc, test_correct, torch_version) + zoo)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", default=os.environ.get(
@@ -165,22 +198,7 @@ def main():
     np.save(xs_path, np.ascontiguousarray(xte_u8[:100], dtype=np.uint8))
     np.save(ys_path, np.ascontiguousarray(yte[:100], dtype=np.int64))
 
-    with open(os.path.join(REPO, "models", "README.md"), "w") as f:
-        f.write(
-            "# Shipped models\n\n"
-            "| model | architecture | input convention | test accuracy | reproduce |\n"
-            "|---|---|---|---|---|\n"
-            "| `%s.onnx` | 3 x [Conv 5x3x3, stride 1, no padding, bias + ReLU], Flatten, Gemm 2420->10 "
-            "(ops: Conv, Relu, Flatten, Gemm) | (N,1,28,28) NCHW, x = pixel/255 - 0.5 "
-            "(scale 1/255, mean 0.5, std 1; values in [-0.5, 0.5]) | %.2f%% (%d/10000 MNIST test) | "
-            "`/usr/bin/python3 tools/train_default_model.py` |\n\n"
-            "Each `.onnx` has a sidecar `.onnx.json` (dataset, scale, mean, std, layout, input_range,\n"
-            "test_accuracy) that the C++ loader reads to map raw 0..255 pixels to network inputs.\n"
-            "Training is deterministic (fixed seeds, one thread): re-running the command gives a\n"
-            "byte-identical ONNX file with the same torch version (trained with torch %s).\n"
-            "`data/mnist_test_100.npy` (uint8, (100,1,28,28)) and `data/mnist_test_100.labels.npy`\n"
-            "(int64, (100,)) are the first 100 MNIST test images and labels, written by the same script.\n"
-            % (NAME, 100.0 * test_acc, test_correct, torch.__version__))
+    write_readme(test_acc, test_correct, torch.__version__)
 
     with open(onnx_path, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
