@@ -215,13 +215,13 @@ ProvenRun proven_certify(const Network& net, BoundEngine& engine, const std::vec
   o.bound.want_linear = true;
   const bool gaussian = noise.kind == NoiseKind::Gaussian;
   const std::vector<double> variances = diagonal(noise.covariance, d);
-  // The box radius scales with σ (the tail depends on r/σ only): one bisection at σ = 1, then a
-  // check of the scaled radius (and a full bisection in the rare case that rounding breaks it).
-  const double unit_radius = gaussian ? gaussian_box_radius(1.0, variances, d, delta / 2) : 0.0;
+  // The box radius scales with σ (the tail depends on r/σ only): one bisection at σ = 1, widened
+  // by 1e-12 against rounding and checked once; a full bisection per level only if that fails.
+  const double unit_radius = gaussian ? gaussian_box_radius(1.0, variances, d, delta / 2) * (1 + 1e-12) : 0.0;
+  const bool scales = gaussian && gaussian_box_tail(1.0, variances, d, unit_radius) <= delta / 2;
   if (gaussian)
     o.region_of_level = [&](double sigma) {
-      const double r = sigma * unit_radius * (1 + 1e-12);
-      return gaussian_box_tail(sigma, variances, d, r) <= delta / 2 ? r : gaussian_box_radius(sigma, variances, d, delta / 2);
+      return scales ? sigma * unit_radius : gaussian_box_radius(sigma, variances, d, delta / 2);
     };
   o.decide = [&](const BoundProblem& p, const BoundResult& r, double level, std::string* note) {
     const double fail = failure_bound(p, r, noise, variances, d, level);
