@@ -20,6 +20,7 @@
 #include "cnncert/certify.hpp"
 #include "cnncert/cnncert.hpp"
 #include "cli_options.hpp"
+#include "bench_util.hpp"
 #include "environment.hpp"
 
 namespace {
@@ -226,9 +227,8 @@ int main(int argc, char** argv) {
         std::vector<double> t, totals;
         long peak = 0;
         for (const Run& r : runs) t.push_back(r.seconds_per_image), totals.push_back(r.total_seconds), peak = std::max(peak, r.peak_kb);
-        std::sort(t.begin(), t.end());
-        std::sort(totals.begin(), totals.end());
-        const double median = t[t.size() / 2], total = totals[totals.size() / 2];
+        std::sort(t.begin(), t.end());  // sorted for the spread and the JSON
+        const double median = cnncert::bench::median(t), total = cnncert::bench::median(totals);
         std::ostringstream spread, extra;
         spread << std::fixed << std::setprecision(5) << t.front() << ".." << t.back();
         json row{{"network", c.name}, {"norm", norm}, {"device", device}, {"images", runs[0].certified_images},

@@ -39,9 +39,10 @@ struct LoadedInput {
 };
 
 /// The model and images of the one-model modes: --model, --images, -n and the input convention
-/// (--scale/--mean/--std/--layout; unset values come from the model's sidecar).
+/// (unset values come from the model's sidecar).
 struct ModelInput {
-  std::string model, images, scale, mean, std, layout;
+  std::string model, images;
+  detail::ConventionOptions convention;
   int64_t count;
 
   explicit ModelInput(int64_t default_count) : count(default_count) {}
@@ -50,17 +51,14 @@ struct ModelInput {
     app.add_option("--model", model, "ONNX model")->required();
     app.add_option("--images", images, "images")->required();
     app.add_option("-n,--count", count, "images")->capture_default_str();
-    app.add_option("--scale", scale, "pixel scale (default: the model's sidecar)");
-    app.add_option("--mean", mean, "per-channel mean");
-    app.add_option("--std", std, "per-channel std");
-    app.add_option("--layout", layout, "NCHW, NHWC or flat");
+    convention.add(app);
   }
 
   LoadedInput load() const {
     LoadOptions lo;
     lo.limit = count;
     LoadedInput in{import_onnx(model), load_images(images, lo), {}};
-    in.x = preprocess(in.set, detail::input_convention(model, scale, mean, std, layout), in.net);
+    in.x = preprocess(in.set, convention.resolve(model), in.net);
     return in;
   }
 };

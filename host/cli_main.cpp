@@ -32,7 +32,8 @@ using cnncert::detail::parse_number;
 
 /// Options shared by every command that reads images.
 struct InputOptions {
-  std::string model, images, labels, scale, mean, std, layout, csv_layout = "hwc";
+  std::string model, images, labels, csv_layout = "hwc";
+  cnncert::detail::ConventionOptions convention;
   int64_t count = -1, offset = 0;
 
   void add(CLI::App& app) {
@@ -41,14 +42,11 @@ struct InputOptions {
     app.add_option("-n,--count", count, "number of images (default: all)");
     app.add_option("--offset", offset, "skip this many images first");
     app.add_option("--labels", labels, "labels file (.npy or idx) when the images carry none");
-    app.add_option("--scale", scale, "pixel scale, e.g. 1/255 (default: sidecar MODEL.json, else 1)");
-    app.add_option("--mean", mean, "per-channel mean subtracted after scaling, e.g. 0.4914,0.4822,0.4465");
-    app.add_option("--std", std, "per-channel standard deviation divided by after the mean");
-    app.add_option("--layout", layout, "element order of the model input: NCHW, NHWC or flat");
+    convention.add(app);
     app.add_option("--csv-layout", csv_layout, "pixel order in CSV rows: hwc (ERAN, default) or chw");
   }
 
-  cnncert::Preprocess preprocess() const { return cnncert::detail::input_convention(model, scale, mean, std, layout); }
+  cnncert::Preprocess preprocess() const { return convention.resolve(model); }
 
   cnncert::ImageSet load() const {
     if (count < -1 || count == 0) throw InvalidArgument("-n/--count must be positive");

@@ -1,5 +1,7 @@
 #pragma once
 // Parsing of the command-line values shared by `cnncert` and `cnncert-bench` (internal).
+#include <CLI/CLI.hpp>
+
 #include <cmath>
 #include <sstream>
 #include <string>
@@ -61,5 +63,18 @@ inline Preprocess input_convention(const std::string& model, const std::string& 
     if (!(s > 0)) throw InvalidArgument("--std values must be positive");
   return p;
 }
+
+/// --scale/--mean/--std/--layout, on top of the model's sidecar (see input_convention).
+struct ConventionOptions {
+  std::string scale, mean, std, layout;
+
+  void add(CLI::App& app) {
+    app.add_option("--scale", scale, "pixel scale, e.g. 1/255 (default: sidecar MODEL.json, else 1)");
+    app.add_option("--mean", mean, "per-channel mean subtracted after scaling, e.g. 0.4914,0.4822,0.4465");
+    app.add_option("--std", std, "per-channel standard deviation divided by after the mean");
+    app.add_option("--layout", layout, "element order of the model input: NCHW, NHWC or flat");
+  }
+  Preprocess resolve(const std::string& model) const { return input_convention(model, scale, mean, std, layout); }
+};
 
 }  // namespace cnncert::detail
