@@ -14,6 +14,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <initializer_list>
 #include <cmath>
 #include <random>
 #include <string>
@@ -21,8 +24,10 @@
 
 #include "cnncert/certify.hpp"
 #include "cnncert/engine.hpp"
+#include "cnncert/onnx.hpp"
 #include "cnncert/proven.hpp"
 #include "cpu/net_factory.hpp"
+#include "cpu/test_util.hpp"
 
 namespace cnncert::test {
 
@@ -138,6 +143,29 @@ double compare_on_random_networks(MakeEngine&& make_test_engine, int problems = 
   return worst;
 }
 
+/// Bounds, with the intermediate ones, of the first `count` reference images of a real network
+/// (tests/fixtures/reference/STEM.input.npy, all margins at radius eps): engine `test` against
+/// the CPU engine. Returns the largest |difference| / tolerance.
+template <class MakeEngine>
+double compare_on_fixtures(MakeEngine&& make_test_engine, const std::filesystem::path& onnx, const std::string& stem, int count,
+                           double eps, Norm norm, const char* method) {
+  const std::string what = onnx.filename().string() + " " + method;
+  SCOPED_TRACE(what);
+  const Network net = import_onnx(onnx.string());
+  const std::vector<double> x = fixture_inputs(stem, 0, count);
+  const int64_t n = net.input_size();
+  std::vector<BoundProblem> ps;
+  for (size_t i = 0; i * static_cast<size_t>(n) < x.size(); ++i)
+    ps.push_back(margin_problem(net, std::vector<double>(x.begin() + static_cast<long>(i) * n, x.begin() + static_cast<long>(i + 1) * n), eps));
+  BoundOptions o;
+  o.norm = norm;
+  o.method = parse_method(method);
+  o.want_intermediate = true;
+  const double worst = compare_results(make_test_engine(net)->bound(ps, o), make_cpu_engine(net)->bound(ps, o), what);
+  std::printf("%s: largest |float - double| / tolerance %.3g\n", what.c_str(), worst);
+  return worst;
+}
+
 /// Radii of two certify() runs (`ref` with the CPU engine `cpu`, `got` with a float engine):
 /// the same decisions away from ties. Equal radii pass; where a search step decided differently
 /// (a margin bound within float rounding of 0) the radii may differ by the bisection's late step
@@ -180,16 +208,28 @@ inline int expect_same_radii(const Network& net, BoundEngine& cpu, const std::ve
   return differing;
 }
 
+/// Certified radii (all targets) of 6 random inputs on random ReLU networks of `families`:
+/// engine `test` against the CPU engine, with expect_same_radii.
+template <class MakeEngine>
+void compare_radii_on_random_networks(MakeEngine&& make_test_engine, std::initializer_list<Family> families, Norm norm) {
+  for (Family f : families) {
+    const Network net = random_network(f, ActKind::Relu, 31);
+    const std::vector<double> x = random_inputs(500, 6, net.input_size());
+    CertifyOptions o;
+    o.target = TargetMode::All;
+    o.bound.norm = norm;
+    auto cpu = make_cpu_engine(net, 1);
+    auto test = make_test_engine(net);
+    expect_same_radii(net, *cpu, x, certify(net, *cpu, x, {}, o), certify(net, *test, x, {}, o), o.bound, family_name(f));
+  }
+}
+
 /// PROVEN's probabilistic radii with engine `test` against the CPU engine (uniform and Gaussian
 /// noise, top-1): the same radii up to the searches' ties (≤ 1e-3 relative).
 template <class MakeEngine>
 void compare_proven(MakeEngine&& make_test_engine) {
   const Network net = random_network(Family::Cnn, ActKind::Relu, 12);
-  std::vector<double> x;
-  for (int i = 0; i < 4; ++i) {
-    const auto v = random_input(900 + i, net.input_size());
-    x.insert(x.end(), v.begin(), v.end());
-  }
+  const std::vector<double> x = random_inputs(900, 4, net.input_size());
   for (NoiseKind kind : {NoiseKind::Uniform, NoiseKind::Gaussian}) {
     ProvenOptions po;
     po.noise.kind = kind;

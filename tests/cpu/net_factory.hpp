@@ -155,6 +155,16 @@ inline std::vector<double> random_input(uint64_t seed, int64_t n) {
   return x;
 }
 
+/// `count` random inputs (seeds first_seed, first_seed + 1, …), concatenated.
+inline std::vector<double> random_inputs(uint64_t first_seed, int count, int64_t n) {
+  std::vector<double> x;
+  for (int i = 0; i < count; ++i) {
+    const auto v = random_input(first_seed + static_cast<uint64_t>(i), n);
+    x.insert(x.end(), v.begin(), v.end());
+  }
+  return x;
+}
+
 /// Euclidean projection onto the l1 ball of radius eps (sort-based).
 inline void project_l1(std::vector<double>& d, double eps) {
   double s = 0;

@@ -500,10 +500,8 @@ TEST(BaselineAttack, BadArguments) {
 TEST(BaselineAttack, ShippedModel) {
   const auto dir = test::source_dir();
   const Network net = import_onnx((dir / "models/mnist_cnn_3layer_5_3.onnx").string());
-  const auto images = detail::read_npy((dir / "tests/fixtures/reference/mnist_cnn_3layer_5_3.input.npy").string());
-  const auto labels = detail::read_npy((dir / "tests/fixtures/reference/mnist_cnn_3layer_5_3.labels.npy").string());
-  const std::vector<double> x0(images.data.begin(), images.data.begin() + net.input_size());
-  const auto label = static_cast<int64_t>(labels.data.at(0));
+  const std::vector<double> x0 = test::fixture_inputs("mnist_cnn_3layer_5_3", 0, 1);
+  const int64_t label = test::fixture_labels("mnist_cnn_3layer_5_3", 1).at(0);
   ASSERT_EQ(argmax(net.forward(x0.data(), 1)), label);
   AttackOptions o;
   o.clip_to_box = true;

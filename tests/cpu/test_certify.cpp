@@ -164,11 +164,9 @@ void check_certified_radius(const std::filesystem::path& onnx, const std::string
                             int images) {
   SCOPED_TRACE(onnx.filename().string() + " " + norm_name(norm) + " " + method);
   const Network net = import_onnx(onnx.string());
-  const auto in = detail::read_npy((source_dir() / "tests/fixtures/reference" / (stem + ".input.npy")).string());
-  const auto labels = detail::read_npy((source_dir() / "tests/fixtures/reference" / (stem + ".labels.npy")).string());
+  const std::vector<double> x = fixture_inputs(stem, 0, images);
+  const std::vector<int64_t> lab = fixture_labels(stem, images);
   const int64_t n = net.input_size();
-  std::vector<double> x(in.data.begin(), in.data.begin() + images * n);
-  std::vector<int64_t> lab(labels.data.begin(), labels.data.begin() + images);
   auto engine = make_cpu_engine(net);
   CertifyOptions o;
   o.bound.norm = norm;

@@ -78,26 +78,16 @@ TEST(FloatEngine, BadProblemsAreRejectedLikeTheCpuEngine) {
 }
 
 TEST(FloatEngine, CertifiedRadiiMatchTheCpuEngine) {
-  for (Family f : {Family::Cnn, Family::Residual, Family::CnnMaxPool}) {
-    const Network net = random_network(f, ActKind::Relu, 31);
-    std::vector<double> x;
-    for (int i = 0; i < 6; ++i) {
-      const auto v = random_input(500 + i, net.input_size());
-      x.insert(x.end(), v.begin(), v.end());
-    }
-    CertifyOptions o;
-    o.target = TargetMode::All;
-    auto cpu = make_cpu_engine(net, 1);
-    auto flt = make_float_engine(net);
-    const auto a = certify(net, *cpu, x, {}, o), b = certify(net, *flt, x, {}, o);
-    expect_same_radii(net, *cpu, x, a, b, o.bound, family_name(f));
-  }
+  compare_radii_on_random_networks([](const Network& net) { return make_float_engine(net); },
+                                   {Family::Cnn, Family::Residual, Family::CnnMaxPool}, Norm::Linf);
 }
 
 TEST(FloatEngine, ShippedModelMatchesTheCpuEngine) {
   const Network net = import_onnx((source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string());
+  const std::vector<double> x = fixture_inputs("mnist_cnn_3layer_5_3", 0, 2);
+  const int64_t n = net.input_size();
   std::vector<BoundProblem> ps;
-  for (int i = 0; i < 2; ++i) ps.push_back(margin_problem(net, fixture_inputs("mnist_cnn_3layer_5_3", i, 1), 0.01 * (i + 1)));
+  for (int i = 0; i < 2; ++i) ps.push_back(margin_problem(net, std::vector<double>(x.begin() + i * n, x.begin() + (i + 1) * n), 0.01 * (i + 1)));
   BoundOptions o;
   o.want_intermediate = true;
   const double worst = compare_results(make_float_engine(net, 256)->bound(ps, o), make_cpu_engine(net)->bound(ps, o), "shipped");
@@ -105,14 +95,8 @@ TEST(FloatEngine, ShippedModelMatchesTheCpuEngine) {
 }
 
 void compare_shared(const std::string& stem, double eps, Norm norm, const char* method) {
-  SCOPED_TRACE(stem);
-  const Network net = import_onnx((shared_data() / "nets" / (stem + ".onnx")).string());
-  const BoundProblem p = margin_problem(net, fixture_inputs(stem, 0, 1), eps);
-  BoundOptions o;
-  o.norm = norm;
-  o.method = parse_method(method);
-  o.want_intermediate = true;
-  compare_results(make_float_engine(net, 256)->bound({p}, o), make_cpu_engine(net)->bound({p}, o), stem);
+  compare_on_fixtures([](const Network& net) { return make_float_engine(net, 256); }, shared_data() / "nets" / (stem + ".onnx"),
+                      stem, 1, eps, norm, method);
 }
 
 TEST(FloatEngine, SharedNetworksMatchTheCpuEngine) {

@@ -227,11 +227,7 @@ TEST(ProvenEndToEnd, RandomNetworksKeepTheClaimedProbability) {
   for (Family f : {Family::Mlp, Family::CnnMaxPool}) {
     SCOPED_TRACE(family_name(f));
     const Network net = random_network(f, ActKind::Relu, 17);
-    std::vector<double> x;
-    for (uint64_t s = 0; s < 3; ++s) {
-      const auto v = random_input(40 + s, net.input_size());
-      x.insert(x.end(), v.begin(), v.end());
-    }
+    const std::vector<double> x = random_inputs(40, 3, net.input_size());
     for (NoiseKind k : {NoiseKind::Uniform, NoiseKind::Bernoulli, NoiseKind::Gaussian}) check_end_to_end(net, x, {}, {k});
   }
 }
@@ -239,11 +235,7 @@ TEST(ProvenEndToEnd, RandomNetworksKeepTheClaimedProbability) {
 TEST(ProvenEndToEnd, FullCovarianceKeepsTheClaimedProbability) {
   const Network net = random_network(Family::Mlp, ActKind::Relu, 17);
   const int64_t d = net.input_size();
-  std::vector<double> x;
-  for (uint64_t s = 0; s < 3; ++s) {
-    const auto v = random_input(40 + s, d);
-    x.insert(x.end(), v.begin(), v.end());
-  }
+  const std::vector<double> x = random_inputs(40, 3, d);
   EndToEnd e{NoiseKind::Gaussian};
   std::tie(e.covariance, e.chol) = correlated_covariance(d, 21);
   check_end_to_end(net, x, {}, e);
@@ -251,14 +243,14 @@ TEST(ProvenEndToEnd, FullCovarianceKeepsTheClaimedProbability) {
 
 /// The first `count` reference images of a model and their labels.
 std::pair<std::vector<double>, std::vector<int64_t>> reference_images(const std::string& stem, int64_t count) {
-  const auto lab = detail::read_npy((source_dir() / "tests/fixtures/reference" / (stem + ".labels.npy")).string());
-  return {fixture_inputs(stem, 0, count), std::vector<int64_t>(lab.data.begin(), lab.data.begin() + count)};
+  return {fixture_inputs(stem, 0, count), fixture_labels(stem, count)};
 }
 
 TEST(ProvenEndToEnd, ShippedModelKeepsTheClaimedProbability) {
   const Network net = import_onnx((source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string());
   const auto [x, labels] = reference_images("mnist_cnn_3layer_5_3", 2);
-  const auto [x1, label1] = reference_images("mnist_cnn_3layer_5_3", 1);
+  const std::vector<double> x1(x.begin(), x.begin() + net.input_size());
+  const std::vector<int64_t> label1(labels.begin(), labels.begin() + 1);
   // the default confidence 0.9999 with 10^5 draws (≈ 10 failures allowed on average)
   check_end_to_end(net, x1, label1, {NoiseKind::Uniform, 0.9999, 100000});
   check_end_to_end(net, x, labels, {NoiseKind::Gaussian, 0.999, 10000});
@@ -295,28 +287,33 @@ TEST(Proven, FailureBoundFailsClosedWithoutLinearBounds) {
   auto engine = make_cpu_engine(net, 1);
   BoundProblem p;
   p.x0 = random_input(1, net.input_size());
-  p.eps = 0.01;
+  p.eps = 0.1;
   p.rows = 1;
   p.spec.assign(static_cast<size_t>(net.output_size()), 0.0);
-  p.spec[0] = 1;
+  p.spec[0] = -1;  // −logit 0: positive at x0 (μ > 0) and not proven positive on the box
   BoundOptions o;
   const auto plain = engine->bound({p}, o);
-  EXPECT_TRUE(std::isnan(proven_failure_bound(p, plain[0], {}, 0.01)));  // no linear bounds kept
+  EXPECT_TRUE(std::isnan(proven_failure_bound(p, plain[0], {}, 0.1)));  // no linear bounds kept
   o.want_linear = true;
   const auto lin = engine->bound({p}, o);
   // the Hoeffding bound of the row, from its linear bound (0 where the worst case is positive)
   double mu = lin[0].b_lower[0], l2 = 0;
   for (size_t i = 0; i < p.x0.size(); ++i) mu += lin[0].a_lower[i] * p.x0[i], l2 += lin[0].a_lower[i] * lin[0].a_lower[i];
-  const double expected = lin[0].lower[0] > 0 ? 0.0 : hoeffding_failure(mu, std::sqrt(l2), 0.01, false);
-  EXPECT_DOUBLE_EQ(proven_failure_bound(p, lin[0], {}, 0.01), expected);
-  EXPECT_GE(proven_failure_bound(p, lin[0], {}, 0.005), 0.0);  // a smaller level lies inside the box
+  ASSERT_LE(lin[0].lower[0], 0.0);  // else the bound is 0 without Hoeffding: the check below would not exercise it
+  const double expected = hoeffding_failure(mu, std::sqrt(l2), 0.1, false);
+  EXPECT_DOUBLE_EQ(proven_failure_bound(p, lin[0], {}, 0.1), expected);
+  EXPECT_LT(expected, 1.0) << "mu " << mu;  // the exponential branch, not the mu <= 0 one
+  // a smaller level lies inside the box, and its bound is no larger
+  const double smaller = proven_failure_bound(p, lin[0], {}, 0.05);
+  EXPECT_FALSE(std::isnan(smaller));
+  EXPECT_LE(smaller, expected);
   // fail closed: noise beyond the box the bounds hold on, a NaN level, missing lower bounds,
   // a covariance that does not fit
-  EXPECT_TRUE(std::isnan(proven_failure_bound(p, lin[0], {}, 0.02)));
+  EXPECT_TRUE(std::isnan(proven_failure_bound(p, lin[0], {}, 0.2)));
   EXPECT_TRUE(std::isnan(proven_failure_bound(p, lin[0], {}, std::nan(""))));
   BoundResult shortened = lin[0];
   shortened.lower.clear();
-  EXPECT_TRUE(std::isnan(proven_failure_bound(p, shortened, {}, 0.01)));
+  EXPECT_TRUE(std::isnan(proven_failure_bound(p, shortened, {}, 0.1)));
   NoiseModel bad;
   bad.kind = NoiseKind::Gaussian;
   bad.covariance = {1.0, 2.0, 3.0};

@@ -40,6 +40,12 @@ inline std::vector<double> fixture_inputs(const std::string& stem, int64_t first
   return std::vector<double>(in.data.begin() + first * n, in.data.begin() + end * n);
 }
 
+/// The first `count` labels of the reference images of model `stem` (tests/fixtures/reference).
+inline std::vector<int64_t> fixture_labels(const std::string& stem, int64_t count) {
+  const auto lab = detail::read_npy((source_dir() / "tests/fixtures/reference" / (stem + ".labels.npy")).string());
+  return std::vector<int64_t>(lab.data.begin(), lab.data.begin() + std::min<int64_t>(count, static_cast<int64_t>(lab.data.size())));
+}
+
 /// A fresh scratch directory for one test.
 inline std::filesystem::path scratch_dir(const std::string& name) {
   auto p = std::filesystem::temp_directory_path() / ("cnncert_test_" + name + "_" + std::to_string(::getpid()));

@@ -66,24 +66,8 @@ TEST_F(GpuTest, AgreesWithTheSameAlgorithmOnTheCpu) {
   compare_results(make_gpu_engine(net)->bound(ps, o), make_float_engine(net)->bound(ps, o), "gpu vs host-float");
 }
 
-std::vector<BoundProblem> fixture_problems(const Network& net, const std::vector<double>& x, double eps) {
-  std::vector<BoundProblem> ps;
-  const int64_t n = net.input_size();
-  for (size_t i = 0; i * static_cast<size_t>(n) < x.size(); ++i)
-    ps.push_back(margin_problem(net, std::vector<double>(x.begin() + static_cast<long>(i) * n, x.begin() + static_cast<long>(i + 1) * n), eps));
-  return ps;
-}
-
 void compare_real(const std::filesystem::path& onnx, const std::string& stem, double eps, Norm norm, const char* method) {
-  SCOPED_TRACE(onnx.filename().string() + " " + method);
-  const Network net = import_onnx(onnx.string());
-  const auto ps = fixture_problems(net, fixture_inputs(stem, 0, 2), eps);
-  BoundOptions o;
-  o.norm = norm;
-  o.method = parse_method(method);
-  o.want_intermediate = true;
-  const double worst = compare_results(make_gpu_engine(net)->bound(ps, o), make_cpu_engine(net)->bound(ps, o), onnx.filename().string());
-  std::printf("%s: largest |gpu - cpu| / tolerance %.3g\n", onnx.filename().string().c_str(), worst);
+  compare_on_fixtures([](const Network& net) { return make_gpu_engine(net); }, onnx, stem, 2, eps, norm, method);
 }
 
 TEST_F(GpuTest, ShippedModelsMatchTheCpuEngine) {
@@ -112,20 +96,8 @@ TEST_F(GpuTest, CertifiedRadiiMatchTheCpuEngine) {
   const auto a = certify(net, *cpu, x, {}, o), b = certify(net, *gpu, x, {}, o);
   const int differing = expect_same_radii(net, *cpu, x, a, b, o.bound, "shipped");
   std::printf("radii differing (ties): %d of %zu images\n", differing, a.size());
-  for (Family f : {Family::Residual, Family::CnnMaxPool}) {
-    const Network rn = random_network(f, ActKind::Relu, 31);
-    std::vector<double> xs;
-    for (int i = 0; i < 6; ++i) {
-      const auto v = random_input(500 + i, rn.input_size());
-      xs.insert(xs.end(), v.begin(), v.end());
-    }
-    CertifyOptions ro;
-    ro.target = TargetMode::All;
-    ro.bound.norm = Norm::L2;
-    auto rc = make_cpu_engine(rn, 1);
-    auto rg = make_gpu_engine(rn);
-    expect_same_radii(rn, *rc, xs, certify(rn, *rc, xs, {}, ro), certify(rn, *rg, xs, {}, ro), ro.bound, family_name(f));
-  }
+  compare_radii_on_random_networks([](const Network& net) { return make_gpu_engine(net); }, {Family::Residual, Family::CnnMaxPool},
+                                   Norm::L2);
 }
 
 TEST_F(GpuTest, ProvenRadiiMatchTheCpuEngine) {
