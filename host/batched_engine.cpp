@@ -115,9 +115,7 @@ class BatchedEngine final : public BoundEngine {
           break;
         case OpKind::MaxPool:
         case OpKind::AvgPool: {
-          const PoolAttr& p = n.as<PoolAttr>();
-          c.pool = {gi.c, gi.h, gi.w, g.h, g.w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left,
-                    p.dilation_h, p.dilation_w};
+          c.pool = cnncert::detail::pool_geom(n, gi);
           if (n.op == OpKind::AvgPool) c.avg_slopes = upload(o, to_float(cnncert::detail::avgpool_slopes(n, src)));
           break;
         }
@@ -445,8 +443,8 @@ class BatchedEngine final : public BoundEngine {
         res.b_lower.assign(bias_lin.begin() + total + at, bias_lin.begin() + total + at + rows);
       }
       at += rows;
-      auto finite = [](const std::vector<double>& v) { return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); }); };
-      if (b.error[p].empty() && !(finite(res.lower) && finite(res.upper))) b.error[p] = "the output bounds are not finite";
+      if (b.error[p].empty() && !(cnncert::detail::all_finite(res.lower) && cnncert::detail::all_finite(res.upper)))
+        b.error[p] = "the output bounds are not finite";
       if (!b.error[p].empty()) {
         res.error = b.error[p];
         res.lower.assign(static_cast<size_t>(rows), -inf);

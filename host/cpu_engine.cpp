@@ -77,12 +77,8 @@ namespace {
 using detail::Geometry;
 using detail::geometry;
 
-/// Window geometry of pooling node `n` over an input of geometry `in`.
-batched::PoolGeom pool_geom(const Node& n, const Geometry& in) {
-  const PoolAttr& p = n.as<PoolAttr>();
-  const Geometry og = geometry(n);
-  return {in.c, in.h, in.w, og.h, og.w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w};
-}
+using detail::all_finite;
+using detail::pool_geom;
 
 /// Coefficients of a chunk of rows at one node. Stored position-major (a[pos · rows + r]) so
 /// that every step of the back-substitution is an AXPY over the rows. Either `full` (the window
@@ -736,9 +732,6 @@ class CpuEngine final : public BoundEngine {
     }
   }
 
-  static bool finite(const std::vector<double>& v) {
-    return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); });
-  }
 
   BoundResult solve(const BoundProblem& p, const BoundOptions& o, int threads) const {
     const auto& nodes = net_.nodes();
@@ -755,7 +748,7 @@ class CpuEngine final : public BoundEngine {
       const int src = node.inputs[0];
       if (s.lo[static_cast<size_t>(src)].empty()) {
         compute_bounds(s, src);
-        if (!finite(s.lo[static_cast<size_t>(src)]) || !finite(s.hi[static_cast<size_t>(src)])) {
+        if (!all_finite(s.lo[static_cast<size_t>(src)]) || !all_finite(s.hi[static_cast<size_t>(src)])) {
           res.error = "the bounds of node '" + nodes[static_cast<size_t>(src)].name + "' are not finite";
           res.lower.assign(static_cast<size_t>(p.rows), -std::numeric_limits<double>::infinity());
           res.upper.assign(static_cast<size_t>(p.rows), std::numeric_limits<double>::infinity());
@@ -789,7 +782,7 @@ class CpuEngine final : public BoundEngine {
       res.a_lower = row_major(fl), res.a_upper = row_major(fu);
       res.b_lower = std::move(bl), res.b_upper = std::move(bu);
     }
-    if (!finite(res.lower) || !finite(res.upper)) {
+    if (!all_finite(res.lower) || !all_finite(res.upper)) {
       res.error = "the output bounds are not finite";
       for (double& v : res.lower) v = -std::numeric_limits<double>::infinity();
       for (double& v : res.upper) v = std::numeric_limits<double>::infinity();

@@ -1,9 +1,12 @@
 #pragma once
 // Pieces of the CPU reference engine that the batched engine reuses, so that both engines
 // index layout nodes and weigh average pools the same way.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "batched_kernels.hpp"
 #include "cnncert/network.hpp"
 
 namespace cnncert::detail {
@@ -17,6 +20,18 @@ struct Geometry {
 inline Geometry geometry(const Node& n) {
   if (n.shape.size() == 3) return {n.shape[0], n.shape[1], n.shape[2]};
   return {n.size(), 1, 1};
+}
+
+/// Window geometry of pooling node `n` over an input of geometry `in`.
+inline batched::PoolGeom pool_geom(const Node& n, const Geometry& in) {
+  const PoolAttr& p = n.as<PoolAttr>();
+  const Geometry og = geometry(n);
+  return {in.c, in.h, in.w, og.h, og.w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w};
+}
+
+/// Every value finite (no NaN, no ±inf).
+inline bool all_finite(const std::vector<double>& v) {
+  return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); });
 }
 
 /// For a Reshape/Transpose/Pad node `n` with input `src`: the input element each output element

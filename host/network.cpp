@@ -8,6 +8,7 @@
 
 #include "cnncert/error.hpp"
 #include "cnncert/shape_math.hpp"
+#include "engine_common.hpp"
 
 namespace cnncert {
 
@@ -104,9 +105,7 @@ std::string label(const NetworkBuilder::Info& info, const char* op) {
   return s;
 }
 
-bool all_finite(const std::vector<double>& v) {
-  return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); });
-}
+using detail::all_finite;
 }  // namespace
 
 int NetworkBuilder::push(Node n) {
