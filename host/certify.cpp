@@ -196,6 +196,8 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
 
   const int64_t total = static_cast<int64_t>(items.size());
   int64_t done = 0;
+  BoundOptions bo = o.bound;
+  bo.want_upper = false;  // the decision needs the lower bounds only
   while (done < total) {
     std::vector<size_t> active;
     std::vector<BoundProblem> batch;
@@ -224,8 +226,6 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
       }
     }
     if (!valid.empty()) {
-      BoundOptions bo = o.bound;
-      bo.want_upper = false;
       std::vector<BoundResult> r = engine.bound(valid, bo);
       for (size_t v = 0; v < valid_idx.size(); ++v) {
         res[valid_idx[v]] = std::move(r[v]);
