@@ -76,6 +76,7 @@ int run_proven_bench(int argc, char** argv) {
   try {
     if (repeat < 1) throw cnncert::InvalidArgument("--repeat must be at least 1");
     if (block < 1) throw cnncert::InvalidArgument("--block must be at least 1");
+    if (!(confidence > 0 && confidence < 1)) throw cnncert::InvalidArgument("--confidence must lie in (0, 1)");
     const cnncert::bench::LoadedInput in = input.load();
     const cnncert::Network& net = in.net;
     const cnncert::ImageSet& set = in.set;
