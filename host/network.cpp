@@ -2,6 +2,7 @@
 #include "cnncert/network.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 #include <sstream>
@@ -12,9 +13,48 @@
 
 namespace cnncert {
 
-int64_t numel(const Shape& s) {
+namespace {
+std::atomic<int64_t> g_max_tensor_elements{int64_t{1} << 31};
+}
+
+int64_t max_tensor_elements() { return g_max_tensor_elements.load(std::memory_order_relaxed); }
+
+void set_max_tensor_elements(int64_t n) {
+  CNNCERT_CHECK(n >= 1, "the tensor element limit must be at least 1, got " << n);
+  g_max_tensor_elements.store(n, std::memory_order_relaxed);
+}
+
+int64_t checked_mul(int64_t a, int64_t b, const std::string& what) {
+  CNNCERT_CHECK(a >= 0 && b >= 0, what << ": negative size " << (a < 0 ? a : b));
+  int64_t r = 0;
+  const int64_t limit = max_tensor_elements();
+  CNNCERT_CHECK(!__builtin_mul_overflow(a, b, &r) && r <= limit,
+                what << ": more than " << limit << " elements (" << a << " x " << b << ")");
+  return r;
+}
+
+namespace {
+// The product of `s`, or -1 when a dimension is negative or the product exceeds the limit.
+int64_t numel_or_minus_one(const Shape& s) {
+  const int64_t limit = max_tensor_elements();
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s)
+    if (d < 0 || __builtin_mul_overflow(n, d, &n) || n > limit) return -1;
+  return n;
+}
+}  // namespace
+
+int64_t numel(const Shape& s) {
+  const int64_t n = numel_or_minus_one(s);
+  CNNCERT_CHECK(n >= 0, "shape " << shape_str(s) << " has a negative dimension or more than " << max_tensor_elements()
+                                 << " elements");
+  return n;
+}
+
+int64_t checked_numel(const Shape& s, const std::string& what) {
+  for (int64_t d : s) CNNCERT_CHECK(d >= 1, what << ": shape " << shape_str(s) << " has a dimension below 1");
+  const int64_t n = numel_or_minus_one(s);
+  CNNCERT_CHECK(n >= 0, what << ": shape " << shape_str(s) << " has more than " << max_tensor_elements() << " elements");
   return n;
 }
 
@@ -106,9 +146,23 @@ std::string label(const NetworkBuilder::Info& info, const char* op) {
 }
 
 using detail::all_finite;
+
+void check_window(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                  std::initializer_list<int64_t> pads, const std::string& who) {
+  const bool positive = kh > 0 && kw > 0 && sh > 0 && sw > 0 && dh > 0 && dw > 0 &&
+                        std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p >= 0; });
+  CNNCERT_CHECK(positive, who << ": kernel, stride and dilation must be positive and pads non-negative");
+  const bool bounded = kh <= kMaxWindowValue && kw <= kMaxWindowValue && sh <= kMaxWindowValue && sw <= kMaxWindowValue &&
+                       dh <= kMaxWindowValue && dw <= kMaxWindowValue &&
+                       std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p <= kMaxWindowValue; });
+  CNNCERT_CHECK(bounded, who << ": kernel, stride, dilation and pads must be at most " << kMaxWindowValue);
+}
 }  // namespace
 
 int NetworkBuilder::push(Node n) {
+  // Every shape is checked once, here: dimensions >= 1, the element count by checked arithmetic
+  // and within max_tensor_elements(). Nothing downstream multiplies unchecked dimensions.
+  checked_numel(n.shape, "node '" + n.name + "' (" + n.onnx_op + ")");
   nodes_.push_back(std::move(n));
   return static_cast<int>(nodes_.size()) - 1;
 }
@@ -120,9 +174,8 @@ const Node& NetworkBuilder::in(int x, const Info& info) const {
 
 int NetworkBuilder::input(Shape shape, Info info) {
   CNNCERT_CHECK(nodes_.empty(), "the input must be the first node");
-  CNNCERT_CHECK(!shape.empty() && numel(shape) > 0 &&
-                    std::all_of(shape.begin(), shape.end(), [](int64_t d) { return d > 0; }),
-                "input shape " << shape_str(shape) << " must have positive dimensions");
+  CNNCERT_CHECK(!shape.empty(), "the input shape must not be empty");
+  checked_numel(shape, "input '" + (info.name.empty() ? std::string("input") : info.name) + "'");
   Node n;
   n.op = OpKind::Input;
   n.name = info.name.empty() ? "input" : info.name;
@@ -135,15 +188,15 @@ int NetworkBuilder::conv(int x, ConvAttr a, Info info) {
   const Node& src = in(x, info);
   const std::string who = label(info, "Conv");
   CNNCERT_CHECK(src.shape.size() == 3, who << ": convolution needs a (C, H, W) input, got " << shape_str(src.shape));
-  CNNCERT_CHECK(a.groups >= 1 && a.out_channels > 0 && a.out_channels % a.groups == 0, who << ": bad groups/out channels");
-  CNNCERT_CHECK(a.in_channels * a.groups == src.shape[0],
+  CNNCERT_CHECK(a.groups >= 1 && a.out_channels > 0 && a.in_channels > 0 && a.out_channels % a.groups == 0,
+                who << ": bad groups/in/out channels");
+  check_window(a.kernel_h, a.kernel_w, a.stride_h, a.stride_w, a.dilation_h, a.dilation_w,
+               {a.pad_top, a.pad_left, a.pad_bottom, a.pad_right}, who);
+  CNNCERT_CHECK(checked_mul(a.in_channels, a.groups, who) == src.shape[0],
                 who << ": weight expects " << a.in_channels * a.groups << " input channels, input has " << src.shape[0]);
-  CNNCERT_CHECK(a.kernel_h > 0 && a.kernel_w > 0 && a.stride_h > 0 && a.stride_w > 0 && a.dilation_h > 0 &&
-                    a.dilation_w > 0 && a.pad_top >= 0 && a.pad_left >= 0 && a.pad_bottom >= 0 && a.pad_right >= 0,
-                who << ": kernel, stride and dilation must be positive and pads non-negative");
-  CNNCERT_CHECK(static_cast<int64_t>(a.weight.size()) == a.out_channels * a.in_channels * a.kernel_h * a.kernel_w,
-                who << ": weight has " << a.weight.size() << " values, expected "
-                    << a.out_channels * a.in_channels * a.kernel_h * a.kernel_w);
+  const int64_t weight_count = checked_numel({a.out_channels, a.in_channels, a.kernel_h, a.kernel_w}, who + ": weight");
+  CNNCERT_CHECK(static_cast<int64_t>(a.weight.size()) == weight_count,
+                who << ": weight has " << a.weight.size() << " values, expected " << weight_count);
   if (a.bias.empty()) a.bias.assign(static_cast<size_t>(a.out_channels), 0.0);
   CNNCERT_CHECK(static_cast<int64_t>(a.bias.size()) == a.out_channels, who << ": bias size mismatch");
   const int64_t oh = window_out_size(src.shape[1], a.kernel_h, a.stride_h, a.pad_top, a.pad_bottom, a.dilation_h);
@@ -165,7 +218,8 @@ int NetworkBuilder::dense(int x, DenseAttr a, Info info) {
   CNNCERT_CHECK(a.in_features == src.size(),
                 who << ": weight expects " << a.in_features << " inputs, input " << shape_str(src.shape) << " has "
                     << src.size());
-  CNNCERT_CHECK(a.out_features > 0 && static_cast<int64_t>(a.weight.size()) == a.out_features * a.in_features,
+  CNNCERT_CHECK(a.out_features > 0 &&
+                    static_cast<int64_t>(a.weight.size()) == checked_numel({a.out_features, a.in_features}, who + ": weight"),
                 who << ": weight size mismatch");
   if (a.bias.empty()) a.bias.assign(static_cast<size_t>(a.out_features), 0.0);
   CNNCERT_CHECK(static_cast<int64_t>(a.bias.size()) == a.out_features, who << ": bias size mismatch");
@@ -209,9 +263,8 @@ int NetworkBuilder::activation(int x, ActKind kind, double alpha, Info info) {
 namespace {
 Shape pool_shape(const Node& src, const PoolAttr& a, const std::string& who) {
   CNNCERT_CHECK(src.shape.size() == 3, who << ": pooling needs a (C, H, W) input, got " << shape_str(src.shape));
-  CNNCERT_CHECK(a.kernel_h > 0 && a.kernel_w > 0 && a.stride_h > 0 && a.stride_w > 0 && a.dilation_h > 0 &&
-                    a.dilation_w > 0 && a.pad_top >= 0 && a.pad_left >= 0 && a.pad_bottom >= 0 && a.pad_right >= 0,
-                who << ": kernel, stride and dilation must be positive and pads non-negative");
+  check_window(a.kernel_h, a.kernel_w, a.stride_h, a.stride_w, a.dilation_h, a.dilation_w,
+               {a.pad_top, a.pad_left, a.pad_bottom, a.pad_right}, who);
   CNNCERT_CHECK(a.pad_top < a.kernel_h && a.pad_bottom < a.kernel_h && a.pad_left < a.kernel_w && a.pad_right < a.kernel_w,
                 who << ": padding must be smaller than the kernel");
   const int64_t oh = window_out_size(src.shape[1], a.kernel_h, a.stride_h, a.pad_top, a.pad_bottom, a.dilation_h, a.ceil_mode);
@@ -261,7 +314,7 @@ int NetworkBuilder::add(int a, int b, Info info) {
 
 int NetworkBuilder::reshape(int x, Shape shape, Info info) {
   const Node& src = in(x, info);
-  CNNCERT_CHECK(numel(shape) == src.size() && std::all_of(shape.begin(), shape.end(), [](int64_t d) { return d > 0; }),
+  CNNCERT_CHECK(!shape.empty() && checked_numel(shape, label(info, "Reshape")) == src.size(),
                 label(info, "Reshape") << ": cannot reshape " << shape_str(src.shape) << " to " << shape_str(shape));
   Node n;
   n.op = OpKind::Reshape;
@@ -301,6 +354,7 @@ int NetworkBuilder::pad(int x, std::vector<int64_t> begin, std::vector<int64_t> 
   n.inputs = {x};
   for (size_t i = 0; i < begin.size(); ++i) {
     CNNCERT_CHECK(begin[i] >= 0 && end[i] >= 0, who << ": negative pads (cropping) are not supported");
+    CNNCERT_CHECK(begin[i] <= kMaxWindowValue && end[i] <= kMaxWindowValue, who << ": pads beyond " << kMaxWindowValue);
     n.shape.push_back(src.shape[i] + begin[i] + end[i]);
   }
   n.attr = PadAttr{std::move(begin), std::move(end)};

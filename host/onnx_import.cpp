@@ -1,6 +1,7 @@
 // ONNX graph → Network: constant folding, shape inference, BatchNorm/bias folding.
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -9,6 +10,7 @@
 
 #include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
+#include "cnncert/shape_math.hpp"
 #include "onnx_model.hpp"
 
 namespace cnncert {
@@ -97,7 +99,12 @@ class Importer {
     set_node(n, id);
   }
   void set_node(const OnnxNode& n, int id) { set(n, 0, Value{std::nullopt, id}); }
-  void set_const(const OnnxNode& n, Const c) { set(n, 0, Value{std::move(c), -1}); }
+  void set_const(const OnnxNode& n, Const c) {
+    // Every constant's values match its dims: the folding code below relies on it.
+    if (numel(c.dims) != static_cast<int64_t>(c.v.size()))
+      unsupported(n, "constant of shape " + shape_str(c.dims) + " has " + std::to_string(c.v.size()) + " values");
+    set(n, 0, Value{std::move(c), -1});
+  }
 
   int64_t attr_i(const OnnxNode& n, const char* name, int64_t def) const {
     const OnnxAttribute* a = n.find(name);
@@ -147,15 +154,19 @@ class Importer {
 
 // ---- helpers ----------------------------------------------------------------------------------
 
-int64_t count_of(const std::vector<int64_t>& dims) {
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
-  return n;
-}
+/// Element count of a constant's dims (0 allowed), by checked multiplication.
+int64_t count_of(const std::vector<int64_t>& dims) { return numel(dims); }
 
+/// Integer values of a constant (shapes, axes, indices); values outside ±2^62 or not finite are
+/// rejected rather than cast (a cast of such a double is undefined behaviour).
 std::vector<int64_t> as_ints(const Const& c) {
+  constexpr double kLimit = 4611686018427387904.0;  // 2^62
   std::vector<int64_t> r;
-  for (double x : c.v) r.push_back(static_cast<int64_t>(x));
+  r.reserve(c.v.size());
+  for (double x : c.v) {
+    if (!(x >= -kLimit && x <= kLimit)) throw InvalidArgument("integer constant " + std::to_string(x) + " is out of range");
+    r.push_back(static_cast<int64_t>(x));
+  }
   return r;
 }
 
@@ -247,7 +258,16 @@ Network Importer::run() {
   if (g.outputs.size() > 1) b_.note("the model has " + std::to_string(g.outputs.size()) + " outputs; using the first, '" + g.outputs[0].name + "'");
   output_name_ = g.outputs[0].name;
 
-  for (const auto& n : g.nodes) import_node(n);
+  for (const auto& n : g.nodes) {
+    try {
+      import_node(n);
+    } catch (const InvalidArgument& e) {
+      // Errors of the shared helpers (checked sizes, integer constants) get the node's name.
+      const std::string msg = e.what();
+      if (msg.rfind("node '", 0) == 0) throw;
+      throw InvalidArgument("node '" + node_name(n) + "' (op " + n.op_type + "): " + msg, e.where());
+    }
+  }
 
   auto it = values_.find(output_name_);
   if (it == values_.end()) throw UnsupportedModel(what_ + ": output '" + output_name_ + "' is not produced by any node");
@@ -401,18 +421,18 @@ void Importer::fold_constant(const OnnxNode& n) {
     if (data.dims.empty()) unsupported(n, "gather from a scalar");
     const int64_t axis = norm_axis(attr_i(n, "axis", 0), data.dims.size());
     if (axis < 0 || axis >= static_cast<int64_t>(data.dims.size())) unsupported(n, "axis out of range");
-    int64_t outer = 1, inner = 1;
-    for (int64_t i = 0; i < axis; ++i) outer *= data.dims[static_cast<size_t>(i)];
-    for (size_t i = static_cast<size_t>(axis) + 1; i < data.dims.size(); ++i) inner *= data.dims[i];
+    const int64_t outer = count_of(std::vector<int64_t>(data.dims.begin(), data.dims.begin() + axis));
+    const int64_t inner = count_of(std::vector<int64_t>(data.dims.begin() + axis + 1, data.dims.end()));
     const int64_t len = data.dims[static_cast<size_t>(axis)];
     Const r;
     r.is_int = data.is_int;
     r.dims.assign(data.dims.begin(), data.dims.begin() + axis);
     r.dims.insert(r.dims.end(), idx.dims.begin(), idx.dims.end());
     r.dims.insert(r.dims.end(), data.dims.begin() + axis + 1, data.dims.end());
+    r.v.reserve(static_cast<size_t>(count_of(r.dims)));
+    const std::vector<int64_t> indices = as_ints(idx);
     for (int64_t o = 0; o < outer; ++o)
-      for (double fi : idx.v) {
-        int64_t k = static_cast<int64_t>(fi);
+      for (int64_t k : indices) {
         if (k < 0) k += len;
         if (k < 0 || k >= len) unsupported(n, "gather index out of range");
         for (int64_t q = 0; q < inner; ++q) r.v.push_back(data.v[static_cast<size_t>((o * len + k) * inner + q)]);
@@ -450,15 +470,18 @@ void Importer::fold_constant(const OnnxNode& n) {
     const Const& first = in(0);
     const int64_t axis = norm_axis(attr_i(n, "axis", 0), first.dims.size());
     if (first.dims.empty() || axis < 0 || axis >= static_cast<int64_t>(first.dims.size())) unsupported(n, "bad axis");
-    int64_t outer = 1;
-    for (int64_t i = 0; i < axis; ++i) outer *= first.dims[static_cast<size_t>(i)];
+    const int64_t outer = count_of(std::vector<int64_t>(first.dims.begin(), first.dims.begin() + axis));
     Const r{first.dims, {}, first.is_int};
     r.dims[static_cast<size_t>(axis)] = 0;
     std::vector<int64_t> inner_sizes;
     for (size_t i = 0; i < n.inputs.size(); ++i) {
       const Const& c = in(i);
       if (c.dims.size() != first.dims.size()) unsupported(n, "inputs of different ranks");
-      r.dims[static_cast<size_t>(axis)] += c.dims[static_cast<size_t>(axis)];
+      for (size_t d = 0; d < c.dims.size(); ++d)
+        if (d != static_cast<size_t>(axis) && c.dims[d] != first.dims[d])
+          unsupported(n, "inputs of shapes " + shape_str(first.dims) + " and " + shape_str(c.dims) + " do not concatenate");
+      int64_t& extent = r.dims[static_cast<size_t>(axis)];
+      if (__builtin_add_overflow(extent, c.dims[static_cast<size_t>(axis)], &extent)) unsupported(n, "concatenation too large");
       inner_sizes.push_back(static_cast<int64_t>(c.v.size()) / std::max<int64_t>(outer, 1));
     }
     for (int64_t o = 0; o < outer; ++o)
@@ -473,17 +496,22 @@ void Importer::fold_constant(const OnnxNode& n) {
     Const c = in(0);
     if (op == "Flatten") {
       const int64_t axis = norm_axis(attr_i(n, "axis", 1), c.dims.size());
-      int64_t a = 1;
-      for (int64_t i = 0; i < axis && i < static_cast<int64_t>(c.dims.size()); ++i) a *= c.dims[static_cast<size_t>(i)];
-      c.dims = {a, static_cast<int64_t>(c.v.size()) / std::max<int64_t>(a, 1)};
+      if (axis < 0 || axis > static_cast<int64_t>(c.dims.size())) unsupported(n, "flatten axis out of range");
+      const int64_t a = count_of(std::vector<int64_t>(c.dims.begin(), c.dims.begin() + axis));
+      c.dims = {a, count_of(std::vector<int64_t>(c.dims.begin() + axis, c.dims.end()))};
       return set_const(n, c);
     }
     std::vector<int64_t> target = as_ints(in(1));
     int64_t known = 1, infer = -1;
     for (size_t i = 0; i < target.size(); ++i) {
       if (target[i] == 0 && !attr_i(n, "allowzero", 0)) target[i] = i < c.dims.size() ? c.dims[i] : 1;
-      if (target[i] == -1) infer = static_cast<int64_t>(i);
-      else known *= target[i];
+      if (target[i] == -1) {
+        if (infer >= 0) unsupported(n, "more than one -1 in the target shape");
+        infer = static_cast<int64_t>(i);
+      } else {
+        if (target[i] < 0) unsupported(n, "negative dimension in the target shape");
+        known = checked_mul(known, target[i], "reshape target");
+      }
     }
     if (infer >= 0) target[static_cast<size_t>(infer)] = known ? static_cast<int64_t>(c.v.size()) / known : 0;
     if (count_of(target) != static_cast<int64_t>(c.v.size())) unsupported(n, "reshape changes the number of elements");
@@ -512,6 +540,7 @@ void Importer::fold_constant(const OnnxNode& n) {
     std::vector<int64_t> ends = has_input(n, 2) ? as_ints(in(2)) : attr_ints(n, "ends");
     std::vector<int64_t> steps = has_input(n, 4) ? as_ints(in(4)) : std::vector<int64_t>{1};
     if (starts.size() != 1 || ends.size() != 1 || steps.size() != 1 || steps[0] == 0) unsupported(n, "unsupported slice");
+    if (steps[0] > (int64_t{1} << 40) || steps[0] < -(int64_t{1} << 40)) unsupported(n, "slice step out of range");
     const int64_t len = c.dims[0], step = steps[0];
     auto clampi = [&](int64_t v, int64_t lo, int64_t hi) { return std::clamp(v < 0 ? v + len : v, lo, hi); };
     const int64_t s = step > 0 ? clampi(starts[0], 0, len) : clampi(starts[0], -1, len - 1);
@@ -533,6 +562,9 @@ void Importer::window(const OnnxNode& n, const Shape& in, int64_t kh, int64_t kw
   stride[1] = s.empty() ? 1 : s[1];
   dil[0] = d.empty() ? 1 : d[0];
   dil[1] = d.empty() ? 1 : d[1];
+  for (int64_t v : {stride[0], stride[1], dil[0], dil[1], kh, kw})
+    if (v < 1 || v > kMaxWindowValue)
+      unsupported(n, "kernel, strides and dilations must be between 1 and " + std::to_string(kMaxWindowValue));
   const std::string auto_pad = attr_s(n, "auto_pad", "NOTSET");
   if (auto_pad == "NOTSET") {
     if (!p.empty() && p.size() != 4) unsupported(n, "pads must have 4 entries for a 2-D window");
@@ -602,7 +634,7 @@ void Importer::gemm(const OnnxNode& n) {
   a.out_features = trans_b ? w.dims[0] : w.dims[1];
   if (shape(x).size() != 1)
     unsupported(n, "input of shape " + shape_str(shape(x)) + " is not a vector (add a Flatten before Gemm)");
-  a.weight.resize(static_cast<size_t>(a.in_features * a.out_features));
+  a.weight.resize(static_cast<size_t>(count_of(w.dims)));
   for (int64_t o = 0; o < a.out_features; ++o)
     for (int64_t i = 0; i < a.in_features; ++i)
       a.weight[static_cast<size_t>(o * a.in_features + i)] =
@@ -626,7 +658,7 @@ void Importer::matmul(const OnnxNode& n) {
   DenseAttr a;
   a.in_features = k;
   a.out_features = m;
-  a.weight.resize(static_cast<size_t>(k * m));
+  a.weight.resize(static_cast<size_t>(count_of(w.dims)));
   for (int64_t o = 0; o < m; ++o)
     for (int64_t i = 0; i < k; ++i) a.weight[static_cast<size_t>(o * k + i)] = w.v[static_cast<size_t>(i * m + o)];
   int id = b_.dense(x, std::move(a), info(n));
@@ -798,8 +830,8 @@ void Importer::reshape_like(const OnnxNode& n) {
   if (op == "Flatten") {
     const int64_t axis = norm_axis(attr_i(n, "axis", 1), full.size());
     if (axis < 1) unsupported(n, "flattening into the batch dimension (axis 0) is not supported");
-    int64_t lead = 1;
-    for (int64_t i = 1; i < axis; ++i) lead *= full[static_cast<size_t>(i)];
+    if (axis > static_cast<int64_t>(full.size())) unsupported(n, "flatten axis out of range");
+    const int64_t lead = count_of(Shape(full.begin() + 1, full.begin() + axis));
     if (lead != 1) unsupported(n, "flatten with axis " + std::to_string(axis) + " would mix samples of the batch");
     out = {numel(in)};
   } else if (op == "Reshape") {
@@ -815,7 +847,8 @@ void Importer::reshape_like(const OnnxNode& n) {
         if (infer >= 0) unsupported(n, "more than one -1 in the target shape");
         infer = static_cast<int64_t>(i);
       } else {
-        known *= target[i];
+        if (target[i] < 1) unsupported(n, "target shape " + shape_str(target) + " has a dimension below 1");
+        known = checked_mul(known, target[i], "reshape target");
       }
     }
     const int64_t total = numel(in);
@@ -868,6 +901,8 @@ void Importer::transpose(const OnnxNode& n) {
   if (perm.empty())
     for (size_t i = 0; i < rank; ++i) perm.push_back(static_cast<int64_t>(rank - 1 - i));
   if (perm.size() != rank) unsupported(n, "permutation does not match the input rank");
+  for (int64_t p : perm)
+    if (p < 0 || p >= static_cast<int64_t>(rank)) unsupported(n, "permutation entry " + std::to_string(p) + " is out of range");
   if (perm[0] != 0) unsupported(n, "transposing the batch axis is not supported");
   std::vector<int64_t> p;
   bool identity = true;
@@ -935,6 +970,8 @@ Network import_onnx_bytes(const std::string& bytes, const std::string& name) {
 }
 
 Network import_onnx(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw InvalidArgument(path + ": is a directory, not an ONNX model file");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw InvalidArgument(path + ": cannot open the model file (no such file or not readable)");
   std::ostringstream ss;

@@ -12,8 +12,22 @@ namespace cnncert {
 /// Per-sample tensor shape (the batch dimension is never part of it), row-major.
 using Shape = std::vector<int64_t>;
 
-/// Number of elements of a shape (1 for a scalar shape).
+/// The most elements any one tensor may have: 2^31 by default, far above any real model (the
+/// largest ones have ~10^8 weights per tensor and ~10^7 activations per sample). Shapes read from
+/// a file or derived by the importer are checked against it before they size a buffer.
+int64_t max_tensor_elements();
+/// Lowers (or raises) that limit for this process, e.g. for a server or a fuzzer that must bound
+/// the memory a crafted model can claim. `n` must be at least 1.
+void set_max_tensor_elements(int64_t n);
+
+/// `a * b` for sizes (a, b >= 0); throws InvalidArgument naming `what` when the product exceeds
+/// max_tensor_elements() (so it can never overflow).
+int64_t checked_mul(int64_t a, int64_t b, const std::string& what);
+/// Number of elements of a shape (1 for a scalar shape). Checked: throws InvalidArgument when a
+/// dimension is negative or the product exceeds max_tensor_elements(); never overflows.
 int64_t numel(const Shape& s);
+/// numel() of a shape whose every dimension must be at least 1; errors name `what`.
+int64_t checked_numel(const Shape& s, const std::string& what);
 /// "(C, H, W)"-style text of a shape.
 std::string shape_str(const Shape& s);
 

@@ -12,6 +12,11 @@
 
 namespace cnncert {
 
+/// Kernel sizes, strides, dilations and pads above this are not meant by any model; bounding them
+/// (NetworkBuilder and the importer check it) keeps every window computation below far from
+/// int64 overflow.
+constexpr int64_t kMaxWindowValue = int64_t{1} << 24;
+
 /// Output extent of a convolution/pooling window along one axis. `ceil_mode` rounds the last
 /// partial window up (ONNX pooling's ceil_mode=1); a window must start inside the padded input.
 /// Returns a value <= 0 when the window does not fit.

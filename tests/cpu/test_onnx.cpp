@@ -366,3 +366,103 @@ TEST(OnnxExport, PadAndTransposeRoundTrip) {
 
 }  // namespace
 }  // namespace cnncert::test
+
+namespace cnncert::test {
+namespace {
+
+/// Import must fail with an InvalidArgument/UnsupportedModel whose one-line message has `needle`.
+void expect_rejected(const std::string& bytes, const std::string& needle) {
+  try {
+    import_onnx_bytes(bytes, "crafted.onnx");
+    ADD_FAILURE() << "accepted; expected an error with '" << needle << "'";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(needle), std::string::npos) << msg;
+    EXPECT_NE(msg.find("crafted.onnx"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
+TEST(OnnxHardening, InputShapeWhoseProductWrapsIsRejected) {
+  // (2^62 + 1) * 16 = 2^66 + 16 wraps to 16 in int64: buffers sized by 16, loops over 2^62 rows.
+  const int64_t big = (int64_t{1} << 62) + 1;
+  const std::string pool = attr_ints("kernel_shape", {2, 2});
+  const std::string m = onnx_model({onnx_node("MaxPool", {"x"}, {"y"}, {pool})}, {}, onnx_value("x", {1, 1, big, 16}),
+                                   onnx_value("y", {1, 1, 1, 8}));
+  expect_rejected(m, "input 'x'");
+  // no wrap-around, just more than 2^31 elements in one tensor
+  expect_rejected(onnx_model({onnx_node("Relu", {"x"}, {"y"})}, {}, onnx_value("x", {1, 65536, 65536}),
+                             onnx_value("y", {1, 65536, 65536})),
+                  "elements");
+  // within the limit for the input, beyond it after a padding node
+  expect_rejected(onnx_model({onnx_node("Pad", {"x", "p"}, {"y"})}, {onnx_tensor("p", {6}, {0, 0, 0, 0, 1 << 24, 0}, true)},
+                             onnx_value("x", {1, 256, 65536}), onnx_value("y", {1, 1, 1})),
+                  "node 'y_node'");
+}
+
+TEST(OnnxHardening, ReshapeTargetWhoseProductWrapsIsRejected) {
+  // target (1, 2^62 + 1, 4): the product wraps to 4, the input's element count.
+  const int64_t big = (int64_t{1} << 62) + 1;
+  const std::string m = onnx_model({onnx_node("Reshape", {"x", "t"}, {"y"}, {}, "reshape_wrap")},
+                                   {onnx_tensor("t", {3}, {1, static_cast<double>(big), 4}, true)},
+                                   onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4}));
+  expect_rejected(m, "reshape_wrap");
+  // a negative dimension other than -1
+  const std::string neg = onnx_model({onnx_node("Reshape", {"x", "t"}, {"y"}, {}, "reshape_neg")},
+                                     {onnx_tensor("t", {2}, {-2, -2}, true)}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4}));
+  expect_rejected(neg, "reshape_neg");
+}
+
+TEST(OnnxHardening, WindowAttributesAreBoundedBeforeAnyArithmetic) {
+  const std::string w = onnx_tensor("W", {1, 1, 2, 2}, {1, 1, 1, 1});
+  // stride 0 with SAME padding divided by zero (SIGFPE) before the builder saw it
+  expect_rejected(onnx_model({onnx_node("Conv", {"x", "W"}, {"y"}, {attr_ints("strides", {0, 1}), attr_string("auto_pad", "SAME_UPPER")}, "conv_s0")},
+                             {w}, onnx_value("x", {-1, 1, 4, 4}), onnx_value("y", {-1, 1, 4, 4})),
+                  "conv_s0");
+  // a dilation whose span overflows int64
+  expect_rejected(onnx_model({onnx_node("Conv", {"x", "W"}, {"y"}, {attr_ints("dilations", {int64_t{1} << 62, 1})}, "conv_dil")},
+                             {w}, onnx_value("x", {-1, 1, 4, 4}), onnx_value("y", {-1, 1, 4, 4})),
+                  "conv_dil");
+  // groups so large that in_channels * groups wraps
+  expect_rejected(onnx_model({onnx_node("Conv", {"x", "W"}, {"y"}, {attr_int("group", int64_t{1} << 62)}, "conv_groups")},
+                             {w}, onnx_value("x", {-1, 1, 4, 4}), onnx_value("y", {-1, 1, 4, 4})),
+                  "conv_groups");
+  // a pooling kernel beyond any input
+  expect_rejected(onnx_model({onnx_node("MaxPool", {"x"}, {"y"}, {attr_ints("kernel_shape", {int64_t{1} << 40, 2})}, "pool_big")},
+                             {}, onnx_value("x", {-1, 1, 4, 4}), onnx_value("y", {-1, 1, 4, 4})),
+                  "pool_big");
+}
+
+TEST(OnnxHardening, ConstantFoldingChecksSizesAndIntegers) {
+  // ConstantOfShape asking for 2^40 elements from a 16-byte file
+  expect_rejected(onnx_model({onnx_node("ConstantOfShape", {"s"}, {"c"}, {}, "cos_big"), onnx_node("Add", {"x", "c"}, {"y"})},
+                             {onnx_tensor("s", {2}, {1 << 20, 1 << 20}, true)}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4})),
+                  "cos_big");
+  // Concat of constants whose non-axis dimensions differ (read past the second input before)
+  expect_rejected(onnx_model({onnx_node("Concat", {"a", "b"}, {"c"}, {attr_int("axis", 0)}, "concat_bad"),
+                              onnx_node("Reshape", {"x", "c"}, {"y"})},
+                             {onnx_tensor("a", {1, 2}, {1, 4}, true), onnx_tensor("b", {1, 1}, {1}, true)},
+                             onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4})),
+                  "concat_bad");
+  // a float constant used as a shape whose value cannot be an integer (UB when cast)
+  expect_rejected(onnx_model({onnx_node("Reshape", {"x", "t"}, {"y"}, {}, "reshape_inf")},
+                             {onnx_tensor("t", {2}, {1, 1e30})}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4})),
+                  "reshape_inf");
+}
+
+TEST(OnnxHardening, ElementLimitCanBeLoweredAndRestored) {
+  const std::string m = onnx_model({onnx_node("Relu", {"x"}, {"y"})}, {}, onnx_value("x", {-1, 64}), onnx_value("y", {-1, 64}));
+  EXPECT_EQ(max_tensor_elements(), int64_t{1} << 31);
+  EXPECT_NO_THROW(import_onnx_bytes(m, "ok.onnx"));
+  set_max_tensor_elements(32);
+  expect_rejected(m, "more than 32 elements");
+  set_max_tensor_elements(int64_t{1} << 31);
+  EXPECT_NO_THROW(import_onnx_bytes(m, "ok.onnx"));
+  EXPECT_THROW(set_max_tensor_elements(0), InvalidArgument);
+  EXPECT_THROW(numel({3, -1}), InvalidArgument);
+  EXPECT_THROW(numel({int64_t{1} << 32, int64_t{1} << 32}), InvalidArgument);
+  EXPECT_EQ(numel({0, int64_t{1} << 62}), 0);
+}
+
+}  // namespace
+}  // namespace cnncert::test
