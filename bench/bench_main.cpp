@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "output_file.hpp"
 #include "cnncert/certify.hpp"
 #include "cnncert/cnncert.hpp"
 #include "cli_options.hpp"
@@ -193,6 +194,13 @@ int main(int argc, char** argv) {
     std::cerr << "cnncert-bench: --devices gpu: " << cnncert::cuda_device_info() << "\n";
     return 2;
   }
+  cnncert::detail::OutputFile json_out;
+  try {
+    json_out = cnncert::detail::OutputFile(json_path, "--json");  // checked before hours of benchmarks
+  } catch (const cnncert::Error& e) {
+    std::cerr << "cnncert-bench: error: " << e.what() << "\n";
+    return 2;
+  }
   std::vector<Config> configs;
   if (!model.empty()) {
     configs.push_back({model, model, images, cnncert::load_sidecar(model).value_or(cnncert::Preprocess{}), n, n});
@@ -272,6 +280,13 @@ int main(int argc, char** argv) {
       }
     }
   }
-  if (!json_path.empty()) std::ofstream(json_path) << json{{"environment", env}, {"results", rows}}.dump(2) << "\n";
+  try {
+    json_out.stream() << json{{"environment", env}, {"results", rows}}.dump(2) << "\n";
+    json_out.commit();
+    cnncert::detail::check_stdout();
+  } catch (const cnncert::Error& e) {
+    std::cerr << "cnncert-bench: error: " << e.what() << "\n";
+    return 2;
+  }
   return 0;
 }

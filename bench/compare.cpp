@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "output_file.hpp"
 #include "cnncert/baselines.hpp"
 #include "cnncert/certify.hpp"
 #include "cnncert/cnncert.hpp"
@@ -65,6 +66,7 @@ int run_compare(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {
+    cnncert::detail::OutputFile json_out(json_path, "--json");
     const cnncert::bench::LoadedInput in = input.load();
     const cnncert::Network& net = in.net;
     const cnncert::ImageSet& set = in.set;
@@ -250,11 +252,12 @@ int run_compare(int argc, char** argv) {
       }
       jnorms.push_back({{"norm", norm_s}, {"pairs", pair_images.size()}, {"violations", violations}, {"rows", jrows}});
     }
-    if (!json_path.empty())
-      std::ofstream(json_path) << json{{"model", model}, {"images", images}, {"seed", seed}, {"engine", "cpu"},
+    json_out.stream() << json{{"model", model}, {"images", images}, {"seed", seed}, {"engine", "cpu"},
                                        {"environment", env}, {"norms", jnorms}}
                                       .dump(2)
                                << "\n";
+    json_out.commit();
+    cnncert::detail::check_stdout();
   } catch (const cnncert::Error& e) {
     std::cerr << "cnncert-bench: error: " << e.what() << "\n";
     return 2;

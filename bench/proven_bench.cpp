@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "output_file.hpp"
 #include "cnncert/certify.hpp"
 #include "cnncert/cnncert.hpp"
 #include "cnncert/proven.hpp"
@@ -77,6 +78,7 @@ int run_proven_bench(int argc, char** argv) {
     if (repeat < 1) throw cnncert::InvalidArgument("--repeat must be at least 1");
     if (block < 1) throw cnncert::InvalidArgument("--block must be at least 1");
     if (!(confidence > 0 && confidence < 1)) throw cnncert::InvalidArgument("--confidence must lie in (0, 1)");
+    cnncert::detail::OutputFile json_out(json_path, "--json");
     const cnncert::bench::LoadedInput in = input.load();
     const cnncert::Network& net = in.net;
     const cnncert::ImageSet& set = in.set;
@@ -201,8 +203,7 @@ int run_proven_bench(int argc, char** argv) {
     line("probabilistic search (proven --no-worst-case)", t_prob, c_prob, over("vs worst case", t_prob, c_prob));
     std::cout << "both searches (what `cnncert proven` runs for the ratio): " << std::setprecision(2) << median(t_wc) + median(t_prob)
               << " s wall (sum of the medians above, in blocks)\n";
-    if (!json_path.empty())
-      std::ofstream(json_path) << json{{"environment", env},
+    json_out.stream() << json{{"environment", env},
                                        {"model", model},
                                        {"images", set.count},
                                        {"searches", r_wc.size()},
@@ -225,6 +226,8 @@ int run_proven_bench(int argc, char** argv) {
                                        {"probabilistic_vs_worst_case_percent_cpu", pct(median(c_prob), median(c_wc))}}
                                           .dump(2)
                                    << "\n";
+    json_out.commit();
+    cnncert::detail::check_stdout();
   } catch (const cnncert::Error& e) {
     std::cerr << "cnncert-bench proven: " << e.what() << "\n";
     return 2;

@@ -164,6 +164,14 @@ __global__ void relax_activation_kernel(int64_t count, ActSpec s, const double* 
   }
 }
 
+__global__ void activation_bounds_kernel(int64_t count, ActSpec s, const double* lo, const double* hi, double* out_lo,
+                                         double* out_hi) {
+  GRID_STRIDE(i, count) {
+    out_lo[i] = activation_value(s, lo[i]);
+    out_hi[i] = activation_value(s, hi[i]);
+  }
+}
+
 __global__ void relax_maxpool_kernel(PoolGeom g, int64_t problems, const double* lo, const double* hi, float* slopes, float* beta_u,
                                      float* beta_l) {
   const int64_t out_size = g.out_size(), in_size = g.in_size(), kk = g.kk();
@@ -294,6 +302,12 @@ class CudaOps final : public Ops {
   void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl, float* au,
                         float* bu) override {
     relax_activation_kernel<<<grid_for(count), kBlock, 0, stream_>>>(count, s, lo, hi, al, bl, au, bu);
+    CNNCERT_CHECK_LAUNCH(stream_);
+  }
+
+  void activation_bounds(int64_t count, const ActSpec& s, const double* lo, const double* hi, double* out_lo,
+                         double* out_hi) override {
+    activation_bounds_kernel<<<grid_for(count), kBlock, 0, stream_>>>(count, s, lo, hi, out_lo, out_hi);
     CNNCERT_CHECK_LAUNCH(stream_);
   }
 

@@ -153,13 +153,18 @@ class BatchedEngine final : public BoundEngine {
     const auto& nodes = net_.nodes();
     using clock = std::chrono::steady_clock;
     auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
+    const int64_t layers = 1 + std::count_if(nodes.begin(), nodes.end(), [](const Node& nd) {
+                             return nd.op == OpKind::Activation || nd.op == OpKind::MaxPool;
+                           });
+    int64_t layers_done = 0;
     for (size_t k = 0; k < nodes.size(); ++k) {
       const Node& node = nodes[k];
       if (node.op != OpKind::Activation && node.op != OpKind::MaxPool) continue;
+      if (options.layer_progress) options.layer_progress(layers_done++, layers);
       const int src = node.inputs[0];
       if (!b.lo.count(src)) {
         const auto t0 = clock::now();
-        compute_bounds(b, src);
+        if (!pool_input_from_activation(b, static_cast<int>(k))) compute_bounds(b, src);
         check_flags(b, src);  // waits for the device
         stats_.seconds_bounds += since(t0);
         if (options.want_intermediate) {
@@ -341,6 +346,29 @@ class BatchedEngine final : public BoundEngine {
     o.flag_nonfinite(static_cast<int64_t>(b.P), size, lo.as<double>(), hi.as<double>(), b.flags.as<int>());
     b.lo.emplace(k, std::move(lo));
     b.hi.emplace(k, std::move(hi));
+  }
+
+  /// MATH.md §2.5: a max-pool k reading a monotone activation takes [σ(l'), σ(u')] of that
+  /// activation's pre-activation bounds as its input bounds (for ReLU [max(l',0), max(u',0)], the
+  /// original CNN-Cert's rule), instead of a back-substitution. False when the rule does not apply.
+  bool pool_input_from_activation(Batch& b, int k) {
+    const Node& pool = net_.node(k);
+    const int src = pool.inputs[0];
+    const Node& act = net_.node(src);
+    if (pool.op != OpKind::MaxPool || act.op != OpKind::Activation) return false;
+    const ActAttr& a = act.as<ActAttr>();
+    const ActSpec s{a.kind, a.alpha, b.options.method.relu, b.options.method.smooth};
+    if (!activation_monotone(s)) return false;
+    const int pre = act.inputs[0];
+    CNNCERT_ASSERT(b.lo.count(pre));  // the activation (an earlier node) was relaxed from them
+    Ops& o = *ops_;
+    const int64_t total = act.size() * static_cast<int64_t>(b.P);
+    Buf lo(o, static_cast<size_t>(total) * sizeof(double)), hi(o, static_cast<size_t>(total) * sizeof(double));
+    o.activation_bounds(total, s, b.lo.at(pre).as<double>(), b.hi.at(pre).as<double>(), lo.as<double>(), hi.as<double>());
+    o.flag_nonfinite(static_cast<int64_t>(b.P), act.size(), lo.as<double>(), hi.as<double>(), b.flags.as<int>());
+    b.lo.emplace(src, std::move(lo));
+    b.hi.emplace(src, std::move(hi));
+    return true;
   }
 
   /// Marks the problems whose bounds at node `src` are not finite (as the CPU engine reports).

@@ -59,6 +59,10 @@ class Ops {
   /// Relaxations of `count` activation neurons from their bounds.
   virtual void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl,
                                 float* au, float* bu) = 0;
+  /// out_lo[i] = σ(lo[i]), out_hi[i] = σ(hi[i]) for `count` neurons of a monotone activation
+  /// (activation_value): the max-pool input bounds of MATH.md §2.5.
+  virtual void activation_bounds(int64_t count, const ActSpec& s, const double* lo, const double* hi, double* out_lo,
+                                 double* out_hi) = 0;
   /// Max-pool relaxations of `problems` problems (lo/hi: problems × in_size; slopes:
   /// problems × out_size × kk; betas: problems × out_size).
   virtual void relax_maxpool(const PoolGeom& g, int64_t problems, const double* lo, const double* hi, float* slopes,

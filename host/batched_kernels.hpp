@@ -143,6 +143,21 @@ CNNCERT_HD inline Relaxation<double> relax_activation(const ActSpec& s, double l
   }
 }
 
+/// Whether the activation is monotone non-decreasing, so that [σ(l), σ(u)] bounds σ(z) on [l, u]
+/// (every activation but a LeakyRelu with a negative slope).
+CNNCERT_HD inline bool activation_monotone(const ActSpec& s) { return s.kind != ActKind::LeakyRelu || s.alpha >= 0; }
+
+/// σ(z) in double (the forward function of the activation).
+CNNCERT_HD inline double activation_value(const ActSpec& s, double z) {
+  switch (s.kind) {
+    case ActKind::Relu: return z > 0 ? z : 0.0;
+    case ActKind::LeakyRelu: return z >= 0 ? z : s.alpha * z;
+    case ActKind::Sigmoid: return cnncert::detail::smooth_f(Smooth::Sigmoid, z);
+    case ActKind::Tanh: return cnncert::detail::smooth_f(Smooth::Tanh, z);
+    default: return cnncert::detail::smooth_f(Smooth::Atan, z);
+  }
+}
+
 namespace detail {
 template <class T>
 CNNCERT_HD inline T clamp_like_std(T v, T lo, T hi) {

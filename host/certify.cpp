@@ -102,6 +102,14 @@ void step(Item& it, bool ok, const CertifyOptions& o) {
 
 }  // namespace
 
+void check_classes(const std::vector<int64_t>& classes_of_images, int64_t classes, int64_t first_index, const char* what) {
+  for (size_t i = 0; i < classes_of_images.size(); ++i) {
+    const int64_t c = classes_of_images[i];
+    CNNCERT_CHECK(c >= -1 && c < classes, "image " << first_index + static_cast<int64_t>(i) << ": " << what << " " << c
+                                                   << " is not a class of the model (0.." << classes - 1 << ")");
+  }
+}
+
 std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const std::vector<double>& inputs,
                                  const std::vector<int64_t>& labels, const CertifyOptions& o, int64_t first_index) {
   const int64_t n_in = net.input_size(), classes = net.output_size();
@@ -112,6 +120,8 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
                 "certify: the targets file has " << o.targets.size() << " entries for " << count << " images");
   CNNCERT_CHECK(classes >= 2, "certify: the network has fewer than two outputs");
   CNNCERT_CHECK(o.start_eps > 0 && std::isfinite(o.start_eps), "certify: the starting eps must be positive");
+  check_classes(labels, classes, first_index, "label");
+  check_classes(o.targets, classes, first_index, "target");
   const auto t0 = std::chrono::steady_clock::now();
 
   const std::vector<double> logits = net.forward(inputs.data(), count);
@@ -122,7 +132,7 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
     r.image = first_index + i;
     const double* l = logits.data() + i * classes;
     r.predicted = std::max_element(l, l + classes) - l;
-    r.label = labels.empty() ? r.predicted : labels[static_cast<size_t>(i)];
+    r.label = labels.empty() || labels[static_cast<size_t>(i)] < 0 ? r.predicted : labels[static_cast<size_t>(i)];
     if (std::any_of(l, l + classes, [](double v) { return !std::isfinite(v); })) {
       r.skipped = true;
       r.skip_reason = "non-finite logits";
@@ -137,9 +147,9 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
     std::vector<std::vector<int64_t>> groups;  // one radius search per group of targets
     if (!o.targets.empty()) {
       const int64_t t = o.targets[static_cast<size_t>(i)];
-      if (t == c || t >= classes || t < -1) {
+      if (t == c) {
         r.skipped = true;
-        r.skip_reason = t == c ? "target equals the predicted class" : "target class out of range";
+        r.skip_reason = "target equals the predicted class";
         continue;
       }
       if (t == -1) {

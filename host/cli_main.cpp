@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <limits>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -16,6 +18,7 @@
 #include "cnncert/convert.hpp"
 #include "cli_options.hpp"
 #include "npy.hpp"
+#include "output_file.hpp"
 
 #include <chrono>
 #include <unistd.h>
@@ -34,12 +37,13 @@ using cnncert::detail::parse_number;
 struct InputOptions {
   std::string model, images, labels, csv_layout = "hwc";
   cnncert::detail::ConventionOptions convention;
-  int64_t count = -1, offset = 0;
+  static constexpr int64_t kAllImages = std::numeric_limits<int64_t>::min();  // -n not given
+  int64_t count = kAllImages, offset = 0;
 
   void add(CLI::App& app) {
     app.add_option("MODEL", model, "ONNX model file")->required();
     app.add_option("IMAGES", images, "images: .npy, ERAN .csv, MNIST idx (.gz), CIFAR-10 .bin")->required();
-    app.add_option("-n,--count", count, "number of images (default: all)");
+    app.add_option("-n,--count", count, "number of images, at least 1 (omit it for all images)");
     app.add_option("--offset", offset, "skip this many images first");
     app.add_option("--labels", labels, "labels file (.npy or idx) when the images carry none");
     convention.add(app);
@@ -49,12 +53,13 @@ struct InputOptions {
   cnncert::Preprocess preprocess() const { return convention.resolve(model); }
 
   cnncert::ImageSet load() const {
-    if (count < -1 || count == 0) throw InvalidArgument("-n/--count must be positive");
+    // -n is a count: 0 and negative values are errors alike (omitting -n means all images).
+    if (count < 1 && count != kAllImages) throw InvalidArgument("-n/--count must be at least 1 (omit it for all images)");
     if (offset < 0) throw InvalidArgument("--offset must not be negative");
     if (csv_layout != "hwc" && csv_layout != "chw") throw InvalidArgument("--csv-layout must be hwc or chw");
     cnncert::LoadOptions o;
     o.offset = offset;
-    o.limit = count;
+    o.limit = count == kAllImages ? -1 : count;
     o.labels_path = labels;
     o.csv_hwc = csv_layout == "hwc";
     return cnncert::load_images(images, o);
@@ -65,14 +70,12 @@ void print_notes(const cnncert::Network& net) {
   for (const auto& n : net.notes()) std::cerr << "note: " << n << "\n";
 }
 
-void write_json(const json& j, const std::string& path) {
-  if (path == "-") {
-    std::cout << j.dump(2) << "\n";
-    return;
-  }
-  std::ofstream f(path);
-  if (!f) throw InvalidArgument(path + ": cannot write the JSON output");
-  f << j.dump(2) << "\n";
+using cnncert::detail::OutputFile;
+
+/// Writes `j` to an output opened (and so checked) before the computation.
+void write_json(const json& j, OutputFile& out) {
+  out.stream() << j.dump(2) << "\n";
+  out.commit();
 }
 
 std::string node_details(const cnncert::Node& n) {
@@ -106,6 +109,7 @@ std::string node_details(const cnncert::Node& n) {
 }
 
 int run_info(const std::string& model, const std::string& json_path) {
+  OutputFile json_out(json_path, "--json");
   const cnncert::Network net = cnncert::import_onnx(model);
   print_notes(net);
   json j;
@@ -144,17 +148,19 @@ int run_info(const std::string& model, const std::string& json_path) {
   j["parameters"] = params;
   j["layers"] = layers;
   j["notes"] = net.notes();
-  if (!json_path.empty()) write_json(j, json_path);
+  if (json_out.enabled()) write_json(j, json_out);
   return 0;
 }
 
 int run_predict(const InputOptions& in, const std::string& json_path, bool quiet) {
+  OutputFile json_out(json_path, "--json");
   const cnncert::Network net = cnncert::import_onnx(in.model);
   print_notes(net);
   const cnncert::Preprocess pre = in.preprocess();
   const cnncert::ImageSet set = in.load();
   const std::vector<double> x = cnncert::preprocess(set, pre, net);
   const int64_t classes = net.output_size();
+  cnncert::check_classes(set.labels, classes, in.offset, "label");
   std::vector<double> logits;
   constexpr int64_t kChunk = 256;  // bound the memory of intermediate activations
   for (int64_t first = 0; first < set.count; first += kChunk) {
@@ -199,7 +205,7 @@ int run_predict(const InputOptions& in, const std::string& json_path, bool quiet
     j["correct"] = correct;
     j["accuracy"] = labelled ? static_cast<double>(correct) / static_cast<double>(labelled) : 0.0;
     j["images"] = images;
-    write_json(j, json_path);
+    write_json(j, json_out);
   }
   return 0;
 }
@@ -251,16 +257,25 @@ struct BoundCliOptions {
 /// Options of the radius searches (certify, proven): targets, search, outputs.
 struct SearchCliOptions {
   std::string target = "random", search = "cnncert", json, csv;
-  uint64_t seed = 1215;
-  bool quiet = false;
+  std::string seed_text = "1215";
+  bool quiet = false, progress = false;
 
   void add(CLI::App& app, const std::string& target_help) {
     app.add_option("--target", target, target_help)->capture_default_str();
-    app.add_option("--seed", seed, "seed of the random targets")->capture_default_str();
+    app.add_option("--seed", seed_text, "seed of the random targets (a non-negative integer)")->capture_default_str();
     app.add_option("--search", search, "cnncert (log-space, 15 steps) or deepcert (Algorithm 1, 1e-5)")->capture_default_str();
     app.add_option("--json", json, "write the results as JSON to this file ('-' = stdout)");
     app.add_option("--csv", csv, "write the results as CSV to this file");
     app.add_flag("-q,--quiet", quiet, "print only the summary");
+    app.add_flag("--progress", progress,
+                 "show progress on stderr even when it is not a terminal, as lines (default: a bar on a terminal unless -q)");
+  }
+
+  uint64_t seed() const {
+    const bool digits = !seed_text.empty() && seed_text.size() <= 19 &&
+                        std::all_of(seed_text.begin(), seed_text.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits) throw InvalidArgument("--seed must be a non-negative integer below 10^19, got '" + seed_text + "'");
+    return std::stoull(seed_text);
   }
 
   cnncert::CertifyOptions options(const BoundCliOptions& bo) const {
@@ -268,35 +283,70 @@ struct SearchCliOptions {
     o.bound = bo.options();
     o.target = cnncert::parse_target_mode(target);
     o.search = cnncert::parse_search_mode(search);
-    o.seed = seed;
+    o.seed = seed();
     return o;
   }
 };
 
-/// Progress bar with ETA on stderr, only when stderr is a terminal.
+/// Progress of a long computation on stderr: a bar with the search step, the layer inside a long
+/// step and an ETA, redrawn in place on a terminal; with `force` (--progress) also when stderr is
+/// a log file, then as plain lines (one per search step, and per layer at most every 5 s).
+/// Nothing otherwise.
 class Progress {
  public:
-  explicit Progress(bool enabled) : enabled_(enabled && ::isatty(2)), start_(std::chrono::steady_clock::now()) {}
-  void operator()(int64_t done, int64_t total) {
-    if (!enabled_ || total <= 0) return;
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    const double frac = static_cast<double>(done) / static_cast<double>(total);
-    const int width = 30, filled = static_cast<int>(frac * width);
-    std::fprintf(stderr, "\r[%s%s] %lld/%lld", std::string(static_cast<size_t>(filled), '=').c_str(),
-                 std::string(static_cast<size_t>(width - filled), ' ').c_str(), static_cast<long long>(done),
-                 static_cast<long long>(total));
-    if (done > 0 && done < total) std::fprintf(stderr, ", ETA %.1f s   ", elapsed / frac - elapsed);
-    else std::fprintf(stderr, ", %.1f s        ", elapsed);
-    if (done == total) std::fprintf(stderr, "\n");
-    std::fflush(stderr);
+  using clock = std::chrono::steady_clock;
+  Progress(bool enabled, bool force)
+      : tty_(::isatty(2) != 0), enabled_((enabled && tty_) || force), start_(clock::now()), last_line_(start_) {}
+
+  /// `done` of `total` search steps are finished.
+  void step(int64_t done, int64_t total) {
+    done_ = done, total_ = total, layer_ = layers_ = 0;
+    show(true);
+  }
+  /// Inside the current step: `done` of `total` layers are bounded.
+  void layer(int64_t done, int64_t total) {
+    layer_ = done, layers_ = total;
+    show(false);
   }
 
  private:
-  bool enabled_;
-  std::chrono::steady_clock::time_point start_;
+  void show(bool step_end) {
+    if (!enabled_ || total_ <= 0) return;
+    const auto now = clock::now();
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    if (!tty_ && !step_end && std::chrono::duration<double>(now - last_line_).count() < 5.0) return;
+    last_line_ = now;
+    double frac = static_cast<double>(done_) / static_cast<double>(total_);
+    if (layers_ > 0 && done_ < total_) frac += static_cast<double>(layer_) / static_cast<double>(layers_) / static_cast<double>(total_);
+    std::string text = std::to_string(done_) + "/" + std::to_string(total_) + " steps";
+    if (layers_ > 0 && done_ < total_) text += ", layer " + std::to_string(layer_ + 1) + "/" + std::to_string(layers_);
+    char tail[64];
+    if (done_ < total_ && frac > 0) std::snprintf(tail, sizeof tail, ", %.1f s, ETA %.1f s", elapsed, elapsed / frac - elapsed);
+    else std::snprintf(tail, sizeof tail, ", %.1f s", elapsed);
+    if (tty_) {
+      const int width = 30, filled = static_cast<int>(frac * width);
+      std::fprintf(stderr, "\r[%s%s] %s%s      ", std::string(static_cast<size_t>(filled), '=').c_str(),
+                   std::string(static_cast<size_t>(width - filled), ' ').c_str(), text.c_str(), tail);
+      if (done_ == total_) std::fprintf(stderr, "\n");
+    } else {
+      std::fprintf(stderr, "progress: %s%s\n", text.c_str(), tail);
+    }
+    std::fflush(stderr);
+  }
+
+  bool tty_, enabled_;
+  clock::time_point start_, last_line_;
+  int64_t done_ = 0, total_ = 0, layer_ = 0, layers_ = 0;
 };
 
+/// Connects a Progress to the search's step callback and the engine's layer callback.
+void attach(Progress& progress, cnncert::CertifyOptions& o) {
+  o.progress = [&progress](int64_t d, int64_t t) { progress.step(d, t); };
+  o.bound.layer_progress = [&progress](int64_t d, int64_t t) { progress.layer(d, t); };
+}
+
 std::vector<int64_t> read_targets(const std::string& path, int64_t skip, int64_t count) {
+  if (std::filesystem::is_directory(path)) throw InvalidArgument(path + ": is a directory, not a targets file");
   std::ifstream f(path);
   if (!f) throw InvalidArgument(path + ": cannot open the targets file");
   std::vector<int64_t> all;
@@ -329,9 +379,10 @@ std::vector<int64_t> read_targets(const std::string& path, int64_t skip, int64_t
 int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
                 const std::string& targets_file) {
   const std::string &target = so.target, &search = so.search, &json_path = so.json, &csv_path = so.csv;
-  const uint64_t seed = so.seed;
+  const uint64_t seed = so.seed();
   const bool quiet = so.quiet;
   cnncert::CertifyOptions o = so.options(bo);
+  OutputFile json_out(json_path, "--json"), csv_out(csv_path, "--csv");
   const cnncert::Network net = cnncert::import_onnx(in.model);
   print_notes(net);
   cnncert::check_boundable(net);
@@ -339,8 +390,8 @@ int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchC
   const cnncert::ImageSet set = in.load();
   if (!targets_file.empty()) o.targets = read_targets(targets_file, in.offset, set.count);
   const std::vector<double> x = cnncert::preprocess(set, pre, net);
-  Progress progress(!quiet);
-  o.progress = [&](int64_t d, int64_t t) { progress(d, t); };
+  Progress progress(!quiet, so.progress);
+  attach(progress, o);
   auto engine = bo.engine(net);
   const auto t0 = std::chrono::steady_clock::now();
   const auto results = cnncert::certify(net, *engine, x, set.labels.empty() ? std::vector<int64_t>{} : set.labels, o, in.offset);
@@ -349,12 +400,8 @@ int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchC
   double sum_eps = 0;
   int64_t n_targets = 0, n_images = 0, skipped = 0;
   json jimages = json::array();
-  std::ofstream csv;
-  if (!csv_path.empty()) {
-    csv.open(csv_path);
-    if (!csv) throw InvalidArgument(csv_path + ": cannot write the CSV output");
-    csv << "image,label,predicted,target,eps,steps,seconds,note\n";
-  }
+  std::ostream& csv = csv_out.stream();
+  if (csv_out.enabled()) csv << "image,label,predicted,target,eps,steps,seconds,note\n";
   for (const auto& r : results) {
     json ji;
     ji["image"] = r.image;
@@ -366,7 +413,7 @@ int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchC
       ji["reason"] = r.skip_reason;
       if (!quiet) std::cout << "image " << r.image << ": label " << r.label << ", predicted " << r.predicted << ", skipped ("
                             << r.skip_reason << ")\n";
-      if (csv) csv << r.image << "," << r.label << "," << r.predicted << ",,,,," << r.skip_reason << "\n";
+      if (csv_out.enabled()) csv << r.image << "," << r.label << "," << r.predicted << ",,,,," << r.skip_reason << "\n";
       jimages.push_back(ji);
       continue;
     }
@@ -380,7 +427,7 @@ int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchC
         std::cout << "image " << r.image << ": label " << r.label << ", target " << tname << ", eps_cert "
                   << std::setprecision(6) << t.eps << ", time " << std::setprecision(3) << r.seconds / static_cast<double>(r.targets.size())
                   << " s" << (t.note.empty() ? "" : "  (" + t.note + ")") << "\n";
-      if (csv) csv << r.image << "," << r.label << "," << r.predicted << "," << tname << "," << std::setprecision(10) << t.eps << ","
+      if (csv_out.enabled()) csv << r.image << "," << r.label << "," << r.predicted << "," << tname << "," << std::setprecision(10) << t.eps << ","
                    << t.steps << "," << r.seconds << "," << t.note << "\n";
       json j;
       j["target"] = t.target;
@@ -414,20 +461,23 @@ int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchC
     j["avg_run_time"] = avg_time;
     j["total_seconds"] = total;
     j["images"] = jimages;
-    write_json(j, json_path);
+    write_json(j, json_out);
   }
+  csv_out.commit();
   return 0;
 }
 
 int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bool logits, const std::string& json_path) {
   if (!std::isfinite(eps) || eps <= 0) throw InvalidArgument("--eps must be a positive finite radius");
   const cnncert::BoundOptions opt = bo.options();
+  OutputFile json_out(json_path, "--json");
   const cnncert::Network net = cnncert::import_onnx(in.model);
   print_notes(net);
   cnncert::check_boundable(net);
   const cnncert::ImageSet set = in.load();
   const std::vector<double> x = cnncert::preprocess(set, in.preprocess(), net);
   const int64_t classes = net.output_size(), n_in = net.input_size();
+  cnncert::check_classes(set.labels, classes, in.offset, "label");
   const std::vector<double> out = net.forward(x.data(), set.count);
   std::vector<cnncert::BoundProblem> problems;
   std::vector<int64_t> predicted;
@@ -452,7 +502,12 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
     problems.push_back(std::move(p));
   }
   auto engine = bo.engine(net);
-  const auto res = engine->bound(problems, opt);
+  cnncert::BoundOptions with_progress = opt;
+  Progress progress(true, false);  // one engine call: its layers, on a terminal
+  progress.step(0, 1);
+  with_progress.layer_progress = [&progress](int64_t d, int64_t t) { progress.layer(d, t); };
+  const auto res = engine->bound(problems, with_progress);
+  progress.step(1, 1);
   json jimages = json::array();
   for (int64_t i = 0; i < set.count; ++i) {
     const auto& r = res[static_cast<size_t>(i)];
@@ -494,7 +549,7 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
     j["method"] = bo.method;
     j["engine"] = engine->name();
     j["images"] = jimages;
-    write_json(j, json_path);
+    write_json(j, json_out);
   }
   return 0;
 }
@@ -521,7 +576,7 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
   const std::string& noise = pc.noise;
   const double confidence = pc.confidence;
   const bool proxy = pc.proxy;
-  const uint64_t seed = so.seed;
+  const uint64_t seed = so.seed();
   const bool quiet = so.quiet;
   if (!(confidence > 0 && confidence < 1)) throw InvalidArgument("--confidence must lie in (0, 1)");
   double level = -1;
@@ -537,6 +592,8 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
   po.confidence = confidence;
   po.worst_case = !pc.no_worst_case;
   if (proxy && po.noise.kind != cnncert::NoiseKind::Uniform) throw InvalidArgument("--uniform-proxy applies to --noise uniform only");
+  if (level >= 0 && !csv_path.empty()) throw InvalidArgument("--csv applies to the search; --level writes --json only");
+  OutputFile json_out(json_path, "--json"), csv_out(csv_path, "--csv");
   const cnncert::Network net = cnncert::import_onnx(in.model);
   print_notes(net);
   cnncert::check_boundable(net);
@@ -572,17 +629,15 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
                 << (f <= 1 - confidence ? "  (certified at " : "  (not certified at ") << confidence << ")\n";
       jimages.push_back({{"image", in.offset + i}, {"failure_bound", f}, {"certified", f <= 1 - confidence}});
     }
-    if (!json_path.empty())
-      write_json({{"model", in.model}, {"noise", noise}, {"level", level}, {"confidence", confidence}, {"images", jimages}}, json_path);
+    if (json_out.enabled())
+      write_json({{"model", in.model}, {"noise", noise}, {"level", level}, {"confidence", confidence}, {"images", jimages}}, json_out);
     return 0;
   }
+  Progress progress(!quiet, so.progress);
+  attach(progress, po.base);
   const auto run = cnncert::proven_certify(net, *engine, x, set.labels, po, in.offset);
-  std::ofstream csv;
-  if (!csv_path.empty()) {
-    csv.open(csv_path);
-    if (!csv) throw InvalidArgument(csv_path + ": cannot write the CSV output");
-    csv << "image,label,predicted,target,noise,worst_case,ratio,note\n";
-  }
+  std::ostream& csv = csv_out.stream();
+  if (csv_out.enabled()) csv << "image,label,predicted,target,noise,worst_case,ratio,note\n";
   double sum_noise = 0, sum_worst = 0, sum_ratio = 0;
   int64_t n = 0, n_ratio = 0, skipped = 0;
   json jimages = json::array();
@@ -609,7 +664,7 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
         if (po.worst_case) std::cout << ", worst-case " << t.worst_case << ", ratio " << std::setprecision(4) << t.ratio;
         std::cout << "\n";
       }
-      if (csv) {
+      if (csv_out.enabled()) {
         csv << im.image << "," << im.label << "," << im.predicted << "," << tname << "," << std::setprecision(10) << t.noise << ",";
         if (po.worst_case) csv << t.worst_case << "," << t.ratio;
         else csv << ",";
@@ -636,8 +691,9 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
     json j{{"model", in.model}, {"noise", noise}, {"confidence", confidence}, {"method", bo.method}, {"norm", bo.norm},
            {"target", target}, {"seed", seed}, {"avg_noise", avg_noise}, {"proven_seconds", run.proven_seconds}, {"images", jimages}};
     if (po.worst_case) j["avg_worst_case"] = avg_worst, j["avg_ratio"] = avg_ratio, j["worst_case_seconds"] = run.worst_case_seconds;
-    write_json(j, json_path);
+    write_json(j, json_out);
   }
+  csv_out.commit();
   return 0;
 }
 
@@ -717,6 +773,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    const int rc = [&]() -> int {
     if (*info) return run_info(info_model, json_path);
     if (*predict) return run_predict(pin, json_path, quiet);
     if (*certify) return run_certify(cin_, cbo, cso, targets_file);
@@ -725,9 +782,11 @@ int main(int argc, char** argv) {
       return run_proven(pin2, pbo, pso, ppc);
     if (*convert) {
       if (!to_dense) throw InvalidArgument("convert: nothing to do (use --to-dense)");
+      OutputFile out(conv_out, "-o");
       const cnncert::Network net = cnncert::import_onnx(conv_model);
       const cnncert::Network dense = cnncert::convert_to_dense(net);
-      cnncert::export_onnx(dense, conv_out);
+      out.stream() << cnncert::export_onnx_bytes(dense);
+      out.commit();
       int64_t weights = 0;
       for (const auto& n : dense.nodes()) weights += n.parameter_count();
       std::cout << "wrote " << conv_out << ": " << dense.nodes().size() << " nodes, " << weights << " parameters\n";
@@ -737,6 +796,11 @@ int main(int argc, char** argv) {
       std::cout << cnncert::cuda_device_info() << "\n";
       return cnncert::cuda_available() ? 0 : 1;
     }
+    return 0;
+    }();
+    // Results printed to the standard output count as written only once they were flushed.
+    cnncert::detail::check_stdout();
+    return rc;
   } catch (const cnncert::InternalError& e) {
     std::cerr << "cnncert: internal error (please report): " << e.what() << "\n";
     return 3;

@@ -18,8 +18,11 @@ inline double parse_number(const std::string& text, const std::string& option) {
   try {
     size_t used = 0;
     if (slash != std::string::npos) {
-      const double a = std::stod(text.substr(0, slash), &used);
-      const double b = std::stod(text.substr(slash + 1));
+      const std::string num = text.substr(0, slash), den = text.substr(slash + 1);
+      const double a = std::stod(num, &used);
+      if (used != num.size()) throw std::invalid_argument("junk");
+      const double b = std::stod(den, &used);
+      if (used != den.size()) throw std::invalid_argument("junk");
       if (b == 0) throw std::invalid_argument("zero");
       return a / b;
     }
@@ -58,7 +61,8 @@ inline Preprocess input_convention(const std::string& model, const std::string& 
   if (!mean.empty()) p.mean = parse_list(mean, "--mean");
   if (!std_dev.empty()) p.std = parse_list(std_dev, "--std");
   if (!layout.empty()) p.layout = parse_layout(layout);
-  if (!std::isfinite(p.scale) || p.scale == 0) throw InvalidArgument("--scale must be finite and non-zero");
+  // Same rule as the sidecar's: a pixel scale is positive (a negative one would mirror the images).
+  if (!std::isfinite(p.scale) || !(p.scale > 0)) throw InvalidArgument("--scale must be positive and finite");
   for (double s : p.std)
     if (!(s > 0)) throw InvalidArgument("--std values must be positive");
   return p;

@@ -520,7 +520,7 @@ class CpuEngine final : public BoundEngine {
     // Many problems: one thread each. Few: threads share the row chunks of each problem.
     const bool outer = static_cast<int64_t>(problems.size()) >= threads_;
     parallel_for(static_cast<int64_t>(problems.size()), outer ? threads_ : 1, [&](int64_t i) {
-      out[static_cast<size_t>(i)] = solve(problems[static_cast<size_t>(i)], options, outer ? 1 : threads_);
+      out[static_cast<size_t>(i)] = solve(problems[static_cast<size_t>(i)], options, outer ? 1 : threads_, problems.size() == 1);
     });
     return out;
   }
@@ -709,6 +709,31 @@ class CpuEngine final : public BoundEngine {
     });
   }
 
+  /// MATH.md §2.5: a max-pool k reading a monotone activation takes [σ(l'), σ(u')] of that
+  /// activation's pre-activation bounds (l', u') as its input bounds — for ReLU [max(l',0),
+  /// max(u',0)], what the original CNN-Cert code does — instead of back-substituting from the
+  /// activation. False when the rule does not apply (then the caller back-substitutes).
+  bool pool_input_from_activation(State& s, int k) const {
+    const Node& pool = net_.node(k);
+    const int src = pool.inputs[0];
+    const Node& act = net_.node(src);
+    if (pool.op != OpKind::MaxPool || act.op != OpKind::Activation) return false;
+    const ActAttr& a = act.as<ActAttr>();
+    const batched::ActSpec spec{a.kind, a.alpha, s.o->method.relu, s.o->method.smooth};
+    if (!batched::activation_monotone(spec)) return false;
+    const auto& pre_lo = s.lo[static_cast<size_t>(act.inputs[0])];
+    const auto& pre_hi = s.hi[static_cast<size_t>(act.inputs[0])];
+    CNNCERT_ASSERT(static_cast<int64_t>(pre_lo.size()) == act.size());  // relaxed (an earlier node) from them
+    auto& lo = s.lo[static_cast<size_t>(src)];
+    auto& hi = s.hi[static_cast<size_t>(src)];
+    lo.resize(pre_lo.size()), hi.resize(pre_hi.size());
+    for (size_t i = 0; i < lo.size(); ++i) {
+      lo[i] = batched::activation_value(spec, pre_lo[i]);
+      hi[i] = batched::activation_value(spec, pre_hi[i]);
+    }
+    return true;
+  }
+
   void relax_node(State& s, int k) const {
     const Node& n = net_.node(k);
     const int src = n.inputs[0];
@@ -733,7 +758,8 @@ class CpuEngine final : public BoundEngine {
   }
 
 
-  BoundResult solve(const BoundProblem& p, const BoundOptions& o, int threads) const {
+  /// `report_layers`: call o.layer_progress (a single problem, so from the calling thread).
+  BoundResult solve(const BoundProblem& p, const BoundOptions& o, int threads, bool report_layers) const {
     const auto& nodes = net_.nodes();
     State s;
     s.p = &p;
@@ -742,12 +768,19 @@ class CpuEngine final : public BoundEngine {
     const size_t n = nodes.size();
     s.lo.resize(n), s.hi.resize(n), s.al.resize(n), s.bl.resize(n), s.au.resize(n), s.bu.resize(n);
     BoundResult res;
+    // Progress by layer, only where one problem at a time runs on the calling thread.
+    const bool report = o.layer_progress && report_layers;
+    const int64_t layers = 1 + std::count_if(nodes.begin(), nodes.end(), [](const Node& nd) {
+                             return nd.op == OpKind::Activation || nd.op == OpKind::MaxPool;
+                           });
+    int64_t layers_done = 0;
     for (size_t k = 0; k < n; ++k) {
       const Node& node = nodes[k];
       if (node.op != OpKind::Activation && node.op != OpKind::MaxPool) continue;
+      if (report) o.layer_progress(layers_done++, layers);
       const int src = node.inputs[0];
       if (s.lo[static_cast<size_t>(src)].empty()) {
-        compute_bounds(s, src);
+        if (!pool_input_from_activation(s, static_cast<int>(k))) compute_bounds(s, src);
         if (!all_finite(s.lo[static_cast<size_t>(src)]) || !all_finite(s.hi[static_cast<size_t>(src)])) {
           res.error = "the bounds of node '" + nodes[static_cast<size_t>(src)].name + "' are not finite";
           res.lower.assign(static_cast<size_t>(p.rows), -std::numeric_limits<double>::infinity());
@@ -769,6 +802,7 @@ class CpuEngine final : public BoundEngine {
     Coeffs fl, fu;
     std::vector<double> bl, bu;
     const bool lin = o.want_linear;
+    if (report) o.layer_progress(layers_done, layers);
     backsub(s, out, init, res.lower, res.upper, lin ? &fl : nullptr, lin ? &fu : nullptr, lin ? &bl : nullptr,
             lin ? &bu : nullptr);
     if (lin) {

@@ -117,6 +117,14 @@ class HostOps final : public Ops {
     }
   }
 
+  void activation_bounds(int64_t count, const ActSpec& s, const double* lo, const double* hi, double* out_lo,
+                         double* out_hi) override {
+    for (int64_t i = 0; i < count; ++i) {
+      out_lo[i] = activation_value(s, lo[i]);
+      out_hi[i] = activation_value(s, hi[i]);
+    }
+  }
+
   void relax_maxpool(const PoolGeom& g, int64_t problems, const double* lo, const double* hi, float* slopes, float* beta_u,
                      float* beta_l) override {
     const int64_t kk = g.kk(), in_size = g.in_size(), out_size = g.out_size();

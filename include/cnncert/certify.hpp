@@ -68,11 +68,16 @@ struct ImageResult {
 };
 
 /// Certifies images (count × input_size() values, already preprocessed) with `engine`.
-/// `labels` may be empty (then the prediction is taken as the label); `first_index` numbers the
-/// images in the output.
+/// `labels` may be empty, or -1 for an image, (then the prediction is taken as the label);
+/// `first_index` numbers the images in the output. A label or a target of `options.targets`
+/// outside the model's classes is an InvalidArgument (before any computation), not a skip.
 std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const std::vector<double>& inputs,
                                  const std::vector<int64_t>& labels, const CertifyOptions& options,
                                  int64_t first_index = 0);
+
+/// Throws InvalidArgument naming the image (first_index + i) when a value of `classes_of_images`
+/// is neither -1 nor a class index below `classes`; `what` is "label" or "target".
+void check_classes(const std::vector<int64_t>& classes_of_images, int64_t classes, int64_t first_index, const char* what);
 
 /// The margin specification rows e_c − e_t for the given targets.
 std::vector<double> margin_spec(int64_t classes, int64_t predicted, const std::vector<int64_t>& targets);

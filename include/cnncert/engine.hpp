@@ -3,6 +3,7 @@
 /// The bound engine interface (DESIGN.md §3.2) and the CPU reference engine.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +53,11 @@ struct BoundOptions {
   /// ones; engines for which the upper bound costs extra, like the LP, may then skip it and
   /// report +inf).
   bool want_upper = true;
+  /// Called as (layers done, layers) while one bound() call works through the network (one
+  /// "layer" = the bounds of one activation or max-pool input, the last one the specification
+  /// rows), from the calling thread, for progress displays on long calls. Engines that spread a
+  /// batch over threads problem by problem do not call it.
+  std::function<void(int64_t, int64_t)> layer_progress;
 };
 
 /// Bounds of one node's outputs.

@@ -388,3 +388,94 @@ TEST(EngineRealNetworks, SharedNetworkBoundsAreSound) {
 
 }  // namespace
 }  // namespace cnncert::test
+
+namespace cnncert::test {
+namespace {
+
+// y = maxpool(σ(x1), σ(x2)) over a 1×2 window, x ∈ l-inf ball of radius 1.5 around (0.5, −0.2):
+// pre-activation bounds z1 ∈ [−1, 2], z2 ∈ [−1.7, 1.3].
+Network relu_maxpool_net(ActKind kind) {
+  NetworkBuilder b;
+  const int x = b.input({1, 1, 2});
+  ConvAttr c;
+  c.out_channels = c.in_channels = 1;
+  c.weight = {1.0};
+  c.bias = {0.0};
+  const int a = b.activation(b.conv(x, c), kind);
+  PoolAttr p;
+  p.kernel_h = 1;
+  p.kernel_w = 2;
+  return b.build(b.max_pool(a, p));
+}
+
+// MATH.md §2.5 for two candidates with l = (l1, l2), u = (u1, u2), none with l = u and max l below
+// both u: γ = (Σ u/(u−l) − 1) / Σ 1/(u−l), w = (u − γ)/(u − l), β_U = γ − Σ w l.
+struct PoolLine {
+  double w1, w2, beta_u;
+};
+PoolLine pool_line(double l1, double u1, double l2, double u2) {
+  const double g = (u1 / (u1 - l1) + u2 / (u2 - l2) - 1) / (1 / (u1 - l1) + 1 / (u2 - l2));
+  const double w1 = (u1 - g) / (u1 - l1), w2 = (u2 - g) / (u2 - l2);
+  return {w1, w2, g - w1 * l1 - w2 * l2};
+}
+
+TEST(Engine, MaxPoolAfterReluTakesTheOriginalCnnCertInputBounds) {
+  // ReLU 1 is unstable with u ≥ −l (adaptive lower slope 1): back-substitution gives it [−1, 2], the
+  // original CNN-Cert rule [max(l,0), max(u,0)] = [0, 2]. ReLU 2 (u < −l, slope 0) is [0, 1.3] either way.
+  const Network net = relu_maxpool_net(ActKind::Relu);
+  const BoundProblem p{{0.5, -0.2}, 1.5, {1.0}, 1};
+  const PoolLine now = pool_line(0, 2, 0, 1.3), before = pool_line(-1, 2, 0, 1.3);
+  ASSERT_NEAR(now.w1 + now.w2, 1.0, 1e-12);  // lower intercept (min l)(1 − Σw) = 0 in both cases
+  // upper: the ReLU upper lines (chords) at their maxima, u1 = 2 and u2 = 1.3; lower: r1 ≥ z1 ≥ −1, r2 ≥ 0
+  const double upper = now.w1 * 2 + now.w2 * 1.3 + now.beta_u, lower = -now.w1;
+  const double upper_before = before.w1 * 2 + before.w2 * 1.3 + before.beta_u, lower_before = -before.w1;
+  ASSERT_GT(std::fabs(upper - upper_before), 0.1);  // the two rules are told apart
+  ASSERT_GT(std::fabs(lower - lower_before), 0.1);
+  BoundOptions o = opts(Norm::Linf, "adaptive");
+  o.want_intermediate = true;
+  auto cpu = make_cpu_engine(net, 1);
+  auto flt = make_float_engine(net);
+  for (BoundEngine* e : {cpu.get(), flt.get()}) {
+    SCOPED_TRACE(e->name());
+    const double tol = e == cpu.get() ? 1e-12 : 1e-5;
+    const auto r = e->bound({p}, o);
+    ASSERT_TRUE(r[0].error.empty()) << r[0].error;
+    EXPECT_NEAR(r[0].upper[0], upper, tol);
+    EXPECT_NEAR(r[0].lower[0], lower, tol);
+    // the pool's input bounds are reported as the ReLU node's intermediate bounds
+    const auto it = std::find_if(r[0].intermediate.begin(), r[0].intermediate.end(),
+                                 [&](const NodeBounds& b) { return net.node(b.node).op == OpKind::Activation; });
+    ASSERT_NE(it, r[0].intermediate.end());
+    EXPECT_NEAR(it->lower[0], 0.0, tol);
+    EXPECT_NEAR(it->upper[0], 2.0, tol);
+    EXPECT_NEAR(it->lower[1], 0.0, tol);
+    EXPECT_NEAR(it->upper[1], 1.3, tol);
+  }
+}
+
+TEST(Engine, MaxPoolAfterSigmoidUsesSigmoidOfThePreActivationBounds) {
+  // Not the original's max(l,0), max(u,0) (no bound of σ there): [σ(l'), σ(u')].
+  const Network net = relu_maxpool_net(ActKind::Sigmoid);
+  const BoundProblem p{{0.5, -0.2}, 1.5, {1.0}, 1};
+  auto sig = [](double z) { return 1 / (1 + std::exp(-z)); };
+  for (const char* method : {"cnncert", "deepcert", "crown"}) {
+    SCOPED_TRACE(method);
+    BoundOptions o = opts(Norm::Linf, method);
+    o.want_intermediate = true;
+    const auto r = make_cpu_engine(net, 1)->bound({p}, o);
+    ASSERT_TRUE(r[0].error.empty()) << r[0].error;
+    const auto it = std::find_if(r[0].intermediate.begin(), r[0].intermediate.end(),
+                                 [&](const NodeBounds& b) { return net.node(b.node).op == OpKind::Activation; });
+    ASSERT_NE(it, r[0].intermediate.end());
+    EXPECT_NEAR(it->lower[0], sig(-1.0), 1e-12);
+    EXPECT_NEAR(it->upper[0], sig(2.0), 1e-12);
+    EXPECT_NEAR(it->lower[1], sig(-1.7), 1e-12);
+    EXPECT_NEAR(it->upper[1], sig(1.3), 1e-12);
+    // sound: the true range of max(σ(z1), σ(z2)) is [σ(−1), σ(2)]
+    EXPECT_LE(r[0].lower[0], sig(-1.0) + 1e-12);
+    EXPECT_GE(r[0].upper[0], sig(2.0) - 1e-12);
+  }
+}
+
+}  // namespace
+}  // namespace cnncert::test

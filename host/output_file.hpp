@@ -1,0 +1,50 @@
+#pragma once
+/// \file output_file.hpp
+/// Result files named on a command line (--json, --csv, -o): checked before the computation
+/// starts, written whole at the end, never left half-written.
+
+#include <sstream>
+#include <string>
+
+namespace cnncert::detail {
+
+/// One output of a command. The constructor checks the path at once (so a typo fails before an
+/// hour of certification): "-" is the standard output; an existing directory, a read-only file or
+/// a missing folder is an InvalidArgument naming the option. The text goes to stream(); commit()
+/// writes it: a regular file through a temporary file beside it that is renamed over the target
+/// only after every byte was written and closed, a device or pipe (/dev/null, /dev/stdout) directly.
+/// Every write, the flush and the close are checked; a failure is an InvalidArgument and removes
+/// the temporary file, so no partial file is ever left behind. Without commit() (the computation
+/// failed) nothing is written.
+class OutputFile {
+ public:
+  OutputFile() = default;
+  /// `path` empty = no output (enabled() is false); `what` names it in errors, e.g. "--json".
+  OutputFile(std::string path, std::string what);
+  OutputFile(OutputFile&& o) noexcept;
+  OutputFile& operator=(OutputFile&& o) noexcept;
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+  ~OutputFile();
+
+  bool enabled() const { return !path_.empty(); }
+  bool is_stdout() const { return path_ == "-"; }
+  const std::string& path() const { return path_; }
+  std::ostream& stream() { return buffer_; }
+  /// Writes what stream() holds to the target; throws InvalidArgument when any write fails.
+  void commit();
+
+ private:
+  void discard() noexcept;
+  [[noreturn]] void fail(const std::string& why);
+
+  std::string path_, what_, temp_;
+  int fd_ = -1;  // the open temporary file or device
+  std::ostringstream buffer_;
+};
+
+/// Flushes the standard output and throws InvalidArgument when anything written to it was lost
+/// (e.g. `> /dev/full`).
+void check_stdout();
+
+}  // namespace cnncert::detail

@@ -1,0 +1,175 @@
+// The cnncert command under hostile or mistaken input: crafted models, unwritable outputs, values
+// that cannot be meant. Every case is exit code 2 with one line on stderr, and no result file is
+// lost or left half-written.
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_util.hpp"
+#include "npy.hpp"
+
+namespace cnncert::test {
+namespace {
+
+/// A model whose declared input (1, 1, 2^62 + 1, 16) has an element count that wraps to 16 in
+/// int64, followed by a max-pool: the crash of the hardening issue.
+std::string wrapped_shape_model() {
+  const int64_t big = (int64_t{1} << 62) + 1;
+  return onnx_model({onnx_node("MaxPool", {"x"}, {"y"}, {attr_ints("kernel_shape", {2, 2})}),
+                     onnx_node("Flatten", {"y"}, {"f"}),
+                     onnx_node("Gemm", {"f", "W"}, {"z"}, {attr_int("transB", 1)})},
+                    {onnx_tensor("W", {2, 8}, std::vector<double>(16, 0.5))}, onnx_value("x", {1, 1, big, 16}),
+                    onnx_value("z", {1, 2}));
+}
+
+/// Files in `dir` (to see that nothing was left behind).
+std::vector<std::string> listing(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST(CliHardening, CraftedShapeModelIsRejectedByEverySubcommand) {
+  const auto dir = scratch_dir("cli_crafted");
+  const std::string model = (dir / "wrap.onnx").string();
+  write_file(model, wrapped_shape_model());
+  const std::string imgs = " " + kImages;
+  for (const std::string args :
+       {"info " + model, "predict " + model + imgs, "certify " + model + imgs + " -n 1", "bounds " + model + imgs + " --eps 0.01",
+        "proven " + model + imgs + " -n 1", "convert " + model + " --to-dense -o " + (dir / "d.onnx").string()}) {
+    SCOPED_TRACE(args);
+    expect_bad_input(cli(args), "input 'x'");
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "d.onnx"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliHardening, UnwritableOutputsFailBeforeTheComputation) {
+  const auto dir = scratch_dir("cli_outputs");
+  const std::string ro = (dir / "readonly.json").string();
+  write_file(ro, "keep me\n");
+  ASSERT_EQ(::chmod(ro.c_str(), 0444), 0);
+  const std::string certify = "certify " + kModel + " " + kImages + " -n 1 -q";
+  struct Case {
+    std::string option, path, needle;
+  };
+  for (const Case& c : {Case{"--json", (dir / "no_such_folder/r.json").string(), "does not exist"},
+                        Case{"--json", dir.string(), "is a directory"},
+                        Case{"--csv", dir.string(), "is a directory"},
+                        Case{"--json", ro, "read-only"},
+                        Case{"--csv", (dir / "missing/r.csv").string(), "does not exist"}}) {
+    SCOPED_TRACE(c.option + " " + c.path);
+    const Result r = cli(certify + " " + c.option + " " + c.path);
+    expect_bad_input(r, c.needle);
+    EXPECT_NE(r.err.find(c.option), std::string::npos) << r.err;
+    // refused before the computation: no certification line was printed
+    EXPECT_EQ(r.out.find("avg robustness"), std::string::npos) << r.out;
+  }
+  EXPECT_EQ(read_file(ro), "keep me\n");
+  // the other subcommands check their outputs as well
+  expect_bad_input(cli("info " + kModel + " --json " + (dir / "x/i.json").string()), "does not exist");
+  expect_bad_input(cli("predict " + kModel + " " + kImages + " --json " + dir.string()), "is a directory");
+  expect_bad_input(cli("bounds " + kModel + " " + kImages + " -n 1 --eps 0.01 --json " + ro), "read-only");
+  expect_bad_input(cli("proven " + kModel + " " + kImages + " -n 1 --csv " + (dir / "x/p.csv").string()), "does not exist");
+  expect_bad_input(cli("convert " + kModel + " --to-dense -o " + (dir / "x/d.onnx").string()), "does not exist");
+  EXPECT_EQ(listing(dir), std::vector<std::string>{"readonly.json"});
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliHardening, FullDiskIsAnErrorAndNoPartialFileIsLeft) {
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full on this system";
+  const std::string certify = "certify " + kModel + " " + kImages + " -n 1 -q";
+  expect_bad_input(cli(certify + " --json /dev/full"), "No space left");
+  expect_bad_input(cli(certify + " --csv /dev/full"), "No space left");
+  // the results on a full standard output are lost too: an error, not exit 0
+  expect_bad_input(cli(certify + " >/dev/full"), "standard output");
+  expect_bad_input(cli(certify + " --json - >/dev/full"), "standard output");
+  expect_bad_input(cli("predict " + kModel + " " + kImages + " >/dev/full"), "standard output");
+}
+
+TEST(CliHardening, FailedRunLeavesNoFileAndSuccessWritesItWhole) {
+  const auto dir = scratch_dir("cli_partial");
+  const std::string json_path = (dir / "r.json").string(), csv_path = (dir / "r.csv").string();
+  write_file(dir / "targets.txt", "3\n");  // one target for two images: fails after the outputs were checked
+  const Result bad = cli("certify " + kModel + " " + kImages + " -n 2 -q --json " + json_path + " --csv " + csv_path +
+                         " --targets " + (dir / "targets.txt").string());
+  expect_bad_input(bad, "targets");
+  EXPECT_EQ(listing(dir), std::vector<std::string>{"targets.txt"});
+  const Result good = cli("certify " + kModel + " " + kImages + " -n 2 -q --json " + json_path + " --csv " + csv_path);
+  ASSERT_EQ(good.code, 0) << good.err;
+  EXPECT_EQ(listing(dir), (std::vector<std::string>{"r.csv", "r.json", "targets.txt"}));
+  EXPECT_EQ(nlohmann::json::parse(read_file(json_path))["images"].size(), 2u);
+  const std::string csv = read_file(csv_path);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3);
+  // a second run replaces the file (same permissions as a new file would get)
+  struct stat st {};
+  ASSERT_EQ(::stat(json_path.c_str(), &st), 0);
+  EXPECT_NE(st.st_mode & 0044, 0u) << "a result file is readable by others as any new file";
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliHardening, ValuesThatCannotBeMeantAreRejected) {
+  const auto dir = scratch_dir("cli_meant");
+  // a label outside the model's 10 classes: an error naming the image, not a skip
+  const std::string imgs = (dir / "imgs.npy").string();
+  const auto images = detail::read_npy(kImages);
+  detail::write_npy(imgs, {2, 28, 28}, std::vector<double>(images.data.begin(), images.data.begin() + 2 * 784), true);
+  detail::write_npy((dir / "imgs.labels.npy").string(), {2}, {7, 12}, false);
+  for (const std::string sub : {"certify", "predict", "proven"}) {
+    SCOPED_TRACE(sub);
+    expect_bad_input(cli(sub + " " + kModel + " " + imgs + " -q"), "image 1: label 12 is not a class of the model (0..9)");
+  }
+  // a --targets class outside the classes
+  write_file(dir / "targets.txt", "3\n10\n");
+  expect_bad_input(cli("certify " + kModel + " " + kImages + " -n 2 -q --targets " + (dir / "targets.txt").string()),
+                   "image 1: target 10 is not a class");
+  // --scale must be positive (as in the sidecar)
+  expect_bad_input(cli("predict " + kModel + " " + kImages + " --scale -1/255"), "--scale must be positive");
+  expect_bad_input(cli("predict " + kModel + " " + kImages + " --scale 0"), "--scale must be positive");
+  expect_bad_input(cli("predict " + kModel + " " + kImages + " --scale 1x/255"), "not a number");
+  // a negative seed (it used to wrap around to 2^64 - 4)
+  expect_bad_input(cli("certify " + kModel + " " + kImages + " -n 1 --seed -4"), "--seed");
+  // directories given as files
+  expect_bad_input(cli("predict " + dir.string() + " " + kImages), "is a directory");
+  expect_bad_input(cli("predict " + kModel + " " + dir.string()), "is a directory");
+  expect_bad_input(cli("certify " + kModel + " " + kImages + " -n 1 --targets " + dir.string()), "is a directory");
+  // -n: 0 and negative counts alike are errors; omitting -n means all images
+  expect_bad_input(cli("predict " + kModel + " " + kImages + " -n 0"), "-n/--count must be at least 1");
+  expect_bad_input(cli("predict " + kModel + " " + kImages + " -n -1"), "-n/--count must be at least 1");
+  const Result all = cli("predict " + kModel + " " + kImages + " -q");
+  EXPECT_EQ(all.code, 0) << all.err;
+  EXPECT_NE(all.out.find("/100"), std::string::npos) << all.out;
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace cnncert::test
+
+namespace cnncert::test {
+namespace {
+
+TEST(CliProgress, LinesWhenForcedNothingOtherwiseOffATerminal) {
+  const std::string certify = "certify " + kModel + " " + kImages + " -n 2 -q";
+  // stderr is a file here: no progress unless --progress
+  const Result quiet = cli(certify);
+  ASSERT_EQ(quiet.code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err, "");
+  const Result forced = cli(certify + " --progress");
+  ASSERT_EQ(forced.code, 0) << forced.err;
+  // one line per search step (2 images × 1 random target × 15 steps of the CNN-Cert search), plain
+  // lines without carriage returns, ending at 30/30
+  EXPECT_EQ(forced.err.find('\r'), std::string::npos);
+  EXPECT_EQ(std::count(forced.err.begin(), forced.err.end(), '\n'), 15) << forced.err;
+  EXPECT_NE(forced.err.find("progress: 2/30 steps"), std::string::npos) << forced.err;
+  EXPECT_NE(forced.err.find("progress: 30/30 steps"), std::string::npos) << forced.err;
+  // the results are the same with and without the display
+  auto radius = [](const std::string& out) { return out.substr(out.find("avg robustness"), 26); };
+  EXPECT_EQ(radius(forced.out), radius(quiet.out));
+  const Result proven = cli("proven " + kModel + " " + kImages + " -n 1 -q --no-worst-case --progress");
+  ASSERT_EQ(proven.code, 0) << proven.err;
+  EXPECT_NE(proven.err.find("progress: 15/15 steps"), std::string::npos) << proven.err;
+}
+
+}  // namespace
+}  // namespace cnncert::test
