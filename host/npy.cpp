@@ -231,7 +231,7 @@ DType parse_dtype(const std::string& path, const std::string& descr) {
   };
   if (descr.size() < 3) unsupported("");
   const char order = descr[0];
-  Kind kind;
+  Kind kind = Kind::Float;  // every other case below throws
   switch (descr[1]) {
     case 'b': kind = Kind::Bool; break;
     case 'i': kind = Kind::Int; break;

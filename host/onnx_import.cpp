@@ -62,7 +62,9 @@ class Importer {
   }
   int get_dyn(const OnnxNode& n, size_t i) const {
     const Value& v = get(n, i);
-    CNNCERT_ASSERT(!v.c);
+    // A constant where a computed tensor is needed (e.g. Relu of an initializer): such ops are not
+    // folded at import (found by fuzzing; was an internal assertion).
+    if (v.c) unsupported(n, "input '" + n.inputs[i] + "' is a constant; this operation needs a computed tensor here");
     return v.node;
   }
   const Shape& shape(int node) { return b_.node(node).shape; }
@@ -159,6 +161,18 @@ int64_t count_of(const std::vector<int64_t>& dims) { return numel(dims); }
 
 /// Integer values of a constant (shapes, axes, indices); values outside ±2^62 or not finite are
 /// rejected rather than cast (a cast of such a double is undefined behaviour).
+/// Slice starts/ends: any integer, saturated to ±2^62 (exporters write INT64_MAX for "to the end";
+/// the values are clamped to the axis length anyway).
+std::vector<int64_t> as_saturated_ints(const Const& c) {
+  constexpr double kLimit = 4611686018427387904.0;  // 2^62
+  std::vector<int64_t> r;
+  for (double x : c.v) {
+    if (std::isnan(x)) throw InvalidArgument("integer constant is NaN");
+    r.push_back(static_cast<int64_t>(std::clamp(x, -kLimit, kLimit)));
+  }
+  return r;
+}
+
 std::vector<int64_t> as_ints(const Const& c) {
   constexpr double kLimit = 4611686018427387904.0;  // 2^62
   std::vector<int64_t> r;
@@ -536,8 +550,8 @@ void Importer::fold_constant(const OnnxNode& n) {
   if (op == "Slice") {
     const Const& c = in(0);
     if (c.dims.size() != 1) unsupported(n, "slicing of constants is only supported for 1-D tensors");
-    std::vector<int64_t> starts = has_input(n, 1) ? as_ints(in(1)) : attr_ints(n, "starts");
-    std::vector<int64_t> ends = has_input(n, 2) ? as_ints(in(2)) : attr_ints(n, "ends");
+    std::vector<int64_t> starts = has_input(n, 1) ? as_saturated_ints(in(1)) : attr_ints(n, "starts");
+    std::vector<int64_t> ends = has_input(n, 2) ? as_saturated_ints(in(2)) : attr_ints(n, "ends");
     std::vector<int64_t> steps = has_input(n, 4) ? as_ints(in(4)) : std::vector<int64_t>{1};
     if (starts.size() != 1 || ends.size() != 1 || steps.size() != 1 || steps[0] == 0) unsupported(n, "unsupported slice");
     if (steps[0] > (int64_t{1} << 40) || steps[0] < -(int64_t{1} << 40)) unsupported(n, "slice step out of range");

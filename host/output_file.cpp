@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -28,6 +30,37 @@ bool write_all(int fd, const std::string& data) {
     done += static_cast<size_t>(n);
   }
   return true;
+}
+// Temporary files that exist right now, removed by a terminating signal (Ctrl-C, kill) so that
+// an interrupted run leaves nothing behind either. Slots hold the c_str() of OutputFile::temp_.
+constexpr int kSlots = 16;
+std::atomic<const char*> g_temps[kSlots];
+
+extern "C" void remove_temps_and_reraise(int sig) {
+  for (auto& slot : g_temps)
+    if (const char* p = slot.load()) ::unlink(p);  // async-signal-safe
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+void register_temp(const char* path) {
+  static const bool installed = [] {
+    for (int sig : {SIGINT, SIGTERM, SIGHUP})
+      if (std::signal(sig, remove_temps_and_reraise) == SIG_IGN) std::signal(sig, SIG_IGN);  // keep nohup's choice
+    return true;
+  }();
+  (void)installed;
+  for (auto& slot : g_temps) {
+    const char* expected = nullptr;
+    if (slot.compare_exchange_strong(expected, path)) return;
+  }  // all slots taken (more than 16 outputs at once): such a file is not removed on a signal
+}
+
+void unregister_temp(const char* path) {
+  for (auto& slot : g_temps) {
+    const char* expected = path;
+    if (slot.compare_exchange_strong(expected, nullptr)) return;
+  }
 }
 }  // namespace
 
@@ -53,6 +86,7 @@ OutputFile::OutputFile(std::string path, std::string what) : path_(std::move(pat
   fd_ = ::mkstemp(templ.data());
   if (fd_ < 0) fail("cannot be created in '" + dir.string() + "' (" + errno_text() + ")");
   temp_ = templ;
+  register_temp(temp_.c_str());
 }
 
 OutputFile::OutputFile(OutputFile&& o) noexcept { *this = std::move(o); }
@@ -60,9 +94,11 @@ OutputFile::OutputFile(OutputFile&& o) noexcept { *this = std::move(o); }
 OutputFile& OutputFile::operator=(OutputFile&& o) noexcept {
   if (this != &o) {
     discard();
+    if (!o.temp_.empty()) unregister_temp(o.temp_.c_str());
     path_ = std::move(o.path_);
     what_ = std::move(o.what_);
     temp_ = std::move(o.temp_);
+    if (!temp_.empty()) register_temp(temp_.c_str());
     fd_ = o.fd_;
     buffer_ = std::move(o.buffer_);
     o.path_.clear();
@@ -77,7 +113,10 @@ OutputFile::~OutputFile() { discard(); }
 void OutputFile::discard() noexcept {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
-  if (!temp_.empty()) ::unlink(temp_.c_str());
+  if (!temp_.empty()) {
+    ::unlink(temp_.c_str());
+    unregister_temp(temp_.c_str());
+  }
   temp_.clear();
 }
 
@@ -106,6 +145,7 @@ void OutputFile::commit() {
   const mode_t mode = ::stat(path_.c_str(), &st) == 0 ? (st.st_mode & 07777) : (0666 & ~mask);
   ::chmod(temp_.c_str(), mode);
   if (::rename(temp_.c_str(), path_.c_str()) != 0) fail("cannot be replaced (" + errno_text() + ")");
+  unregister_temp(temp_.c_str());
   temp_.clear();
 }
 

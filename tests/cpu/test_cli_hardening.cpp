@@ -102,6 +102,14 @@ TEST(CliHardening, FailedRunLeavesNoFileAndSuccessWritesItWhole) {
   EXPECT_EQ(nlohmann::json::parse(read_file(json_path))["images"].size(), 2u);
   const std::string csv = read_file(csv_path);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3);
+  // interrupted (SIGTERM after the outputs were opened): the temporary files go too
+  std::filesystem::remove(json_path), std::filesystem::remove(csv_path);
+  const std::string cmd = std::string(CNNCERT_CLI_PATH) + " certify " + kModel + " " + kImages + " -q --json " + json_path +
+                          " --csv " + csv_path + " >/dev/null 2>&1 & pid=$!; sleep 1; kill -TERM $pid; wait $pid";
+  const int status = std::system(("sh -c '" + cmd + "'").c_str());
+  EXPECT_NE(status, 0) << "the run was not interrupted (finished within 1 s?)";
+  EXPECT_EQ(listing(dir), std::vector<std::string>{"targets.txt"});
+  ASSERT_EQ(cli("certify " + kModel + " " + kImages + " -n 2 -q --json " + json_path).code, 0);
   // a second run replaces the file (same permissions as a new file would get)
   struct stat st {};
   ASSERT_EQ(::stat(json_path.c_str(), &st), 0);

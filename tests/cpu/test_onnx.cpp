@@ -2,6 +2,8 @@
 // and bad input.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <cmath>
 #include <random>
 #include <nlohmann/json.hpp>
@@ -448,6 +450,25 @@ TEST(OnnxHardening, ConstantFoldingChecksSizesAndIntegers) {
   expect_rejected(onnx_model({onnx_node("Reshape", {"x", "t"}, {"y"}, {}, "reshape_inf")},
                              {onnx_tensor("t", {2}, {1, 1e30})}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4})),
                   "reshape_inf");
+}
+
+TEST(OnnxHardening, FuzzFindingsStayFixed) {
+  // Relu of an initializer: an internal assertion before (found by fuzz_onnx), now a clear error.
+  expect_rejected(onnx_model({onnx_node("Relu", {"b"}, {"r"}, {}, "relu_const"), onnx_node("Add", {"x", "r"}, {"y"})},
+                             {onnx_tensor("b", {4}, {1, -1, 2, -2})}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4})),
+                  "relu_const");
+  // Slice ends = INT64_MAX, as PyTorch exports x[..., 1:]: saturated, not rejected (and not an
+  // undefined float-to-int cast).
+  Pb ends;
+  ends.varint(1, 1).varint(2, 7).bytes(8, "ends");
+  const int64_t max = std::numeric_limits<int64_t>::max();
+  ends.bytes(9, std::string(reinterpret_cast<const char*>(&max), 8));
+  const std::string m = onnx_model({onnx_node("Shape", {"x"}, {"s"}), onnx_node("Slice", {"s", "st", "ends"}, {"t"}),
+                                    onnx_node("Reshape", {"x", "t"}, {"y"})},
+                                   {onnx_tensor("st", {1}, {0}, true), ends.str()}, onnx_value("x", {-1, 4}),
+                                   onnx_value("y", {-1, 4}));
+  const Network net = import_onnx_bytes(m, "slice.onnx");
+  EXPECT_EQ(net.output_shape(), Shape{4});
 }
 
 TEST(OnnxHardening, ElementLimitCanBeLoweredAndRestored) {
