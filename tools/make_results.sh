@@ -2,7 +2,7 @@
 # Regenerates docs/results/*.json and docs/RESULTS.md (with plots) from the shipped zoo:
 # cnncert-bench compare on the first N shipped MNIST test images, random targets (seed 1215).
 # Needs a build (tools/build.sh); the plots need python3-matplotlib (Debian).
-# Usage: tools/make_results.sh [N]     (default 10 images; the CPU engine, 2 cores: ~15 minutes)
+# Usage: tools/make_results.sh [N]     (default 10 images; the CPU engine, 2 cores: ~30 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-10}"
@@ -10,7 +10,8 @@ out=docs/results
 mkdir -p "$out"
 bench=build/cnncert-bench
 images=data/mnist_test_100.npy
-common=(-n "$N" --slow-count 2 --clever-batches 20 --clever-samples 50)
+# Every method, the slow baselines too, on the same N images: the rows compare like with like.
+common=(-n "$N" --slow-count "$N" --clever-batches 20 --clever-samples 50)
 # ReLU networks: CNN-Cert-Ada vs CNN-Cert-Relu vs Fast-Lin (dense) vs Global-Lips vs LP, attacks, CLEVER
 for m in mnist_cnn_4layer_5_3 mnist_cnn_4layer_5_3_bn mnist_cnn_lenet mnist_cnn_lenet_avgpool mnist_3layer_fc_20; do
   echo "== $m" >&2

@@ -47,8 +47,19 @@ def main():
            "CNN-Cert search (log-space, 15 steps), CPU engine on a 2-core machine. Radii are in the models' input space",
            "(pixel/255 − 0.5, CNN-Cert's convention). \"certified\" rows are lower bounds on the minimal distortion,",
            "\"upper\" rows (attacks) upper bounds, CLEVER an estimate. Improvement is relative to CNN-Cert-Relu",
-           "(ReLU networks) or CNN-Cert (other activations) on the same (image, target) pairs. Fast-Lin (dense) and LP",
-           "run on the first 2 images only (they are slow by design). Regenerate: `tools/make_results.sh`.",
+           "(ReLU networks) or CNN-Cert (other activations) on the same (image, target) pairs. Every method, the slow",
+           "Fast-Lin (dense) and LP baselines included, runs on the same images (the \"images\" column), so the rows",
+           "compare like with like. Regenerate: `tools/make_results.sh`. The s/image columns come from a shared",
+           "machine (the 2026-12-01 run had a niced fuzz campaign beside it): they show orders of magnitude, the",
+           "controlled timings are in bench/RESULTS.md.",
+           "",
+           "Every certified row is sound (a proven lower bound). On ReLU networks CNN-Cert-Ada, DeepCert and CROWN",
+           "coincide by definition: they differ only in the sigmoid/tanh/arctan relaxations (MATH.md §2.2–2.4) and",
+           "all use the adaptive ReLU rule of §2.1; CNN-Cert-Relu (= Fast-Lin's bounds) uses the u/(u−l) lower slope,",
+           "and Fast-Lin (dense) is the same relaxation on the network with every convolution unrolled, hence the same",
+           "radii at a far higher cost. On sigmoid-like networks CROWN (sound) equals CNN-Cert: the sound form of",
+           "CROWN's mixed-sign lines (§2.4) is CNN-Cert's bisection (§2.2). Max-pool inputs take the original",
+           "CNN-Cert's bounds [max(l,0), max(u,0)] of the preceding ReLU (§2.5).",
            ""]
     out.append("## ReLU networks (the shape of CNN-Cert's Tables 3–6)\n")
     for m in RELU:
@@ -89,7 +100,7 @@ def main():
 
             methods = [r["method"] for r in rows]
             plot(lambda ax: ax.boxplot([[x for x in r["radii"] if x != float("inf")] for r in rows], labels=methods),
-                 "radius (ℓ∞)", "mnist_cnn_4layer_5_3: certified radii, attacks and CLEVER per method",
+                 "radius (ℓ∞)", f"mnist_cnn_4layer_5_3: certified radii, attacks and CLEVER ({norm['pairs']} images each)",
                  "radii_mnist_cnn_4layer_5_3.png")
             plot(lambda ax: ax.bar(methods, [r["seconds_per_image"] for r in rows]),
                  "seconds per image (CPU, 2 cores)", "mnist_cnn_4layer_5_3, ℓ∞: time per image per method",
