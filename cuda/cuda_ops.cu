@@ -186,7 +186,7 @@ __global__ void relax_maxpool_kernel(PoolGeom g, int64_t problems, const double*
 
 __global__ void flag_nonfinite_kernel(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) {
   GRID_STRIDE(i, problems * size) {
-    if (!isfinite(lo[i]) || !isfinite(hi[i])) flags[i / size] = 1;  // every writer writes 1
+    if (!reliable_bound(lo[i]) || !reliable_bound(hi[i])) flags[i / size] = 1;  // every writer writes 1
   }
 }
 

@@ -181,6 +181,7 @@ class BatchedEngine final : public BoundEngine {
       ops_->synchronize();
       stats_.seconds_relax += since(t1);
     }
+    if (options.layer_progress) options.layer_progress(layers_done, layers);  // the specification rows
     const auto t2 = clock::now();
     final_rows(b, out);
     stats_.seconds_final += since(t2);
@@ -371,11 +372,11 @@ class BatchedEngine final : public BoundEngine {
     return true;
   }
 
-  /// Marks the problems whose bounds at node `src` are not finite (as the CPU engine reports).
+  /// Marks the problems whose bounds at node `src` are not reliable_bound (as the CPU engine reports).
   void check_flags(Batch& b, int src) {
     const auto flags = download<int>(*ops_, b.flags, b.P);
     for (size_t p = 0; p < b.P; ++p)
-      if (flags[p] && b.error[p].empty()) b.error[p] = "the bounds of node '" + net_.node(src).name + "' are not finite";
+      if (flags[p] && b.error[p].empty()) b.error[p] = cnncert::detail::unreliable_bounds_error(net_.node(src).name);
   }
 
   /// Relaxation of activation/max-pool node k for all problems.

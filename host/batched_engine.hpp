@@ -67,8 +67,8 @@ class Ops {
   /// problems × out_size × kk; betas: problems × out_size).
   virtual void relax_maxpool(const PoolGeom& g, int64_t problems, const double* lo, const double* hi, float* slopes,
                              float* beta_u, float* beta_l) = 0;
-  /// flags[p] = 1 for each problem p whose `size` values of lo or hi contain a NaN or infinity
-  /// (other flags unchanged).
+  /// flags[p] = 1 for each problem p whose `size` values of lo or hi contain a NaN, an infinity or a
+  /// magnitude beyond kMaxReliableBound (reliable_bound; other flags unchanged).
   virtual void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) = 0;
 
 /// Waits until every operation issued so far has finished (for phase timings).

@@ -143,6 +143,16 @@ CNNCERT_HD inline Relaxation<double> relax_activation(const ActSpec& s, double l
   }
 }
 
+/// Intermediate bounds beyond this magnitude are not trusted: the engines compute in floating point
+/// without outward rounding (as CNN-Cert does), and at such magnitudes the rounding of a layer's
+/// sums exceeds the effect of the input perturbation (a fuzzed residual net with 1e37 biases gave
+/// "exact" bounds that excluded the network's value). Such a problem fails closed with an error:
+/// not certified. Real networks stay many orders of magnitude below (|bounds| ~ 1..1e3).
+constexpr double kMaxReliableBound = 1e12;
+
+/// False for NaN, ±inf and |v| > kMaxReliableBound.
+CNNCERT_HD inline bool reliable_bound(double v) { return fabs(v) <= kMaxReliableBound; }
+
 /// Whether the activation is monotone non-decreasing, so that [σ(l), σ(u)] bounds σ(z) on [l, u]
 /// (every activation but a LeakyRelu with a negative slope).
 CNNCERT_HD inline bool activation_monotone(const ActSpec& s) { return s.kind != ActKind::LeakyRelu || s.alpha >= 0; }
@@ -154,8 +164,9 @@ CNNCERT_HD inline double activation_value(const ActSpec& s, double z) {
     case ActKind::LeakyRelu: return z >= 0 ? z : s.alpha * z;
     case ActKind::Sigmoid: return cnncert::detail::smooth_f(Smooth::Sigmoid, z);
     case ActKind::Tanh: return cnncert::detail::smooth_f(Smooth::Tanh, z);
-    default: return cnncert::detail::smooth_f(Smooth::Atan, z);
+    case ActKind::Atan: return cnncert::detail::smooth_f(Smooth::Atan, z);
   }
+  return z * NAN;  // no other kind: NaN bounds fail closed
 }
 
 namespace detail {

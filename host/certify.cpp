@@ -132,13 +132,13 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
     r.image = first_index + i;
     const double* l = logits.data() + i * classes;
     r.predicted = std::max_element(l, l + classes) - l;
-    r.label = labels.empty() || labels[static_cast<size_t>(i)] < 0 ? r.predicted : labels[static_cast<size_t>(i)];
+    r.label = labels.empty() ? r.predicted : labels[static_cast<size_t>(i)];  // -1 stays: unknown
     if (std::any_of(l, l + classes, [](double v) { return !std::isfinite(v); })) {
       r.skipped = true;
       r.skip_reason = "non-finite logits";
       continue;
     }
-    if (r.predicted != r.label) {
+    if (r.label >= 0 && r.predicted != r.label) {
       r.skipped = true;
       r.skip_reason = "misclassified";
       continue;

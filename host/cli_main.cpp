@@ -37,13 +37,13 @@ using cnncert::detail::parse_number;
 struct InputOptions {
   std::string model, images, labels, csv_layout = "hwc";
   cnncert::detail::ConventionOptions convention;
-  static constexpr int64_t kAllImages = std::numeric_limits<int64_t>::min();  // -n not given
-  int64_t count = kAllImages, offset = 0;
+  int64_t count = 0, offset = 0;
+  CLI::Option* count_option = nullptr;  // count() == 0: -n not given, all images
 
   void add(CLI::App& app) {
     app.add_option("MODEL", model, "ONNX model file")->required();
     app.add_option("IMAGES", images, "images: .npy, ERAN .csv, MNIST idx (.gz), CIFAR-10 .bin")->required();
-    app.add_option("-n,--count", count, "number of images, at least 1 (omit it for all images)");
+    count_option = app.add_option("-n,--count", count, "number of images, at least 1 (omit it for all images)");
     app.add_option("--offset", offset, "skip this many images first");
     app.add_option("--labels", labels, "labels file (.npy or idx) when the images carry none");
     convention.add(app);
@@ -54,12 +54,13 @@ struct InputOptions {
 
   cnncert::ImageSet load() const {
     // -n is a count: 0 and negative values are errors alike (omitting -n means all images).
-    if (count < 1 && count != kAllImages) throw InvalidArgument("-n/--count must be at least 1 (omit it for all images)");
+    const bool given = count_option && count_option->count() > 0;
+    if (given && count < 1) throw InvalidArgument("-n/--count must be at least 1 (omit it for all images)");
     if (offset < 0) throw InvalidArgument("--offset must not be negative");
     if (csv_layout != "hwc" && csv_layout != "chw") throw InvalidArgument("--csv-layout must be hwc or chw");
     cnncert::LoadOptions o;
     o.offset = offset;
-    o.limit = count == kAllImages ? -1 : count;
+    o.limit = given ? count : -1;
     o.labels_path = labels;
     o.csv_hwc = csv_layout == "hwc";
     return cnncert::load_images(images, o);
@@ -76,6 +77,13 @@ using cnncert::detail::OutputFile;
 void write_json(const json& j, OutputFile& out) {
   out.stream() << j.dump(2) << "\n";
   out.commit();
+}
+
+/// The --json and --csv outputs of a search, checked before it starts; the same file for both is an
+/// error (one would silently replace the other).
+std::pair<OutputFile, OutputFile> search_outputs(const std::string& json_path, const std::string& csv_path) {
+  if (!json_path.empty() && json_path == csv_path) throw InvalidArgument("--json and --csv name the same file " + json_path);
+  return {OutputFile(json_path, "--json"), OutputFile(csv_path, "--csv")};
 }
 
 std::string node_details(const cnncert::Node& n) {
@@ -346,7 +354,8 @@ void attach(Progress& progress, cnncert::CertifyOptions& o) {
 }
 
 std::vector<int64_t> read_targets(const std::string& path, int64_t skip, int64_t count) {
-  if (std::filesystem::is_directory(path)) throw InvalidArgument(path + ": is a directory, not a targets file");
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw InvalidArgument(path + ": is a directory, not a targets file");
   std::ifstream f(path);
   if (!f) throw InvalidArgument(path + ": cannot open the targets file");
   std::vector<int64_t> all;
@@ -382,7 +391,7 @@ int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchC
   const uint64_t seed = so.seed();
   const bool quiet = so.quiet;
   cnncert::CertifyOptions o = so.options(bo);
-  OutputFile json_out(json_path, "--json"), csv_out(csv_path, "--csv");
+  auto [json_out, csv_out] = search_outputs(json_path, csv_path);
   const cnncert::Network net = cnncert::import_onnx(in.model);
   print_notes(net);
   cnncert::check_boundable(net);
@@ -461,9 +470,9 @@ int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchC
     j["avg_run_time"] = avg_time;
     j["total_seconds"] = total;
     j["images"] = jimages;
-    write_json(j, json_out);
+    json_out.stream() << j.dump(2) << "\n";
   }
-  csv_out.commit();
+  cnncert::detail::commit_all({&json_out, &csv_out});
   return 0;
 }
 
@@ -593,7 +602,7 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
   po.worst_case = !pc.no_worst_case;
   if (proxy && po.noise.kind != cnncert::NoiseKind::Uniform) throw InvalidArgument("--uniform-proxy applies to --noise uniform only");
   if (level >= 0 && !csv_path.empty()) throw InvalidArgument("--csv applies to the search; --level writes --json only");
-  OutputFile json_out(json_path, "--json"), csv_out(csv_path, "--csv");
+  auto [json_out, csv_out] = search_outputs(json_path, csv_path);
   const cnncert::Network net = cnncert::import_onnx(in.model);
   print_notes(net);
   cnncert::check_boundable(net);
@@ -607,6 +616,7 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
   auto engine = bo.engine(net);
   if (level >= 0) {  // the probability bound at one noise level, top-1 over all other classes
     const int64_t n_in = net.input_size(), classes = net.output_size();
+    cnncert::check_classes(set.labels, classes, in.offset, "label");
     const auto logits = net.forward(x.data(), set.count);
     std::vector<cnncert::BoundProblem> problems;
     for (int64_t i = 0; i < set.count; ++i) {
@@ -691,9 +701,9 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
     json j{{"model", in.model}, {"noise", noise}, {"confidence", confidence}, {"method", bo.method}, {"norm", bo.norm},
            {"target", target}, {"seed", seed}, {"avg_noise", avg_noise}, {"proven_seconds", run.proven_seconds}, {"images", jimages}};
     if (po.worst_case) j["avg_worst_case"] = avg_worst, j["avg_ratio"] = avg_ratio, j["worst_case_seconds"] = run.worst_case_seconds;
-    write_json(j, json_out);
+    json_out.stream() << j.dump(2) << "\n";
   }
-  csv_out.commit();
+  cnncert::detail::commit_all({&json_out, &csv_out});
   return 0;
 }
 
@@ -782,6 +792,7 @@ int main(int argc, char** argv) {
       return run_proven(pin2, pbo, pso, ppc);
     if (*convert) {
       if (!to_dense) throw InvalidArgument("convert: nothing to do (use --to-dense)");
+      if (conv_out == "-" || conv_out == "/dev/stdout") throw InvalidArgument("-o needs a file (the model is binary)");
       OutputFile out(conv_out, "-o");
       const cnncert::Network net = cnncert::import_onnx(conv_model);
       const cnncert::Network dense = cnncert::convert_to_dense(net);

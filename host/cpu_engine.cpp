@@ -520,7 +520,8 @@ class CpuEngine final : public BoundEngine {
     // Many problems: one thread each. Few: threads share the row chunks of each problem.
     const bool outer = static_cast<int64_t>(problems.size()) >= threads_;
     parallel_for(static_cast<int64_t>(problems.size()), outer ? threads_ : 1, [&](int64_t i) {
-      out[static_cast<size_t>(i)] = solve(problems[static_cast<size_t>(i)], options, outer ? 1 : threads_, problems.size() == 1);
+      // Layer progress where problems run one after the other on the calling thread.
+      out[static_cast<size_t>(i)] = solve(problems[static_cast<size_t>(i)], options, outer ? 1 : threads_, !outer || threads_ == 1);
     });
     return out;
   }
@@ -758,7 +759,7 @@ class CpuEngine final : public BoundEngine {
   }
 
 
-  /// `report_layers`: call o.layer_progress (a single problem, so from the calling thread).
+  /// `report_layers`: call o.layer_progress (problems run one after the other on the calling thread).
   BoundResult solve(const BoundProblem& p, const BoundOptions& o, int threads, bool report_layers) const {
     const auto& nodes = net_.nodes();
     State s;
@@ -781,8 +782,9 @@ class CpuEngine final : public BoundEngine {
       const int src = node.inputs[0];
       if (s.lo[static_cast<size_t>(src)].empty()) {
         if (!pool_input_from_activation(s, static_cast<int>(k))) compute_bounds(s, src);
-        if (!all_finite(s.lo[static_cast<size_t>(src)]) || !all_finite(s.hi[static_cast<size_t>(src)])) {
-          res.error = "the bounds of node '" + nodes[static_cast<size_t>(src)].name + "' are not finite";
+        auto reliable = [](const std::vector<double>& v) { return std::all_of(v.begin(), v.end(), batched::reliable_bound); };
+        if (!reliable(s.lo[static_cast<size_t>(src)]) || !reliable(s.hi[static_cast<size_t>(src)])) {
+          res.error = detail::unreliable_bounds_error(nodes[static_cast<size_t>(src)].name);
           res.lower.assign(static_cast<size_t>(p.rows), -std::numeric_limits<double>::infinity());
           res.upper.assign(static_cast<size_t>(p.rows), std::numeric_limits<double>::infinity());
           return res;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "batched_kernels.hpp"
@@ -27,6 +28,11 @@ inline batched::PoolGeom pool_geom(const Node& n, const Geometry& in) {
   const PoolAttr& p = n.as<PoolAttr>();
   const Geometry og = geometry(n);
   return {in.c, in.h, in.w, og.h, og.w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w};
+}
+
+/// The error of a problem whose intermediate bounds at node `name` fail reliable_bound.
+inline std::string unreliable_bounds_error(const std::string& name) {
+  return "the bounds of node '" + name + "' are not finite or exceed 1e12 in magnitude (not reliable in floating point)";
 }
 
 /// Every value finite (no NaN, no ±inf).

@@ -142,7 +142,7 @@ class HostOps final : public Ops {
   void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) override {
     for (int64_t p = 0; p < problems; ++p)
       for (int64_t i = 0; i < size; ++i)
-        if (!std::isfinite(lo[p * size + i]) || !std::isfinite(hi[p * size + i])) {
+        if (!reliable_bound(lo[p * size + i]) || !reliable_bound(hi[p * size + i])) {
           flags[p] = 1;
           break;
         }

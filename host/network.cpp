@@ -14,7 +14,7 @@
 namespace cnncert {
 
 namespace {
-std::atomic<int64_t> g_max_tensor_elements{int64_t{1} << 31};
+std::atomic<int64_t> g_max_tensor_elements{(int64_t{1} << 31) - 1};
 }
 
 int64_t max_tensor_elements() { return g_max_tensor_elements.load(std::memory_order_relaxed); }

@@ -51,6 +51,8 @@ class Importer {
   const Value& get(const OnnxNode& n, size_t i) const {
     if (i >= n.inputs.size() || n.inputs[i].empty()) unsupported(n, "missing input #" + std::to_string(i));
     auto it = values_.find(n.inputs[i]);
+    if (it == values_.end() && non_numeric_.count(n.inputs[i]))
+      unsupported(n, "initializer '" + n.inputs[i] + "' holds no numbers (a string tensor?)");
     if (it == values_.end()) unsupported(n, "input '" + n.inputs[i] + "' is not produced by any earlier node");
     return it->second;
   }
@@ -149,6 +151,7 @@ class Importer {
   std::string what_;
   NetworkBuilder b_;
   std::map<std::string, Value> values_;
+  std::set<std::string> non_numeric_;  // initializers without numbers (string tensors)
   std::map<std::string, int> consumers_;  // number of uses of each tensor (graph outputs count)
   std::map<int, int> aliases_;  // builder node → number of tensor names bound to it
   std::string output_name_;
@@ -158,6 +161,18 @@ class Importer {
 
 /// Element count of a constant's dims (0 allowed), by checked multiplication.
 int64_t count_of(const std::vector<int64_t>& dims) { return numel(dims); }
+
+/// Constant folding that can amplify (ConstantOfShape, broadcasting, Gather, Concat) may create at
+/// most this many elements beyond those of its inputs: real models fold shape vectors, while a
+/// crafted 100-byte file could otherwise claim gigabytes below the per-tensor limit.
+constexpr int64_t kMaxFoldedGrowth = int64_t{1} << 24;
+
+void check_folded_size(const std::vector<int64_t>& out_dims, int64_t input_elements) {
+  const int64_t out = count_of(out_dims);
+  if (out > input_elements && out - input_elements > kMaxFoldedGrowth)
+    throw InvalidArgument("constant folding would create a constant of shape " + shape_str(out_dims) + " (" +
+                          std::to_string(out) + " elements from " + std::to_string(input_elements) + ")");
+}
 
 /// Integer values of a constant (shapes, axes, indices); values outside ±2^62 or not finite are
 /// rejected rather than cast (a cast of such a double is undefined behaviour).
@@ -199,6 +214,7 @@ Const broadcast_binary(const Const& a, const Const& b, F f) {
     if (da[i] != db[i] && da[i] != 1 && db[i] != 1) throw InvalidArgument("shapes do not broadcast");
     out[i] = std::max(da[i], db[i]);
   }
+  check_folded_size(out, static_cast<int64_t>(a.v.size() + b.v.size()));
   Const r{out, std::vector<double>(static_cast<size_t>(count_of(out)))};
   std::vector<int64_t> idx(rank, 0);
   for (size_t k = 0; k < r.v.size(); ++k) {
@@ -239,8 +255,20 @@ Network Importer::run() {
   b_.source(what_);
   std::set<std::string> init_names;
   for (const auto& t : g.initializers) {
-    bind(t.name, Value{from_tensor(t), -1});
+    // A string tensor (or any without numbers) cannot be a weight: its values do not match its
+    // dims, which every later use relies on (found by fuzzing: a Gemm read such a weight).
+    // Such a tensor is an error only where a node uses it.
     init_names.insert(t.name);
+    int64_t count = -1;
+    try {
+      count = count_of(t.dims);
+    } catch (const InvalidArgument&) {  // too large for a number tensor: cannot match its values
+    }
+    if (count != static_cast<int64_t>(t.values.size())) {
+      non_numeric_.insert(t.name);
+      continue;
+    }
+    bind(t.name, Value{from_tensor(t), -1});
   }
   for (const auto& n : g.nodes)
     for (const auto& i : n.inputs) ++consumers_[i];
@@ -409,6 +437,7 @@ void Importer::fold_constant(const OnnxNode& n) {
       value = a->t.values[0];
       is_int = is_int_type(a->t.data_type);
     }
+    check_folded_size(dims, 0);
     return set_const(n, Const{dims, std::vector<double>(static_cast<size_t>(count_of(dims)), value), is_int});
   }
   if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") {
@@ -443,6 +472,7 @@ void Importer::fold_constant(const OnnxNode& n) {
     r.dims.assign(data.dims.begin(), data.dims.begin() + axis);
     r.dims.insert(r.dims.end(), idx.dims.begin(), idx.dims.end());
     r.dims.insert(r.dims.end(), data.dims.begin() + axis + 1, data.dims.end());
+    check_folded_size(r.dims, static_cast<int64_t>(data.v.size() + idx.v.size()));
     r.v.reserve(static_cast<size_t>(count_of(r.dims)));
     const std::vector<int64_t> indices = as_ints(idx);
     for (int64_t o = 0; o < outer; ++o)
@@ -498,6 +528,9 @@ void Importer::fold_constant(const OnnxNode& n) {
       if (__builtin_add_overflow(extent, c.dims[static_cast<size_t>(axis)], &extent)) unsupported(n, "concatenation too large");
       inner_sizes.push_back(static_cast<int64_t>(c.v.size()) / std::max<int64_t>(outer, 1));
     }
+    int64_t inputs_total = 0;
+    for (size_t i = 0; i < n.inputs.size(); ++i) inputs_total += static_cast<int64_t>(in(i).v.size());
+    check_folded_size(r.dims, inputs_total);
     for (int64_t o = 0; o < outer; ++o)
       for (size_t i = 0; i < n.inputs.size(); ++i) {
         const Const& c = in(i);

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -26,6 +27,7 @@ bool write_all(int fd, const std::string& data) {
   while (done < data.size()) {
     const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
     if (n < 0 && errno == EINTR) continue;
+    if (n == 0) errno = EIO;
     if (n <= 0) return false;
     done += static_cast<size_t>(n);
   }
@@ -45,7 +47,7 @@ extern "C" void remove_temps_and_reraise(int sig) {
 
 void register_temp(const char* path) {
   static const bool installed = [] {
-    for (int sig : {SIGINT, SIGTERM, SIGHUP})
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE})
       if (std::signal(sig, remove_temps_and_reraise) == SIG_IGN) std::signal(sig, SIG_IGN);  // keep nohup's choice
     return true;
   }();
@@ -64,29 +66,79 @@ void unregister_temp(const char* path) {
 }
 }  // namespace
 
+namespace {
+// "/dev/fd/N" or "/proc/self/fd/N": the descriptor N, else -1.
+int fd_path(const std::string& p) {
+  for (const char* prefix : {"/dev/fd/", "/proc/self/fd/"}) {
+    const std::string pre(prefix);
+    if (p.rfind(pre, 0) == 0 && p.size() > pre.size() && p.size() - pre.size() < 6 &&
+        p.find_first_not_of("0123456789", pre.size()) == std::string::npos)
+      return std::stoi(p.substr(pre.size()));
+  }
+  return -1;
+}
+}  // namespace
+
 OutputFile::OutputFile(std::string path, std::string what) : path_(std::move(path)), what_(std::move(what)) {
+  if (path_ == "/dev/stdout") path_ = "-";
   if (path_.empty() || is_stdout()) return;
+  if (path_ == "/dev/stderr" || fd_path(path_) >= 0) {  // an open descriptor: written through a copy of it
+    const int fd = path_ == "/dev/stderr" ? 2 : fd_path(path_);
+    fd_ = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (fd_ < 0) fail("is not an open descriptor (" + errno_text() + ")");
+    return;
+  }
+  target_ = path_;
+  struct stat lst {};
+  if (::lstat(path_.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    // A symbolic link: write to what it points to, and keep the link.
+    char* real = ::realpath(path_.c_str(), nullptr);
+    if (!real) fail("is a symbolic link to a missing file");
+    target_ = real;
+    std::free(real);
+  }
   struct stat st {};
-  if (::stat(path_.c_str(), &st) == 0) {
+  const bool exists = ::stat(target_.c_str(), &st) == 0;
+  if (exists) {
     if (S_ISDIR(st.st_mode)) fail("is a directory");
     if (!S_ISREG(st.st_mode)) {  // a device or pipe: written in place
-      fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
+      fd_ = ::open(target_.c_str(), O_WRONLY | O_CLOEXEC);
       if (fd_ < 0) fail("cannot be opened for writing (" + errno_text() + ")");
       return;
     }
     // Checked by the mode bits too: root may write anything, but a read-only file is not meant
     // to be replaced.
-    if ((st.st_mode & 0222) == 0 || ::access(path_.c_str(), W_OK) != 0) fail("is read-only");
+    if ((st.st_mode & 0222) == 0 || ::access(target_.c_str(), W_OK) != 0) fail("is read-only");
   }
-  const std::filesystem::path target(path_);
+  const std::filesystem::path target(target_);
   const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) fail("its folder '" + dir.string() + "' does not exist");
+  if (exists && st.st_nlink > 1) {  // a rename would split the hard links: write in place
+    fd_ = ::open(target_.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd_ < 0) fail("cannot be opened for writing (" + errno_text() + ")");
+    in_place_ = true;
+    return;
+  }
   std::string templ = (dir / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
-  fd_ = ::mkstemp(templ.data());
+  fd_ = ::mkostemp(templ.data(), O_CLOEXEC);
+  if (fd_ < 0 && exists) {  // a writable file in a folder we cannot write: in place
+    fd_ = ::open(target_.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd_ < 0) fail("cannot be opened for writing (" + errno_text() + ")");
+    in_place_ = true;
+    return;
+  }
   if (fd_ < 0) fail("cannot be created in '" + dir.string() + "' (" + errno_text() + ")");
   temp_ = templ;
   register_temp(temp_.c_str());
+  if (exists) {  // the new file keeps the old one's mode and (where allowed) owner
+    ::fchmod(fd_, st.st_mode & 07777);
+    if (::fchown(fd_, st.st_uid, st.st_gid) != 0) { /* not allowed: keep ours */ }
+  } else {  // the mode a new file would get (mkstemp makes 0600)
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    ::fchmod(fd_, 0666 & ~mask);
+  }
 }
 
 OutputFile::OutputFile(OutputFile&& o) noexcept { *this = std::move(o); }
@@ -97,6 +149,9 @@ OutputFile& OutputFile::operator=(OutputFile&& o) noexcept {
     if (!o.temp_.empty()) unregister_temp(o.temp_.c_str());
     path_ = std::move(o.path_);
     what_ = std::move(o.what_);
+    target_ = std::move(o.target_);
+    in_place_ = o.in_place_;
+    prepared_ = o.prepared_;
     temp_ = std::move(o.temp_);
     if (!temp_.empty()) register_temp(temp_.c_str());
     fd_ = o.fd_;
@@ -125,28 +180,36 @@ void OutputFile::fail(const std::string& why) {
   throw InvalidArgument(what_ + " " + path_ + ": " + why);
 }
 
-void OutputFile::commit() {
-  if (!enabled()) return;
-  const std::string data = buffer_.str();
+void OutputFile::prepare() {
+  if (!enabled() || prepared_) return;
+  prepared_ = true;
+  const std::string data = std::move(buffer_).str();
+  buffer_.str({});
   if (is_stdout()) {
     std::cout << data;
     check_stdout();
     return;
   }
-  if (!write_all(fd_, data)) fail("write failed (" + errno_text() + "); nothing was written");
+  if (in_place_ && ::ftruncate(fd_, 0) != 0) fail("cannot be truncated (" + errno_text() + ")");
+  if (!write_all(fd_, data)) fail("write failed (" + errno_text() + ")" + (in_place_ ? "" : "; nothing was written"));
+  if (!temp_.empty() && ::fsync(fd_) != 0) fail("write failed at sync (" + errno_text() + "); nothing was written");
   const int fd = fd_;
   fd_ = -1;
-  if (::close(fd) != 0) fail("write failed at close (" + errno_text() + "); nothing was written");
-  if (temp_.empty()) return;  // a device: written in place
-  // The mode a new file would get (mkstemp makes 0600).
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  struct stat st {};
-  const mode_t mode = ::stat(path_.c_str(), &st) == 0 ? (st.st_mode & 07777) : (0666 & ~mask);
-  ::chmod(temp_.c_str(), mode);
-  if (::rename(temp_.c_str(), path_.c_str()) != 0) fail("cannot be replaced (" + errno_text() + ")");
+  if (::close(fd) != 0) fail("write failed at close (" + errno_text() + ")");
+}
+
+void OutputFile::publish() {
+  if (!enabled()) return;
+  prepare();
+  if (temp_.empty()) return;  // stdout, a device, a descriptor, or written in place
+  if (::rename(temp_.c_str(), target_.c_str()) != 0) fail("cannot be replaced (" + errno_text() + ")");
   unregister_temp(temp_.c_str());
   temp_.clear();
+}
+
+void commit_all(std::initializer_list<OutputFile*> outputs) {
+  for (OutputFile* o : outputs) o->prepare();
+  for (OutputFile* o : outputs) o->publish();
 }
 
 void check_stdout() {

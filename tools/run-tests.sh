@@ -8,7 +8,12 @@ cd "$(dirname "$0")/.."
 tools/install-deps.sh
 tools/build.sh
 # The fuzz smoke first, so that ctest's summary closes the output.
+fuzz=0
 if [[ "${CNNCERT_FUZZ_SMOKE:-1}" != 0 ]]; then
-  tools/fuzz-smoke.sh
+  tools/fuzz-smoke.sh || fuzz=$?
 fi
 ctest --test-dir build --output-on-failure -j"${CNNCERT_JOBS:-2}"
+if ((fuzz)); then
+  echo "the fuzz smoke failed (exit $fuzz): see its output above" >&2
+  exit "$fuzz"
+fi

@@ -60,7 +60,7 @@ struct TargetResult {
 /// Result of one image.
 struct ImageResult {
   int64_t image = 0;  ///< index in the input set
-  int64_t label = -1, predicted = -1;
+  int64_t label = -1, predicted = -1;  ///< label -1: unknown (the prediction was certified)
   bool skipped = false;  ///< misclassified (or no valid target): not certified
   std::string skip_reason;
   std::vector<TargetResult> targets;

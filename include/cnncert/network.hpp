@@ -12,7 +12,7 @@ namespace cnncert {
 /// Per-sample tensor shape (the batch dimension is never part of it), row-major.
 using Shape = std::vector<int64_t>;
 
-/// The most elements any one tensor may have: 2^31 by default, far above any real model (the
+/// The most elements any one tensor may have: 2^31 − 1 by default (sizes fit 32-bit library calls), far above any real model (the
 /// largest ones have ~10^8 weights per tensor and ~10^7 activations per sample). Shapes read from
 /// a file or derived by the importer are checked against it before they size a buffer.
 int64_t max_tensor_elements();
@@ -104,8 +104,14 @@ struct Node {
   const A& as() const;
   template <class A>
   A& as();
-  /// Number of elements of the output.
-  int64_t size() const { return numel(shape); }
+  /// Number of elements of the output. The shape was checked when the node was built
+  /// (NetworkBuilder: dimensions >= 1, checked product within the element limit then), so the
+  /// product needs no check here, and a later set_max_tensor_elements() does not affect it.
+  int64_t size() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
   /// Number of trainable parameters (weights and biases, scale and shift).
   int64_t parameter_count() const;
 };
@@ -124,9 +130,9 @@ class Network {
   /// Per-sample output shape.
   const Shape& output_shape() const { return nodes_.at(static_cast<size_t>(output_)).shape; }
   /// Number of elements of one input sample.
-  int64_t input_size() const { return numel(input_shape()); }
+  int64_t input_size() const { return nodes_.front().size(); }
   /// Number of outputs (classes).
-  int64_t output_size() const { return numel(output_shape()); }
+  int64_t output_size() const { return nodes_.at(static_cast<size_t>(output_)).size(); }
   /// Total number of activation neurons (outputs of Activation nodes).
   int64_t activation_neurons() const;
   /// Notes the importer left for the user (e.g. "trailing Softmax stripped").

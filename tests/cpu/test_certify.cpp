@@ -131,6 +131,22 @@ TEST(Certify, TargetsAndSkipping) {
   r = certify(net, e, x, {0, 1}, o);
   EXPECT_EQ(r[0].targets[0].target, 2);
   EXPECT_TRUE(r[1].skipped);
+  // label -1 = unknown: the prediction is certified and the label stays -1 in the result
+  o.targets.clear();
+  o.target = TargetMode::Runnerup;
+  r = certify(net, e, x, {-1, -1}, o);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_FALSE(r[i].skipped) << r[i].skip_reason;
+    EXPECT_EQ(r[i].label, -1);
+    EXPECT_GT(r[i].targets.at(0).eps, 0.0);
+  }
+  EXPECT_EQ(r[1].predicted, 1);
+  // a label or a target outside the classes is an error naming the image, before any engine call
+  e.calls.clear();
+  EXPECT_THROW(certify(net, e, x, {0, 4}, o), InvalidArgument);
+  o.targets = {1, -2};
+  EXPECT_THROW(certify(net, e, x, {0, 1}, o), InvalidArgument);
+  EXPECT_TRUE(e.calls.empty());
 }
 
 TEST(Certify, RandomTargetsAreSeededAndNeverThePrediction) {

@@ -41,7 +41,7 @@ TEST(CliHardening, CraftedShapeModelIsRejectedByEverySubcommand) {
     SCOPED_TRACE(args);
     expect_bad_input(cli(args), "input 'x'");
   }
-  EXPECT_FALSE(std::filesystem::exists(dir / "d.onnx"));
+  EXPECT_EQ(listing(dir), std::vector<std::string>{"wrap.onnx"});  // no d.onnx, no temporary file
   std::filesystem::remove_all(dir);
 }
 
@@ -104,8 +104,10 @@ TEST(CliHardening, FailedRunLeavesNoFileAndSuccessWritesItWhole) {
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3);
   // interrupted (SIGTERM after the outputs were opened): the temporary files go too
   std::filesystem::remove(json_path), std::filesystem::remove(csv_path);
+  // (kill once the temporary file exists, at most 10 s later)
   const std::string cmd = std::string(CNNCERT_CLI_PATH) + " certify " + kModel + " " + kImages + " -q --json " + json_path +
-                          " --csv " + csv_path + " >/dev/null 2>&1 & pid=$!; sleep 1; kill -TERM $pid; wait $pid";
+                          " --csv " + csv_path + " >/dev/null 2>&1 & pid=$!; i=0; while [ $i -lt 200 ] && ! ls -a " +
+                          dir.string() + " | grep -q tmp-; do sleep 0.05; i=$((i+1)); done; kill -TERM $pid; wait $pid";
   const int status = std::system(("sh -c '" + cmd + "'").c_str());
   EXPECT_NE(status, 0) << "the run was not interrupted (finished within 1 s?)";
   EXPECT_EQ(listing(dir), std::vector<std::string>{"targets.txt"});
@@ -113,7 +115,34 @@ TEST(CliHardening, FailedRunLeavesNoFileAndSuccessWritesItWhole) {
   // a second run replaces the file (same permissions as a new file would get)
   struct stat st {};
   ASSERT_EQ(::stat(json_path.c_str(), &st), 0);
-  EXPECT_NE(st.st_mode & 0044, 0u) << "a result file is readable by others as any new file";
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  EXPECT_EQ(st.st_mode & 0777, 0666 & ~mask) << "a result file gets the mode of any new file";
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliHardening, LinksAndStandardStreamsAreWrittenThrough) {
+  const auto dir = scratch_dir("cli_links");
+  const std::string predict = "predict " + kModel + " " + kImages + " -n 2 -q --json ";
+  // a symbolic link: its target gets the results, the link stays a link
+  write_file(dir / "real.json", "old\n");
+  std::filesystem::create_symlink(dir / "real.json", dir / "link.json");
+  ASSERT_EQ(cli(predict + (dir / "link.json").string()).code, 0);
+  EXPECT_TRUE(std::filesystem::is_symlink(dir / "link.json"));
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir / "real.json"))["count"], 2);
+  // a hard link: written in place, both names see the results
+  std::filesystem::create_hard_link(dir / "real.json", dir / "hard.json");
+  ASSERT_EQ(cli("predict " + kModel + " " + kImages + " -n 3 -q --json " + (dir / "hard.json").string()).code, 0);
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir / "real.json"))["count"], 3);
+  // /dev/stdout is the standard output (not a file to replace)
+  const Result out = cli(predict + "/dev/stdout");
+  ASSERT_EQ(out.code, 0) << out.err;
+  EXPECT_EQ(nlohmann::json::parse(out.out.substr(out.out.find('{')))["count"], 2);
+  // the same file for --json and --csv would lose one of them
+  expect_bad_input(cli("certify " + kModel + " " + kImages + " -n 1 --json " + (dir / "x").string() + " --csv " +
+                       (dir / "x").string()),
+                   "same file");
+  EXPECT_EQ(listing(dir), (std::vector<std::string>{"hard.json", "link.json", "real.json"}));
   std::filesystem::remove_all(dir);
 }
 

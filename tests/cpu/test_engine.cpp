@@ -453,6 +453,105 @@ TEST(Engine, MaxPoolAfterReluTakesTheOriginalCnnCertInputBounds) {
   }
 }
 
+TEST(Engine, BoundsBeyondFloatingPointReliabilityFailClosed) {
+  // A bias of 1e30 before a ReLU: the ball's effect (1e-3) is far below the rounding of the sums,
+  // so the bounds would be "exact" numbers that need not contain the network's value. Both engines
+  // report an error (not certified) instead (found by fuzz_onnx on a crafted residual net).
+  NetworkBuilder b;
+  const int x = b.input({2});
+  const int h = b.activation(b.dense(x, DenseAttr{2, 2, {1, -1, 1, 1}, {1e30, -1e30}}), ActKind::Relu);
+  const Network net = b.build(b.dense(h, DenseAttr{1, 2, {1, 1}, {0}}));
+  const BoundProblem p{{0.5, 0.25}, 1e-3, {1.0}, 1};
+  auto cpu = make_cpu_engine(net, 1);
+  auto flt = make_float_engine(net);
+  for (BoundEngine* e : {cpu.get(), flt.get()}) {
+    SCOPED_TRACE(e->name());
+    const auto r = e->bound({p}, opts(Norm::Linf, "adaptive"));
+    EXPECT_NE(r[0].error.find("exceed 1e12"), std::string::npos) << r[0].error;
+  }
+  // a certification of it certifies nothing
+  const Network two = [] {
+    NetworkBuilder c;
+    const int in = c.input({2});
+    const int a = c.activation(c.dense(in, DenseAttr{2, 2, {1, -1, 1, 1}, {1e30, -1e30}}), ActKind::Relu);
+    return c.build(c.dense(a, DenseAttr{2, 2, {1, 0, 0, 1}, {0, 0}}));
+  }();
+  auto e2 = make_cpu_engine(two, 1);
+  CertifyOptions co;
+  const auto res = certify(two, *e2, {0.5, 0.25}, {}, co);
+  ASSERT_EQ(res.size(), 1u);
+  ASSERT_FALSE(res[0].skipped) << res[0].skip_reason;
+  EXPECT_EQ(res[0].targets.at(0).eps, 0.0);
+  // within the limit: an ordinary bound
+  const Network tame = [] {
+    NetworkBuilder c;
+    const int in = c.input({2});
+    const int a = c.activation(c.dense(in, DenseAttr{2, 2, {1, -1, 1, 1}, {1e6, -1e6}}), ActKind::Relu);
+    return c.build(c.dense(a, DenseAttr{1, 2, {1, 1}, {0}}));
+  }();
+  const auto ok = make_cpu_engine(tame, 1)->bound({p}, opts(Norm::Linf, "adaptive"));
+  EXPECT_TRUE(ok[0].error.empty()) << ok[0].error;
+}
+
+TEST(Engine, MaxPoolAfterTanhAndLeakyRelu) {
+  const BoundProblem p{{0.5, -0.2}, 1.5, {1.0}, 1};
+  BoundOptions o = opts(Norm::Linf, "adaptive");
+  o.want_intermediate = true;
+  auto act_bounds = [&](const Network& net) {
+    const auto r = make_cpu_engine(net, 1)->bound({p}, o);
+    EXPECT_TRUE(r[0].error.empty()) << r[0].error;
+    for (const NodeBounds& b : r[0].intermediate)
+      if (net.node(b.node).op == OpKind::Activation) return b;
+    ADD_FAILURE() << "no activation bounds";
+    return NodeBounds{};
+  };
+  // tanh is monotone: [tanh(l'), tanh(u')]
+  const NodeBounds t = act_bounds(relu_maxpool_net(ActKind::Tanh));
+  EXPECT_NEAR(t.lower[0], std::tanh(-1.0), 1e-12);
+  EXPECT_NEAR(t.upper[1], std::tanh(1.3), 1e-12);
+  // a LeakyRelu with a negative slope would not be monotone (the rule would not apply); the engines
+  // reject such slopes altogether
+  NetworkBuilder b;
+  const int x = b.input({1, 1, 2});
+  ConvAttr c;
+  c.out_channels = c.in_channels = 1;
+  c.weight = {1.0};
+  c.bias = {0.0};
+  const int a = b.activation(b.conv(x, c), ActKind::LeakyRelu, -0.5);
+  PoolAttr pa;
+  pa.kernel_h = 1;
+  pa.kernel_w = 2;
+  const Network leaky = b.build(b.max_pool(a, pa));
+  EXPECT_THROW(make_cpu_engine(leaky, 1)->bound({p}, o), Error);
+  // LeakyRelu with a positive slope: [σ(l'), σ(u')] = [−0.1, 2] for the first neuron
+  NetworkBuilder b2;
+  const int x2 = b2.input({1, 1, 2});
+  const int a2 = b2.activation(b2.conv(x2, c), ActKind::LeakyRelu, 0.1);
+  const NodeBounds lr = act_bounds(b2.build(b2.max_pool(a2, pa)));
+  EXPECT_NEAR(lr.lower[0], -0.1, 1e-12);
+  EXPECT_NEAR(lr.upper[0], 2.0, 1e-12);
+}
+
+TEST(Engine, LayerProgressCountsEveryBoundedLayerAndTheRows) {
+  // two ReLU layers: their two input bounds, then the specification rows = 3 steps
+  NetworkBuilder b;
+  const int x = b.input({2});
+  const int h1 = b.activation(b.dense(x, DenseAttr{2, 2, {1, -1, 1, 1}, {0, 0}}), ActKind::Relu);
+  const int h2 = b.activation(b.dense(h1, DenseAttr{2, 2, {1, 1, -1, 1}, {0.1, 0}}), ActKind::Relu);
+  const Network net = b.build(b.dense(h2, DenseAttr{1, 2, {1, 1}, {0}}));
+  auto cpu = make_cpu_engine(net, 2);
+  auto flt = make_float_engine(net);
+  for (BoundEngine* e : {cpu.get(), flt.get()}) {
+    SCOPED_TRACE(e->name());
+    std::vector<std::pair<int64_t, int64_t>> calls;
+    BoundOptions o = opts(Norm::Linf, "adaptive");
+    o.layer_progress = [&](int64_t d, int64_t t) { calls.emplace_back(d, t); };
+    const BoundProblem p{{0.5, 0.25}, 0.1, {1.0}, 1};
+    e->bound({p}, o);
+    EXPECT_EQ(calls, (std::vector<std::pair<int64_t, int64_t>>{{0, 3}, {1, 3}, {2, 3}}));
+  }
+}
+
 TEST(Engine, MaxPoolAfterSigmoidUsesSigmoidOfThePreActivationBounds) {
   // Not the original's max(l,0), max(u,0) (no bound of σ there): [σ(l'), σ(u')].
   const Network net = relu_maxpool_net(ActKind::Sigmoid);
@@ -462,18 +561,24 @@ TEST(Engine, MaxPoolAfterSigmoidUsesSigmoidOfThePreActivationBounds) {
     SCOPED_TRACE(method);
     BoundOptions o = opts(Norm::Linf, method);
     o.want_intermediate = true;
-    const auto r = make_cpu_engine(net, 1)->bound({p}, o);
-    ASSERT_TRUE(r[0].error.empty()) << r[0].error;
-    const auto it = std::find_if(r[0].intermediate.begin(), r[0].intermediate.end(),
-                                 [&](const NodeBounds& b) { return net.node(b.node).op == OpKind::Activation; });
-    ASSERT_NE(it, r[0].intermediate.end());
-    EXPECT_NEAR(it->lower[0], sig(-1.0), 1e-12);
-    EXPECT_NEAR(it->upper[0], sig(2.0), 1e-12);
-    EXPECT_NEAR(it->lower[1], sig(-1.7), 1e-12);
-    EXPECT_NEAR(it->upper[1], sig(1.3), 1e-12);
-    // sound: the true range of max(σ(z1), σ(z2)) is [σ(−1), σ(2)]
-    EXPECT_LE(r[0].lower[0], sig(-1.0) + 1e-12);
-    EXPECT_GE(r[0].upper[0], sig(2.0) - 1e-12);
+    auto cpu = make_cpu_engine(net, 1);
+    auto flt = make_float_engine(net);
+    for (BoundEngine* e : {cpu.get(), flt.get()}) {
+      SCOPED_TRACE(e->name());
+      const double tol = e == cpu.get() ? 1e-12 : 1e-6;
+      const auto r = e->bound({p}, o);
+      ASSERT_TRUE(r[0].error.empty()) << r[0].error;
+      const auto it = std::find_if(r[0].intermediate.begin(), r[0].intermediate.end(),
+                                   [&](const NodeBounds& b) { return net.node(b.node).op == OpKind::Activation; });
+      ASSERT_NE(it, r[0].intermediate.end());
+      EXPECT_NEAR(it->lower[0], sig(-1.0), tol);
+      EXPECT_NEAR(it->upper[0], sig(2.0), tol);
+      EXPECT_NEAR(it->lower[1], sig(-1.7), tol);
+      EXPECT_NEAR(it->upper[1], sig(1.3), tol);
+      // sound: the true range of max(σ(z1), σ(z2)) is [σ(−1), σ(2)]
+      EXPECT_LE(r[0].lower[0], sig(-1.0) + tol);
+      EXPECT_GE(r[0].upper[0], sig(2.0) - tol);
+    }
   }
 }
 

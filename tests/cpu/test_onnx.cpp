@@ -440,6 +440,10 @@ TEST(OnnxHardening, ConstantFoldingChecksSizesAndIntegers) {
   expect_rejected(onnx_model({onnx_node("ConstantOfShape", {"s"}, {"c"}, {}, "cos_big"), onnx_node("Add", {"x", "c"}, {"y"})},
                              {onnx_tensor("s", {2}, {1 << 20, 1 << 20}, true)}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4})),
                   "cos_big");
+  // ... and 2^25 elements (below the per-tensor limit, but 256 MiB claimed by a tiny file)
+  expect_rejected(onnx_model({onnx_node("ConstantOfShape", {"s"}, {"c"}, {}, "cos_growth"), onnx_node("Add", {"x", "c"}, {"y"})},
+                             {onnx_tensor("s", {2}, {4096, 8192}, true)}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4})),
+                  "constant folding would create");
   // Concat of constants whose non-axis dimensions differ (read past the second input before)
   expect_rejected(onnx_model({onnx_node("Concat", {"a", "b"}, {"c"}, {attr_int("axis", 0)}, "concat_bad"),
                               onnx_node("Reshape", {"x", "c"}, {"y"})},
@@ -457,6 +461,12 @@ TEST(OnnxHardening, FuzzFindingsStayFixed) {
   expect_rejected(onnx_model({onnx_node("Relu", {"b"}, {"r"}, {}, "relu_const"), onnx_node("Add", {"x", "r"}, {"y"})},
                              {onnx_tensor("b", {4}, {1, -1, 2, -2})}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4})),
                   "relu_const");
+  // A string tensor as a Gemm weight: dims (2, 1) but no numbers (read through a null pointer before).
+  Pb str_w;
+  str_w.varint(1, 2).varint(1, 1).varint(2, 8).bytes(8, "W");
+  expect_rejected(onnx_model({onnx_node("Gemm", {"x", "W"}, {"y"})}, {str_w.str()}, onnx_value("x", {-1, 2}),
+                             onnx_value("y", {-1, 1})),
+                  "initializer 'W' holds no numbers");
   // Slice ends = INT64_MAX, as PyTorch exports x[..., 1:]: saturated, not rejected (and not an
   // undefined float-to-int cast).
   Pb ends;
@@ -473,11 +483,14 @@ TEST(OnnxHardening, FuzzFindingsStayFixed) {
 
 TEST(OnnxHardening, ElementLimitCanBeLoweredAndRestored) {
   const std::string m = onnx_model({onnx_node("Relu", {"x"}, {"y"})}, {}, onnx_value("x", {-1, 64}), onnx_value("y", {-1, 64}));
-  EXPECT_EQ(max_tensor_elements(), int64_t{1} << 31);
+  EXPECT_EQ(max_tensor_elements(), (int64_t{1} << 31) - 1);
   EXPECT_NO_THROW(import_onnx_bytes(m, "ok.onnx"));
+  const Network built = import_onnx_bytes(m, "ok.onnx");
   set_max_tensor_elements(32);
   expect_rejected(m, "more than 32 elements");
-  set_max_tensor_elements(int64_t{1} << 31);
+  EXPECT_EQ(built.input_size(), 64);  // a network built before keeps working
+  EXPECT_EQ(built.forward(std::vector<double>(64, -1.0).data(), 1).size(), 64u);
+  set_max_tensor_elements((int64_t{1} << 31) - 1);
   EXPECT_NO_THROW(import_onnx_bytes(m, "ok.onnx"));
   EXPECT_THROW(set_max_tensor_elements(0), InvalidArgument);
   EXPECT_THROW(numel({3, -1}), InvalidArgument);
