@@ -333,7 +333,7 @@ class Progress {
     else std::snprintf(tail, sizeof tail, ", %.1f s", elapsed);
     if (tty_) {
       const int width = 30, filled = static_cast<int>(frac * width);
-      std::fprintf(stderr, "\r[%s%s] %s%s      ", std::string(static_cast<size_t>(filled), '=').c_str(),
+      std::fprintf(stderr, "\r\033[K[%s%s] %s%s", std::string(static_cast<size_t>(filled), '=').c_str(),
                    std::string(static_cast<size_t>(width - filled), ' ').c_str(), text.c_str(), tail);
       if (done_ == total_) std::fprintf(stderr, "\n");
     } else {
