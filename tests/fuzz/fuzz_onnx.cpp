@@ -94,7 +94,9 @@ void run_one(const std::string& bytes) {
   p.eps = 1e-3;
   if (out >= 2) {  // margins f_c - f_t of the predicted class c (as the certification driver asks)
     const int64_t c = std::max_element(y.begin(), y.end()) - y.begin();
-    for (int64_t t = 0; t < out; ++t) {
+    // At most 16 targets: the spec is rows × outputs, and a crafted net may have 2^22 outputs (a
+    // full margin matrix of those ran the harness itself out of memory in the campaign).
+    for (int64_t t = 0; t < out && p.rows < 16; ++t) {
       if (t == c) continue;
       std::vector<double> row(static_cast<size_t>(out), 0.0);
       row[static_cast<size_t>(c)] = 1.0;
