@@ -37,7 +37,9 @@ SearchMode parse_search_mode(const std::string& s) {
 }
 
 std::vector<double> margin_spec(int64_t classes, int64_t predicted, const std::vector<int64_t>& targets) {
-  std::vector<double> spec(targets.size() * static_cast<size_t>(classes), 0.0);
+  // rows × classes values: checked (a crafted model may have millions of outputs)
+  const int64_t n = checked_mul(static_cast<int64_t>(targets.size()), classes, "the margin specification");
+  std::vector<double> spec(static_cast<size_t>(n), 0.0);
   for (size_t r = 0; r < targets.size(); ++r) {
     spec[r * static_cast<size_t>(classes) + static_cast<size_t>(predicted)] += 1.0;
     spec[r * static_cast<size_t>(classes) + static_cast<size_t>(targets[r])] -= 1.0;

@@ -499,7 +499,7 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
     predicted.push_back(c);
     if (logits) {
       p.rows = classes;
-      p.spec.assign(static_cast<size_t>(classes * classes), 0.0);
+      p.spec.assign(static_cast<size_t>(cnncert::checked_mul(classes, classes, "--logits rows")), 0.0);
       for (int64_t k = 0; k < classes; ++k) p.spec[static_cast<size_t>(k * classes + k)] = 1.0;
     } else {
       std::vector<int64_t> t;
