@@ -419,6 +419,13 @@ PoolLine pool_line(double l1, double u1, double l2, double u2) {
   return {w1, w2, g - w1 * l1 - w2 * l2};
 }
 
+// The intermediate bounds reported for the (one) activation node of `net`, or null.
+const NodeBounds* activation_bounds(const Network& net, const BoundResult& r) {
+  for (const NodeBounds& b : r.intermediate)
+    if (net.node(b.node).op == OpKind::Activation) return &b;
+  return nullptr;
+}
+
 TEST(Engine, MaxPoolAfterReluTakesTheOriginalCnnCertInputBounds) {
   // ReLU 1 is unstable with u ≥ −l (adaptive lower slope 1): back-substitution gives it [−1, 2], the
   // original CNN-Cert rule [max(l,0), max(u,0)] = [0, 2]. ReLU 2 (u < −l, slope 0) is [0, 1.3] either way.
@@ -443,9 +450,8 @@ TEST(Engine, MaxPoolAfterReluTakesTheOriginalCnnCertInputBounds) {
     EXPECT_NEAR(r[0].upper[0], upper, tol);
     EXPECT_NEAR(r[0].lower[0], lower, tol);
     // the pool's input bounds are reported as the ReLU node's intermediate bounds
-    const auto it = std::find_if(r[0].intermediate.begin(), r[0].intermediate.end(),
-                                 [&](const NodeBounds& b) { return net.node(b.node).op == OpKind::Activation; });
-    ASSERT_NE(it, r[0].intermediate.end());
+    const NodeBounds* it = activation_bounds(net, r[0]);
+    ASSERT_NE(it, nullptr);
     EXPECT_NEAR(it->lower[0], 0.0, tol);
     EXPECT_NEAR(it->upper[0], 2.0, tol);
     EXPECT_NEAR(it->lower[1], 0.0, tol);
@@ -500,10 +506,9 @@ TEST(Engine, MaxPoolAfterTanhAndLeakyRelu) {
   auto act_bounds = [&](const Network& net) {
     const auto r = make_cpu_engine(net, 1)->bound({p}, o);
     EXPECT_TRUE(r[0].error.empty()) << r[0].error;
-    for (const NodeBounds& b : r[0].intermediate)
-      if (net.node(b.node).op == OpKind::Activation) return b;
-    ADD_FAILURE() << "no activation bounds";
-    return NodeBounds{};
+    const NodeBounds* b = activation_bounds(net, r[0]);
+    EXPECT_NE(b, nullptr) << "no activation bounds";
+    return b ? *b : NodeBounds{};
   };
   // tanh is monotone: [tanh(l'), tanh(u')]
   const NodeBounds t = act_bounds(relu_maxpool_net(ActKind::Tanh));
@@ -568,9 +573,8 @@ TEST(Engine, MaxPoolAfterSigmoidUsesSigmoidOfThePreActivationBounds) {
       const double tol = e == cpu.get() ? 1e-12 : 1e-6;
       const auto r = e->bound({p}, o);
       ASSERT_TRUE(r[0].error.empty()) << r[0].error;
-      const auto it = std::find_if(r[0].intermediate.begin(), r[0].intermediate.end(),
-                                   [&](const NodeBounds& b) { return net.node(b.node).op == OpKind::Activation; });
-      ASSERT_NE(it, r[0].intermediate.end());
+      const NodeBounds* it = activation_bounds(net, r[0]);
+      ASSERT_NE(it, nullptr);
       EXPECT_NEAR(it->lower[0], sig(-1.0), tol);
       EXPECT_NEAR(it->upper[0], sig(2.0), tol);
       EXPECT_NEAR(it->lower[1], sig(-1.7), tol);
