@@ -429,9 +429,18 @@ def write_dict(path, words):
 
 def write_corpus(out, target, files):
     d = os.path.join(out, "corpus", target)
+    # regress_*: the reproducers of fixed findings (docs/RELIABILITY.md), kept by hand
+    keep = {}
     if os.path.isdir(d):
+        for name in os.listdir(d):
+            if name.startswith("regress_"):
+                with open(os.path.join(d, name), "rb") as f:
+                    keep[name] = f.read()
         shutil.rmtree(d)
     os.makedirs(d)
+    for name, data in keep.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
     for name, data in sorted(files.items()):
         with open(os.path.join(d, name), "wb") as f:
             f.write(data)
