@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>

@@ -175,24 +175,15 @@ void check_folded_size(const std::vector<int64_t>& out_dims, int64_t input_eleme
 }
 
 /// Integer values of a constant (shapes, axes, indices); values outside ±2^62 or not finite are
-/// rejected rather than cast (a cast of such a double is undefined behaviour).
-/// Slice starts/ends: any integer, saturated to ±2^62 (exporters write INT64_MAX for "to the end";
-/// the values are clamped to the axis length anyway).
-std::vector<int64_t> as_saturated_ints(const Const& c) {
-  constexpr double kLimit = 4611686018427387904.0;  // 2^62
-  std::vector<int64_t> r;
-  for (double x : c.v) {
-    if (std::isnan(x)) throw InvalidArgument("integer constant is NaN");
-    r.push_back(static_cast<int64_t>(std::clamp(x, -kLimit, kLimit)));
-  }
-  return r;
-}
-
-std::vector<int64_t> as_ints(const Const& c) {
+/// rejected rather than cast (a cast of such a double is undefined behaviour). With `saturate`
+/// (Slice starts/ends: exporters write INT64_MAX for "to the end", and the values are clamped to the
+/// axis length anyway) they are clamped to ±2^62 instead; only NaN is rejected.
+std::vector<int64_t> as_ints(const Const& c, bool saturate = false) {
   constexpr double kLimit = 4611686018427387904.0;  // 2^62
   std::vector<int64_t> r;
   r.reserve(c.v.size());
   for (double x : c.v) {
+    if (saturate && !std::isnan(x)) x = std::clamp(x, -kLimit, kLimit);
     if (!(x >= -kLimit && x <= kLimit)) throw InvalidArgument("integer constant " + std::to_string(x) + " is out of range");
     r.push_back(static_cast<int64_t>(x));
   }
@@ -583,8 +574,8 @@ void Importer::fold_constant(const OnnxNode& n) {
   if (op == "Slice") {
     const Const& c = in(0);
     if (c.dims.size() != 1) unsupported(n, "slicing of constants is only supported for 1-D tensors");
-    std::vector<int64_t> starts = has_input(n, 1) ? as_saturated_ints(in(1)) : attr_ints(n, "starts");
-    std::vector<int64_t> ends = has_input(n, 2) ? as_saturated_ints(in(2)) : attr_ints(n, "ends");
+    std::vector<int64_t> starts = has_input(n, 1) ? as_ints(in(1), true) : attr_ints(n, "starts");
+    std::vector<int64_t> ends = has_input(n, 2) ? as_ints(in(2), true) : attr_ints(n, "ends");
     std::vector<int64_t> steps = has_input(n, 4) ? as_ints(in(4)) : std::vector<int64_t>{1};
     if (starts.size() != 1 || ends.size() != 1 || steps.size() != 1 || steps[0] == 0) unsupported(n, "unsupported slice");
     if (steps[0] > (int64_t{1} << 40) || steps[0] < -(int64_t{1} << 40)) unsupported(n, "slice step out of range");

@@ -394,18 +394,27 @@ namespace {
 
 // y = maxpool(σ(x1), σ(x2)) over a 1×2 window, x ∈ l-inf ball of radius 1.5 around (0.5, −0.2):
 // pre-activation bounds z1 ∈ [−1, 2], z2 ∈ [−1.7, 1.3].
-Network relu_maxpool_net(ActKind kind) {
+Network relu_maxpool_net(ActKind kind, double alpha = 0.01) {
   NetworkBuilder b;
   const int x = b.input({1, 1, 2});
   ConvAttr c;
   c.out_channels = c.in_channels = 1;
   c.weight = {1.0};
   c.bias = {0.0};
-  const int a = b.activation(b.conv(x, c), kind);
+  const int a = b.activation(b.conv(x, c), kind, alpha);
   PoolAttr p;
   p.kernel_h = 1;
   p.kernel_w = 2;
   return b.build(b.max_pool(a, p));
+}
+
+/// The CPU reference engine and the float engine (the batched algorithm on the host) of `net`,
+/// the reference first, to run one check on both.
+std::vector<std::unique_ptr<BoundEngine>> both_engines(const Network& net, int threads = 1) {
+  std::vector<std::unique_ptr<BoundEngine>> e;
+  e.push_back(make_cpu_engine(net, threads));
+  e.push_back(make_float_engine(net));
+  return e;
 }
 
 // MATH.md §2.5 for two candidates with l = (l1, l2), u = (u1, u2), none with l = u and max l below
@@ -440,11 +449,10 @@ TEST(Engine, MaxPoolAfterReluTakesTheOriginalCnnCertInputBounds) {
   ASSERT_GT(std::fabs(lower - lower_before), 0.1);
   BoundOptions o = opts(Norm::Linf, "adaptive");
   o.want_intermediate = true;
-  auto cpu = make_cpu_engine(net, 1);
-  auto flt = make_float_engine(net);
-  for (BoundEngine* e : {cpu.get(), flt.get()}) {
+  const auto engines = both_engines(net);
+  for (const auto& e : engines) {
     SCOPED_TRACE(e->name());
-    const double tol = e == cpu.get() ? 1e-12 : 1e-5;
+    const double tol = e == engines.front() ? 1e-12 : 1e-5;
     const auto r = e->bound({p}, o);
     ASSERT_TRUE(r[0].error.empty()) << r[0].error;
     EXPECT_NEAR(r[0].upper[0], upper, tol);
@@ -468,9 +476,7 @@ TEST(Engine, BoundsBeyondFloatingPointReliabilityFailClosed) {
   const int h = b.activation(b.dense(x, DenseAttr{2, 2, {1, -1, 1, 1}, {1e30, -1e30}}), ActKind::Relu);
   const Network net = b.build(b.dense(h, DenseAttr{1, 2, {1, 1}, {0}}));
   const BoundProblem p{{0.5, 0.25}, 1e-3, {1.0}, 1};
-  auto cpu = make_cpu_engine(net, 1);
-  auto flt = make_float_engine(net);
-  for (BoundEngine* e : {cpu.get(), flt.get()}) {
+  for (const auto& e : both_engines(net)) {
     SCOPED_TRACE(e->name());
     const auto r = e->bound({p}, opts(Norm::Linf, "adaptive"));
     EXPECT_NE(r[0].error.find("exceed 1e12"), std::string::npos) << r[0].error;
@@ -516,23 +522,9 @@ TEST(Engine, MaxPoolAfterTanhAndLeakyRelu) {
   EXPECT_NEAR(t.upper[1], std::tanh(1.3), 1e-12);
   // a LeakyRelu with a negative slope would not be monotone (the rule would not apply); the engines
   // reject such slopes altogether
-  NetworkBuilder b;
-  const int x = b.input({1, 1, 2});
-  ConvAttr c;
-  c.out_channels = c.in_channels = 1;
-  c.weight = {1.0};
-  c.bias = {0.0};
-  const int a = b.activation(b.conv(x, c), ActKind::LeakyRelu, -0.5);
-  PoolAttr pa;
-  pa.kernel_h = 1;
-  pa.kernel_w = 2;
-  const Network leaky = b.build(b.max_pool(a, pa));
-  EXPECT_THROW(make_cpu_engine(leaky, 1)->bound({p}, o), Error);
+  EXPECT_THROW(make_cpu_engine(relu_maxpool_net(ActKind::LeakyRelu, -0.5), 1)->bound({p}, o), Error);
   // LeakyRelu with a positive slope: [σ(l'), σ(u')] = [−0.1, 2] for the first neuron
-  NetworkBuilder b2;
-  const int x2 = b2.input({1, 1, 2});
-  const int a2 = b2.activation(b2.conv(x2, c), ActKind::LeakyRelu, 0.1);
-  const NodeBounds lr = act_bounds(b2.build(b2.max_pool(a2, pa)));
+  const NodeBounds lr = act_bounds(relu_maxpool_net(ActKind::LeakyRelu, 0.1));
   EXPECT_NEAR(lr.lower[0], -0.1, 1e-12);
   EXPECT_NEAR(lr.upper[0], 2.0, 1e-12);
 }
@@ -544,9 +536,7 @@ TEST(Engine, LayerProgressCountsEveryBoundedLayerAndTheRows) {
   const int h1 = b.activation(b.dense(x, DenseAttr{2, 2, {1, -1, 1, 1}, {0, 0}}), ActKind::Relu);
   const int h2 = b.activation(b.dense(h1, DenseAttr{2, 2, {1, 1, -1, 1}, {0.1, 0}}), ActKind::Relu);
   const Network net = b.build(b.dense(h2, DenseAttr{1, 2, {1, 1}, {0}}));
-  auto cpu = make_cpu_engine(net, 2);
-  auto flt = make_float_engine(net);
-  for (BoundEngine* e : {cpu.get(), flt.get()}) {
+  for (const auto& e : both_engines(net, 2)) {
     SCOPED_TRACE(e->name());
     std::vector<std::pair<int64_t, int64_t>> calls;
     BoundOptions o = opts(Norm::Linf, "adaptive");
@@ -566,11 +556,10 @@ TEST(Engine, MaxPoolAfterSigmoidUsesSigmoidOfThePreActivationBounds) {
     SCOPED_TRACE(method);
     BoundOptions o = opts(Norm::Linf, method);
     o.want_intermediate = true;
-    auto cpu = make_cpu_engine(net, 1);
-    auto flt = make_float_engine(net);
-    for (BoundEngine* e : {cpu.get(), flt.get()}) {
+    const auto engines = both_engines(net);
+    for (const auto& e : engines) {
       SCOPED_TRACE(e->name());
-      const double tol = e == cpu.get() ? 1e-12 : 1e-6;
+      const double tol = e == engines.front() ? 1e-12 : 1e-6;
       const auto r = e->bound({p}, o);
       ASSERT_TRUE(r[0].error.empty()) << r[0].error;
       const NodeBounds* it = activation_bounds(net, r[0]);
