@@ -53,12 +53,19 @@ std::vector<Config> suite(const std::string& root, const std::string& data, int6
   res.mean = {0.4914, 0.4822, 0.4465};
   res.std = {0.2471, 0.2435, 0.2616};
   s.push_back({"cifar_resnet_2b", data + "/nets/cifar_resnet_2b.onnx", cifar, res, with_gpu ? n : n_large, n_large});
-  if (with_gpu) {  // 45 056 ReLUs: minutes per image on a CPU, so only with a GPU and few CPU images
-    cnncert::Preprocess bf = unit;
-    bf.mean = {0.485, 0.456, 0.406};
-    bf.std = {0.229, 0.224, 0.225};
-    s.push_back({"cifar_biasfield_base_allconv", data + "/nets/cifar_biasfield_base_allconv.onnx", cifar, bf, n, n_cpu_huge});
+  // Issue 13's networks: the deep MLPs, the zoo's ResNet and 7-layer CNN, the 45 056-ReLU all-conv net.
+  s.push_back({"mnist_fc_256x2", data + "/nets/mnist_fc_256x2.onnx", mnist, unit, n, n});
+  s.push_back({"mnist_eran_sigmoid_6x200", data + "/nets/mnist_eran_sigmoid_6x200.onnx", mnist, unit, n, n_large});
+  const std::string zoo_images = root + "/data/mnist_test_100.npy";
+  for (const char* z : {"mnist_resnet_3", "mnist_cnn_7layer"}) {
+    const std::string path = root + "/models/" + z + ".onnx";
+    s.push_back({z, path, zoo_images, cnncert::load_sidecar(path).value_or(cnncert::Preprocess{}), n,
+                 std::string(z) == "mnist_cnn_7layer" ? n_cpu_huge : n_large});
   }
+  cnncert::Preprocess bf = unit;
+  bf.mean = {0.485, 0.456, 0.406};
+  bf.std = {0.229, 0.224, 0.225};
+  s.push_back({"cifar_biasfield_base_allconv", data + "/nets/cifar_biasfield_base_allconv.onnx", cifar, bf, n, n_cpu_huge});
   return s;
 }
 
@@ -86,14 +93,16 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
     try {
       const cnncert::Network net = cnncert::import_onnx(c.model);
       cnncert::LoadOptions lo;
-      lo.limit = device == "cpu" ? c.cpu_count : c.count;
+      lo.limit = device == "gpu" ? c.count : c.cpu_count;
       const cnncert::ImageSet set = cnncert::load_images(c.images, lo);
       const auto x = cnncert::preprocess(set, c.pre, net);
       cnncert::CertifyOptions o;
       o.bound.norm = cnncert::parse_norm(norm);
       o.bound.method = cnncert::parse_method(method);
       cnncert::EngineOptions eo;
-      eo.device = cnncert::parse_device(device);
+      eo.device = cnncert::parse_device(device == "gpu" ? "gpu" : "cpu");
+      eo.cpu_engine = device == "reference" ? cnncert::CpuEngine::Reference : cnncert::CpuEngine::Fast;
+      o.bound.exact_cnncert = device == "cpu-exact";
       eo.threads = threads;
       auto engine = cnncert::make_engine(net, eo);
       const auto t0 = std::chrono::steady_clock::now();
@@ -116,7 +125,9 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
       out = {{"total", total}, {"n", n}, {"skipped", skipped}, {"avg_eps", n ? sum / static_cast<double>(n) : 0.0},
              {"radii", radii},
              {"stats", {{"calls", st.calls}, {"seconds_bounds", st.seconds_bounds}, {"seconds_relax", st.seconds_relax},
-                        {"seconds_final", st.seconds_final}, {"backsub_flops", st.backsub_flops}}}};
+                        {"seconds_final", st.seconds_final}, {"backsub_flops", st.backsub_flops},
+                        {"rows_computed", st.rows_computed}, {"rows_skipped", st.rows_skipped},
+                        {"peak_tensor_bytes", st.peak_tensor_bytes}}}};
     } catch (const std::exception& e) {
       out = {{"error", e.what()}};
     }
@@ -165,29 +176,33 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "proven") return run_proven_bench(argc - 1, argv + 1);
   CLI::App app{"cnncert-bench: certification time per image and peak memory, CPU and GPU engines"};
   std::string data = CNNCERT_DEFAULT_SHARED_DATA, root = CNNCERT_SOURCE_DIR, json_path, norms = "inf,2", method = "adaptive";
-  std::string model, images, devices = "cpu";
+  std::string model, images, devices = "reference,cpu";
   int64_t n = 100, n_large = 10, n_cpu_huge = 2;
   int repeat = 3, threads = 0;
   app.add_option("--data", data, "shared data directory (real networks and images)")->capture_default_str();
   app.add_option("-n,--count", n, "images per network")->capture_default_str();
   app.add_option("--count-large", n_large, "CPU images for the ResNet (slow on a CPU)")->capture_default_str();
-  app.add_option("--count-huge", n_cpu_huge, "CPU images for the 45k-ReLU all-conv network (GPU runs only)")->capture_default_str();
+  app.add_option("--count-huge", n_cpu_huge, "CPU images for the 45k-ReLU all-conv network and mnist_cnn_7layer")->capture_default_str();
   app.add_option("--repeat", repeat, "runs per configuration (the median is reported)")->capture_default_str();
   app.add_option("--norms", norms, "comma-separated norms")->capture_default_str();
   app.add_option("--method", method, "relaxation method")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0 = all)");
-  app.add_option("--devices", devices, "comma-separated engines to time: cpu, gpu (speedup = cpu/gpu time per image)")
+  app.add_option("--devices", devices,
+                 "comma-separated engines to time, interleaved run by run: reference (the plain CPU engine), cpu (the fast "
+                 "engine), cpu-exact (the fast engine with --exact-cnncert), gpu; speedup = first engine's time / this one's")
       ->capture_default_str();
   app.add_option("--model", model, "benchmark this model only (with --images; conventions from its sidecar)");
   app.add_option("--images", images, "images for --model");
+  std::string only;
+  app.add_option("--only", only, "benchmark only the suite's networks whose name contains one of these comma-separated words");
   app.add_option("--json", json_path, "write the results as JSON");
   CLI11_PARSE(app, argc, argv);
 
   const std::vector<std::string> norm_list = cnncert::detail::split_commas(norms), device_list = cnncert::detail::split_commas(devices);
   const bool with_gpu = std::find(device_list.begin(), device_list.end(), "gpu") != device_list.end();
   for (const auto& d : device_list)
-    if (d != "cpu" && d != "gpu") {
-      std::cerr << "cnncert-bench: unknown device '" << d << "' (use cpu, gpu)\n";
+    if (d != "cpu" && d != "gpu" && d != "reference" && d != "cpu-exact") {
+      std::cerr << "cnncert-bench: unknown device '" << d << "' (use reference, cpu, cpu-exact, gpu)\n";
       return 2;
     }
   if (with_gpu && !cnncert::cuda_available()) {
@@ -206,6 +221,12 @@ int main(int argc, char** argv) {
     configs.push_back({model, model, images, cnncert::load_sidecar(model).value_or(cnncert::Preprocess{}), n, n});
   } else {
     configs = suite(root, data, n, n_large, n_cpu_huge, with_gpu);
+    if (!only.empty()) {
+      const auto words = cnncert::detail::split_commas(only);
+      std::erase_if(configs, [&](const Config& c) {
+        return std::none_of(words.begin(), words.end(), [&](const std::string& w) { return c.name.find(w) != std::string::npos; });
+      });
+    }
   }
 
   json env = cnncert::bench::environment();
@@ -213,9 +234,10 @@ int main(int argc, char** argv) {
   env["repeat"] = repeat;
   std::cout << cnncert::bench::environment_line(env) << "\n";
   std::cout << "method " << method << ", CNN-Cert search (15 steps from 0.05), random targets (seed 1215)\n\n";
-  std::cout << std::left << std::setw(34) << "network" << std::setw(6) << "norm" << std::setw(5) << "dev" << std::setw(8)
+  std::cout << std::left << std::setw(34) << "network" << std::setw(6) << "norm" << std::setw(11) << "engine" << std::setw(8)
             << "images" << std::setw(11) << "avg eps" << std::setw(12) << "s/image" << std::setw(11) << "total s" << std::setw(20)
-            << "spread s/image" << std::setw(10) << "peak MiB" << std::setw(9) << "speedup" << "GPU: GFLOP/s, phases (bounds/relax/final s), radii = CPU\n";
+            << "spread s/image" << std::setw(10) << "peak MiB" << std::setw(9) << "speedup"
+            << "GFLOP/s, phases (bounds/relax/final s), radii = first engine's, rows skipped, GFLOP/image\n";
   json rows = json::array();
   for (const Config& c : configs) {
     if (!std::ifstream(c.model)) {
@@ -225,11 +247,15 @@ int main(int argc, char** argv) {
     for (const std::string& norm : norm_list) {
       double cpu_median = 0;
       std::vector<double> cpu_radii;
-      for (const std::string& device : device_list) {
-        std::vector<Run> runs;
-        for (int i = 0; i < repeat; ++i) runs.push_back(run_child(c, norm, method, threads, device));
+      // Interleaved: repeat i runs every engine once before repeat i + 1 (noisy machines).
+      std::vector<std::vector<Run>> all_runs(device_list.size());
+      for (int i = 0; i < repeat; ++i)
+        for (size_t d = 0; d < device_list.size(); ++d) all_runs[d].push_back(run_child(c, norm, method, threads, device_list[d]));
+      for (size_t d = 0; d < device_list.size(); ++d) {
+        const std::string& device = device_list[d];
+        const std::vector<Run>& runs = all_runs[d];
         if (!runs[0].error.empty()) {
-          std::cout << std::setw(34) << c.name << std::setw(6) << norm << std::setw(5) << device << "error: " << runs[0].error << "\n";
+          std::cout << std::setw(34) << c.name << std::setw(6) << norm << std::setw(11) << device << "error: " << runs[0].error << "\n";
           continue;
         }
         std::vector<double> t, totals;
@@ -244,11 +270,12 @@ int main(int argc, char** argv) {
                  {"seconds_per_image_all", t}, {"total_seconds_median", total}, {"peak_rss_mib", static_cast<double>(peak) / 1024.0},
                  {"engine_stats", runs[0].stats}};
         std::string speedup = "";
-        if (device == "cpu") {
+        if (d == 0) {
           cpu_median = median;
           cpu_radii = runs[0].radii;
-        } else {
-          if (cpu_median > 0 && median > 0) {
+        }
+        {
+          if (d > 0 && cpu_median > 0 && median > 0) {
             std::ostringstream sp;
             sp << std::fixed << std::setprecision(1) << cpu_median / median << "x";
             speedup = sp.str();
@@ -267,12 +294,17 @@ int main(int argc, char** argv) {
           }
           extra << std::fixed << std::setprecision(0) << gflops << ", " << std::setprecision(3) << st.value("seconds_bounds", 0.0) << "/"
                 << st.value("seconds_relax", 0.0) << "/" << st.value("seconds_final", 0.0);
-          if (compared) extra << ", " << (compared - differing) << "/" << compared << " radii = CPU";
+          if (d > 0 && compared) extra << ", " << (compared - differing) << "/" << compared << " radii = first";
+          const double rc = st.value("rows_computed", 0.0), rs = st.value("rows_skipped", 0.0);
+          if (rc + rs > 0) extra << ", rows " << std::setprecision(0) << 100 * rs / (rc + rs) << "% skipped";
+          extra << ", " << std::setprecision(3) << st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(runs[0].certified_images))
+                << " GFLOP/image";
+          row["gflop_per_image"] = st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(runs[0].certified_images));
           row["gflops_backsub"] = gflops;
           row["radii_compared"] = compared;
           row["radii_differing"] = differing;
         }
-        std::cout << std::setw(34) << c.name << std::setw(6) << norm << std::setw(5) << device << std::setw(8)
+        std::cout << std::setw(34) << c.name << std::setw(6) << norm << std::setw(11) << device << std::setw(8)
                   << runs[0].certified_images << std::setw(11) << std::setprecision(5) << runs[0].avg_eps << std::setw(12)
                   << std::setprecision(4) << median << std::setw(11) << std::setprecision(4) << total << std::setw(20) << spread.str()
                   << std::setw(10) << peak / 1024 << std::setw(9) << speedup << extra.str() << "\n";

@@ -220,9 +220,10 @@ int run_predict(const InputOptions& in, const std::string& json_path, bool quiet
 
 /// Options of the bound computations (certify, bounds).
 struct BoundCliOptions {
-  std::string norm = "inf", method = "cnncert", clip, device = "cpu";
+  std::string norm = "inf", method = "cnncert", clip, device = "cpu", cpu_engine = "fast";
   int threads = 0;
   int64_t gpu_memory = 0;
+  bool exact_cnncert = false;
 
   void add(CLI::App& app) {
     app.add_option("--norm", norm, "perturbation norm: inf, 2 or 1")->capture_default_str();
@@ -232,6 +233,18 @@ struct BoundCliOptions {
     app.add_option("--device", device, "where to compute the bounds: cpu, gpu or auto (the GPU when one is usable)")
         ->capture_default_str();
     app.add_option("--gpu-memory", gpu_memory, "GPU memory for the bound tensors in MiB (default: 80% of the free memory)");
+    app.add_option("--engine", cpu_engine,
+                   "CPU engine: fast, or reference (the plain algorithm that defines the results)")
+        ->capture_default_str();
+    app.add_flag("--exact-cnncert", exact_cnncert,
+                 "back-substitute every neuron's bounds as the original CNN-Cert does (the fast engine's default skips "
+                 "neurons that interval propagation proves stable, which can only differ where it proves more of them)");
+  }
+
+  /// "fast", "fast, exact CNN-Cert", "reference" or "gpu" for the outputs.
+  std::string mode(const cnncert::BoundEngine& e) const {
+    if (e.name() != "cpu") return e.name();
+    return exact_cnncert ? "fast, exact CNN-Cert" : "fast, stable neurons by interval propagation";
   }
 
   /// The engine --device asks for.
@@ -239,6 +252,7 @@ struct BoundCliOptions {
     cnncert::EngineOptions e;
     e.device = cnncert::parse_device(device);
     e.threads = threads;
+    e.cpu_engine = cnncert::parse_cpu_engine(cpu_engine);
     if (gpu_memory < 0) throw InvalidArgument("--gpu-memory must not be negative");
     e.gpu_memory_mib = static_cast<size_t>(gpu_memory);
     return cnncert::make_engine(net, e);
@@ -257,6 +271,7 @@ struct BoundCliOptions {
       o.box_hi = v[1];
     }
     if (threads < 0) throw InvalidArgument("--threads must not be negative");
+    o.exact_cnncert = exact_cnncert;
     return o;
   }
 };
@@ -452,7 +467,8 @@ int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchC
   const double avg_time = n_images ? total / static_cast<double>(n_images) : 0.0;
   std::cout << "[L" << bo.norm << "] method = " << bo.method << ", target = "
             << (targets_file.empty() ? target : "file") << (o.target == cnncert::TargetMode::Random && targets_file.empty() ? " (seed " + std::to_string(seed) + ")" : "")
-            << ", search = " << search << ", images = " << n_images << " certified, " << skipped << " skipped\n";
+            << ", search = " << search << ", engine = " << bo.mode(*engine) << ", images = " << n_images << " certified, "
+            << skipped << " skipped\n";
   std::cout << "avg robustness = " << std::setprecision(5) << std::fixed << avg_eps << ", avg run time = " << std::setprecision(4)
             << avg_time << " sec" << std::defaultfloat << "\n";
   if (!json_path.empty()) {
@@ -465,6 +481,8 @@ int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchC
     j["seed"] = seed;
     j["search"] = search;
     j["engine"] = engine->name();
+    j["engine_mode"] = bo.mode(*engine);
+    j["exact_cnncert"] = bo.exact_cnncert;
     j["avg_robustness"] = avg_eps;
     j["avg_run_time"] = avg_time;
     j["total_seconds"] = total;

@@ -79,6 +79,7 @@ using detail::geometry;
 
 using detail::all_finite;
 using detail::pool_geom;
+using detail::parallel_for;
 
 /// Coefficients of a chunk of rows at one node. Stored position-major (a[pos · rows + r]) so
 /// that every step of the back-substitution is an AXPY over the rows. Either `full` (the window
@@ -471,32 +472,6 @@ std::vector<double> avgpool_slopes(const Node& n, const Geometry& in) {
   return s;
 }
 
-template <class F>
-void parallel_for(int64_t n, int threads, F&& f) {
-  if (threads <= 1 || n <= 1) {
-    for (int64_t i = 0; i < n; ++i) f(i);
-    return;
-  }
-  std::atomic<int64_t> next{0};
-  std::exception_ptr error;
-  std::mutex m;
-  std::vector<std::thread> pool;
-  const int t = static_cast<int>(std::min<int64_t>(threads, n));
-  for (int k = 0; k < t; ++k)
-    pool.emplace_back([&] {
-      for (int64_t i; (i = next++) < n;) {
-        try {
-          f(i);
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(m);
-          if (!error) error = std::current_exception();
-        }
-      }
-    });
-  for (auto& th : pool) th.join();
-  if (error) std::rethrow_exception(error);
-}
-
 class CpuEngine final : public BoundEngine {
  public:
   CpuEngine(const Network& net, int threads) : net_(net), threads_(threads > 0 ? threads : default_threads()) {
@@ -512,7 +487,7 @@ class CpuEngine final : public BoundEngine {
     }
   }
 
-  std::string name() const override { return "cpu"; }
+  std::string name() const override { return "cpu-reference"; }
 
   std::vector<BoundResult> bound(const std::vector<BoundProblem>& problems, const BoundOptions& options) override {
     check_bound_problems(net_, problems, options);

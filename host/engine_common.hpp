@@ -2,6 +2,10 @@
 // Pieces of the CPU reference engine that the batched engine reuses, so that both engines
 // index layout nodes and weigh average pools the same way.
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -46,5 +50,33 @@ std::vector<int64_t> layout_map(const Node& n, const Node& src);
 /// Slopes of average-pool node `n` over input `src`: out_size × kernel_h·kernel_w values
 /// (1/count on counted taps).
 std::vector<double> avgpool_slopes(const Node& n, const Node& src);
+
+/// Calls f(i) for i in [0, n) on up to `threads` threads (dynamic assignment); rethrows the
+/// first exception.
+template <class F>
+void parallel_for(int64_t n, int threads, F&& f) {
+  if (threads <= 1 || n <= 1) {
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  std::exception_ptr error;
+  std::mutex m;
+  std::vector<std::thread> pool;
+  const int t = static_cast<int>(std::min<int64_t>(threads, n));
+  for (int k = 0; k < t; ++k)
+    pool.emplace_back([&] {
+      for (int64_t i; (i = next++) < n;) {
+        try {
+          f(i);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(m);
+          if (!error) error = std::current_exception();
+        }
+      }
+    });
+  for (auto& th : pool) th.join();
+  if (error) std::rethrow_exception(error);
+}
 
 }  // namespace cnncert::detail

@@ -17,7 +17,7 @@ install() {
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-install "" cmake make g++ libgtest-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libglpk-dev
+install "" cmake make g++ libgtest-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libglpk-dev libopenblas-dev
 # Optional: clang with the libFuzzer runtime for tools/fuzz-smoke.sh (which skips without them).
 install "optional, for the fuzz smoke" clang libclang-rt-14-dev ||
   echo "optional packages not installed: the fuzz smoke will be skipped"

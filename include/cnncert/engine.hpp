@@ -58,6 +58,12 @@ struct BoundOptions {
   /// rows), from the calling thread, for progress displays on long calls. Engines that spread a
   /// batch over threads problem by problem do not call it.
   std::function<void(int64_t, int64_t)> layer_progress;
+  /// Reproduce the original CNN-Cert number for number: every neuron's intermediate bounds come
+  /// from its own back-substitution. Off (the default), the fast CPU engine first proves neurons
+  /// stable by interval propagation from the latest bounds and back-substitutes only the others;
+  /// a neuron proven stable that CNN-Cert's own bounds leave unstable makes the result tighter
+  /// than CNN-Cert's (never looser). The reference and the GPU engines always run exactly.
+  bool exact_cnncert = false;
 };
 
 /// Bounds of one node's outputs.
@@ -83,6 +89,9 @@ struct EngineStats {
   double seconds_relax = 0;     ///< relaxation parameters
   double seconds_final = 0;     ///< the specification rows
   double backsub_flops = 0;     ///< floating-point operations of convolution and GEMM back-substitution
+  double rows_computed = 0;     ///< intermediate-bound neurons that got a back-substitution row
+  double rows_skipped = 0;      ///< neurons proven stable by interval propagation (no row)
+  double peak_tensor_bytes = 0; ///< fast CPU engine: largest size of its coefficient tensors in one call
 };
 
 /// Computes certified bounds of linear functions of the logits over an input region.
@@ -104,9 +113,18 @@ void check_boundable(const Network& net);
 /// centre outside the clipping box, ...). Every engine checks its batch with it.
 void check_bound_problems(const Network& net, const std::vector<BoundProblem>& problems, const BoundOptions& options);
 
-/// The CPU reference engine (double precision, receptive-field windows for convolutions,
-/// `threads` worker threads over the problems; 0 = hardware concurrency).
+/// The CPU reference engine: the plain algorithm that defines the results (double precision,
+/// per-row receptive-field windows, `threads` worker threads over the problems; 0 = hardware
+/// concurrency). Every faster engine is tested against it. Reports itself as "cpu-reference".
 std::unique_ptr<BoundEngine> make_cpu_engine(const Network& net, int threads = 0);
+
+/// The fast CPU engine (the default for Device::Cpu): the reference's algorithm in double
+/// precision with chunk-shared windows, GEMM-shaped back-substitution (BLAS when the build has
+/// it), rows only for neurons not proven stable (see BoundOptions::exact_cnncert) and `threads`
+/// worker threads (0 = all cores; results are bit-identical for any thread count).
+/// `memory_mib` bounds the coefficient tensors of all threads together (rows are chunked to it).
+/// Reports itself as "cpu".
+std::unique_ptr<BoundEngine> make_fast_engine(const Network& net, int threads = 0, size_t memory_mib = 2048);
 
 /// Where bounds are computed: the CPU reference engine, the CUDA engine, or the GPU when one is
 /// usable and the CPU otherwise.
@@ -115,9 +133,16 @@ enum class Device { Cpu, Gpu, Auto };
 Device parse_device(const std::string& s);
 
 /// Engine selection and resources.
+/// Which CPU engine Device::Cpu (and Device::Auto without a GPU) uses.
+enum class CpuEngine { Fast, Reference };
+/// Parses "fast" or "reference".
+CpuEngine parse_cpu_engine(const std::string& s);
+
 struct EngineOptions {
   Device device = Device::Cpu;
+  CpuEngine cpu_engine = CpuEngine::Fast;  ///< the fast engine, or the plain reference
   int threads = 0;           ///< CPU engine: worker threads (0 = all cores)
+  size_t cpu_memory_mib = 2048;  ///< fast CPU engine: memory for the coefficient tensors
   size_t gpu_memory_mib = 0;  ///< GPU engine: memory for the coefficient tensors (0 = 80 % of the free memory)
 };
 

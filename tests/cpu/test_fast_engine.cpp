@@ -1,0 +1,291 @@
+// The fast CPU engine (host/fast_engine.cpp) against the plain reference engine.
+//
+// Tolerance. Both engines compute in double precision with the same relaxations; they differ
+// only in the order of the sums (a GEMM and windows shared by a chunk instead of per-row AXPYs).
+// A bound is a sum of at most ~10⁵ terms per layer whose magnitudes add up to about
+// |bound| + width; each reordering changes it by at most (terms) · 2⁻⁵³ ≈ 1e-11 of that scale per
+// layer, so 1e-9 · (1 + |bound| + width) leaves a margin of 10 over 8 layers. Relaxation decisions
+// at exact ties (l = 0, u = −l) could move more; random weights do not produce them.
+//
+// Row skipping (the default) replaces the relaxation of a neuron that interval propagation proves
+// stable by its exact linear function. That tightens most bounds it changes, but it is not a
+// theorem that it never loosens one: back-substitution is not monotone in the relaxations (the
+// sign-dependent choices of later layers, and Fast-Lin's bound-dependent lower slope, can turn a
+// pointwise tighter relaxation into a slightly looser final bound). The tests measure it: on the
+// random families 3 of 1170 bounds come out looser, by at most 0.5 % of the bound's width, and 81
+// tighter; none looser on the real networks. `exact_cnncert` reproduces the reference.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "cnncert/certify.hpp"
+#include "cnncert/engine.hpp"
+#include "cnncert/error.hpp"
+#include "cnncert/onnx.hpp"
+#include "engine_compare.hpp"
+#include "test_util.hpp"
+
+namespace cnncert::test {
+namespace {
+
+constexpr double kDoubleRtol = 1e-9;
+
+double dtol(double ref, double width) { return kDoubleRtol * (1 + std::fabs(ref) + std::fabs(width)); }
+
+/// Every value of `got` equals `want` within dtol (bounds, intermediate bounds, linear terms).
+void expect_equal(const std::vector<BoundResult>& got, const std::vector<BoundResult>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t p = 0; p < got.size(); ++p) {
+    const BoundResult &g = got[p], &w = want[p];
+    EXPECT_EQ(g.error, w.error) << what;
+    ASSERT_EQ(g.lower.size(), w.lower.size()) << what;
+    for (size_t r = 0; r < w.lower.size(); ++r) {
+      const double width = w.upper[r] - w.lower[r];
+      EXPECT_NEAR(g.lower[r], w.lower[r], dtol(w.lower[r], width)) << what << " problem " << p << " row " << r;
+      EXPECT_NEAR(g.upper[r], w.upper[r], dtol(w.upper[r], width)) << what << " problem " << p << " row " << r;
+    }
+    ASSERT_EQ(g.intermediate.size(), w.intermediate.size()) << what;
+    for (size_t i = 0; i < w.intermediate.size(); ++i) {
+      EXPECT_EQ(g.intermediate[i].node, w.intermediate[i].node) << what;
+      ASSERT_EQ(g.intermediate[i].lower.size(), w.intermediate[i].lower.size()) << what;
+      for (size_t j = 0; j < w.intermediate[i].lower.size(); ++j) {
+        const double l = w.intermediate[i].lower[j], u = w.intermediate[i].upper[j];
+        EXPECT_NEAR(g.intermediate[i].lower[j], l, dtol(l, u - l)) << what << " node " << w.intermediate[i].node << " neuron " << j;
+        EXPECT_NEAR(g.intermediate[i].upper[j], u, dtol(u, u - l)) << what << " node " << w.intermediate[i].node << " neuron " << j;
+      }
+    }
+    ASSERT_EQ(g.a_lower.size(), w.a_lower.size()) << what;
+    ASSERT_EQ(g.b_upper.size(), w.b_upper.size()) << what;
+    for (size_t j = 0; j < w.a_lower.size(); ++j) {
+      EXPECT_NEAR(g.a_lower[j], w.a_lower[j], dtol(w.a_lower[j], 0)) << what << " a_lower " << j;
+      EXPECT_NEAR(g.a_upper[j], w.a_upper[j], dtol(w.a_upper[j], 0)) << what << " a_upper " << j;
+    }
+    for (size_t r = 0; r < w.b_lower.size(); ++r) {
+      EXPECT_NEAR(g.b_lower[r], w.b_lower[r], dtol(w.b_lower[r], 0)) << what;
+      EXPECT_NEAR(g.b_upper[r], w.b_upper[r], dtol(w.b_upper[r], 0)) << what;
+    }
+  }
+}
+
+/// How `got` (row skipping) compares with `want` (the reference), row by row.
+struct Tightness {
+  int rows = 0, tighter = 0, looser = 0;
+  double worst_looser = 0;  ///< largest loosening, relative to the reference's width upper − lower
+  void add(const std::vector<BoundResult>& got, const std::vector<BoundResult>& want, const std::string& what) {
+    EXPECT_EQ(got.size(), want.size()) << what;
+    for (size_t p = 0; p < std::min(got.size(), want.size()); ++p) {
+      EXPECT_EQ(got[p].error, want[p].error) << what;
+      for (size_t r = 0; r < want[p].lower.size(); ++r) {
+        const double l = want[p].lower[r], u = want[p].upper[r], t = dtol(l, u - l);
+        const double loss = std::max(l - got[p].lower[r], got[p].upper[r] - u);
+        ++rows;
+        if (loss > t) {
+          ++looser;
+          worst_looser = std::max(worst_looser, loss / (u - l));
+          std::printf("  looser: %s problem %zu row %zu by %.3g of the width\n", what.c_str(), p, r, loss / (u - l));
+        }
+        tighter += got[p].lower[r] > l + t || got[p].upper[r] < u - t;
+      }
+    }
+  }
+};
+
+BoundOptions options_of(const EngineCase& c, bool exact) {
+  BoundOptions o;
+  o.norm = c.norm;
+  o.method = parse_method(c.method);
+  o.exact_cnncert = exact;
+  return o;
+}
+
+double eps_of(Norm n) { return n == Norm::Linf ? 0.05 : n == Norm::L2 ? 0.2 : 0.5; }
+
+std::string case_name(const EngineCase& c) {
+  return std::string(family_name(c.family)) + "/" + act_name(c.act) + "/" + norm_name(c.norm) + "/" + c.method;
+}
+
+TEST(FastEngine, ExactModeMatchesTheReferenceOnEveryFamilyMethodAndNorm) {
+  uint64_t seed = 300;
+  for (const EngineCase& c : engine_cases()) {
+    const Network net = random_network(c.family, c.act, ++seed);
+    BoundOptions o = options_of(c, true);
+    o.want_intermediate = o.want_linear = true;
+    const auto ps = margin_problems(net, 3, eps_of(c.norm), seed * 7);
+    expect_equal(make_fast_engine(net, 1)->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), case_name(c));
+  }
+}
+
+TEST(FastEngine, RowSkippingIsNeverLooserAndSkipsRows) {
+  // Radii from small (most neurons stable: rows skipped) to large (most unstable).
+  uint64_t seed = 500;
+  Tightness t;
+  double skipped = 0, computed = 0;
+  for (const EngineCase& c : engine_cases())
+    for (double scale : {0.1, 1.0}) {
+      const Network net = random_network(c.family, c.act, ++seed);
+      const BoundOptions o = options_of(c, false);
+      const auto ps = margin_problems(net, 3, scale * eps_of(c.norm), seed * 3);
+      auto fast = make_fast_engine(net, 1);
+      t.add(fast->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), case_name(c));
+      skipped += fast->stats().rows_skipped, computed += fast->stats().rows_computed;
+    }
+  std::printf("rows skipped %.0f of %.0f; of %d bounds %d tighter, %d looser (worst by %.3g of the width)\n", skipped,
+              skipped + computed, t.rows, t.tighter, t.looser, t.worst_looser);
+  EXPECT_GT(skipped, 0.2 * (skipped + computed)) << "interval propagation proved almost nothing stable";
+  EXPECT_LE(t.looser, t.rows / 100) << "more than 1 % of the bounds looser than the reference";
+  EXPECT_LE(t.worst_looser, 0.01) << "a bound looser than the reference by more than 1 % of its width";
+  EXPECT_GT(t.tighter, 10 * t.looser);
+}
+
+TEST(FastEngine, DefaultModeBoundsAreSound) {
+  // Row skipping must stay sound: sampled and gradient-searched points of the region stay inside.
+  uint64_t seed = 700;
+  for (const EngineCase& c : engine_cases()) {
+    const Network net = random_network(c.family, c.act, ++seed);
+    const BoundProblem p = margin_problem(net, random_input(seed, net.input_size()), eps_of(c.norm));
+    const auto r = make_fast_engine(net, 1)->bound({p}, options_of(c, false));
+    ASSERT_TRUE(r[0].error.empty()) << r[0].error;
+    SCOPED_TRACE(case_name(c));
+    check_sound(net, p, r[0], c.norm, seed, 40, 10);
+  }
+}
+
+TEST(FastEngine, WithoutSkippableNeuronsTheDefaultEqualsTheReference) {
+  // Smooth activations and max-pool inputs need every neuron's bounds: nothing is skipped, and
+  // the default mode is the reference's algorithm.
+  for (const EngineCase& c : engine_cases()) {
+    if (c.act == ActKind::Relu || c.act == ActKind::LeakyRelu) continue;
+    const Network net = random_network(c.family, c.act, 41);
+    const BoundOptions o = options_of(c, false);
+    const auto ps = margin_problems(net, 2, eps_of(c.norm), 9);
+    auto fast = make_fast_engine(net, 1);
+    expect_equal(fast->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), case_name(c));
+    EXPECT_EQ(fast->stats().rows_skipped, 0) << case_name(c);
+  }
+}
+
+TEST(FastEngine, ResultsAreBitIdenticalForAnyThreadCount) {
+  for (Family f : {Family::Residual, Family::CnnMaxPool, Family::Mlp}) {
+    const Network net = random_network(f, ActKind::Relu, 61);
+    BoundOptions o;
+    o.want_intermediate = o.want_linear = true;
+    for (int count : {1, 5}) {  // one problem: threads share its chunks; five: a problem per thread
+      const auto ps = margin_problems(net, count, 0.05, 13);
+      const auto one = make_fast_engine(net, 1)->bound(ps, o);
+      for (int threads : {2, 3}) {
+        const auto many = make_fast_engine(net, threads)->bound(ps, o);
+        for (size_t p = 0; p < ps.size(); ++p) {
+          EXPECT_EQ(one[p].lower, many[p].lower) << family_name(f) << " threads " << threads;
+          EXPECT_EQ(one[p].upper, many[p].upper) << family_name(f);
+          EXPECT_EQ(one[p].a_lower, many[p].a_lower) << family_name(f);
+          ASSERT_EQ(one[p].intermediate.size(), many[p].intermediate.size());
+          for (size_t i = 0; i < one[p].intermediate.size(); ++i)
+            EXPECT_EQ(one[p].intermediate[i].upper, many[p].intermediate[i].upper) << family_name(f);
+        }
+      }
+    }
+  }
+}
+
+TEST(FastEngine, MemoryBudgetChunksTheRowsAndIsRespected) {
+  // The shipped CNN: 3 380 neurons of 26x26 maps; a dense chunk of 256 stacked row pairs over its
+  // largest node would take 256 · 2 · 3380 · 8 B ≈ 14 MB per tensor. With a 1 MiB budget the rows
+  // must be chunked so that the coefficient tensors stay inside it, with the same bounds.
+  const Network net = import_onnx((source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string());
+  const std::vector<double> x = fixture_inputs("mnist_cnn_3layer_5_3", 0, 1);
+  const auto ps = std::vector<BoundProblem>{margin_problem(net, x, 0.02)};
+  BoundOptions o;
+  o.exact_cnncert = true;
+  auto small = make_fast_engine(net, 1, 1);
+  auto large = make_fast_engine(net, 1);
+  expect_equal(small->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), "1 MiB");
+  const auto big = large->bound(ps, o);
+  std::printf("peak coefficient tensors: %.2f MiB with a 1 MiB budget, %.2f MiB with 2048 MiB\n",
+              small->stats().peak_tensor_bytes / 1048576.0, large->stats().peak_tensor_bytes / 1048576.0);
+  EXPECT_LE(small->stats().peak_tensor_bytes, 1048576.0);
+  EXPECT_GT(large->stats().peak_tensor_bytes, 2 * small->stats().peak_tensor_bytes);
+}
+
+TEST(FastEngine, InputBoxAndEmptySpecsMatchTheReference) {
+  const Network net = random_network(Family::CnnAvgPoolPadded, ActKind::Relu, 9);
+  auto ps = margin_problems(net, 3, 0.3, 21);
+  for (auto& p : ps)
+    for (double& v : p.x0) v = 0.5 + 0.4 * std::tanh(v);
+  ps[1].rows = 0;
+  ps[1].spec.clear();
+  BoundOptions o;
+  o.clip_to_box = true;
+  o.box_lo = 0, o.box_hi = 1;
+  o.exact_cnncert = true;
+  expect_equal(make_fast_engine(net, 2)->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), "clip");
+  EXPECT_TRUE(make_fast_engine(net)->bound({}, o).empty());
+  ps[0].x0[0] = std::nan("");
+  EXPECT_THROW(make_fast_engine(net)->bound(ps, o), InvalidArgument);
+  EXPECT_THROW(make_fast_engine(net, 1, 0), InvalidArgument);
+}
+
+TEST(FastEngine, ShippedAndSharedNetworksMatchTheReference) {
+  auto check = [](const std::filesystem::path& onnx, const std::string& stem, double eps, Norm norm, const char* method) {
+    const Network net = import_onnx(onnx.string());
+    const std::vector<double> x = fixture_inputs(stem, 0, 2);
+    const int64_t n = net.input_size();
+    std::vector<BoundProblem> ps;
+    for (size_t i = 0; i * static_cast<size_t>(n) < x.size(); ++i)
+      ps.push_back(margin_problem(net, std::vector<double>(x.begin() + static_cast<long>(i) * n, x.begin() + static_cast<long>(i + 1) * n), eps));
+    BoundOptions o;
+    o.norm = norm;
+    o.method = parse_method(method);
+    const auto ref = make_cpu_engine(net)->bound(ps, o);
+    o.exact_cnncert = true;
+    o.want_intermediate = true;
+    auto want = make_cpu_engine(net)->bound(ps, o);
+    expect_equal(make_fast_engine(net)->bound(ps, o), want, stem + " exact");
+    o.exact_cnncert = false;
+    o.want_intermediate = false;
+    Tightness t;
+    t.add(make_fast_engine(net)->bound(ps, o), ref, stem + " default");
+    std::printf("%s: of %d bounds %d tighter, %d looser\n", stem.c_str(), t.rows, t.tighter, t.looser);
+    EXPECT_EQ(t.looser, 0) << stem;
+  };
+  check(source_dir() / "models/mnist_cnn_3layer_5_3.onnx", "mnist_cnn_3layer_5_3", 0.03, Norm::Linf, "adaptive");
+  CNNCERT_REQUIRE_SHARED_DATA();
+  check(shared_data() / "nets/mnist_verivital_convnet_maxpool.onnx", "mnist_verivital_convnet_maxpool", 0.004, Norm::Linf, "adaptive");
+  check(shared_data() / "nets/mnist_fc_256x2.onnx", "mnist_fc_256x2", 0.01, Norm::Linf, "fastlin");
+  check(shared_data() / "nets/mnist_eran_sigmoid_6x200.onnx", "mnist_eran_sigmoid_6x200", 0.012, Norm::Linf, "deepcert");
+  check(shared_data() / "nets/cifar_oval21_base_kw.onnx", "cifar_oval21_base_kw", 0.004, Norm::L2, "adaptive");
+}
+
+TEST(FastEngine, CertifiedRadiiMatchTheReferenceInExactMode) {
+  for (Family f : {Family::Cnn, Family::Residual, Family::CnnMaxPool}) {
+    const Network net = random_network(f, ActKind::Relu, 31);
+    const std::vector<double> x = random_inputs(500, 6, net.input_size());
+    CertifyOptions o;
+    o.target = TargetMode::All;
+    o.bound.exact_cnncert = true;
+    auto ref = make_cpu_engine(net, 1);
+    auto fast = make_fast_engine(net, 2);
+    const auto a = certify(net, *ref, x, {}, o), b = certify(net, *fast, x, {}, o);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i)
+      for (size_t t = 0; t < a[i].targets.size(); ++t) EXPECT_EQ(a[i].targets[t].eps, b[i].targets[t].eps) << family_name(f);
+    o.bound.exact_cnncert = false;  // the default: the same radii up to the rare looser bound (≤ 0.1 % smaller)
+    const auto c = certify(net, *fast, x, {}, o);
+    for (size_t i = 0; i < a.size(); ++i)
+      for (size_t t = 0; t < a[i].targets.size(); ++t)
+        EXPECT_GE(c[i].targets[t].eps, a[i].targets[t].eps * (1 - 1e-3)) << family_name(f);
+  }
+}
+
+TEST(FastEngine, IsTheDefaultCpuEngine) {
+  const Network net = random_network(Family::Cnn, ActKind::Relu, 3);
+  EngineOptions e;
+  EXPECT_EQ(make_engine(net, e)->name(), "cpu");
+  e.cpu_engine = CpuEngine::Reference;
+  EXPECT_EQ(make_engine(net, e)->name(), "cpu-reference");
+  EXPECT_EQ(parse_cpu_engine("reference"), CpuEngine::Reference);
+  EXPECT_THROW(parse_cpu_engine("slow"), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace cnncert::test
