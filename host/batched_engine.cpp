@@ -153,18 +153,16 @@ class BatchedEngine final : public BoundEngine {
     const auto& nodes = net_.nodes();
     using clock = std::chrono::steady_clock;
     auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
-    const int64_t layers = 1 + std::count_if(nodes.begin(), nodes.end(), [](const Node& nd) {
-                             return nd.op == OpKind::Activation || nd.op == OpKind::MaxPool;
-                           });
+    const std::vector<int> schedule = cnncert::detail::bound_schedule(net_);
+    const auto layers = static_cast<int64_t>(schedule.size()) + 1;
     int64_t layers_done = 0;
-    for (size_t k = 0; k < nodes.size(); ++k) {
-      const Node& node = nodes[k];
-      if (node.op != OpKind::Activation && node.op != OpKind::MaxPool) continue;
+    for (const int k : schedule) {
+      const Node& node = nodes[static_cast<size_t>(k)];
       if (options.layer_progress) options.layer_progress(layers_done++, layers);
       const int src = node.inputs[0];
       if (!b.lo.count(src)) {
         const auto t0 = clock::now();
-        if (!pool_input_from_activation(b, static_cast<int>(k))) compute_bounds(b, src);
+        if (!pool_input_from_activation(b, k)) compute_bounds(b, src);
         check_flags(b, src);  // waits for the device
         stats_.seconds_bounds += since(t0);
         if (options.want_intermediate) {
@@ -177,7 +175,7 @@ class BatchedEngine final : public BoundEngine {
         }
       }
       const auto t1 = clock::now();
-      relax(b, static_cast<int>(k));
+      relax(b, k);
       ops_->synchronize();
       stats_.seconds_relax += since(t1);
     }
@@ -353,14 +351,11 @@ class BatchedEngine final : public BoundEngine {
   /// activation's pre-activation bounds as its input bounds (for ReLU [max(l',0), max(u',0)], the
   /// original CNN-Cert's rule), instead of a back-substitution. False when the rule does not apply.
   bool pool_input_from_activation(Batch& b, int k) {
-    const Node& pool = net_.node(k);
-    const int src = pool.inputs[0];
+    ActSpec s;
+    int pre = -1;
+    if (!cnncert::detail::maxpool_input_rule(net_, k, b.options.method, s, pre)) return false;
+    const int src = net_.node(k).inputs[0];
     const Node& act = net_.node(src);
-    if (pool.op != OpKind::MaxPool || act.op != OpKind::Activation) return false;
-    const ActAttr& a = act.as<ActAttr>();
-    const ActSpec s{a.kind, a.alpha, b.options.method.relu, b.options.method.smooth};
-    if (!activation_monotone(s)) return false;
-    const int pre = act.inputs[0];
     CNNCERT_ASSERT(b.lo.count(pre));  // the activation (an earlier node) was relaxed from them
     Ops& o = *ops_;
     const int64_t total = act.size() * static_cast<int64_t>(b.P);

@@ -80,40 +80,15 @@ using detail::geometry;
 using detail::all_finite;
 using detail::pool_geom;
 using detail::parallel_for;
+using detail::BufferPool;
+using detail::PoolRelax;
+using detail::Window;
+using detail::window_of;
 
 /// Coefficients of a chunk of rows at one node. Stored position-major (a[pos · rows + r]) so
 /// that every step of the back-substitution is an AXPY over the rows. Either `full` (the window
 /// is the whole feature map) or a window of c × h × w at per-row offsets (y0, x0) with the same
 /// relative structure for every row; entries at positions outside the map are always zero.
-/// Per-thread cache of coefficient buffers: the back-substitution allocates and frees
-/// same-sized tensors at every step, and fresh large allocations cost page faults.
-class BufferCache {
- public:
-  static std::vector<double> take(size_t n) {
-    auto& free = list();
-    for (size_t i = free.size(); i-- > 0;)
-      if (free[i].capacity() >= n) {
-        std::vector<double> v = std::move(free[i]);
-        free.erase(free.begin() + static_cast<long>(i));
-        v.assign(n, 0.0);
-        return v;
-      }
-    return std::vector<double>(n, 0.0);
-  }
-  static void give(std::vector<double>&& v) {
-    if (v.capacity() == 0) return;
-    auto& free = list();
-    if (free.size() >= 16) free.erase(free.begin());  // bound the cache
-    free.push_back(std::move(v));
-  }
-
- private:
-  static std::vector<std::vector<double>>& list() {
-    thread_local std::vector<std::vector<double>> free;
-    return free;
-  }
-};
-
 struct Coeffs {
   int64_t rows = 0, c = 0, h = 0, w = 0;
   bool full = true;
@@ -125,20 +100,20 @@ struct Coeffs {
   Coeffs& operator=(const Coeffs&) = default;
   Coeffs& operator=(Coeffs&& o) noexcept {
     if (this != &o) {
-      BufferCache::give(std::move(a));
+      BufferPool::give(std::move(a));
       rows = o.rows, c = o.c, h = o.h, w = o.w, full = o.full;
       y0 = std::move(o.y0), x0 = std::move(o.x0), a = std::move(o.a);
     }
     return *this;
   }
-  ~Coeffs() { BufferCache::give(std::move(a)); }
+  ~Coeffs() { BufferPool::give(std::move(a)); }
   int64_t win() const { return c * h * w; }
   double* at(int64_t pos) { return a.data() + pos * rows; }
   const double* at(int64_t pos) const { return a.data() + pos * rows; }
   void reset(int64_t rows_, int64_t c_, int64_t h_, int64_t w_, bool full_) {
     rows = rows_, c = c_, h = h_, w = w_, full = full_;
-    BufferCache::give(std::move(a));
-    a = BufferCache::take(static_cast<size_t>(rows * c * h * w));
+    BufferPool::give(std::move(a));
+    a = BufferPool::take(static_cast<size_t>(rows * c * h * w));
     if (full) {
       y0.clear(), x0.clear();
     } else {
@@ -237,11 +212,6 @@ void accumulate(Coeffs& a, Coeffs&& b, const Geometry& g) {
   axpy(static_cast<int64_t>(a.a.size()), 1.0, fb.a.data(), a.a.data());
 }
 
-/// Geometry of a sliding window (convolution or pooling).
-struct Window {
-  int64_t kh, kw, sh, sw, pt, pl, dh, dw;
-};
-
 /// Back through a sliding-window linear map: sets up the input's coefficients (whole map, or windows
 /// grown by the kernel) and calls `scatter` for every non-zero output position with the base
 /// coordinates of its window in the new coefficients; the op adds its own weights from there.
@@ -254,7 +224,7 @@ Coeffs window_back(const Coeffs& a, const Window& k, const Geometry& in,
     out.reset(a.rows, in.c, in.h, in.w, true);
     shift_y = -k.pt, shift_x = -k.pl;
   } else {
-    const int64_t h = (a.h - 1) * k.sh + k.dh * (k.kh - 1) + 1, w = (a.w - 1) * k.sw + k.dw * (k.kw - 1) + 1;
+    const int64_t h = k.span_y(a.h), w = k.span_x(a.w);
     out.reset(a.rows, in.c, h, w, false);
     for (int64_t r = 0; r < a.rows; ++r) out.y0[r] = a.y0[r] * k.sh - k.pt, out.x0[r] = a.x0[r] * k.sw - k.pl;
     shift_y = shift_x = 0;
@@ -272,7 +242,7 @@ Coeffs window_back(const Coeffs& a, const Window& k, const Geometry& in,
 
 /// Back through a convolution: A_in = conv_transpose(A), bias += ⟨A, b⟩.
 Coeffs conv_back(const Coeffs& a, const ConvAttr& k, const Geometry& in, std::vector<double>& bias) {
-  const Window win{k.kernel_h, k.kernel_w, k.stride_h, k.stride_w, k.pad_top, k.pad_left, k.dilation_h, k.dilation_w};
+  const Window win = window_of(k);
   const int64_t cpg_out = k.out_channels / k.groups, kk = k.kernel_h * k.kernel_w, rows = a.rows;
   return window_back(a, win, in,
                      [&](int64_t co, int64_t, int64_t, const double* src, Coeffs& out, int64_t by, int64_t bx) {
@@ -298,7 +268,7 @@ Coeffs conv_back(const Coeffs& a, const ConvAttr& k, const Geometry& in, std::ve
 /// positive and negative coefficients (none for average pooling).
 Coeffs pool_back(const Coeffs& a, const PoolAttr& p, const Geometry& in, const Geometry& og, const std::vector<double>& slopes,
                  const std::vector<double>* beta_pos, const std::vector<double>* beta_neg, std::vector<double>& bias) {
-  const Window win{p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w};
+  const Window win = window_of(p);
   const int64_t kk = p.kernel_h * p.kernel_w, rows = a.rows;
   return window_back(a, win, in, [&](int64_t c, int64_t oy, int64_t ox, const double* src, Coeffs& out, int64_t by,
                                               int64_t bx) {
@@ -422,28 +392,6 @@ std::vector<int64_t> layout_map(const Node& n, const Node& src) {
     }
   }
   return m;
-}
-
-/// Relaxation of a max-pooling node for one problem (MATH.md §2.5).
-struct PoolRelax {
-  std::vector<double> slopes, beta_u, beta_l;
-};
-
-PoolRelax relax_maxpool(const Node& n, const Geometry& in, const std::vector<double>& lo, const std::vector<double>& hi) {
-  const batched::PoolGeom pg = pool_geom(n, in);
-  const int64_t kk = pg.kk();
-  PoolRelax r;
-  r.slopes.assign(static_cast<size_t>(pg.out_size() * kk), 0.0);
-  r.beta_u.assign(static_cast<size_t>(pg.out_size()), 0.0);
-  r.beta_l.assign(static_cast<size_t>(pg.out_size()), 0.0);
-  for (int64_t c = 0; c < pg.c; ++c)
-    for (int64_t y = 0; y < pg.hout; ++y)
-      for (int64_t x = 0; x < pg.wout; ++x) {
-        const int64_t j = (c * pg.hout + y) * pg.wout + x;
-        batched::relax_maxpool_window(pg, c, y, x, lo.data(), hi.data(), r.slopes.data() + j * kk, r.beta_u[static_cast<size_t>(j)],
-                                      r.beta_l[static_cast<size_t>(j)]);
-      }
-  return r;
 }
 
 /// Slopes of an average pool as a per-output-neuron map (1/count on counted positions).
@@ -685,54 +633,29 @@ class CpuEngine final : public BoundEngine {
     });
   }
 
-  /// MATH.md §2.5: a max-pool k reading a monotone activation takes [σ(l'), σ(u')] of that
-  /// activation's pre-activation bounds (l', u') as its input bounds — for ReLU [max(l',0),
-  /// max(u',0)], what the original CNN-Cert code does — instead of back-substituting from the
-  /// activation. False when the rule does not apply (then the caller back-substitutes).
+  /// MATH.md §2.5 (detail::maxpool_input_rule): a max-pool k reading a monotone activation takes
+  /// σ of that activation's pre-activation bounds as its input bounds. False when the rule does
+  /// not apply (then the caller back-substitutes).
   bool pool_input_from_activation(State& s, int k) const {
-    const Node& pool = net_.node(k);
-    const int src = pool.inputs[0];
-    const Node& act = net_.node(src);
-    if (pool.op != OpKind::MaxPool || act.op != OpKind::Activation) return false;
-    const ActAttr& a = act.as<ActAttr>();
-    const batched::ActSpec spec{a.kind, a.alpha, s.o->method.relu, s.o->method.smooth};
-    if (!batched::activation_monotone(spec)) return false;
-    const auto& pre_lo = s.lo[static_cast<size_t>(act.inputs[0])];
-    const auto& pre_hi = s.hi[static_cast<size_t>(act.inputs[0])];
-    CNNCERT_ASSERT(static_cast<int64_t>(pre_lo.size()) == act.size());  // relaxed (an earlier node) from them
-    auto& lo = s.lo[static_cast<size_t>(src)];
-    auto& hi = s.hi[static_cast<size_t>(src)];
-    lo.resize(pre_lo.size()), hi.resize(pre_hi.size());
-    for (size_t i = 0; i < lo.size(); ++i) {
-      lo[i] = batched::activation_value(spec, pre_lo[i]);
-      hi[i] = batched::activation_value(spec, pre_hi[i]);
-    }
+    batched::ActSpec spec;
+    int pre = -1;
+    if (!detail::maxpool_input_rule(net_, k, s.o->method, spec, pre)) return false;
+    const int src = net_.node(k).inputs[0];
+    detail::activation_of_bounds(spec, s.lo[static_cast<size_t>(pre)], s.hi[static_cast<size_t>(pre)], s.lo[static_cast<size_t>(src)],
+                                 s.hi[static_cast<size_t>(src)]);
     return true;
   }
 
   void relax_node(State& s, int k) const {
     const Node& n = net_.node(k);
-    const int src = n.inputs[0];
-    const auto& lo = s.lo[static_cast<size_t>(src)];
-    const auto& hi = s.hi[static_cast<size_t>(src)];
+    const auto src = static_cast<size_t>(n.inputs[0]);
     if (n.op == OpKind::MaxPool) {
-      s.pools[k] = relax_maxpool(n, geo_[static_cast<size_t>(src)], lo, hi);
+      s.pools[k] = detail::relax_maxpool_node(n, geo_[src], s.lo[src], s.hi[src]);
       return;
     }
-    const ActAttr& a = n.as<ActAttr>();
-    const size_t size = lo.size();
-    auto& al = s.al[static_cast<size_t>(k)];
-    auto& bl = s.bl[static_cast<size_t>(k)];
-    auto& au = s.au[static_cast<size_t>(k)];
-    auto& bu = s.bu[static_cast<size_t>(k)];
-    al.resize(size), bl.resize(size), au.resize(size), bu.resize(size);
-    const batched::ActSpec spec{a.kind, a.alpha, s.o->method.relu, s.o->method.smooth};
-    for (size_t i = 0; i < size; ++i) {
-      const Relaxation<double> r = batched::relax_activation(spec, lo[i], hi[i]);
-      al[i] = r.alpha_l, bl[i] = r.beta_l, au[i] = r.alpha_u, bu[i] = r.beta_u;
-    }
+    const auto i = static_cast<size_t>(k);
+    detail::relax_activation_node(n, s.o->method, s.lo[src], s.hi[src], s.al[i], s.bl[i], s.au[i], s.bu[i]);
   }
-
 
   /// `report_layers`: call o.layer_progress (problems run one after the other on the calling thread).
   BoundResult solve(const BoundProblem& p, const BoundOptions& o, int threads, bool report_layers) const {
@@ -746,17 +669,15 @@ class CpuEngine final : public BoundEngine {
     BoundResult res;
     // Progress by layer, only where one problem at a time runs on the calling thread.
     const bool report = o.layer_progress && report_layers;
-    const int64_t layers = 1 + std::count_if(nodes.begin(), nodes.end(), [](const Node& nd) {
-                             return nd.op == OpKind::Activation || nd.op == OpKind::MaxPool;
-                           });
+    const std::vector<int> schedule = detail::bound_schedule(net_);
+    const auto layers = static_cast<int64_t>(schedule.size()) + 1;
     int64_t layers_done = 0;
-    for (size_t k = 0; k < n; ++k) {
-      const Node& node = nodes[k];
-      if (node.op != OpKind::Activation && node.op != OpKind::MaxPool) continue;
+    for (const int k : schedule) {
+      const Node& node = nodes[static_cast<size_t>(k)];
       if (report) o.layer_progress(layers_done++, layers);
       const int src = node.inputs[0];
       if (s.lo[static_cast<size_t>(src)].empty()) {
-        if (!pool_input_from_activation(s, static_cast<int>(k))) compute_bounds(s, src);
+        if (!pool_input_from_activation(s, k)) compute_bounds(s, src);
         auto reliable = [](const std::vector<double>& v) { return std::all_of(v.begin(), v.end(), batched::reliable_bound); };
         if (!reliable(s.lo[static_cast<size_t>(src)]) || !reliable(s.hi[static_cast<size_t>(src)])) {
           res.error = detail::unreliable_bounds_error(nodes[static_cast<size_t>(src)].name);
@@ -766,7 +687,7 @@ class CpuEngine final : public BoundEngine {
         }
         if (o.want_intermediate) res.intermediate.push_back({src, s.lo[static_cast<size_t>(src)], s.hi[static_cast<size_t>(src)]});
       }
-      relax_node(s, static_cast<int>(k));
+      relax_node(s, k);
     }
     // The specification rows on the output node.
     const int out = net_.output();

@@ -1,6 +1,7 @@
 #pragma once
-// Pieces of the CPU reference engine that the batched engine reuses, so that both engines
-// index layout nodes and weigh average pools the same way.
+// What the bound engines share (the reference, the fast CPU and the batched/GPU engine): node
+// geometry, the window of a sliding-window op, layout maps, average-pool slopes, the bound
+// schedule with MATH.md §2.5's max-pool rule, the CPU engines' relaxations and buffer cache.
 #include <algorithm>
 #include <atomic>
 #include <exception>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "batched_kernels.hpp"
+#include "cnncert/engine.hpp"
 #include "cnncert/network.hpp"
 
 namespace cnncert::detail {
@@ -33,6 +35,77 @@ inline batched::PoolGeom pool_geom(const Node& n, const Geometry& in) {
   const Geometry og = geometry(n);
   return {in.c, in.h, in.w, og.h, og.w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w};
 }
+
+/// Geometry of a sliding window (convolution or pooling) along both axes.
+struct Window {
+  int64_t kh = 1, kw = 1, sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
+  /// The window size at the input of `h` consecutive output positions (one axis).
+  int64_t span_y(int64_t h) const { return (h - 1) * sh + dh * (kh - 1) + 1; }
+  int64_t span_x(int64_t w) const { return (w - 1) * sw + dw * (kw - 1) + 1; }
+};
+inline Window window_of(const ConvAttr& k) {
+  return {k.kernel_h, k.kernel_w, k.stride_h, k.stride_w, k.pad_top, k.pad_left, k.dilation_h, k.dilation_w};
+}
+inline Window window_of(const PoolAttr& p) {
+  return {p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w};
+}
+
+/// The activation/max-pool nodes, in the order every engine gives them their input bounds and
+/// relaxes them; the last "layer" of a bound() call is the specification rows.
+std::vector<int> bound_schedule(const Network& net);
+/// Layers of a bound() call for BoundOptions::layer_progress: the schedule plus the specification.
+inline int64_t schedule_layers(const Network& net) { return 1 + static_cast<int64_t>(bound_schedule(net).size()); }
+
+/// MATH.md §2.5: when max-pool node k reads a monotone activation, its input bounds are
+/// [σ(l'), σ(u')] of that activation's pre-activation bounds (for ReLU [max(l',0), max(u',0)], the
+/// original CNN-Cert's rule), not a back-substitution. Returns the activation's spec and sets
+/// `pre` (the pre-activation node) when the rule applies.
+bool maxpool_input_rule(const Network& net, int k, const Method& m, batched::ActSpec& spec, int& pre);
+
+/// σ applied to bounds (the rule above) on the host.
+void activation_of_bounds(const batched::ActSpec& s, const std::vector<double>& lo, const std::vector<double>& hi,
+                          std::vector<double>& out_lo, std::vector<double>& out_hi);
+
+/// Relaxation of activation node `n` for every neuron from its input bounds (CPU engines).
+void relax_activation_node(const Node& n, const Method& m, const std::vector<double>& lo, const std::vector<double>& hi,
+                           std::vector<double>& al, std::vector<double>& bl, std::vector<double>& au, std::vector<double>& bu);
+
+/// CNN-Cert's max-pool relaxation (MATH.md §2.5) of node n for one problem: per output neuron
+/// kernel_h·kernel_w slopes and the upper and lower intercepts (CPU engines).
+struct PoolRelax {
+  std::vector<double> slopes, beta_u, beta_l;
+};
+PoolRelax relax_maxpool_node(const Node& n, const Geometry& in, const std::vector<double>& lo, const std::vector<double>& hi);
+
+/// Per-thread cache of coefficient buffers: the back-substitutions allocate and free same-sized
+/// tensors at every step, and fresh large allocations cost page faults.
+class BufferPool {
+ public:
+  /// A buffer of n zeros.
+  static std::vector<double> take(size_t n) {
+    auto& free = list();
+    for (size_t i = free.size(); i-- > 0;)
+      if (free[i].capacity() >= n) {
+        std::vector<double> v = std::move(free[i]);
+        free.erase(free.begin() + static_cast<long>(i));
+        v.assign(n, 0.0);
+        return v;
+      }
+    return std::vector<double>(n, 0.0);
+  }
+  static void give(std::vector<double>&& v) {
+    if (v.capacity() == 0) return;
+    auto& free = list();
+    if (free.size() >= 16) free.erase(free.begin());  // bound the cache
+    free.push_back(std::move(v));
+  }
+
+ private:
+  static std::vector<std::vector<double>>& list() {
+    thread_local std::vector<std::vector<double>> free;
+    return free;
+  }
+};
 
 /// The error of a problem whose intermediate bounds at node `name` fail reliable_bound.
 inline std::string unreliable_bounds_error(const std::string& name) {

@@ -43,33 +43,9 @@ using detail::parallel_for;
 
 // ---- buffers ------------------------------------------------------------------------------------
 
-/// Per-thread cache of coefficient buffers (fresh large allocations cost page faults).
-class Pool {
- public:
-  static std::vector<double> take(size_t n) {
-    auto& free = list();
-    for (size_t i = free.size(); i-- > 0;)
-      if (free[i].capacity() >= n) {
-        std::vector<double> v = std::move(free[i]);
-        free.erase(free.begin() + static_cast<long>(i));
-        v.assign(n, 0.0);
-        return v;
-      }
-    return std::vector<double>(n, 0.0);
-  }
-  static void give(std::vector<double>&& v) {
-    if (v.capacity() == 0) return;
-    auto& free = list();
-    if (free.size() >= 12) free.erase(free.begin());
-    free.push_back(std::move(v));
-  }
-
- private:
-  static std::vector<std::vector<double>>& list() {
-    thread_local std::vector<std::vector<double>> free;
-    return free;
-  }
-};
+using Pool = detail::BufferPool;
+using detail::Window;
+using detail::window_of;
 
 /// Bytes of coefficient tensors alive (all threads), and the peak since the last reset.
 std::atomic<int64_t> g_live_bytes{0}, g_peak_bytes{0};
@@ -224,11 +200,6 @@ void accumulate(Rows& dst, Rows&& src, const Geometry& g) {
   axpy(static_cast<int64_t>(dst.a.size()), 1.0, f.a.data(), dst.a.data());
 }
 
-/// Sliding window (convolution or pooling) geometry.
-struct Window {
-  int64_t kh, kw, sh, sw, pt, pl, dh, dw;
-};
-
 /// The coefficients at the input of a sliding-window op: the whole input map for full rows (then
 /// window position (y, x) of the output reads input y·s − pad + k·d), or windows grown by the
 /// kernel at offsets y0·s − pad (input y·s + k·d of the window). Sets the base shifts.
@@ -238,7 +209,7 @@ Rows window_input(const Rows& a, const Window& k, const Geometry& in, int64_t& s
     return Rows(a.n, in.c, in.h, in.w, true);
   }
   shift_y = shift_x = 0;
-  Rows out(a.n, in.c, (a.h - 1) * k.sh + k.dh * (k.kh - 1) + 1, (a.w - 1) * k.sw + k.dw * (k.kw - 1) + 1, false);
+  Rows out(a.n, in.c, k.span_y(a.h), k.span_x(a.w), false);
   for (size_t r = 0; r < out.y0.size(); ++r) out.y0[r] = a.y0[r] * k.sh - k.pt, out.x0[r] = a.x0[r] * k.sw - k.pl;
   return out;
 }
@@ -262,7 +233,7 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
     if (b != 0)
       for (int64_t p = 0; p < hw; ++p) axpy(n, b, a.at(co * hw + p), bias);
   }
-  const Window win{k.kernel_h, k.kernel_w, k.stride_h, k.stride_w, k.pad_top, k.pad_left, k.dilation_h, k.dilation_w};
+  const Window win = window_of(k);
   int64_t shift_y, shift_x;
   Rows out = window_input(a, win, in, shift_y, shift_x);
   const int64_t cin_g = k.in_channels, cout_g = k.out_channels / k.groups, kk = k.kernel_h * k.kernel_w, m = cin_g * kk;
@@ -391,7 +362,7 @@ void elementwise_back(Rows& a, const Geometry& g, const double* au, const double
 Rows pool_back(Rows&& a, const PoolAttr& p, const Geometry& og, const Geometry& in, const double* slopes, const double* beta_u,
                const double* beta_l, double* bias) {
   if (beta_u) elementwise_back(a, og, nullptr, beta_u, nullptr, beta_l, bias);
-  const Window win{p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w};
+  const Window win = window_of(p);
   int64_t shift_y, shift_x;
   Rows out = window_input(a, win, in, shift_y, shift_x);
   const int64_t kk = p.kernel_h * p.kernel_w;
@@ -519,9 +490,7 @@ class FastEngine final : public BoundEngine {
     return n ? static_cast<int>(n) : 1;
   }
 
-  struct PoolRelax {
-    std::vector<double> slopes, beta_u, beta_l;
-  };
+  using PoolRelax = detail::PoolRelax;
 
   struct State {
     const BoundProblem* p = nullptr;
@@ -893,61 +862,26 @@ class FastEngine final : public BoundEngine {
     for (size_t j = static_cast<size_t>(k) + 1; j < s.box_ok.size(); ++j) s.box_ok[j] = 0;  // later intervals use these bounds
   }
 
-  /// MATH.md §2.5 (as the reference engine): a max-pool reading a monotone activation takes the
-  /// activation of that activation's pre-activation bounds as its input bounds.
+  /// MATH.md §2.5 (detail::maxpool_input_rule, as the reference engine).
   bool pool_input_from_activation(State& s, int k) const {
-    const Node& pool = net_.node(k);
-    const int src = pool.inputs[0];
-    const Node& act = net_.node(src);
-    if (pool.op != OpKind::MaxPool || act.op != OpKind::Activation) return false;
-    const ActAttr& a = act.as<ActAttr>();
-    const batched::ActSpec spec{a.kind, a.alpha, s.o->method.relu, s.o->method.smooth};
-    if (!batched::activation_monotone(spec)) return false;
-    const auto& pre_lo = s.lo[static_cast<size_t>(act.inputs[0])];
-    const auto& pre_hi = s.hi[static_cast<size_t>(act.inputs[0])];
-    CNNCERT_ASSERT(static_cast<int64_t>(pre_lo.size()) == act.size());
-    auto& lo = s.lo[static_cast<size_t>(src)];
-    auto& hi = s.hi[static_cast<size_t>(src)];
-    lo.resize(pre_lo.size()), hi.resize(pre_hi.size());
-    for (size_t i = 0; i < lo.size(); ++i) {
-      lo[i] = batched::activation_value(spec, pre_lo[i]);
-      hi[i] = batched::activation_value(spec, pre_hi[i]);
-    }
-    for (size_t j = static_cast<size_t>(src) + 1; j < s.box_ok.size(); ++j) s.box_ok[j] = 0;
+    batched::ActSpec spec;
+    int pre = -1;
+    if (!detail::maxpool_input_rule(net_, k, s.o->method, spec, pre)) return false;
+    const auto src = static_cast<size_t>(net_.node(k).inputs[0]);
+    detail::activation_of_bounds(spec, s.lo[static_cast<size_t>(pre)], s.hi[static_cast<size_t>(pre)], s.lo[src], s.hi[src]);
+    for (size_t j = src + 1; j < s.box_ok.size(); ++j) s.box_ok[j] = 0;  // later intervals use these bounds
     return true;
   }
 
   void relax_node(State& s, int k) const {
     const Node& n = net_.node(k);
-    const int src = n.inputs[0];
-    const auto& lo = s.lo[static_cast<size_t>(src)];
-    const auto& hi = s.hi[static_cast<size_t>(src)];
+    const auto src = static_cast<size_t>(n.inputs[0]);
     if (n.op == OpKind::MaxPool) {
-      const batched::PoolGeom pg = detail::pool_geom(n, geo_[static_cast<size_t>(src)]);
-      const int64_t kk = pg.kk();
-      PoolRelax r;
-      r.slopes.assign(static_cast<size_t>(pg.out_size() * kk), 0.0);
-      r.beta_u.assign(static_cast<size_t>(pg.out_size()), 0.0);
-      r.beta_l.assign(static_cast<size_t>(pg.out_size()), 0.0);
-      for (int64_t c = 0; c < pg.c; ++c)
-        for (int64_t y = 0; y < pg.hout; ++y)
-          for (int64_t x = 0; x < pg.wout; ++x) {
-            const int64_t j = (c * pg.hout + y) * pg.wout + x;
-            batched::relax_maxpool_window(pg, c, y, x, lo.data(), hi.data(), r.slopes.data() + j * kk,
-                                          r.beta_u[static_cast<size_t>(j)], r.beta_l[static_cast<size_t>(j)]);
-          }
-      s.pools[k] = std::move(r);
+      s.pools[k] = detail::relax_maxpool_node(n, geo_[src], s.lo[src], s.hi[src]);
       return;
     }
-    const ActAttr& a = n.as<ActAttr>();
-    const size_t size = lo.size();
     const auto i = static_cast<size_t>(k);
-    s.al[i].resize(size), s.bl[i].resize(size), s.au[i].resize(size), s.bu[i].resize(size);
-    const batched::ActSpec spec{a.kind, a.alpha, s.o->method.relu, s.o->method.smooth};
-    for (size_t j = 0; j < size; ++j) {
-      const Relaxation<double> r = batched::relax_activation(spec, lo[j], hi[j]);
-      s.al[i][j] = r.alpha_l, s.bl[i][j] = r.beta_l, s.au[i][j] = r.alpha_u, s.bu[i][j] = r.beta_u;
-    }
+    detail::relax_activation_node(n, s.o->method, s.lo[src], s.hi[src], s.al[i], s.bl[i], s.au[i], s.bu[i]);
   }
 
   BoundResult solve(const BoundProblem& p, const BoundOptions& o, int threads, bool report_layers) {
@@ -961,9 +895,8 @@ class FastEngine final : public BoundEngine {
     s.box_lo.resize(n), s.box_hi.resize(n), s.box_ok.assign(n, 0);
     BoundResult res;
     const bool report = o.layer_progress && report_layers;
-    const int64_t layers = 1 + std::count_if(nodes.begin(), nodes.end(), [](const Node& nd) {
-                             return nd.op == OpKind::Activation || nd.op == OpKind::MaxPool;
-                           });
+    const std::vector<int> schedule = detail::bound_schedule(net_);
+    const auto layers = static_cast<int64_t>(schedule.size()) + 1;
     int64_t done = 0;
     auto finish_stats = [&] {
       std::lock_guard<std::mutex> lock(stats_mutex_);
@@ -971,14 +904,13 @@ class FastEngine final : public BoundEngine {
       stats_.seconds_final += s.stats.seconds_final, stats_.backsub_flops += s.stats.backsub_flops;
       stats_.rows_computed += s.stats.rows_computed, stats_.rows_skipped += s.stats.rows_skipped;
     };
-    for (size_t k = 0; k < n; ++k) {
-      const Node& node = nodes[k];
-      if (node.op != OpKind::Activation && node.op != OpKind::MaxPool) continue;
+    for (const int k : schedule) {
+      const Node& node = nodes[static_cast<size_t>(k)];
       if (report) o.layer_progress(done++, layers);
       const int src = node.inputs[0];
       if (s.lo[static_cast<size_t>(src)].empty()) {
         const auto t0 = clock::now();
-        if (!pool_input_from_activation(s, static_cast<int>(k))) compute_bounds(s, src);
+        if (!pool_input_from_activation(s, k)) compute_bounds(s, src);
         s.stats.seconds_bounds += since(t0);
         auto reliable = [](const std::vector<double>& v) { return std::all_of(v.begin(), v.end(), batched::reliable_bound); };
         if (!reliable(s.lo[static_cast<size_t>(src)]) || !reliable(s.hi[static_cast<size_t>(src)])) {
@@ -991,7 +923,7 @@ class FastEngine final : public BoundEngine {
         if (o.want_intermediate) res.intermediate.push_back({src, s.lo[static_cast<size_t>(src)], s.hi[static_cast<size_t>(src)]});
       }
       const auto t1 = clock::now();
-      relax_node(s, static_cast<int>(k));
+      relax_node(s, k);
       s.stats.seconds_relax += since(t1);
     }
     if (report) o.layer_progress(done, layers);

@@ -17,12 +17,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cctype>
 #include <cstdio>
+#include <sstream>
 
 #include "cnncert/certify.hpp"
 #include "cnncert/engine.hpp"
 #include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
+#include "cli_util.hpp"
 #include "engine_compare.hpp"
 #include "test_util.hpp"
 
@@ -285,6 +288,37 @@ TEST(FastEngine, IsTheDefaultCpuEngine) {
   EXPECT_EQ(make_engine(net, e)->name(), "cpu-reference");
   EXPECT_EQ(parse_cpu_engine("reference"), CpuEngine::Reference);
   EXPECT_THROW(parse_cpu_engine("slow"), InvalidArgument);
+}
+
+TEST(FastEngine, CliSaysWhichEngineRanAndExactEqualsTheReference) {
+  // 6 images of the shipped model: the summary names the mode; --exact-cnncert and --engine
+  // reference give the same radii in the CSV; a wrong engine name is bad input.
+  const std::string base = kModel + " " + kImages + " -n 6 -q --csv - ";
+  const Result fast = cli("certify " + base), exact = cli("certify " + base + "--exact-cnncert"),
+               ref = cli("certify " + base + "--engine reference");
+  ASSERT_EQ(fast.code, 0) << fast.err;
+  ASSERT_EQ(exact.code, 0) << exact.err;
+  ASSERT_EQ(ref.code, 0) << ref.err;
+  EXPECT_NE(fast.out.find("engine = fast, stable neurons by interval propagation"), std::string::npos) << fast.out;
+  EXPECT_NE(exact.out.find("engine = fast, exact CNN-Cert"), std::string::npos) << exact.out;
+  EXPECT_NE(ref.out.find("engine = cpu-reference"), std::string::npos) << ref.out;
+  // CSV rows (image,label,predicted,target,eps,...): the same eps column in exact and reference.
+  auto eps_column = [](const std::string& out) {
+    std::vector<std::string> v;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty() || !std::isdigit(static_cast<unsigned char>(line[0]))) continue;
+      std::istringstream f(line);
+      std::string field;
+      for (int i = 0; i < 5 && std::getline(f, field, ','); ++i) {
+      }
+      v.push_back(field);
+    }
+    return v;
+  };
+  EXPECT_EQ(eps_column(exact.out).size(), 6u);
+  EXPECT_EQ(eps_column(exact.out), eps_column(ref.out));
+  expect_bad_input(cli("certify " + base + "--engine slow"), "unknown engine 'slow'");
 }
 
 }  // namespace
