@@ -23,6 +23,7 @@
 #include "cli_options.hpp"
 #include "bench_util.hpp"
 #include "environment.hpp"
+#include "engine_common.hpp"
 
 namespace {
 
@@ -232,7 +233,11 @@ int main(int argc, char** argv) {
   json env = cnncert::bench::environment();
   env["method"] = method;
   env["repeat"] = repeat;
+  const double gemm_peak = cnncert::detail::gemm_peak_gflops();
+  env["gemm_peak_gflops_one_thread"] = gemm_peak;
   std::cout << cnncert::bench::environment_line(env) << "\n";
+  std::cout << "GEMM peak (one thread, 1024^3 dgemm, best of 5): " << std::fixed << std::setprecision(1) << gemm_peak
+            << " GFLOP/s" << std::defaultfloat << "\n";
   std::cout << "method " << method << ", CNN-Cert search (15 steps from 0.05), random targets (seed 1215)\n\n";
   std::cout << std::left << std::setw(34) << "network" << std::setw(6) << "norm" << std::setw(11) << "engine" << std::setw(8)
             << "images" << std::setw(11) << "avg eps" << std::setw(12) << "s/image" << std::setw(11) << "total s" << std::setw(20)
@@ -301,6 +306,10 @@ int main(int argc, char** argv) {
                 << " GFLOP/image";
           row["gflop_per_image"] = st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(runs[0].certified_images));
           row["gflops_backsub"] = gflops;
+          if (gemm_peak > 0 && gflops > 0) {
+            extra << " (" << std::setprecision(0) << 100 * gflops / gemm_peak << "% of the GEMM peak)";
+            row["fraction_of_gemm_peak"] = gflops / gemm_peak;
+          }
           row["radii_compared"] = compared;
           row["radii_differing"] = differing;
         }

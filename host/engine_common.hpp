@@ -107,6 +107,10 @@ class BufferPool {
   }
 };
 
+/// GFLOP/s of one thread's n × n × n GEMM through the fast engine's GEMM routine (BLAS when the
+/// build has it), best of `repeats`: the peak the benchmark compares the back-substitution with.
+double gemm_peak_gflops(int64_t n = 1024, int repeats = 5);
+
 /// The error of a problem whose intermediate bounds at node `name` fail reliable_bound.
 inline std::string unreliable_bounds_error(const std::string& name) {
   return "the bounds of node '" + name + "' are not finite or exceed 1e12 in magnitude (not reliable in floating point)";

@@ -991,6 +991,24 @@ class FastEngine final : public BoundEngine {
 
 }  // namespace fast
 
+namespace detail {
+double gemm_peak_gflops(int64_t n, int repeats) {
+#if defined(CNNCERT_HAVE_BLAS) && defined(CNNCERT_HAVE_OPENBLAS)
+  openblas_set_num_threads(1);
+#endif
+  std::vector<double> x(static_cast<size_t>(n * n)), y(static_cast<size_t>(n * n)), c(static_cast<size_t>(n * n));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 1.0 / static_cast<double>(1 + i % 7), y[i] = 1.0 / static_cast<double>(1 + i % 5);
+  double best = 0;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double flops = fast::gemm_tn(n, n, n, x.data(), n, y.data(), n, c.data(), n);
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (sec > 0) best = std::max(best, flops / sec / 1e9);
+  }
+  return best;
+}
+}  // namespace detail
+
 std::unique_ptr<BoundEngine> make_fast_engine(const Network& net, int threads, size_t memory_mib) {
   CNNCERT_CHECK(memory_mib > 0, "the fast engine needs a positive memory budget");
   return std::make_unique<fast::FastEngine>(net, threads, memory_mib << 20);
