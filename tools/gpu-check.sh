@@ -52,7 +52,7 @@ if has bench; then
   data="${CNNCERT_SHARED_DATA:-$root/.gpu/data}"
   [ -d "$data" ] || data="$root/../shared/data"
   # shellcheck disable=SC2086
-  build-gpu/cnncert-bench --data "$data" ${BENCH_ARGS:---devices cpu,gpu --norms inf --repeat 3 --count-huge 1} \
+  build-gpu/cnncert-bench --data "$data" ${BENCH_ARGS:---devices cpu,gpu --norms inf --repeat 3 --count-huge 1 --only shipped,verivital,oval21,resnet_2b,biasfield} \
     --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 fi
