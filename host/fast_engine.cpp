@@ -13,9 +13,10 @@
 //   neurons stable (l ≥ 0 or u ≤ 0); those get the interval as bounds (their relaxation is the
 //   exact linear function either way) and no row. With BoundOptions::exact_cnncert every neuron
 //   gets a row, as in the original CNN-Cert.
-// * Threads: problems in parallel when there are enough of them, else the chunks of a layer.
-//   Chunking does not depend on the thread count and BLAS runs single-threaded inside, so the
-//   results are bit-identical for any thread count.
+// * Threads: problems in parallel when there are enough of them, else the chunks of a layer, as
+//   many at once as the memory budget holds. The chunking depends on the network and the budget
+//   only, and BLAS runs single-threaded inside, so the results are bit-identical for any thread
+//   count (for a given budget).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -120,6 +121,9 @@ void axpy(int64_t n, double alpha, const double* __restrict x, double* __restric
 double gemm_tn(int64_t m, int64_t n, int64_t k, const double* x, int64_t ldx, const double* y, int64_t ldy, double* c,
                int64_t ldc) {
 #ifdef CNNCERT_HAVE_BLAS
+  constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
+  CNNCERT_CHECK(m <= kMaxInt && n <= kMaxInt && k <= kMaxInt && ldx <= kMaxInt && ldy <= kMaxInt && ldc <= kMaxInt,
+                "a back-substitution GEMM is too large for BLAS's int sizes (use a smaller memory budget)");
   cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, x,
               static_cast<int>(ldx), y, static_cast<int>(ldy), 0.0, c, static_cast<int>(ldc));
 #else
@@ -394,12 +398,15 @@ Rows pool_back(Rows&& a, const PoolAttr& p, const Geometry& og, const Geometry& 
 
 // ---- interval propagation ------------------------------------------------------------------------
 
-/// Relative widening of every propagated interval: the interval arithmetic is not outward
-/// rounded, so a little slack keeps the stability decisions sound.
+/// Widening of every propagated interval: the interval arithmetic is not outward rounded. A sum
+/// of `terms` products whose magnitudes add up to `mag` is off by at most about terms · 2⁻⁵³ · mag
+/// (the standard bound for recursive summation); the slack is 8× that plus 1e-12 of the result,
+/// so the intervals contain the exact ones and the stability decisions stay sound.
 constexpr double kWiden = 1e-12;
 
-inline void widen(double& lo, double& hi) {
-  const double m = kWiden * (std::fabs(lo) + std::fabs(hi)) + std::numeric_limits<double>::min();
+inline void widen(double& lo, double& hi, double mag = 0, int64_t terms = 0) {
+  const double m = kWiden * (std::fabs(lo) + std::fabs(hi)) + 8.0 * static_cast<double>(terms + 2) * 0x1p-53 * mag +
+                   std::numeric_limits<double>::min();
   lo -= m, hi += m;
 }
 
@@ -454,34 +461,42 @@ class FastEngine final : public BoundEngine {
   std::vector<BoundResult> bound(const std::vector<BoundProblem>& problems, const BoundOptions& options) override {
     check_bound_problems(net_, problems, options);
     std::vector<BoundResult> out(problems.size());
-    const bool outer = static_cast<int64_t>(problems.size()) >= threads_;
+    const int threads = workers();
+    const bool outer = static_cast<int64_t>(problems.size()) >= threads;
     {
       std::lock_guard<std::mutex> lock(stats_mutex_);
       ++stats_.calls;
     }
     g_peak_bytes = g_live_bytes.load();
-    parallel_for(static_cast<int64_t>(problems.size()), outer ? threads_ : 1, [&](int64_t i) {
-      out[static_cast<size_t>(i)] = solve(problems[static_cast<size_t>(i)], options, outer ? 1 : threads_, !outer || threads_ == 1);
+    parallel_for(static_cast<int64_t>(problems.size()), outer ? threads : 1, [&](int64_t i) {
+      out[static_cast<size_t>(i)] = solve(problems[static_cast<size_t>(i)], options, outer ? 1 : threads, !outer || threads == 1);
     });
     std::lock_guard<std::mutex> lock(stats_mutex_);
     stats_.peak_tensor_bytes = std::max(stats_.peak_tensor_bytes, static_cast<double>(g_peak_bytes.load() - g_live_bytes.load()));
     return out;
   }
 
-  /// Rows (per pass) of one chunk: four stacked tensors of the largest node alive per thread within
-  /// three quarters of the thread's share of the memory budget, at most 256.
+  /// Rows (per pass) of one chunk: four stacked tensors of the largest node within three quarters
+  /// of the memory budget, at most 256. Independent of the thread count (so are the results).
   int64_t max_rows() const {
     const double per_row = 2.0 * 4.0 * static_cast<double>(max_size_) * sizeof(double);
-    const double budget = 0.75 * static_cast<double>(memory_) / static_cast<double>(threads_);
-    return std::clamp<int64_t>(static_cast<int64_t>(budget / per_row), 1, 256);
+    return std::clamp<int64_t>(static_cast<int64_t>(0.75 * static_cast<double>(memory_) / per_row), 1, 256);
+  }
+
+  /// Threads that work at once: as many chunks (tensors and GEMM scratch) as fit the budget, at most
+  /// the requested threads, at least one.
+  int workers() const {
+    const double per_thread = 2.0 * 4.0 * static_cast<double>(max_size_) * sizeof(double) * static_cast<double>(max_rows()) +
+                              static_cast<double>(make_scratch().max_cols) * sizeof(double);
+    return static_cast<int>(std::clamp<double>(std::floor(static_cast<double>(memory_) / per_thread), 1, threads_));
   }
 
  private:
-  /// Scratch of one thread: the GEMM columns get a quarter of the thread's share of the budget.
+  /// Scratch of one thread: GEMM columns of at most an eighth of the budget (2^20 doubles at most),
+  /// independent of the thread count.
   Scratch make_scratch() const {
     Scratch s;
-    s.max_cols = std::max<int64_t>(1, static_cast<int64_t>(memory_ / static_cast<size_t>(threads_) / 4 / sizeof(double)));
-    s.max_cols = std::min<int64_t>(s.max_cols, int64_t{1} << 20);
+    s.max_cols = std::clamp<int64_t>(static_cast<int64_t>(memory_ / 8 / sizeof(double)), 1, int64_t{1} << 20);
     return s;
   }
 
@@ -552,7 +567,8 @@ class FastEngine final : public BoundEngine {
           const double* wco = c.weight.data() + co * cin_g * kk;
           for (int64_t oy = 0; oy < g.h; ++oy)
             for (int64_t ox = 0; ox < g.w; ++ox) {
-              double mid = c.bias[static_cast<size_t>(co)], rad = 0;
+              double mid = c.bias[static_cast<size_t>(co)], rad = 0, mag = std::fabs(mid);
+              int64_t terms = 1;
               for (int64_t ci = 0; ci < cin_g; ++ci)
                 for (int64_t ky = 0; ky < c.kernel_h; ++ky) {
                   const int64_t iy = oy * c.stride_h - c.pad_top + ky * c.dilation_h;
@@ -564,10 +580,12 @@ class FastEngine final : public BoundEngine {
                     const auto j = static_cast<size_t>(((grp * cin_g + ci) * gi.h + iy) * gi.w + ix);
                     mid += w * (sl[j] + sh[j]) / 2;
                     rad += std::fabs(w) * (sh[j] - sl[j]) / 2;
+                    mag += std::fabs(w) * (std::fabs(sl[j]) + std::fabs(sh[j]));
+                    ++terms;
                   }
                 }
               double l = mid - rad, u = mid + rad;
-              widen(l, u);
+              widen(l, u, mag, terms);
               const auto j = static_cast<size_t>((co * g.h + oy) * g.w + ox);
               lo[j] = l, hi[j] = u;
             }
@@ -580,10 +598,14 @@ class FastEngine final : public BoundEngine {
         for (size_t j = 0; j < mid_in.size(); ++j) mid_in[j] = (sl[j] + sh[j]) / 2, rad_in[j] = (sh[j] - sl[j]) / 2;
         for (int64_t r = 0; r < d.out_features; ++r) {
           const double* w = d.weight.data() + r * d.in_features;
-          double mid = d.bias[static_cast<size_t>(r)], rad = 0;
-          for (int64_t j = 0; j < d.in_features; ++j) mid += w[j] * mid_in[static_cast<size_t>(j)], rad += std::fabs(w[j]) * rad_in[static_cast<size_t>(j)];
+          double mid = d.bias[static_cast<size_t>(r)], rad = 0, mag = std::fabs(mid);
+          for (int64_t j = 0; j < d.in_features; ++j) {
+            const auto jj = static_cast<size_t>(j);
+            mid += w[j] * mid_in[jj], rad += std::fabs(w[j]) * rad_in[jj];
+            mag += std::fabs(w[j]) * (std::fabs(mid_in[jj]) + rad_in[jj]);
+          }
           double l = mid - rad, u = mid + rad;
-          widen(l, u);
+          widen(l, u, mag, d.in_features + 1);
           lo[static_cast<size_t>(r)] = l, hi[static_cast<size_t>(r)] = u;
         }
         break;
@@ -617,7 +639,7 @@ class FastEngine final : public BoundEngine {
           for (int64_t oy = 0; oy < g.h; ++oy)
             for (int64_t ox = 0; ox < g.w; ++ox) {
               const int64_t o_idx = (ch * g.h + oy) * g.w + ox;
-              double l = avg ? 0 : -std::numeric_limits<double>::infinity(), u = l;
+              double l = avg ? 0 : -std::numeric_limits<double>::infinity(), u = l, mag = 0;
               for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
                 const int64_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
                 if (iy < 0 || iy >= gi.h) continue;
@@ -628,12 +650,13 @@ class FastEngine final : public BoundEngine {
                   if (avg) {
                     const double w = avg_slopes_.at(k)[static_cast<size_t>(o_idx * kk + ky * p.kernel_w + kx)];
                     l += w * sl[j], u += w * sh[j];
+                    mag += w * (std::fabs(sl[j]) + std::fabs(sh[j]));
                   } else {
                     l = std::max(l, sl[j]), u = std::max(u, sh[j]);
                   }
                 }
               }
-              widen(l, u);
+              widen(l, u, mag, kk);
               lo[static_cast<size_t>(o_idx)] = l, hi[static_cast<size_t>(o_idx)] = u;
             }
         break;
@@ -643,7 +666,7 @@ class FastEngine final : public BoundEngine {
         const std::vector<double>& th = ihi(s, n.inputs[1]);
         for (size_t j = 0; j < lo.size(); ++j) {
           double l = sl[j] + tl[j], u = sh[j] + th[j];
-          widen(l, u);
+          widen(l, u, std::fabs(sl[j]) + std::fabs(tl[j]) + std::fabs(sh[j]) + std::fabs(th[j]), 2);
           lo[j] = l, hi[j] = u;
         }
         break;
@@ -835,7 +858,8 @@ class FastEngine final : public BoundEngine {
       const auto& bh = s.box_hi[static_cast<size_t>(k)];
       for (int64_t j = 0; j < size; ++j) {
         const auto jj = static_cast<size_t>(j);
-        if (bl[jj] < 0 && bh[jj] > 0) need.push_back(j);
+        // Stable and reliable (finite, ≤ 1e12): no row. Otherwise the neuron gets its back-substitution.
+        if ((bl[jj] < 0 && bh[jj] > 0) || !batched::reliable_bound(bl[jj]) || !batched::reliable_bound(bh[jj])) need.push_back(j);
         else l[jj] = bl[jj], u[jj] = bh[jj];
       }
       s.stats.rows_skipped += static_cast<double>(size - static_cast<int64_t>(need.size()));
