@@ -77,6 +77,30 @@ struct PoolRelax {
 };
 PoolRelax relax_maxpool_node(const Node& n, const Geometry& in, const std::vector<double>& lo, const std::vector<double>& hi);
 
+/// The max-pool input rule and the relaxation of node k on a CPU engine's per-problem state `s`
+/// (vectors lo, hi, al, bl, au, bu per node and a map `pools`), shared by the reference and the
+/// fast engine. apply_maxpool_input_rule returns false when the rule does not apply.
+template <class State>
+bool apply_maxpool_input_rule(const Network& net, int k, State& s) {
+  batched::ActSpec spec;
+  int pre = -1;
+  if (!maxpool_input_rule(net, k, s.o->method, spec, pre)) return false;
+  const auto src = static_cast<size_t>(net.node(k).inputs[0]);
+  activation_of_bounds(spec, s.lo[static_cast<size_t>(pre)], s.hi[static_cast<size_t>(pre)], s.lo[src], s.hi[src]);
+  return true;
+}
+template <class State>
+void relax_cpu_node(const Network& net, const std::vector<Geometry>& geo, int k, State& s) {
+  const Node& n = net.node(k);
+  const auto src = static_cast<size_t>(n.inputs[0]);
+  if (n.op == OpKind::MaxPool) {
+    s.pools[k] = relax_maxpool_node(n, geo[src], s.lo[src], s.hi[src]);
+    return;
+  }
+  const auto i = static_cast<size_t>(k);
+  relax_activation_node(n, s.o->method, s.lo[src], s.hi[src], s.al[i], s.bl[i], s.au[i], s.bu[i]);
+}
+
 /// Per-thread cache of coefficient buffers: the back-substitutions allocate and free same-sized
 /// tensors at every step, and fresh large allocations cost page faults.
 class BufferPool {

@@ -888,25 +888,13 @@ class FastEngine final : public BoundEngine {
 
   /// MATH.md §2.5 (detail::maxpool_input_rule, as the reference engine).
   bool pool_input_from_activation(State& s, int k) const {
-    batched::ActSpec spec;
-    int pre = -1;
-    if (!detail::maxpool_input_rule(net_, k, s.o->method, spec, pre)) return false;
+    if (!detail::apply_maxpool_input_rule(net_, k, s)) return false;
     const auto src = static_cast<size_t>(net_.node(k).inputs[0]);
-    detail::activation_of_bounds(spec, s.lo[static_cast<size_t>(pre)], s.hi[static_cast<size_t>(pre)], s.lo[src], s.hi[src]);
     for (size_t j = src + 1; j < s.box_ok.size(); ++j) s.box_ok[j] = 0;  // later intervals use these bounds
     return true;
   }
 
-  void relax_node(State& s, int k) const {
-    const Node& n = net_.node(k);
-    const auto src = static_cast<size_t>(n.inputs[0]);
-    if (n.op == OpKind::MaxPool) {
-      s.pools[k] = detail::relax_maxpool_node(n, geo_[src], s.lo[src], s.hi[src]);
-      return;
-    }
-    const auto i = static_cast<size_t>(k);
-    detail::relax_activation_node(n, s.o->method, s.lo[src], s.hi[src], s.al[i], s.bl[i], s.au[i], s.bu[i]);
-  }
+  void relax_node(State& s, int k) const { detail::relax_cpu_node(net_, geo_, k, s); }
 
   BoundResult solve(const BoundProblem& p, const BoundOptions& o, int threads, bool report_layers) {
     using clock = std::chrono::steady_clock;

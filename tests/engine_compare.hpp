@@ -143,6 +143,17 @@ double compare_on_random_networks(MakeEngine&& make_test_engine, int problems = 
   return worst;
 }
 
+/// Margin problems (all targets of the predicted class, radius eps) at the first `count` reference
+/// images of model `stem` (tests/fixtures/reference/STEM.input.npy).
+inline std::vector<BoundProblem> fixture_problems(const Network& net, const std::string& stem, int count, double eps) {
+  const std::vector<double> x = fixture_inputs(stem, 0, count);
+  const auto n = static_cast<size_t>(net.input_size());
+  std::vector<BoundProblem> ps;
+  for (size_t i = 0; i * n < x.size(); ++i)
+    ps.push_back(margin_problem(net, std::vector<double>(x.begin() + static_cast<long>(i * n), x.begin() + static_cast<long>((i + 1) * n)), eps));
+  return ps;
+}
+
 /// Bounds, with the intermediate ones, of the first `count` reference images of a real network
 /// (tests/fixtures/reference/STEM.input.npy, all margins at radius eps): engine `test` against
 /// the CPU engine. Returns the largest |difference| / tolerance.
@@ -152,11 +163,7 @@ double compare_on_fixtures(MakeEngine&& make_test_engine, const std::filesystem:
   const std::string what = onnx.filename().string() + " " + method;
   SCOPED_TRACE(what);
   const Network net = import_onnx(onnx.string());
-  const std::vector<double> x = fixture_inputs(stem, 0, count);
-  const int64_t n = net.input_size();
-  std::vector<BoundProblem> ps;
-  for (size_t i = 0; i * static_cast<size_t>(n) < x.size(); ++i)
-    ps.push_back(margin_problem(net, std::vector<double>(x.begin() + static_cast<long>(i) * n, x.begin() + static_cast<long>(i + 1) * n), eps));
+  const std::vector<BoundProblem> ps = fixture_problems(net, stem, count, eps);
   BoundOptions o;
   o.norm = norm;
   o.method = parse_method(method);

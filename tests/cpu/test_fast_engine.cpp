@@ -193,11 +193,7 @@ TEST(FastEngine, RealNetworkResultsAreBitIdenticalForAnyThreadCountAndBudget) {
   // problem in parallel) at the default budget, and 1 against 4 with a 4 MiB budget (rows
   // chunked small, fewer threads at once).
   const Network net = import_onnx((source_dir() / "models/mnist_cnn_lenet.onnx").string());
-  const std::vector<double> x = fixture_inputs("mnist_cnn_lenet", 0, 2);
-  const int64_t n = net.input_size();
-  std::vector<BoundProblem> ps;
-  for (size_t i = 0; i * static_cast<size_t>(n) < x.size(); ++i)
-    ps.push_back(margin_problem(net, std::vector<double>(x.begin() + static_cast<long>(i) * n, x.begin() + static_cast<long>(i + 1) * n), 0.02));
+  const std::vector<BoundProblem> ps = fixture_problems(net, "mnist_cnn_lenet", 2, 0.02);
   BoundOptions o;
   o.want_intermediate = o.want_linear = true;
   expect_identical(make_fast_engine(net, 1)->bound(ps, o), make_fast_engine(net, 7)->bound(ps, o), "lenet 1 vs 7 threads");
@@ -304,11 +300,7 @@ TEST(FastEngine, InputBoxAndEmptySpecsMatchTheReference) {
 TEST(FastEngine, ShippedAndSharedNetworksMatchTheReference) {
   auto check = [](const std::filesystem::path& onnx, const std::string& stem, double eps, Norm norm, const char* method) {
     const Network net = import_onnx(onnx.string());
-    const std::vector<double> x = fixture_inputs(stem, 0, 2);
-    const int64_t n = net.input_size();
-    std::vector<BoundProblem> ps;
-    for (size_t i = 0; i * static_cast<size_t>(n) < x.size(); ++i)
-      ps.push_back(margin_problem(net, std::vector<double>(x.begin() + static_cast<long>(i) * n, x.begin() + static_cast<long>(i + 1) * n), eps));
+    const std::vector<BoundProblem> ps = fixture_problems(net, stem, 2, eps);
     BoundOptions o;
     o.norm = norm;
     o.method = parse_method(method);
