@@ -268,29 +268,35 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
     mask_outside(out, in);
     return settle(std::move(out), in);
   }
-  const int64_t per_row = m * a.w * n;
+  // Columns per GEMM: whole window rows while they fit s.max_cols, else pieces of one window row
+  // (at least one window position).
+  const int64_t per_pos = m * n, per_row = per_pos * a.w;
   const int64_t block = std::clamp<int64_t>(s.max_cols / std::max<int64_t>(per_row, 1), 1, a.h);
-  if (static_cast<int64_t>(s.cols.size()) < per_row * block) s.cols.resize(static_cast<size_t>(per_row * block));
+  const int64_t piece = block > 1 || per_row <= s.max_cols ? a.w : std::clamp<int64_t>(s.max_cols / per_pos, 1, a.w);
+  const int64_t need = block > 1 || piece == a.w ? per_row * block : per_pos * piece;
+  if (static_cast<int64_t>(s.cols.size()) < need) s.cols.resize(static_cast<size_t>(need));
   for (int64_t g = 0; g < k.groups; ++g) {
     const double* wg = k.weight.data() + g * cout_g * m;
-    for (int64_t by = 0; by < a.h; by += block) {
-      const int64_t rows_here = std::min(block, a.h - by), cols = rows_here * a.w * n;
-      s.flops += gemm_tn(m, cols, cout_g, wg, m, a.a.data() + (g * cout_g * hw + by * a.w) * n, hw * n, s.cols.data(), cols);
-      for (int64_t ci = 0; ci < cin_g; ++ci)
-        for (int64_t ky = 0; ky < k.kernel_h; ++ky)
-          for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
-            const double* crow = s.cols.data() + ((ci * k.kernel_h + ky) * k.kernel_w + kx) * cols;
-            for (int64_t oy = 0; oy < rows_here; ++oy) {
-              const int64_t iy = (by + oy) * k.stride_h + ky * k.dilation_h + shift_y;
-              if (iy < 0 || iy >= out.h) continue;
-              for (int64_t ox = 0; ox < a.w; ++ox) {
-                const int64_t ix = ox * k.stride_w + kx * k.dilation_w + shift_x;
-                if (ix < 0 || ix >= out.w) continue;
-                axpy(n, 1.0, crow + (oy * a.w + ox) * n, out.at(((g * cin_g + ci) * out.h + iy) * out.w + ix));
+    for (int64_t by = 0; by < a.h; by += block)
+      for (int64_t bx = 0; bx < a.w; bx += piece) {
+        // Window rows [by, by + rows_here), columns [bx, bx + width): contiguous in A.
+        const int64_t rows_here = std::min(block, a.h - by), width = std::min(piece, a.w - bx), cols = rows_here * width * n;
+        s.flops += gemm_tn(m, cols, cout_g, wg, m, a.a.data() + (g * cout_g * hw + by * a.w + bx) * n, hw * n, s.cols.data(), cols);
+        for (int64_t ci = 0; ci < cin_g; ++ci)
+          for (int64_t ky = 0; ky < k.kernel_h; ++ky)
+            for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
+              const double* crow = s.cols.data() + ((ci * k.kernel_h + ky) * k.kernel_w + kx) * cols;
+              for (int64_t oy = 0; oy < rows_here; ++oy) {
+                const int64_t iy = (by + oy) * k.stride_h + ky * k.dilation_h + shift_y;
+                if (iy < 0 || iy >= out.h) continue;
+                for (int64_t ox = 0; ox < width; ++ox) {
+                  const int64_t ix = (bx + ox) * k.stride_w + kx * k.dilation_w + shift_x;
+                  if (ix < 0 || ix >= out.w) continue;
+                  axpy(n, 1.0, crow + (oy * width + ox) * n, out.at(((g * cin_g + ci) * out.h + iy) * out.w + ix));
+                }
               }
             }
-          }
-    }
+      }
   }
   mask_outside(out, in);
   return settle(std::move(out), in);
