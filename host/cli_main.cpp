@@ -241,7 +241,7 @@ struct BoundCliOptions {
                  "neurons that interval propagation proves stable, which can only differ where it proves more of them)");
   }
 
-  /// "fast", "fast, exact CNN-Cert", "reference" or "gpu" for the outputs.
+  /// The engine and its mode for the outputs: the two modes of the fast engine, else the engine name.
   std::string mode(const cnncert::BoundEngine& e) const {
     if (e.name() != "cpu") return e.name();
     return exact_cnncert ? "fast, exact CNN-Cert" : "fast, stable neurons by interval propagation";

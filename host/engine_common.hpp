@@ -53,8 +53,6 @@ inline Window window_of(const PoolAttr& p) {
 /// The activation/max-pool nodes, in the order every engine gives them their input bounds and
 /// relaxes them; the last "layer" of a bound() call is the specification rows.
 std::vector<int> bound_schedule(const Network& net);
-/// Layers of a bound() call for BoundOptions::layer_progress: the schedule plus the specification.
-inline int64_t schedule_layers(const Network& net) { return 1 + static_cast<int64_t>(bound_schedule(net).size()); }
 
 /// MATH.md §2.5: when max-pool node k reads a monotone activation, its input bounds are
 /// [σ(l'), σ(u')] of that activation's pre-activation bounds (for ReLU [max(l',0), max(u',0)], the

@@ -125,7 +125,7 @@ void check_bound_problems(const Network& net, const std::vector<BoundProblem>& p
 std::unique_ptr<BoundEngine> make_cpu_engine(const Network& net, int threads = 0);
 
 /// The fast CPU engine (the default for Device::Cpu): the reference's algorithm in double
-/// precision with chunk-shared windows, GEMM-shaped back-substitution (BLAS when the build has
+/// precision with per-row receptive-field windows, GEMM-shaped back-substitution (BLAS when the build has
 /// it), rows only for neurons not proven stable (see BoundOptions::exact_cnncert) and `threads`
 /// worker threads (0 = all cores; as many run at once as the memory budget holds). `memory_mib`
 /// bounds the coefficient tensors of all threads together: rows are chunked to it. For a given
@@ -140,12 +140,12 @@ enum class Device { Cpu, Gpu, Auto };
 /// Parses "cpu", "gpu" or "auto".
 Device parse_device(const std::string& s);
 
-/// Engine selection and resources.
 /// Which CPU engine Device::Cpu (and Device::Auto without a GPU) uses.
 enum class CpuEngine { Fast, Reference };
 /// Parses "fast" or "reference".
 CpuEngine parse_cpu_engine(const std::string& s);
 
+/// Engine selection and resources.
 struct EngineOptions {
   Device device = Device::Cpu;
   CpuEngine cpu_engine = CpuEngine::Fast;  ///< the fast engine, or the plain reference
