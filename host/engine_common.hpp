@@ -42,6 +42,19 @@ struct Window {
   /// The window size at the input of `h` consecutive output positions (one axis).
   int64_t span_y(int64_t h) const { return (h - 1) * sh + dh * (kh - 1) + 1; }
   int64_t span_x(int64_t w) const { return (w - 1) * sw + dw * (kw - 1) + 1; }
+  /// Calls f(ky, kx, iy, ix) for every tap of output position (oy, ox) that reads inside an
+  /// in_h × in_w map (padding taps skipped): the forward direction of the window.
+  template <class F>
+  void for_each_input(int64_t in_h, int64_t in_w, int64_t oy, int64_t ox, F&& f) const {
+    for (int64_t ky = 0; ky < kh; ++ky) {
+      const int64_t iy = oy * sh - pt + ky * dh;
+      if (iy < 0 || iy >= in_h) continue;
+      for (int64_t kx = 0; kx < kw; ++kx) {
+        const int64_t ix = ox * sw - pl + kx * dw;
+        if (ix >= 0 && ix < in_w) f(ky, kx, iy, ix);
+      }
+    }
+  }
 };
 inline Window window_of(const ConvAttr& k) {
   return {k.kernel_h, k.kernel_w, k.stride_h, k.stride_w, k.pad_top, k.pad_left, k.dilation_h, k.dilation_w};

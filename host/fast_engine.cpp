@@ -482,6 +482,7 @@ class FastEngine final : public BoundEngine {
     return out;
   }
 
+ private:
   /// Rows (per pass) of one chunk: four stacked tensors of the largest node within three quarters
   /// of the memory budget, at most 256. Independent of the thread count (so are the results).
   int64_t max_rows() const {
@@ -497,7 +498,6 @@ class FastEngine final : public BoundEngine {
     return static_cast<int>(std::clamp<double>(std::floor(static_cast<double>(memory_) / per_thread), 1, threads_));
   }
 
- private:
   /// Scratch of one thread: GEMM columns of at most an eighth of the budget (2^20 doubles at most),
   /// independent of the thread count.
   Scratch make_scratch() const {
@@ -567,6 +567,7 @@ class FastEngine final : public BoundEngine {
     switch (n.op) {
       case OpKind::Conv: {
         const ConvAttr& c = n.as<ConvAttr>();
+        const Window win = window_of(c);
         const int64_t cin_g = c.in_channels, cout_g = c.out_channels / c.groups, kk = c.kernel_h * c.kernel_w;
         for (int64_t co = 0; co < g.c; ++co) {
           const int64_t grp = co / cout_g;
@@ -575,21 +576,16 @@ class FastEngine final : public BoundEngine {
             for (int64_t ox = 0; ox < g.w; ++ox) {
               double mid = c.bias[static_cast<size_t>(co)], rad = 0, mag = std::fabs(mid);
               int64_t terms = 1;
-              for (int64_t ci = 0; ci < cin_g; ++ci)
-                for (int64_t ky = 0; ky < c.kernel_h; ++ky) {
-                  const int64_t iy = oy * c.stride_h - c.pad_top + ky * c.dilation_h;
-                  if (iy < 0 || iy >= gi.h) continue;
-                  for (int64_t kx = 0; kx < c.kernel_w; ++kx) {
-                    const int64_t ix = ox * c.stride_w - c.pad_left + kx * c.dilation_w;
-                    if (ix < 0 || ix >= gi.w) continue;
-                    const double w = wco[(ci * c.kernel_h + ky) * c.kernel_w + kx];
-                    const auto j = static_cast<size_t>(((grp * cin_g + ci) * gi.h + iy) * gi.w + ix);
-                    mid += w * (sl[j] + sh[j]) / 2;
-                    rad += std::fabs(w) * (sh[j] - sl[j]) / 2;
-                    mag += std::fabs(w) * (std::fabs(sl[j]) + std::fabs(sh[j]));
-                    ++terms;
-                  }
+              win.for_each_input(gi.h, gi.w, oy, ox, [&](int64_t ky, int64_t kx, int64_t iy, int64_t ix) {
+                for (int64_t ci = 0; ci < cin_g; ++ci) {
+                  const double w = wco[(ci * c.kernel_h + ky) * c.kernel_w + kx];
+                  const auto j = static_cast<size_t>(((grp * cin_g + ci) * gi.h + iy) * gi.w + ix);
+                  mid += w * (sl[j] + sh[j]) / 2;
+                  rad += std::fabs(w) * (sh[j] - sl[j]) / 2;
+                  mag += std::fabs(w) * (std::fabs(sl[j]) + std::fabs(sh[j]));
+                  ++terms;
                 }
+              });
               double l = mid - rad, u = mid + rad;
               widen(l, u, mag, terms);
               const auto j = static_cast<size_t>((co * g.h + oy) * g.w + ox);
@@ -639,29 +635,25 @@ class FastEngine final : public BoundEngine {
       case OpKind::MaxPool:
       case OpKind::AvgPool: {
         const PoolAttr& p = n.as<PoolAttr>();
+        const Window win = window_of(p);
         const bool avg = n.op == OpKind::AvgPool;
+        const double* slopes = avg ? avg_slopes_.at(k).data() : nullptr;
         const int64_t kk = p.kernel_h * p.kernel_w;
         for (int64_t ch = 0; ch < g.c; ++ch)
           for (int64_t oy = 0; oy < g.h; ++oy)
             for (int64_t ox = 0; ox < g.w; ++ox) {
               const int64_t o_idx = (ch * g.h + oy) * g.w + ox;
               double l = avg ? 0 : -std::numeric_limits<double>::infinity(), u = l, mag = 0;
-              for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
-                const int64_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
-                if (iy < 0 || iy >= gi.h) continue;
-                for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
-                  const int64_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
-                  if (ix < 0 || ix >= gi.w) continue;
-                  const auto j = static_cast<size_t>((ch * gi.h + iy) * gi.w + ix);
-                  if (avg) {
-                    const double w = avg_slopes_.at(k)[static_cast<size_t>(o_idx * kk + ky * p.kernel_w + kx)];
-                    l += w * sl[j], u += w * sh[j];
-                    mag += w * (std::fabs(sl[j]) + std::fabs(sh[j]));
-                  } else {
-                    l = std::max(l, sl[j]), u = std::max(u, sh[j]);
-                  }
+              win.for_each_input(gi.h, gi.w, oy, ox, [&](int64_t ky, int64_t kx, int64_t iy, int64_t ix) {
+                const auto j = static_cast<size_t>((ch * gi.h + iy) * gi.w + ix);
+                if (avg) {
+                  const double w = slopes[o_idx * kk + ky * p.kernel_w + kx];
+                  l += w * sl[j], u += w * sh[j];
+                  mag += w * (std::fabs(sl[j]) + std::fabs(sh[j]));
+                } else {
+                  l = std::max(l, sl[j]), u = std::max(u, sh[j]);
                 }
-              }
+              });
               widen(l, u, mag, kk);
               lo[static_cast<size_t>(o_idx)] = l, hi[static_cast<size_t>(o_idx)] = u;
             }
