@@ -5,7 +5,9 @@
 // run to run. The element bodies are those of host/batched_kernels.hpp, which the CPU tests run.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -15,43 +17,15 @@
 #include "check.cuh"
 #include "cnncert/cuda.hpp"
 #include "cnncert/engine.hpp"
-
-#if CNNCERT_HAVE_CUBLAS
-#include <cublas_v2.h>
-#endif
-#if CNNCERT_HAVE_CUDNN
-#include <cudnn.h>
-#endif
+#include "device_buffer.cuh"
 
 namespace cnncert::batched {
 namespace {
 
 constexpr int kBlock = 256;
 
-#if CNNCERT_HAVE_CUBLAS
-void cublas_check(cublasStatus_t st, const char* what, int line) {
-  if (st != CUBLAS_STATUS_SUCCESS)
-    throw CudaError(std::string(what) + " failed: cuBLAS status " + std::to_string(static_cast<int>(st)) + " at cuda_ops.cu:" +
-                        std::to_string(line),
-                    static_cast<int>(st));
-}
-#define CNNCERT_CUBLAS(expr) cublas_check((expr), #expr, __LINE__)
-#endif
-
-#if CNNCERT_HAVE_CUDNN
-void cudnn_check(cudnnStatus_t st, const char* what, int line) {
-  if (st != CUDNN_STATUS_SUCCESS)
-    throw CudaError(std::string(what) + " failed: " + cudnnGetErrorString(st) + " at cuda_ops.cu:" + std::to_string(line),
-                    static_cast<int>(st));
-}
-#define CNNCERT_CUDNN(expr) cudnn_check((expr), #expr, __LINE__)
-#endif
-
-/// Grid for a grid-stride loop over n elements.
-unsigned grid_for(int64_t n) {
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
-  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 65535 * 16 ? 65535 * 16 : blocks));
-}
+/// Most blocks of a grid-stride loop by default (the loop repeats beyond).
+constexpr int64_t kMaxGridBlocks = 65535 * 16;
 
 #define GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
@@ -62,7 +36,7 @@ __device__ double block_reduce(double v, bool use_max) {
   __shared__ double s[kBlock];
   s[threadIdx.x] = v;
   __syncthreads();
-  for (int w = kBlock / 2; w > 0; w /= 2) {
+  for (unsigned w = kBlock / 2; w > 0; w /= 2) {
     if (threadIdx.x < w) {
       const double o = s[threadIdx.x + w];
       s[threadIdx.x] = use_max ? (o > s[threadIdx.x] ? o : s[threadIdx.x]) : s[threadIdx.x] + o;
@@ -190,189 +164,228 @@ __global__ void flag_nonfinite_kernel(int64_t problems, int64_t size, const doub
   }
 }
 
+struct StreamDeleter {
+  void operator()(cudaStream_t s) const noexcept {
+    cudaStreamSynchronize(s);
+    cudaStreamDestroy(s);
+  }
+};
+struct PoolDeleter {
+  void operator()(cudaMemPool_t p) const noexcept { cudaMemPoolDestroy(p); }
+};
+using StreamHandle = std::unique_ptr<std::remove_pointer_t<cudaStream_t>, StreamDeleter>;
+using PoolHandle = std::unique_ptr<std::remove_pointer_t<cudaMemPool_t>, PoolDeleter>;
+#if CNNCERT_HAVE_CUBLAS
+struct CublasDeleter {
+  void operator()(cublasHandle_t h) const noexcept { cublasDestroy(h); }
+};
+using CublasHandle = std::unique_ptr<std::remove_pointer_t<cublasHandle_t>, CublasDeleter>;
+#endif
+#if CNNCERT_HAVE_CUDNN
+struct CudnnDeleter {
+  void operator()(cudnnHandle_t h) const noexcept { cudnnDestroy(h); }
+};
+using CudnnHandle = std::unique_ptr<std::remove_pointer_t<cudnnHandle_t>, CudnnDeleter>;
+#endif
+
 class CudaOps final : public Ops {
  public:
-  CudaOps(size_t budget, bool use_libs) : use_libs_(use_libs) {
-    try {
-      init(budget);
-    } catch (...) {
-      cleanup();
-      throw;
-    }
+  CudaOps(size_t budget, bool use_libs, int64_t max_grid_blocks)
+      : use_libs_(use_libs), max_blocks_(max_grid_blocks > 0 ? max_grid_blocks : kMaxGridBlocks) {
+    init(budget);
   }
-  ~CudaOps() override { cleanup(); }
+  // Members release in reverse order: library handles, plans and workspace, then the pool and
+  // the stream (whose deleter waits for the work still queued).
+  ~CudaOps() override {
+    if (stream_) cudaStreamSynchronize(stream_.get());
+  }
 
   std::string name() const override { return "gpu"; }
   size_t memory_budget() const override { return budget_; }
 
   void* alloc(size_t bytes) override {
     void* p = nullptr;
-    CNNCERT_CUDA_CHECK(cudaMallocAsync(&p, bytes ? bytes : 1, stream_));
+    CNNCERT_CUDA_CHECK(cudaMallocFromPoolAsync(&p, bytes ? bytes : 1, pool_.get(), stream()));
     return p;
   }
-  void release(void* p) noexcept override { cudaFreeAsync(p, stream_); }
+  void release(void* p) noexcept override { cudaFreeAsync(p, stream()); }
   void to_device(void* dst, const void* src, size_t bytes) override {
     // From pageable memory the call returns once the data is staged: the caller may free `src`.
-    CNNCERT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+    CNNCERT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream()));
   }
   void to_host(void* dst, const void* src, size_t bytes) override {
-    CNNCERT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
-    CNNCERT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    CNNCERT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()));
+    CNNCERT_CUDA_CHECK(cudaStreamSynchronize(stream()));
   }
   void copy(void* dst, const void* src, size_t bytes) override {
-    CNNCERT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+    CNNCERT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
   }
-  void zero(void* dst, size_t bytes) override { CNNCERT_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream_)); }
-  void synchronize() override { CNNCERT_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void zero(void* dst, size_t bytes) override { CNNCERT_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream())); }
+  void synchronize() override { CNNCERT_CUDA_CHECK(cudaStreamSynchronize(stream())); }
   double backsub_flops() const override { return flops_; }
+  PathCounts path_counts() const override { return paths_; }
 
   void conv_back(const ConvGeom& g, int64_t rows, const float* w, const float* a, float* out) override {
+    if (rows == 0) return;
     flops_ += 2.0 * static_cast<double>(rows) * static_cast<double>(g.cout * g.hout * g.wout) *
               static_cast<double>(g.cin / g.groups * g.kh * g.kw);
 #if CNNCERT_HAVE_CUDNN
     if (use_libs_) {
-      const Plan& plan = conv_plan(g, rows);
+      Plan& plan = conv_plan(g, rows);
       if (plan.usable) {
         const float one = 1, zero = 0;
-        CNNCERT_CUDNN(cudnnConvolutionBackwardData(cudnn_, &one, plan.w, w, plan.dy, a, plan.conv, plan.algo, workspace_,
-                                                   plan.workspace, &zero, plan.dx, out));
-        return;
+        const cudnnStatus_t st = cudnnConvolutionBackwardData(cudnn_.get(), &one, plan.w, w, plan.dy, a, plan.conv, plan.algo,
+                                                              workspace_.data(), plan.workspace, &zero, plan.dx, out);
+        if (st == CUDNN_STATUS_SUCCESS) {
+          ++paths_.conv_library;
+          return;
+        }
+        // A failure at execution time: this geometry runs the own kernel from now on (counted,
+        // so that a test can tell); a sticky runtime fault still fails the launch below.
+        ++paths_.conv_library_failed;
+        plan.usable = false;
       }
     }
 #endif
-    conv_back_kernel<<<grid_for(rows * g.cin * g.hin * g.win), kBlock, 0, stream_>>>(g, rows, w, a, out);
-    CNNCERT_CHECK_LAUNCH(stream_);
+    ++paths_.conv_own;
+    CNNCERT_LAUNCH(conv_back_kernel, grid(rows * g.cin * g.hin * g.win), kBlock, 0, stream(), g, rows, w, a, out);
   }
 
   void dense_back(int64_t rows, int64_t n_out, int64_t n_in, const float* w, const float* a, float* out) override {
+    if (rows == 0 || n_in == 0) return;
     flops_ += 2.0 * static_cast<double>(rows) * static_cast<double>(n_out) * static_cast<double>(n_in);
 #if CNNCERT_HAVE_CUBLAS
     if (use_libs_) {
       // Row-major out (rows × n_in) is column-major (n_in × rows) = W_cm (n_in × n_out) · a_cm (n_out × rows).
       const float one = 1, zero = 0;
-      CNNCERT_CUBLAS(cublasSgemm(cublas_, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n_in), static_cast<int>(rows),
+      CNNCERT_CUBLAS(cublasSgemm(cublas_.get(), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n_in), static_cast<int>(rows),
                                  static_cast<int>(n_out), &one, w, static_cast<int>(n_in), a, static_cast<int>(n_out), &zero, out,
                                  static_cast<int>(n_in)));
+      ++paths_.gemm_library;
       return;
     }
 #endif
     CNNCERT_CHECK((n_in + 15) / 16 <= 65535, "dense layer too wide for the GEMM kernel: " << n_in << " inputs");
-    const dim3 block(16, 16), grid(static_cast<unsigned>((rows + 15) / 16), static_cast<unsigned>((n_in + 15) / 16));
-    dense_back_kernel<<<grid, block, 0, stream_>>>(rows, n_out, n_in, w, a, out);
-    CNNCERT_CHECK_LAUNCH(stream_);
+    CNNCERT_CHECK((rows + 15) / 16 <= 2147483647, "too many rows for the GEMM kernel: " << rows);
+    ++paths_.gemm_own;
+    const dim3 block(16, 16), blocks(static_cast<unsigned>((rows + 15) / 16), static_cast<unsigned>((n_in + 15) / 16));
+    CNNCERT_LAUNCH(dense_back_kernel, blocks, block, 0, stream(), rows, n_out, n_in, w, a, out);
   }
 
   void elementwise_back(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div, const float* al,
                         const float* bl, const float* au, const float* bu, double* bias) override {
     if (half == 0) return;
-    elementwise_kernel<<<static_cast<unsigned>(2 * half), kBlock, 0, stream_>>>(half, size, a, prob, stride, div, al, bl, au, bu, bias);
-    CNNCERT_CHECK_LAUNCH(stream_);
+    CNNCERT_LAUNCH(elementwise_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), half, size, a, prob, stride, div, al, bl, au, bu, bias);
   }
 
   void pool_back(const PoolGeom& g, int64_t half, const int* prob, int64_t stride, const float* slopes, const float* a,
                  float* out) override {
-    pool_back_kernel<<<grid_for(2 * half * g.in_size()), kBlock, 0, stream_>>>(g, half, prob, stride, slopes, a, out);
-    CNNCERT_CHECK_LAUNCH(stream_);
+    CNNCERT_LAUNCH(pool_back_kernel, grid(2 * half * g.in_size()), kBlock, 0, stream(), g, half, prob, stride, slopes, a, out);
   }
 
   void add(int64_t n, const float* x, float* y) override {
-    add_kernel<<<grid_for(n), kBlock, 0, stream_>>>(n, x, y);
-    CNNCERT_CHECK_LAUNCH(stream_);
+    CNNCERT_LAUNCH(add_kernel, grid(n), kBlock, 0, stream(), n, x, y);
   }
 
   void gather(int64_t rows, int64_t n_out, int64_t n_in, const int64_t* inv, const float* a, float* out) override {
-    gather_kernel<<<grid_for(rows * n_in), kBlock, 0, stream_>>>(rows, n_out, n_in, inv, a, out);
-    CNNCERT_CHECK_LAUNCH(stream_);
+    CNNCERT_LAUNCH(gather_kernel, grid(rows * n_in), kBlock, 0, stream(), rows, n_out, n_in, inv, a, out);
   }
 
   void identity(int64_t half, int64_t size, int64_t first, float* out) override {
     zero(out, static_cast<size_t>(2 * half * size) * sizeof(float));
-    identity_kernel<<<grid_for(2 * half), kBlock, 0, stream_>>>(half, size, first, out);
-    CNNCERT_CHECK_LAUNCH(stream_);
+    CNNCERT_LAUNCH(identity_kernel, grid(2 * half), kBlock, 0, stream(), half, size, first, out);
   }
 
   void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* eps, RegionNorm norm,
                   double box_lo, double box_hi, const double* bias, double* upper, double* lower) override {
     if (half == 0) return;
-    concretize_kernel<<<static_cast<unsigned>(2 * half), kBlock, 0, stream_>>>(half, n, a, prob, x0, eps, norm, box_lo, box_hi, bias,
-                                                                               upper, lower);
-    CNNCERT_CHECK_LAUNCH(stream_);
+    CNNCERT_LAUNCH(concretize_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), half, n, a, prob, x0, eps, norm, box_lo, box_hi, bias, upper, lower);
   }
 
   void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl, float* au,
                         float* bu) override {
-    relax_activation_kernel<<<grid_for(count), kBlock, 0, stream_>>>(count, s, lo, hi, al, bl, au, bu);
-    CNNCERT_CHECK_LAUNCH(stream_);
+    CNNCERT_LAUNCH(relax_activation_kernel, grid(count), kBlock, 0, stream(), count, s, lo, hi, al, bl, au, bu);
   }
 
   void activation_bounds(int64_t count, const ActSpec& s, const double* lo, const double* hi, double* out_lo,
                          double* out_hi) override {
-    activation_bounds_kernel<<<grid_for(count), kBlock, 0, stream_>>>(count, s, lo, hi, out_lo, out_hi);
-    CNNCERT_CHECK_LAUNCH(stream_);
+    CNNCERT_LAUNCH(activation_bounds_kernel, grid(count), kBlock, 0, stream(), count, s, lo, hi, out_lo, out_hi);
   }
 
   void relax_maxpool(const PoolGeom& g, int64_t problems, const double* lo, const double* hi, float* slopes, float* beta_u,
                      float* beta_l) override {
-    relax_maxpool_kernel<<<grid_for(problems * g.out_size()), kBlock, 0, stream_>>>(g, problems, lo, hi, slopes, beta_u, beta_l);
-    CNNCERT_CHECK_LAUNCH(stream_);
+    CNNCERT_LAUNCH(relax_maxpool_kernel, grid(problems * g.out_size()), kBlock, 0, stream(), g, problems, lo, hi, slopes, beta_u, beta_l);
   }
 
   void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) override {
-    flag_nonfinite_kernel<<<grid_for(problems * size), kBlock, 0, stream_>>>(problems, size, lo, hi, flags);
-    CNNCERT_CHECK_LAUNCH(stream_);
+    CNNCERT_LAUNCH(flag_nonfinite_kernel, grid(problems * size), kBlock, 0, stream(), problems, size, lo, hi, flags);
   }
 
  private:
+  cudaStream_t stream() const { return stream_.get(); }
+
+  /// Blocks of a grid-stride loop over n elements (at least one, at most max_blocks_).
+  unsigned grid(int64_t n) const {
+    const int64_t blocks = (n + kBlock - 1) / kBlock;
+    return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, max_blocks_));
+  }
+
   void init(size_t budget) {
-    CNNCERT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    // Freed memory stays in the stream-ordered pool while the engine runs (it allocates and
-    // frees the same sizes at every layer); the destructor trims the pool again.
+    cudaStream_t s = nullptr;
+    CNNCERT_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    stream_.reset(s);
+    // The engine's own stream-ordered pool (the process's default pool stays as it was): freed
+    // memory stays in it while the engine runs, since it allocates and frees the same sizes at
+    // every layer, and goes back to the device with the engine.
     int dev = 0;
     CNNCERT_CUDA_CHECK(cudaGetDevice(&dev));
-    CNNCERT_CUDA_CHECK(cudaDeviceGetMemPool(&pool_, dev));
+    cudaMemPoolProps props{};
+    props.allocType = cudaMemAllocationTypePinned;
+    props.location.type = cudaMemLocationTypeDevice;
+    props.location.id = dev;
+    cudaMemPool_t pool = nullptr;
+    CNNCERT_CUDA_CHECK(cudaMemPoolCreate(&pool, &props));
+    pool_.reset(pool);
     uint64_t threshold = UINT64_MAX;
-    CNNCERT_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &threshold));
+    CNNCERT_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
     size_t free_b = 0, total_b = 0;
     CNNCERT_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    // cuDNN's workspace comes out of the same memory, the rest (bounds, relaxations, library
-    // handles, pool fragmentation) out of the part not given to the coefficient tensors.
+    // Default: 70 % of the free memory; an explicit budget is clamped to 90 % of it. cuDNN's
+    // workspace comes out of the budget, the rest (bounds, relaxations, library handles, pool
+    // fragmentation) out of the part not given to it.
     ws_limit_ = std::max<size_t>(free_b / 16, size_t(64) << 20);
+    const size_t most = free_b / 10 * 9;
     if (budget == 0) budget = free_b / 10 * 7;
+    if (budget > most) {
+      std::fprintf(stderr, "cnncert: GPU memory budget %zu MiB is more than 90%% of the free %zu MiB; using %zu MiB\n", budget >> 20,
+                   free_b >> 20, most >> 20);
+      budget = most;
+    }
     budget_ = budget > ws_limit_ * 2 ? budget - ws_limit_ : budget / 2;
 #if CNNCERT_HAVE_CUBLAS
-    CNNCERT_CUBLAS(cublasCreate(&cublas_));
-    CNNCERT_CUBLAS(cublasSetStream(cublas_, stream_));
-    CNNCERT_CUBLAS(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));  // full FP32: no TF32 tensor-core math
-    CNNCERT_CUBLAS(cublasSetAtomicsMode(cublas_, CUBLAS_ATOMICS_NOT_ALLOWED));  // deterministic
+    cublasHandle_t cb = nullptr;
+    CNNCERT_CUBLAS(cublasCreate(&cb));
+    cublas_.reset(cb);
+    CNNCERT_CUBLAS(cublasSetStream(cb, stream()));
+    CNNCERT_CUBLAS(cublasSetMathMode(cb, CUBLAS_DEFAULT_MATH));  // full FP32: no TF32 tensor-core math
+    CNNCERT_CUBLAS(cublasSetAtomicsMode(cb, CUBLAS_ATOMICS_NOT_ALLOWED));  // deterministic
 #endif
 #if CNNCERT_HAVE_CUDNN
-    CNNCERT_CUDNN(cudnnCreate(&cudnn_));
-    CNNCERT_CUDNN(cudnnSetStream(cudnn_, stream_));
+    cudnnHandle_t dn = nullptr;
+    CNNCERT_CUDNN(cudnnCreate(&dn));
+    cudnn_.reset(dn);
+    CNNCERT_CUDNN(cudnnSetStream(dn, stream()));
 #endif
   }
 
-  void cleanup() noexcept {
-    if (stream_) cudaStreamSynchronize(stream_);
-    plans_.clear();
-    if (workspace_) cudaFreeAsync(workspace_, stream_);
-    workspace_ = nullptr;
+  StreamHandle stream_;
+  PoolHandle pool_;
+  cuda::DeviceBuffer<char> workspace_;
 #if CNNCERT_HAVE_CUBLAS
-    if (cublas_) cublasDestroy(cublas_);
-    cublas_ = nullptr;
+  CublasHandle cublas_;
 #endif
 #if CNNCERT_HAVE_CUDNN
-    if (cudnn_) cudnnDestroy(cudnn_);
-    cudnn_ = nullptr;
-#endif
-    if (stream_) {
-      cudaStreamSynchronize(stream_);
-      cudaStreamDestroy(stream_);
-    }
-    stream_ = nullptr;
-    if (pool_) cudaMemPoolTrimTo(pool_, 0);
-  }
-
-#if CNNCERT_HAVE_CUDNN
+  CudnnHandle cudnn_;
   /// cuDNN descriptors and algorithm of one convolution geometry at one row count.
   struct Plan {
     bool usable = false;
@@ -391,8 +404,8 @@ class CudaOps final : public Ops {
       if (conv) cudnnDestroyConvolutionDescriptor(conv);
     }
   };
-
-  const Plan& conv_plan(const ConvGeom& g, int64_t rows) {
+  std::map<std::array<int64_t, 16>, std::unique_ptr<Plan>> plans_;
+  Plan& conv_plan(const ConvGeom& g, int64_t rows) {
     const std::array<int64_t, 16> key{rows,  g.cin, g.hin, g.win, g.cout, g.hout, g.wout, g.kh,
                                       g.kw,  g.sh,  g.sw,  g.pt,  g.pl,   g.dh,   g.dw,   g.groups};
     auto it = plans_.find(key);
@@ -417,9 +430,9 @@ class CudaOps final : public Ops {
     const bool dims_ok = cudnnGetConvolution2dForwardOutputDim(plan->conv, plan->dx, plan->w, &n, &c, &h, &wd) == CUDNN_STATUS_SUCCESS;
     if (dims_ok && n == rows && c == g.cout && h == g.hout && wd == g.wout) {
       int max_algos = 0, returned = 0;
-      CNNCERT_CUDNN(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(cudnn_, &max_algos));
+      CNNCERT_CUDNN(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(cudnn_.get(), &max_algos));
       std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(static_cast<size_t>(std::max(max_algos, 1)));
-      CNNCERT_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_, plan->w, plan->dy, plan->conv, plan->dx, max_algos, &returned,
+      CNNCERT_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_.get(), plan->w, plan->dy, plan->conv, plan->dx, max_algos, &returned,
                                                                 perf.data()));
       for (int i = 0; i < returned; ++i) {
         const auto& p = perf[static_cast<size_t>(i)];
@@ -431,47 +444,34 @@ class CudaOps final : public Ops {
             p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION || p.memory > ws_limit_)
           continue;
         plan->algo = p.algo;
-        CNNCERT_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn_, plan->w, plan->dy, plan->conv, plan->dx, plan->algo,
+        CNNCERT_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn_.get(), plan->w, plan->dy, plan->conv, plan->dx, plan->algo,
                                                                    &plan->workspace));
         plan->usable = true;
         break;
       }
-      if (plan->usable && plan->workspace > workspace_bytes_) {
-        if (workspace_) CNNCERT_CUDA_CHECK(cudaFreeAsync(workspace_, stream_));
-        workspace_ = nullptr;
-        workspace_bytes_ = 0;
-        CNNCERT_CUDA_CHECK(cudaMallocAsync(&workspace_, plan->workspace, stream_));
-        workspace_bytes_ = plan->workspace;
+      if (plan->usable && plan->workspace > workspace_.size()) {
+        CNNCERT_CUDA_CHECK(cudaStreamSynchronize(stream()));  // the old workspace may be in use
+        workspace_ = cuda::DeviceBuffer<char>();
+        workspace_ = cuda::DeviceBuffer<char>(plan->workspace);
       }
     }
     return *plans_.emplace(key, std::move(plan)).first->second;
   }
 
-  cudnnHandle_t cudnn_ = nullptr;
-  std::map<std::array<int64_t, 16>, std::unique_ptr<Plan>> plans_;
-#else
-  struct NoPlans {
-    void clear() {}
-  } plans_;
 #endif
-#if CNNCERT_HAVE_CUBLAS
-  cublasHandle_t cublas_ = nullptr;
-#endif
-  cudaStream_t stream_ = nullptr;
-  cudaMemPool_t pool_ = nullptr;
   size_t ws_limit_ = 0;
-  void* workspace_ = nullptr;
-  size_t workspace_bytes_ = 0;
   size_t budget_ = 0;
   bool use_libs_ = true;
+  int64_t max_blocks_ = kMaxGridBlocks;
   double flops_ = 0;
+  PathCounts paths_;
 };
 
 }  // namespace
 
-std::unique_ptr<Ops> make_cuda_ops(size_t budget_bytes, bool use_cudnn) {
+std::unique_ptr<Ops> make_cuda_ops(size_t budget_bytes, bool use_cudnn, int64_t max_grid_blocks) {
   if (!cuda_available()) throw InvalidArgument("--device gpu: " + cuda_device_info());
-  return std::make_unique<CudaOps>(budget_bytes, use_cudnn);
+  return std::make_unique<CudaOps>(budget_bytes, use_cudnn, max_grid_blocks);
 }
 
 }  // namespace cnncert::batched

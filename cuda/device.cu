@@ -31,14 +31,32 @@ void affine_relu(const double* x, double scale, double shift, double* y, int n, 
   CNNCERT_ASSERT(n >= 0);
   if (n == 0) return;
   const int block = 256;
-  affine_relu_kernel<<<(n + block - 1) / block, block, 0, stream>>>(x, scale, shift, y, n);
-  CNNCERT_CHECK_LAUNCH(stream);
+  CNNCERT_LAUNCH(affine_relu_kernel, (n + block - 1) / block, block, 0, stream, x, scale, shift, y, n);
 }
 
 }  // namespace
 }  // namespace cuda
 
 bool cuda_compiled() { return true; }
+
+bool cuda_emulated() {
+#if CNNCERT_CUDA_EMULATION_RUNTIME
+  return true;
+#else
+  return false;
+#endif
+}
+
+CudaLibraries cuda_libraries() {
+  CudaLibraries l;
+#if CNNCERT_HAVE_CUBLAS
+  l.cublas = true;
+#endif
+#if CNNCERT_HAVE_CUDNN
+  l.cudnn = true;
+#endif
+  return l;
+}
 
 bool cuda_available() {
   int n = 0;

@@ -141,6 +141,9 @@ class BatchedEngine final : public BoundEngine {
   EngineStats stats() const override {
     EngineStats s = stats_;
     s.backsub_flops = ops_->backsub_flops();
+    const PathCounts c = ops_->path_counts();
+    s.conv_cudnn = c.conv_library, s.conv_cudnn_failed = c.conv_library_failed, s.conv_own_kernel = c.conv_own;
+    s.gemm_cublas = c.gemm_library, s.gemm_own_kernel = c.gemm_own;
     return s;
   }
 

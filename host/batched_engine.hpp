@@ -15,6 +15,15 @@
 
 namespace cnncert::batched {
 
+/// How often the convolution and GEMM back-substitutions ran on each path (GPU only).
+struct PathCounts {
+  int64_t conv_library = 0;         ///< cuDNN backward-data convolutions
+  int64_t conv_library_failed = 0;  ///< cuDNN failed at execution time; the own kernel ran instead
+  int64_t conv_own = 0;             ///< the engine's own convolution kernel
+  int64_t gemm_library = 0;         ///< cuBLAS GEMMs
+  int64_t gemm_own = 0;             ///< the engine's own GEMM kernel
+};
+
 /// Primitive operations of the batched engine. Pointers are "device" pointers of the
 /// implementation (host memory for the host implementation). Rows: see batched_kernels.hpp.
 class Ops {
@@ -75,15 +84,19 @@ class Ops {
   virtual void synchronize() {}
   /// Floating-point operations of the convolution and GEMM back-substitutions so far.
   virtual double backsub_flops() const { return 0; }
+  /// Convolutions and GEMMs per path so far (zeros on the host).
+  virtual PathCounts path_counts() const { return {}; }
 };
 
 /// The host implementation (float32 on the CPU), with a memory budget in bytes.
 std::unique_ptr<Ops> make_host_ops(size_t budget_bytes);
 
 /// The CUDA implementation on the current device (cuda/cuda_ops.cu): `budget_bytes` for the
-/// coefficient tensors (0 = 80 % of the free memory); `use_cudnn` = false replaces cuDNN and
-/// cuBLAS by the project's own kernels (for comparisons). Throws InvalidArgument without a GPU.
-std::unique_ptr<Ops> make_cuda_ops(size_t budget_bytes, bool use_cudnn = true);
+/// coefficient tensors and cuDNN's workspace (0 = 70 % of the free memory; more than 90 % of it
+/// is clamped to that); `use_cudnn` = false replaces cuDNN and cuBLAS by the project's own kernels
+/// (for comparisons); `max_grid_blocks` > 0 caps the grids of grid-stride loops (tests make the
+/// loops repeat with it). Throws InvalidArgument without a GPU.
+std::unique_ptr<Ops> make_cuda_ops(size_t budget_bytes, bool use_cudnn = true, int64_t max_grid_blocks = 0);
 
 /// The batched engine over `ops`; reports itself as `ops->name()`.
 std::unique_ptr<BoundEngine> make_batched_engine(const Network& net, std::unique_ptr<Ops> ops);

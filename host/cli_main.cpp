@@ -232,7 +232,7 @@ struct BoundCliOptions {
     app.add_option("--threads", threads, "CPU threads (default: all cores)");
     app.add_option("--device", device, "where to compute the bounds: cpu, gpu or auto (the GPU when one is usable)")
         ->capture_default_str();
-    app.add_option("--gpu-memory", gpu_memory, "GPU memory for the bound tensors in MiB (default: 80% of the free memory)");
+    app.add_option("--gpu-memory", gpu_memory, "GPU memory for the bound tensors in MiB (default: 70% of the free memory; at most 90% of it)");
     app.add_option("--engine", cpu_engine,
                    "CPU engine: fast, or reference (the plain algorithm that defines the results)")
         ->capture_default_str();

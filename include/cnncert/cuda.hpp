@@ -8,6 +8,14 @@ namespace cnncert {
 
 /// True when this build contains the CUDA engine.
 bool cuda_compiled();
+/// True when the CUDA engine's sources were built for the CPU emulation (-DCNNCERT_CUDA_EMULATION=ON,
+/// a test build: its "GPU" is the host, docs/CUDA_EMULATION.md).
+bool cuda_emulated();
+/// The NVIDIA libraries the CUDA engine was built with (without one, its own kernels run).
+struct CudaLibraries {
+  bool cublas = false, cudnn = false;
+};
+CudaLibraries cuda_libraries();
 /// True when the CUDA engine is compiled in and at least one GPU is usable.
 bool cuda_available();
 /// One line describing the GPU (name, memory, compute capability, runtime version), or why none

@@ -98,6 +98,10 @@ struct EngineStats {
   /// Fast CPU engine: the largest size of the coefficient tensors during one call (counted over the
   /// whole process: approximate when several engines run at once).
   double peak_tensor_bytes = 0;
+  /// GPU engine: back-substitutions through convolutions by cuDNN, by cuDNN that failed at
+  /// execution time (the own kernel ran instead), by the own kernel; GEMMs by cuBLAS and by the
+  /// own kernel (calls).
+  int64_t conv_cudnn = 0, conv_cudnn_failed = 0, conv_own_kernel = 0, gemm_cublas = 0, gemm_own_kernel = 0;
 };
 
 /// Computes certified bounds of linear functions of the logits over an input region.
@@ -151,7 +155,7 @@ struct EngineOptions {
   CpuEngine cpu_engine = CpuEngine::Fast;  ///< the fast engine, or the plain reference
   int threads = 0;           ///< CPU engine: worker threads (0 = all cores)
   size_t cpu_memory_mib = 2048;  ///< fast CPU engine: memory for the coefficient tensors
-  size_t gpu_memory_mib = 0;  ///< GPU engine: memory for the coefficient tensors (0 = 80 % of the free memory)
+  size_t gpu_memory_mib = 0;  ///< GPU engine: memory for the coefficient tensors (0 = 70 % of the free memory; clamped to 90 %)
 };
 
 /// The engine `o.device` asks for. Device::Gpu without a usable GPU throws InvalidArgument

@@ -1,0 +1,175 @@
+#pragma once
+// CPU emulation of the part of the CUDA runtime that cuda/ uses (build option
+// CNNCERT_CUDA_EMULATION=ON; docs/CUDA_EMULATION.md). The project's .cu files compile as C++
+// against this header instead of the toolkit's: device memory is host memory with guard bytes,
+// streams run their work at once in issue order, and a kernel launch (CNNCERT_LAUNCH in check.cuh)
+// runs every block in turn on the calling thread, each of its threads as a fiber, so that
+// __syncthreads() is a real barrier and __shared__ storage is one per block. Launch limits,
+// barrier divergence and writes just past an allocation are reported like the hardware reports
+// faults (sticky errors), and cuBLAS/cuDNN are absent (the engine's own kernels run).
+// Test builds only: nothing here is fast, and no GPU is involved.
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#define CNNCERT_CUDA_EMULATION_RUNTIME 1
+
+// ---- device-code keywords ---------------------------------------------------------------------
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+// Thread-local storage of the library's own (not dlopen'ed) kind: no lookup call per access.
+#define CNNCERT_EMU_TLS thread_local __attribute__((tls_model("initial-exec")))
+// One copy per block: every block of a launch runs on one host thread, one block at a time.
+#define __shared__ static CNNCERT_EMU_TLS
+
+// ---- runtime types ----------------------------------------------------------------------------
+enum cudaError_t : int {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInitializationError = 3,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorNoDevice = 100,
+  cudaErrorInvalidDevice = 101,
+  cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalAddress = 700,
+  cudaErrorLaunchFailure = 719,
+};
+
+struct uint3 {
+  unsigned x, y, z;
+};
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}
+};
+
+struct CUstream_st;
+using cudaStream_t = CUstream_st*;
+constexpr unsigned cudaStreamDefault = 0, cudaStreamNonBlocking = 1;
+
+enum cudaMemcpyKind : int {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4,
+};
+
+struct CUmemPoolHandle_st;
+using cudaMemPool_t = CUmemPoolHandle_st*;
+enum cudaMemPoolAttr : int { cudaMemPoolAttrReleaseThreshold = 4 };
+enum cudaMemAllocationType : int { cudaMemAllocationTypeInvalid = 0, cudaMemAllocationTypePinned = 1 };
+enum cudaMemAllocationHandleType : int { cudaMemHandleTypeNone = 0 };
+enum cudaMemLocationType : int { cudaMemLocationTypeInvalid = 0, cudaMemLocationTypeDevice = 1 };
+struct cudaMemLocation {
+  cudaMemLocationType type;
+  int id;
+};
+struct cudaMemPoolProps {
+  cudaMemAllocationType allocType;
+  cudaMemAllocationHandleType handleTypes;
+  cudaMemLocation location;
+  void* win32SecurityAttributes;
+  size_t maxSize;
+  unsigned char reserved[56];
+};
+
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  size_t sharedMemPerBlock;
+  int maxThreadsPerBlock;
+  int maxThreadsDim[3];
+  int maxGridSize[3];
+  int major, minor;
+  int multiProcessorCount;
+};
+
+// ---- runtime API (cuda/emulation/emulation.cpp) -----------------------------------------------
+const char* cudaGetErrorName(cudaError_t e);
+const char* cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetLastError();
+cudaError_t cudaPeekAtLastError();
+cudaError_t cudaGetDeviceCount(int* n);
+cudaError_t cudaGetDevice(int* d);
+cudaError_t cudaSetDevice(int d);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d);
+cudaError_t cudaRuntimeGetVersion(int* v);
+cudaError_t cudaDriverGetVersion(int* v);
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaDeviceReset();
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaMalloc(void** p, size_t bytes);
+cudaError_t cudaFree(void* p);
+cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t s);
+cudaError_t cudaFreeAsync(void* p, cudaStream_t s);
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s);
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t s);
+cudaError_t cudaDeviceGetMemPool(cudaMemPool_t* pool, int device);
+cudaError_t cudaMemPoolCreate(cudaMemPool_t* pool, const cudaMemPoolProps* props);
+cudaError_t cudaMemPoolDestroy(cudaMemPool_t pool);
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value);
+cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value);
+cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t keep);
+cudaError_t cudaMallocFromPoolAsync(void** p, size_t bytes, cudaMemPool_t pool, cudaStream_t s);
+template <class T>
+cudaError_t cudaMalloc(T** p, size_t bytes) {
+  return cudaMalloc(reinterpret_cast<void**>(p), bytes);
+}
+template <class T>
+cudaError_t cudaMallocAsync(T** p, size_t bytes, cudaStream_t s) {
+  return cudaMallocAsync(reinterpret_cast<void**>(p), bytes, s);
+}
+
+// ---- kernels ----------------------------------------------------------------------------------
+namespace cnncert::emu {
+
+/// The built-in variables of the emulated thread running now (one per host thread).
+struct ThreadVars {
+  uint3 thread_idx{0, 0, 0}, block_idx{0, 0, 0};
+  dim3 block_dim{1, 1, 1}, grid_dim{1, 1, 1};
+};
+extern CNNCERT_EMU_TLS ThreadVars g_vars;
+
+/// The barrier of the running block.
+void syncthreads();
+
+/// Runs `run(ctx)` as every thread of a grid (after checking the launch configuration like the
+/// hardware does); errors go where the runtime's go (cudaGetLastError, sticky faults).
+void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t s, void (*run)(void*),
+                   void* ctx);
+
+/// Kernel launch: the arguments are converted to the kernel's parameter types once, as a launch
+/// copies them, and every emulated thread calls the kernel with that copy.
+template <class... P, class... A>
+void launch(const char* kernel, void (*fn)(P...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t s, A&&... a) {
+  static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
+  struct Ctx {
+    void (*fn)(P...);
+    std::tuple<std::decay_t<P>...> args;
+  } ctx{fn, std::tuple<std::decay_t<P>...>(std::forward<A>(a)...)};
+  launch_erased(
+      kernel, grid, block, shared_bytes, s, [](void* p) {
+        auto* c = static_cast<Ctx*>(p);
+        std::apply(c->fn, c->args);
+      },
+      &ctx);
+}
+
+}  // namespace cnncert::emu
+
+#define threadIdx (::cnncert::emu::g_vars.thread_idx)
+#define blockIdx (::cnncert::emu::g_vars.block_idx)
+#define blockDim (::cnncert::emu::g_vars.block_dim)
+#define gridDim (::cnncert::emu::g_vars.grid_dim)
+inline void __syncthreads() { ::cnncert::emu::syncthreads(); }

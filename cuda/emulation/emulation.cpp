@@ -1,0 +1,517 @@
+// The CPU emulation of the CUDA runtime declared in cuda_runtime.h (test builds only).
+#include "cuda_runtime.h"
+
+#include <ucontext.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace cnncert::emu {
+
+CNNCERT_EMU_TLS ThreadVars g_vars;
+
+namespace {
+
+constexpr size_t kDeviceMemory = size_t(4) << 30;  // what the emulated device offers
+constexpr size_t kGuard = 64;                       // guard bytes on each side of an allocation
+constexpr unsigned char kGuardByte = 0xA5;
+constexpr unsigned char kFreshByte = 0xFF;          // new memory reads as NaN, not as zeros
+constexpr size_t kSharedPerBlock = 48 << 10;
+constexpr size_t kFiberStack = 96 << 10;
+// The stacks' tops are staggered by a different number of cache lines each: equally aligned tops
+// would fall into the same cache sets and evict each other at every switch.
+constexpr size_t kStackStagger = 17 * 64, kStaggerSpan = 32 << 10;
+
+struct Device {
+  std::mutex m;
+  std::map<uintptr_t, size_t> allocs;  // user address → size
+  size_t used = 0;
+  cudaError_t sticky = cudaSuccess;    // a fault: every later call returns it (until reset)
+};
+Device& device() {
+  static Device d;
+  return d;
+}
+thread_local cudaError_t t_last = cudaSuccess;
+
+cudaError_t fail(cudaError_t e) {
+  t_last = e;
+  return e;
+}
+
+/// A fault the hardware would report as a sticky error: printed, and returned by every later call.
+cudaError_t fault(cudaError_t e, const std::string& what) {
+  std::fprintf(stderr, "cnncert CUDA emulation: %s\n", what.c_str());
+  device().sticky = e;
+  return fail(e);
+}
+
+cudaError_t sticky() {
+  const cudaError_t e = device().sticky;
+  return e == cudaSuccess ? e : fail(e);
+}
+
+/// Checks the guard bytes of every allocation (caller holds the lock); "" when intact.
+std::string damaged_guards(const Device& d) {
+  for (const auto& [addr, size] : d.allocs) {
+    const auto* p = reinterpret_cast<const unsigned char*>(addr);
+    for (size_t i = 0; i < kGuard; ++i) {
+      const bool after = p[size + i] != kGuardByte, before = p[-1 - static_cast<ptrdiff_t>(i)] != kGuardByte;
+      if (!after && !before) continue;
+      std::ostringstream os;
+      os << "a write outside the " << size << "-byte device allocation at 0x" << std::hex << addr << std::dec << " (byte "
+         << (after ? i : i + 1) << (after ? " past its end)" : " before it)");
+      return os.str();
+    }
+  }
+  return "";
+}
+
+/// Whether [p, p + n) lies inside one device allocation.
+bool on_device(const void* p, size_t n) {
+  Device& d = device();
+  std::lock_guard<std::mutex> lock(d.m);
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  auto it = d.allocs.upper_bound(a);
+  if (it == d.allocs.begin()) return false;
+  --it;
+  return a >= it->first && n <= it->second && a - it->first <= it->second - n;
+}
+
+cudaError_t device_alloc(void** p, size_t bytes) {
+  if (!p) return fail(cudaErrorInvalidValue);
+  if (const cudaError_t e = sticky()) return e;
+  *p = nullptr;
+  if (bytes == 0) return cudaSuccess;
+  Device& d = device();
+  std::lock_guard<std::mutex> lock(d.m);
+  if (bytes > kDeviceMemory - d.used) return fail(cudaErrorMemoryAllocation);
+  auto* raw = static_cast<unsigned char*>(std::malloc(bytes + 2 * kGuard));
+  if (!raw) return fail(cudaErrorMemoryAllocation);
+  std::memset(raw, kGuardByte, kGuard);
+  std::memset(raw + kGuard, kFreshByte, bytes);
+  std::memset(raw + kGuard + bytes, kGuardByte, kGuard);
+  d.allocs[reinterpret_cast<uintptr_t>(raw + kGuard)] = bytes;
+  d.used += bytes;
+  *p = raw + kGuard;
+  return cudaSuccess;
+}
+
+cudaError_t device_free(void* p) {
+  if (!p) return cudaSuccess;
+  if (const cudaError_t e = sticky()) return e;
+  Device& d = device();
+  std::lock_guard<std::mutex> lock(d.m);
+  const std::string damage = damaged_guards(d);
+  if (!damage.empty()) return fault(cudaErrorIllegalAddress, damage);
+  auto it = d.allocs.find(reinterpret_cast<uintptr_t>(p));
+  if (it == d.allocs.end()) return fail(cudaErrorInvalidValue);
+  d.used -= it->second;
+  d.allocs.erase(it);
+  std::free(static_cast<unsigned char*>(p) - kGuard);
+  return cudaSuccess;
+}
+
+// ---- fibers: the threads of one block ---------------------------------------------------------
+//
+// A context switch saves the callee-saved registers on the running stack and swaps stack
+// pointers (x86-64: a few instructions, no system call; elsewhere ucontext, which also saves the
+// signal mask with a system call per switch and is several times slower).
+
+#if defined(__x86_64__)
+extern "C" void cnncert_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+  .text
+  .globl cnncert_emu_switch
+  .type cnncert_emu_switch, @function
+cnncert_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size cnncert_emu_switch, .-cnncert_emu_switch
+)");
+
+struct Context {
+  void* sp = nullptr;
+};
+void switch_context(Context& from, Context& to) { cnncert_emu_switch(&from.sp, to.sp); }
+/// A context that starts `entry` (which never returns) on the given stack.
+void make_context(Context& c, char* stack, size_t size, void (*entry)()) {
+  auto top = (reinterpret_cast<uintptr_t>(stack) + size) & ~uintptr_t(15);
+  auto* sp = reinterpret_cast<void**>(top);
+  *--sp = nullptr;                              // entry's return address: never used
+  *--sp = reinterpret_cast<void*>(entry);       // popped by the switch's ret
+  for (int i = 0; i < 6; ++i) *--sp = nullptr;  // rbp, rbx, r12–r15
+  c.sp = sp;
+}
+#else
+struct Context {
+  ucontext_t uc;
+};
+void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+void make_context(Context& c, char* stack, size_t size, void (*entry)()) {
+  getcontext(&c.uc);
+  c.uc.uc_stack.ss_sp = stack;
+  c.uc.uc_stack.ss_size = size;
+  c.uc.uc_link = nullptr;
+  makecontext(&c.uc, entry, 0);
+}
+#endif
+
+enum class FiberState { Ready, AtBarrier, Done };
+
+struct Fiber {
+  Context ctx;
+  std::unique_ptr<char[]> stack;
+  FiberState state = FiberState::Ready;
+  uint3 tid{0, 0, 0};
+};
+
+struct Block {
+  Context scheduler;
+  std::vector<Fiber> fibers;
+  size_t current = 0;
+  bool in_fiber = false;
+  bool in_kernel = false;
+  bool divergent = false;  // a thread reached a barrier that thread 0 did not
+  void (*run)(void*) = nullptr;
+  void* ctx = nullptr;
+  std::string error;
+};
+CNNCERT_EMU_TLS Block t_block;
+
+uint3 thread_index(const dim3& b, size_t t) {
+  return {static_cast<unsigned>(t % b.x), static_cast<unsigned>(t / b.x % b.y), static_cast<unsigned>(t / (b.x * b.y))};
+}
+
+void run_body(Block& blk) {
+  try {
+    blk.run(blk.ctx);
+  } catch (const std::exception& e) {
+    if (blk.error.empty()) blk.error = std::string("exception in device code: ") + e.what();
+  } catch (...) {
+    if (blk.error.empty()) blk.error = "exception in device code";
+  }
+}
+
+[[noreturn]] void fiber_entry() {
+  Block& blk = t_block;
+  run_body(blk);
+  Fiber& f = blk.fibers[blk.current];
+  f.state = FiberState::Done;
+  switch_context(f.ctx, blk.scheduler);
+  std::abort();  // a finished fiber is never resumed
+}
+
+void start_fiber(Block& blk, const dim3& b, size_t t) {
+  Fiber& f = blk.fibers[t];
+  f.tid = thread_index(b, t);
+  if (!f.stack) f.stack.reset(new char[kFiberStack]);
+  make_context(f.ctx, f.stack.get(), kFiberStack - t * kStackStagger % kStaggerSpan, fiber_entry);
+  f.state = FiberState::Ready;
+}
+
+void resume(Block& blk, size_t t) {
+  blk.current = t;
+  g_vars.thread_idx = blk.fibers[t].tid;
+  blk.in_fiber = true;
+  switch_context(blk.scheduler, blk.fibers[t].ctx);
+  blk.in_fiber = false;
+}
+
+/// Runs every thread of the current block. Thread 0 runs first as a fiber; when it finishes
+/// without reaching a barrier, the kernel has none that all threads reach, and the others run as
+/// plain calls (a barrier one of them reaches then is divergence, an error). Otherwise all run
+/// as fibers, released together at each barrier.
+void run_block(Block& blk, const dim3& b) {
+  const size_t n = static_cast<size_t>(b.x) * b.y * b.z;
+  if (blk.fibers.size() < n) blk.fibers.resize(n);
+  start_fiber(blk, b, 0);
+  resume(blk, 0);
+  if (blk.fibers[0].state == FiberState::Done) {
+    for (size_t t = 1; t < n && blk.error.empty(); ++t) {
+      g_vars.thread_idx = thread_index(b, t);
+      run_body(blk);
+      if (blk.divergent) blk.error = "__syncthreads() reached by thread " + std::to_string(t) + " but not by thread 0 (divergent barrier)";
+    }
+    return;
+  }
+  for (size_t t = 1; t < n; ++t) start_fiber(blk, b, t);
+  for (size_t round = 0;; ++round) {
+    size_t done = 0, waiting = 0;
+    for (size_t t = 0; t < n; ++t) {
+      Fiber& f = blk.fibers[t];
+      if (f.state == FiberState::Ready) resume(blk, t);
+      if (f.state == FiberState::Done) ++done;
+      else f.state = FiberState::Ready, ++waiting;  // at the barrier: released for the next round
+    }
+    if (!blk.error.empty()) return;  // the waiting fibers are abandoned; their stacks are reused
+    if (waiting == 0) return;
+    if (done > 0) {
+      blk.error = "__syncthreads() number " + std::to_string(round + 1) + " reached by " + std::to_string(waiting) + " of " +
+                  std::to_string(n) + " threads, the others exited (divergent barrier)";
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+void syncthreads() {
+  Block& blk = t_block;
+  if (!blk.in_kernel) return;
+  if (!blk.in_fiber) {
+    blk.divergent = true;
+    return;
+  }
+  Fiber& f = blk.fibers[blk.current];
+  f.state = FiberState::AtBarrier;
+  switch_context(f.ctx, blk.scheduler);
+}
+
+void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t, void (*run)(void*), void* ctx) {
+  if (sticky()) return;
+  const unsigned long long threads = 1ull * block.x * block.y * block.z;
+  if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 || block.z > 64 || threads > 1024 ||
+      grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
+    fail(cudaErrorInvalidConfiguration);
+    return;
+  }
+  if (shared_bytes > kSharedPerBlock) {
+    fail(cudaErrorInvalidValue);
+    return;
+  }
+  Block& blk = t_block;
+  if (blk.in_kernel) {
+    fault(cudaErrorLaunchFailure, std::string("kernel ") + kernel + " launched from device code (not supported by the emulation)");
+    return;
+  }
+  blk.in_kernel = true;
+  blk.run = run;
+  blk.ctx = ctx;
+  blk.error.clear();
+  blk.divergent = false;
+  g_vars.block_dim = block;
+  g_vars.grid_dim = grid;
+  for (unsigned z = 0; z < grid.z && blk.error.empty(); ++z)
+    for (unsigned y = 0; y < grid.y && blk.error.empty(); ++y)
+      for (unsigned x = 0; x < grid.x && blk.error.empty(); ++x) {
+        g_vars.block_idx = {x, y, z};
+        run_block(blk, block);
+        if (!blk.error.empty())
+          blk.error += " in block (" + std::to_string(x) + "," + std::to_string(y) + "," + std::to_string(z) + ")";
+      }
+  blk.in_kernel = false;
+  if (!blk.error.empty()) {
+    fault(cudaErrorLaunchFailure, std::string("kernel ") + kernel + ": " + blk.error);
+    return;
+  }
+  Device& d = device();
+  std::lock_guard<std::mutex> lock(d.m);
+  const std::string damage = damaged_guards(d);
+  if (!damage.empty()) fault(cudaErrorIllegalAddress, std::string("kernel ") + kernel + ": " + damage);
+}
+
+}  // namespace cnncert::emu
+
+// ---- the runtime API --------------------------------------------------------------------------
+
+using namespace cnncert::emu;
+
+struct CUstream_st {
+  unsigned flags = 0;
+};
+struct CUmemPoolHandle_st {
+  uint64_t release_threshold = 0;
+};
+
+namespace {
+CUmemPoolHandle_st g_default_pool;
+}
+
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInitializationError: return "cudaErrorInitializationError";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+  }
+  return "cudaErrorUnknown";
+}
+
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInitializationError: return "initialization error";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
+  }
+  return "unknown error";
+}
+
+cudaError_t cudaGetLastError() {
+  const cudaError_t e = t_last;
+  t_last = device().sticky;
+  return e;
+}
+cudaError_t cudaPeekAtLastError() { return t_last; }
+
+cudaError_t cudaGetDeviceCount(int* n) {
+  if (!n) return fail(cudaErrorInvalidValue);
+  *n = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int* d) {
+  if (!d) return fail(cudaErrorInvalidValue);
+  *d = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice); }
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
+  if (!p) return fail(cudaErrorInvalidValue);
+  if (d != 0) return fail(cudaErrorInvalidDevice);
+  *p = cudaDeviceProp{};
+  std::snprintf(p->name, sizeof p->name, "cnncert CUDA emulation on the CPU (not a GPU)");
+  p->totalGlobalMem = kDeviceMemory;
+  p->sharedMemPerBlock = kSharedPerBlock;
+  p->maxThreadsPerBlock = 1024;
+  p->maxThreadsDim[0] = 1024, p->maxThreadsDim[1] = 1024, p->maxThreadsDim[2] = 64;
+  p->maxGridSize[0] = 2147483647, p->maxGridSize[1] = 65535, p->maxGridSize[2] = 65535;
+  p->major = 9, p->minor = 0;
+  p->multiProcessorCount = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaRuntimeGetVersion(int* v) {
+  if (!v) return fail(cudaErrorInvalidValue);
+  *v = 13000;
+  return cudaSuccess;
+}
+cudaError_t cudaDriverGetVersion(int* v) { return cudaRuntimeGetVersion(v); }
+
+cudaError_t cudaDeviceSynchronize() { return sticky(); }
+cudaError_t cudaDeviceReset() {
+  Device& d = device();
+  std::lock_guard<std::mutex> lock(d.m);
+  for (const auto& [addr, size] : d.allocs) std::free(reinterpret_cast<unsigned char*>(addr) - kGuard);
+  d.allocs.clear();
+  d.used = 0;
+  d.sticky = cudaSuccess;
+  t_last = cudaSuccess;
+  g_default_pool = CUmemPoolHandle_st{};
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  if (!free_bytes || !total_bytes) return fail(cudaErrorInvalidValue);
+  if (const cudaError_t e = sticky()) return e;
+  Device& d = device();
+  std::lock_guard<std::mutex> lock(d.m);
+  *free_bytes = kDeviceMemory - d.used;
+  *total_bytes = kDeviceMemory;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
+  if (!s) return fail(cudaErrorInvalidValue);
+  if (const cudaError_t e = sticky()) return e;
+  *s = new CUstream_st{flags};
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  if (!s) return fail(cudaErrorInvalidResourceHandle);
+  delete s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return sticky(); }
+
+cudaError_t cudaMalloc(void** p, size_t bytes) { return device_alloc(p, bytes); }
+cudaError_t cudaFree(void* p) { return device_free(p); }
+cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) { return device_alloc(p, bytes); }
+cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return device_free(p); }
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+  if (const cudaError_t e = sticky()) return e;
+  if (bytes == 0) return cudaSuccess;
+  if (!dst || !src) return fail(cudaErrorInvalidValue);
+  const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  if ((dst_dev && !on_device(dst, bytes)) || (src_dev && !on_device(src, bytes))) return fail(cudaErrorInvalidValue);
+  std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  return cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
+}
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) {
+  if (const cudaError_t e = sticky()) return e;
+  if (bytes == 0) return cudaSuccess;
+  if (!on_device(dst, bytes)) return fail(cudaErrorInvalidValue);
+  std::memset(dst, value, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetMemPool(cudaMemPool_t* pool, int device_id) {
+  if (!pool) return fail(cudaErrorInvalidValue);
+  if (device_id != 0) return fail(cudaErrorInvalidDevice);
+  *pool = &g_default_pool;
+  return cudaSuccess;
+}
+cudaError_t cudaMemPoolCreate(cudaMemPool_t* pool, const cudaMemPoolProps* props) {
+  if (!pool || !props || props->allocType != cudaMemAllocationTypePinned || props->location.type != cudaMemLocationTypeDevice ||
+      props->location.id != 0)
+    return fail(cudaErrorInvalidValue);
+  *pool = new CUmemPoolHandle_st{};
+  return cudaSuccess;
+}
+cudaError_t cudaMemPoolDestroy(cudaMemPool_t pool) {
+  if (!pool || pool == &g_default_pool) return fail(cudaErrorInvalidValue);
+  delete pool;
+  return cudaSuccess;
+}
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
+  if (!pool || !value || attr != cudaMemPoolAttrReleaseThreshold) return fail(cudaErrorInvalidValue);
+  std::memcpy(&pool->release_threshold, value, sizeof(uint64_t));
+  return cudaSuccess;
+}
+cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
+  if (!pool || !value || attr != cudaMemPoolAttrReleaseThreshold) return fail(cudaErrorInvalidValue);
+  std::memcpy(value, &pool->release_threshold, sizeof(uint64_t));
+  return cudaSuccess;
+}
+cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t) { return pool ? cudaSuccess : fail(cudaErrorInvalidValue); }
+cudaError_t cudaMallocFromPoolAsync(void** p, size_t bytes, cudaMemPool_t pool, cudaStream_t) {
+  if (!pool) return fail(cudaErrorInvalidValue);
+  return device_alloc(p, bytes);
+}
