@@ -218,10 +218,11 @@ inline int expect_same_radii(const Network& net, BoundEngine& cpu, const std::ve
 /// Certified radii (all targets) of 6 random inputs on random ReLU networks of `families`:
 /// engine `test` against the CPU engine, with expect_same_radii.
 template <class MakeEngine>
-void compare_radii_on_random_networks(MakeEngine&& make_test_engine, std::initializer_list<Family> families, Norm norm) {
+void compare_radii_on_random_networks(MakeEngine&& make_test_engine, std::initializer_list<Family> families, Norm norm,
+                                      int images = 6) {
   for (Family f : families) {
     const Network net = random_network(f, ActKind::Relu, 31);
-    const std::vector<double> x = random_inputs(500, 6, net.input_size());
+    const std::vector<double> x = random_inputs(500, images, net.input_size());
     CertifyOptions o;
     o.target = TargetMode::All;
     o.bound.norm = norm;

@@ -2,9 +2,11 @@
 # Installs what is missing, builds, and runs every test that can run on this machine (CPU tests
 # always; GPU tests run on a GPU and skip without one, unless CNNCERT_REQUIRE_GPU=1), after the
 # fuzz smoke (tools/fuzz-smoke.sh: every libFuzzer target for 20000 inputs; skipped without clang,
-# or with CNNCERT_FUZZ_SMOKE=0).
+# or with CNNCERT_FUZZ_SMOKE=0). Then the GPU tests once more on the CUDA sources built for the CPU
+# emulation (build-emu/, docs/CUDA_EMULATION.md; CNNCERT_EMULATION_TESTS=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+jobs="${CNNCERT_JOBS:-2}"
 tools/install-deps.sh
 tools/build.sh
 # The fuzz smoke first, so that ctest's summary closes the output.
@@ -12,8 +14,16 @@ fuzz=0
 if [[ "${CNNCERT_FUZZ_SMOKE:-1}" != 0 ]]; then
   tools/fuzz-smoke.sh || fuzz=$?
 fi
-ctest --test-dir build --output-on-failure -j"${CNNCERT_JOBS:-2}"
+status=0
+ctest --test-dir build --output-on-failure -j"$jobs" || status=$?
+if [[ "${CNNCERT_EMULATION_TESTS:-1}" != 0 ]]; then
+  echo "== the CUDA engine under CPU emulation (build-emu/)"
+  cmake -S . -B build-emu -DCMAKE_BUILD_TYPE=Release -DCNNCERT_CUDA_EMULATION=ON -DCNNCERT_BUILD_CLI=OFF >/dev/null
+  cmake --build build-emu -j"$jobs" --target cnncert_gpu_tests
+  ctest --test-dir build-emu -L gpu --output-on-failure -j"$jobs" || status=$?
+fi
 if ((fuzz)); then
   echo "the fuzz smoke failed (exit $fuzz): see its output above" >&2
   exit "$fuzz"
 fi
+exit "$status"

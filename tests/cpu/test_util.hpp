@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -16,7 +17,12 @@
 namespace cnncert::test {
 
 /// The project's source directory.
-inline std::filesystem::path source_dir() { return CNNCERT_SOURCE_DIR; }
+/// The source tree (CNNCERT_SOURCE_DIR overrides the configured one, for test binaries built on one
+/// machine and run on another: tools/gpu-run.sh).
+inline std::filesystem::path source_dir() {
+  if (const char* env = std::getenv("CNNCERT_SOURCE_DIR")) return env;
+  return CNNCERT_SOURCE_DIR;
+}
 
 /// ../shared/data (or CNNCERT_SHARED_DATA), empty when absent.
 inline std::filesystem::path shared_data() {

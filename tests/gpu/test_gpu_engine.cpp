@@ -23,6 +23,8 @@ TEST_F(GpuTest, EngineMatchesTheCpuEngineOnEveryFamilyMethodAndNorm) {
 
 TEST_F(GpuTest, OwnKernelsMatchTheCpuEngine) {
   // Convolutions and GEMMs by the engine's own kernels instead of cuDNN/cuBLAS.
+  const CudaLibraries libs = cuda_libraries();
+  if (!libs.cublas && !libs.cudnn) GTEST_SKIP() << "built without cuDNN and cuBLAS: the test above already ran the own kernels";
   const double worst = compare_on_random_networks(
       [](const Network& net) { return batched::make_batched_engine(net, batched::make_cuda_ops(0, false)); });
   std::printf("largest |gpu (own kernels) - cpu| / tolerance: %.3g\n", worst);
@@ -66,20 +68,29 @@ TEST_F(GpuTest, AgreesWithTheSameAlgorithmOnTheCpu) {
   compare_results(make_gpu_engine(net)->bound(ps, o), make_float_engine(net)->bound(ps, o), "gpu vs host-float");
 }
 
-void compare_real(const std::filesystem::path& onnx, const std::string& stem, double eps, Norm norm, const char* method) {
-  compare_on_fixtures([](const Network& net) { return make_gpu_engine(net); }, onnx, stem, 2, eps, norm, method);
+/// Under the CPU emulation every emulated thread is a fiber, and a real network takes minutes per
+/// image: there one image, on the networks that tests name as `emulated`; on a GPU two, on all.
+void compare_real(const std::filesystem::path& onnx, const std::string& stem, double eps, Norm norm, const char* method,
+                  bool emulated = false) {
+  if (cuda_emulated() && !emulated) {
+    std::printf("%s: skipped under the CPU emulation (runs on a GPU)\n", stem.c_str());
+    return;
+  }
+  compare_on_fixtures([](const Network& net) { return make_gpu_engine(net); }, onnx, stem, cuda_emulated() ? 1 : 2, eps, norm,
+                      method);
 }
 
 TEST_F(GpuTest, ShippedModelsMatchTheCpuEngine) {
   const auto m = source_dir() / "models";
-  compare_real(m / "mnist_cnn_3layer_5_3.onnx", "mnist_cnn_3layer_5_3", 0.02, Norm::Linf, "adaptive");
+  compare_real(m / "mnist_cnn_3layer_5_3.onnx", "mnist_cnn_3layer_5_3", 0.02, Norm::Linf, "adaptive", true);
   compare_real(m / "mnist_cnn_3layer_5_3.onnx", "mnist_cnn_3layer_5_3", 0.3, Norm::L2, "fastlin");
 }
 
 TEST_F(GpuTest, SharedNetworksMatchTheCpuEngine) {
   CNNCERT_REQUIRE_SHARED_DATA();
   const auto nets = shared_data() / "nets";
-  compare_real(nets / "mnist_verivital_convnet_maxpool.onnx", "mnist_verivital_convnet_maxpool", 0.004, Norm::Linf, "adaptive");
+  compare_real(nets / "mnist_verivital_convnet_maxpool.onnx", "mnist_verivital_convnet_maxpool", 0.004, Norm::Linf, "adaptive",
+               true);
   compare_real(nets / "mnist_eran_sigmoid_6x200.onnx", "mnist_eran_sigmoid_6x200", 0.012, Norm::Linf, "deepcert");
   compare_real(nets / "cifar_resnet_2b.onnx", "cifar_resnet_2b", 2.0 / 255 / 0.25, Norm::Linf, "adaptive");
   compare_real(nets / "cifar_oval21_base_kw.onnx", "cifar_oval21_base_kw", 0.1, Norm::L2, "adaptive");
@@ -89,15 +100,53 @@ TEST_F(GpuTest, SharedNetworksMatchTheCpuEngine) {
 
 TEST_F(GpuTest, CertifiedRadiiMatchTheCpuEngine) {
   const Network net = import_onnx((source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string());
-  const auto x = fixture_inputs("mnist_cnn_3layer_5_3", 0, 10);
-  CertifyOptions o;
-  auto cpu = make_cpu_engine(net);
-  auto gpu = make_gpu_engine(net);
-  const auto a = certify(net, *cpu, x, {}, o), b = certify(net, *gpu, x, {}, o);
-  const int differing = expect_same_radii(net, *cpu, x, a, b, o.bound, "shipped");
-  std::printf("radii differing (ties): %d of %zu images\n", differing, a.size());
+  // A full radius search per image: under the CPU emulation (~15 s per bound of this CNN, minutes
+  // per image) only the random networks below.
+  if (!cuda_emulated()) {
+    const auto x = fixture_inputs("mnist_cnn_3layer_5_3", 0, 10);
+    CertifyOptions o;
+    auto cpu = make_cpu_engine(net);
+    auto gpu = make_gpu_engine(net);
+    const auto a = certify(net, *cpu, x, {}, o), b = certify(net, *gpu, x, {}, o);
+    const int differing = expect_same_radii(net, *cpu, x, a, b, o.bound, "shipped");
+    std::printf("radii differing (ties): %d of %zu images\n", differing, a.size());
+  }
   compare_radii_on_random_networks([](const Network& net) { return make_gpu_engine(net); }, {Family::Residual, Family::CnnMaxPool},
-                                   Norm::L2);
+                                   Norm::L2, cuda_emulated() ? 1 : 6);
+}
+
+TEST_F(GpuTest, ConvolutionsAndGemmsRunOnTheExpectedPath) {
+  // The shipped CNN's convolutions are valid-padded 3×3 (symmetric): cuDNN applies wherever it is
+  // built in, and must not have failed; the dense layer goes to cuBLAS. Without the libraries (and
+  // under the emulation) the own kernels run; asked for the own kernels, no library call happens.
+  // (Under the CPU emulation, where no library exists and a bound of the shipped CNN takes ~15 s, a
+  // small random CNN with a dense layer instead.)
+  const Network net = cuda_emulated() ? random_network(Family::Cnn, ActKind::Relu, 3)
+                                      : import_onnx((source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string());
+  const auto ps = margin_problems(net, 3, 0.02, 4);
+  const CudaLibraries libs = cuda_libraries();
+  auto lib = make_gpu_engine(net);
+  lib->bound(ps, BoundOptions{});
+  const EngineStats s = lib->stats();
+  std::printf("convolutions: cuDNN %lld, cuDNN failed %lld, own %lld; GEMMs: cuBLAS %lld, own %lld\n",
+              static_cast<long long>(s.conv_cudnn), static_cast<long long>(s.conv_cudnn_failed),
+              static_cast<long long>(s.conv_own_kernel), static_cast<long long>(s.gemm_cublas),
+              static_cast<long long>(s.gemm_own_kernel));
+  EXPECT_EQ(s.conv_cudnn_failed, 0);
+  EXPECT_GT(libs.cudnn ? s.conv_cudnn : s.conv_own_kernel, 0);
+  EXPECT_EQ(libs.cudnn ? s.conv_own_kernel : s.conv_cudnn, 0);
+  EXPECT_GT(libs.cublas ? s.gemm_cublas : s.gemm_own_kernel, 0);
+  EXPECT_EQ(libs.cublas ? s.gemm_own_kernel : s.gemm_cublas, 0);
+  if (gpu_required() && !cuda_emulated()) {
+    EXPECT_TRUE(libs.cudnn) << "the device run builds with -DCNNCERT_REQUIRE_CUDA_LIBS=ON";
+    EXPECT_TRUE(libs.cublas);
+  }
+  auto own = batched::make_batched_engine(net, batched::make_cuda_ops(0, false));
+  own->bound(ps, BoundOptions{});
+  const EngineStats t = own->stats();
+  EXPECT_EQ(t.conv_cudnn + t.gemm_cublas, 0);
+  EXPECT_GT(t.conv_own_kernel, 0);
+  EXPECT_GT(t.gemm_own_kernel, 0);
 }
 
 TEST_F(GpuTest, ProvenRadiiMatchTheCpuEngine) {

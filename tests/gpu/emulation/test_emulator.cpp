@@ -1,0 +1,162 @@
+// The CPU emulation of CUDA itself (emulated build only): barriers and shared memory behave as on
+// the hardware, launch limits and faults are reported as the hardware reports them, and errors
+// reach the project's checks (cuda/check.cuh) with the right attribution.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "batched_engine.hpp"
+#include "check.cuh"
+#include "cnncert/cuda.hpp"
+#include "cnncert/error.hpp"
+#include "device_buffer.cuh"
+
+namespace {
+
+/// Block sums through shared memory with a tree of barriers (as the engine's reductions).
+__global__ void block_sum_kernel(const int* in, int* out) {
+  __shared__ int s[256];
+  s[threadIdx.x] = in[blockIdx.x * blockDim.x + threadIdx.x];
+  __syncthreads();
+  for (unsigned w = blockDim.x / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) s[threadIdx.x] += s[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = s[0];
+}
+
+__global__ void index_kernel(int* out) {
+  const unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  const unsigned b = blockIdx.x + gridDim.x * blockIdx.y;
+  out[b * blockDim.x * blockDim.y * blockDim.z + t] = static_cast<int>(b * 10000 + t);
+}
+
+/// Threads 1.. reach a barrier that thread 0 skips: undefined on the hardware, an error here.
+__global__ void divergent_kernel(int* out) {
+  if (threadIdx.x != 0) __syncthreads();
+  out[threadIdx.x] = 1;
+}
+
+/// Writes one element past its array.
+__global__ void overrun_kernel(float* out, int n) {
+  if (threadIdx.x == 0) out[n] = 1.0f;
+}
+
+class Emulator : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(cnncert::cuda_emulated()); }
+  void TearDown() override { cudaDeviceReset(); }  // clears the sticky faults some tests cause
+};
+
+TEST_F(Emulator, BarriersAndSharedMemoryGiveBlockSums) {
+  const int blocks = 3, threads = 256;
+  std::vector<int> h(blocks * threads);
+  for (size_t i = 0; i < h.size(); ++i) h[i] = static_cast<int>(i % 97);
+  cnncert::cuda::DeviceBuffer<int> in(h.size()), out(blocks);
+  in.upload(h, nullptr);
+  CNNCERT_LAUNCH(block_sum_kernel, blocks, threads, 0, nullptr, in.data(), out.data());
+  const auto got = out.download(nullptr);
+  for (int b = 0; b < blocks; ++b) {
+    int want = 0;
+    for (int t = 0; t < threads; ++t) want += h[static_cast<size_t>(b * threads + t)];
+    EXPECT_EQ(got[static_cast<size_t>(b)], want) << "block " << b;
+  }
+}
+
+TEST_F(Emulator, EveryThreadOfA3DBlockAnd2DGridRunsOnce) {
+  const dim3 grid(3, 2), block(4, 3, 2);
+  cnncert::cuda::DeviceBuffer<int> out(6 * 24);
+  CNNCERT_CUDA_CHECK(cudaMemsetAsync(out.data(), 0xFF, 6 * 24 * sizeof(int), nullptr));
+  CNNCERT_LAUNCH(index_kernel, grid, block, 0, nullptr, out.data());
+  const auto got = out.download(nullptr);
+  for (int b = 0; b < 6; ++b)
+    for (int t = 0; t < 24; ++t) EXPECT_EQ(got[static_cast<size_t>(b * 24 + t)], b * 10000 + t);
+}
+
+TEST_F(Emulator, LaunchLimitsFailLikeTheHardware) {
+  cnncert::cuda::DeviceBuffer<int> out(4096);
+  const auto launch_fails = [&](dim3 grid, dim3 block) {
+    try {
+      CNNCERT_LAUNCH(index_kernel, grid, block, 0, nullptr, out.data());
+    } catch (const cnncert::CudaError& e) {
+      EXPECT_NE(std::string(e.what()).find("cudaErrorInvalidConfiguration"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("launch of index_kernel"), std::string::npos) << e.what();
+      return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(launch_fails(dim3(1), dim3(1025)));
+  EXPECT_TRUE(launch_fails(dim3(1), dim3(32, 33)));
+  EXPECT_TRUE(launch_fails(dim3(1), dim3(1, 1, 65)));
+  EXPECT_TRUE(launch_fails(dim3(0), dim3(32)));
+  EXPECT_TRUE(launch_fails(dim3(1, 65536), dim3(1)));
+  EXPECT_FALSE(launch_fails(dim3(1), dim3(1024)));  // the limit itself is fine
+  // a configuration error is not sticky: the next launch works
+  EXPECT_FALSE(launch_fails(dim3(2), dim3(8)));
+}
+
+TEST_F(Emulator, DivergentBarrierIsAFault) {
+  cnncert::cuda::DeviceBuffer<int> out(64);
+  EXPECT_THROW(CNNCERT_LAUNCH(divergent_kernel, 1, 64, 0, nullptr, out.data()), cnncert::CudaError);
+  // sticky, as a fault on the hardware: later calls fail too
+  EXPECT_EQ(cudaStreamSynchronize(nullptr), cudaErrorLaunchFailure);
+}
+
+TEST_F(Emulator, WritePastAnAllocationIsAnIllegalAddress) {
+  cnncert::cuda::DeviceBuffer<float> out(10);
+  try {
+    CNNCERT_LAUNCH(overrun_kernel, 1, 32, 0, nullptr, out.data(), 10);
+    ADD_FAILURE() << "no fault reported";
+  } catch (const cnncert::CudaError& e) {
+    EXPECT_NE(std::string(e.what()).find("cudaErrorIllegalAddress"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Emulator, CopiesOutsideAllocationsAreInvalid) {
+  cnncert::cuda::DeviceBuffer<float> buf(8);
+  std::vector<float> h(16);
+  EXPECT_EQ(cudaMemcpyAsync(buf.data(), h.data(), 16 * sizeof(float), cudaMemcpyHostToDevice, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaMemcpyAsync(h.data(), buf.data() + 4, 5 * sizeof(float), cudaMemcpyDeviceToHost, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaMemcpyAsync(h.data(), buf.data() + 4, 4 * sizeof(float), cudaMemcpyDeviceToHost, nullptr), cudaSuccess);
+  cudaGetLastError();
+}
+
+TEST_F(Emulator, AnEarlierUncheckedErrorIsNotBlamedOnTheNextLaunch) {
+  cnncert::cuda::DeviceBuffer<int> out(64);
+  int* bad = nullptr;
+  (void)cudaMalloc(&bad, size_t(1) << 40);  // fails (out of memory), unchecked
+  try {
+    CNNCERT_LAUNCH(index_kernel, 1, 8, 0, nullptr, out.data());
+    ADD_FAILURE() << "the pending error was lost";
+  } catch (const cnncert::CudaError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("an earlier CUDA call"), std::string::npos) << m;
+    EXPECT_NE(m.find("cudaErrorMemoryAllocation"), std::string::npos) << m;
+  }
+  EXPECT_NO_THROW(CNNCERT_LAUNCH(index_kernel, 1, 8, 0, nullptr, out.data()));
+}
+
+TEST_F(Emulator, TheEngineLeavesTheDefaultMemoryPoolAlone) {
+  cudaMemPool_t pool = nullptr;
+  ASSERT_EQ(cudaDeviceGetMemPool(&pool, 0), cudaSuccess);
+  uint64_t before = 12345, after = 0;
+  ASSERT_EQ(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &before), cudaSuccess);
+  {
+    auto ops = cnncert::batched::make_cuda_ops(1 << 20);
+    void* p = ops->alloc(1000);
+    ops->release(p);
+  }
+  ASSERT_EQ(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &after), cudaSuccess);
+  EXPECT_EQ(after, before);
+}
+
+TEST_F(Emulator, AnExplicitBudgetIsClampedToTheFreeMemory) {
+  size_t free_b = 0, total_b = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free_b, &total_b), cudaSuccess);
+  auto ops = cnncert::batched::make_cuda_ops(free_b * 4);
+  EXPECT_LE(ops->memory_budget(), free_b / 10 * 9);
+  EXPECT_GT(ops->memory_budget(), 0u);
+}
+
+}  // namespace
