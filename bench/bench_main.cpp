@@ -181,6 +181,7 @@ int main(int argc, char** argv) {
   int64_t n = 100, n_large = 10, n_cpu_huge = 2;
   int repeat = 3, threads = 0;
   app.add_option("--data", data, "shared data directory (real networks and images)")->capture_default_str();
+  app.add_option("--root", root, "source tree with models/ and data/ (the shipped networks and images)")->capture_default_str();
   app.add_option("-n,--count", n, "images per network")->capture_default_str();
   app.add_option("--count-large", n_large, "CPU images for the ResNet (slow on a CPU)")->capture_default_str();
   app.add_option("--count-huge", n_cpu_huge, "CPU images for the 45k-ReLU all-conv network and mnist_cnn_7layer")->capture_default_str();

@@ -15,13 +15,21 @@ out="${1:?usage: tools/gpu-check.sh OUTDIR}"
 shift
 mkdir -p "$out"
 root="$PWD"
-args=(-DCNNCERT_CUDA=ON -DCMAKE_BUILD_TYPE=Release)
+args=(-DCNNCERT_CUDA=ON -DCNNCERT_REQUIRE_CUDA_LIBS=ON -DCMAKE_BUILD_TYPE=Release)
 [ -d .gpu/prefix ] && args+=(-DCMAKE_PREFIX_PATH="$root/.gpu/prefix")
 [ -d .gpu/googletest ] && args+=(-DCNNCERT_GTEST_SOURCE="$root/.gpu/googletest")
 [ -d .gpu/data ] && args+=(-DCNNCERT_SHARED_DATA="$root/.gpu/data")
-wheel_dir() { python3 -c "import $1, os; print(os.path.dirname($1.__file__))" 2>/dev/null; }
-CUDNN_ROOT="${CUDNN_ROOT:-$(wheel_dir nvidia.cudnn)}"
-CUBLAS_ROOT="${CUBLAS_ROOT:-$(wheel_dir nvidia.cublas)}"
+# The install root (the folder with include/HEADER) inside the nvidia-* Python wheels. `nvidia` is a
+# namespace package: its folders come from __path__ (its __file__ is None).
+wheel_root() {
+  local d hit
+  for d in $(python3 -c 'import nvidia; print(" ".join(nvidia.__path__))' 2>/dev/null); do
+    hit="$(find "$d" -path "*/include/$1" -print -quit 2>/dev/null)"
+    [ -n "$hit" ] && { dirname "$(dirname "$hit")"; return 0; }
+  done
+}
+CUDNN_ROOT="${CUDNN_ROOT:-$(wheel_root cudnn.h)}"
+CUBLAS_ROOT="${CUBLAS_ROOT:-$(wheel_root cublas_v2.h)}"
 [ -n "$CUDNN_ROOT" ] && args+=(-DCNNCERT_CUDNN_ROOT="$CUDNN_ROOT") && export LD_LIBRARY_PATH="$CUDNN_ROOT/lib:${LD_LIBRARY_PATH:-}"
 [ -n "$CUBLAS_ROOT" ] && args+=(-DCNNCERT_CUBLAS_ROOT="$CUBLAS_ROOT") && export LD_LIBRARY_PATH="$CUBLAS_ROOT/lib:${LD_LIBRARY_PATH:-}"
 gen=()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Run HERE, before a device run: builds the CUDA engine for Hopper (sm_90) with cuBLAS and cuDNN
+# required (-DCNNCERT_REQUIRE_CUDA_LIBS=ON) into build-gpu/, and collects in .gpu/run/ (git-ignored,
+# to be carried) what the device machine then only has to run: the GPU test binary, cnncert,
+# cnncert-bench, libcnncert and the CUDA runtime they were linked with, plus the real networks and
+# images. cuBLAS and cuDNN are too large to carry: tools/gpu-run.sh takes them from the device's
+# Python wheels (nvidia-cublas, nvidia-cudnn-cu13) or its CUDA toolkit. Ends with a dry run of
+# tools/gpu-run.sh (everything up to the first step that needs a GPU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs="${CNNCERT_JOBS:-2}"
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCNNCERT_CUDA=ON -DCNNCERT_REQUIRE_CUDA_LIBS=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90 "$@" >/dev/null
+cmake --build build-gpu -j"$jobs" --target cnncert_cli cnncert_bench cnncert_gpu_tests
+run=.gpu/run
+rm -rf "$run"
+mkdir -p "$run/bin" "$run/lib" "$run/data"
+cp build-gpu/cnncert build-gpu/cnncert-bench build-gpu/tests/cnncert_gpu_tests "$run/bin/"
+cp -L build-gpu/libcnncert.so.0 "$run/lib/"
+# the CUDA runtime it was linked with (small; the device's may be another minor version)
+cudart="$(ldd build-gpu/libcnncert.so | awk '/libcudart/ {print $3}')"
+[ -n "$cudart" ] && cp -L "$cudart" "$run/lib/"
+# what was linked, for the device script to check against
+ldd build-gpu/libcnncert.so | awk '{print $1}' | grep -E 'libcublas|libcudnn|libcudart' >"$run/needed-libs.txt" || true
+if [ -d ../shared/data ]; then
+  cp -r ../shared/data/nets ../shared/data/images "$run/data/"
+  rm -f "$run/data/nets/gtsrb_bnn_48_bn_maxpool_sign.onnx"  # large and unsupported
+fi
+strip --strip-unneeded "$run"/bin/* "$run"/lib/libcnncert.so.0 2>/dev/null || true
+du -sh "$run"
+DRY_RUN=1 tools/gpu-run.sh /tmp/cnncert-gpu-dry-run
