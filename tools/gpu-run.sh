@@ -28,6 +28,10 @@ find_lib_dir() {
   done
   ldconfig -p 2>/dev/null | awk -v n="$name" '$1 == n {print $NF; exit}' | xargs -r dirname
 }
+for f in "$run"/lib/*.xz; do  # unpacked next to the archive (xz, else Python's lzma)
+  [ -e "$f" ] && [ ! -e "${f%.xz}" ] && { xz -dk "$f" 2>/dev/null ||
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$f" "${f%.xz}"; }
+done
 libpath="$run/lib"
 for lib in $(cat "$run/needed-libs.txt" 2>/dev/null); do
   case "$lib" in
@@ -46,11 +50,11 @@ export CNNCERT_SOURCE_DIR="$root" CNNCERT_SHARED_DATA="$run/data"
   echo "== $(date -u) on $(hostname)"
   nvidia-smi -L 2>&1 || true
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-  for b in "$run"/bin/*; do echo "-- ldd $(basename "$b")"; ldd "$b" | grep -E 'cnncert|cuda|cublas|cudnn|not found'; done
+  for b in "$run"/bin/*; do echo "-- ldd $(basename "$b")"; ldd "$b" | grep -E 'cnncert|cuda|cublas|cudnn|=> not found'; done
   "$run/bin/cnncert" gpu
 } 2>&1 | tee "$out/environment.txt"
 status=0
-if grep -q "not found" "$out/environment.txt"; then
+if grep -q "=> not found" "$out/environment.txt"; then
   echo "a library the binaries need was not found (see $out/environment.txt)" >&2
   status=1
 fi

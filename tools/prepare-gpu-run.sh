@@ -17,15 +17,29 @@ rm -rf "$run"
 mkdir -p "$run/bin" "$run/lib" "$run/data"
 cp build-gpu/cnncert build-gpu/cnncert-bench build-gpu/tests/cnncert_gpu_tests "$run/bin/"
 cp -L build-gpu/libcnncert.so.0 "$run/lib/"
-# the CUDA runtime it was linked with (small; the device's may be another minor version)
-cudart="$(ldd build-gpu/libcnncert.so | awk '/libcudart/ {print $3}')"
-[ -n "$cudart" ] && cp -L "$cudart" "$run/lib/"
+# Every shared library the binaries load except glibc's, the C++ runtime's and cuBLAS/cuDNN: the
+# CUDA runtime they were linked with (small; the device's may be another minor version) and the
+# Debian libraries the device image lacks (OpenBLAS, GLPK and what they need).
+for b in "$run"/bin/*; do ldd "$b"; done | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u |
+  while read -r name path; do
+    case "$name" in
+      libc.so* | libm.so* | libdl.so* | librt.so* | libpthread.so* | libstdc++.so* | libgcc_s.so* | ld-linux*) ;;
+      libcublas* | libcudnn* | libcnncert*) ;;
+      *) cp -L "$path" "$run/lib/$name" ;;
+    esac
+  done
 # what was linked, for the device script to check against
 ldd build-gpu/libcnncert.so | awk '{print $1}' | grep -E 'libcublas|libcudnn|libcudart' >"$run/needed-libs.txt" || true
 if [ -d ../shared/data ]; then
   cp -r ../shared/data/nets ../shared/data/images "$run/data/"
   rm -f "$run/data/nets/gtsrb_bnn_48_bn_maxpool_sign.onnx"  # large and unsupported
 fi
+# large libraries (OpenBLAS, 36 MB) travel compressed; tools/gpu-run.sh unpacks them
+find "$run/lib" -type f -size +8M -exec xz -T2 -f {} \;
 strip --strip-unneeded "$run"/bin/* "$run"/lib/libcnncert.so.0 2>/dev/null || true
 du -sh "$run"
-DRY_RUN=1 tools/gpu-run.sh /tmp/cnncert-gpu-dry-run
+status=0
+DRY_RUN=1 tools/gpu-run.sh /tmp/cnncert-gpu-dry-run || status=$?
+for f in "$run"/lib/*.xz; do rm -f "${f%.xz}"; done  # the dry run unpacked them: carry them packed
+du -sh "$run"
+exit $status
