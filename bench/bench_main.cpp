@@ -128,7 +128,10 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
              {"stats", {{"calls", st.calls}, {"seconds_bounds", st.seconds_bounds}, {"seconds_relax", st.seconds_relax},
                         {"seconds_final", st.seconds_final}, {"backsub_flops", st.backsub_flops},
                         {"rows_computed", st.rows_computed}, {"rows_skipped", st.rows_skipped},
-                        {"peak_tensor_bytes", st.peak_tensor_bytes}}}};
+                        {"peak_tensor_bytes", st.peak_tensor_bytes}, {"conv_cudnn", st.conv_cudnn},
+                        {"conv_cudnn_failed", st.conv_cudnn_failed}, {"conv_own_kernel", st.conv_own_kernel},
+                        {"gemm_cublas", st.gemm_cublas}, {"gemm_own_kernel", st.gemm_own_kernel},
+                        {"gpu_launches", st.gpu_launches}, {"gpu_syncs", st.gpu_syncs}}}};
     } catch (const std::exception& e) {
       out = {{"error", e.what()}};
     }
@@ -305,6 +308,14 @@ int main(int argc, char** argv) {
           if (rc + rs > 0) extra << ", rows " << std::setprecision(0) << 100 * rs / (rc + rs) << "% skipped";
           extra << ", " << std::setprecision(3) << st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(runs[0].certified_images))
                 << " GFLOP/image";
+          if (st.value("gpu_launches", int64_t{0}) > 0) {
+            extra << ", conv cuDNN/failed/own " << st.value("conv_cudnn", int64_t{0}) << "/" << st.value("conv_cudnn_failed", int64_t{0})
+                  << "/" << st.value("conv_own_kernel", int64_t{0}) << ", GEMM cuBLAS/own " << st.value("gemm_cublas", int64_t{0}) << "/"
+                  << st.value("gemm_own_kernel", int64_t{0}) << ", " << st.value("gpu_launches", int64_t{0}) << " launches, "
+                  << st.value("gpu_syncs", int64_t{0}) << " syncs";
+            for (const char* k : {"conv_cudnn", "conv_cudnn_failed", "conv_own_kernel", "gemm_cublas", "gemm_own_kernel", "gpu_launches", "gpu_syncs"})
+              row[k] = st.value(k, int64_t{0});
+          }
           row["gflop_per_image"] = st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(runs[0].certified_images));
           row["gflops_backsub"] = gflops;
           if (gemm_peak > 0 && gflops > 0) {

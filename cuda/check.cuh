@@ -18,6 +18,9 @@ namespace cnncert::cuda {
 
 /// Throws cnncert::CudaError for a failed runtime call: `what` failed, the decoded status, file:line.
 [[noreturn]] inline void throw_cuda(cudaError_t st, const std::string& what, const char* file, int line) {
+  // The failure is reported here: clear it from the runtime's last error, so that a caller that
+  // catches this and carries on is not told about it again at its next launch (sticky faults stay).
+  (void)cudaGetLastError();
   throw CudaError(what + " failed: " + cudaGetErrorName(st) + " (" + cudaGetErrorString(st) + ") at " + file + ":" +
                       std::to_string(line),
                   static_cast<int>(st), detail::source_location(file, line));

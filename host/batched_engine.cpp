@@ -144,6 +144,7 @@ class BatchedEngine final : public BoundEngine {
     const PathCounts c = ops_->path_counts();
     s.conv_cudnn = c.conv_library, s.conv_cudnn_failed = c.conv_library_failed, s.conv_own_kernel = c.conv_own;
     s.gemm_cublas = c.gemm_library, s.gemm_own_kernel = c.gemm_own;
+    s.gpu_launches = c.launches, s.gpu_syncs = c.syncs;
     return s;
   }
 

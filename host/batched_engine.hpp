@@ -22,6 +22,8 @@ struct PathCounts {
   int64_t conv_own = 0;             ///< the engine's own convolution kernel
   int64_t gemm_library = 0;         ///< cuBLAS GEMMs
   int64_t gemm_own = 0;             ///< the engine's own GEMM kernel
+  int64_t launches = 0;             ///< kernel launches and library calls (each launches ≥ 1 kernel)
+  int64_t syncs = 0;                ///< host waits for the stream (downloads, synchronize)
 };
 
 /// Primitive operations of the batched engine. Pointers are "device" pointers of the

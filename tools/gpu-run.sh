@@ -7,9 +7,10 @@
 # cuBLAS and cuDNN: CUBLAS_LIB_DIR / CUDNN_LIB_DIR, else searched in the Python wheels' nvidia/
 # folders (a namespace package: found by its __path__, not __file__), the CUDA toolkit, ldconfig.
 set -uo pipefail
-cd "$(dirname "$0")/.."
 out="${1:?usage: tools/gpu-run.sh OUTDIR}"
 mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+cd "$(dirname "$0")/.."
 root="$PWD"
 run="$root/.gpu/run"
 dry="${DRY_RUN:-0}"
@@ -51,9 +52,13 @@ export CNNCERT_SOURCE_DIR="$root" CNNCERT_SHARED_DATA="$run/data"
   nvidia-smi -L 2>&1 || true
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
   for b in "$run"/bin/*; do echo "-- ldd $(basename "$b")"; ldd "$b" | grep -E 'cnncert|cuda|cublas|cudnn|=> not found'; done
-  "$run/bin/cnncert" gpu
+  "$run/bin/cnncert" gpu || echo "cnncert gpu: no usable GPU"
 } 2>&1 | tee "$out/environment.txt"
 status=0
+if [ "$dry" != 1 ] && grep -q "no usable GPU" "$out/environment.txt"; then
+  echo "no usable GPU (see $out/environment.txt)" >&2
+  status=1
+fi
 if grep -q "=> not found" "$out/environment.txt"; then
   echo "a library the binaries need was not found (see $out/environment.txt)" >&2
   status=1
@@ -68,11 +73,11 @@ if [ "$dry" = 1 ]; then
   exit $status
 fi
 
-CNNCERT_REQUIRE_GPU=1 timeout "${TEST_TIMEOUT:-300}" "$run/bin/cnncert_gpu_tests" --gtest_output="json:$out/gpu-tests.json" \
+CNNCERT_REQUIRE_GPU=1 timeout -k 10 "${TEST_TIMEOUT:-300}" "$run/bin/cnncert_gpu_tests" --gtest_output="json:$out/gpu-tests.json" \
   2>&1 | tee "$out/gpu-tests.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 # shellcheck disable=SC2086
-timeout "${BENCH_TIMEOUT:-240}" "$run/bin/cnncert-bench" --root "$root" --data "$CNNCERT_SHARED_DATA" \
+timeout -k 10 "${BENCH_TIMEOUT:-240}" "$run/bin/cnncert-bench" --root "$root" --data "$CNNCERT_SHARED_DATA" \
   ${BENCH_ARGS:---devices cpu,gpu --norms inf --repeat 3 --count-huge 1 --only shipped,verivital,oval21,resnet_2b,biasfield} \
   --json "$out/bench.json" 2>&1 | tee "$out/bench.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1

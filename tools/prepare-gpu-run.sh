@@ -8,6 +8,7 @@
 # tools/gpu-run.sh (everything up to the first step that needs a GPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v xz >/dev/null || { echo "xz is needed to pack the large libraries (apt-get install xz-utils)" >&2; exit 2; }
 jobs="${CNNCERT_JOBS:-2}"
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCNNCERT_CUDA=ON -DCNNCERT_REQUIRE_CUDA_LIBS=ON \
   -DCMAKE_CUDA_ARCHITECTURES=90 "$@" >/dev/null
@@ -23,7 +24,7 @@ cp -L build-gpu/libcnncert.so.0 "$run/lib/"
 for b in "$run"/bin/*; do ldd "$b"; done | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u |
   while read -r name path; do
     case "$name" in
-      libc.so* | libm.so* | libdl.so* | librt.so* | libpthread.so* | libstdc++.so* | libgcc_s.so* | ld-linux*) ;;
+      libc.so* | libm.so* | libdl.so* | librt.so* | libpthread.so* | libstdc++.so* | libgcc_s.so* | ld-linux* | libz.so*) ;;
       libcublas* | libcudnn* | libcnncert*) ;;
       *) cp -L "$path" "$run/lib/$name" ;;
     esac
@@ -39,7 +40,9 @@ find "$run/lib" -type f -size +8M -exec xz -T2 -f {} \;
 strip --strip-unneeded "$run"/bin/* "$run"/lib/libcnncert.so.0 2>/dev/null || true
 du -sh "$run"
 status=0
-DRY_RUN=1 tools/gpu-run.sh /tmp/cnncert-gpu-dry-run || status=$?
+# the dry run finds cuBLAS/cuDNN where this build found them
+lib_dir() { dirname "$(grep "^CNNCERT_$1_LIB:" build-gpu/CMakeCache.txt | cut -d= -f2)"; }
+CUBLAS_LIB_DIR="$(lib_dir CUBLAS)" CUDNN_LIB_DIR="$(lib_dir CUDNN)" DRY_RUN=1 tools/gpu-run.sh /tmp/cnncert-gpu-dry-run || status=$?
 for f in "$run"/lib/*.xz; do rm -f "${f%.xz}"; done  # the dry run unpacked them: carry them packed
 du -sh "$run"
 exit $status

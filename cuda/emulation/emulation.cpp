@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,7 +34,7 @@ struct Device {
   std::mutex m;
   std::map<uintptr_t, size_t> allocs;  // user address → size
   size_t used = 0;
-  cudaError_t sticky = cudaSuccess;    // a fault: every later call returns it (until reset)
+  std::atomic<cudaError_t> sticky{cudaSuccess};  // a fault: later device calls return it (until reset)
 };
 Device& device() {
   static Device d;
@@ -122,14 +123,16 @@ cudaError_t device_free(void* p) {
 // ---- fibers: the threads of one block ---------------------------------------------------------
 //
 // A context switch saves the callee-saved registers on the running stack and swaps stack
-// pointers (x86-64: a few instructions, no system call; elsewhere ucontext, which also saves the
-// signal mask with a system call per switch and is several times slower).
+// pointers (x86-64: 21 instructions, no system call; elsewhere ucontext, which also saves the
+// signal mask with a system call per switch and is several times slower). Not compatible with
+// CET shadow stacks (-fcf-protection=return), which the project does not enable.
 
 #if defined(__x86_64__)
 extern "C" void cnncert_emu_switch(void** save_sp, void* load_sp);
 asm(R"(
-  .text
+  .pushsection .text
   .globl cnncert_emu_switch
+  .hidden cnncert_emu_switch
   .type cnncert_emu_switch, @function
 cnncert_emu_switch:
   pushq %rbp
@@ -138,8 +141,14 @@ cnncert_emu_switch:
   pushq %r13
   pushq %r14
   pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
   movq %rsp, (%rdi)
   movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
   popq %r15
   popq %r14
   popq %r13
@@ -148,19 +157,29 @@ cnncert_emu_switch:
   popq %rbp
   ret
   .size cnncert_emu_switch, .-cnncert_emu_switch
+  .popsection
 )");
 
+// Saved on the stack at a switch: the callee-saved registers of the System V ABI (rbp, rbx,
+// r12–r15) and the floating-point control words (MXCSR, x87), then the return address.
 struct Context {
   void* sp = nullptr;
 };
 void switch_context(Context& from, Context& to) { cnncert_emu_switch(&from.sp, to.sp); }
-/// A context that starts `entry` (which never returns) on the given stack.
+/// A context that starts `entry` (which never returns) on the given stack, with the caller's
+/// floating-point control words.
 void make_context(Context& c, char* stack, size_t size, void (*entry)()) {
   auto top = (reinterpret_cast<uintptr_t>(stack) + size) & ~uintptr_t(15);
   auto* sp = reinterpret_cast<void**>(top);
   *--sp = nullptr;                              // entry's return address: never used
   *--sp = reinterpret_cast<void*>(entry);       // popped by the switch's ret
   for (int i = 0; i < 6; ++i) *--sp = nullptr;  // rbp, rbx, r12–r15
+  uint32_t mxcsr = 0;
+  uint16_t x87 = 0;
+  asm volatile("stmxcsr %0" : "=m"(mxcsr));
+  asm volatile("fnstcw %0" : "=m"(x87));
+  uint64_t words = mxcsr | (static_cast<uint64_t>(x87) << 32);
+  *--sp = reinterpret_cast<void*>(words);
   c.sp = sp;
 }
 #else
@@ -192,7 +211,9 @@ struct Block {
   size_t current = 0;
   bool in_fiber = false;
   bool in_kernel = false;
-  bool divergent = false;  // a thread reached a barrier that thread 0 did not
+  bool divergent = false;  // a thread reached a barrier that the first thread did not
+  bool reverse = false;    // threads run last to first (every other launch)
+  uint64_t launches = 0;
   void (*run)(void*) = nullptr;
   void* ctx = nullptr;
   std::string error;
@@ -238,27 +259,35 @@ void resume(Block& blk, size_t t) {
   blk.in_fiber = false;
 }
 
-/// Runs every thread of the current block. Thread 0 runs first as a fiber; when it finishes
-/// without reaching a barrier, the kernel has none that all threads reach, and the others run as
-/// plain calls (a barrier one of them reaches then is divergence, an error). Otherwise all run
-/// as fibers, released together at each barrier.
+/// Runs every thread of the current block, in index order on even launches and in reverse on odd
+/// ones (so that a kernel reading another thread's write without a barrier between sees different
+/// data from one launch to the next). The first thread runs as a fiber; when it finishes without
+/// reaching a barrier, the kernel has none that all threads reach, and the others run as plain
+/// calls (a barrier one of them reaches then is divergence, an error). Otherwise all run as
+/// fibers, released together at each barrier.
 void run_block(Block& blk, const dim3& b) {
   const size_t n = static_cast<size_t>(b.x) * b.y * b.z;
   if (blk.fibers.size() < n) blk.fibers.resize(n);
-  start_fiber(blk, b, 0);
-  resume(blk, 0);
-  if (blk.fibers[0].state == FiberState::Done) {
-    for (size_t t = 1; t < n && blk.error.empty(); ++t) {
+  const auto thread_at = [&](size_t k) { return blk.reverse ? n - 1 - k : k; };
+  const size_t first = thread_at(0);
+  start_fiber(blk, b, first);
+  resume(blk, first);
+  if (blk.fibers[first].state == FiberState::Done) {
+    for (size_t k = 1; k < n && blk.error.empty(); ++k) {
+      const size_t t = thread_at(k);
       g_vars.thread_idx = thread_index(b, t);
       run_body(blk);
-      if (blk.divergent) blk.error = "__syncthreads() reached by thread " + std::to_string(t) + " but not by thread 0 (divergent barrier)";
+      if (blk.divergent)
+        blk.error = "__syncthreads() reached by thread " + std::to_string(t) + " but not by thread " + std::to_string(first) +
+                    " (divergent barrier)";
     }
     return;
   }
-  for (size_t t = 1; t < n; ++t) start_fiber(blk, b, t);
+  for (size_t k = 1; k < n; ++k) start_fiber(blk, b, thread_at(k));
   for (size_t round = 0;; ++round) {
     size_t done = 0, waiting = 0;
-    for (size_t t = 0; t < n; ++t) {
+    for (size_t k = 0; k < n; ++k) {
+      const size_t t = thread_at(k);
       Fiber& f = blk.fibers[t];
       if (f.state == FiberState::Ready) resume(blk, t);
       if (f.state == FiberState::Done) ++done;
@@ -306,6 +335,11 @@ void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_byte
     return;
   }
   blk.in_kernel = true;
+  struct Leave {
+    Block& b;
+    ~Leave() { b.in_kernel = false; }
+  } leave{blk};
+  blk.reverse = (blk.launches++ & 1) != 0;
   blk.run = run;
   blk.ctx = ctx;
   blk.error.clear();
@@ -320,7 +354,6 @@ void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_byte
         if (!blk.error.empty())
           blk.error += " in block (" + std::to_string(x) + "," + std::to_string(y) + "," + std::to_string(z) + ")";
       }
-  blk.in_kernel = false;
   if (!blk.error.empty()) {
     fault(cudaErrorLaunchFailure, std::string("kernel ") + kernel + ": " + blk.error);
     return;

@@ -102,6 +102,8 @@ struct EngineStats {
   /// execution time (the own kernel ran instead), by the own kernel; GEMMs by cuBLAS and by the
   /// own kernel (calls).
   int64_t conv_cudnn = 0, conv_cudnn_failed = 0, conv_own_kernel = 0, gemm_cublas = 0, gemm_own_kernel = 0;
+  /// GPU engine: kernel launches (library calls counted once) and host waits for the GPU.
+  int64_t gpu_launches = 0, gpu_syncs = 0;
 };
 
 /// Computes certified bounds of linear functions of the logits over an input region.

@@ -128,10 +128,13 @@ TEST_F(GpuTest, ConvolutionsAndGemmsRunOnTheExpectedPath) {
   auto lib = make_gpu_engine(net);
   lib->bound(ps, BoundOptions{});
   const EngineStats s = lib->stats();
-  std::printf("convolutions: cuDNN %lld, cuDNN failed %lld, own %lld; GEMMs: cuBLAS %lld, own %lld\n",
+  std::printf("convolutions: cuDNN %lld, cuDNN failed %lld, own %lld; GEMMs: cuBLAS %lld, own %lld; %lld launches, %lld syncs\n",
               static_cast<long long>(s.conv_cudnn), static_cast<long long>(s.conv_cudnn_failed),
               static_cast<long long>(s.conv_own_kernel), static_cast<long long>(s.gemm_cublas),
-              static_cast<long long>(s.gemm_own_kernel));
+              static_cast<long long>(s.gemm_own_kernel), static_cast<long long>(s.gpu_launches),
+              static_cast<long long>(s.gpu_syncs));
+  EXPECT_GE(s.gpu_launches, s.conv_cudnn + s.conv_own_kernel + s.gemm_cublas + s.gemm_own_kernel);
+  EXPECT_GT(s.gpu_syncs, 0);
   EXPECT_EQ(s.conv_cudnn_failed, 0);
   EXPECT_GT(libs.cudnn ? s.conv_cudnn : s.conv_own_kernel, 0);
   EXPECT_EQ(libs.cudnn ? s.conv_own_kernel : s.conv_cudnn, 0);

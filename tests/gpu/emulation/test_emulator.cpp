@@ -1,6 +1,7 @@
 // The CPU emulation of CUDA itself (emulated build only): barriers and shared memory behave as on
-// the hardware, launch limits and faults are reported as the hardware reports them, and errors
-// reach the project's checks (cuda/check.cuh) with the right attribution.
+// the hardware, launch limits and faults are reported as errors of the kinds the hardware reports
+// (at the launch itself, where a GPU reports a fault at a later call), and errors reach the
+// project's checks (cuda/check.cuh) attributed to the call that caused them.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -36,6 +37,21 @@ __global__ void index_kernel(int* out) {
 __global__ void divergent_kernel(int* out) {
   if (threadIdx.x != 0) __syncthreads();
   out[threadIdx.x] = 1;
+}
+
+/// Thread 0 reaches a barrier that the others skip (the fiber path of the emulator).
+__global__ void divergent_after_first_kernel(int* out) {
+  if (threadIdx.x == 0) __syncthreads();
+  out[threadIdx.x] = 1;
+}
+
+/// Each thread reads its neighbour's write without a barrier between: a race. The emulation runs
+/// threads in order on one launch and in reverse on the next, so the race shows as different
+/// results.
+__global__ void racy_kernel(int* out) {
+  __shared__ int s[64];
+  s[threadIdx.x] = static_cast<int>(threadIdx.x) + 1;
+  out[threadIdx.x] = s[(threadIdx.x + 1) % 64];
 }
 
 /// Writes one element past its array.
@@ -101,6 +117,24 @@ TEST_F(Emulator, DivergentBarrierIsAFault) {
   EXPECT_THROW(CNNCERT_LAUNCH(divergent_kernel, 1, 64, 0, nullptr, out.data()), cnncert::CudaError);
   // sticky, as a fault on the hardware: later calls fail too
   EXPECT_EQ(cudaStreamSynchronize(nullptr), cudaErrorLaunchFailure);
+}
+
+TEST_F(Emulator, DivergentBarrierOnTheFiberPathIsAFault) {
+  cnncert::cuda::DeviceBuffer<int> out(64);
+  // both thread orders: once thread 0 runs first, once last
+  EXPECT_THROW(CNNCERT_LAUNCH(divergent_after_first_kernel, 1, 64, 0, nullptr, out.data()), cnncert::CudaError);
+  cudaDeviceReset();
+  cnncert::cuda::DeviceBuffer<int> out2(64);
+  EXPECT_THROW(CNNCERT_LAUNCH(divergent_after_first_kernel, 1, 64, 0, nullptr, out2.data()), cnncert::CudaError);
+}
+
+TEST_F(Emulator, AMissingBarrierChangesResultsBetweenLaunches) {
+  cnncert::cuda::DeviceBuffer<int> out(64);
+  CNNCERT_LAUNCH(racy_kernel, 1, 64, 0, nullptr, out.data());
+  const auto a = out.download(nullptr);
+  CNNCERT_LAUNCH(racy_kernel, 1, 64, 0, nullptr, out.data());
+  const auto b = out.download(nullptr);
+  EXPECT_NE(a, b) << "a race between threads went unnoticed";
 }
 
 TEST_F(Emulator, WritePastAnAllocationIsAnIllegalAddress) {
