@@ -226,14 +226,16 @@ TEST_F(GpuTest, ElementwiseBackMatchesTheHost) {
       }
 }
 
+/// A square pooling window: c channels of hin × hin, k × k window, stride s, padding p.
+PoolGeom pool_geom(int64_t c, int64_t hin, int64_t k, int64_t s, int64_t p) {
+  PoolGeom g;
+  g.c = c, g.hin = g.win = hin, g.kh = g.kw = k, g.sh = g.sw = s, g.pt = g.pl = p;
+  g.hout = g.wout = (hin + 2 * p - k) / s + 1;
+  return g;
+}
+
 TEST_F(GpuTest, PoolBackMatchesTheHost) {
-  const auto geo = [](int64_t c, int64_t hin, int64_t k, int64_t s, int64_t p) {
-    PoolGeom g;
-    g.c = c, g.hin = g.win = hin, g.kh = g.kw = k, g.sh = g.sw = s, g.pt = g.pl = p;
-    g.hout = g.wout = (hin + 2 * p - k) / s + 1;
-    return g;
-  };
-  for (const PoolGeom& g : {geo(2, 6, 2, 2, 0), geo(3, 5, 3, 1, 1), geo(1, 1, 1, 1, 0)})
+  for (const PoolGeom& g : {pool_geom(2, 6, 2, 2, 0), pool_geom(3, 5, 3, 1, 1), pool_geom(1, 1, 1, 1, 0)})
     for (int64_t half : {1, 2})
       for (int64_t stride_problems : {0, 1}) {
         const int64_t problems = 2, stride = stride_problems * g.out_size() * g.kk();
@@ -386,13 +388,7 @@ TEST_F(GpuTest, ActivationRelaxationsAndBoundsMatchTheHost) {
 }
 
 TEST_F(GpuTest, MaxPoolRelaxationMatchesTheHost) {
-  const auto geo = [](int64_t c, int64_t hin, int64_t k, int64_t s, int64_t p) {
-    PoolGeom g;
-    g.c = c, g.hin = g.win = hin, g.kh = g.kw = k, g.sh = g.sw = s, g.pt = g.pl = p;
-    g.hout = g.wout = (hin + 2 * p - k) / s + 1;
-    return g;
-  };
-  for (const PoolGeom& g : {geo(2, 6, 2, 2, 0), geo(2, 5, 3, 2, 1), geo(1, 1, 1, 1, 0)})
+  for (const PoolGeom& g : {pool_geom(2, 6, 2, 2, 0), pool_geom(2, 5, 3, 2, 1), pool_geom(1, 1, 1, 1, 0)})
     for (int64_t problems : {1, 3}) {
       std::vector<double> lo, hi;
       neuron_bounds(problems * g.in_size(), 80, lo, hi);
