@@ -247,7 +247,9 @@ class CudaOps final : public Ops {
         }
         // A failure at execution time: this geometry runs the own kernel from now on (counted,
         // so that a test can tell); a sticky runtime fault still fails the launch below.
-        ++paths_.conv_library_failed;
+        if (paths_.conv_library_failed++ == 0)
+          std::fprintf(stderr, "cnncert: cuDNN backward-data convolution failed (%s); the own kernel runs instead\n",
+                       cudnnGetErrorString(st));
         plan.usable = false;
       }
     }
