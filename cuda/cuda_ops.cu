@@ -188,6 +188,13 @@ struct CudnnDeleter {
 using CudnnHandle = std::unique_ptr<std::remove_pointer_t<cudnnHandle_t>, CudnnDeleter>;
 #endif
 
+/// A kernel launch of CudaOps, counted in its statistics.
+#define COUNTED_LAUNCH(...)      \
+  do {                           \
+    ++paths_.launches;           \
+    CNNCERT_LAUNCH(__VA_ARGS__); \
+  } while (0)
+
 class CudaOps final : public Ops {
  public:
   CudaOps(size_t budget, bool use_libs, int64_t max_grid_blocks)
@@ -255,8 +262,7 @@ class CudaOps final : public Ops {
     }
 #endif
     ++paths_.conv_own;
-    ++paths_.launches;
-    CNNCERT_LAUNCH(conv_back_kernel, grid(rows * g.cin * g.hin * g.win), kBlock, 0, stream(), g, rows, w, a, out);
+    COUNTED_LAUNCH(conv_back_kernel, grid(rows * g.cin * g.hin * g.win), kBlock, 0, stream(), g, rows, w, a, out);
   }
 
   void dense_back(int64_t rows, int64_t n_out, int64_t n_in, const float* w, const float* a, float* out) override {
@@ -278,67 +284,56 @@ class CudaOps final : public Ops {
     CNNCERT_CHECK((rows + 15) / 16 <= 2147483647, "too many rows for the GEMM kernel: " << rows);
     ++paths_.gemm_own;
     const dim3 block(16, 16), blocks(static_cast<unsigned>((rows + 15) / 16), static_cast<unsigned>((n_in + 15) / 16));
-    ++paths_.launches;
-    CNNCERT_LAUNCH(dense_back_kernel, blocks, block, 0, stream(), rows, n_out, n_in, w, a, out);
+    COUNTED_LAUNCH(dense_back_kernel, blocks, block, 0, stream(), rows, n_out, n_in, w, a, out);
   }
 
   void elementwise_back(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div, const float* al,
                         const float* bl, const float* au, const float* bu, double* bias) override {
     if (half == 0) return;
-    ++paths_.launches;
-    CNNCERT_LAUNCH(elementwise_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), half, size, a, prob, stride, div, al, bl, au, bu, bias);
+    COUNTED_LAUNCH(elementwise_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), half, size, a, prob, stride, div, al, bl, au, bu, bias);
   }
 
   void pool_back(const PoolGeom& g, int64_t half, const int* prob, int64_t stride, const float* slopes, const float* a,
                  float* out) override {
-    ++paths_.launches;
-    CNNCERT_LAUNCH(pool_back_kernel, grid(2 * half * g.in_size()), kBlock, 0, stream(), g, half, prob, stride, slopes, a, out);
+    COUNTED_LAUNCH(pool_back_kernel, grid(2 * half * g.in_size()), kBlock, 0, stream(), g, half, prob, stride, slopes, a, out);
   }
 
   void add(int64_t n, const float* x, float* y) override {
-    ++paths_.launches;
-    CNNCERT_LAUNCH(add_kernel, grid(n), kBlock, 0, stream(), n, x, y);
+    COUNTED_LAUNCH(add_kernel, grid(n), kBlock, 0, stream(), n, x, y);
   }
 
   void gather(int64_t rows, int64_t n_out, int64_t n_in, const int64_t* inv, const float* a, float* out) override {
-    ++paths_.launches;
-    CNNCERT_LAUNCH(gather_kernel, grid(rows * n_in), kBlock, 0, stream(), rows, n_out, n_in, inv, a, out);
+    COUNTED_LAUNCH(gather_kernel, grid(rows * n_in), kBlock, 0, stream(), rows, n_out, n_in, inv, a, out);
   }
 
   void identity(int64_t half, int64_t size, int64_t first, float* out) override {
     zero(out, static_cast<size_t>(2 * half * size) * sizeof(float));
-    ++paths_.launches;
-    CNNCERT_LAUNCH(identity_kernel, grid(2 * half), kBlock, 0, stream(), half, size, first, out);
+    COUNTED_LAUNCH(identity_kernel, grid(2 * half), kBlock, 0, stream(), half, size, first, out);
   }
 
   void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* eps, RegionNorm norm,
                   double box_lo, double box_hi, const double* bias, double* upper, double* lower) override {
     if (half == 0) return;
-    ++paths_.launches;
-    CNNCERT_LAUNCH(concretize_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), half, n, a, prob, x0, eps, norm, box_lo, box_hi, bias, upper, lower);
+    COUNTED_LAUNCH(concretize_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), half, n, a, prob, x0, eps, norm, box_lo, box_hi, bias, upper, lower);
   }
 
   void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl, float* au,
                         float* bu) override {
-    ++paths_.launches;
-    CNNCERT_LAUNCH(relax_activation_kernel, grid(count), kBlock, 0, stream(), count, s, lo, hi, al, bl, au, bu);
+    COUNTED_LAUNCH(relax_activation_kernel, grid(count), kBlock, 0, stream(), count, s, lo, hi, al, bl, au, bu);
   }
 
   void activation_bounds(int64_t count, const ActSpec& s, const double* lo, const double* hi, double* out_lo,
                          double* out_hi) override {
-    ++paths_.launches;
-    CNNCERT_LAUNCH(activation_bounds_kernel, grid(count), kBlock, 0, stream(), count, s, lo, hi, out_lo, out_hi);
+    COUNTED_LAUNCH(activation_bounds_kernel, grid(count), kBlock, 0, stream(), count, s, lo, hi, out_lo, out_hi);
   }
 
   void relax_maxpool(const PoolGeom& g, int64_t problems, const double* lo, const double* hi, float* slopes, float* beta_u,
                      float* beta_l) override {
-    ++paths_.launches;
-    CNNCERT_LAUNCH(relax_maxpool_kernel, grid(problems * g.out_size()), kBlock, 0, stream(), g, problems, lo, hi, slopes, beta_u, beta_l);
+    COUNTED_LAUNCH(relax_maxpool_kernel, grid(problems * g.out_size()), kBlock, 0, stream(), g, problems, lo, hi, slopes, beta_u, beta_l);
   }
 
   void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) override {
-    ++paths_.launches;
-    CNNCERT_LAUNCH(flag_nonfinite_kernel, grid(problems * size), kBlock, 0, stream(), problems, size, lo, hi, flags);
+    COUNTED_LAUNCH(flag_nonfinite_kernel, grid(problems * size), kBlock, 0, stream(), problems, size, lo, hi, flags);
   }
 
  private:

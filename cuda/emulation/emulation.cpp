@@ -25,10 +25,7 @@ constexpr size_t kGuard = 64;                       // guard bytes on each side 
 constexpr unsigned char kGuardByte = 0xA5;
 constexpr unsigned char kFreshByte = 0xFF;          // new memory reads as NaN, not as zeros
 constexpr size_t kSharedPerBlock = 48 << 10;
-constexpr size_t kFiberStack = 96 << 10;
-// The stacks' tops are staggered by a different number of cache lines each: equally aligned tops
-// would fall into the same cache sets and evict each other at every switch.
-constexpr size_t kStackStagger = 17 * 64, kStaggerSpan = 32 << 10;
+constexpr size_t kFiberStack = 64 << 10;  // kernels are shallow
 
 struct Device {
   std::mutex m;
@@ -59,19 +56,25 @@ cudaError_t sticky() {
   return e == cudaSuccess ? e : fail(e);
 }
 
-/// Checks the guard bytes of every allocation (caller holds the lock); "" when intact.
-std::string damaged_guards(const Device& d) {
-  for (const auto& [addr, size] : d.allocs) {
-    const auto* p = reinterpret_cast<const unsigned char*>(addr);
-    for (size_t i = 0; i < kGuard; ++i) {
-      const bool after = p[size + i] != kGuardByte, before = p[-1 - static_cast<ptrdiff_t>(i)] != kGuardByte;
-      if (!after && !before) continue;
-      std::ostringstream os;
-      os << "a write outside the " << size << "-byte device allocation at 0x" << std::hex << addr << std::dec << " (byte "
-         << (after ? i : i + 1) << (after ? " past its end)" : " before it)");
-      return os.str();
-    }
+/// The guard bytes of one allocation: "" when intact, else what was overwritten.
+std::string damaged_guard(uintptr_t addr, size_t size) {
+  const auto* p = reinterpret_cast<const unsigned char*>(addr);
+  for (size_t i = 0; i < kGuard; ++i) {
+    const bool after = p[size + i] != kGuardByte, before = p[-1 - static_cast<ptrdiff_t>(i)] != kGuardByte;
+    if (!after && !before) continue;
+    std::ostringstream os;
+    os << "a write outside the " << size << "-byte device allocation at 0x" << std::hex << addr << std::dec << " (byte "
+       << (after ? i : i + 1) << (after ? " past its end)" : " before it)");
+    return os.str();
   }
+  return "";
+}
+
+/// The guard bytes of every allocation (caller holds the lock), checked after each kernel: only
+/// kernels can write outside an allocation (copies and memsets are range-checked).
+std::string damaged_guards(const Device& d) {
+  for (const auto& [addr, size] : d.allocs)
+    if (std::string damage = damaged_guard(addr, size); !damage.empty()) return damage;
   return "";
 }
 
@@ -110,10 +113,9 @@ cudaError_t device_free(void* p) {
   if (const cudaError_t e = sticky()) return e;
   Device& d = device();
   std::lock_guard<std::mutex> lock(d.m);
-  const std::string damage = damaged_guards(d);
-  if (!damage.empty()) return fault(cudaErrorIllegalAddress, damage);
   auto it = d.allocs.find(reinterpret_cast<uintptr_t>(p));
   if (it == d.allocs.end()) return fail(cudaErrorInvalidValue);
+  if (std::string damage = damaged_guard(it->first, it->second); !damage.empty()) return fault(cudaErrorIllegalAddress, damage);
   d.used -= it->second;
   d.allocs.erase(it);
   std::free(static_cast<unsigned char*>(p) - kGuard);
@@ -247,7 +249,7 @@ void start_fiber(Block& blk, const dim3& b, size_t t) {
   Fiber& f = blk.fibers[t];
   f.tid = thread_index(b, t);
   if (!f.stack) f.stack.reset(new char[kFiberStack]);
-  make_context(f.ctx, f.stack.get(), kFiberStack - t * kStackStagger % kStaggerSpan, fiber_entry);
+  make_context(f.ctx, f.stack.get(), kFiberStack, fiber_entry);
   f.state = FiberState::Ready;
 }
 
