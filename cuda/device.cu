@@ -68,6 +68,25 @@ bool cuda_available() {
   return n > 0;
 }
 
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+void cuda_use_device(int ordinal) {
+  const int n = cuda_device_count();
+  if (ordinal < 0 || ordinal >= n)
+    throw InvalidArgument("GPU " + std::to_string(ordinal) + " does not exist (" + std::to_string(n) + " usable)");
+  if (cudaSetDevice(ordinal) != cudaSuccess) {
+    cudaGetLastError();
+    throw InvalidArgument("cannot select GPU " + std::to_string(ordinal));
+  }
+}
+
 std::string cuda_device_info() {
   int n = 0;
   const cudaError_t st = cudaGetDeviceCount(&n);

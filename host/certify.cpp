@@ -122,8 +122,17 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
                 "certify: the targets file has " << o.targets.size() << " entries for " << count << " images");
   CNNCERT_CHECK(classes >= 2, "certify: the network has fewer than two outputs");
   CNNCERT_CHECK(o.start_eps > 0 && std::isfinite(o.start_eps), "certify: the starting eps must be positive");
-  check_classes(labels, classes, first_index, "label");
-  check_classes(o.targets, classes, first_index, "target");
+  CNNCERT_CHECK(o.image_indices.empty() || static_cast<int64_t>(o.image_indices.size()) == count,
+                "certify: " << o.image_indices.size() << " image indices for " << count << " images");
+  auto index_of = [&](int64_t i) { return o.image_indices.empty() ? first_index + i : o.image_indices[static_cast<size_t>(i)]; };
+  for (int64_t i = 0; i < count; ++i) {
+    CNNCERT_CHECK(index_of(i) >= 0, "certify: image indices must not be negative");
+    for (const auto* v : {&labels, &o.targets}) {
+      const int64_t c = v->empty() ? -1 : (*v)[static_cast<size_t>(i)];
+      CNNCERT_CHECK(c >= -1 && c < classes, "image " << index_of(i) << ": " << (v == &labels ? "label" : "target") << " " << c
+                                                     << " is not a class of the model (0.." << classes - 1 << ")");
+    }
+  }
   const auto t0 = std::chrono::steady_clock::now();
 
   const std::vector<double> logits = net.forward(inputs.data(), count);
@@ -131,7 +140,7 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
   std::vector<Item> items;
   for (int64_t i = 0; i < count; ++i) {
     ImageResult& r = results[static_cast<size_t>(i)];
-    r.image = first_index + i;
+    r.image = index_of(i);
     const double* l = logits.data() + i * classes;
     r.predicted = std::max_element(l, l + classes) - l;
     r.label = labels.empty() ? r.predicted : labels[static_cast<size_t>(i)];  // -1 stays: unknown

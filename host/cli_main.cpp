@@ -15,11 +15,14 @@
 #include "cnncert/engine.hpp"
 #include "cnncert/proven.hpp"
 #include "cnncert/convert.hpp"
+#include "cli_cluster.hpp"
 #include "cli_options.hpp"
 #include "npy.hpp"
 #include "output_file.hpp"
 
 #include <chrono>
+#include <optional>
+#include <thread>
 #include <unistd.h>
 
 namespace {
@@ -399,33 +402,113 @@ std::vector<int64_t> read_targets(const std::string& path, int64_t skip, int64_t
   return std::vector<int64_t>(all.begin() + skip, all.begin() + skip + count);
 }
 
-int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
-                const std::string& targets_file) {
-  const std::string &target = so.target, &search = so.search, &json_path = so.json, &csv_path = so.csv;
-  const uint64_t seed = so.seed();
-  const bool quiet = so.quiet;
+/// The images one process certifies: every `count`-th image of those -n/--offset select, starting
+/// at the `index`-th (`--shard K/N`, or one MPI rank's part).
+struct Shard {
+  int64_t index = 0, count = 1;
+};
+
+/// Parses --shard K/N (0 ≤ K < N).
+Shard parse_shard(const std::string& text) {
+  const auto slash = text.find('/');
+  auto whole = [](const std::string& t) {
+    return !t.empty() && t.size() <= 9 && std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  const std::string k = slash == std::string::npos ? "" : text.substr(0, slash), n = slash == std::string::npos ? "" : text.substr(slash + 1);
+  if (!whole(k) || !whole(n)) throw InvalidArgument("--shard needs K/N with whole numbers 0 <= K < N, got '" + text + "'");
+  Shard s{std::stoll(k), std::stoll(n)};
+  if (s.count < 1 || s.index >= s.count) throw InvalidArgument("--shard needs K/N with 0 <= K < N, got '" + text + "'");
+  return s;
+}
+
+/// The results of one process's certification, with what the report says about the engine.
+struct CertifyRun {
+  std::vector<cnncert::ImageResult> results;
+  double seconds = 0;
+  std::string engine, engine_mode;
+};
+
+json to_json(const CertifyRun& run) {
+  json images = json::array();
+  for (const auto& r : run.results) {
+    json targets = json::array();
+    for (const auto& t : r.targets) targets.push_back({{"target", t.target}, {"eps", t.eps}, {"steps", t.steps}, {"note", t.note}});
+    images.push_back({{"image", r.image}, {"label", r.label}, {"predicted", r.predicted}, {"skipped", r.skipped},
+                      {"reason", r.skip_reason}, {"seconds", r.seconds}, {"targets", targets}});
+  }
+  return {{"results", images}, {"seconds", run.seconds}, {"engine", run.engine}, {"engine_mode", run.engine_mode}};
+}
+
+/// The inverse of to_json (doubles travel as their shortest round-trip text: exact).
+CertifyRun certify_run_from_json(const json& j) {
+  CertifyRun run;
+  run.seconds = j.at("seconds").get<double>();
+  run.engine = j.at("engine").get<std::string>();
+  run.engine_mode = j.at("engine_mode").get<std::string>();
+  for (const auto& ji : j.at("results")) {
+    cnncert::ImageResult r;
+    r.image = ji.at("image").get<int64_t>(), r.label = ji.at("label").get<int64_t>(), r.predicted = ji.at("predicted").get<int64_t>();
+    r.skipped = ji.at("skipped").get<bool>(), r.skip_reason = ji.at("reason").get<std::string>();
+    r.seconds = ji.at("seconds").get<double>();
+    for (const auto& jt : ji.at("targets"))
+      r.targets.push_back({jt.at("target").get<int64_t>(), jt.at("eps").get<double>(), jt.at("steps").get<int>(), jt.at("note").get<std::string>()});
+    run.results.push_back(std::move(r));
+  }
+  return run;
+}
+
+/// Certifies this process's shard of the images.
+CertifyRun certify_images(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
+                          const std::string& targets_file, const Shard& shard, bool main_process) {
   cnncert::CertifyOptions o = so.options(bo);
-  auto [json_out, csv_out] = search_outputs(json_path, csv_path);
   const cnncert::Network net = cnncert::import_onnx(in.model);
-  print_notes(net);
+  if (main_process) print_notes(net);
   cnncert::check_boundable(net);
   const cnncert::Preprocess pre = in.preprocess();
-  const cnncert::ImageSet set = in.load();
-  if (!targets_file.empty()) o.targets = read_targets(targets_file, in.offset, set.count);
-  const std::vector<double> x = cnncert::preprocess(set, pre, net);
-  Progress progress(!quiet, so.progress);
-  attach(progress, o);
+  cnncert::ImageSet set = in.load();
+  std::vector<int64_t> targets;
+  if (!targets_file.empty()) targets = read_targets(targets_file, in.offset, set.count);
+  cnncert::check_classes(set.labels, net.output_size(), in.offset, "label");
+  cnncert::check_classes(targets, net.output_size(), in.offset, "target");
+  if (shard.count > 1) {  // keep images index, index + count, ... (numbered as in the whole run)
+    cnncert::ImageSet part = set;
+    part.pixels.clear(), part.labels.clear(), part.count = 0;
+    const int64_t n = set.image_size();
+    for (int64_t i = shard.index; i < set.count; i += shard.count) {
+      part.pixels.insert(part.pixels.end(), set.pixels.begin() + i * n, set.pixels.begin() + (i + 1) * n);
+      if (!set.labels.empty()) part.labels.push_back(set.labels[static_cast<size_t>(i)]);
+      if (!targets.empty()) o.targets.push_back(targets[static_cast<size_t>(i)]);
+      o.image_indices.push_back(in.offset + i);
+      ++part.count;
+    }
+    set = std::move(part);
+  } else {
+    o.targets = std::move(targets);
+  }
+  CertifyRun run;
   auto engine = bo.engine(net);
+  run.engine = engine->name(), run.engine_mode = bo.mode(*engine);
+  if (set.count == 0) return run;  // a shard beyond the images
+  const std::vector<double> x = cnncert::preprocess(set, pre, net);
+  Progress progress(main_process && !so.quiet, main_process && so.progress);
+  attach(progress, o);
   const auto t0 = std::chrono::steady_clock::now();
-  const auto results = cnncert::certify(net, *engine, x, set.labels.empty() ? std::vector<int64_t>{} : set.labels, o, in.offset);
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  run.results = cnncert::certify(net, *engine, x, set.labels, o, in.offset);
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return run;
+}
 
+/// Prints the per-image lines and the summary of a certification and fills its --json/--csv
+/// outputs (committed by the caller); `extra` goes into the JSON (shard, ranks, errors).
+void report_certify(const CertifyRun& run, const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
+                    const std::string& targets_file, OutputFile& json_out, OutputFile& csv_out, const json& extra) {
+  const bool quiet = so.quiet;
   double sum_eps = 0;
   int64_t n_targets = 0, n_images = 0, skipped = 0;
   json jimages = json::array();
   std::ostream& csv = csv_out.stream();
   if (csv_out.enabled()) csv << "image,label,predicted,target,eps,steps,seconds,note\n";
-  for (const auto& r : results) {
+  for (const auto& r : run.results) {
     json ji;
     ji["image"] = r.image;
     ji["label"] = r.label;
@@ -464,31 +547,123 @@ int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchC
     jimages.push_back(ji);
   }
   const double avg_eps = n_targets ? sum_eps / static_cast<double>(n_targets) : 0.0;
-  const double avg_time = n_images ? total / static_cast<double>(n_images) : 0.0;
-  std::cout << "[L" << bo.norm << "] method = " << bo.method << ", target = "
-            << (targets_file.empty() ? target : "file") << (o.target == cnncert::TargetMode::Random && targets_file.empty() ? " (seed " + std::to_string(seed) + ")" : "")
-            << ", search = " << search << ", engine = " << bo.mode(*engine) << ", images = " << n_images << " certified, "
-            << skipped << " skipped\n";
+  const double avg_time = n_images ? run.seconds / static_cast<double>(n_images) : 0.0;
+  const uint64_t seed = so.seed();
+  const bool random = cnncert::parse_target_mode(so.target) == cnncert::TargetMode::Random && targets_file.empty();
+  std::cout << "[L" << bo.norm << "] method = " << bo.method << ", target = " << (targets_file.empty() ? so.target : "file")
+            << (random ? " (seed " + std::to_string(seed) + ")" : "") << ", search = " << so.search << ", engine = " << run.engine_mode
+            << ", images = " << n_images << " certified, " << skipped << " skipped\n";
   std::cout << "avg robustness = " << std::setprecision(5) << std::fixed << avg_eps << ", avg run time = " << std::setprecision(4)
             << avg_time << " sec" << std::defaultfloat << "\n";
-  if (!json_path.empty()) {
+  if (json_out.enabled()) {
     json j;
     j["model"] = in.model;
     j["images_file"] = in.images;
     j["norm"] = bo.norm;
     j["method"] = bo.method;
-    j["target"] = targets_file.empty() ? target : "file:" + targets_file;
+    j["target"] = targets_file.empty() ? so.target : "file:" + targets_file;
     j["seed"] = seed;
-    j["search"] = search;
-    j["engine"] = engine->name();
-    j["engine_mode"] = bo.mode(*engine);
+    j["search"] = so.search;
+    j["engine"] = run.engine;
+    j["engine_mode"] = run.engine_mode;
     j["exact_cnncert"] = bo.exact_cnncert;
     j["avg_robustness"] = avg_eps;
     j["avg_run_time"] = avg_time;
-    j["total_seconds"] = total;
+    j["total_seconds"] = run.seconds;
+    for (const auto& [key, value] : extra.items()) j[key] = value;
     j["images"] = jimages;
     json_out.stream() << j.dump(2) << "\n";
   }
+}
+
+/// The exit code and the error text of a failure (the same codes as main()).
+std::pair<int, std::string> describe_failure() {
+  try {
+    throw;
+  } catch (const cnncert::InternalError& e) {
+    return {3, std::string("internal error (please report): ") + e.what()};
+  } catch (const std::bad_alloc&) {
+    return {kExitBadInput, "out of memory"};
+  } catch (const std::exception& e) {
+    return {kExitBadInput, e.what()};
+  } catch (...) {
+    return {kExitBadInput, "unknown error"};
+  }
+}
+
+/// `certify` as one rank of an MPI launch: every rank certifies its shard (rank r takes images r,
+/// r + N, ...; each rank's threads default to its share of the machine's cores; with GPUs, the
+/// local rank picks the GPU); rank 0 gathers the results, writes the outputs and the summary as a
+/// single process would, and reports each failed rank's error. A failed rank makes the run's exit
+/// code non-zero; the other ranks' results are still written.
+int run_certify_ranks(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
+                      const std::string& targets_file, const std::string& shard_text) {
+  const cnncert::cli::Cluster& c = cnncert::cli::cluster();
+  const bool root = c.rank == 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::optional<std::pair<OutputFile, OutputFile>> outputs;
+  json mine;
+  try {
+    if (!shard_text.empty()) throw InvalidArgument("--shard and an MPI launch both split the images: use one of them");
+    if (root) outputs.emplace(search_outputs(so.json, so.csv));  // checked before the computation
+    // A test hook (tests/cpu/test_mpi.cpp): the rank named here fails as a broken rank would.
+    const char* fail = std::getenv("CNNCERT_TEST_FAIL_RANK");
+    if (fail && std::to_string(c.rank) == fail) throw InvalidArgument("rank " + std::to_string(c.rank) + " failed on purpose (CNNCERT_TEST_FAIL_RANK)");
+    BoundCliOptions mine_bo = bo;
+    if (mine_bo.threads == 0) mine_bo.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, c.local_size));
+    if (bo.device != "cpu" && cnncert::cuda_device_count() > 0) cnncert::cuda_use_device(c.local_rank % cnncert::cuda_device_count());
+    mine = to_json(certify_images(in, mine_bo, so, targets_file, Shard{c.rank, c.size}, root));
+  } catch (...) {
+    const auto [code, text] = describe_failure();
+    mine = {{"error", text}, {"code", code}};
+  }
+  const std::vector<std::string> texts = cnncert::cli::gather_text(mine.dump());
+  // Rank 0 reports a failed rank and returns the run's exit code: a non-zero code here would let
+  // mpirun kill rank 0 while it writes the other ranks' results.
+  if (!root) return 0;
+  CertifyRun all;
+  json errors = json::array();
+  int code = 0;
+  for (size_t r = 0; r < texts.size(); ++r) {
+    const json j = json::parse(texts[r]);
+    if (j.contains("error")) {
+      errors.push_back({{"rank", r}, {"error", j.at("error")}});
+      code = std::max(code, j.at("code").get<int>());
+      continue;
+    }
+    CertifyRun part = certify_run_from_json(j);
+    if (all.engine.empty()) all.engine = part.engine, all.engine_mode = part.engine_mode;
+    for (auto& res : part.results) all.results.push_back(std::move(res));
+  }
+  std::sort(all.results.begin(), all.results.end(), [](const auto& a, const auto& b) { return a.image < b.image; });
+  all.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const bool same_error = !errors.empty() && std::all_of(errors.begin(), errors.end(), [&](const json& e) { return e["error"] == errors[0]["error"]; });
+  if (static_cast<int>(errors.size()) == c.size && same_error) {  // e.g. a bad option: said once
+    std::cerr << "cnncert: error: " << errors[0]["error"].get<std::string>() << "\n";
+    return code;
+  }
+  for (const auto& e : errors)
+    std::cerr << "cnncert: error: rank " << e["rank"].get<int>() << " of " << c.size << ": " << e["error"].get<std::string>() << "\n";
+  if (!outputs) return code;  // rank 0 could not even open its outputs (said above)
+  json extra{{"ranks", c.size}};
+  if (!errors.empty()) extra["errors"] = errors;
+  report_certify(all, in, bo, so, targets_file, outputs->first, outputs->second, extra);
+  cnncert::detail::commit_all({&outputs->first, &outputs->second});
+  if (!errors.empty())
+    std::cerr << "cnncert: " << errors.size() << " of " << c.size << " ranks failed; the outputs hold the other ranks' images\n";
+  return code;
+}
+
+int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so, const std::string& targets_file,
+                const std::string& shard_text) {
+  if (cnncert::cli::cluster().size > 1) return run_certify_ranks(in, bo, so, targets_file, shard_text);
+  const Shard shard = shard_text.empty() ? Shard{} : parse_shard(shard_text);
+  (void)so.options(bo);  // bad options fail before the outputs are checked
+  auto [json_out, csv_out] = search_outputs(so.json, so.csv);
+  const CertifyRun run = certify_images(in, bo, so, targets_file, shard, true);
+  json extra = json::object();
+  if (shard.count > 1) extra["shard"] = shard_text;
+  report_certify(run, in, bo, so, targets_file, json_out, csv_out, extra);
   cnncert::detail::commit_all({&json_out, &csv_out});
   return 0;
 }
@@ -727,6 +902,14 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Under mpirun/srun (an MPI build): one rank of the run; MPI ends when main returns.
+  if (const std::string why = cnncert::cli::cluster_start(&argc, &argv); !why.empty()) {
+    std::cerr << "cnncert: error: " << why << "\n";
+    return kExitBadInput;
+  }
+  struct ClusterGuard {
+    ~ClusterGuard() { cnncert::cli::cluster_finish(); }
+  } cluster_guard;
   CLI::App app{"cnncert: certified robustness bounds for convolutional neural networks (CNN-Cert, Fast-Lin, CROWN, "
                "DeepCert, PROVEN)"};
   app.set_version_flag("--version", std::string("cnncert ") + cnncert::version());
@@ -755,6 +938,10 @@ int main(int argc, char** argv) {
   cso.add(*certify, "random, runnerup, least, all or untargeted");
   std::string targets_file;
   certify->add_option("--targets", targets_file, "file with one target class per image (overrides --target)");
+  std::string shard;
+  certify->add_option("--shard", shard,
+                      "certify only images K, K+N, K+2N, ... (counted after --offset) of the selected images, numbered and "
+                      "targeted as in the whole run; K/N with 0 <= K < N (under mpirun each rank takes its shard itself)");
 
   CLI::App* bounds = app.add_subcommand("bounds", "certified lower/upper bounds of every margin (or logit) at a fixed eps");
   InputOptions bin_;
@@ -802,8 +989,11 @@ int main(int argc, char** argv) {
   try {
     const int rc = [&]() -> int {
     if (*info) return run_info(info_model, json_path);
+    if (cnncert::cli::cluster().size > 1 && !*certify)
+      throw InvalidArgument("under mpirun/srun only 'certify' splits its images across the ranks; run '" +
+                            app.get_subcommands().front()->get_name() + "' as one process");
     if (*predict) return run_predict(pin, json_path, quiet);
-    if (*certify) return run_certify(cin_, cbo, cso, targets_file);
+    if (*certify) return run_certify(cin_, cbo, cso, targets_file, shard);
     if (*bounds) return run_bounds(bin_, bbo, eps, logits, json_path);
     if (*proven)
       return run_proven(pin2, pbo, pso, ppc);
@@ -829,18 +1019,12 @@ int main(int argc, char** argv) {
     // Results printed to the standard output count as written only once they were flushed.
     cnncert::detail::check_stdout();
     return rc;
-  } catch (const cnncert::InternalError& e) {
-    std::cerr << "cnncert: internal error (please report): " << e.what() << "\n";
-    return 3;
-  } catch (const cnncert::Error& e) {
-    std::cerr << "cnncert: error: " << e.what() << "\n";
-    return kExitBadInput;
-  } catch (const std::bad_alloc&) {
-    std::cerr << "cnncert: error: out of memory\n";
-    return kExitBadInput;
-  } catch (const std::exception& e) {
-    std::cerr << "cnncert: error: " << e.what() << "\n";
-    return kExitBadInput;
+  } catch (...) {
+    // Under MPI every rank meets the same error here; rank 0 says it (certify's own errors travel
+    // to rank 0 with the results).
+    const auto [code, text] = describe_failure();
+    if (cnncert::cli::cluster().rank == 0) std::cerr << "cnncert: " << (code == 3 ? "" : "error: ") << text << "\n";
+    return code;
   }
   return 0;
 }

@@ -39,6 +39,10 @@ struct CertifyOptions {
   int deepcert_max_steps = 200;  ///< guard against networks whose margin never fails
   /// Explicit target class per image (overrides `target` when not empty; −1 = untargeted).
   std::vector<int64_t> targets;
+  /// The index of each image in the whole input set (empty: first_index + i). It numbers the
+  /// images in the results and seeds their random targets, so a shard of a run (`--shard`, an MPI
+  /// rank) that passes its images' indices gets the targets and radii the whole run would.
+  std::vector<int64_t> image_indices;
   /// Called after every search step with (work done, total work): engine evaluations for the
   /// CNN-Cert search (a fixed number per item), finished items for DeepCert's.
   std::function<void(int64_t, int64_t)> progress;

@@ -18,6 +18,11 @@ struct CudaLibraries {
 CudaLibraries cuda_libraries();
 /// True when the CUDA engine is compiled in and at least one GPU is usable.
 bool cuda_available();
+/// Number of usable GPUs (0 without CUDA, a driver or a device).
+int cuda_device_count();
+/// Makes GPU `ordinal` the one this thread's later GPU engines use (e.g. one GPU per MPI rank).
+/// Throws InvalidArgument when there is no such GPU.
+void cuda_use_device(int ordinal);
 /// One line describing the GPU (name, memory, compute capability, runtime version), or why none
 /// is usable.
 std::string cuda_device_info();
