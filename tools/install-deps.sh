@@ -18,6 +18,10 @@ install() {
 }
 
 install "" cmake make g++ libgtest-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libglpk-dev libopenblas-dev
+# MPI for `mpirun -np N cnncert certify` (the build leaves MPI out without it), and the venv module
+# for the Python module's tests (tools/python-tests.sh).
+install "MPI, Python venv" libopenmpi-dev openmpi-bin python3-venv python3-dev ||
+  echo "MPI / python3-venv not installed: cnncert is built without MPI, the Python tests need a venv-capable python3"
 # Optional: clang with the libFuzzer runtime for tools/fuzz-smoke.sh (which skips without them).
 install "optional, for the fuzz smoke" clang libclang-rt-14-dev ||
   echo "optional packages not installed: the fuzz smoke will be skipped"
