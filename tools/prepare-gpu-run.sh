@@ -10,8 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v xz >/dev/null || { echo "xz is needed to pack the large libraries (apt-get install xz-utils)" >&2; exit 2; }
 jobs="${CNNCERT_JOBS:-2}"
+# No MPI: the device machine has no Open MPI libraries to load (one process runs there).
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCNNCERT_CUDA=ON -DCNNCERT_REQUIRE_CUDA_LIBS=ON \
-  -DCMAKE_CUDA_ARCHITECTURES=90 "$@" >/dev/null
+  -DCNNCERT_MPI=OFF -DCMAKE_CUDA_ARCHITECTURES=90 "$@" >/dev/null
 cmake --build build-gpu -j"$jobs" --target cnncert_cli cnncert_bench cnncert_gpu_tests
 run=.gpu/run
 rm -rf "$run"
