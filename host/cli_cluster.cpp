@@ -34,14 +34,26 @@ int launched_size() {
   return std::getenv("PMIX_RANK") || std::getenv("PMI_RANK") ? 0 : -1;  // 0: a launch of unknown size
 }
 
+/// Processes the launcher started, as its environment says (srun's tasks whatever the MPI plugin).
+int launched_count() { return std::max({1, launched_size(), env_int("SLURM_STEP_NUM_TASKS")}); }
+
 }  // namespace
 
 const Cluster& cluster() { return g_cluster; }
+
+std::string refuse_unsplit_certify(bool shard_given) {
+  if (shard_given || g_cluster.launched <= g_cluster.size) return "";
+  return "this process is one of " + std::to_string(g_cluster.launched) + " launched by mpirun/srun, but " +
+         (mpi_compiled() ? "MPI sees " + std::to_string(g_cluster.size) + " rank (srun without --mpi=pmix or pmi2?)"
+                         : std::string("this cnncert was built without MPI (apt-get install libopenmpi-dev, then rebuild)")) +
+         ", so each would certify every image: give each process --shard K/N, or launch it as one process";
+}
 
 #ifdef CNNCERT_HAVE_MPI
 bool mpi_compiled() { return true; }
 
 std::string cluster_start(int* argc, char*** argv) {
+  g_cluster.launched = launched_count();
   if (launched_size() < 0) return "";  // a plain process: no MPI (and no MPI_Init cost)
   if (MPI_Init(argc, argv) != MPI_SUCCESS) return "MPI_Init failed";
   g_cluster.mpi = true;
@@ -58,6 +70,16 @@ std::string cluster_start(int* argc, char*** argv) {
 void cluster_finish() {
   if (g_cluster.mpi) MPI_Finalize();
   g_cluster.mpi = false;
+}
+
+std::string broadcast_text(const std::string& text) {
+  if (!g_cluster.mpi || g_cluster.size == 1) return text;
+  // Texts here are short messages; a longer one is cut (it only ever carries an error line).
+  int len = g_cluster.rank == 0 ? static_cast<int>(std::min<size_t>(text.size(), 1 << 20)) : 0;
+  MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  std::string out = g_cluster.rank == 0 ? text.substr(0, static_cast<size_t>(len)) : std::string(static_cast<size_t>(len), '\0');
+  MPI_Bcast(out.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD);
+  return out;
 }
 
 std::vector<std::string> gather_text(const std::string& mine) {
@@ -99,14 +121,11 @@ std::vector<std::string> gather_text(const std::string& mine) {
 bool mpi_compiled() { return false; }
 
 std::string cluster_start(int*, char***) {
-  int n = launched_size();
-  n = std::max(n, env_int("SLURM_STEP_NUM_TASKS"));  // srun's tasks, whatever the MPI plugin
-  if (n > 1)
-    return "this process is one of " + std::to_string(n) +
-           " launched by mpirun/srun, but this cnncert was built without MPI (apt-get install libopenmpi-dev, then "
-           "rebuild); run it as one process, or split the images with --shard K/N";
+  g_cluster.launched = launched_count();
   return "";
 }
+
+std::string broadcast_text(const std::string& text) { return text; }
 
 void cluster_finish() {}
 

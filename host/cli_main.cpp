@@ -468,8 +468,7 @@ CertifyRun certify_images(const InputOptions& in, const BoundCliOptions& bo, con
   cnncert::ImageSet set = in.load();
   std::vector<int64_t> targets;
   if (!targets_file.empty()) targets = read_targets(targets_file, in.offset, set.count);
-  cnncert::check_classes(set.labels, net.output_size(), in.offset, "label");
-  cnncert::check_classes(targets, net.output_size(), in.offset, "target");
+  const std::vector<int64_t> all_labels = set.labels;
   if (shard.count > 1) {  // keep images index, index + count, ... (numbered as in the whole run)
     cnncert::ImageSet part = set;
     part.pixels.clear(), part.labels.clear(), part.count = 0;
@@ -483,13 +482,17 @@ CertifyRun certify_images(const InputOptions& in, const BoundCliOptions& bo, con
     }
     set = std::move(part);
   } else {
-    o.targets = std::move(targets);
+    o.targets = targets;
   }
+  const std::vector<double> x = set.count ? cnncert::preprocess(set, pre, net) : std::vector<double>{};
   CertifyRun run;
   auto engine = bo.engine(net);
   run.engine = engine->name(), run.engine_mode = bo.mode(*engine);
+  // Every label and target of the selected images is checked, also those of other shards, so that
+  // a shard fails where the whole run would.
+  cnncert::check_classes(all_labels, net.output_size(), in.offset, "label");
+  cnncert::check_classes(targets, net.output_size(), in.offset, "target");
   if (set.count == 0) return run;  // a shard beyond the images
-  const std::vector<double> x = cnncert::preprocess(set, pre, net);
   Progress progress(main_process && !so.quiet, main_process && so.progress);
   attach(progress, o);
   const auto t0 = std::chrono::steady_clock::now();
@@ -601,12 +604,24 @@ int run_certify_ranks(const InputOptions& in, const BoundCliOptions& bo, const S
   const cnncert::cli::Cluster& c = cnncert::cli::cluster();
   const bool root = c.rank == 0;
   const auto t0 = std::chrono::steady_clock::now();
+  // Rank 0 checks its outputs before any rank computes; a failure there is the run's one error.
   std::optional<std::pair<OutputFile, OutputFile>> outputs;
+  std::string output_error;
+  if (root) {
+    try {
+      outputs.emplace(search_outputs(so.json, so.csv));
+    } catch (...) {
+      output_error = describe_failure().second;
+    }
+  }
+  if (!(output_error = cnncert::cli::broadcast_text(output_error)).empty()) {
+    if (root) std::cerr << "cnncert: error: " << output_error << "\n";
+    return root ? kExitBadInput : 0;
+  }
   json mine;
   try {
     if (!shard_text.empty()) throw InvalidArgument("--shard and an MPI launch both split the images: use one of them");
-    if (root) outputs.emplace(search_outputs(so.json, so.csv));  // checked before the computation
-    // A test hook (tests/cpu/test_mpi.cpp): the rank named here fails as a broken rank would.
+    // A test hook (tests/cpu/test_shard.cpp): the rank named here fails as a broken rank would.
     const char* fail = std::getenv("CNNCERT_TEST_FAIL_RANK");
     if (fail && std::to_string(c.rank) == fail) throw InvalidArgument("rank " + std::to_string(c.rank) + " failed on purpose (CNNCERT_TEST_FAIL_RANK)");
     BoundCliOptions mine_bo = bo;
@@ -617,7 +632,8 @@ int run_certify_ranks(const InputOptions& in, const BoundCliOptions& bo, const S
     const auto [code, text] = describe_failure();
     mine = {{"error", text}, {"code", code}};
   }
-  const std::vector<std::string> texts = cnncert::cli::gather_text(mine.dump());
+  // (Invalid UTF-8, e.g. in a file name of an error text, is replaced rather than thrown on.)
+  const std::vector<std::string> texts = cnncert::cli::gather_text(mine.dump(-1, ' ', false, json::error_handler_t::replace));
   // Rank 0 reports a failed rank and returns the run's exit code: a non-zero code here would let
   // mpirun kill rank 0 while it writes the other ranks' results.
   if (!root) return 0;
@@ -989,6 +1005,8 @@ int main(int argc, char** argv) {
   try {
     const int rc = [&]() -> int {
     if (*info) return run_info(info_model, json_path);
+    if (*certify)
+      if (const std::string why = cnncert::cli::refuse_unsplit_certify(!shard.empty()); !why.empty()) throw InvalidArgument(why);
     if (cnncert::cli::cluster().size > 1 && !*certify)
       throw InvalidArgument("under mpirun/srun only 'certify' splits its images across the ranks; run '" +
                             app.get_subcommands().front()->get_name() + "' as one process");

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -172,7 +173,8 @@ std::vector<int64_t> labels_of(const std::optional<py::array>& labels, int64_t c
     throw InvalidArgument(std::string(what) + ": " + std::to_string(v.size()) + " values for " + std::to_string(count) + " images");
   std::vector<int64_t> out;
   for (double e : v) {
-    if (e != std::floor(e)) throw InvalidArgument(std::string(what) + " must be whole class indices (or -1)");
+    // Whole numbers of a size a class index can have (a cast of 1e30 or inf would be undefined).
+    if (!(std::fabs(e) < 9.0e15) || e != std::floor(e)) throw InvalidArgument(std::string(what) + " must be whole class indices (or -1)");
     out.push_back(static_cast<int64_t>(e));
   }
   return out;
@@ -183,6 +185,18 @@ py::array_t<T> to_array(const std::vector<T>& v) {
   py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
   std::copy(v.begin(), v.end(), a.mutable_data());
   return a;
+}
+
+/// Option `key` of `o` as a T: `fallback` when it is missing or None; a value of another type is an
+/// InvalidArgument naming the option (not pybind11's "Unable to cast").
+template <class T>
+T opt(const py::dict& o, const char* key, T fallback) {
+  if (!o.contains(key) || o[key].is_none()) return fallback;
+  try {
+    return o[key].cast<T>();
+  } catch (const py::cast_error&) {
+    throw InvalidArgument(std::string(key) + ": " + std::string(py::repr(o[key])) + " has the wrong type");
+  }
 }
 
 /// Options shared by the bound computations.
@@ -224,15 +238,15 @@ struct Common {
 
 Common common_of(const py::dict& o) {
   Common c;
-  if (o.contains("norm")) c.norm = py::str(o["norm"]);
-  if (o.contains("method")) c.method = o["method"].cast<std::string>();
-  if (o.contains("device")) c.device = o["device"].cast<std::string>();
-  if (o.contains("engine")) c.engine = o["engine"].cast<std::string>();
-  if (o.contains("threads") && !o["threads"].is_none()) c.threads = o["threads"].cast<int>();
-  if (o.contains("exact_cnncert")) c.exact_cnncert = o["exact_cnncert"].cast<bool>();
-  if (o.contains("clip") && !o["clip"].is_none()) c.clip = o["clip"].cast<std::pair<double, double>>();
+  c.norm = opt<std::string>(o, "norm", c.norm);
+  c.method = opt<std::string>(o, "method", c.method);
+  c.device = opt<std::string>(o, "device", c.device);
+  c.engine = opt<std::string>(o, "engine", c.engine);
+  c.threads = opt<int>(o, "threads", 0);
+  c.exact_cnncert = opt<bool>(o, "exact_cnncert", false);
+  if (o.contains("clip") && !o["clip"].is_none()) c.clip = opt<std::pair<double, double>>(o, "clip", {});
   if (o.contains("gpu_memory_mib") && !o["gpu_memory_mib"].is_none()) {
-    const auto m = o["gpu_memory_mib"].cast<int64_t>();
+    const auto m = opt<int64_t>(o, "gpu_memory_mib", 0);
     if (m < 0) throw InvalidArgument("gpu_memory_mib must not be negative");
     c.gpu_memory_mib = static_cast<size_t>(m);
   }
@@ -240,21 +254,28 @@ Common common_of(const py::dict& o) {
 }
 
 /// A progress callback for the library: called with the GIL held; Ctrl-C in Python stops the run.
+/// The library copies and destroys the callback while the GIL is released (e.g. proven_certify
+/// copies its options): the Python object is held through a shared pointer, whose copies only touch
+/// an atomic count, and whose last owner takes the GIL to drop the reference.
 std::function<void(int64_t, int64_t)> progress_of(const py::object& cb) {
-  return [cb](int64_t done, int64_t total) {
+  std::shared_ptr<py::object> held(new py::object(cb), [](py::object* p) {
+    py::gil_scoped_acquire gil;
+    delete p;
+  });
+  return [held](int64_t done, int64_t total) {
     py::gil_scoped_acquire gil;
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    if (!cb.is_none()) cb(done, total);
+    if (!held->is_none()) (*held)(done, total);
   };
 }
 
 cnncert::CertifyOptions certify_options(const py::dict& o, const Common& c) {
   cnncert::CertifyOptions co;
   co.bound = c.bound();
-  if (o.contains("target")) co.target = cnncert::parse_target_mode(o["target"].cast<std::string>());
-  if (o.contains("search")) co.search = cnncert::parse_search_mode(o["search"].cast<std::string>());
-  if (o.contains("seed")) {
-    const auto s = o["seed"].cast<int64_t>();
+  co.target = cnncert::parse_target_mode(opt<std::string>(o, "target", "random"));
+  co.search = cnncert::parse_search_mode(opt<std::string>(o, "search", "cnncert"));
+  {
+    const auto s = opt<int64_t>(o, "seed", 1215);
     if (s < 0) throw InvalidArgument("seed must be a non-negative integer");
     co.seed = static_cast<uint64_t>(s);
   }
@@ -265,9 +286,9 @@ py::dict certify(const PyNetwork& n, const py::array& x, const std::optional<py:
                  const std::optional<py::array>& targets, const py::dict& o, const py::object& progress) {
   const Common c = common_of(o);
   cnncert::CertifyOptions co = certify_options(o, c);
-  const std::string layout = o.contains("layout") && !o["layout"].is_none() ? o["layout"].cast<std::string>() : "";
-  const bool preprocessed = o.contains("preprocessed") && o["preprocessed"].cast<bool>();
-  const int64_t first = o.contains("first_index") ? o["first_index"].cast<int64_t>() : 0;
+  const std::string layout = opt<std::string>(o, "layout", "");
+  const bool preprocessed = opt<bool>(o, "preprocessed", false);
+  const int64_t first = opt<int64_t>(o, "first_index", 0);
   if (first < 0) throw InvalidArgument("first_index must not be negative");
   int64_t count = 0;
   const std::vector<double> in = model_inputs(n, x, layout, preprocessed, count);
@@ -310,13 +331,17 @@ py::dict bounds(const PyNetwork& n, const py::array& x, double eps, bool logits,
   if (!std::isfinite(eps) || eps <= 0) throw InvalidArgument("eps must be a positive finite radius");
   const Common c = common_of(o);
   const cnncert::BoundOptions bo = c.bound();
-  const std::string layout = o.contains("layout") && !o["layout"].is_none() ? o["layout"].cast<std::string>() : "";
-  const bool preprocessed = o.contains("preprocessed") && o["preprocessed"].cast<bool>();
+  const std::string layout = opt<std::string>(o, "layout", "");
+  const bool preprocessed = opt<bool>(o, "preprocessed", false);
   int64_t count = 0;
   const std::vector<double> in = model_inputs(n, x, layout, preprocessed, count);
   cnncert::check_boundable(n.net);
   const int64_t classes = n.net.output_size(), n_in = n.net.input_size(), rows = logits ? classes : classes - 1;
-  const std::vector<double> out = n.net.forward(in.data(), count);
+  std::vector<double> out;
+  {
+    py::gil_scoped_release release;
+    out = n.net.forward(in.data(), count);
+  }
   std::vector<cnncert::BoundProblem> problems;
   std::vector<int64_t> predicted, row_class;
   for (int64_t i = 0; i < count; ++i) {
@@ -370,15 +395,15 @@ py::dict proven(const PyNetwork& n, const py::array& x, const std::optional<py::
   const Common c = common_of(o);
   cnncert::ProvenOptions po;
   po.base = certify_options(o, c);
-  po.noise.kind = cnncert::parse_noise(o.contains("noise") ? o["noise"].cast<std::string>() : "uniform");
-  po.noise.uniform_variance_proxy = o.contains("uniform_proxy") && o["uniform_proxy"].cast<bool>();
+  po.noise.kind = cnncert::parse_noise(opt<std::string>(o, "noise", "uniform"));
+  po.noise.uniform_variance_proxy = opt<bool>(o, "uniform_proxy", false);
   if (po.noise.uniform_variance_proxy && po.noise.kind != cnncert::NoiseKind::Uniform)
     throw InvalidArgument("uniform_proxy applies to noise 'uniform' only");
-  po.confidence = o.contains("confidence") ? o["confidence"].cast<double>() : 0.9999;
+  po.confidence = opt<double>(o, "confidence", 0.9999);
   if (!(po.confidence > 0 && po.confidence < 1)) throw InvalidArgument("confidence must lie in (0, 1)");
-  po.worst_case = !o.contains("worst_case") || o["worst_case"].cast<bool>();
-  const std::string layout = o.contains("layout") && !o["layout"].is_none() ? o["layout"].cast<std::string>() : "";
-  const bool preprocessed = o.contains("preprocessed") && o["preprocessed"].cast<bool>();
+  po.worst_case = opt<bool>(o, "worst_case", true);
+  const std::string layout = opt<std::string>(o, "layout", "");
+  const bool preprocessed = opt<bool>(o, "preprocessed", false);
   int64_t count = 0;
   const std::vector<double> in = model_inputs(n, x, layout, preprocessed, count);
   const std::vector<int64_t> lab = labels_of(labels, count, "labels");
@@ -416,27 +441,29 @@ py::dict proven(const PyNetwork& n, const py::array& x, const std::optional<py::
 }
 
 py::dict attack(const PyNetwork& n, const py::array& x, const std::optional<py::array>& targets, const py::dict& o) {
-  const std::string method = o.contains("method") ? o["method"].cast<std::string>() : "pgd";
-  const cnncert::Norm norm = cnncert::parse_norm(o.contains("norm") ? std::string(py::str(o["norm"])) : "inf");
+  const std::string method = opt<std::string>(o, "method", "pgd");
+  const cnncert::Norm norm = cnncert::parse_norm(opt<std::string>(o, "norm", "inf"));
   if (method != "pgd" && method != "cw") throw InvalidArgument("unknown attack '" + method + "' (use pgd or cw)");
   if (method == "cw" && norm != cnncert::Norm::L2) throw InvalidArgument("the cw attack is an l2 attack (norm 2)");
   cnncert::AttackOptions ao;
   if (o.contains("clip") && !o["clip"].is_none()) {
-    const auto c = o["clip"].cast<std::pair<double, double>>();
+    const auto c = opt<std::pair<double, double>>(o, "clip", {});
     ao.clip_to_box = true, ao.box_lo = c.first, ao.box_hi = c.second;
   }
-  if (o.contains("seed")) ao.seed = o["seed"].cast<uint64_t>();
-  const std::string layout = o.contains("layout") && !o["layout"].is_none() ? o["layout"].cast<std::string>() : "";
-  const bool preprocessed = o.contains("preprocessed") && o["preprocessed"].cast<bool>();
+  const auto seed = opt<int64_t>(o, "seed", 1);
+  if (seed < 0) throw InvalidArgument("seed must be a non-negative integer");
+  ao.seed = static_cast<uint64_t>(seed);
+  const std::string layout = opt<std::string>(o, "layout", "");
+  const bool preprocessed = opt<bool>(o, "preprocessed", false);
   int64_t count = 0;
   const std::vector<double> in = model_inputs(n, x, layout, preprocessed, count);
   const std::vector<int64_t> tg = labels_of(targets, count, "targets");
   const int64_t n_in = n.net.input_size(), classes = n.net.output_size();
-  const std::vector<double> out = n.net.forward(in.data(), count);
   std::vector<cnncert::AttackResult> res(static_cast<size_t>(count));
   std::vector<int64_t> predicted(static_cast<size_t>(count));
   {
     py::gil_scoped_release release;
+    const std::vector<double> out = n.net.forward(in.data(), count);
     for (int64_t i = 0; i < count; ++i) {
       const double* l = out.data() + i * classes;
       const int64_t c = std::max_element(l, l + classes) - l;

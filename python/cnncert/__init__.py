@@ -10,7 +10,8 @@
 Images are raw pixels: the network's input convention (``scale``, ``mean``, ``std``, ``layout``, from
 the sidecar or the keyword arguments of :func:`load`) is applied as on the command line. Pass
 ``preprocessed=True`` to give the model's inputs directly. Radii are in the network's input space,
-as the command line reports them. The C++ work runs with the GIL released; Ctrl-C stops it.
+as the command line reports them. The C++ work runs with the GIL released; Ctrl-C stops
+``certify`` and ``proven`` at their next search step.
 """
 
 from __future__ import annotations

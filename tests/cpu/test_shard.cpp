@@ -80,10 +80,16 @@ TEST(Shard, BadShardsAreOneLineErrors) {
 
 // ---- MPI ----------------------------------------------------------------------------------------
 
-/// The mpirun prefix for `ranks` processes on this machine, or "" when the build has no MPI.
+/// The mpirun prefix for `ranks` processes on this machine, or "" when the build has no MPI (or its
+/// mpiexec is not Open MPI's, whose --oversubscribe and --allow-run-as-root these tests use).
 std::string mpirun(int ranks) {
   const std::string exe = CNNCERT_MPIEXEC;
   if (exe.empty()) return "";
+  static const bool open_mpi = [&] {  // "mpiexec (OpenRTE) 4.1.4" / "mpiexec (Open MPI) 5.0.3"
+    const std::string v = run(exe, "--version").out;
+    return v.find("OpenRTE") != std::string::npos || v.find("Open MPI") != std::string::npos;
+  }();
+  if (!open_mpi) return "";
   std::string p = exe + " -np " + std::to_string(ranks) + " --oversubscribe";
   if (::geteuid() == 0) p += " --allow-run-as-root";  // CI containers run as root
   return p + " ";
@@ -132,11 +138,23 @@ TEST(Mpi, AnErrorEveryRankMeetsIsSaidOnce) {
   EXPECT_EQ(r.err.find(needle, first + 1), std::string::npos) << "said more than once:\n" << r.err;
 }
 
-TEST(Mpi, SeveralProcessesWithoutMpiAreRefused) {
-  if (!mpirun(2).empty()) GTEST_SKIP() << "this build has MPI (the refusal is for builds without it)";
-  // What mpirun puts in the environment of each of its processes.
-  expect_bad_input(run("OMPI_COMM_WORLD_SIZE=2 " + std::string(CNNCERT_CLI_PATH), "certify " + kModel + " " + kImages + " -n 1 -q"),
-                   "built without MPI");
+TEST(Mpi, ProcessesThatCannotSeeEachOtherDoNotAllCertifyEveryImage) {
+  // srun's environment for one of 3 tasks, without an MPI plugin (or a build without MPI): each
+  // process is alone, so a certify without --shard would repeat the whole run 3 times.
+  const std::string env = "SLURM_STEP_NUM_TASKS=3 " + std::string(CNNCERT_CLI_PATH);
+  expect_bad_input(run(env, "certify " + kModel + " " + kImages + " -n 1 -q"), "each would certify every image");
+  const Result shard = run(env, "certify " + kModel + " " + kImages + " -n 3 -q --shard 1/3");
+  EXPECT_EQ(shard.code, 0) << shard.err;
+  EXPECT_NE(shard.out.find("images = 1 certified"), std::string::npos) << shard.out;
+  EXPECT_EQ(run(env, "info " + kModel).code, 0);
+}
+
+TEST(Mpi, RankZerosOutputProblemStopsTheRunBeforeAnyRankComputes) {
+  if (mpirun(2).empty()) GTEST_SKIP() << "cnncert was built without MPI (apt-get install libopenmpi-dev)";
+  const Result r = run(mpirun(2) + std::string(CNNCERT_CLI_PATH), "certify " + kModel + " " + kImages + " -q --json /nonexistent/x.json");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("cnncert: error: --json /nonexistent/x.json"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("rank"), std::string::npos) << "one error for the run, not per rank:\n" << r.err;
 }
 
 }  // namespace

@@ -153,6 +153,10 @@ def test_bad_input_raises_the_documented_exceptions(tmp_path, images, shipped):
         (dict(x=images[:2], layout="NWHC"), "layout"),
         (dict(x=images[:2], norm=2, clip=(0, 1)), "clip"),
         (dict(x=np.array([["a"] * 784] * 2)), "numeric"),
+        (dict(x=images[:2], labels=[np.inf, 1]), "whole class"),
+        (dict(x=images[:2], labels=[1e30, 1]), "whole class"),
+        (dict(x=images[:2], threads="many"), "threads"),
+        (dict(x=images[:2], seed=-3), "seed"),
     ]
     for kw, needle in cases:
         with pytest.raises(cnncert.InvalidArgument, match=needle):
@@ -161,6 +165,8 @@ def test_bad_input_raises_the_documented_exceptions(tmp_path, images, shipped):
         cnncert.bounds(shipped, images[:1], -1.0)
     with pytest.raises(cnncert.InvalidArgument, match="confidence"):
         cnncert.proven(shipped, images[:1], confidence=1.5, progress=False)
+    with pytest.raises(cnncert.InvalidArgument, match="seed"):
+        cnncert.attack(shipped, images[:1], seed=-1)
     with pytest.raises(cnncert.InvalidArgument, match="cnncert.Network"):
         cnncert.certify("not a network", images[:1])
 
