@@ -5,6 +5,11 @@
 #include <climits>
 #include <cstdlib>
 #include <string>
+#include <thread>
+
+#ifdef __linux__
+#include <sched.h>
+#endif
 
 #ifdef CNNCERT_HAVE_MPI
 #include <mpi.h>
@@ -40,6 +45,17 @@ int launched_count() { return std::max({1, launched_size(), env_int("SLURM_STEP_
 }  // namespace
 
 const Cluster& cluster() { return g_cluster; }
+
+int default_threads() {
+  const int all = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  int mine = all;
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) mine = std::max(1, CPU_COUNT(&set));
+#endif
+  // Bound to its own cores (mpirun's default for few ranks): those; unbound: a share of the machine.
+  return mine < all ? mine : std::max(1, all / std::max(1, g_cluster.local_size));
+}
 
 std::string refuse_unsplit_certify(bool shard_given) {
   if (shard_given || g_cluster.launched <= g_cluster.size) return "";

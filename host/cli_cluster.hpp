@@ -21,6 +21,10 @@ struct Cluster {
 /// This process's place in the run (the defaults until cluster_start()).
 const Cluster& cluster();
 
+/// CPU threads for this process when the user gave none: the cores it may run on (its affinity
+/// mask: mpirun binds each rank to cores) shared with the other ranks on this machine.
+int default_threads();
+
 /// True when this build can run under MPI.
 bool mpi_compiled();
 

@@ -625,7 +625,7 @@ int run_certify_ranks(const InputOptions& in, const BoundCliOptions& bo, const S
     const char* fail = std::getenv("CNNCERT_TEST_FAIL_RANK");
     if (fail && std::to_string(c.rank) == fail) throw InvalidArgument("rank " + std::to_string(c.rank) + " failed on purpose (CNNCERT_TEST_FAIL_RANK)");
     BoundCliOptions mine_bo = bo;
-    if (mine_bo.threads == 0) mine_bo.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, c.local_size));
+    if (mine_bo.threads == 0) mine_bo.threads = cnncert::cli::default_threads();
     if (bo.device != "cpu" && cnncert::cuda_device_count() > 0) cnncert::cuda_use_device(c.local_rank % cnncert::cuda_device_count());
     mine = to_json(certify_images(in, mine_bo, so, targets_file, Shard{c.rank, c.size}, root));
   } catch (...) {
