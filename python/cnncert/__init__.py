@@ -287,9 +287,13 @@ def from_torch(module, example_input, *, path: Optional[str] = None, opset: int 
         os.close(fd)
         path = tmp
     try:
+        kwargs = dict(opset_version=opset, input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
         with torch.no_grad():
-            torch.onnx.export(module, example_input, path, opset_version=opset, input_names=["input"],
-                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            try:  # the TorchScript exporter: plain ONNX ops at the opset asked for (newer torch defaults to dynamo)
+                torch.onnx.export(module, example_input, path, dynamo=False, **kwargs)
+            except TypeError:  # a torch without the dynamo switch
+                torch.onnx.export(module, example_input, path, **kwargs)
         return load(path, **convention)
     finally:
         module.train(was_training)
