@@ -15,6 +15,7 @@
 #include "cnncert/engine.hpp"
 #include "cnncert/proven.hpp"
 #include "cnncert/convert.hpp"
+#include "cnncert/vnnlib.hpp"
 #include "cli_cluster.hpp"
 #include "cli_options.hpp"
 #include "npy.hpp"
@@ -250,15 +251,20 @@ struct BoundCliOptions {
     return exact_cnncert ? "fast, exact CNN-Cert" : "fast, stable neurons by interval propagation";
   }
 
-  /// The engine --device asks for.
-  std::unique_ptr<cnncert::BoundEngine> engine(const cnncert::Network& net) const {
+  /// The engine selection --device, --engine, --threads and --gpu-memory ask for.
+  cnncert::EngineOptions engine_options() const {
     cnncert::EngineOptions e;
     e.device = cnncert::parse_device(device);
     e.threads = threads;
     e.cpu_engine = cnncert::parse_cpu_engine(cpu_engine);
     if (gpu_memory < 0) throw InvalidArgument("--gpu-memory must not be negative");
     e.gpu_memory_mib = static_cast<size_t>(gpu_memory);
-    return cnncert::make_engine(net, e);
+    return e;
+  }
+
+  /// The engine --device asks for.
+  std::unique_ptr<cnncert::BoundEngine> engine(const cnncert::Network& net) const {
+    return cnncert::make_engine(net, engine_options());
   }
 
   cnncert::BoundOptions options() const {
@@ -915,6 +921,37 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
   return 0;
 }
 
+/// `vnnlib`: a VNN-LIB property's answer, in VNN-COMP's result format with --result.
+int run_vnnlib(const std::string& model, const std::string& property, const BoundCliOptions& bo, double timeout,
+               bool attack, const std::string& result_path) {
+  if (!std::isfinite(timeout) || timeout < 0) throw InvalidArgument("--timeout must be a non-negative number of seconds");
+  if (bo.norm != "inf" || !bo.clip.empty())
+    throw InvalidArgument("vnnlib: the property gives the input box (--norm and --clip do not apply)");
+  OutputFile out(result_path, "--result");
+  const cnncert::Network net = cnncert::import_onnx(model);
+  print_notes(net);
+  const cnncert::VnnProperty prop = cnncert::load_vnnlib(property);
+  cnncert::VnnOptions vo;
+  vo.bound = bo.options();
+  vo.timeout_seconds = timeout;
+  vo.attack = attack;
+  const cnncert::VnnResult r = cnncert::verify_vnnlib(net, prop, vo, bo.engine_options());
+  const char* answer = cnncert::vnn_answer_name(r.answer);
+  std::cout << answer << "\n";
+  std::cerr << "cnncert: " << answer << " in " << std::setprecision(3) << r.seconds << " s: " << r.note << "\n";
+  if (out.enabled()) {
+    std::ostream& f = out.stream();
+    f << answer << "\n";
+    if (r.answer == cnncert::VnnAnswer::Sat) {  // the counterexample, as VNN-COMP reads it
+      f << std::setprecision(17);
+      for (size_t i = 0; i < r.x.size(); ++i) f << (i ? " (X_" : "((X_") << i << " " << r.x[i] << ")\n";
+      for (size_t j = 0; j < r.y.size(); ++j) f << " (Y_" << j << " " << r.y[j] << ")" << (j + 1 == r.y.size() ? ")" : "") << "\n";
+    }
+    out.commit();
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -989,6 +1026,19 @@ int main(int argc, char** argv) {
 
   CLI::App* gpu = app.add_subcommand("gpu", "report whether a usable GPU is present");
 
+  CLI::App* vnn = app.add_subcommand("vnnlib", "check a VNN-LIB property (VNN-COMP): unsat (verified), sat (with a "
+                                               "counterexample), unknown or timeout");
+  std::string vnn_model, vnn_property, vnn_result;
+  double vnn_timeout = 0;
+  bool vnn_no_attack = false;
+  vnn->add_option("MODEL", vnn_model, "ONNX model file")->required();
+  vnn->add_option("PROPERTY", vnn_property, "VNN-LIB property (.vnnlib or .vnnlib.gz)")->required();
+  vnn->add_option("--timeout", vnn_timeout, "give up after this many seconds (checked between the cases; 0 = none)");
+  vnn->add_option("--result", vnn_result, "write the answer (and a counterexample) in VNN-COMP's result format");
+  vnn->add_flag("--no-attack", vnn_no_attack, "bounds only: never look for a counterexample");
+  BoundCliOptions vbo;
+  vbo.add(*vnn);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -1028,6 +1078,7 @@ int main(int argc, char** argv) {
       std::cout << "wrote " << conv_out << ": " << dense.nodes().size() << " nodes, " << weights << " parameters\n";
       return 0;
     }
+    if (*vnn) return run_vnnlib(vnn_model, vnn_property, vbo, vnn_timeout, !vnn_no_attack, vnn_result);
     if (*gpu) {
       std::cout << cnncert::cuda_device_info() << "\n";
       return cnncert::cuda_available() ? 0 : 1;

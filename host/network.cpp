@@ -749,4 +749,31 @@ std::vector<double> Network::input_gradient(const double* x, const double* grad_
   return grad[0].empty() ? std::vector<double>(static_cast<size_t>(input_size()), 0.0) : grad[0];
 }
 
+Network with_input_affine(const Network& net, const std::vector<double>& scale, const std::vector<double>& shift) {
+  const int64_t n = net.input_size();
+  CNNCERT_CHECK(static_cast<int64_t>(scale.size()) == n && static_cast<int64_t>(shift.size()) == n,
+                "with_input_affine: scale and shift need one value per input element (" << n << ")");
+  CNNCERT_CHECK(all_finite(scale) && all_finite(shift), "with_input_affine: scale and shift must be finite");
+  Network out;
+  out.nodes_.reserve(net.nodes_.size() + 1);
+  out.nodes_.push_back(net.nodes_.front());  // the input
+  Node affine;
+  affine.op = OpKind::ScaleShift;
+  affine.name = "input_box";
+  affine.onnx_op = "ScaleShift";
+  affine.inputs = {0};
+  affine.shape = net.nodes_.front().shape;
+  affine.attr = ScaleShiftAttr{scale, shift};
+  out.nodes_.push_back(std::move(affine));
+  for (size_t i = 1; i < net.nodes_.size(); ++i) {
+    Node copy = net.nodes_[i];
+    for (int& p : copy.inputs) p = p == 0 ? 1 : p + 1;
+    out.nodes_.push_back(std::move(copy));
+  }
+  out.output_ = net.output_ + 1;
+  out.notes_ = net.notes_;
+  out.source_ = net.source_;
+  return out;
+}
+
 }  // namespace cnncert

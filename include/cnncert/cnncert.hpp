@@ -15,3 +15,4 @@
 #include "cnncert/proven.hpp"
 #include "cnncert/relaxation.hpp"
 #include "cnncert/version.hpp"
+#include "cnncert/vnnlib.hpp"

@@ -153,6 +153,7 @@ class Network {
 
  private:
   friend class NetworkBuilder;
+  friend Network with_input_affine(const Network&, const std::vector<double>&, const std::vector<double>&);
   std::vector<Node> nodes_;
   int output_ = 0;
   std::vector<std::string> notes_;

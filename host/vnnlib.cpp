@@ -1,0 +1,529 @@
+// VNN-LIB properties (include/cnncert/vnnlib.hpp): an own s-expression reader, the property as a
+// disjunction of (input box, output constraints) cases, and their verification.
+#include "cnncert/vnnlib.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include "cnncert/baselines.hpp"
+#include "cnncert/error.hpp"
+
+#ifdef CNNCERT_HAVE_ZLIB
+#include <zlib.h>
+#endif
+
+namespace cnncert {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr int64_t kMaxVariables = int64_t{1} << 26;  // far beyond any benchmark's input
+constexpr size_t kMaxCases = 100000;                 // the disjunctive normal form of the asserts
+
+// ---- s-expressions ------------------------------------------------------------------------------
+
+struct Expr {
+  std::string atom;         // empty for a list
+  std::vector<Expr> items;  // a list's elements
+  int line = 0;
+  bool is_list() const { return atom.empty(); }
+};
+
+class Reader {
+ public:
+  Reader(const std::string& text, std::string source) : t_(text), src_(std::move(source)) {}
+
+  /// The next top-level expression; false at the end.
+  bool next(Expr& e) {
+    skip();
+    if (i_ >= t_.size()) return false;
+    e = read(0);
+    return true;
+  }
+
+  [[noreturn]] void fail(int line, const std::string& what) const {
+    throw InvalidArgument(src_ + ":" + std::to_string(line) + ": " + what);
+  }
+  /// Valid SMT-LIB that this reader does not handle.
+  [[noreturn]] void unsupported(int line, const std::string& what) const {
+    throw UnsupportedModel(src_ + ":" + std::to_string(line) + ": " + what);
+  }
+  const std::string& source() const { return src_; }
+
+ private:
+  void skip() {
+    while (i_ < t_.size()) {
+      const char c = t_[i_];
+      if (c == ';') {
+        while (i_ < t_.size() && t_[i_] != '\n') ++i_;
+      } else if (c == '\n') {
+        ++line_, ++i_;
+      } else if (std::isspace(static_cast<unsigned char>(c))) {
+        ++i_;
+      } else {
+        return;
+      }
+    }
+  }
+
+  Expr read(int depth) {
+    if (depth > 1000) fail(line_, "expressions nested too deeply");
+    skip();
+    if (i_ >= t_.size()) fail(line_, "unexpected end of file (a '(' is not closed)");
+    Expr e;
+    e.line = line_;
+    if (t_[i_] == ')') fail(line_, "unexpected ')'");
+    if (t_[i_] == '(') {
+      ++i_;
+      for (;;) {
+        skip();
+        if (i_ >= t_.size()) fail(e.line, "'(' opened here is not closed");
+        if (t_[i_] == ')') {
+          ++i_;
+          break;
+        }
+        e.items.push_back(read(depth + 1));
+      }
+      if (e.items.empty()) fail(e.line, "empty list '()'");
+      return e;
+    }
+    const size_t b = i_;
+    while (i_ < t_.size() && !std::isspace(static_cast<unsigned char>(t_[i_])) && t_[i_] != '(' && t_[i_] != ')' && t_[i_] != ';') ++i_;
+    e.atom = t_.substr(b, i_ - b);
+    return e;
+  }
+
+  const std::string& t_;
+  std::string src_;
+  size_t i_ = 0;
+  int line_ = 1;
+};
+
+// ---- linear expressions and constraints ---------------------------------------------------------
+
+/// Σ coef·variable + constant; variables are X_i (index i) and Y_j (index −1 − j).
+struct Linear {
+  std::map<int64_t, double> terms;
+  double constant = 0;
+};
+
+/// An atomic constraint lhs ≤ 0.
+struct Atom {
+  Linear lhs;
+  int line = 0;
+};
+
+using Dnf = std::vector<std::vector<Atom>>;  // OR of ANDs
+
+class Parser {
+ public:
+  Parser(const std::string& text, const std::string& source) : r_(text, source) {}
+
+  VnnProperty run() {
+    Expr e;
+    Dnf all{{}};  // the asserts so far, ANDed: one empty case
+    bool any_assert = false;
+    while (r_.next(e)) {
+      if (!e.is_list() || e.items[0].is_list()) r_.fail(e.line, "expected (declare-const ...) or (assert ...)");
+      const std::string& head = e.items[0].atom;
+      if (head == "declare-const") {
+        declare(e);
+      } else if (head == "assert") {
+        if (e.items.size() != 2) r_.fail(e.line, "assert takes one formula");
+        all = conjoin(all, formula(e.items[1]), e.line);
+        any_assert = true;
+      } else {
+        r_.fail(e.line, "unknown command '" + head + "' (VNN-LIB uses declare-const and assert)");
+      }
+    }
+    if (x_ == 0) throw InvalidArgument(r_.source() + ": declares no input variable X_0");
+    if (y_ == 0) throw InvalidArgument(r_.source() + ": declares no output variable Y_0");
+    if (!any_assert) throw InvalidArgument(r_.source() + ": has no assert");
+    check_declared(x_declared_, "X"), check_declared(y_declared_, "Y");
+    VnnProperty p;
+    p.inputs = x_, p.outputs = y_;
+    for (auto& term : all) p.cases.push_back(to_case(term));
+    return p;
+  }
+
+ private:
+  void declare(const Expr& e) {
+    if (e.items.size() != 3 || e.items[1].is_list() || e.items[2].is_list())
+      r_.fail(e.line, "expected (declare-const NAME Real)");
+    if (e.items[2].atom != "Real") r_.fail(e.line, "only Real variables are supported, got '" + e.items[2].atom + "'");
+    const auto [is_x, index] = variable(e.items[1]);
+    if (index < 0) r_.fail(e.line, "variables are named X_i (inputs) and Y_j (outputs), got '" + e.items[1].atom + "'");
+    auto& seen = is_x ? x_declared_ : y_declared_;
+    if (static_cast<int64_t>(seen.size()) <= index) seen.resize(static_cast<size_t>(index) + 1, 0);
+    if (seen[static_cast<size_t>(index)]) r_.fail(e.line, e.items[1].atom + " is declared twice");
+    seen[static_cast<size_t>(index)] = 1;
+    (is_x ? x_ : y_) = std::max(is_x ? x_ : y_, index + 1);
+  }
+
+  void check_declared(const std::vector<char>& seen, const char* name) const {
+    for (size_t i = 0; i < seen.size(); ++i)
+      if (!seen[i]) throw InvalidArgument(r_.source() + ": " + name + "_" + std::to_string(i) + " is not declared (variables must be numbered from 0 without gaps)");
+  }
+
+  /// (true, i) for X_i, (false, j) for Y_j, index −1 for anything else.
+  std::pair<bool, int64_t> variable(const Expr& e) const {
+    const std::string& a = e.atom;
+    if (a.size() < 3 || (a[0] != 'X' && a[0] != 'Y') || a[1] != '_') return {false, -1};
+    if (a.size() > 12 || !std::all_of(a.begin() + 2, a.end(), [](char c) { return c >= '0' && c <= '9'; })) return {false, -1};
+    const int64_t i = std::stoll(a.substr(2));
+    if (i >= kMaxVariables) r_.fail(e.line, "variable index " + a + " is too large");
+    return {a[0] == 'X', i};
+  }
+
+  bool number(const std::string& a, double& v) const {
+    if (a.empty()) return false;
+    const char c = a[0];
+    if (!(std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '+' || c == '.')) return false;
+    try {
+      size_t used = 0;
+      v = std::stod(a, &used);
+      return used == a.size() && std::isfinite(v);
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+
+  Linear linear(const Expr& e) const {
+    Linear out;
+    if (!e.is_list()) {
+      double v;
+      if (number(e.atom, v)) {
+        out.constant = v;
+        return out;
+      }
+      const auto [is_x, index] = variable(e);
+      if (index < 0) r_.fail(e.line, "'" + e.atom + "' is neither a number nor a variable X_i / Y_j");
+      if (index >= (is_x ? x_ : y_)) r_.fail(e.line, e.atom + " is used before it is declared");
+      out.terms[is_x ? index : -1 - index] = 1.0;
+      return out;
+    }
+    const std::string op = e.items[0].is_list() ? "" : e.items[0].atom;
+    const size_t n = e.items.size() - 1;
+    auto add = [](Linear& a, const Linear& b, double s) {
+      for (const auto& [k, v] : b.terms) a.terms[k] += s * v;
+      a.constant += s * b.constant;
+    };
+    if (op == "+" && n >= 1) {
+      for (size_t i = 1; i <= n; ++i) add(out, linear(e.items[i]), 1.0);
+      return out;
+    }
+    if (op == "-" && (n == 1 || n == 2)) {
+      if (n == 1) {
+        add(out, linear(e.items[1]), -1.0);
+      } else {
+        add(out, linear(e.items[1]), 1.0);
+        add(out, linear(e.items[2]), -1.0);
+      }
+      return out;
+    }
+    if (op == "*" && n == 2) {
+      const Linear a = linear(e.items[1]), b = linear(e.items[2]);
+      const bool a_const = a.terms.empty(), b_const = b.terms.empty();
+      if (!a_const && !b_const) r_.unsupported(e.line, "a product of two variables is not linear");
+      add(out, a_const ? b : a, a_const ? a.constant : b.constant);
+      return out;
+    }
+    r_.unsupported(e.line, "unsupported expression '(" + op + " ...)' (linear terms with +, -, * by a constant)");
+  }
+
+  Dnf formula(const Expr& e) const {
+    if (!e.is_list() || e.items[0].is_list()) r_.fail(e.line, "expected a formula (<=, >=, and, or)");
+    const std::string& op = e.items[0].atom;
+    if (op == "<=" || op == ">=") {
+      if (e.items.size() != 3) r_.fail(e.line, op + " takes two expressions");
+      Linear a = linear(e.items[1]);
+      const Linear b = linear(e.items[2]);
+      const double s = op == "<=" ? 1.0 : -1.0;  // a ≤ b ⇔ a − b ≤ 0; a ≥ b ⇔ b − a ≤ 0
+      Linear lhs;
+      for (const auto& [k, v] : a.terms) lhs.terms[k] += s * v;
+      for (const auto& [k, v] : b.terms) lhs.terms[k] -= s * v;
+      lhs.constant = s * (a.constant - b.constant);
+      return {{Atom{std::move(lhs), e.line}}};
+    }
+    if (op == "and") {
+      Dnf out{{}};
+      for (size_t i = 1; i < e.items.size(); ++i) out = conjoin(out, formula(e.items[i]), e.line);
+      return out;
+    }
+    if (op == "or") {
+      Dnf out;
+      for (size_t i = 1; i < e.items.size(); ++i) {
+        Dnf d = formula(e.items[i]);
+        out.insert(out.end(), d.begin(), d.end());
+        if (out.size() > kMaxCases) r_.fail(e.line, "the property has more than " + std::to_string(kMaxCases) + " cases");
+      }
+      if (out.empty()) r_.fail(e.line, "'or' needs at least one formula");
+      return out;
+    }
+    r_.unsupported(e.line, "unsupported formula '(" + op + " ...)' (VNN-LIB properties use <=, >=, and, or)");
+  }
+
+  Dnf conjoin(const Dnf& a, const Dnf& b, int line) const {
+    if (a.size() * b.size() > kMaxCases)
+      r_.fail(line, "the property has more than " + std::to_string(kMaxCases) + " cases once its 'or's are multiplied out");
+    Dnf out;
+    for (const auto& x : a)
+      for (const auto& y : b) {
+        out.push_back(x);
+        out.back().insert(out.back().end(), y.begin(), y.end());
+      }
+    return out;
+  }
+
+  VnnCase to_case(const std::vector<Atom>& atoms) const {
+    VnnCase c;
+    c.lower.assign(static_cast<size_t>(x_), -kInf);
+    c.upper.assign(static_cast<size_t>(x_), kInf);
+    for (const Atom& a : atoms) {
+      bool has_x = false, has_y = false;
+      for (const auto& [k, v] : a.lhs.terms)
+        if (v != 0) (k >= 0 ? has_x : has_y) = true;
+      if (has_x && has_y) r_.unsupported(a.line, "a constraint that mixes inputs X and outputs Y is not supported");
+      if (!has_x && !has_y) {
+        if (a.lhs.constant > 0) c.outputs.push_back({std::vector<double>(static_cast<size_t>(y_), 0.0), -1.0});  // 0 ≤ −1: never
+        continue;  // a constant that always holds
+      }
+      if (has_x) {
+        int64_t var = -1;
+        double coef = 0;
+        for (const auto& [k, v] : a.lhs.terms)
+          if (v != 0) {
+            if (var >= 0) r_.unsupported(a.line, "input constraints must bound one variable X_i by a constant");
+            var = k, coef = v;
+          }
+        const double limit = -a.lhs.constant / coef;  // coef·X + constant ≤ 0
+        if (coef > 0) c.upper[static_cast<size_t>(var)] = std::min(c.upper[static_cast<size_t>(var)], limit);
+        else c.lower[static_cast<size_t>(var)] = std::max(c.lower[static_cast<size_t>(var)], limit);
+        continue;
+      }
+      OutputConstraint oc;
+      oc.coef.assign(static_cast<size_t>(y_), 0.0);
+      for (const auto& [k, v] : a.lhs.terms) oc.coef[static_cast<size_t>(-1 - k)] = v;
+      oc.bound = -a.lhs.constant;
+      c.outputs.push_back(std::move(oc));
+    }
+    for (int64_t i = 0; i < x_; ++i)
+      if (!std::isfinite(c.lower[static_cast<size_t>(i)]) || !std::isfinite(c.upper[static_cast<size_t>(i)]))
+        throw UnsupportedModel(r_.source() + ": X_" + std::to_string(i) + " has no " +
+                               (std::isfinite(c.lower[static_cast<size_t>(i)]) ? "upper" : "lower") +
+                               " bound (every input needs a box)");
+    return c;
+  }
+
+  Reader r_;
+  int64_t x_ = 0, y_ = 0;
+  std::vector<char> x_declared_, y_declared_;
+};
+
+std::string read_text(const std::string& path) {
+  const bool gz = path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
+  std::string text;
+  if (gz) {
+#ifdef CNNCERT_HAVE_ZLIB
+    gzFile f = gzopen(path.c_str(), "rb");
+    CNNCERT_CHECK(f != nullptr, path << ": cannot open the property file");
+    char buf[1 << 16];
+    int n;
+    while ((n = gzread(f, buf, sizeof buf)) > 0) {
+      text.append(buf, static_cast<size_t>(n));
+      if (text.size() > (size_t{1} << 31)) {
+        gzclose(f);
+        throw InvalidArgument(path + ": the property is larger than 2 GiB");
+      }
+    }
+    const bool bad = n < 0;
+    gzclose(f);
+    CNNCERT_CHECK(!bad, path << ": not a valid gzip file");
+#else
+    throw InvalidArgument(path + ": reading .gz needs zlib, and cnncert was built without it (gunzip the file first)");
+#endif
+  } else {
+    std::ifstream f(path, std::ios::binary);
+    CNNCERT_CHECK(f.good(), path << ": cannot open the property file");
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    text = ss.str();
+  }
+  return text;
+}
+
+}  // namespace
+
+VnnProperty parse_vnnlib(const std::string& text, const std::string& source) { return Parser(text, source).run(); }
+
+VnnProperty load_vnnlib(const std::string& path) { return parse_vnnlib(read_text(path), path); }
+
+const char* vnn_answer_name(VnnAnswer a) {
+  switch (a) {
+    case VnnAnswer::Unsat: return "unsat";
+    case VnnAnswer::Sat: return "sat";
+    case VnnAnswer::Unknown: return "unknown";
+    case VnnAnswer::Timeout: return "timeout";
+  }
+  return "unknown";
+}
+
+namespace {
+
+/// Does x (inside the case's box) satisfy every output constraint of the case, by the forward pass?
+bool is_counterexample(const Network& net, const VnnCase& c, const std::vector<double>& x, std::vector<double>& y) {
+  for (size_t i = 0; i < x.size(); ++i)
+    if (!(x[i] >= c.lower[i] && x[i] <= c.upper[i])) return false;
+  y = net.forward(x.data(), 1);
+  for (double v : y)
+    if (!std::isfinite(v)) return false;
+  for (const auto& oc : c.outputs) {
+    double s = 0;
+    for (size_t j = 0; j < y.size(); ++j) s += oc.coef[j] * y[j];
+    if (!(s <= oc.bound)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptions& o, const EngineOptions& eo) {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(clock::now() - t0).count(); };
+  auto out_of_time = [&] { return o.timeout_seconds > 0 && elapsed() > o.timeout_seconds; };
+  CNNCERT_CHECK(p.inputs == net.input_size(), "the property declares " << p.inputs << " inputs X_i, the model has "
+                                                                      << net.input_size());
+  CNNCERT_CHECK(p.outputs == net.output_size(), "the property declares " << p.outputs << " outputs Y_j, the model has "
+                                                                        << net.output_size());
+  check_boundable(net);
+  VnnResult res;
+  const int64_t n = net.input_size(), classes = net.output_size();
+  std::vector<char> open(p.cases.size(), 1);  // not refuted yet
+  std::vector<double> y;                      // outputs of a candidate counterexample
+  // Cases with the same box (a robustness property: one per other class) are bounded together:
+  // one engine call on the box's network with all their constraint rows.
+  std::vector<char> done(p.cases.size(), 0);
+  for (size_t ci = 0; ci < p.cases.size(); ++ci) {
+    if (done[ci]) continue;
+    const VnnCase& c = p.cases[ci];
+    std::vector<size_t> group;
+    for (size_t cj = ci; cj < p.cases.size(); ++cj)
+      if (!done[cj] && p.cases[cj].lower == c.lower && p.cases[cj].upper == c.upper) group.push_back(cj), done[cj] = 1;
+    std::vector<double> centre(static_cast<size_t>(n)), radius(static_cast<size_t>(n));
+    bool empty_box = false;
+    for (int64_t i = 0; i < n; ++i) {
+      const double lo = c.lower[static_cast<size_t>(i)], hi = c.upper[static_cast<size_t>(i)];
+      empty_box = empty_box || lo > hi;
+      centre[static_cast<size_t>(i)] = lo + (hi - lo) / 2;
+      radius[static_cast<size_t>(i)] = (hi - lo) / 2;
+    }
+    if (empty_box) {  // no input satisfies these cases' box
+      for (size_t cj : group) open[cj] = 0, ++res.cases_refuted;
+      continue;
+    }
+    // The centre itself may already be a counterexample.
+    if (o.attack)
+      for (size_t cj : group)
+        if (is_counterexample(net, p.cases[cj], centre, y)) {
+          res.answer = VnnAnswer::Sat, res.x = centre, res.y = y;
+          res.note = "the centre of case " + std::to_string(cj) + " is a counterexample";
+          res.seconds = elapsed();
+          return res;
+        }
+    if (out_of_time()) {
+      res.answer = VnnAnswer::Timeout, res.seconds = elapsed();
+      return res;
+    }
+    // The bounds: the box as the unit ℓ∞ ball of x ↦ net(centre + radius ⊙ x).
+    const Network boxed = with_input_affine(net, radius, centre);
+    BoundProblem bp;
+    bp.x0.assign(static_cast<size_t>(n), 0.0);
+    bp.eps = 1.0;
+    for (size_t cj : group)
+      for (const auto& oc : p.cases[cj].outputs) bp.spec.insert(bp.spec.end(), oc.coef.begin(), oc.coef.end()), ++bp.rows;
+    if (bp.rows == 0) continue;  // cases without output constraints: every input is a counterexample
+    auto engine = make_engine(boxed, eo);
+    BoundOptions bo = o.bound;
+    bo.norm = Norm::Linf, bo.clip_to_box = false, bo.want_upper = false;
+    const BoundResult r = engine->bound({bp}, bo)[0];
+    size_t row = 0;
+    for (size_t cj : group) {
+      bool refuted = false;
+      for (const auto& oc : p.cases[cj].outputs) {
+        // Σ coef·Y > bound on the whole box: this constraint, and so the case, cannot hold.
+        refuted = refuted || (r.error.empty() && r.lower[row] > oc.bound);
+        ++row;
+      }
+      if (refuted) open[cj] = 0, ++res.cases_refuted;
+    }
+    if (out_of_time()) {
+      res.answer = VnnAnswer::Timeout, res.seconds = elapsed();
+      return res;
+    }
+  }
+  if (std::none_of(open.begin(), open.end(), [](char v) { return v != 0; })) {
+    res.answer = VnnAnswer::Unsat;
+    res.note = "every case has an output constraint proven impossible (" + std::string(o.bound.method.name) + ")";
+    res.seconds = elapsed();
+    return res;
+  }
+  // Counterexamples: PGD inside the box of each open case whose constraints are one margin
+  // Y_t − Y_c ≥ 0 (the form of robustness properties).
+  if (o.attack)
+    for (size_t ci = 0; ci < p.cases.size(); ++ci) {
+      if (!open[ci]) continue;
+      const VnnCase& c = p.cases[ci];
+      if (c.outputs.size() != 1) continue;
+      const auto& coef = c.outputs[0].coef;  // coef·Y ≤ bound with coef = e_c − e_t, bound 0
+      int64_t pc = -1, pt = -1;
+      bool margin = c.outputs[0].bound == 0;
+      for (int64_t j = 0; j < classes && margin; ++j) {
+        const double v = coef[static_cast<size_t>(j)];
+        if (v == 1 && pc < 0) pc = j;
+        else if (v == -1 && pt < 0) pt = j;
+        else if (v != 0) margin = false;
+      }
+      if (!margin || pc < 0 || pt < 0) continue;
+      if (out_of_time()) {
+        res.answer = VnnAnswer::Timeout, res.seconds = elapsed();
+        return res;
+      }
+      std::vector<double> centre(static_cast<size_t>(n)), radius(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        const double lo = c.lower[static_cast<size_t>(i)], hi = c.upper[static_cast<size_t>(i)];
+        centre[static_cast<size_t>(i)] = lo + (hi - lo) / 2, radius[static_cast<size_t>(i)] = (hi - lo) / 2;
+      }
+      const Network boxed = with_input_affine(net, radius, centre);
+      AttackOptions ao;
+      ao.seed = o.seed;
+      ao.clip_to_box = true, ao.box_lo = -1, ao.box_hi = 1;
+      ao.pgd_eps_max = 1;
+      ao.pgd_bisection_steps = 0;
+      ao.refine_segment = false;
+      const AttackResult a = pgd_attack(boxed, std::vector<double>(static_cast<size_t>(n), 0.0), pc, pt, Norm::Linf, ao);
+      if (!a.found) continue;
+      std::vector<double> x(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {  // back to the network's input, kept inside the box
+        const double v = centre[static_cast<size_t>(i)] + radius[static_cast<size_t>(i)] * std::clamp(a.x[static_cast<size_t>(i)], -1.0, 1.0);
+        x[static_cast<size_t>(i)] = std::clamp(v, c.lower[static_cast<size_t>(i)], c.upper[static_cast<size_t>(i)]);
+      }
+      if (is_counterexample(net, c, x, y)) {  // re-checked on the original network in double
+        res.answer = VnnAnswer::Sat, res.x = x, res.y = y;
+        res.note = "PGD found a counterexample for case " + std::to_string(ci);
+        res.seconds = elapsed();
+        return res;
+      }
+    }
+  res.answer = VnnAnswer::Unknown;
+  res.note = std::to_string(res.cases_refuted) + " of " + std::to_string(p.cases.size()) +
+             " cases refuted by the bounds; no counterexample found";
+  res.seconds = elapsed();
+  return res;
+}
+
+}  // namespace cnncert
