@@ -374,19 +374,29 @@ const char* vnn_answer_name(VnnAnswer a) {
 
 namespace {
 
-/// Does x (inside the case's box) satisfy every output constraint of the case, by the forward pass?
+/// Whether outputs y satisfy every output constraint of case c.
+template <class T>
+bool satisfies(const VnnCase& c, const std::vector<T>& y) {
+  for (T v : y)
+    if (!std::isfinite(v)) return false;
+  for (const auto& oc : c.outputs) {
+    double s = 0;
+    for (size_t j = 0; j < y.size(); ++j) s += oc.coef[j] * static_cast<double>(y[j]);
+    if (!(s <= oc.bound)) return false;
+  }
+  return true;
+}
+
+/// Does x (inside the case's box) satisfy every output constraint of the case, by the forward pass
+/// in double, and also in float32 (a checker that runs the ONNX model in float32, as VNN-COMP's
+/// does, must see the same counterexample)?
 bool is_counterexample(const Network& net, const VnnCase& c, const std::vector<double>& x, std::vector<double>& y) {
   for (size_t i = 0; i < x.size(); ++i)
     if (!(x[i] >= c.lower[i] && x[i] <= c.upper[i])) return false;
   y = net.forward(x.data(), 1);
-  for (double v : y)
-    if (!std::isfinite(v)) return false;
-  for (const auto& oc : c.outputs) {
-    double s = 0;
-    for (size_t j = 0; j < y.size(); ++j) s += oc.coef[j] * y[j];
-    if (!(s <= oc.bound)) return false;
-  }
-  return true;
+  if (!satisfies(c, y)) return false;
+  const std::vector<float> xf(x.begin(), x.end());  // (its rounding may leave the box by an ulp: checkers allow that)
+  return satisfies(c, net.forward(xf.data(), 1));
 }
 
 }  // namespace

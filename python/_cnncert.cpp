@@ -485,6 +485,30 @@ py::dict attack(const PyNetwork& n, const py::array& x, const std::optional<py::
   return py::dict("found"_a = found, "distortion"_a = dist, "target"_a = target, "x"_a = adv, "predicted"_a = to_array(predicted));
 }
 
+py::dict vnnlib(const PyNetwork& n, const std::string& property, const py::dict& o) {
+  const Common c = common_of(o);
+  cnncert::VnnOptions vo;
+  vo.bound = c.bound();
+  vo.timeout_seconds = opt<double>(o, "timeout", 0.0);
+  if (!std::isfinite(vo.timeout_seconds) || vo.timeout_seconds < 0) throw InvalidArgument("timeout must be a non-negative number of seconds");
+  vo.attack = opt<bool>(o, "attack", true);
+  const cnncert::VnnProperty prop = cnncert::load_vnnlib(property);
+  const cnncert::EngineOptions eo = [&] {
+    cnncert::EngineOptions e;
+    e.device = cnncert::parse_device(c.device), e.cpu_engine = cnncert::parse_cpu_engine(c.engine);
+    e.threads = c.threads, e.gpu_memory_mib = c.gpu_memory_mib;
+    return e;
+  }();
+  cnncert::VnnResult r;
+  {
+    py::gil_scoped_release release;
+    r = cnncert::verify_vnnlib(n.net, prop, vo, eo);
+  }
+  return py::dict("answer"_a = cnncert::vnn_answer_name(r.answer), "x"_a = to_array(r.x), "y"_a = to_array(r.y),
+                  "cases"_a = static_cast<int64_t>(prop.cases.size()), "cases_refuted"_a = r.cases_refuted, "note"_a = r.note,
+                  "seconds"_a = r.seconds);
+}
+
 py::array_t<double> logits(const PyNetwork& n, const py::array& x, const std::string& layout, bool preprocessed) {
   int64_t count = 0;
   const std::vector<double> in = model_inputs(n, x, layout, preprocessed, count);
@@ -549,6 +573,7 @@ PYBIND11_MODULE(_cnncert, m) {
   m.def("certify", &certify, "net"_a, "x"_a, "labels"_a, "targets"_a, "options"_a, "progress"_a);
   m.def("bounds", &bounds, "net"_a, "x"_a, "eps"_a, "logits"_a, "options"_a);
   m.def("proven", &proven, "net"_a, "x"_a, "labels"_a, "options"_a, "progress"_a);
+  m.def("vnnlib", &vnnlib, "net"_a, "property"_a, "options"_a);
   m.def("attack", &attack, "net"_a, "x"_a, "targets"_a, "options"_a);
   m.def("cuda_available", &cnncert::cuda_available);
   m.def("cuda_device_info", &cnncert::cuda_device_info);

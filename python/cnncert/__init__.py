@@ -28,8 +28,8 @@ from ._cnncert import CudaError, Error, InternalError, InvalidArgument, Unsuppor
 __version__ = _cnncert.__version__
 
 __all__ = [
-    "Network", "load", "certify", "bounds", "proven", "attack", "from_torch", "cuda_available", "cuda_device_info",
-    "CertifyResult", "BoundsResult", "ProvenResult", "AttackResult",
+    "Network", "load", "certify", "bounds", "proven", "attack", "vnnlib", "from_torch", "cuda_available", "cuda_device_info",
+    "CertifyResult", "BoundsResult", "ProvenResult", "AttackResult", "VnnlibResult",
     "Error", "InvalidArgument", "UnsupportedModel", "CudaError", "InternalError", "__version__",
 ]
 
@@ -266,6 +266,32 @@ def attack(net: Network, x, targets=None, *, norm="inf", method: str = "pgd", cl
     opts = dict(norm=str(norm), method=method, seed=int(seed), layout=layout, preprocessed=bool(preprocessed),
                 clip=None if clip is None else (float(clip[0]), float(clip[1])))
     return AttackResult(**_cnncert.attack(_core(net), np.asarray(x), None if targets is None else np.asarray(targets), opts))
+
+
+@dataclass(repr=False)
+class VnnlibResult:
+    """A VNN-LIB property's answer: "unsat" (verified), "sat" (``x``: the counterexample input in the
+    network's input order, ``y``: its outputs, re-checked by the forward pass), "unknown" or "timeout"."""
+    answer: str
+    x: np.ndarray
+    y: np.ndarray
+    cases: int
+    cases_refuted: int
+    note: str
+    seconds: float
+
+    def __repr__(self) -> str:
+        return f"VnnlibResult({self.answer!r}, {self.cases_refuted} of {self.cases} cases refuted, {self.seconds:.3g} s)"
+
+
+def vnnlib(net: Network, property_path: str, *, timeout: float = 0, method: str = "cnncert", attack: bool = True,
+           device: str = "cpu", threads: Optional[int] = None, engine: str = "fast",
+           gpu_memory_mib: Optional[int] = None) -> VnnlibResult:
+    """Checks a VNN-LIB property (.vnnlib or .vnnlib.gz) as ``cnncert vnnlib``: its input box is in the
+    network's own input space (no convention applied)."""
+    opts = _engine_options("inf", method, device, engine, threads, False, None, gpu_memory_mib, None, False)
+    opts.update(timeout=float(timeout), attack=bool(attack))
+    return VnnlibResult(**_cnncert.vnnlib(_core(net), str(property_path), opts))
 
 
 def from_torch(module, example_input, *, path: Optional[str] = None, opset: int = 13, **convention) -> Network:

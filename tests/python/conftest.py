@@ -36,6 +36,14 @@ def cli_path():
 
 
 @pytest.fixture(scope="session")
+def cli_exe():
+    exe = cli_path()
+    if exe is None:
+        pytest.skip("the cnncert command is not built (build/cnncert; set CNNCERT_CLI to use another)")
+    return exe
+
+
+@pytest.fixture(scope="session")
 def cli(tmp_path_factory):
     """Runs `cnncert ARGS --json FILE` and returns the JSON (skips without the command line)."""
     exe = cli_path()

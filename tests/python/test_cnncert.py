@@ -255,3 +255,36 @@ def test_the_example_runs(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "avg certified radius" in r.stdout and "avg adversarial distortion" in r.stdout
+
+
+# ---- VNN-LIB ----------------------------------------------------------------------------------------
+
+def _robustness_property(net, x, eps):
+    pre = (x.reshape(-1).astype(np.float64) * net.convention["scale"] - 0.5)
+    c = int(net.predict(x[None])[0])
+    lines = [f"(declare-const X_{i} Real)" for i in range(pre.size)] + [f"(declare-const Y_{j} Real)" for j in range(10)]
+    for i, v in enumerate(pre):
+        lines.append(f"(assert (<= X_{i} {float(min(0.5, v + eps))!r}))")
+        lines.append(f"(assert (>= X_{i} {float(max(-0.5, v - eps))!r}))")
+    lines.append("(assert (or " + " ".join(f"(and (>= Y_{k} Y_{c}))" for k in range(10) if k != c) + "))")
+    return "\n".join(lines) + "\n", c
+
+
+def test_vnnlib_answers_like_the_command_line(cli_exe, tmp_path, images, shipped):
+    import subprocess
+    for eps, want in ((0.01, "unsat"), (0.3, "sat")):
+        text, c = _robustness_property(shipped, images[0], eps)
+        path = tmp_path / f"p{eps}.vnnlib"
+        path.write_text(text)
+        r = cnncert.vnnlib(shipped, path)
+        assert r.answer == want, r.note
+        out = subprocess.run([str(cli_exe), "vnnlib", str(MODELS / "mnist_cnn_3layer_5_3.onnx"), str(path)],
+                             capture_output=True, text=True)
+        assert out.stdout == want + "\n", out.stderr
+        if want == "sat":  # the counterexample changes the prediction and lies in the box
+            assert shipped.predict(r.x[None], preprocessed=True)[0] != c or r.y.max() == r.y[c]
+            np.testing.assert_array_equal(shipped.logits(r.x[None], preprocessed=True)[0], r.y)
+    bad = tmp_path / "bad.vnnlib"
+    bad.write_text("(declare-const X_0 Real)\n(assert (<= X_0 1)\n")
+    with pytest.raises(cnncert.InvalidArgument, match="bad.vnnlib:2"):
+        cnncert.vnnlib(shipped, bad)

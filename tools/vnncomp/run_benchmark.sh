@@ -3,14 +3,20 @@
 # relative to the folder; an optional 4th column with the expected answer) through the harness
 # scripts, and prints one line per instance and a summary: counts per answer, time, and a score in
 # the competition's form (10 per correct sat/unsat; with expected answers, −150 per wrong one).
-# Usage: tools/vnncomp/run_benchmark.sh BENCHMARK_DIR [CATEGORY] [OUT_DIR]
+# Usage: tools/vnncomp/run_benchmark.sh BENCHMARK_DIR [CATEGORY] [OUT_DIR]   (CNNCERT_VNN_MAX_TIMEOUT=S caps the timeouts)
 set -euo pipefail
 dir="${1:?usage: run_benchmark.sh BENCHMARK_DIR [CATEGORY] [OUT_DIR]}"
 cat="${2:-$(basename "$dir")}"
 out="${3:-$(mktemp -d)}"
 here="$(cd "$(dirname "$0")" && pwd)"
 csv="$dir/instances.csv"
-[ -f "$csv" ] || { echo "$csv: no such file" >&2; exit 2; }
+if [ ! -f "$csv" ]; then  # VNN-COMP 2021 names it BENCHMARK_instances.csv
+  shopt -s nullglob
+  found=("$dir"/*instances.csv)
+  ((${#found[@]} == 1)) || { echo "$dir: no instances.csv (or more than one *instances.csv)" >&2; exit 2; }
+  csv="${found[0]}"
+fi
+cap="${CNNCERT_VNN_MAX_TIMEOUT:-}"  # caps every instance's timeout (seconds), for quick runs
 mkdir -p "$out"
 printf "%-4s %-40s %-48s %-8s %8s\n" "#" onnx vnnlib answer seconds
 n=0
@@ -23,7 +29,9 @@ while IFS=, read -r onnx vnnlib timeout expected || [ -n "${onnx:-}" ]; do
   res="$out/result_$n.txt"
   "$here/prepare_instance.sh" v1 "$cat" "$dir/$onnx" "$dir/$vnnlib" >/dev/null
   t0=$(date +%s.%N)
-  "$here/run_instance.sh" v1 "$cat" "$dir/$onnx" "$dir/$vnnlib" "$res" "${timeout%.*}" 2>"$out/log_$n.txt"
+  limit="${timeout%.*}"
+  [ -n "$cap" ] && ((limit > cap)) && limit="$cap"
+  "$here/run_instance.sh" v1 "$cat" "$dir/$onnx" "$dir/$vnnlib" "$res" "$limit" 2>"$out/log_$n.txt"
   t1=$(date +%s.%N)
   answer=$(head -1 "$res" 2>/dev/null || echo "missing")
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
