@@ -10,6 +10,7 @@
 
 #include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
+#include "read_file.hpp"
 #include "cnncert/shape_math.hpp"
 #include "onnx_model.hpp"
 
@@ -1008,14 +1009,8 @@ Network import_onnx_bytes(const std::string& bytes, const std::string& name) {
 }
 
 Network import_onnx(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw InvalidArgument(path + ": is a directory, not an ONNX model file");
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw InvalidArgument(path + ": cannot open the model file (no such file or not readable)");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) throw InvalidArgument(path + ": error while reading the model file");
-  return import_onnx_bytes(ss.str(), path);
+  // (also .onnx.gz, as VNN-COMP ships its models)
+  return import_onnx_bytes(detail::read_whole_file(path, "the model file"), path);
 }
 
 }  // namespace cnncert

@@ -5,17 +5,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <sstream>
 
 #include "cnncert/baselines.hpp"
 #include "cnncert/error.hpp"
+#include "read_file.hpp"
 
-#ifdef CNNCERT_HAVE_ZLIB
-#include <zlib.h>
-#endif
 
 namespace cnncert {
 namespace {
@@ -324,43 +321,14 @@ class Parser {
   std::vector<char> x_declared_, y_declared_;
 };
 
-std::string read_text(const std::string& path) {
-  const bool gz = path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
-  std::string text;
-  if (gz) {
-#ifdef CNNCERT_HAVE_ZLIB
-    gzFile f = gzopen(path.c_str(), "rb");
-    CNNCERT_CHECK(f != nullptr, path << ": cannot open the property file");
-    char buf[1 << 16];
-    int n;
-    while ((n = gzread(f, buf, sizeof buf)) > 0) {
-      text.append(buf, static_cast<size_t>(n));
-      if (text.size() > (size_t{1} << 31)) {
-        gzclose(f);
-        throw InvalidArgument(path + ": the property is larger than 2 GiB");
-      }
-    }
-    const bool bad = n < 0;
-    gzclose(f);
-    CNNCERT_CHECK(!bad, path << ": not a valid gzip file");
-#else
-    throw InvalidArgument(path + ": reading .gz needs zlib, and cnncert was built without it (gunzip the file first)");
-#endif
-  } else {
-    std::ifstream f(path, std::ios::binary);
-    CNNCERT_CHECK(f.good(), path << ": cannot open the property file");
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    text = ss.str();
-  }
-  return text;
-}
 
 }  // namespace
 
 VnnProperty parse_vnnlib(const std::string& text, const std::string& source) { return Parser(text, source).run(); }
 
-VnnProperty load_vnnlib(const std::string& path) { return parse_vnnlib(read_text(path), path); }
+VnnProperty load_vnnlib(const std::string& path) {
+  return parse_vnnlib(detail::read_whole_file(path, "the property file", size_t{1} << 31), path);
+}
 
 const char* vnn_answer_name(VnnAnswer a) {
   switch (a) {

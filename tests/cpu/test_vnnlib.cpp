@@ -222,6 +222,14 @@ TEST(Vnnlib, CliWritesTheResultFileAndBadInputIsExit2) {
   ASSERT_EQ(y.size(), 10u);
   const auto again = s.net.forward(x.data(), 1);
   for (size_t k = 0; k < y.size(); ++k) EXPECT_DOUBLE_EQ(again[k], y[k]);
+  // Compressed model and property (as VNN-COMP ships them) read directly.
+  ASSERT_EQ(std::system(("gzip -c " + kModel + " > " + (dir / "net.onnx.gz").string() + " && gzip -c " +
+                         (dir / "small.vnnlib").string() + " > " + (dir / "small.vnnlib.gz").string()).c_str()), 0);
+  const Result gz = cli("vnnlib " + (dir / "net.onnx.gz").string() + " " + (dir / "small.vnnlib.gz").string());
+  EXPECT_EQ(gz.code, 0) << gz.err;
+  EXPECT_EQ(gz.out, "unsat\n");
+  write_file(dir / "broken.vnnlib.gz", "\x1f\x8b not really gzip");
+  expect_bad_input(cli("vnnlib " + kModel + " " + (dir / "broken.vnnlib.gz").string()), "broken.vnnlib.gz");
   write_file(dir / "bad.vnnlib", declare(784, 10) + "(assert (<= X_0 1)\n");
   expect_bad_input(cli("vnnlib " + kModel + " " + (dir / "bad.vnnlib").string()), "bad.vnnlib:795:");
   write_file(dir / "few.vnnlib", declare(3, 10) + "(assert (<= X_0 1))");

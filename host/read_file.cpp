@@ -1,0 +1,54 @@
+// Whole-file reads, plain or gzip-compressed (host/read_file.hpp).
+#include "read_file.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "cnncert/error.hpp"
+
+#ifdef CNNCERT_HAVE_ZLIB
+#include <zlib.h>
+#endif
+
+namespace cnncert::detail {
+
+std::string read_whole_file(const std::string& path, const std::string& what, size_t max_bytes) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw InvalidArgument(path + ": is a directory, not " + what);
+  const bool gz = path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
+  std::string bytes;
+  if (!gz) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw InvalidArgument(path + ": cannot open " + what + " (no such file or not readable)");
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    if (f.bad()) throw InvalidArgument(path + ": error while reading " + what);
+    bytes = ss.str();
+  } else {
+#ifdef CNNCERT_HAVE_ZLIB
+    gzFile f = gzopen(path.c_str(), "rb");
+    if (!f) throw InvalidArgument(path + ": cannot open " + what + " (no such file or not readable)");
+    char buf[1 << 16];
+    int n;
+    while ((n = gzread(f, buf, sizeof buf)) > 0) {
+      bytes.append(buf, static_cast<size_t>(n));
+      if (bytes.size() > max_bytes) {
+        gzclose(f);
+        throw InvalidArgument(path + ": " + what + " decompresses to more than " + std::to_string(max_bytes >> 20) + " MiB");
+      }
+    }
+    int err = Z_OK;
+    const char* msg = n < 0 ? gzerror(f, &err) : nullptr;
+    const std::string why = msg ? msg : "";
+    gzclose(f);
+    if (n < 0) throw InvalidArgument(path + ": not a valid gzip file (" + why + ")");
+#else
+    throw InvalidArgument(path + ": reading .gz needs zlib, and cnncert was built without it (gunzip the file first)");
+#endif
+  }
+  if (bytes.size() > max_bytes) throw InvalidArgument(path + ": " + what + " is larger than " + std::to_string(max_bytes >> 20) + " MiB");
+  return bytes;
+}
+
+}  // namespace cnncert::detail
