@@ -66,7 +66,15 @@ struct InputOptions {
     o.limit = given ? count : -1;
     o.labels_path = labels;
     o.csv_hwc = csv_layout == "hwc";
-    return cnncert::load_images(images, o);
+    cnncert::ImageSet set = cnncert::load_images(images, o);
+    if (!convention.given(model) && cnncert::cli::cluster().rank == 0 && !set.pixels.empty()) {
+      // Without a convention the stored values go in as they are: say so, with what they look like.
+      const auto [lo, hi] = std::minmax_element(set.pixels.begin(), set.pixels.end());
+      std::cerr << "cnncert: warning: no input convention for " << model << " (no " << model
+                << ".json sidecar, --sidecar or --scale/--mean/--std/--layout): the images go in as stored, NCHW, values in ["
+                << *lo << ", " << *hi << "]\n";
+    }
+    return set;
   }
 };
 
@@ -207,6 +215,9 @@ int run_predict(const InputOptions& in, const std::string& json_path, bool quiet
               << 100.0 * static_cast<double>(correct) / static_cast<double>(labelled) << "%)\n";
   else
     std::cout << set.count << " images classified (no labels)\n";
+  if (labelled >= 20 && static_cast<double>(correct) < 2.0 * static_cast<double>(labelled) / static_cast<double>(classes))
+    std::cerr << "cnncert: warning: the accuracy is near chance (" << classes << " classes): is the input convention right? "
+              << "(--scale/--mean/--std/--layout, a sidecar; CSV pixel order: --csv-layout)\n";
   if (!json_path.empty()) {
     json j;
     j["model"] = in.model;

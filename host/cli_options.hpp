@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -55,8 +56,8 @@ inline std::vector<double> parse_list(const std::string& text, const std::string
 /// The model's input convention: its sidecar (if any) with the given --scale/--mean/--std/--layout
 /// values (empty = keep) on top, checked.
 inline Preprocess input_convention(const std::string& model, const std::string& scale, const std::string& mean,
-                                   const std::string& std_dev, const std::string& layout) {
-  Preprocess p = load_sidecar(model).value_or(Preprocess{});
+                                   const std::string& std_dev, const std::string& layout, const std::string& sidecar = "") {
+  Preprocess p = sidecar.empty() ? load_sidecar(model).value_or(Preprocess{}) : read_sidecar(sidecar);
   if (!scale.empty()) p.scale = parse_number(scale, "--scale");
   if (!mean.empty()) p.mean = parse_list(mean, "--mean");
   if (!std_dev.empty()) p.std = parse_list(std_dev, "--std");
@@ -68,17 +69,25 @@ inline Preprocess input_convention(const std::string& model, const std::string& 
   return p;
 }
 
-/// --scale/--mean/--std/--layout, on top of the model's sidecar (see input_convention).
+/// --scale/--mean/--std/--layout, on top of the model's sidecar or --sidecar (see input_convention).
 struct ConventionOptions {
-  std::string scale, mean, std, layout;
+  std::string scale, mean, std, layout, sidecar;
+
+  /// Whether the user said anything about the convention: flags, --sidecar, or MODEL.json.
+  bool given(const std::string& model) const {
+    std::error_code ec;
+    return !scale.empty() || !mean.empty() || !std.empty() || !layout.empty() || !sidecar.empty() ||
+           std::filesystem::exists(model + ".json", ec);
+  }
 
   void add(CLI::App& app) {
+    app.add_option("--sidecar", sidecar, "the input convention as JSON (instead of MODEL.json beside the model)");
     app.add_option("--scale", scale, "pixel scale, e.g. 1/255 (default: sidecar MODEL.json, else 1)");
     app.add_option("--mean", mean, "per-channel mean subtracted after scaling, e.g. 0.4914,0.4822,0.4465");
     app.add_option("--std", std, "per-channel standard deviation divided by after the mean");
     app.add_option("--layout", layout, "element order of the model input: NCHW, NHWC or flat");
   }
-  Preprocess resolve(const std::string& model) const { return input_convention(model, scale, mean, std, layout); }
+  Preprocess resolve(const std::string& model) const { return input_convention(model, scale, mean, std, layout, sidecar); }
 };
 
 }  // namespace cnncert::detail

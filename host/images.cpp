@@ -567,6 +567,23 @@ std::optional<Preprocess> load_sidecar(const std::string& model_path) {
   const std::string path = model_path + ".json";
   std::error_code ec;
   if (!fs::exists(path, ec)) return std::nullopt;
+  return read_sidecar(path);
+}
+
+namespace {
+
+/// The keys a sidecar may have: the convention, and informational ones (what trained the model).
+/// Anything else is most likely a typo (e.g. "stdev") that would silently change nothing.
+constexpr const char* kSidecarKeys[] = {"scale", "mean", "std", "layout", "dataset", "notes", "input_range",
+                                        "test_accuracy", "seed", "architecture", "command", "trainer", "parameters",
+                                        "epochs", "activation_neurons", "onnx_ops", "activation", "source", "license",
+                                        "comment", "description"};
+
+}  // namespace
+
+Preprocess read_sidecar(const std::string& path) {
+  std::error_code ec;
+  CNNCERT_CHECK(fs::exists(path, ec), path << ": cannot open the sidecar (no such file)");
   CNNCERT_CHECK(!fs::is_directory(path, ec), path << ": is a directory, not a JSON sidecar");
   const std::string text = read_text_file(path);
   nlohmann::json j;
@@ -578,11 +595,39 @@ std::optional<Preprocess> load_sidecar(const std::string& model_path) {
   CNNCERT_CHECK(j.is_object(),
                 path << ": the sidecar must be a JSON object with keys scale, mean, std, layout, dataset");
 
+  for (const auto& item : j.items()) {
+    const std::string& key = item.key();
+    if (key.rfind("x-", 0) == 0 || key.rfind("_", 0) == 0) continue;  // free-form additions
+    CNNCERT_CHECK(std::find_if(std::begin(kSidecarKeys), std::end(kSidecarKeys), [&](const char* k) { return key == k; }) !=
+                      std::end(kSidecarKeys),
+                  path << ": unknown key \"" << key << "\" (the convention keys are scale, mean, std, layout; "
+                       << "informational ones dataset, notes, input_range, ...; prefix your own with \"x-\")");
+  }
   Preprocess p;
   if (j.contains("scale")) {
     const auto& v = j["scale"];
-    CNNCERT_CHECK(v.is_number(), path << ": \"scale\" must be a number");
-    p.scale = v.get<double>();
+    CNNCERT_CHECK(v.is_number() || v.is_string(), path << ": \"scale\" must be a number or a string such as \"1/255\"");
+    if (v.is_string()) {  // as the command line takes it: "0.5", "1/255"
+      const std::string t = v.get<std::string>();
+      const auto slash = t.find('/');
+      try {
+        size_t used = 0;
+        const std::string num = t.substr(0, slash);
+        double x = std::stod(num, &used);
+        if (used != num.size()) throw std::invalid_argument("trailing text");
+        if (slash != std::string::npos) {
+          const std::string den = t.substr(slash + 1);
+          const double d = std::stod(den, &used);
+          if (used != den.size() || d == 0) throw std::invalid_argument("bad denominator");
+          x /= d;
+        }
+        p.scale = x;
+      } catch (const std::exception&) {
+        CNNCERT_CHECK(false, path << ": \"scale\" '" << t << "' is not a number (e.g. 0.5 or \"1/255\")");
+      }
+    } else {
+      p.scale = v.get<double>();
+    }
     CNNCERT_CHECK(std::isfinite(p.scale) && p.scale > 0,
                   path << ": \"scale\" must be positive and finite, got " << p.scale);
   }

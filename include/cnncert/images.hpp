@@ -58,10 +58,15 @@ struct Preprocess {
   std::string dataset;       ///< informational ("mnist", "cifar10")
 };
 
-/// Reads the sidecar `MODEL.json` (e.g. `model.onnx.json`) if it exists: keys "scale", "mean",
-/// "std", "layout", "dataset". Returns nullopt when there is no sidecar; throws InvalidArgument
-/// on a malformed one.
+/// Reads the sidecar `MODEL.json` (e.g. `model.onnx.json`) if it exists (see read_sidecar).
+/// Returns nullopt when there is no sidecar; throws InvalidArgument on a malformed one.
 std::optional<Preprocess> load_sidecar(const std::string& model_path);
+
+/// Reads a sidecar file (e.g. given with --sidecar): "scale" (a number or a string such as
+/// "1/255"), "mean" and "std" (a number or one per channel), "layout", and informational keys
+/// (dataset, notes, input_range, test_accuracy, ...; keys starting with "x-" are free). An unknown
+/// key, a missing file or a malformed value is an InvalidArgument naming the file.
+Preprocess read_sidecar(const std::string& path);
 
 /// Applies `p` to images [first, first+count) of `set` and returns count × input_size(net)
 /// values in the model's input element order. Throws InvalidArgument when the image size does not

@@ -273,3 +273,39 @@ TEST(Bench, CompareRunsTheMethodsThatApplyAndExplainsTheOthers) {
 
 }  // namespace
 }  // namespace cnncert::test
+
+namespace cnncert::test {
+namespace {
+
+// A model without its sidecar: the warning says the convention is missing and what the inputs look
+// like; --sidecar gives the convention from another file, with the same results as MODEL.json.
+TEST(CliConventions, MissingConventionIsSaidAndSidecarFileGivesIt) {
+  const auto dir = scratch_dir("cli_conventions");
+  const auto bare = dir / "bare.onnx";
+  std::filesystem::copy_file(kModel, bare, std::filesystem::copy_options::overwrite_existing);
+  const Result warned = cli("predict " + bare.string() + " " + kImages + " -n 30 -q");
+  EXPECT_EQ(warned.code, 0) << warned.err;
+  EXPECT_NE(warned.err.find("warning: no input convention for " + bare.string()), std::string::npos) << warned.err;
+  EXPECT_NE(warned.err.find("values in [0, 255]"), std::string::npos) << warned.err;
+  EXPECT_EQ(warned.err.find("near chance"), std::string::npos) << warned.err;  // 83 % even so: ReLU nets forgive a scale
+  // A convention far off (a mean of 1000 pixels) is near chance, and predict says so.
+  const Result off = cli("predict " + bare.string() + " " + kImages + " -n 30 -q --mean 1000");
+  EXPECT_NE(off.err.find("warning: the accuracy is near chance (10 classes)"), std::string::npos) << off.out << off.err;
+  std::filesystem::copy_file(kModel + ".json", dir / "convention.json", std::filesystem::copy_options::overwrite_existing);
+  const Result with = cli("predict " + bare.string() + " " + kImages + " -n 30 -q --sidecar " + (dir / "convention.json").string());
+  const Result shipped = cli("predict " + kModel + " " + kImages + " -n 30 -q");
+  EXPECT_EQ(with.code, 0) << with.err;
+  EXPECT_EQ(with.err, "");
+  EXPECT_EQ(with.out, shipped.out);
+  EXPECT_EQ(shipped.err, "");  // the shipped model has its sidecar: no warning
+  const Result flags = cli("predict " + bare.string() + " " + kImages + " -n 30 -q --scale 1/255 --mean 0.5");
+  EXPECT_EQ(flags.err, "");
+  EXPECT_EQ(flags.out, shipped.out);
+  expect_bad_input(cli("predict " + bare.string() + " " + kImages + " --sidecar " + (dir / "none.json").string()), "none.json");
+  write_file(dir / "typo.json", R"({"scale": "1/255", "stdev": [0.3]})");
+  expect_bad_input(cli("predict " + bare.string() + " " + kImages + " --sidecar " + (dir / "typo.json").string()),
+                   "unknown key \"stdev\"");
+}
+
+}  // namespace
+}  // namespace cnncert::test

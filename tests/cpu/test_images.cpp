@@ -933,6 +933,12 @@ TEST(ImagesSidecar, ReadsAllKeys) {
   EXPECT_EQ(p->layout, Layout::NHWC);
   EXPECT_EQ(p->dataset, "cifar10");
 
+  // The command line's forms of a scale, and free-form keys with the x- prefix.
+  write_file(model + ".json", R"({"scale": "1/255", "x-origin": "converted by hand"})");
+  EXPECT_DOUBLE_EQ(cnncert::load_sidecar(model)->scale, 1.0 / 255.0);
+  write_file(model + ".json", R"({"scale": "0.5"})");
+  EXPECT_DOUBLE_EQ(cnncert::load_sidecar(model)->scale, 0.5);
+
   write_file(model + ".json", "{}");
   const auto q = cnncert::load_sidecar(model);
   ASSERT_TRUE(q.has_value());
@@ -959,7 +965,11 @@ TEST(ImagesSidecar, InvalidValues) {
       {R"({"mean": "0.5"})", "\"mean\""},
       {R"({"mean": [0.1, "x"]})", "\"mean\""},
       {R"({"scale": -2})", "\"scale\""},
-      {R"({"scale": "1/255"})", "\"scale\""},
+      {R"({"scale": "1/0"})", "\"scale\""},
+      {R"({"scale": "abc"})", "\"scale\""},
+      {R"({"scale": "-1/255"})", "\"scale\""},
+      {R"({"scale": "1/255x"})", "\"scale\""},
+      {R"({"stdev": 0.2})", "unknown key \"stdev\""},
       {R"({"layout": "xyz"})", "xyz"},
       {R"({"layout": 3})", "\"layout\""},
       {R"({"dataset": 10})", "\"dataset\""},
