@@ -235,13 +235,17 @@ int run_predict(const InputOptions& in, const std::string& json_path, bool quiet
 
 /// Options of the bound computations (certify, bounds).
 struct BoundCliOptions {
-  std::string norm = "inf", method = "cnncert", clip, device = "cpu", cpu_engine = "fast";
+  std::string norm = "inf", method = "cnncert", clip, device = "cpu", cpu_engine = "fast", eps_space = "input";
   int threads = 0;
   int64_t gpu_memory = 0;
   bool exact_cnncert = false;
 
   void add(CLI::App& app) {
     app.add_option("--norm", norm, "perturbation norm: inf, 2 or 1")->capture_default_str();
+    app.add_option("--eps-space", eps_space,
+                   "where radii and --clip are measured: input (the network's input, after --scale/--mean/--std) or pixel "
+                   "(pixel * scale, before the mean and std: a ball there is an exact per-channel box of the input)")
+        ->capture_default_str();
     app.add_option("--method", method, "relaxation: fastlin, adaptive, cnncert, deepcert or crown")->capture_default_str();
     app.add_option("--clip", clip, "l-inf only: intersect the ball with the box LO,HI of the network input (e.g. 0,1)");
     app.add_option("--threads", threads, "CPU threads (default: all cores)");
@@ -438,6 +442,38 @@ Shard parse_shard(const std::string& text) {
   return s;
 }
 
+/// --eps-space pixel: the network on q = pixel · scale, with x = (q − mean) / std as its first layer
+/// (exact, per element), and the convention without mean and std; radii, --clip and --eps are then
+/// measured in q (e.g. [0, 1] pixels for scale 1/255). No-op for --eps-space input.
+void apply_eps_space(const std::string& space, cnncert::Network& net, cnncert::Preprocess& pre, const cnncert::ImageSet& set) {
+  if (space == "input") return;
+  if (space != "pixel") throw InvalidArgument("--eps-space must be input or pixel, got '" + space + "'");
+  const int64_t c_n = set.channels;
+  auto per_channel = [&](const std::vector<double>& v, double fallback, const char* what) {
+    if (v.empty()) return std::vector<double>(static_cast<size_t>(c_n), fallback);
+    if (v.size() == 1) return std::vector<double>(static_cast<size_t>(c_n), v[0]);
+    if (static_cast<int64_t>(v.size()) != c_n)
+      throw InvalidArgument(std::string("--") + what + " has " + std::to_string(v.size()) + " values for " + std::to_string(c_n) + " channels");
+    return v;
+  };
+  const std::vector<double> mean = per_channel(pre.mean, 0.0, "mean"), sd = per_channel(pre.std, 1.0, "std");
+  // The channel of every model input element: one image whose pixels hold their channel index,
+  // arranged by the convention's layout.
+  cnncert::ImageSet probe;
+  probe.count = 1, probe.channels = c_n, probe.height = set.height, probe.width = set.width;
+  for (int64_t c = 0; c < c_n; ++c) probe.pixels.insert(probe.pixels.end(), static_cast<size_t>(set.height * set.width), static_cast<double>(c));
+  cnncert::Preprocess arrange;
+  arrange.layout = pre.layout;
+  const std::vector<double> channel = cnncert::preprocess(probe, arrange, net);
+  std::vector<double> scale(channel.size()), shift(channel.size());
+  for (size_t i = 0; i < channel.size(); ++i) {
+    const auto c = static_cast<size_t>(channel[i]);
+    scale[i] = 1.0 / sd[c], shift[i] = -mean[c] / sd[c];
+  }
+  net = cnncert::with_input_affine(net, scale, shift);
+  pre.mean.clear(), pre.std.clear();
+}
+
 /// The results of one process's certification, with what the report says about the engine.
 struct CertifyRun {
   std::vector<cnncert::ImageResult> results;
@@ -478,11 +514,12 @@ CertifyRun certify_run_from_json(const json& j) {
 CertifyRun certify_images(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
                           const std::string& targets_file, const Shard& shard, bool main_process) {
   cnncert::CertifyOptions o = so.options(bo);
-  const cnncert::Network net = cnncert::import_onnx(in.model);
+  cnncert::Network net = cnncert::import_onnx(in.model);
   if (main_process) print_notes(net);
   cnncert::check_boundable(net);
-  const cnncert::Preprocess pre = in.preprocess();
+  cnncert::Preprocess pre = in.preprocess();
   cnncert::ImageSet set = in.load();
+  apply_eps_space(bo.eps_space, net, pre, set);
   std::vector<int64_t> targets;
   if (!targets_file.empty()) targets = read_targets(targets_file, in.offset, set.count);
   const std::vector<int64_t> all_labels = set.labels;
@@ -587,6 +624,7 @@ void report_certify(const CertifyRun& run, const InputOptions& in, const BoundCl
     j["engine"] = run.engine;
     j["engine_mode"] = run.engine_mode;
     j["exact_cnncert"] = bo.exact_cnncert;
+    j["eps_space"] = bo.eps_space;
     j["avg_robustness"] = avg_eps;
     j["avg_run_time"] = avg_time;
     j["total_seconds"] = run.seconds;
@@ -705,11 +743,13 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
   if (!std::isfinite(eps) || eps <= 0) throw InvalidArgument("--eps must be a positive finite radius");
   const cnncert::BoundOptions opt = bo.options();
   OutputFile json_out(json_path, "--json");
-  const cnncert::Network net = cnncert::import_onnx(in.model);
+  cnncert::Network net = cnncert::import_onnx(in.model);
   print_notes(net);
   cnncert::check_boundable(net);
   const cnncert::ImageSet set = in.load();
-  const std::vector<double> x = cnncert::preprocess(set, in.preprocess(), net);
+  cnncert::Preprocess pre = in.preprocess();
+  apply_eps_space(bo.eps_space, net, pre, set);
+  const std::vector<double> x = cnncert::preprocess(set, pre, net);
   const int64_t classes = net.output_size(), n_in = net.input_size();
   cnncert::check_classes(set.labels, classes, in.offset, "label");
   const std::vector<double> out = net.forward(x.data(), set.count);
@@ -779,6 +819,7 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
     json j;
     j["model"] = in.model;
     j["eps"] = eps;
+    j["eps_space"] = bo.eps_space;
     j["norm"] = bo.norm;
     j["method"] = bo.method;
     j["engine"] = engine->name();
@@ -813,6 +854,7 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
   const uint64_t seed = so.seed();
   const bool quiet = so.quiet;
   if (!(confidence > 0 && confidence < 1)) throw InvalidArgument("--confidence must lie in (0, 1)");
+  if (bo.eps_space != "input") throw InvalidArgument("--eps-space applies to certify and bounds (proven measures noise in the input space)");
   double level = -1;
   if (!pc.level_text.empty()) {
     if (pc.no_worst_case) throw InvalidArgument("--no-worst-case applies to the search; --level reports one probability bound");
@@ -936,8 +978,8 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
 int run_vnnlib(const std::string& model, const std::string& property, const BoundCliOptions& bo, double timeout,
                bool attack, const std::string& result_path) {
   if (!std::isfinite(timeout) || timeout < 0) throw InvalidArgument("--timeout must be a non-negative number of seconds");
-  if (bo.norm != "inf" || !bo.clip.empty())
-    throw InvalidArgument("vnnlib: the property gives the input box (--norm and --clip do not apply)");
+  if (bo.norm != "inf" || !bo.clip.empty() || bo.eps_space != "input")
+    throw InvalidArgument("vnnlib: the property gives the input box (--norm, --clip and --eps-space do not apply)");
   OutputFile out(result_path, "--result");
   const cnncert::Network net = cnncert::import_onnx(model);
   print_notes(net);

@@ -309,3 +309,32 @@ TEST(CliConventions, MissingConventionIsSaidAndSidecarFileGivesIt) {
 
 }  // namespace
 }  // namespace cnncert::test
+
+namespace cnncert::test {
+namespace {
+
+double lower_of(const nlohmann::json& j, size_t k) { return j["images"][0]["margins"][k]["lower"].get<double>(); }
+
+// --eps-space pixel measures radii before the mean/std: x = (q − mean) / std, so a pixel ball of
+// radius e is the input ball of radius e / std (one std for all channels here).
+TEST(CliEpsSpace, PixelRadiiAreInputRadiiTimesTheStd) {
+  const auto dir = scratch_dir("cli_eps_space");
+  // The shipped convention has std 1: both spaces are the same ball, the radii equal exactly.
+  const std::string certify = "certify " + kModel + " " + kImages + " -n 4 -q --json ";
+  ASSERT_EQ(cli(certify + (dir / "in.json").string()).code, 0);
+  ASSERT_EQ(cli(certify + (dir / "px.json").string() + " --eps-space pixel").code, 0);
+  const auto in = nlohmann::json::parse(read_file(dir / "in.json")), px = nlohmann::json::parse(read_file(dir / "px.json"));
+  EXPECT_EQ(px["eps_space"], "pixel");
+  for (size_t i = 0; i < in["images"].size(); ++i) EXPECT_EQ(in["images"][i]["targets"], px["images"][i]["targets"]) << i;
+  // With std 0.5, bounds at pixel radius 0.01 are the bounds at input radius 0.02.
+  const std::string bounds = "bounds " + kModel + " " + kImages + " -n 1 --std 0.5 --json ";
+  ASSERT_EQ(cli(bounds + (dir / "b_in.json").string() + " --eps 0.02").code, 0);
+  ASSERT_EQ(cli(bounds + (dir / "b_px.json").string() + " --eps 0.01 --eps-space pixel").code, 0);
+  const auto bi = nlohmann::json::parse(read_file(dir / "b_in.json")), bp = nlohmann::json::parse(read_file(dir / "b_px.json"));
+  for (size_t k = 0; k < 9; ++k) EXPECT_NEAR(lower_of(bp, k), lower_of(bi, k), 1e-9 * (1 + std::fabs(lower_of(bi, k)))) << k;
+  expect_bad_input(cli("certify " + kModel + " " + kImages + " -n 1 --eps-space raw"), "--eps-space must be input or pixel");
+  expect_bad_input(cli("proven " + kModel + " " + kImages + " -n 1 --eps-space pixel"), "--eps-space applies to certify and bounds");
+}
+
+}  // namespace
+}  // namespace cnncert::test
