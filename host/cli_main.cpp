@@ -16,6 +16,8 @@
 #include "cnncert/proven.hpp"
 #include "cnncert/convert.hpp"
 #include "cnncert/vnnlib.hpp"
+#include "cnncert/baselines.hpp"
+#include "engine_common.hpp"
 #include "cli_cluster.hpp"
 #include "cli_options.hpp"
 #include "npy.hpp"
@@ -974,6 +976,125 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
   return 0;
 }
 
+/// Options of `attack`.
+struct AttackCliOptions {
+  std::string norm = "inf", method = "pgd", target = "untargeted", clip, json, csv, seed_text = "1";
+  int threads = 0;
+  bool quiet = false;
+
+  void add(CLI::App& app) {
+    app.add_option("--norm", norm, "perturbation norm: inf, 2 or 1 (cw: 2)")->capture_default_str();
+    app.add_option("--method", method, "pgd (projected gradient descent, bisection over eps) or cw (Carlini-Wagner l2)")
+        ->capture_default_str();
+    app.add_option("--target", target, "untargeted (any other class), runnerup or least")->capture_default_str();
+    app.add_option("--clip", clip, "keep the adversarial inputs in the box LO,HI of the network input (e.g. 0,1)");
+    app.add_option("--seed", seed_text, "seed of PGD's random restarts")->capture_default_str();
+    app.add_option("--threads", threads, "images attacked in parallel (default: all cores)");
+    app.add_option("--json", json, "write the results as JSON to this file ('-' = stdout)");
+    app.add_option("--csv", csv, "write the results as CSV to this file");
+    app.add_flag("-q,--quiet", quiet, "print only the summary");
+  }
+};
+
+/// `attack`: adversarial examples per image, an upper bound on the minimal perturbation (the
+/// counterpart of certify's lower bound), in the network's input space.
+int run_attack(const InputOptions& in, const AttackCliOptions& ac) {
+  const cnncert::Norm norm = cnncert::parse_norm(ac.norm);
+  if (ac.method != "pgd" && ac.method != "cw") throw InvalidArgument("--method must be pgd or cw");
+  if (ac.method == "cw" && norm != cnncert::Norm::L2) throw InvalidArgument("--method cw is an l2 attack (--norm 2)");
+  if (ac.target != "untargeted" && ac.target != "runnerup" && ac.target != "least")
+    throw InvalidArgument("--target must be untargeted, runnerup or least");
+  if (ac.threads < 0) throw InvalidArgument("--threads must not be negative");
+  cnncert::AttackOptions ao;
+  const bool digits = !ac.seed_text.empty() && ac.seed_text.size() <= 19 &&
+                      std::all_of(ac.seed_text.begin(), ac.seed_text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits) throw InvalidArgument("--seed must be a non-negative integer, got '" + ac.seed_text + "'");
+  ao.seed = std::stoull(ac.seed_text);
+  if (!ac.clip.empty()) {
+    const auto v = parse_list(ac.clip, "--clip");
+    if (v.size() != 2 || !(v[0] < v[1])) throw InvalidArgument("--clip needs LO,HI with LO < HI");
+    ao.clip_to_box = true, ao.box_lo = v[0], ao.box_hi = v[1];
+  }
+  auto [json_out, csv_out] = search_outputs(ac.json, ac.csv);
+  const cnncert::Network net = cnncert::import_onnx(in.model);
+  print_notes(net);
+  const cnncert::ImageSet set = in.load();
+  const std::vector<double> x = cnncert::preprocess(set, in.preprocess(), net);
+  const int64_t classes = net.output_size(), n_in = net.input_size();
+  cnncert::check_classes(set.labels, classes, in.offset, "label");
+  const std::vector<double> logits = net.forward(x.data(), set.count);
+  struct Row {
+    int64_t label = -1, predicted = -1, target = -1;
+    bool skipped = false;
+    cnncert::AttackResult r;
+  };
+  std::vector<Row> rows(static_cast<size_t>(set.count));
+  const int threads = ac.threads > 0 ? ac.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const auto t0 = std::chrono::steady_clock::now();
+  cnncert::detail::parallel_for(set.count, threads, [&](int64_t i) {
+    Row& row = rows[static_cast<size_t>(i)];
+    const double* l = logits.data() + i * classes;
+    row.predicted = std::max_element(l, l + classes) - l;
+    row.label = set.labels.empty() ? -1 : set.labels[static_cast<size_t>(i)];
+    if (row.label >= 0 && row.label != row.predicted) {  // already misclassified: nothing to attack
+      row.skipped = true;
+      return;
+    }
+    if (ac.target != "untargeted") {
+      for (int64_t k = 0; k < classes; ++k) {
+        if (k == row.predicted) continue;
+        if (row.target < 0 || (ac.target == "runnerup" ? l[k] > l[row.target] : l[k] < l[row.target])) row.target = k;
+      }
+    }
+    const std::vector<double> x0(x.begin() + i * n_in, x.begin() + (i + 1) * n_in);
+    row.r = ac.method == "pgd" ? cnncert::pgd_attack(net, x0, row.predicted, row.target, norm, ao)
+                               : cnncert::cw_l2_attack(net, x0, row.predicted, row.target, ao);
+  });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  json jimages = json::array();
+  std::ostream& csv = csv_out.stream();
+  if (csv_out.enabled()) csv << "image,label,predicted,target,found,distortion,reached\n";
+  double sum = 0;
+  int64_t found = 0, attacked = 0;
+  for (int64_t i = 0; i < set.count; ++i) {
+    const Row& row = rows[static_cast<size_t>(i)];
+    const int64_t image = in.offset + i;
+    json ji{{"image", image}, {"label", row.label}, {"predicted", row.predicted}, {"skipped", row.skipped}};
+    if (row.skipped) {
+      if (!ac.quiet) std::cout << "image " << image << ": label " << row.label << ", predicted " << row.predicted << ", skipped (misclassified)\n";
+      if (csv_out.enabled()) csv << image << "," << row.label << "," << row.predicted << ",,,,\n";
+      jimages.push_back(ji);
+      continue;
+    }
+    ++attacked;
+    if (row.r.found) ++found, sum += row.r.distortion;
+    if (!ac.quiet) {
+      std::cout << "image " << image << ": label " << row.label << ", target "
+                << (row.target < 0 ? std::string("untargeted") : std::to_string(row.target)) << ", ";
+      if (row.r.found) std::cout << "distortion " << std::setprecision(6) << row.r.distortion << " (reached class " << row.r.target << ")\n";
+      else std::cout << "no adversarial example found\n";
+    }
+    if (csv_out.enabled())
+      csv << image << "," << row.label << "," << row.predicted << "," << row.target << "," << (row.r.found ? 1 : 0) << ","
+          << std::setprecision(10) << (row.r.found ? row.r.distortion : std::numeric_limits<double>::infinity()) << "," << row.r.target << "\n";
+    ji["target"] = row.target, ji["found"] = row.r.found;
+    if (row.r.found) ji["distortion"] = row.r.distortion, ji["reached"] = row.r.target;
+    jimages.push_back(ji);
+  }
+  const double avg = found ? sum / static_cast<double>(found) : 0.0;
+  std::cout << "[L" << ac.norm << "] attack = " << ac.method << ", target = " << ac.target << ", " << found << " of " << attacked
+            << " attacked images fooled, " << set.count - attacked << " skipped\n";
+  std::cout << "avg distortion = " << std::setprecision(5) << std::fixed << avg << " (over the fooled images), time = "
+            << std::setprecision(3) << seconds << " s" << std::defaultfloat << "\n";
+  if (json_out.enabled())
+    json_out.stream() << json{{"model", in.model}, {"images_file", in.images}, {"norm", ac.norm}, {"method", ac.method},
+                              {"target", ac.target}, {"avg_distortion", avg}, {"found", found}, {"attacked", attacked},
+                              {"seconds", seconds}, {"images", jimages}}.dump(2)
+                      << "\n";
+  cnncert::detail::commit_all({&json_out, &csv_out});
+  return 0;
+}
+
 /// `vnnlib`: a VNN-LIB property's answer, in VNN-COMP's result format with --result.
 int run_vnnlib(const std::string& model, const std::string& property, const BoundCliOptions& bo, double timeout,
                bool attack, const std::string& result_path) {
@@ -1079,6 +1200,13 @@ int main(int argc, char** argv) {
 
   CLI::App* gpu = app.add_subcommand("gpu", "report whether a usable GPU is present");
 
+  CLI::App* attack = app.add_subcommand("attack", "adversarial examples (PGD, Carlini-Wagner): upper bounds on the minimal "
+                                                 "perturbation, beside certify's lower bounds");
+  InputOptions ain;
+  ain.add(*attack);
+  AttackCliOptions aco;
+  aco.add(*attack);
+
   CLI::App* vnn = app.add_subcommand("vnnlib", "check a VNN-LIB property (VNN-COMP): unsat (verified), sat (with a "
                                                "counterexample), unknown or timeout");
   std::string vnn_model, vnn_property, vnn_result;
@@ -1131,6 +1259,7 @@ int main(int argc, char** argv) {
       std::cout << "wrote " << conv_out << ": " << dense.nodes().size() << " nodes, " << weights << " parameters\n";
       return 0;
     }
+    if (*attack) return run_attack(ain, aco);
     if (*vnn) return run_vnnlib(vnn_model, vnn_property, vbo, vnn_timeout, !vnn_no_attack, vnn_result);
     if (*gpu) {
       std::cout << cnncert::cuda_device_info() << "\n";

@@ -338,3 +338,36 @@ TEST(CliEpsSpace, PixelRadiiAreInputRadiiTimesTheStd) {
 
 }  // namespace
 }  // namespace cnncert::test
+
+namespace cnncert::test {
+namespace {
+
+// `attack` gives upper bounds: for the same (image, target) no certified radius (a proven lower
+// bound) may exceed the distortion of an adversarial example.
+TEST(CliAttack, DistortionsAreAboveTheCertifiedRadii) {
+  const auto dir = scratch_dir("cli_attack");
+  const std::string common = kModel + " " + kImages + " -n 5 -q --target runnerup --json ";
+  const Result a = cli("attack " + common + (dir / "a.json").string() + " --csv " + (dir / "a.csv").string());
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(cli("certify " + common + (dir / "c.json").string()).code, 0);
+  const auto aj = nlohmann::json::parse(read_file(dir / "a.json")), cj = nlohmann::json::parse(read_file(dir / "c.json"));
+  ASSERT_EQ(aj["images"].size(), 5u);
+  int compared = 0;
+  for (size_t i = 0; i < 5; ++i) {
+    const auto &ai = aj["images"][i], &ci = cj["images"][i];
+    if (ai["skipped"].get<bool>()) continue;
+    ASSERT_TRUE(ai["found"].get<bool>()) << i;
+    EXPECT_EQ(ai["target"], ci["targets"][0]["target"]) << i;
+    EXPECT_LT(ci["targets"][0]["eps"].get<double>(), ai["distortion"].get<double>()) << i;
+    ++compared;
+  }
+  EXPECT_GE(compared, 4);
+  EXPECT_NE(read_file(dir / "a.csv").find("image,label,predicted,target,found,distortion,reached\n"), std::string::npos);
+  expect_bad_input(cli("attack " + kModel + " " + kImages + " -n 1 --method cw --norm inf"), "--norm 2");
+  expect_bad_input(cli("attack " + kModel + " " + kImages + " -n 1 --method fgsm"), "--method must be pgd or cw");
+  expect_bad_input(cli("attack " + kModel + " " + kImages + " -n 1 --target all"), "--target must be");
+  expect_bad_input(cli("attack " + kModel + " " + kImages + " -n 1 --clip 1,0"), "--clip");
+}
+
+}  // namespace
+}  // namespace cnncert::test
