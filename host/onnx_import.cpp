@@ -134,6 +134,8 @@ class Importer {
   void gemm(const OnnxNode& n);
   void matmul(const OnnxNode& n);
   void elementwise(const OnnxNode& n);
+  void clip(const OnnxNode& n);
+  void reduce_spatial(const OnnxNode& n);
   void batchnorm(const OnnxNode& n);
   void pool(const OnnxNode& n, bool is_max, bool global);
   void reshape_like(const OnnxNode& n);
@@ -381,6 +383,8 @@ void Importer::import_node(const OnnxNode& n) {
   if (op == "MaxPool") return pool(n, true, false);
   if (op == "AveragePool") return pool(n, false, false);
   if (op == "GlobalAveragePool") return pool(n, false, true);
+  if (op == "Clip") return clip(n);
+  if (op == "ReduceMean" || op == "ReduceSum") return reduce_spatial(n);
   if (op == "Flatten" || op == "Reshape" || op == "Squeeze" || op == "Unsqueeze") return reshape_like(n);
   if (op == "Transpose") return transpose(n);
   if (op == "Pad") return pad(n);
@@ -857,6 +861,62 @@ void Importer::pool(const OnnxNode& n, bool is_max, bool global) {
     a.count_include_pad = attr_i(n, "count_include_pad", 0) != 0;
   }
   set_node(n, is_max ? b_.max_pool(x, a, info(n)) : b_.avg_pool(x, a, info(n)));
+}
+
+// Clip (ReLU6, Hardtanh) as ReLUs, exactly: clip(x, lo, hi) = lo + relu(x − lo) − relu(x − hi) for
+// lo < hi; with one bound lo + relu(x − lo) or x − relu(x − hi). The engines bound it with their
+// ReLU relaxations (sound; no clipped-linear relaxation of its own yet).
+void Importer::clip(const OnnxNode& n) {
+  const int x = get_dyn(n, 0);
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  auto bound = [&](size_t input, const char* attr, double def) {
+    if (has_input(n, input)) {  // opset ≥ 11: optional constant inputs
+      const Value& v = get(n, input);
+      if (!v.c) unsupported(n, std::string("a computed ") + attr + " bound is not supported");
+      if (v.c->v.size() != 1) unsupported(n, std::string("the ") + attr + " bound must be a scalar");
+      return v.c->v[0];
+    }
+    return attr_f(n, attr, def);  // opset < 11: attributes
+  };
+  const double lo = bound(1, "min", -inf), hi = bound(2, "max", inf);
+  if (std::isnan(lo) || std::isnan(hi)) unsupported(n, "a NaN bound");
+  if (!(lo < hi)) unsupported(n, "min " + std::to_string(lo) + " is not below max " + std::to_string(hi));
+  const auto size = static_cast<size_t>(b_.node(x).size());
+  const std::string name = node_name(n);
+  auto affine = [&](int v, double scale, double shift, const std::string& part) {
+    return b_.scale_shift(v, ScaleShiftAttr{std::vector<double>(size, scale), std::vector<double>(size, shift)}, {name + "/" + part, "Clip"});
+  };
+  auto relu = [&](int v, const std::string& part) { return b_.activation(v, ActKind::Relu, 0.0, {name + "/" + part, "Clip"}); };
+  if (!std::isfinite(lo) && !std::isfinite(hi)) return set_node(n, x);
+  if (!std::isfinite(hi)) return set_node(n, affine(relu(affine(x, 1, -lo, "minus_min"), "relu_min"), 1, lo, "plus_min"));
+  const int over = affine(relu(affine(x, 1, -hi, "minus_max"), "relu_max"), -1, 0, "neg_excess");  // −relu(x − hi)
+  if (!std::isfinite(lo)) return set_node(n, b_.add(x, over, info(n)));
+  const int above = relu(affine(x, 1, -lo, "minus_min"), "relu_min");
+  set_node(n, affine(b_.add(above, over, {name + "/sum", "Clip"}), 1, lo, "plus_min"));
+}
+
+// ReduceMean / ReduceSum over the two spatial axes of a (C, H, W) map: a global average pool (and
+// for the sum a scale by H·W); keepdims 0 drops the two axes.
+void Importer::reduce_spatial(const OnnxNode& n) {
+  const int x = get_dyn(n, 0);
+  const Shape in = shape(x);
+  if (has_input(n, 1) && !get(n, 1).c) unsupported(n, "computed axes are not supported");
+  std::vector<int64_t> axes = has_input(n, 1) ? as_ints(*get(n, 1).c) : attr_ints(n, "axes");
+  for (int64_t& a : axes) a = norm_axis(a, in.size() + 1);  // ONNX axes count the batch dimension
+  std::sort(axes.begin(), axes.end());
+  if (in.size() != 3 || axes != std::vector<int64_t>{2, 3})
+    unsupported(n, "only the reduction over the spatial axes (2, 3) of an (N, C, H, W) map is supported, not axes of " +
+                       shape_str(in));
+  PoolAttr a;
+  a.kernel_h = in[1], a.kernel_w = in[2];
+  int y = b_.avg_pool(x, a, {node_name(n) + (n.op_type == "ReduceSum" ? "/mean" : ""), n.op_type});
+  if (n.op_type == "ReduceSum") {
+    const auto size = static_cast<size_t>(b_.node(y).size());
+    y = b_.scale_shift(y, ScaleShiftAttr{std::vector<double>(size, static_cast<double>(in[1] * in[2])), std::vector<double>(size, 0.0)},
+                       info(n));
+  }
+  if (attr_i(n, "keepdims", 1) == 0) y = b_.reshape(y, Shape{in[0]}, {node_name(n) + "/squeeze", n.op_type});
+  set_node(n, y);
 }
 
 void Importer::reshape_like(const OnnxNode& n) {
