@@ -369,6 +369,80 @@ bool is_counterexample(const Network& net, const VnnCase& c, const std::vector<d
 
 }  // namespace
 
+namespace {
+
+struct SplitOutcome {
+  bool refuted = false, sat = false, timeout = false;
+  std::vector<double> x, y;
+};
+
+/// Branch and bound on the inputs of one case: depth first over pieces of its box, each bounded
+/// on its own (as the unit ball of the network with the piece's affine input layer); a piece is
+/// done when one constraint is proven violated on it, else its centre is tried as a counterexample
+/// and it is bisected on the input whose coefficient in the open constraints' lower bounds is the
+/// largest (in the piece's unit coordinates: the input that moves those bounds most).
+template <class Clock>
+SplitOutcome split_case(const Network& net, const VnnCase& c, const VnnOptions& o, const EngineOptions& eo, const Clock& out_of_time,
+                        int64_t& boxes) {
+  SplitOutcome out;
+  const int64_t n = net.input_size(), rows = static_cast<int64_t>(c.outputs.size());
+  struct Piece {
+    std::vector<double> lo, hi;
+  };
+  std::vector<Piece> stack{{c.lower, c.upper}};
+  BoundOptions bo = o.bound;
+  bo.norm = Norm::Linf, bo.clip_to_box = false, bo.want_upper = false, bo.want_linear = true;
+  BoundProblem bp;
+  bp.x0.assign(static_cast<size_t>(n), 0.0);
+  bp.eps = 1.0;
+  bp.rows = rows;
+  for (const auto& oc : c.outputs) bp.spec.insert(bp.spec.end(), oc.coef.begin(), oc.coef.end());
+  int64_t used = 0;
+  while (!stack.empty()) {
+    if (out_of_time()) {
+      out.timeout = true;
+      return out;
+    }
+    if (used++ >= o.max_boxes) return out;  // left open: unknown
+    ++boxes;
+    Piece piece = std::move(stack.back());
+    stack.pop_back();
+    std::vector<double> centre(static_cast<size_t>(n)), radius(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const auto k = static_cast<size_t>(i);
+      centre[k] = piece.lo[k] + (piece.hi[k] - piece.lo[k]) / 2, radius[k] = (piece.hi[k] - piece.lo[k]) / 2;
+    }
+    if (o.attack && is_counterexample(net, c, centre, out.y)) {
+      out.sat = true, out.x = centre;
+      return out;
+    }
+    const BoundResult r = make_engine(with_input_affine(net, radius, centre), eo)->bound({bp}, bo)[0];
+    if (!r.error.empty()) return out;  // not bounded reliably: the case stays open
+    std::vector<int64_t> open_rows;
+    for (int64_t k = 0; k < rows; ++k)
+      if (!(r.lower[static_cast<size_t>(k)] > c.outputs[static_cast<size_t>(k)].bound)) open_rows.push_back(k);
+    if (open_rows.size() < c.outputs.size()) continue;  // some constraint is impossible on this piece
+    int64_t best = -1;
+    double best_score = -1;
+    for (int64_t i = 0; i < n; ++i) {
+      if (!(radius[static_cast<size_t>(i)] > 0)) continue;
+      double score = 0;
+      for (int64_t k : open_rows) score += std::fabs(r.a_lower[static_cast<size_t>(k * n + i)]);
+      if (score > best_score) best_score = score, best = i;
+    }
+    if (best < 0) return out;  // a point that the bounds cannot decide: open
+    Piece upper = piece;
+    const auto b = static_cast<size_t>(best);
+    piece.hi[b] = upper.lo[b] = centre[b];
+    stack.push_back(std::move(upper));
+    stack.push_back(std::move(piece));
+  }
+  out.refuted = true;
+  return out;
+}
+
+}  // namespace
+
 VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptions& o, const EngineOptions& eo) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
@@ -444,9 +518,27 @@ VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptio
       return res;
     }
   }
+  // Input splitting for small inputs: refute each open case piece by piece.
+  if (o.split_max_inputs > 0 && n <= o.split_max_inputs)
+    for (size_t ci = 0; ci < p.cases.size(); ++ci) {
+      if (!open[ci] || p.cases[ci].outputs.empty()) continue;
+      const SplitOutcome s = split_case(net, p.cases[ci], o, eo, out_of_time, res.boxes);
+      if (s.sat) {
+        res.answer = VnnAnswer::Sat, res.x = s.x, res.y = s.y;
+        res.note = "a counterexample of case " + std::to_string(ci) + " at the centre of an input piece";
+        res.seconds = elapsed();
+        return res;
+      }
+      if (s.timeout) {
+        res.answer = VnnAnswer::Timeout, res.seconds = elapsed();
+        return res;
+      }
+      if (s.refuted) open[ci] = 0, ++res.cases_refuted;
+    }
   if (std::none_of(open.begin(), open.end(), [](char v) { return v != 0; })) {
     res.answer = VnnAnswer::Unsat;
-    res.note = "every case has an output constraint proven impossible (" + std::string(o.bound.method.name) + ")";
+    res.note = "every case has an output constraint proven impossible (" + std::string(o.bound.method.name) +
+               (res.boxes ? ", inputs split into " + std::to_string(res.boxes) + " pieces)" : ")");
     res.seconds = elapsed();
     return res;
   }

@@ -51,6 +51,11 @@ struct VnnOptions {
   double timeout_seconds = 0; ///< 0 = none; checked between the phases of each case
   bool attack = true;         ///< look for counterexamples (the box centre, then PGD)
   uint64_t seed = 1;
+  /// Input splitting for cases the bounds leave open, on networks of at most this many inputs
+  /// (ACAS-Xu style): the box is bisected on the input that most influences the open constraints'
+  /// bounds, depth first, and the case is refuted when every piece is. 0 = no splitting.
+  int64_t split_max_inputs = 64;
+  int64_t max_boxes = 20000;  ///< pieces bounded per case at most (then the case stays open)
 };
 
 /// The outcome: for Sat the counterexample input (the network's input order) and its outputs.
@@ -58,6 +63,7 @@ struct VnnResult {
   VnnAnswer answer = VnnAnswer::Unknown;
   std::vector<double> x, y;
   int64_t cases_refuted = 0;  ///< cases whose constraints the bounds proved impossible
+  int64_t boxes = 0;          ///< input pieces bounded by the splitting
   std::string note;           ///< what decided the answer, or why it is unknown
   double seconds = 0;
 };

@@ -235,7 +235,7 @@ TEST(Vnnlib, CliWritesTheResultFileAndBadInputIsExit2) {
   write_file(dir / "few.vnnlib", declare(3, 10) + "(assert (<= X_0 1))");
   expect_bad_input(cli("vnnlib " + kModel + " " + (dir / "few.vnnlib").string()), "");
   expect_bad_input(cli("vnnlib " + kModel + " " + (dir / "missing.vnnlib").string()), "cannot open the property file");
-  expect_bad_input(cli("vnnlib " + kModel + " " + (dir / "small.vnnlib").string() + " --norm 2"), "--norm and --clip do not apply");
+  expect_bad_input(cli("vnnlib " + kModel + " " + (dir / "small.vnnlib").string() + " --norm 2"), "--norm, --clip and --eps-space do not apply");
 }
 
 TEST(Vnnlib, SharedPropertiesAreAnsweredAndNeverWrongly) {
@@ -300,6 +300,39 @@ TEST(Vnnlib, HarnessScriptsRunABenchmarkFolder) {
   EXPECT_NE(r.out.find("score 20\n"), std::string::npos) << r.out;
   EXPECT_EQ(read_file(dir / "out/result_1.txt"), "unsat\n");
   EXPECT_EQ(read_file(dir / "out/result_2.txt").substr(0, 4), "sat\n");
+}
+
+}  // namespace
+}  // namespace cnncert::test
+
+namespace cnncert::test {
+namespace {
+
+// y = relu(x0) + relu(x1) − relu(x0 + x1) on [−1, 1]²: never negative (ReLU is subadditive), at most 1
+// (x0 = 1, x1 = −1). One bound over the whole box only gives y ≥ −2, so y ≤ −0.5 needs pieces of
+// the box to be refuted; y ≥ 0.7 happens only near a corner, which the pieces' centres reach.
+TEST(Vnnlib, InputSplittingProvesWhatOneBoxCannotAndFindsCounterexamples) {
+  const std::string m = onnx_model({onnx_node("Gemm", {"x", "W1"}, {"h"}, {attr_int("transB", 1)}), onnx_node("Relu", {"h"}, {"r"}),
+                                    onnx_node("Gemm", {"r", "W2"}, {"y"}, {attr_int("transB", 1)})},
+                                   {onnx_tensor("W1", {3, 2}, {1, 0, 0, 1, 1, 1}), onnx_tensor("W2", {1, 3}, {1, 1, -1})},
+                                   onnx_value("x", {-1, 2}), onnx_value("y", {-1, 1}));
+  const Network net = import_onnx_bytes(m, "subadditive.onnx");
+  const double x[2] = {1, -1};
+  ASSERT_NEAR(net.forward(x, 1)[0], 1, 1e-12);
+  const std::string box = declare(2, 1) + "(assert (<= X_0 1))(assert (>= X_0 -1))(assert (<= X_1 1))(assert (>= X_1 -1))\n";
+  const VnnProperty never = parse_vnnlib(box + "(assert (<= Y_0 -0.5))");
+  VnnOptions whole;
+  whole.split_max_inputs = 0;
+  EXPECT_EQ(verify_vnnlib(net, never, whole).answer, VnnAnswer::Unknown);
+  const VnnResult split = verify_vnnlib(net, never, {});
+  EXPECT_EQ(split.answer, VnnAnswer::Unsat) << split.note;
+  EXPECT_GT(split.boxes, 1);
+  const VnnResult happens = verify_vnnlib(net, parse_vnnlib(box + "(assert (>= Y_0 0.7))"), {});
+  ASSERT_EQ(happens.answer, VnnAnswer::Sat) << happens.note;
+  EXPECT_GE(net.forward(happens.x.data(), 1)[0], 0.7);
+  VnnOptions few;
+  few.max_boxes = 3;  // not enough pieces: open, never a guess
+  EXPECT_EQ(verify_vnnlib(net, never, few).answer, VnnAnswer::Unknown);
 }
 
 }  // namespace
