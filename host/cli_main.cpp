@@ -217,7 +217,9 @@ int run_predict(const InputOptions& in, const std::string& json_path, bool quiet
               << 100.0 * static_cast<double>(correct) / static_cast<double>(labelled) << "%)\n";
   else
     std::cout << set.count << " images classified (no labels)\n";
-  if (labelled >= 20 && static_cast<double>(correct) < 2.0 * static_cast<double>(labelled) / static_cast<double>(classes))
+  // "Near chance": within a tenth of the way from chance to perfect (19 % for 10 classes, 55 % for 2).
+  const double chance = 1.0 / static_cast<double>(std::max<int64_t>(classes, 1));
+  if (classes >= 2 && labelled >= 20 && static_cast<double>(correct) < (chance + 0.1 * (1 - chance)) * static_cast<double>(labelled))
     std::cerr << "cnncert: warning: the accuracy is near chance (" << classes << " classes): is the input convention right? "
               << "(--scale/--mean/--std/--layout, a sidecar; CSV pixel order: --csv-layout)\n";
   if (!json_path.empty()) {

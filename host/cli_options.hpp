@@ -85,7 +85,7 @@ struct ConventionOptions {
     app.add_option("--scale", scale, "pixel scale, e.g. 1/255 (default: sidecar MODEL.json, else 1)");
     app.add_option("--mean", mean, "per-channel mean subtracted after scaling, e.g. 0.4914,0.4822,0.4465");
     app.add_option("--std", std, "per-channel standard deviation divided by after the mean");
-    app.add_option("--layout", layout, "element order of the model input: NCHW, NHWC or flat");
+    app.add_option("--layout", layout, "element order of the model input: NCHW, NHWC, flat or colmajor (MATLAB/CORA: y + H*(x + W*c))");
   }
   Preprocess resolve(const std::string& model) const { return input_convention(model, scale, mean, std, layout, sidecar); }
 };

@@ -550,7 +550,8 @@ Layout parse_layout(const std::string& s) {
   if (l == "nchw") return Layout::NCHW;
   if (l == "nhwc") return Layout::NHWC;
   if (l == "flat") return Layout::Flat;
-  CNNCERT_CHECK(false, "unknown layout '" << s << "' (expected NCHW, NHWC or flat)");
+  if (l == "colmajor" || l == "column-major") return Layout::ColumnMajor;
+  CNNCERT_CHECK(false, "unknown layout '" << s << "' (expected NCHW, NHWC, flat or colmajor)");
   return Layout::NCHW;
 }
 
@@ -559,6 +560,7 @@ const char* layout_name(Layout l) {
     case Layout::NCHW: return "NCHW";
     case Layout::NHWC: return "NHWC";
     case Layout::Flat: return "flat";
+    case Layout::ColumnMajor: return "colmajor";
   }
   return "?";
 }
@@ -654,7 +656,7 @@ Preprocess read_sidecar(const std::string& path) {
   if (j.contains("mean")) p.mean = numbers("mean", false);
   if (j.contains("std")) p.std = numbers("std", true);
   if (j.contains("layout")) {
-    CNNCERT_CHECK(j["layout"].is_string(), path << ": \"layout\" must be a string (NCHW, NHWC or flat)");
+    CNNCERT_CHECK(j["layout"].is_string(), path << ": \"layout\" must be a string (NCHW, NHWC, flat or colmajor)");
     const std::string s = j["layout"].get<std::string>();
     try {
       p.layout = parse_layout(s);
@@ -704,7 +706,10 @@ std::vector<double> preprocess(const ImageSet& set, const Preprocess& p, const N
     for (int64_t c = 0; c < c_n; ++c) {
       for (int64_t q = 0; q < hw; ++q) {
         const double v = (src_px[c * hw + q] * p.scale - mean[c]) / stdev[c];
-        dst[p.layout == Layout::NHWC ? q * c_n + c : c * hw + q] = v;
+        const int64_t y = q / set.width, x = q % set.width;
+        dst[p.layout == Layout::NHWC          ? q * c_n + c
+            : p.layout == Layout::ColumnMajor ? y + set.height * (x + set.width * c)
+                                              : c * hw + q] = v;
       }
     }
   }

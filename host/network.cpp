@@ -392,6 +392,7 @@ Network NetworkBuilder::build(int output) {
   net.output_ = remap[static_cast<size_t>(output)];
   net.notes_ = std::move(notes_);
   net.source_ = std::move(source_);
+  net.stripped_output_ = std::move(stripped_output_);
   nodes_.clear();
   notes_.clear();
   return net;
@@ -773,6 +774,7 @@ Network with_input_affine(const Network& net, const std::vector<double>& scale, 
   out.output_ = net.output_ + 1;
   out.notes_ = net.notes_;
   out.source_ = net.source_;
+  out.stripped_output_ = net.stripped_output_;
   return out;
 }
 

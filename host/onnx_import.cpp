@@ -391,6 +391,7 @@ void Importer::import_node(const OnnxNode& n) {
   if (op == "Softmax" || op == "LogSoftmax") {
     if (n.outputs.size() == 1 && n.outputs[0] == output_name_ && consumers_[n.outputs[0]] == 1) {
       b_.note("trailing " + op + " '" + node_name(n) + "' stripped: certification works on the logits");
+      b_.stripped_output(op);
       return set(n, 0, get(n, 0));
     }
     unsupported(n, op + " is only supported as the last operation (it is stripped; bounds are on logits)");
@@ -863,20 +864,26 @@ void Importer::pool(const OnnxNode& n, bool is_max, bool global) {
   set_node(n, is_max ? b_.max_pool(x, a, info(n)) : b_.avg_pool(x, a, info(n)));
 }
 
-// Clip (ReLU6, Hardtanh) as ReLUs, exactly: clip(x, lo, hi) = lo + relu(x − lo) − relu(x − hi) for
-// lo < hi; with one bound lo + relu(x − lo) or x − relu(x − hi). The engines bound it with their
-// ReLU relaxations (sound; no clipped-linear relaxation of its own yet).
+// Clip (ReLU6, Hardtanh) as ReLUs, exactly: clip(x, lo, hi) = x + relu(lo − x) − relu(x − hi) for
+// lo < hi (one bound: one of the two terms), exact in the pass-through range whatever the size of
+// the bounds. Bounds of magnitude FLT_MAX or more (Clip-6's defaults, written out by some exporters)
+// are none. The engines bound it with their ReLU relaxations (sound; no clipped-linear relaxation
+// of its own yet).
 void Importer::clip(const OnnxNode& n) {
   const int x = get_dyn(n, 0);
   constexpr double inf = std::numeric_limits<double>::infinity();
   auto bound = [&](size_t input, const char* attr, double def) {
+    double v = def;
     if (has_input(n, input)) {  // opset ≥ 11: optional constant inputs
-      const Value& v = get(n, input);
-      if (!v.c) unsupported(n, std::string("a computed ") + attr + " bound is not supported");
-      if (v.c->v.size() != 1) unsupported(n, std::string("the ") + attr + " bound must be a scalar");
-      return v.c->v[0];
+      const Value& in = get(n, input);
+      if (!in.c) unsupported(n, std::string("a computed ") + attr + " bound is not supported");
+      if (in.c->v.size() != 1) unsupported(n, std::string("the ") + attr + " bound must be a scalar");
+      v = in.c->v[0];
+    } else {
+      v = attr_f(n, attr, def);  // opset < 11: attributes
     }
-    return attr_f(n, attr, def);  // opset < 11: attributes
+    if (std::fabs(v) >= static_cast<double>(std::numeric_limits<float>::max())) v = v > 0 ? inf : -inf;
+    return v;
   };
   const double lo = bound(1, "min", -inf), hi = bound(2, "max", inf);
   if (std::isnan(lo) || std::isnan(hi)) unsupported(n, "a NaN bound");
@@ -887,12 +894,10 @@ void Importer::clip(const OnnxNode& n) {
     return b_.scale_shift(v, ScaleShiftAttr{std::vector<double>(size, scale), std::vector<double>(size, shift)}, {name + "/" + part, "Clip"});
   };
   auto relu = [&](int v, const std::string& part) { return b_.activation(v, ActKind::Relu, 0.0, {name + "/" + part, "Clip"}); };
-  if (!std::isfinite(lo) && !std::isfinite(hi)) return set_node(n, x);
-  if (!std::isfinite(hi)) return set_node(n, affine(relu(affine(x, 1, -lo, "minus_min"), "relu_min"), 1, lo, "plus_min"));
-  const int over = affine(relu(affine(x, 1, -hi, "minus_max"), "relu_max"), -1, 0, "neg_excess");  // −relu(x − hi)
-  if (!std::isfinite(lo)) return set_node(n, b_.add(x, over, info(n)));
-  const int above = relu(affine(x, 1, -lo, "minus_min"), "relu_min");
-  set_node(n, affine(b_.add(above, over, {name + "/sum", "Clip"}), 1, lo, "plus_min"));
+  int y = x;
+  if (std::isfinite(lo)) y = b_.add(y, relu(affine(x, -1, lo, "min_minus_x"), "below_min"), {name + "/raise", "Clip"});  // + relu(lo − x)
+  if (std::isfinite(hi)) y = b_.add(y, affine(relu(affine(x, 1, -hi, "x_minus_max"), "above_max"), -1, 0, "neg"), {name + "/lower", "Clip"});
+  set_node(n, y);
 }
 
 // ReduceMean / ReduceSum over the two spatial axes of a (C, H, W) map: a global average pool (and

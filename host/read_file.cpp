@@ -3,7 +3,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "cnncert/error.hpp"
 
@@ -21,10 +20,12 @@ std::string read_whole_file(const std::string& path, const std::string& what, si
   if (!gz) {
     std::ifstream f(path, std::ios::binary);
     if (!f) throw InvalidArgument(path + ": cannot open " + what + " (no such file or not readable)");
-    std::ostringstream ss;
-    ss << f.rdbuf();
+    char buf[1 << 16];
+    while (f.read(buf, sizeof buf) || f.gcount() > 0) {  // in pieces, so that /dev/zero stops at the limit
+      bytes.append(buf, static_cast<size_t>(f.gcount()));
+      if (bytes.size() > max_bytes) throw InvalidArgument(path + ": " + what + " is larger than " + std::to_string(max_bytes >> 20) + " MiB");
+    }
     if (f.bad()) throw InvalidArgument(path + ": error while reading " + what);
-    bytes = ss.str();
   } else {
 #ifdef CNNCERT_HAVE_ZLIB
     gzFile f = gzopen(path.c_str(), "rb");
@@ -38,11 +39,14 @@ std::string read_whole_file(const std::string& path, const std::string& what, si
         throw InvalidArgument(path + ": " + what + " decompresses to more than " + std::to_string(max_bytes >> 20) + " MiB");
       }
     }
+    // A stream cut short ends with n == 0 and Z_BUF_ERROR: reading it as a shorter file would drop
+    // constraints of a property (more counterexamples, a wrong "sat").
     int err = Z_OK;
-    const char* msg = n < 0 ? gzerror(f, &err) : nullptr;
+    const char* msg = gzerror(f, &err);
     const std::string why = msg ? msg : "";
     gzclose(f);
-    if (n < 0) throw InvalidArgument(path + ": not a valid gzip file (" + why + ")");
+    if (n < 0 || (err != Z_OK && err != Z_STREAM_END))
+      throw InvalidArgument(path + ": not a valid or a truncated gzip file (" + (why.empty() ? std::string("read error") : why) + ")");
 #else
     throw InvalidArgument(path + ": reading .gz needs zlib, and cnncert was built without it (gunzip the file first)");
 #endif

@@ -20,6 +20,7 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr int64_t kMaxVariables = int64_t{1} << 26;  // far beyond any benchmark's input
 constexpr size_t kMaxCases = 100000;                 // the disjunctive normal form of the asserts
+constexpr size_t kMaxAtoms = 20000000;               // constraints over all its cases
 
 // ---- s-expressions ------------------------------------------------------------------------------
 
@@ -133,6 +134,9 @@ class Parser {
         if (e.items.size() != 2) r_.fail(e.line, "assert takes one formula");
         all = conjoin(all, formula(e.items[1]), e.line);
         any_assert = true;
+      } else if (head == "check-sat" || head == "get-model" || head == "exit" || head == "set-logic" || head == "set-info" ||
+                 head == "set-option") {
+        continue;  // SMT-LIB commands that say nothing about the property
       } else {
         r_.fail(e.line, "unknown command '" + head + "' (VNN-LIB uses declare-const and assert)");
       }
@@ -171,6 +175,7 @@ class Parser {
     const std::string& a = e.atom;
     if (a.size() < 3 || (a[0] != 'X' && a[0] != 'Y') || a[1] != '_') return {false, -1};
     if (a.size() > 12 || !std::all_of(a.begin() + 2, a.end(), [](char c) { return c >= '0' && c <= '9'; })) return {false, -1};
+    if (a.size() > 3 && a[2] == '0') r_.fail(e.line, "'" + a + "': a variable index has no leading zeros");
     const int64_t i = std::stoll(a.substr(2));
     if (i >= kMaxVariables) r_.fail(e.line, "variable index " + a + " is too large");
     return {a[0] == 'X', i};
@@ -180,13 +185,9 @@ class Parser {
     if (a.empty()) return false;
     const char c = a[0];
     if (!(std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '+' || c == '.')) return false;
-    try {
-      size_t used = 0;
-      v = std::stod(a, &used);
-      return used == a.size() && std::isfinite(v);
-    } catch (const std::exception&) {
-      return false;
-    }
+    char* end = nullptr;
+    v = std::strtod(a.c_str(), &end);  // an underflow gives 0 or a subnormal, an overflow ±inf (rejected)
+    return end == a.c_str() + a.size() && std::isfinite(v);
   }
 
   Linear linear(const Expr& e) const {
@@ -244,6 +245,11 @@ class Parser {
       for (const auto& [k, v] : a.terms) lhs.terms[k] += s * v;
       for (const auto& [k, v] : b.terms) lhs.terms[k] -= s * v;
       lhs.constant = s * (a.constant - b.constant);
+      for (auto it = lhs.terms.begin(); it != lhs.terms.end();) {  // terms that cancelled out are no terms
+        if (!std::isfinite(it->second)) r_.fail(e.line, "a coefficient overflows to infinity or NaN");
+        it = it->second == 0 ? lhs.terms.erase(it) : std::next(it);
+      }
+      if (!std::isfinite(lhs.constant)) r_.fail(e.line, "a constant overflows to infinity or NaN");
       return {{Atom{std::move(lhs), e.line}}};
     }
     if (op == "and") {
@@ -266,7 +272,11 @@ class Parser {
 
   Dnf conjoin(const Dnf& a, const Dnf& b, int line) const {
     if (a.size() * b.size() > kMaxCases)
-      r_.fail(line, "the property has more than " + std::to_string(kMaxCases) + " cases once its 'or's are multiplied out");
+      r_.unsupported(line, "the property has more than " + std::to_string(kMaxCases) + " cases once its 'or's are multiplied out");
+    size_t atoms = 0;  // every case holds its own copy of the shared constraints
+    for (const auto& x : a) atoms += x.size() * b.size();
+    for (const auto& y : b) atoms += y.size() * a.size();
+    if (atoms > kMaxAtoms) r_.unsupported(line, "the property has more than " + std::to_string(kMaxAtoms) + " constraints once its 'or's are multiplied out");
     Dnf out;
     for (const auto& x : a)
       for (const auto& y : b) {
@@ -304,7 +314,8 @@ class Parser {
       }
       OutputConstraint oc;
       oc.coef.assign(static_cast<size_t>(y_), 0.0);
-      for (const auto& [k, v] : a.lhs.terms) oc.coef[static_cast<size_t>(-1 - k)] = v;
+      for (const auto& [k, v] : a.lhs.terms)
+        if (k < 0) oc.coef[static_cast<size_t>(-1 - k)] = v;  // (only Y terms are left here)
       oc.bound = -a.lhs.constant;
       c.outputs.push_back(std::move(oc));
     }
@@ -341,6 +352,21 @@ const char* vnn_answer_name(VnnAnswer a) {
 }
 
 namespace {
+
+/// The centre and radius of [lo, hi] per input, the radius widened by a few ulps so that
+/// centre ± radius covers the box despite the rounding of both.
+void centre_radius(const std::vector<double>& lo, const std::vector<double>& hi, std::vector<double>& centre, std::vector<double>& radius) {
+  centre.resize(lo.size()), radius.resize(lo.size());
+  for (size_t i = 0; i < lo.size(); ++i) {
+    centre[i] = lo[i] + (hi[i] - lo[i]) / 2;
+    const double scale = std::max({std::fabs(lo[i]), std::fabs(hi[i]), std::numeric_limits<double>::min()});
+    radius[i] = (hi[i] - lo[i]) / 2 + 4 * std::numeric_limits<double>::epsilon() * scale;
+  }
+}
+
+/// A constraint Σ coef·Y ≤ bound is proven impossible when the certified lower bound of Σ coef·Y
+/// exceeds `bound` by more than the engines' unrounded arithmetic could account for.
+bool proven_violated(double lower, double bound) { return lower > bound + 1e-9 * (1 + std::fabs(bound)); }
 
 /// Whether outputs y satisfy every output constraint of case c.
 template <class T>
@@ -407,20 +433,17 @@ SplitOutcome split_case(const Network& net, const VnnCase& c, const VnnOptions& 
     ++boxes;
     Piece piece = std::move(stack.back());
     stack.pop_back();
-    std::vector<double> centre(static_cast<size_t>(n)), radius(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      const auto k = static_cast<size_t>(i);
-      centre[k] = piece.lo[k] + (piece.hi[k] - piece.lo[k]) / 2, radius[k] = (piece.hi[k] - piece.lo[k]) / 2;
-    }
+    std::vector<double> centre, radius;
+    centre_radius(piece.lo, piece.hi, centre, radius);
     if (o.attack && is_counterexample(net, c, centre, out.y)) {
       out.sat = true, out.x = centre;
       return out;
     }
     const BoundResult r = make_engine(with_input_affine(net, radius, centre), eo)->bound({bp}, bo)[0];
-    if (!r.error.empty()) return out;  // not bounded reliably: the case stays open
+    if (!r.error.empty() || r.a_lower.size() != static_cast<size_t>(rows * n)) return out;  // not bounded reliably: open
     std::vector<int64_t> open_rows;
     for (int64_t k = 0; k < rows; ++k)
-      if (!(r.lower[static_cast<size_t>(k)] > c.outputs[static_cast<size_t>(k)].bound)) open_rows.push_back(k);
+      if (!proven_violated(r.lower[static_cast<size_t>(k)], c.outputs[static_cast<size_t>(k)].bound)) open_rows.push_back(k);
     if (open_rows.size() < c.outputs.size()) continue;  // some constraint is impossible on this piece
     int64_t best = -1;
     double best_score = -1;
@@ -453,6 +476,26 @@ VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptio
   CNNCERT_CHECK(p.outputs == net.output_size(), "the property declares " << p.outputs << " outputs Y_j, the model has "
                                                                         << net.output_size());
   check_boundable(net);
+  // The importer strips a final Softmax/LogSoftmax: the engines bound logits. A constraint on the
+  // model's outputs holds of the logits alike only when it is invariant under that normalization:
+  // for LogSoftmax (y − logsumexp y) when its coefficients sum to 0, for Softmax (monotone in
+  // every difference) when it compares two outputs, Y_i ≤ Y_j.
+  if (!net.stripped_output().empty())
+    for (const auto& c : p.cases)
+      for (const auto& oc : c.outputs) {
+        double sum = 0;
+        int plus = 0, minus = 0, other = 0;
+        for (double v : oc.coef) {
+          sum += v;
+          if (v == 1) ++plus;
+          else if (v == -1) ++minus;
+          else if (v != 0) ++other;
+        }
+        const bool ok = net.stripped_output() == "LogSoftmax" ? sum == 0 : plus == 1 && minus == 1 && other == 0 && oc.bound == 0;
+        if (!ok)
+          throw UnsupportedModel("the model ends in " + net.stripped_output() +
+                                 ", which cnncert strips to bound the logits, and a constraint of the property depends on it");
+      }
   VnnResult res;
   const int64_t n = net.input_size(), classes = net.output_size();
   std::vector<char> open(p.cases.size(), 1);  // not refuted yet
@@ -466,14 +509,10 @@ VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptio
     std::vector<size_t> group;
     for (size_t cj = ci; cj < p.cases.size(); ++cj)
       if (!done[cj] && p.cases[cj].lower == c.lower && p.cases[cj].upper == c.upper) group.push_back(cj), done[cj] = 1;
-    std::vector<double> centre(static_cast<size_t>(n)), radius(static_cast<size_t>(n));
     bool empty_box = false;
-    for (int64_t i = 0; i < n; ++i) {
-      const double lo = c.lower[static_cast<size_t>(i)], hi = c.upper[static_cast<size_t>(i)];
-      empty_box = empty_box || lo > hi;
-      centre[static_cast<size_t>(i)] = lo + (hi - lo) / 2;
-      radius[static_cast<size_t>(i)] = (hi - lo) / 2;
-    }
+    for (int64_t i = 0; i < n; ++i) empty_box = empty_box || c.lower[static_cast<size_t>(i)] > c.upper[static_cast<size_t>(i)];
+    std::vector<double> centre, radius;
+    centre_radius(c.lower, c.upper, centre, radius);
     if (empty_box) {  // no input satisfies these cases' box
       for (size_t cj : group) open[cj] = 0, ++res.cases_refuted;
       continue;
@@ -508,7 +547,7 @@ VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptio
       bool refuted = false;
       for (const auto& oc : p.cases[cj].outputs) {
         // Σ coef·Y > bound on the whole box: this constraint, and so the case, cannot hold.
-        refuted = refuted || (r.error.empty() && r.lower[row] > oc.bound);
+        refuted = refuted || (r.error.empty() && proven_violated(r.lower[row], oc.bound));
         ++row;
       }
       if (refuted) open[cj] = 0, ++res.cases_refuted;
@@ -563,11 +602,8 @@ VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptio
         res.answer = VnnAnswer::Timeout, res.seconds = elapsed();
         return res;
       }
-      std::vector<double> centre(static_cast<size_t>(n)), radius(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) {
-        const double lo = c.lower[static_cast<size_t>(i)], hi = c.upper[static_cast<size_t>(i)];
-        centre[static_cast<size_t>(i)] = lo + (hi - lo) / 2, radius[static_cast<size_t>(i)] = (hi - lo) / 2;
-      }
+      std::vector<double> centre, radius;
+      centre_radius(c.lower, c.upper, centre, radius);
       const Network boxed = with_input_affine(net, radius, centre);
       AttackOptions ao;
       ao.seed = o.seed;

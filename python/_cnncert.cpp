@@ -52,7 +52,7 @@ PyNetwork load(const std::string& path, std::optional<double> scale, std::option
 std::vector<int64_t> image_chw(const PyNetwork& n) {
   std::vector<int64_t> s(n.net.input_shape().begin(), n.net.input_shape().end());
   while (s.size() > 3 && s.front() == 1) s.erase(s.begin());
-  if (s.size() == 3 && n.pre.layout != cnncert::Layout::Flat)
+  if (s.size() == 3 && n.pre.layout != cnncert::Layout::Flat && n.pre.layout != cnncert::Layout::ColumnMajor)
     return n.pre.layout == cnncert::Layout::NHWC ? std::vector<int64_t>{s[2], s[0], s[1]} : s;
   const int64_t d = n.net.input_size();
   if (d == 784) return {1, 28, 28};

@@ -41,9 +41,10 @@ struct LoadOptions {
 /// the file on any problem (missing, truncated, malformed, NaN/Inf values).
 ImageSet load_images(const std::string& path, const LoadOptions& options = {});
 
-/// Element order of the model's input tensor.
-enum class Layout { NCHW, NHWC, Flat };
-/// Parses "NCHW", "NHWC" or "flat" (case-insensitive).
+/// Element order of the model's input tensor. ColumnMajor is MATLAB's (and CORA's) flattening of an
+/// H×W×C image: element (c, y, x) at y + H·(x + W·c).
+enum class Layout { NCHW, NHWC, Flat, ColumnMajor };
+/// Parses "NCHW", "NHWC", "flat" or "colmajor" (case-insensitive).
 Layout parse_layout(const std::string& s);
 /// Name of a layout.
 const char* layout_name(Layout l);

@@ -139,6 +139,9 @@ class Network {
   const std::vector<std::string>& notes() const { return notes_; }
   /// Where the network came from (file path or "built in code").
   const std::string& source() const { return source_; }
+  /// The normalization the importer removed after the logits ("Softmax", "LogSoftmax"), or "":
+  /// bounds are on the logits, which a property about the model's outputs must allow for.
+  const std::string& stripped_output() const { return stripped_output_; }
 
   /// Forward pass of `batch` samples stored contiguously (batch × input_size()); returns
   /// batch × output_size() values. Computes in T (float or double).
@@ -158,6 +161,7 @@ class Network {
   int output_ = 0;
   std::vector<std::string> notes_;
   std::string source_ = "built in code";
+  std::string stripped_output_;
 };
 
 /// Builds a Network node by node, inferring and checking shapes as it goes (throws
@@ -190,6 +194,7 @@ class NetworkBuilder {
   void note(std::string text) { notes_.push_back(std::move(text)); }
   /// Sets the source description.
   void source(std::string s) { source_ = std::move(s); }
+  void stripped_output(std::string op) { stripped_output_ = std::move(op); }
   /// Finishes the network with `output` as its output node. Nodes that do not feed the output
   /// are dropped. Checks every weight is finite.
   Network build(int output);
@@ -198,6 +203,7 @@ class NetworkBuilder {
   int push(Node n);
   const Node& in(int x, const Info& info) const;
   std::vector<Node> nodes_;
+  std::string stripped_output_;
   std::vector<std::string> notes_;
   std::string source_ = "built in code";
 };

@@ -908,9 +908,10 @@ TEST(ImagesLayout, ParseAndName) {
   EXPECT_EQ(cnncert::parse_layout("NCHW"), Layout::NCHW);
   EXPECT_EQ(cnncert::parse_layout("nhwc"), Layout::NHWC);
   EXPECT_EQ(cnncert::parse_layout("Flat"), Layout::Flat);
-  for (Layout l : {Layout::NCHW, Layout::NHWC, Layout::Flat})
+  EXPECT_EQ(cnncert::parse_layout("column-major"), Layout::ColumnMajor);
+  for (Layout l : {Layout::NCHW, Layout::NHWC, Layout::Flat, Layout::ColumnMajor})
     EXPECT_EQ(cnncert::parse_layout(cnncert::layout_name(l)), l);
-  expect_invalid([] { cnncert::parse_layout("CHWN"); }, {"CHWN", "NCHW, NHWC or flat"});
+  expect_invalid([] { cnncert::parse_layout("CHWN"); }, {"CHWN", "NCHW, NHWC, flat or colmajor"});
   expect_invalid([] { cnncert::parse_layout(""); }, {"layout"});
 }
 
@@ -1024,6 +1025,21 @@ TEST(ImagesPreprocess, NhwcInterleaves) {
   p.layout = Layout::NHWC;
   const auto x = cnncert::preprocess(s, p, input_only_network({1, 2, 2}));
   EXPECT_EQ(x, (std::vector<double>{0, 2, 1, 3, 10, 12, 11, 13}));
+}
+
+TEST(ImagesPreprocess, ColumnMajorIsMatlabsFlattening) {
+  // One 2×2×3 image (C, H, W) with pixel (c, y, x) = 100c + 10y + x; MATLAB flattens H×W×C with
+  // the row index fastest: y + H·(x + W·c).
+  ImageSet s;
+  s.count = 1, s.channels = 2, s.height = 2, s.width = 3;
+  for (int c = 0; c < 2; ++c)
+    for (int y = 0; y < 2; ++y)
+      for (int x = 0; x < 3; ++x) s.pixels.push_back(100 * c + 10 * y + x);
+  Preprocess p;
+  p.layout = cnncert::parse_layout("colmajor");
+  EXPECT_STREQ(cnncert::layout_name(p.layout), "colmajor");
+  const auto v = cnncert::preprocess(s, p, input_only_network({12}));
+  EXPECT_EQ(v, (std::vector<double>{0, 10, 1, 11, 2, 12, 100, 110, 101, 111, 102, 112}));
 }
 
 TEST(ImagesPreprocess, BroadcastAndDefaults) {

@@ -70,7 +70,8 @@ TEST(Vnnlib, BadFilesNameTheLine) {
       {d + "(assert (<= (* X_0 Y_0) 1))", ":4: a product of two variables is not linear"},
       {d + "\n(assert (=> X_0 1))", ":5: unsupported formula '(=> ...)'"},
       {d + "(assert (<= (exp X_0) 1))", ":4: unsupported expression '(exp ...)'"},
-      {d + "(check-sat)", ":4: unknown command 'check-sat'"},
+      {d + "(push 1)", ":4: unknown command 'push'"},
+      {d + "(assert ())", ":4: empty list"},
       {"(declare-const X_0 Int)", ":1: only Real variables"},
       {"(declare-const Z_0 Real)", ":1: variables are named X_i"},
       {"(declare-const X_0 Real)\n(declare-const X_0 Real)", ":2: X_0 is declared twice"},
@@ -154,7 +155,6 @@ TEST(Vnnlib, SmallBoxIsUnsatAndNoSearchedInputContradictsIt) {
   ASSERT_EQ(r.answer, VnnAnswer::Unsat) << r.note;
   EXPECT_EQ(r.cases_refuted, 9);
   for (const auto& k : p.cases) EXPECT_FALSE(falsified_by_search(s.net, k));
-  // The same box through the certify driver: its radius (same method) is at least 0.01.
   EXPECT_TRUE(r.x.empty());
 }
 
@@ -333,6 +333,45 @@ TEST(Vnnlib, InputSplittingProvesWhatOneBoxCannotAndFindsCounterexamples) {
   VnnOptions few;
   few.max_boxes = 3;  // not enough pieces: open, never a guess
   EXPECT_EQ(verify_vnnlib(net, never, few).answer, VnnAnswer::Unknown);
+}
+
+}  // namespace
+}  // namespace cnncert::test
+
+namespace cnncert::test {
+namespace {
+
+TEST(Vnnlib, ReviewedEdgeCases) {
+  // Terms that cancel out are no terms (they used to index an output by an input's number).
+  const VnnProperty p = parse_vnnlib(declare(2, 2) + "(assert (<= X_0 1))(assert (>= X_0 0))(assert (<= X_1 1))(assert (>= X_1 0))\n"
+                                     "(assert (<= (+ Y_0 (* 0 X_0) (- X_1 X_1)) 1))");
+  ASSERT_EQ(p.cases.size(), 1u);
+  EXPECT_EQ(p.cases[0].outputs[0].coef, (std::vector<double>{1, 0}));
+  EXPECT_THROW(parse_vnnlib(declare(1, 1) + "(assert (<= (- (* 1e300 1e300) (* 1e300 1e300)) X_0))"), InvalidArgument);
+  EXPECT_THROW(parse_vnnlib(declare(2, 1) + "(assert (<= X_01 1))"), InvalidArgument);
+  // Underflow is a tiny number, SMT-LIB's housekeeping commands are ignored.
+  const VnnProperty q = parse_vnnlib("(set-logic QF_LRA)" + declare(1, 1) + "(assert (<= X_0 1e-400))(assert (>= X_0 -1))(assert (<= Y_0 0))(check-sat)");
+  EXPECT_EQ(q.cases[0].upper[0], 0.0);
+  // A truncated .gz is an error, not a shorter property.
+  const auto dir = scratch_dir("vnnlib_gz");
+  write_file(dir / "p.vnnlib", declare(1, 1) + "(assert (<= X_0 1))(assert (>= X_0 -1))\n" + std::string(4000, ';') + "\n(assert (<= Y_0 0))\n");
+  ASSERT_EQ(std::system(("gzip -c " + (dir / "p.vnnlib").string() + " > " + (dir / "p.vnnlib.gz").string()).c_str()), 0);
+  const std::string gz = read_file(dir / "p.vnnlib.gz");
+  write_file(dir / "cut.vnnlib.gz", gz.substr(0, gz.size() - 12));
+  EXPECT_NO_THROW(load_vnnlib((dir / "p.vnnlib.gz").string()));
+  EXPECT_THROW(load_vnnlib((dir / "cut.vnnlib.gz").string()), InvalidArgument);
+}
+
+TEST(Vnnlib, AStrippedSoftmaxOnlyAllowsConstraintsItCannotChange) {
+  const std::string m = onnx_model({onnx_node("Gemm", {"x", "W"}, {"l"}, {attr_int("transB", 1)}), onnx_node("Softmax", {"l"}, {"y"})},
+                                   {onnx_tensor("W", {2, 2}, {1, 0, 0, 1})}, onnx_value("x", {-1, 2}), onnx_value("y", {-1, 2}));
+  const Network net = import_onnx_bytes(m, "softmax.onnx");
+  ASSERT_EQ(net.stripped_output(), "Softmax");
+  const std::string box = declare(2, 2) + "(assert (<= X_0 1))(assert (>= X_0 0.5))(assert (<= X_1 0.2))(assert (>= X_1 0))\n";
+  // Y_1 ≥ Y_0 compares two outputs: the same on probabilities and logits (here impossible: unsat).
+  EXPECT_EQ(verify_vnnlib(net, parse_vnnlib(box + "(assert (>= Y_1 Y_0))"), {}).answer, VnnAnswer::Unsat);
+  // Y_0 ≥ 0.9 is about a probability (which the logits, 0.5..1, say nothing about): refused.
+  EXPECT_THROW(verify_vnnlib(net, parse_vnnlib(box + "(assert (>= Y_0 0.9))"), {}), UnsupportedModel);
 }
 
 }  // namespace

@@ -282,6 +282,8 @@ def test_vnnlib_answers_like_the_command_line(cli_exe, tmp_path, images, shipped
                              capture_output=True, text=True)
         assert out.stdout == want + "\n", out.stderr
         if want == "sat":  # the counterexample changes the prediction and lies in the box
+            x0 = images[0].reshape(-1).astype(np.float64) * shipped.convention["scale"] - 0.5
+            assert np.all(r.x >= np.maximum(-0.5, x0 - eps) - 1e-15) and np.all(r.x <= np.minimum(0.5, x0 + eps) + 1e-15)
             assert shipped.predict(r.x[None], preprocessed=True)[0] != c or r.y.max() == r.y[c]
             np.testing.assert_array_equal(shipped.logits(r.x[None], preprocessed=True)[0], r.y)
     bad = tmp_path / "bad.vnnlib"

@@ -23,15 +23,20 @@ n=0
 summary="$out/summary.tsv"
 : > "$summary"
 while IFS=, read -r onnx vnnlib timeout expected || [ -n "${onnx:-}" ]; do
-  [ -z "${onnx// /}" ] && continue
-  onnx="${onnx// /}" vnnlib="${vnnlib// /}" timeout="${timeout// /}" expected="${expected//[$' \r']/}"
+  # (fields without spaces or the CR of a CRLF file, as VNN-COMP 2021's CSVs have)
+  onnx="${onnx//[$' \r']/}" vnnlib="${vnnlib//[$' \r']/}" timeout="${timeout//[$' \r']/}" expected="${expected//[$' \r']/}"
+  [ -z "$onnx" ] && continue
   n=$((n + 1))
   res="$out/result_$n.txt"
-  "$here/prepare_instance.sh" v1 "$cat" "$dir/$onnx" "$dir/$vnnlib" >/dev/null
-  t0=$(date +%s.%N)
+  rm -f "$res"
   limit="${timeout%.*}"
+  [[ "$limit" =~ ^[0-9]+$ ]] || limit=300
+  ((limit < 1)) && limit=1  # ("0.5" would be 0: no limit at all)
   [ -n "$cap" ] && ((limit > cap)) && limit="$cap"
-  "$here/run_instance.sh" v1 "$cat" "$dir/$onnx" "$dir/$vnnlib" "$res" "$limit" 2>"$out/log_$n.txt"
+  t0=$(date +%s.%N)
+  if "$here/prepare_instance.sh" v1 "$cat" "$dir/$onnx" "$dir/$vnnlib" >/dev/null 2>"$out/log_$n.txt"; then
+    "$here/run_instance.sh" v1 "$cat" "$dir/$onnx" "$dir/$vnnlib" "$res" "$limit" 2>>"$out/log_$n.txt"
+  fi
   t1=$(date +%s.%N)
   answer=$(head -1 "$res" 2>/dev/null || echo "missing")
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
