@@ -371,3 +371,36 @@ TEST(CliAttack, DistortionsAreAboveTheCertifiedRadii) {
 
 }  // namespace
 }  // namespace cnncert::test
+
+namespace cnncert::test {
+namespace {
+
+// The per-channel box of a pixel ball on a 3-channel NHWC model: output k sums the four pixels of
+// channel k, so its exact bounds at pixel radius e have width 2 · 4e / std_k. A wrong channel of
+// an element (the layout mapping) would give another channel's width.
+TEST(CliEpsSpace, PixelBallIsThePerChannelBoxOfAnNhwcModel) {
+  const auto dir = scratch_dir("cli_eps_space_nhwc");
+  std::vector<double> w(3 * 12, 0.0);
+  for (int k = 0; k < 3; ++k)
+    for (int i = 0; i < 12; ++i) w[static_cast<size_t>(k * 12 + i)] = i % 3 == k ? 1.0 : 0.0;  // (h, w, c) order
+  write_file(dir / "sum.onnx", onnx_model({onnx_node("Flatten", {"x"}, {"f"}), onnx_node("Gemm", {"f", "W"}, {"y"}, {attr_int("transB", 1)})},
+                                          {onnx_tensor("W", {3, 12}, w)}, onnx_value("x", {-1, 2, 2, 3}), onnx_value("y", {-1, 3})));
+  std::vector<double> px(2 * 3 * 2 * 2);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<double>((i * 37) % 256);
+  cnncert::detail::write_npy((dir / "img.npy").string(), {2, 3, 2, 2}, px, false);
+  const std::string std_dev[3] = {"0.5", "0.25", "2"};
+  const Result r = cli("bounds " + (dir / "sum.onnx").string() + " " + (dir / "img.npy").string() +
+                       " --logits --eps 0.01 --eps-space pixel --layout NHWC --scale 1/255 --mean 0.4,0.5,0.6 --std " + std_dev[0] + "," +
+                       std_dev[1] + "," + std_dev[2] + " --json " + (dir / "b.json").string());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(read_file(dir / "b.json"));
+  for (size_t im = 0; im < 2; ++im)
+    for (size_t k = 0; k < 3; ++k) {
+      const auto& row = j["images"][im]["logits"][k];
+      const double width = row["upper"].get<double>() - row["lower"].get<double>();
+      EXPECT_NEAR(width, 2 * 4 * 0.01 / std::stod(std_dev[k]), 1e-9) << "image " << im << " output " << k;
+    }
+}
+
+}  // namespace
+}  // namespace cnncert::test
