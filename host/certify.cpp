@@ -47,6 +47,37 @@ std::vector<double> margin_spec(int64_t classes, int64_t predicted, const std::v
   return spec;
 }
 
+std::vector<BoundProblem> prediction_problems(const Network& net, const std::vector<double>& inputs, double eps, bool logits,
+                                              std::vector<int64_t>& predicted) {
+  const int64_t n_in = net.input_size(), classes = net.output_size();
+  CNNCERT_CHECK(n_in > 0 && inputs.size() % static_cast<size_t>(n_in) == 0, "the inputs do not match the network input size");
+  const auto count = static_cast<int64_t>(inputs.size()) / n_in;
+  const std::vector<double> out = net.forward(inputs.data(), count);
+  std::vector<BoundProblem> problems;
+  predicted.clear();
+  for (int64_t i = 0; i < count; ++i) {
+    BoundProblem p;
+    p.x0.assign(inputs.begin() + i * n_in, inputs.begin() + (i + 1) * n_in);
+    p.eps = eps;
+    const double* l = out.data() + i * classes;
+    const int64_t c = std::max_element(l, l + classes) - l;
+    predicted.push_back(c);
+    if (logits) {
+      p.rows = classes;
+      p.spec.assign(static_cast<size_t>(checked_mul(classes, classes, "the logit rows")), 0.0);
+      for (int64_t k = 0; k < classes; ++k) p.spec[static_cast<size_t>(k * classes + k)] = 1.0;
+    } else {
+      std::vector<int64_t> t;
+      for (int64_t k = 0; k < classes; ++k)
+        if (k != c) t.push_back(k);
+      p.rows = classes - 1;
+      p.spec = margin_spec(classes, c, t);
+    }
+    problems.push_back(std::move(p));
+  }
+  return problems;
+}
+
 namespace {
 
 /// SplitMix64: a seeded, platform-independent generator for the random targets.

@@ -754,31 +754,10 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
   cnncert::Preprocess pre = in.preprocess();
   apply_eps_space(bo.eps_space, net, pre, set);
   const std::vector<double> x = cnncert::preprocess(set, pre, net);
-  const int64_t classes = net.output_size(), n_in = net.input_size();
+  const int64_t classes = net.output_size();
   cnncert::check_classes(set.labels, classes, in.offset, "label");
-  const std::vector<double> out = net.forward(x.data(), set.count);
-  std::vector<cnncert::BoundProblem> problems;
   std::vector<int64_t> predicted;
-  for (int64_t i = 0; i < set.count; ++i) {
-    cnncert::BoundProblem p;
-    p.x0.assign(x.begin() + i * n_in, x.begin() + (i + 1) * n_in);
-    p.eps = eps;
-    const double* l = out.data() + i * classes;
-    const int64_t c = std::max_element(l, l + classes) - l;
-    predicted.push_back(c);
-    if (logits) {
-      p.rows = classes;
-      p.spec.assign(static_cast<size_t>(cnncert::checked_mul(classes, classes, "--logits rows")), 0.0);
-      for (int64_t k = 0; k < classes; ++k) p.spec[static_cast<size_t>(k * classes + k)] = 1.0;
-    } else {
-      std::vector<int64_t> t;
-      for (int64_t k = 0; k < classes; ++k)
-        if (k != c) t.push_back(k);
-      p.rows = classes - 1;
-      p.spec = cnncert::margin_spec(classes, c, t);
-    }
-    problems.push_back(std::move(p));
-  }
+  const std::vector<cnncert::BoundProblem> problems = cnncert::prediction_problems(net, x, eps, logits, predicted);
   auto engine = bo.engine(net);
   cnncert::BoundOptions with_progress = opt;
   Progress progress(true, false);  // one engine call: its layers, on a terminal
@@ -886,22 +865,10 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
   const std::vector<double> x = cnncert::preprocess(set, in.preprocess(), net);
   auto engine = bo.engine(net);
   if (level >= 0) {  // the probability bound at one noise level, top-1 over all other classes
-    const int64_t n_in = net.input_size(), classes = net.output_size();
+    const int64_t classes = net.output_size();
     cnncert::check_classes(set.labels, classes, in.offset, "label");
-    const auto logits = net.forward(x.data(), set.count);
-    std::vector<cnncert::BoundProblem> problems;
-    for (int64_t i = 0; i < set.count; ++i) {
-      cnncert::BoundProblem p;
-      p.x0.assign(x.begin() + i * n_in, x.begin() + (i + 1) * n_in);
-      const double* l = logits.data() + i * classes;
-      const int64_t c = std::max_element(l, l + classes) - l;
-      std::vector<int64_t> t;
-      for (int64_t k = 0; k < classes; ++k)
-        if (k != c) t.push_back(k);
-      p.rows = classes - 1;
-      p.spec = cnncert::margin_spec(classes, c, t);
-      problems.push_back(std::move(p));
-    }
+    std::vector<int64_t> predicted;
+    const auto problems = cnncert::prediction_problems(net, x, 0.0, false, predicted);
     const auto fail = cnncert::proven_failure_bounds(net, *engine, problems, po.noise, level, confidence, po.base.bound);
     json jimages = json::array();
     for (int64_t i = 0; i < set.count; ++i) {

@@ -336,34 +336,16 @@ py::dict bounds(const PyNetwork& n, const py::array& x, double eps, bool logits,
   int64_t count = 0;
   const std::vector<double> in = model_inputs(n, x, layout, preprocessed, count);
   cnncert::check_boundable(n.net);
-  const int64_t classes = n.net.output_size(), n_in = n.net.input_size(), rows = logits ? classes : classes - 1;
-  std::vector<double> out;
+  const int64_t classes = n.net.output_size(), rows = logits ? classes : classes - 1;
+  std::vector<int64_t> predicted, row_class;
+  std::vector<cnncert::BoundProblem> problems;
   {
     py::gil_scoped_release release;
-    out = n.net.forward(in.data(), count);
+    problems = cnncert::prediction_problems(n.net, in, eps, logits, predicted);
   }
-  std::vector<cnncert::BoundProblem> problems;
-  std::vector<int64_t> predicted, row_class;
-  for (int64_t i = 0; i < count; ++i) {
-    cnncert::BoundProblem p;
-    p.x0.assign(in.begin() + i * n_in, in.begin() + (i + 1) * n_in);
-    p.eps = eps;
-    const double* l = out.data() + i * classes;
-    const int64_t pc = std::max_element(l, l + classes) - l;
-    predicted.push_back(pc);
-    std::vector<int64_t> t;
+  for (const int64_t pc : predicted)  // the class of every row: all of them, or all but the prediction
     for (int64_t k = 0; k < classes; ++k)
-      if (logits || k != pc) t.push_back(k);
-    row_class.insert(row_class.end(), t.begin(), t.end());
-    p.rows = rows;
-    if (logits) {
-      p.spec.assign(static_cast<size_t>(classes * classes), 0.0);
-      for (int64_t k = 0; k < classes; ++k) p.spec[static_cast<size_t>(k * classes + k)] = 1.0;
-    } else {
-      p.spec = cnncert::margin_spec(classes, pc, t);
-    }
-    problems.push_back(std::move(p));
-  }
+      if (logits || k != pc) row_class.push_back(k);
   auto engine = c.make(n.net);
   std::vector<cnncert::BoundResult> res;
   {

@@ -86,4 +86,10 @@ void check_classes(const std::vector<int64_t>& classes_of_images, int64_t classe
 /// The margin specification rows e_c − e_t for the given targets.
 std::vector<double> margin_spec(int64_t classes, int64_t predicted, const std::vector<int64_t>& targets);
 
+/// One problem per input (`inputs`: count × input_size() values, preprocessed) at radius `eps`:
+/// the margins f_c − f_k of its predicted class c against every other class k (in class order),
+/// or with `logits` every logit. `predicted` receives c per input.
+std::vector<BoundProblem> prediction_problems(const Network& net, const std::vector<double>& inputs, double eps, bool logits,
+                                              std::vector<int64_t>& predicted);
+
 }  // namespace cnncert
