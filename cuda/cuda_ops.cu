@@ -111,14 +111,15 @@ __global__ void identity_kernel(int64_t half, int64_t size, int64_t first, float
   GRID_STRIDE(r, 2 * half) out[r * size + (first + r % half) % size] = 1.0f;
 }
 
-__global__ void concretize_kernel(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* eps,
-                                  RegionNorm norm, double box_lo, double box_hi, const double* bias, double* upper, double* lower) {
+__global__ void concretize_kernel(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi,
+                                  const double* eps, RegionNorm norm, const double* bias, double* upper, double* lower) {
   const int64_t r = blockIdx.x;
   const int p = prob[r % half];
   const float* row = a + r * n;
   const double* x = x0 + p * n;
+  const double* xh = norm == RegionNorm::Box ? x_hi + p * n : nullptr;
   double centre = 0, nrm = 0;
-  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) concretize_elem(row[j], x[j], eps[p], norm, box_lo, box_hi, centre, nrm);
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) concretize_elem(row[j], x[j], xh ? xh[j] : 0.0, norm, centre, nrm);
   centre = block_reduce(centre, false);
   nrm = block_reduce(nrm, norm == RegionNorm::L1);
   if (threadIdx.x == 0) {
@@ -140,10 +141,7 @@ __global__ void relax_activation_kernel(int64_t count, ActSpec s, const double* 
 
 __global__ void activation_bounds_kernel(int64_t count, ActSpec s, const double* lo, const double* hi, double* out_lo,
                                          double* out_hi) {
-  GRID_STRIDE(i, count) {
-    out_lo[i] = activation_value(s, lo[i]);
-    out_hi[i] = activation_value(s, hi[i]);
-  }
+  GRID_STRIDE(i, count) activation_range(s, lo[i], hi[i], out_lo[i], out_hi[i]);
 }
 
 __global__ void relax_maxpool_kernel(PoolGeom g, int64_t problems, const double* lo, const double* hi, float* slopes, float* beta_u,
@@ -311,10 +309,11 @@ class CudaOps final : public Ops {
     COUNTED_LAUNCH(identity_kernel, grid(2 * half), kBlock, 0, stream(), half, size, first, out);
   }
 
-  void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* eps, RegionNorm norm,
-                  double box_lo, double box_hi, const double* bias, double* upper, double* lower) override {
+  void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi, const double* eps,
+                  RegionNorm norm, const double* bias, double* upper, double* lower) override {
     if (half == 0) return;
-    COUNTED_LAUNCH(concretize_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), half, n, a, prob, x0, eps, norm, box_lo, box_hi, bias, upper, lower);
+    COUNTED_LAUNCH(concretize_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), half, n, a, prob, x0, x_hi, eps, norm, bias, upper,
+                   lower);
   }
 
   void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl, float* au,

@@ -195,16 +195,26 @@ class BatchedEngine final : public BoundEngine {
   struct Batch {
     Batch(Ops& o, const std::vector<BoundProblem>& pr, const BoundOptions& opt) : problems(pr), options(opt) {
       P = pr.size();
-      std::vector<double> x0, eps;
+      const bool boxes = opt.clip_to_box || std::any_of(pr.begin(), pr.end(), [](const BoundProblem& p) { return p.has_box(); });
+      std::vector<double> x0, x_hi, eps;
       for (const auto& p : pr) {
-        x0.insert(x0.end(), p.x0.begin(), p.x0.end());
+        if (boxes) {  // every region as a box (boxes need the ℓ∞ norm; a ball is the box x0 ± eps)
+          const ::cnncert::detail::InputBox box = ::cnncert::detail::input_box(p, opt);
+          for (size_t j = 0; j < p.x0.size(); ++j) {
+            x0.push_back(box.active() ? box.lo[j] : p.x0[j] - p.eps);
+            x_hi.push_back(box.active() ? box.hi[j] : p.x0[j] + p.eps);
+          }
+        } else {
+          x0.insert(x0.end(), p.x0.begin(), p.x0.end());
+        }
         eps.push_back(p.eps);
       }
       this->x0 = upload(o, x0);
+      if (boxes) this->x_hi = upload(o, x_hi);
       this->eps = upload(o, eps);
       flags = upload(o, std::vector<int>(P, 0));
       error.assign(P, "");
-      norm = opt.clip_to_box ? RegionNorm::Box
+      norm = boxes                    ? RegionNorm::Box
              : opt.norm == Norm::Linf ? RegionNorm::Linf
              : opt.norm == Norm::L2   ? RegionNorm::L2
                                       : RegionNorm::L1;
@@ -213,7 +223,7 @@ class BatchedEngine final : public BoundEngine {
     const BoundOptions& options;
     size_t P = 0;
     RegionNorm norm = RegionNorm::Linf;
-    Buf x0, eps, flags;
+    Buf x0, x_hi, eps, flags;  // x0: centres, or the lower corners of boxes (norm Box) and x_hi the upper ones
     std::vector<std::string> error;
     std::map<int, Buf> lo, hi;                // bounds of nodes that need them (P × size, double)
     std::map<int, Buf> al, bl, au, bu;        // activation relaxations (P × size, float)
@@ -261,8 +271,8 @@ class BatchedEngine final : public BoundEngine {
       const NodeConst& c = consts_[static_cast<size_t>(k)];
       float* av = a.as<float>();
       if (n.op == OpKind::Input) {
-        o.concretize(half, g.size(), av, prob, b.x0.as<double>(), b.eps.as<double>(), b.norm, b.options.box_lo, b.options.box_hi,
-                     bias, upper, lower);
+        o.concretize(half, g.size(), av, prob, b.x0.as<double>(), b.norm == RegionNorm::Box ? b.x_hi.as<double>() : nullptr,
+                     b.eps.as<double>(), b.norm, bias, upper, lower);
         if (final_a) *final_a = std::move(a);
         continue;
       }

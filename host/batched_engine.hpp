@@ -63,15 +63,17 @@ class Ops {
   virtual void gather(int64_t rows, int64_t n_out, int64_t n_in, const int64_t* inv, const float* a, float* out) = 0;
   /// Zeroes out (2·half rows × size) and sets out[r][(first + r % half) % size] = 1.
   virtual void identity(int64_t half, int64_t size, int64_t first, float* out) = 0;
-  /// Concretizes every row at the input: x0 (problems × n) and eps per problem; rows of the
-  /// upper half write upper[r], of the lower half lower[r − half].
-  virtual void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* eps,
-                          RegionNorm norm, double box_lo, double box_hi, const double* bias, double* upper, double* lower) = 0;
+  /// Concretizes every row at the input: x0 (problems × n) the centres and eps per problem, or
+  /// for RegionNorm::Box x0 the lower and x_hi the upper corners of each problem's box (x_hi is
+  /// read for boxes only); rows of the upper half write upper[r], of the lower half lower[r − half].
+  virtual void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi,
+                          const double* eps, RegionNorm norm, const double* bias, double* upper, double* lower) = 0;
   /// Relaxations of `count` activation neurons from their bounds.
   virtual void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl,
                                 float* au, float* bu) = 0;
-  /// out_lo[i] = σ(lo[i]), out_hi[i] = σ(hi[i]) for `count` neurons of a monotone activation
-  /// (activation_value): the max-pool input bounds of MATH.md §2.5.
+  /// [out_lo[i], out_hi[i]] = the range of σ on [lo[i], hi[i]] for `count` neurons
+  /// (activation_range; [σ(lo), σ(hi)] for a monotone activation): the max-pool input bounds of
+  /// MATH.md §2.5.
   virtual void activation_bounds(int64_t count, const ActSpec& s, const double* lo, const double* hi, double* out_lo,
                                  double* out_hi) = 0;
   /// Max-pool relaxations of `problems` problems (lo/hi: problems × in_size; slopes:

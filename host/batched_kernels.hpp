@@ -95,13 +95,13 @@ CNNCERT_HD inline double elementwise_elem(float& v, bool upper, const float* al,
 /// Norm of the input region for concretization.
 enum class RegionNorm : int { Linf = 0, L2 = 1, L1 = 2, Box = 3 };
 
-/// Contribution of one input coefficient to a row's centre term and norm term.
-CNNCERT_HD inline void concretize_elem(double coef, double x0, double eps, RegionNorm n, double box_lo, double box_hi,
-                                       double& centre, double& norm) {
+/// Contribution of one input coefficient to a row's centre term and norm term: `x` is the
+/// element's centre, or for a box (RegionNorm::Box) its lower bound and `x_hi` its upper bound.
+CNNCERT_HD inline void concretize_elem(double coef, double x, double x_hi, RegionNorm n, double& centre, double& norm) {
   if (coef == 0) return;
   switch (n) {
     case RegionNorm::Box: {
-      const double lo = x0 - eps > box_lo ? x0 - eps : box_lo, hi = x0 + eps < box_hi ? x0 + eps : box_hi;
+      const double lo = x, hi = x_hi;
       centre += coef * (lo + hi) / 2;
       norm += fabs(coef) * ((hi - lo) / 2 > 0 ? (hi - lo) / 2 : 0.0);
       return;
@@ -110,7 +110,7 @@ CNNCERT_HD inline void concretize_elem(double coef, double x0, double eps, Regio
     case RegionNorm::L2: norm += coef * coef; break;
     case RegionNorm::L1: norm = fabs(coef) > norm ? fabs(coef) : norm; break;
   }
-  centre += coef * x0;
+  centre += coef * x;
 }
 
 /// Combines two partial norm terms (sum, or max for the ℓ1 ball's ∞-norm).
@@ -122,6 +122,17 @@ CNNCERT_HD inline double concretize_finish(bool upper, double centre, double nor
   if (n != RegionNorm::Box) r = eps * (n == RegionNorm::L2 ? sqrt(norm) : norm);
   const double val = centre + bias;
   return upper ? val + r : val - r;
+}
+
+/// The general activation (relaxation.hpp) of an activation kind that is one (Elu and after).
+CNNCERT_HD inline General general_of(ActKind k) {
+  switch (k) {
+    case ActKind::Elu: return General::Elu;
+    case ActKind::Softplus: return General::Softplus;
+    case ActKind::Gelu: return General::Gelu;
+    case ActKind::GeluTanh: return General::GeluTanh;
+    default: return General::Silu;
+  }
 }
 
 /// An activation node's function and the relaxation rules of the method.
@@ -139,7 +150,9 @@ CNNCERT_HD inline Relaxation<double> relax_activation(const ActSpec& s, double l
     case ActKind::LeakyRelu: return relax_leaky_relu(l, u, s.alpha, s.relu);
     case ActKind::Sigmoid: return relax_smooth(Smooth::Sigmoid, l, u, s.smooth);
     case ActKind::Tanh: return relax_smooth(Smooth::Tanh, l, u, s.smooth);
-    default: return relax_smooth(Smooth::Atan, l, u, s.smooth);
+    case ActKind::Atan: return relax_smooth(Smooth::Atan, l, u, s.smooth);
+    case ActKind::Erf: return relax_smooth(Smooth::Erf, l, u, s.smooth);
+    default: return relax_general(general_of(s.kind), s.alpha, l, u);
   }
 }
 
@@ -155,7 +168,16 @@ CNNCERT_HD inline bool reliable_bound(double v) { return fabs(v) <= kMaxReliable
 
 /// Whether the activation is monotone non-decreasing, so that [σ(l), σ(u)] bounds σ(z) on [l, u]
 /// (every activation but a LeakyRelu with a negative slope).
-CNNCERT_HD inline bool activation_monotone(const ActSpec& s) { return s.kind != ActKind::LeakyRelu || s.alpha >= 0; }
+CNNCERT_HD inline bool activation_monotone(const ActSpec& s) {
+  switch (s.kind) {
+    case ActKind::LeakyRelu:
+    case ActKind::Elu: return s.alpha >= 0;
+    case ActKind::Gelu:
+    case ActKind::GeluTanh:
+    case ActKind::Silu: return false;
+    default: return true;
+  }
+}
 
 /// σ(z) in double (the forward function of the activation).
 CNNCERT_HD inline double activation_value(const ActSpec& s, double z) {
@@ -165,8 +187,24 @@ CNNCERT_HD inline double activation_value(const ActSpec& s, double z) {
     case ActKind::Sigmoid: return cnncert::detail::smooth_f(Smooth::Sigmoid, z);
     case ActKind::Tanh: return cnncert::detail::smooth_f(Smooth::Tanh, z);
     case ActKind::Atan: return cnncert::detail::smooth_f(Smooth::Atan, z);
+    case ActKind::Erf: return cnncert::detail::smooth_f(Smooth::Erf, z);
+    case ActKind::Elu:
+    case ActKind::Softplus:
+    case ActKind::Gelu:
+    case ActKind::GeluTanh:
+    case ActKind::Silu: return cnncert::detail::general_f(general_of(s.kind), s.alpha, z);
   }
   return z * NAN;  // no other kind: NaN bounds fail closed
+}
+
+/// Bounds of σ(z) for z in [l, u]: [σ(l), σ(u)] for a monotone activation, the range of GELU and
+/// SiLU (which dip below both ends around their minimum) otherwise.
+CNNCERT_HD inline void activation_range(const ActSpec& s, double l, double u, double& lo, double& hi) {
+  if (s.kind == ActKind::Gelu || s.kind == ActKind::GeluTanh || s.kind == ActKind::Silu) {
+    general_range(general_of(s.kind), s.alpha, l, u, lo, hi);
+    return;
+  }
+  lo = activation_value(s, l), hi = activation_value(s, u);
 }
 
 namespace detail {

@@ -47,6 +47,8 @@ void check_boundable(const Network& net) {
         throw UnsupportedModel("node '" + n.name + "' (LeakyRelu): alpha " + std::to_string(a) +
                                " outside [0, 1] is not supported by the bound engines");
     }
+    if (n.op == OpKind::Activation && n.as<ActAttr>().kind == ActKind::Elu && !(n.as<ActAttr>().alpha >= 0))
+      throw UnsupportedModel("node '" + n.name + "' (Elu): a negative alpha is not supported by the bound engines");
   }
 }
 
@@ -58,6 +60,16 @@ void check_bound_problems(const Network& net, const std::vector<BoundProblem>& p
                   "bound problem: the specification must have rows × " << net.output_size() << " values");
     CNNCERT_CHECK(std::isfinite(p.eps) && p.eps >= 0, "bound problem: eps must be finite and non-negative");
     for (double v : p.x0) CNNCERT_CHECK(std::isfinite(v), "bound problem: x0 contains NaN or Inf");
+    if (!p.has_box()) continue;
+    CNNCERT_CHECK(options.norm == Norm::Linf, "bound problem: an input box needs the l-inf norm");
+    CNNCERT_CHECK(p.x_lower.size() == p.x0.size() && p.x_upper.size() == p.x0.size(),
+                  "bound problem: the box needs " << net.input_size() << " lower and upper values");
+    for (size_t j = 0; j < p.x0.size(); ++j) {
+      CNNCERT_CHECK(std::isfinite(p.x_lower[j]) && std::isfinite(p.x_upper[j]), "bound problem: the box contains NaN or Inf");
+      CNNCERT_CHECK(p.x_lower[j] <= p.x0[j] && p.x0[j] <= p.x_upper[j],
+                    "bound problem: input " << j << ": x0 = " << p.x0[j] << " lies outside its box [" << p.x_lower[j] << ", "
+                                            << p.x_upper[j] << "]");
+    }
   }
   CNNCERT_CHECK(!options.clip_to_box || options.norm == Norm::Linf, "input box clipping applies to the l-inf norm only");
   if (options.clip_to_box) {
@@ -462,6 +474,7 @@ class CpuEngine final : public BoundEngine {
     std::vector<std::vector<double>> lo, hi;              // bounds of nodes that need them
     std::vector<std::vector<double>> al, bl, au, bu;      // activation relaxations
     std::map<int, PoolRelax> pools;                       // max-pool relaxations
+    detail::InputBox box;                                 // the region as a box (a box or a clipped ball)
   };
 
   /// Back-substitutes the rows (`init` at node `start`) to the input; returns per row the
@@ -571,8 +584,8 @@ class CpuEngine final : public BoundEngine {
             if (coef == 0) continue;
             const size_t j = static_cast<size_t>(a.full ? base : base + a.y0[r] * g.w + a.x0[r]);
             const size_t ri = static_cast<size_t>(r);
-            if (o.clip_to_box) {
-              const double lo = std::max(x0[j] - eps, o.box_lo), hi = std::min(x0[j] + eps, o.box_hi);
+            if (s.box.active()) {
+              const double lo = s.box.lo[j], hi = s.box.hi[j];
               centre[ri] += coef * (lo + hi) / 2;
               norm[ri] += std::fabs(coef) * std::max(0.0, (hi - lo) / 2);
               continue;
@@ -588,7 +601,7 @@ class CpuEngine final : public BoundEngine {
     out.resize(static_cast<size_t>(rows));
     for (size_t r = 0; r < static_cast<size_t>(rows); ++r) {
       double n = norm[r];
-      if (!o.clip_to_box) n = eps * (o.norm == Norm::L2 ? std::sqrt(n) : n);
+      if (!s.box.active()) n = eps * (o.norm == Norm::L2 ? std::sqrt(n) : n);
       const double val = centre[r] + b[r];
       out[r] = upper ? val + n : val - n;
     }
@@ -646,6 +659,7 @@ class CpuEngine final : public BoundEngine {
     State s;
     s.p = &p;
     s.o = &o;
+    s.box = detail::input_box(p, o);
     s.threads = threads;
     const size_t n = nodes.size();
     s.lo.resize(n), s.hi.resize(n), s.al.resize(n), s.bl.resize(n), s.au.resize(n), s.bu.resize(n);

@@ -29,10 +29,7 @@ void activation_of_bounds(const batched::ActSpec& s, const std::vector<double>& 
                           std::vector<double>& out_lo, std::vector<double>& out_hi) {
   CNNCERT_ASSERT(lo.size() == hi.size());
   out_lo.resize(lo.size()), out_hi.resize(hi.size());
-  for (size_t i = 0; i < lo.size(); ++i) {
-    out_lo[i] = batched::activation_value(s, lo[i]);
-    out_hi[i] = batched::activation_value(s, hi[i]);
-  }
+  for (size_t i = 0; i < lo.size(); ++i) batched::activation_range(s, lo[i], hi[i], out_lo[i], out_hi[i]);
 }
 
 void relax_activation_node(const Node& n, const Method& m, const std::vector<double>& lo, const std::vector<double>& hi,

@@ -29,6 +29,26 @@ inline Geometry geometry(const Node& n) {
   return {n.size(), 1, 1};
 }
 
+/// The input region of a problem as per-element bounds, when it is a box: the problem's own box,
+/// or the ℓ∞ ball x0 ± eps clipped to the options' box; empty for a plain ball (x0, eps, norm).
+struct InputBox {
+  std::vector<double> lo, hi;
+  bool active() const { return !lo.empty(); }
+};
+
+inline InputBox input_box(const BoundProblem& p, const BoundOptions& o) {
+  InputBox b;
+  if (!p.has_box() && !o.clip_to_box) return b;
+  const size_t n = p.x0.size();
+  b.lo.resize(n), b.hi.resize(n);
+  for (size_t j = 0; j < n; ++j) {
+    double lo = p.has_box() ? p.x_lower[j] : p.x0[j] - p.eps, hi = p.has_box() ? p.x_upper[j] : p.x0[j] + p.eps;
+    if (o.clip_to_box) lo = std::max(lo, o.box_lo), hi = std::min(hi, o.box_hi);
+    b.lo[j] = lo, b.hi[j] = std::max(lo, hi);
+  }
+  return b;
+}
+
 /// Window geometry of pooling node `n` over an input of geometry `in`.
 inline batched::PoolGeom pool_geom(const Node& n, const Geometry& in) {
   const PoolAttr& p = n.as<PoolAttr>();

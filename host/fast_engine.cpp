@@ -522,6 +522,7 @@ class FastEngine final : public BoundEngine {
     std::map<int, PoolRelax> pools;
     std::vector<std::vector<double>> box_lo, box_hi;  // interval bounds (valid where box_ok)
     std::vector<char> box_ok;
+    detail::InputBox region;  // the input region as a box (a box or a clipped ball)
     EngineStats stats;
     std::mutex m;
   };
@@ -551,9 +552,9 @@ class FastEngine final : public BoundEngine {
     const BoundOptions& o = *s.o;
     if (n.op == OpKind::Input) {
       for (int64_t j = 0; j < size; ++j) {
-        const double x = s.p->x0[static_cast<size_t>(j)];
-        double l = x - s.p->eps, u = x + s.p->eps;  // the ℓ2 and ℓ1 balls lie inside the ℓ∞ ball
-        if (o.clip_to_box) l = std::max(l, o.box_lo), u = std::min(u, o.box_hi);
+        const auto jj = static_cast<size_t>(j);
+        double l = s.p->x0[jj] - s.p->eps, u = s.p->x0[jj] + s.p->eps;  // the ℓ2 and ℓ1 balls lie inside the ℓ∞ ball
+        if (s.region.active()) l = s.region.lo[jj], u = s.region.hi[jj];
         widen(l, u);
         lo[static_cast<size_t>(j)] = l, hi[static_cast<size_t>(j)] = u;
       }
@@ -625,8 +626,9 @@ class FastEngine final : public BoundEngine {
       case OpKind::Activation: {
         const ActAttr& a = n.as<ActAttr>();
         const batched::ActSpec spec{a.kind, a.alpha, o.method.relu, o.method.smooth};
-        for (size_t j = 0; j < lo.size(); ++j) {  // monotone (check_boundable: LeakyRelu alpha in [0, 1])
-          double l = batched::activation_value(spec, sl[j]), u = batched::activation_value(spec, sh[j]);
+        for (size_t j = 0; j < lo.size(); ++j) {  // the range (GELU/SiLU dip below both ends)
+          double l = 0, u = 0;
+          batched::activation_range(spec, sl[j], sh[j], l, u);
           widen(l, u);
           lo[j] = l, hi[j] = u;
         }
@@ -760,6 +762,7 @@ class FastEngine final : public BoundEngine {
     const BoundOptions& o = *s.o;
     const std::vector<double>& x0 = s.p->x0;
     const double eps = s.p->eps;
+    const bool box = s.region.active();
     const int64_t n = a.n, half = n / 2;
     std::vector<double> centre(static_cast<size_t>(n), 0.0), norm(static_cast<size_t>(n), 0.0);
     double* ce = centre.data();
@@ -773,20 +776,20 @@ class FastEngine final : public BoundEngine {
               if (v[r] == 0) continue;  // also every position outside the map
               const auto j = static_cast<size_t>(a.map_index(g, ch, y, x, r));
               double m = x0[j], d = 1;
-              if (o.clip_to_box) {
-                const double lo = std::max(x0[j] - eps, o.box_lo), hi = std::min(x0[j] + eps, o.box_hi);
+              if (box) {
+                const double lo = s.region.lo[j], hi = s.region.hi[j];
                 m = (lo + hi) / 2, d = std::max(0.0, (hi - lo) / 2);
               }
               ce[r] += v[r] * m;
-              if (o.clip_to_box || o.norm == Norm::Linf) no[r] += std::fabs(v[r]) * d;
+              if (box || o.norm == Norm::Linf) no[r] += std::fabs(v[r]) * d;
               else if (o.norm == Norm::L2) no[r] += v[r] * v[r];
               else no[r] = std::max(no[r], std::fabs(v[r]));
             }
             continue;
           }
           const auto j = static_cast<size_t>((ch * g.h + y) * g.w + x);
-          if (o.clip_to_box) {
-            const double lo = std::max(x0[j] - eps, o.box_lo), hi = std::min(x0[j] + eps, o.box_hi);
+          if (box) {
+            const double lo = s.region.lo[j], hi = s.region.hi[j];
             const double mid = (lo + hi) / 2, rad = std::max(0.0, (hi - lo) / 2);
             for (int64_t r = 0; r < n; ++r) ce[r] += v[r] * mid, no[r] += std::fabs(v[r]) * rad;
             continue;
@@ -808,7 +811,7 @@ class FastEngine final : public BoundEngine {
     value.resize(static_cast<size_t>(n));
     for (int64_t r = 0; r < n; ++r) {
       double d = no[r];
-      if (!o.clip_to_box) d = eps * (o.norm == Norm::L2 ? std::sqrt(d) : d);
+      if (!box) d = eps * (o.norm == Norm::L2 ? std::sqrt(d) : d);
       const double val = ce[r] + bias[r];
       value[static_cast<size_t>(r)] = r < half ? val + d : val - d;
     }
@@ -900,6 +903,7 @@ class FastEngine final : public BoundEngine {
     const auto& nodes = net_.nodes();
     State s;
     s.p = &p, s.o = &o, s.threads = threads;
+    s.region = detail::input_box(p, o);
     const size_t n = nodes.size();
     s.lo.resize(n), s.hi.resize(n), s.al.resize(n), s.bl.resize(n), s.au.resize(n), s.bu.resize(n);
     s.box_lo.resize(n), s.box_hi.resize(n), s.box_ok.assign(n, 0);

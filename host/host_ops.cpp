@@ -95,12 +95,13 @@ class HostOps final : public Ops {
     for (int64_t r = 0; r < 2 * half; ++r) out[r * size + (first + r % half) % size] = 1;
   }
 
-  void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* eps, RegionNorm norm,
-                  double box_lo, double box_hi, const double* bias, double* upper, double* lower) override {
+  void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi, const double* eps,
+                  RegionNorm norm, const double* bias, double* upper, double* lower) override {
     for (int64_t r = 0; r < 2 * half; ++r) {
       const int p = prob[r % half];
       double centre = 0, nrm = 0;
-      for (int64_t j = 0; j < n; ++j) concretize_elem(a[r * n + j], x0[p * n + j], eps[p], norm, box_lo, box_hi, centre, nrm);
+      for (int64_t j = 0; j < n; ++j)
+        concretize_elem(a[r * n + j], x0[p * n + j], norm == RegionNorm::Box ? x_hi[p * n + j] : 0.0, norm, centre, nrm);
       const bool up = r < half;
       const double v = concretize_finish(up, centre, nrm, bias[r], eps[p], norm);
       if (up) upper[r] = v;
@@ -119,10 +120,7 @@ class HostOps final : public Ops {
 
   void activation_bounds(int64_t count, const ActSpec& s, const double* lo, const double* hi, double* out_lo,
                          double* out_hi) override {
-    for (int64_t i = 0; i < count; ++i) {
-      out_lo[i] = activation_value(s, lo[i]);
-      out_hi[i] = activation_value(s, hi[i]);
-    }
+    for (int64_t i = 0; i < count; ++i) activation_range(s, lo[i], hi[i], out_lo[i], out_hi[i]);
   }
 
   void relax_maxpool(const PoolGeom& g, int64_t problems, const double* lo, const double* hi, float* slopes, float* beta_u,

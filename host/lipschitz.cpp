@@ -311,6 +311,13 @@ double activation_slope(const ActAttr& a) {
     case ActKind::Sigmoid: return 0.25;  // σ' = σ(1 − σ) ≤ 1/4
     case ActKind::Tanh: return 1;
     case ActKind::Atan: return 1;
+    case ActKind::Erf: return 1.1283791670955126;  // 2/√π
+    case ActKind::Elu: return std::max(1.0, a.alpha);  // α e^z ≤ α below 0
+    case ActKind::Softplus: return 1;  // sigmoid
+    // The largest |f′| is at the inflection points (f′(√2) for GELU); rounded up (tests sample it).
+    case ActKind::Gelu: return 1.12890415;
+    case ActKind::GeluTanh: return 1.12899307;
+    case ActKind::Silu: return 1.09983933;
   }
   return 1;
 }

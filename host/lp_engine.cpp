@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "cnncert/error.hpp"
+#include "engine_common.hpp"
 
 #if defined(CNNCERT_HAVE_GLPK)
 #include <glpk.h>
@@ -90,6 +91,7 @@ class LpEngine final : public BoundEngine {
     std::vector<const NodeBounds*> bounds(nodes.size(), nullptr);
     for (const NodeBounds& b : pre.intermediate) bounds[static_cast<size_t>(b.node)] = &b;
     LpBuilder lp;
+    const detail::InputBox region = detail::input_box(p, o);
     // var[node][element]: GLPK column, or 0 for the constant 0 (padding)
     std::vector<std::vector<int>> var(nodes.size());
     for (size_t k = 0; k < nodes.size(); ++k) {
@@ -115,7 +117,7 @@ class LpEngine final : public BoundEngine {
         case OpKind::Input:
           for (size_t e = 0; e < size; ++e) {
             double lo = p.x0[e] - p.eps, hi = p.x0[e] + p.eps;
-            if (o.clip_to_box) lo = std::max(lo, o.box_lo), hi = std::min(hi, o.box_hi);
+            if (region.active()) lo = region.lo[e], hi = region.hi[e];
             v[e] = lp.add_col(lo, hi, false);
           }
           break;

@@ -90,6 +90,12 @@ const char* act_name(ActKind k) {
     case ActKind::Sigmoid: return "Sigmoid";
     case ActKind::Tanh: return "Tanh";
     case ActKind::Atan: return "Atan";
+    case ActKind::Erf: return "Erf";
+    case ActKind::Elu: return "Elu";
+    case ActKind::Softplus: return "Softplus";
+    case ActKind::Gelu: return "Gelu";
+    case ActKind::GeluTanh: return "GeluTanh";
+    case ActKind::Silu: return "Silu";
   }
   return "?";
 }
@@ -450,6 +456,12 @@ T activate(const ActAttr& a, T v) {
     case ActKind::Sigmoid: return T(1) / (T(1) + std::exp(-v));
     case ActKind::Tanh: return std::tanh(v);
     case ActKind::Atan: return std::atan(v);
+    case ActKind::Erf: return std::erf(v);
+    case ActKind::Elu:
+    case ActKind::Softplus:
+    case ActKind::Gelu:
+    case ActKind::GeluTanh:
+    case ActKind::Silu: return detail::general_f(batched::general_of(a.kind), static_cast<T>(a.alpha), v);
   }
   return v;
 }
@@ -677,6 +689,12 @@ std::vector<double> Network::input_gradient(const double* x, const double* grad_
             }
             case ActKind::Tanh: d = 1 - std::tanh(z) * std::tanh(z); break;
             case ActKind::Atan: d = 1 / (1 + z * z); break;
+            case ActKind::Erf: d = detail::smooth_df(Smooth::Erf, z); break;
+            case ActKind::Elu:
+            case ActKind::Softplus:
+            case ActKind::Gelu:
+            case ActKind::GeluTanh:
+            case ActKind::Silu: d = detail::general_df(batched::general_of(a.kind), a.alpha, z, false); break;
           }
           gi[i] = d * g[i];
         }

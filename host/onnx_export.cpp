@@ -1,4 +1,4 @@
-// Network → ONNX (opset 13) writer, so rewritten networks (e.g. the dense Fast-Lin baseline) can
+// Network → ONNX (opset 13; 20 when the network has a Gelu) writer, so rewritten networks (e.g. the dense Fast-Lin baseline) can
 // be saved and used by other tools.
 #include <cstring>
 #include <fstream>
@@ -38,6 +38,7 @@ std::string tensor_i64(const std::string& name, const std::vector<int64_t>& v) {
 }
 
 std::string attr_i(const std::string& n, int64_t v) { return Pb().bytes(1, n).varint(3, static_cast<uint64_t>(v)).varint(20, 2).str(); }
+std::string attr_str(const std::string& n, const std::string& v) { return Pb().bytes(1, n).bytes(4, v).varint(20, 3).str(); }
 std::string attr_f(const std::string& n, double v) { return Pb().bytes(1, n).f32(2, static_cast<float>(v)).varint(20, 1).str(); }
 std::string attr_is(const std::string& n, const std::vector<int64_t>& v) {
   Pb a;
@@ -72,6 +73,7 @@ std::string value_info(const std::string& name, const Shape& per_sample) {
 std::string export_onnx_bytes(const Network& net) {
   std::vector<std::string> nodes, inits;
   std::vector<std::string> names(net.nodes().size());
+  uint64_t opset = 13;  // 20 when a Gelu needs it
   for (size_t k = 0; k < net.nodes().size(); ++k) {
     const Node& n = net.nodes()[k];
     const std::string id = "n" + std::to_string(k);
@@ -117,8 +119,17 @@ std::string export_onnx_bytes(const Network& net) {
       case OpKind::Activation: {
         const ActAttr& a = n.as<ActAttr>();
         std::vector<std::string> attrs;
-        if (a.kind == ActKind::LeakyRelu) attrs.push_back(attr_f("alpha", a.alpha));
-        nodes.push_back(node(act_name(a.kind), {x}, out, id, attrs));
+        if (a.kind == ActKind::LeakyRelu || a.kind == ActKind::Elu) attrs.push_back(attr_f("alpha", a.alpha));
+        if (a.kind == ActKind::Silu) {  // x·sigmoid(x), as PyTorch writes it (the importer reads it back)
+          nodes.push_back(node("Sigmoid", {x}, id + "_sigmoid", id + "_s"));
+          nodes.push_back(node("Mul", {x, id + "_sigmoid"}, out, id));
+        } else if (a.kind == ActKind::Gelu || a.kind == ActKind::GeluTanh) {  // opset 20's Gelu
+          attrs.push_back(attr_str("approximate", a.kind == ActKind::Gelu ? "none" : "tanh"));
+          nodes.push_back(node("Gelu", {x}, out, id, attrs));
+          opset = 20;
+        } else {
+          nodes.push_back(node(act_name(a.kind), {x}, out, id, attrs));
+        }
         break;
       }
       case OpKind::MaxPool:
@@ -172,7 +183,7 @@ std::string export_onnx_bytes(const Network& net) {
   Pb m;
   m.varint(1, 7);
   m.bytes(2, "cnncert");
-  m.bytes(8, Pb().bytes(1, "").varint(2, 13).str());
+  m.bytes(8, Pb().bytes(1, "").varint(2, opset).str());
   m.bytes(7, g.str());
   return m.str();
 }

@@ -33,6 +33,9 @@ struct Const {
 struct Value {
   std::optional<Const> c;
   int node = -1;
+  /// The ONNX tensor has no batch dimension (a model whose input is rank 1, or rank 2 with a
+  /// first dimension above 1): its ONNX shape is the per-sample shape itself.
+  bool batchless = false;
 };
 
 class Importer {
@@ -103,7 +106,28 @@ class Importer {
     unbind(n.inputs[i]);
     set_node(n, id);
   }
-  void set_node(const OnnxNode& n, int id) { set(n, 0, Value{std::nullopt, id}); }
+  void set_node(const OnnxNode& n, int id) { set(n, 0, Value{std::nullopt, id, out_batchless_}); }
+  /// Whether computed input i of n has no batch dimension.
+  bool batchless(const OnnxNode& n, size_t i) const { return !get(n, i).c && get(n, i).batchless; }
+  /// The ONNX shape of computed input i: its per-sample shape, behind a batch dimension of 1 unless
+  /// it has none.
+  Shape onnx_shape(const OnnxNode& n, size_t i) {
+    const Shape& s = shape(get_dyn(n, i));
+    if (batchless(n, i)) return s;
+    Shape full{1};
+    full.insert(full.end(), s.begin(), s.end());
+    return full;
+  }
+  /// Sets the result's per-sample shape from an ONNX shape `t` derived from a batchless tensor:
+  /// one with a leading 1 (and more) is read as batch 1 from here on; returns the per-sample shape.
+  Shape from_batchless(const Shape& t) {
+    if (t.size() >= 2 && t[0] == 1) {
+      out_batchless_ = false;
+      return Shape(t.begin() + 1, t.end());
+    }
+    out_batchless_ = true;
+    return t.empty() ? Shape{1} : t;
+  }
   void set_const(const OnnxNode& n, Const c) {
     // Every constant's values match its dims: the folding code below relies on it.
     if (numel(c.dims) != static_cast<int64_t>(c.v.size()))
@@ -141,6 +165,9 @@ class Importer {
   void reshape_like(const OnnxNode& n);
   void transpose(const OnnxNode& n);
   void pad(const OnnxNode& n);
+  void concat(const OnnxNode& n);
+  void conv_transpose(const OnnxNode& n);
+  int gated_product(const OnnxNode& n, int a, int b);
   void window(const OnnxNode& n, const Shape& in, int64_t kh, int64_t kw, int64_t* stride, int64_t* pads,
               int64_t* dil) const;
   int scale_shift(const OnnxNode& n, int x, std::vector<double> scale, std::vector<double> shift);
@@ -158,6 +185,7 @@ class Importer {
   std::map<std::string, int> consumers_;  // number of uses of each tensor (graph outputs count)
   std::map<int, int> aliases_;  // builder node → number of tensor names bound to it
   std::string output_name_;
+  bool out_batchless_ = false;  // the node being imported produces a batchless tensor
 };
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -279,16 +307,20 @@ Network Importer::run() {
   if (input->elem_type != 1 && input->elem_type != 11 && input->elem_type != 0)
     throw UnsupportedModel(what_ + ": input '" + input->name + "' has element type " + std::to_string(input->elem_type) +
                            ", only float inputs are supported");
-  if (!input->has_shape || input->dims.size() < 2)
-    throw UnsupportedModel(what_ + ": input '" + input->name + "' needs a known shape with a leading batch dimension");
-  if (input->dims[0] != -1 && input->dims[0] != 1)
+  if (!input->has_shape || input->dims.empty())
+    throw UnsupportedModel(what_ + ": input '" + input->name + "' needs a known shape");
+  // Rank 1 ([features]) and rank 2 with a first dimension above 1 ([rows, columns]) have no batch
+  // dimension; otherwise the first dimension is the batch (1 or symbolic).
+  const bool no_batch = input->dims.size() == 1 || (input->dims.size() == 2 && input->dims[0] > 1);
+  if (!no_batch && input->dims[0] != -1 && input->dims[0] != 1)
     throw UnsupportedModel(what_ + ": input '" + input->name + "' has a fixed batch dimension of " +
                            std::to_string(input->dims[0]) + " (expected 1 or symbolic)");
-  Shape in_shape(input->dims.begin() + 1, input->dims.end());
+  Shape in_shape(input->dims.begin() + (no_batch ? 0 : 1), input->dims.end());
   for (int64_t d : in_shape)
     if (d <= 0) throw UnsupportedModel(what_ + ": input '" + input->name + "' has a symbolic non-batch dimension");
   const int in_id = b_.input(in_shape, {input->name, "Input"});
-  bind(input->name, Value{std::nullopt, in_id});
+  bind(input->name, Value{std::nullopt, in_id, no_batch});
+  if (no_batch) b_.note("input '" + input->name + "' of shape " + shape_str(in_shape) + " has no batch dimension");
 
   if (g.outputs.empty()) throw UnsupportedModel(what_ + ": the model has no output");
   if (g.outputs.size() > 1) b_.note("the model has " + std::to_string(g.outputs.size()) + " outputs; using the first, '" + g.outputs[0].name + "'");
@@ -315,6 +347,12 @@ Network Importer::run() {
 // ---- nodes --------------------------------------------------------------------------------------
 
 namespace {
+/// Ops a tensor without a batch dimension may go through (see Importer::import_node).
+const std::set<std::string> kBatchlessOps = {
+    "Identity", "Dropout", "Cast", "Shape", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Atan", "Erf", "Softplus", "Elu",
+    "Gelu", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Clip", "Concat", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
+    "Transpose", "Pad", "Softmax", "LogSoftmax"};
+
 const std::set<std::string> kConstFoldable = {
     "Identity", "Dropout", "Cast", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Reshape", "Flatten", "Add",
     "Sub", "Mul", "Div", "Transpose", "Neg", "Sqrt", "Reciprocal", "ConstantOfShape", "Slice", "Size"};
@@ -344,10 +382,22 @@ void Importer::import_node(const OnnxNode& n) {
     unsupported(n, "constant without a supported value attribute");
   }
 
-  bool all_const = true;
-  for (size_t i = 0; i < n.inputs.size(); ++i)
-    if (!n.inputs[i].empty() && !get(n, i).c) all_const = false;
+  bool all_const = true, any_batchless = false, all_batchless = true;
+  for (size_t i = 0; i < n.inputs.size(); ++i) {
+    if (n.inputs[i].empty() || get(n, i).c) continue;
+    all_const = false;
+    any_batchless = any_batchless || get(n, i).batchless;
+    all_batchless = all_batchless && get(n, i).batchless;
+  }
   if (all_const && kConstFoldable.count(op)) return fold_constant(n);
+  // A tensor without a batch dimension goes through the ops whose meaning does not depend on one
+  // (those below that take axes read them without a batch axis). The result has none when no
+  // computed operand has one (a batched operand broadcasts the result to the batched rank).
+  out_batchless_ = any_batchless && all_batchless;
+  if (any_batchless && !kBatchlessOps.count(op))
+    unsupported(n, "needs a batch dimension, and this tensor has none (the model's input is " + shape_str(b_.node(0).shape) +
+                       " without one): only MatMul, element-wise ops, activations, Concat, Transpose, Pad and reshapes "
+                       "are supported before a reshape to a leading 1");
 
   if (op == "Identity" || op == "Dropout" || op == "Cast") {
     if (op == "Dropout" && n.outputs.size() > 1 && !n.outputs[1].empty() && consumers_.count(n.outputs[1]))
@@ -359,9 +409,8 @@ void Importer::import_node(const OnnxNode& n) {
     return set(n, 0, get(n, 0));
   }
   if (op == "Shape") {
-    const Shape& s = shape(get_dyn(n, 0));
-    Const c{{}, {1.0}, true};
-    for (int64_t d : s) c.v.push_back(static_cast<double>(d));
+    Const c{{}, {}, true};
+    for (int64_t d : onnx_shape(n, 0)) c.v.push_back(static_cast<double>(d));
     const auto rank = static_cast<int64_t>(c.v.size());
     int64_t start = std::clamp(norm_axis(attr_i(n, "start", 0), static_cast<size_t>(rank)), int64_t{0}, rank);
     int64_t end = std::clamp(norm_axis(attr_i(n, "end", rank), static_cast<size_t>(rank)), int64_t{0}, rank);
@@ -375,6 +424,25 @@ void Importer::import_node(const OnnxNode& n) {
   if (op == "Sigmoid") return set_node(n, b_.activation(get_dyn(n, 0), ActKind::Sigmoid, 0.0, info(n)));
   if (op == "Tanh") return set_node(n, b_.activation(get_dyn(n, 0), ActKind::Tanh, 0.0, info(n)));
   if (op == "Atan") return set_node(n, b_.activation(get_dyn(n, 0), ActKind::Atan, 0.0, info(n)));
+  if (op == "Erf") return set_node(n, b_.activation(get_dyn(n, 0), ActKind::Erf, 0.0, info(n)));
+  if (op == "Softplus") return set_node(n, b_.activation(get_dyn(n, 0), ActKind::Softplus, 0.0, info(n)));
+  if (op == "Elu") {
+    const double alpha = attr_f(n, "alpha", 1.0);
+    if (!(alpha >= 0 && alpha <= 1e6)) unsupported(n, "alpha " + std::to_string(alpha) + " is not in [0, 1e6]");
+    return set_node(n, b_.activation(get_dyn(n, 0), ActKind::Elu, alpha, info(n)));
+  }
+  if (op == "Gelu") {  // opset 20
+    const std::string approx = attr_s(n, "approximate", "none");
+    if (approx != "none" && approx != "tanh") unsupported(n, "approximate '" + approx + "' is not 'none' or 'tanh'");
+    return set_node(n, b_.activation(get_dyn(n, 0), approx == "none" ? ActKind::Gelu : ActKind::GeluTanh, 0.0, info(n)));
+  }
+  if (op == "Concat") return concat(n);
+  if (op == "ConvTranspose") return conv_transpose(n);
+  if (op == "Neg") {
+    const int x = get_dyn(n, 0);
+    const auto size = static_cast<size_t>(b_.node(x).size());
+    return set_node(n, scale_shift(n, x, std::vector<double>(size, -1.0), std::vector<double>(size, 0.0)));
+  }
   if (op == "Conv") return conv(n);
   if (op == "Gemm") return gemm(n);
   if (op == "MatMul") return matmul(n);
@@ -396,9 +464,9 @@ void Importer::import_node(const OnnxNode& n) {
     }
     unsupported(n, op + " is only supported as the last operation (it is stripped; bounds are on logits)");
   }
-  unsupported(n, "operator not supported (cnncert bounds Conv, Gemm/MatMul, Add/Sub/Mul/Div by constants, "
-                 "BatchNormalization, Relu/LeakyRelu/Sigmoid/Tanh/Atan, MaxPool/AveragePool/GlobalAveragePool, "
-                 "residual Add and layout ops)");
+  unsupported(n, "operator not supported (cnncert bounds Conv, ConvTranspose, Gemm/MatMul, Add/Sub/Mul/Div by "
+                 "constants, Neg, BatchNormalization, Relu/LeakyRelu/Sigmoid/Tanh/Atan/Erf/Elu/Softplus/Gelu, x*Sigmoid(x), "
+                 "Clip, MaxPool/AveragePool/GlobalAveragePool, ReduceMean/ReduceSum, residual Add, Concat and layout ops)");
 }
 
 void Importer::fold_constant(const OnnxNode& n) {
@@ -730,13 +798,17 @@ void Importer::elementwise(const OnnxNode& n) {
                                      {node_name(n) + "/neg", "Sub"});
       return set_node(n, b_.add(va.node, neg, info(n)));
     }
-    unsupported(n, "the product or quotient of two computed tensors is not linear and cannot be bounded");
+    if (op == "Mul")
+      if (const int y = gated_product(n, va.node, vb.node); y >= 0) return set_node(n, y);
+    unsupported(n, "the product or quotient of two computed tensors is not linear and cannot be bounded (x*Sigmoid(x) and "
+                   "x*(1+Erf(x/sqrt(2))) are recognized as SiLU and GELU)");
   }
   const bool const_first = va.c.has_value();
   const size_t dyn_index = const_first ? 1 : 0;
   const int x = const_first ? vb.node : va.node;
   const Const& c = const_first ? *va.c : *vb.c;
   const Shape xs = shape(x);
+  if (out_batchless_ && c.dims.size() > xs.size()) out_batchless_ = false;  // the constant adds the (batch) rank
   std::vector<double> cv = broadcast_to(n, c, xs);
   const size_t size = cv.size();
   std::vector<double> scale(size, 1.0), shift(size, 0.0);
@@ -928,10 +1000,14 @@ void Importer::reshape_like(const OnnxNode& n) {
   const std::string& op = n.op_type;
   const int x = get_dyn(n, 0);
   const Shape in = shape(x);
-  Shape full{1};
-  full.insert(full.end(), in.begin(), in.end());
+  const bool nb = batchless(n, 0);
+  const Shape full = onnx_shape(n, 0);
   Shape out;  // per-sample
-  if (op == "Flatten") {
+  if (op == "Flatten" && nb) {
+    const int64_t axis = norm_axis(attr_i(n, "axis", 1), full.size());
+    if (axis < 0 || axis > static_cast<int64_t>(full.size())) unsupported(n, "flatten axis out of range");
+    out = from_batchless({count_of(Shape(full.begin(), full.begin() + axis)), count_of(Shape(full.begin() + axis, full.end()))});
+  } else if (op == "Flatten") {
     const int64_t axis = norm_axis(attr_i(n, "axis", 1), full.size());
     if (axis < 1) unsupported(n, "flattening into the batch dimension (axis 0) is not supported");
     if (axis > static_cast<int64_t>(full.size())) unsupported(n, "flatten axis out of range");
@@ -962,13 +1038,33 @@ void Importer::reshape_like(const OnnxNode& n) {
     }
     if (numel(target) != total)
       unsupported(n, "cannot reshape " + shape_str(in) + " (per sample) to " + shape_str(target));
-    if (!target.empty() && target[0] == 1 && target.size() > 1) out.assign(target.begin() + 1, target.end());
+    if (nb) out = from_batchless(target);
+    else if (!target.empty() && target[0] == 1 && target.size() > 1) out.assign(target.begin() + 1, target.end());
     else out = target;  // target without a batch dimension (models exported with batch 1)
     if (out.empty()) out = {1};
   } else {  // Squeeze / Unsqueeze
     std::vector<int64_t> axes = has_input(n, 1) ? as_ints(get_const(n, 1, "axes")) : attr_ints(n, "axes");
     Shape f = full;
-    if (op == "Unsqueeze") {
+    if (nb) {  // no batch axis to protect
+      const size_t rank = op == "Unsqueeze" ? f.size() + axes.size() : f.size();
+      for (int64_t& a : axes) a = norm_axis(a, rank);
+      std::sort(axes.begin(), axes.end());
+      if (op == "Unsqueeze") {
+        for (int64_t a : axes) {
+          if (a < 0 || a > static_cast<int64_t>(f.size())) unsupported(n, "axis " + std::to_string(a) + " is out of range");
+          f.insert(f.begin() + a, 1);
+        }
+      } else {
+        Shape g;
+        for (size_t i = 0; i < f.size(); ++i) {
+          const bool listed = std::binary_search(axes.begin(), axes.end(), static_cast<int64_t>(i));
+          if (listed && f[i] != 1) unsupported(n, "squeeze of a dimension that is not 1");
+          if (!listed && !(axes.empty() && f[i] == 1)) g.push_back(f[i]);
+        }
+        f = g;
+      }
+      out = from_batchless(f);
+    } else if (op == "Unsqueeze") {
       const size_t rank = f.size() + axes.size();
       for (int64_t& a : axes) a = norm_axis(a, rank);
       std::sort(axes.begin(), axes.end());
@@ -990,7 +1086,7 @@ void Importer::reshape_like(const OnnxNode& n) {
         unsupported(n, "squeeze of the batch axis");
       f = g;
     }
-    out.assign(f.begin() + 1, f.end());
+    if (!nb) out.assign(f.begin() + 1, f.end());
     if (out.empty()) out = {1};
   }
   if (out == in) return set_node(n, x);
@@ -1001,16 +1097,21 @@ void Importer::transpose(const OnnxNode& n) {
   const int x = get_dyn(n, 0);
   const Shape in = shape(x);
   std::vector<int64_t> perm = attr_ints(n, "perm");
-  const size_t rank = in.size() + 1;
+  const bool nb = batchless(n, 0);
+  const size_t rank = in.size() + (nb ? 0 : 1);
   if (perm.empty())
     for (size_t i = 0; i < rank; ++i) perm.push_back(static_cast<int64_t>(rank - 1 - i));
   if (perm.size() != rank) unsupported(n, "permutation does not match the input rank");
   for (int64_t p : perm)
     if (p < 0 || p >= static_cast<int64_t>(rank)) unsupported(n, "permutation entry " + std::to_string(p) + " is out of range");
+  if (nb) {  // as if behind a batch axis
+    for (int64_t& p : perm) ++p;
+    perm.insert(perm.begin(), 0);
+  }
   if (perm[0] != 0) unsupported(n, "transposing the batch axis is not supported");
   std::vector<int64_t> p;
   bool identity = true;
-  for (size_t i = 1; i < rank; ++i) {
+  for (size_t i = 1; i < perm.size(); ++i) {
     p.push_back(perm[i] - 1);
     identity = identity && perm[i] == static_cast<int64_t>(i);
   }
@@ -1023,7 +1124,8 @@ void Importer::pad(const OnnxNode& n) {
   if (mode != "constant") unsupported(n, "only zero (constant) padding is supported, not '" + mode + "'");
   const int x = get_dyn(n, 0);
   const Shape in = shape(x);
-  const size_t rank = in.size() + 1;
+  const bool nb = batchless(n, 0);
+  const size_t rank = in.size() + (nb ? 0 : 1);
   std::vector<int64_t> pads = has_input(n, 1) ? as_ints(get_const(n, 1, "pads")) : attr_ints(n, "pads");
   double value = attr_f(n, "value", 0.0);
   if (has_input(n, 2)) {
@@ -1048,11 +1150,224 @@ void Importer::pad(const OnnxNode& n) {
       end[i] = pads[i + rank];
     }
   }
+  if (nb) begin.insert(begin.begin(), 0), end.insert(end.begin(), 0);  // as if behind a batch axis
   if (begin[0] || end[0]) unsupported(n, "padding of the batch axis");
   if (std::all_of(begin.begin(), begin.end(), [](int64_t v) { return v == 0; }) &&
       std::all_of(end.begin(), end.end(), [](int64_t v) { return v == 0; }))
     return set_node(n, x);
   set_node(n, b_.pad(x, std::vector<int64_t>(begin.begin() + 1, begin.end()), std::vector<int64_t>(end.begin() + 1, end.end()), info(n)));
+}
+
+// Concat of computed tensors (and constants) along one axis, exactly, with the ops the engines
+// bound: each computed operand zero-padded to the full extent at its offset, the pieces summed, and
+// the constant operands placed by a shift.
+void Importer::concat(const OnnxNode& n) {
+  bool any_nb = false, all_nb = true;
+  int first = -1;
+  for (size_t i = 0; i < n.inputs.size(); ++i) {
+    if (!has_input(n, i)) unsupported(n, "empty input name");
+    if (get(n, i).c) continue;
+    if (first < 0) first = static_cast<int>(i);
+    any_nb = any_nb || get(n, i).batchless;
+    all_nb = all_nb && get(n, i).batchless;
+  }
+  CNNCERT_ASSERT(first >= 0);  // all-constant concatenations are folded
+  if (any_nb != all_nb) unsupported(n, "concatenates tensors with and without a batch dimension");
+  const Shape ref = shape(get_dyn(n, static_cast<size_t>(first)));
+  const size_t onnx_rank = ref.size() + (all_nb ? 0 : 1);
+  const OnnxAttribute* axis_attr = n.find("axis");
+  if (!axis_attr) unsupported(n, "the axis attribute is missing");
+  const int64_t onnx_axis = norm_axis(axis_attr->i, onnx_rank);
+  if (onnx_axis < 0 || onnx_axis >= static_cast<int64_t>(onnx_rank)) unsupported(n, "axis out of range");
+  if (!all_nb && onnx_axis == 0) unsupported(n, "concatenation along the batch axis");
+  const auto a = static_cast<size_t>(onnx_axis - (all_nb ? 0 : 1));
+  // Per-sample shapes of the operands; they agree off the axis.
+  std::vector<Shape> shapes;
+  Shape out = ref;
+  out[a] = 0;
+  for (size_t i = 0; i < n.inputs.size(); ++i) {
+    Shape si;
+    if (const Value& v = get(n, i); v.c) {
+      if (v.c->dims.size() != onnx_rank) unsupported(n, "constant operand of shape " + shape_str(v.c->dims) + " has the wrong rank");
+      if (!all_nb && v.c->dims[0] != 1) unsupported(n, "constant operand varies along the batch dimension");
+      si.assign(v.c->dims.begin() + (all_nb ? 0 : 1), v.c->dims.end());
+    } else {
+      si = shape(v.node);
+    }
+    for (size_t d = 0; d < ref.size(); ++d)
+      if (d != a && si[d] != ref[d]) unsupported(n, "operands of shapes " + shape_str(ref) + " and " + shape_str(si) + " do not concatenate");
+    if (si[a] > kMaxWindowValue || out[a] + si[a] > kMaxWindowValue) unsupported(n, "concatenation too large");
+    out[a] += si[a];
+    shapes.push_back(si);
+  }
+  checked_numel(out, "concatenation");
+  const int64_t outer = count_of(Shape(out.begin(), out.begin() + static_cast<long>(a)));
+  const int64_t inner = count_of(Shape(out.begin() + static_cast<long>(a) + 1, out.end()));
+  int y = -1;
+  std::vector<double> shift;
+  int64_t offset = 0;
+  const std::string name = node_name(n);
+  for (size_t i = 0; i < n.inputs.size(); ++i) {
+    const int64_t len = shapes[i][a];
+    if (const Value& v = get(n, i); v.c) {
+      if (shift.empty()) shift.assign(static_cast<size_t>(numel(out)), 0.0);
+      for (int64_t o = 0; o < outer; ++o)
+        for (int64_t k = 0; k < len; ++k)
+          for (int64_t q = 0; q < inner; ++q)
+            shift[static_cast<size_t>((o * out[a] + offset + k) * inner + q)] = v.c->v[static_cast<size_t>((o * len + k) * inner + q)];
+    } else if (len > 0) {
+      std::vector<int64_t> begin(out.size(), 0), end(out.size(), 0);
+      begin[a] = offset, end[a] = out[a] - offset - len;
+      int piece = v.node;
+      if (begin[a] || end[a]) piece = b_.pad(v.node, begin, end, {name + "/place" + std::to_string(i), "Concat"});
+      y = y < 0 ? piece : b_.add(y, piece, {name + "/sum" + std::to_string(i), "Concat"});
+    }
+    offset += len;
+  }
+  if (y < 0) unsupported(n, "every computed operand is empty");
+  if (!shift.empty()) y = b_.scale_shift(y, ScaleShiftAttr{std::vector<double>(shift.size(), 1.0), std::move(shift)}, info(n));
+  set_node(n, y);
+}
+
+// ConvTranspose as the dense linear map it is (each input position spreads its kernel over the
+// output), followed by a reshape to (C_out, H_out, W_out). Exact; the matrix is capped in size.
+void Importer::conv_transpose(const OnnxNode& n) {
+  constexpr int64_t kMaxDenseWeights = int64_t{1} << 24;
+  const int x = get_dyn(n, 0);
+  const Const& w = get_const(n, 1, "the weight");
+  const Shape in = shape(x);
+  if (in.size() != 3) unsupported(n, "input of shape " + shape_str(in) + " is not (C, H, W)");
+  if (w.dims.size() != 4) unsupported(n, "only 2-D transposed convolutions are supported (weight has rank " + std::to_string(w.dims.size()) + ")");
+  const int64_t groups = attr_i(n, "group", 1);
+  const int64_t cin = w.dims[0], kh = w.dims[2], kw = w.dims[3];
+  if (groups < 1 || cin != in[0] || cin % groups) unsupported(n, "weight " + shape_str(w.dims) + " does not match the input " + shape_str(in) + " in " + std::to_string(groups) + " groups");
+  const int64_t cout_g = w.dims[1], cout = checked_mul(cout_g, groups, "output channels");
+  if (const auto ks = attr_ints(n, "kernel_shape"); !ks.empty() && (ks.size() != 2 || ks[0] != kh || ks[1] != kw))
+    unsupported(n, "kernel_shape does not match the weight");
+  auto pair = [&](const char* attr, int64_t def) {
+    std::vector<int64_t> v = attr_ints(n, attr);
+    if (v.empty()) v = {def, def};
+    if (v.size() != 2) unsupported(n, std::string(attr) + " must have 2 entries");
+    return v;
+  };
+  const std::vector<int64_t> stride = pair("strides", 1), dil = pair("dilations", 1), outpad = pair("output_padding", 0);
+  for (int64_t v : {stride[0], stride[1], dil[0], dil[1], kh, kw})
+    if (v < 1 || v > kMaxWindowValue) unsupported(n, "kernel, strides and dilations must be between 1 and " + std::to_string(kMaxWindowValue));
+  for (int i = 0; i < 2; ++i)
+    if (outpad[i] < 0 || (outpad[i] >= stride[i] && outpad[i] >= dil[i])) unsupported(n, "output_padding must be below the stride or the dilation");
+  std::vector<int64_t> pads = attr_ints(n, "pads");
+  if (pads.empty()) pads = {0, 0, 0, 0};
+  if (pads.size() != 4) unsupported(n, "pads must have 4 entries");
+  const std::string auto_pad = attr_s(n, "auto_pad", "NOTSET");
+  std::vector<int64_t> out_shape = attr_ints(n, "output_shape");
+  if (out_shape.size() == 4) out_shape.erase(out_shape.begin(), out_shape.begin() + 2);
+  if (!out_shape.empty() && out_shape.size() != 2) unsupported(n, "output_shape must give H and W");
+  if (auto_pad != "NOTSET" && auto_pad != "VALID" && auto_pad != "SAME_UPPER" && auto_pad != "SAME_LOWER")
+    unsupported(n, "auto_pad '" + auto_pad + "' is not supported");
+  if (auto_pad == "VALID") pads = {0, 0, 0, 0};
+  if (!out_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    for (int i = 0; i < 2; ++i) {  // ONNX: total padding from the requested (or SAME: input × stride) size
+      const int64_t full = stride[i] * (in[1 + i] - 1) + outpad[i] + ((i == 0 ? kh : kw) - 1) * dil[i] + 1;
+      const int64_t want = out_shape.empty() ? in[1 + i] * stride[i] : out_shape[static_cast<size_t>(i)];
+      const int64_t total = full - want;
+      if (total < 0) unsupported(n, "output_shape is larger than the transposed convolution produces");
+      const bool upper = auto_pad != "SAME_LOWER";
+      pads[static_cast<size_t>(i)] = upper ? total / 2 : total - total / 2;
+      pads[static_cast<size_t>(i) + 2] = total - pads[static_cast<size_t>(i)];
+    }
+  }
+  for (int64_t p : pads)
+    if (p < 0 || p > kMaxWindowValue) unsupported(n, "pads must be between 0 and " + std::to_string(kMaxWindowValue));
+  const int64_t oh = stride[0] * (in[1] - 1) + outpad[0] + (kh - 1) * dil[0] + 1 - pads[0] - pads[2];
+  const int64_t ow = stride[1] * (in[2] - 1) + outpad[1] + (kw - 1) * dil[1] + 1 - pads[1] - pads[3];
+  if (oh < 1 || ow < 1) unsupported(n, "the output would be empty");
+  const Shape out{cout, oh, ow};
+  const int64_t in_size = numel(in), out_size = checked_numel(out, "ConvTranspose output");
+  if (out_size > kMaxDenseWeights / in_size)
+    unsupported(n, "too large to bound as a dense map (" + std::to_string(in_size) + " × " + std::to_string(out_size) + " weights; the limit is 2^24)");
+  if (static_cast<int64_t>(w.v.size()) != cin * cout_g * kh * kw) unsupported(n, "weight values do not match its shape");
+  DenseAttr d;
+  d.in_features = in_size, d.out_features = out_size;
+  d.weight.assign(static_cast<size_t>(in_size * out_size), 0.0);
+  d.bias.assign(static_cast<size_t>(out_size), 0.0);
+  const int64_t cin_g = cin / groups;
+  for (int64_t c = 0; c < cin; ++c)
+    for (int64_t iy = 0; iy < in[1]; ++iy)
+      for (int64_t ix = 0; ix < in[2]; ++ix)
+        for (int64_t ol = 0; ol < cout_g; ++ol)
+          for (int64_t ky = 0; ky < kh; ++ky) {
+            const int64_t oy = iy * stride[0] - pads[0] + ky * dil[0];
+            if (oy < 0 || oy >= oh) continue;
+            for (int64_t kx = 0; kx < kw; ++kx) {
+              const int64_t ox = ix * stride[1] - pads[1] + kx * dil[1];
+              if (ox < 0 || ox >= ow) continue;
+              const int64_t o = (c / cin_g) * cout_g + ol;
+              const int64_t row = (o * oh + oy) * ow + ox, col = (c * in[1] + iy) * in[2] + ix;
+              d.weight[static_cast<size_t>(row * in_size + col)] += w.v[static_cast<size_t>(((c * cout_g + ol) * kh + ky) * kw + kx)];
+            }
+          }
+  if (has_input(n, 2)) {
+    const Const& bias = get_const(n, 2, "the bias");
+    if (static_cast<int64_t>(bias.v.size()) != cout) unsupported(n, "bias size does not match the output channels");
+    for (int64_t o = 0; o < out_size; ++o) d.bias[static_cast<size_t>(o)] = bias.v[static_cast<size_t>(o / (oh * ow))];
+  }
+  const int y = b_.dense(x, std::move(d), {node_name(n) + "/dense", "ConvTranspose"});
+  set_node(n, b_.reshape(y, out, info(n)));
+}
+
+// x·g(x) for an element-wise gate g computed from x (possibly through a uniform scale of x itself):
+// g = Sigmoid → SiLU; g = s·Erf(x/√2) + t (PyTorch's erf GELU, s = t) → (t − s)·x + 2s·GELU(x).
+// Returns the node, or −1 when the product is not of this form.
+int Importer::gated_product(const OnnxNode& n, int a, int b) {
+  auto uniform = [&](int id, double& scale, double& shift) {
+    const Node& node = b_.node(id);
+    if (node.op != OpKind::ScaleShift) return false;
+    const ScaleShiftAttr& s = node.as<ScaleShiftAttr>();
+    scale = s.scale.front(), shift = s.shift.front();
+    for (size_t i = 0; i < s.scale.size(); ++i)
+      if (s.scale[i] != scale || s.shift[i] != shift) return false;
+    return true;
+  };
+  auto is_act = [&](int id, ActKind k) { return b_.node(id).op == OpKind::Activation && b_.node(id).as<ActAttr>().kind == k; };
+  const std::string name = node_name(n);
+  auto scaled = [&](int v, double s, double t, const std::string& part) {
+    if (s == 1 && t == 0) return v;
+    const auto size = static_cast<size_t>(b_.node(v).size());
+    return b_.scale_shift(v, ScaleShiftAttr{std::vector<double>(size, s), std::vector<double>(size, t)}, {name + "/" + part, "Mul"});
+  };
+  // The gate `g` as a chain of nodes from x0 (inclusive of g, exclusive of x0), at most 3 long.
+  auto chain_to = [&](int g, int x0) {
+    std::vector<int> chain;
+    for (int cur = g; cur != x0; cur = b_.node(cur).inputs[0]) {
+      double s, t;
+      if (chain.size() == 3 || cur <= 0 || !(uniform(cur, s, t) || is_act(cur, ActKind::Sigmoid) || is_act(cur, ActKind::Erf)))
+        return std::vector<int>{};
+      chain.push_back(cur);
+    }
+    std::reverse(chain.begin(), chain.end());
+    return chain;
+  };
+  auto match = [&](int x0, double cx, int g) -> int {
+    const std::vector<int> c = chain_to(g, x0);
+    if (c.size() == 1 && is_act(c[0], ActKind::Sigmoid))
+      return scaled(b_.activation(x0, ActKind::Silu, 0.0, {name + "/silu", "Sigmoid+Mul"}), cx, 0, "scale");
+    double s1, t1, s2 = 1, t2 = 0;
+    if ((c.size() == 2 || c.size() == 3) && uniform(c[0], s1, t1) && t1 == 0 && is_act(c[1], ActKind::Erf) &&
+        (c.size() == 2 || uniform(c[2], s2, t2)) && std::fabs(s1 * 1.4142135623730951 - 1) <= 1e-6) {
+      int y = scaled(b_.activation(x0, ActKind::Gelu, 0.0, {name + "/gelu", "Erf+Mul"}), 2 * s2 * cx, 0, "scale");
+      if (t2 != s2) y = b_.add(y, scaled(x0, (t2 - s2) * cx, 0, "linear"), {name + "/sum", "Erf+Mul"});
+      return y;
+    }
+    return -1;
+  };
+  for (int order = 0; order < 2; ++order) {
+    const int x = order ? b : a, g = order ? a : b;
+    if (const int y = match(x, 1, g); y >= 0) return y;
+    double s, t;
+    if (x > 0 && uniform(x, s, t) && t == 0)
+      if (const int y = match(b_.node(x).inputs[0], s, g); y >= 0) return y;
+  }
+  return -1;
 }
 
 }  // namespace

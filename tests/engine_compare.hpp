@@ -117,6 +117,10 @@ inline std::vector<EngineCase> engine_cases() {
     for (ActKind a : {ActKind::Sigmoid, ActKind::Tanh, ActKind::Atan})
       for (const char* m : {"cnncert", "deepcert", "crown"}) cases.push_back({f, a, Norm::Linf, m});
   for (Family f : {Family::Cnn, Family::CnnMaxPool}) cases.push_back({f, ActKind::LeakyRelu, Norm::L2, "adaptive"});
+  for (Family f : {Family::Mlp, Family::CnnMaxPool, Family::Residual}) {
+    cases.push_back({f, ActKind::Erf, Norm::Linf, "deepcert"});
+    for (ActKind a : kGeneralActs) cases.push_back({f, a, Norm::Linf, "crown"});
+  }
   return cases;
 }
 

@@ -30,12 +30,19 @@ struct Method {
 /// CNN-Cert's general activations), "deepcert", "crown" (sound CROWN-style sigmoid/tanh/arctan).
 Method parse_method(const std::string& s);
 
-/// One problem of a batch: a centre, a radius and the linear functions of the logits to bound.
+/// One problem of a batch: an input region (a ball: a centre and a radius; or a box) and the
+/// linear functions of the logits to bound.
 struct BoundProblem {
-  std::vector<double> x0;    ///< network input (input_size() values)
-  double eps = 0;            ///< radius of the ball
+  std::vector<double> x0;    ///< network input (input_size() values); inside the box when one is given
+  double eps = 0;            ///< radius of the ball (unused with a box)
   std::vector<double> spec;  ///< rows × output_size(): row i is the linear function c_iᵀ·logits
   int64_t rows = 0;
+  /// A box instead of the ball (both empty, or input_size() finite values each with
+  /// x_lower ≤ x0 ≤ x_upper): the region is {x : x_lower ≤ x ≤ x_upper}, intersected with the
+  /// options' box under clip_to_box; the norm must be ℓ∞. An ℓ∞ ball is the box x0 ± eps, and
+  /// gives the same bounds either way.
+  std::vector<double> x_lower, x_upper;
+  bool has_box() const { return !x_lower.empty() || !x_upper.empty(); }
 };
 
 /// Options shared by a batch.

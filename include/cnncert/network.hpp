@@ -34,7 +34,9 @@ std::string shape_str(const Shape& s);
 /// Kind of an IR node.
 enum class OpKind { Input, Conv, Dense, ScaleShift, Activation, MaxPool, AvgPool, Add, Reshape, Transpose, Pad };
 /// Element-wise activation functions.
-enum class ActKind { Relu, LeakyRelu, Sigmoid, Tanh, Atan };
+/// Erf is S-shaped like tanh and relaxed by the sigmoid/tanh/arctan rules. Elu, Softplus, Gelu (erf form), GeluTanh (tanh approximation) and Silu (x·sigmoid(x)) are
+/// relaxed by the general construction of relaxation.hpp; `alpha` is Elu's alpha.
+enum class ActKind { Relu, LeakyRelu, Sigmoid, Tanh, Atan, Erf, Elu, Softplus, Gelu, GeluTanh, Silu };
 
 /// Name of an op kind ("Conv", "Dense", ...).
 const char* op_name(OpKind k);
@@ -64,7 +66,7 @@ struct ScaleShiftAttr {
   std::vector<double> scale, shift;
 };
 
-/// Element-wise activation; `alpha` is LeakyRelu's negative slope.
+/// Element-wise activation; `alpha` is LeakyRelu's negative slope, or Elu's alpha.
 struct ActAttr {
   ActKind kind = ActKind::Relu;
   double alpha = 0.01;

@@ -58,6 +58,11 @@ inline const char* family_name(Family f) {
   return "?";
 }
 
+/// Every activation kind, and the general ones (relaxation.hpp's construction) alone.
+inline constexpr ActKind kAllActs[] = {ActKind::Relu, ActKind::LeakyRelu, ActKind::Sigmoid, ActKind::Tanh,     ActKind::Atan, ActKind::Erf,
+                                       ActKind::Elu,  ActKind::Softplus,  ActKind::Gelu,    ActKind::GeluTanh, ActKind::Silu};
+inline constexpr ActKind kGeneralActs[] = {ActKind::Elu, ActKind::Softplus, ActKind::Gelu, ActKind::GeluTanh, ActKind::Silu};
+
 /// A small random network of a family with activation `act` on a (1, 8, 8) input, 4 classes.
 inline Network random_network(Family f, ActKind act, uint64_t seed) {
   std::mt19937_64 rng(seed);

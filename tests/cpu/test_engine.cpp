@@ -7,6 +7,7 @@
 #include "cnncert/engine.hpp"
 #include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
+#include "cnncert/vnnlib.hpp"
 #include "net_factory.hpp"
 #include "npy.hpp"
 #include "test_util.hpp"
@@ -87,7 +88,7 @@ TEST(Engine, MaxPoolOfTwoInputsByHand) {
 
 TEST(Engine, EpsZeroGivesTheExactLogits) {
   for (Family f : kFamilies)
-    for (ActKind act : {ActKind::Relu, ActKind::Sigmoid, ActKind::Tanh, ActKind::Atan, ActKind::LeakyRelu}) {
+    for (ActKind act : kAllActs) {
       SCOPED_TRACE(std::string(family_name(f)) + " " + act_name(act));
       const Network net = random_network(f, act, 11);
       const auto x0 = random_input(5, net.input_size());
@@ -105,7 +106,7 @@ TEST(Engine, EpsZeroGivesTheExactLogits) {
 TEST(Engine, BoundsAreSoundOnEveryFamilyMethodAndNorm) {
   uint64_t seed = 100;
   for (Family f : kFamilies)
-    for (ActKind act : {ActKind::Relu, ActKind::Sigmoid, ActKind::Tanh, ActKind::Atan, ActKind::LeakyRelu})
+    for (ActKind act : kAllActs)
       for (Norm norm : kNorms)
         for (const char* m : kMethods) {
           ++seed;
@@ -154,6 +155,126 @@ TEST(Engine, InputBoxMustContainTheCentre) {
   o.box_lo = 2;
   EXPECT_THROW(make_cpu_engine(net, 1)->bound({logit_problem(net, random_input(9, net.input_size()), 0.1)}, o),
                InvalidArgument);
+}
+
+/// A random box around x0 (half-widths in [0, 0.2), some zero), with x0 inside it.
+void random_box(const std::vector<double>& x0, uint64_t seed, BoundProblem& p) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  p.x_lower.resize(x0.size()), p.x_upper.resize(x0.size());
+  for (size_t j = 0; j < x0.size(); ++j) {
+    const double below = j % 7 == 0 ? 0 : 0.2 * u(rng), above = j % 5 == 0 ? 0 : 0.2 * u(rng);
+    p.x_lower[j] = x0[j] - below, p.x_upper[j] = x0[j] + above;
+  }
+}
+
+/// The engines the box tests run: reference, fast CPU, float (the batched engine on the host).
+std::vector<std::unique_ptr<BoundEngine>> all_engines(const Network& net) {
+  std::vector<std::unique_ptr<BoundEngine>> e;
+  e.push_back(make_cpu_engine(net, 1));
+  e.push_back(make_fast_engine(net, 1));
+  e.push_back(make_float_engine(net));
+  return e;
+}
+
+TEST(Engine, AnInputBoxEqualsTheBallItDescribes) {
+  for (Family f : kFamilies)
+    for (ActKind act : {ActKind::Relu, ActKind::Tanh, ActKind::Gelu}) {
+      SCOPED_TRACE(std::string(family_name(f)) + " " + act_name(act));
+      const Network net = random_network(f, act, 21);
+      const BoundProblem ball = logit_problem(net, random_input(5, net.input_size()), 0.04);
+      BoundProblem box = ball;
+      box.eps = 123;  // unused with a box
+      box.x_lower = box.x_upper = ball.x0;
+      for (size_t j = 0; j < ball.x0.size(); ++j) box.x_lower[j] -= 0.04, box.x_upper[j] += 0.04;
+      const auto engines = all_engines(net);
+      for (size_t e = 0; e < engines.size(); ++e) {
+        const BoundOptions o = opts(Norm::Linf, act == ActKind::Relu ? "adaptive" : "crown");
+        const auto a = engines[e]->bound({ball}, o)[0], b = engines[e]->bound({box, ball}, o)[0];
+        const double tol = e == 2 ? 1e-5 : 1e-12;  // the float engine: centre ± radius vs the corners
+        for (size_t k = 0; k < a.lower.size(); ++k) {
+          EXPECT_NEAR(a.lower[k], b.lower[k], tol * (1 + std::fabs(a.lower[k]))) << engines[e]->name();
+          EXPECT_NEAR(a.upper[k], b.upper[k], tol * (1 + std::fabs(a.upper[k]))) << engines[e]->name();
+        }
+      }
+    }
+}
+
+TEST(Engine, PerElementBoxesAreSoundAndEqualAnAffineInputLayer) {
+  uint64_t seed = 300;
+  for (Family f : kFamilies)
+    for (ActKind act : {ActKind::Relu, ActKind::Sigmoid, ActKind::Silu}) {
+      ++seed;
+      SCOPED_TRACE(std::string(family_name(f)) + " " + act_name(act) + " seed " + std::to_string(seed));
+      const Network net = random_network(f, act, seed);
+      BoundProblem p = logit_problem(net, random_input(seed, net.input_size()), 0);
+      random_box(p.x0, seed, p);
+      const BoundOptions o = opts(Norm::Linf, act == ActKind::Relu ? "adaptive" : "crown");
+      // The same region as the unit ℓ∞ ball through an input layer x = centre + radius ⊙ u.
+      std::vector<double> centre(p.x0.size()), radius(p.x0.size());
+      for (size_t j = 0; j < p.x0.size(); ++j) centre[j] = (p.x_lower[j] + p.x_upper[j]) / 2, radius[j] = (p.x_upper[j] - p.x_lower[j]) / 2;
+      const Network affine = with_input_affine(net, radius, centre);
+      BoundProblem q = logit_problem(affine, std::vector<double>(p.x0.size(), 0.0), 1.0);
+      const BoundResult want = make_cpu_engine(affine, 1)->bound({q}, o)[0];
+      const auto engines = all_engines(net);
+      std::mt19937_64 rng(seed);
+      std::uniform_real_distribution<double> u(0, 1);
+      for (size_t e = 0; e < engines.size(); ++e) {
+        const BoundResult r = engines[e]->bound({p}, o)[0];
+        ASSERT_TRUE(r.error.empty()) << r.error;
+        const double tol = e == 2 ? 1e-4 : 1e-9;
+        for (size_t k = 0; k < r.lower.size(); ++k) {
+          if (e == 0) {  // the reference: the two formulations agree up to rounding
+            EXPECT_NEAR(r.lower[k], want.lower[k], 1e-9 * (1 + std::fabs(want.lower[k])));
+            EXPECT_NEAR(r.upper[k], want.upper[k], 1e-9 * (1 + std::fabs(want.upper[k])));
+          }
+        }
+        for (int s = 0; s < 200; ++s) {  // corners first, then inside
+          std::vector<double> x(p.x0.size());
+          for (size_t j = 0; j < x.size(); ++j) {
+            const double t = s < 100 ? (u(rng) < 0.5 ? 0.0 : 1.0) : u(rng);
+            x[j] = p.x_lower[j] + t * (p.x_upper[j] - p.x_lower[j]);
+          }
+          const auto y = net.forward(x.data(), 1);
+          for (size_t k = 0; k < y.size(); ++k) {
+            ASSERT_GE(y[k], r.lower[k] - tol * (1 + std::fabs(y[k]))) << engines[e]->name() << " sample " << s;
+            ASSERT_LE(y[k], r.upper[k] + tol * (1 + std::fabs(y[k]))) << engines[e]->name() << " sample " << s;
+          }
+        }
+      }
+    }
+}
+
+TEST(Engine, BoxesAreClippedAndCheckedLikeBalls) {
+  const Network net = random_network(Family::Cnn, ActKind::Relu, 8);
+  std::vector<double> x0 = random_input(3, net.input_size());
+  for (double& v : x0) v = 0.15 + 0.7 * v;  // inside the clipping box below
+  BoundProblem p = logit_problem(net, x0, 0);
+  random_box(p.x0, 3, p);
+  BoundOptions o = opts(Norm::Linf, "adaptive");
+  o.clip_to_box = true, o.box_lo = 0.1, o.box_hi = 0.9;  // cuts some boxes
+  BoundProblem clipped = p;
+  for (size_t j = 0; j < p.x0.size(); ++j)
+    clipped.x_lower[j] = std::max(p.x_lower[j], 0.1), clipped.x_upper[j] = std::min(p.x_upper[j], 0.9);
+  for (const auto& e : all_engines(net)) {
+    const auto a = e->bound({p}, o)[0];
+    BoundOptions plain = o;
+    plain.clip_to_box = false;
+    const auto b = e->bound({clipped}, plain)[0];
+    for (size_t k = 0; k < a.lower.size(); ++k) EXPECT_NEAR(a.lower[k], b.lower[k], 1e-6 * (1 + std::fabs(b.lower[k]))) << e->name();
+  }
+  // Bad boxes: sizes, NaN, x0 outside, another norm.
+  auto expect_bad = [&](BoundProblem q, Norm norm) {
+    for (const auto& e : all_engines(net)) EXPECT_THROW(e->bound({q}, opts(norm, "adaptive")), InvalidArgument) << e->name();
+  };
+  BoundProblem q = clipped;
+  q.x_upper.pop_back();
+  expect_bad(q, Norm::Linf);
+  q = clipped, q.x_lower[3] = std::nan("");
+  expect_bad(q, Norm::Linf);
+  q = clipped, q.x0[2] = q.x_upper[2] + 0.01;
+  expect_bad(q, Norm::Linf);
+  expect_bad(clipped, Norm::L2);
 }
 
 TEST(Engine, MarginBoundsShrinkAsEpsShrinks) {

@@ -1,6 +1,9 @@
 // ONNX ops that real benchmark networks use beyond the CNN-Cert families: Clip (ReLU6, Hardtanh)
-// imported as exact ReLU compositions, ReduceMean / ReduceSum over the spatial axes. Each is checked
-// against its definition pointwise, and the bounds through it against sampled inputs.
+// imported as exact ReLU compositions, ReduceMean / ReduceSum over the spatial axes, Elu, Softplus,
+// Gelu (opset 20) and PyTorch's exported GELU/SiLU patterns, Concat, ConvTranspose, and inputs
+// without a batch dimension. Each is checked against its definition or against onnxruntime's
+// outputs (tests/fixtures/ops, tools/make_op_fixtures.py), and the bounds through it against
+// sampled inputs.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -114,6 +117,172 @@ TEST(OnnxOps, ReduceMeanAndSumOverTheSpatialAxes) {
   } catch (const UnsupportedModel& e) {
     EXPECT_NE(std::string(e.what()).find("spatial axes"), std::string::npos) << e.what();
   }
+}
+
+// ---- Fixtures from onnxruntime ------------------------------------------------------------------
+
+struct OpFixture {
+  const char* stem;
+  Shape input_shape;
+  std::vector<const char*> ops;  ///< node kinds (act_name / op_name) the import must contain
+};
+
+const std::vector<OpFixture> kOpFixtures = {
+    {"elu_softplus", {6}, {"Elu", "Softplus"}},
+    {"gelu_opset20", {6}, {"Gelu", "GeluTanh"}},
+    {"torch_gelu_silu", {6}, {"Gelu", "Silu"}},
+    {"concat_convtranspose", {2, 5, 5}, {"Pad", "Add", "Dense"}},
+    {"rank1_mlp", {5}, {"Dense", "Relu"}},
+    {"rank2_nobatch", {4, 6}, {"Dense", "Tanh"}},
+};
+
+std::filesystem::path op_fixture(const std::string& file) { return source_dir() / "tests/fixtures/ops" / file; }
+
+bool has_kind(const Network& net, const std::string& kind) {
+  for (const Node& n : net.nodes()) {
+    if (n.op == OpKind::Activation && kind == act_name(n.as<ActAttr>().kind)) return true;
+    if (n.op != OpKind::Activation && kind == op_name(n.op)) return true;
+  }
+  return false;
+}
+
+TEST(OnnxOps, NewOpsMatchOnnxruntimeOnTheFixtures) {
+  for (const OpFixture& f : kOpFixtures) {
+    SCOPED_TRACE(f.stem);
+    const Network net = import_onnx(op_fixture(std::string(f.stem) + ".onnx").string());
+    EXPECT_EQ(net.input_shape(), f.input_shape);
+    for (const char* k : f.ops) EXPECT_TRUE(has_kind(net, k)) << "no " << k << " node";
+    const auto in = detail::read_npy(op_fixture(std::string(f.stem) + ".input.npy").string());
+    const auto want = detail::read_npy(op_fixture(std::string(f.stem) + ".logits.npy").string());
+    const int64_t batch = in.shape[0];
+    ASSERT_EQ(batch * net.input_size(), static_cast<int64_t>(in.data.size()));
+    ASSERT_EQ(batch * net.output_size(), static_cast<int64_t>(want.data.size()));
+    const auto got = net.forward(in.data.data(), batch);
+    for (size_t i = 0; i < got.size(); ++i)  // onnxruntime computes in float32
+      EXPECT_NEAR(got[i], want.data[i], 3e-5 * (1 + std::fabs(want.data[i]))) << "output " << i;
+  }
+}
+
+TEST(OnnxOps, BoundsThroughTheNewOpsContainSampledOutputs) {
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<double> u(-1, 1);
+  for (const OpFixture& f : kOpFixtures) {
+    const Network net = import_onnx(op_fixture(std::string(f.stem) + ".onnx").string());
+    const auto in = detail::read_npy(op_fixture(std::string(f.stem) + ".input.npy").string());
+    BoundProblem p;
+    p.x0.assign(in.data.begin(), in.data.begin() + net.input_size());
+    p.eps = 0.05;
+    p.rows = net.output_size();
+    p.spec.assign(static_cast<size_t>(p.rows * p.rows), 0.0);
+    for (int64_t r = 0; r < p.rows; ++r) p.spec[static_cast<size_t>(r * p.rows + r)] = 1;
+    for (const char* method : {"crown", "deepcert", "adaptive"})
+      for (int engine = 0; engine < 3; ++engine) {
+        SCOPED_TRACE(std::string(f.stem) + " " + method + " engine " + std::to_string(engine));
+        BoundOptions o;
+        o.method = parse_method(method);
+        auto e = engine == 0 ? make_cpu_engine(net, 1) : engine == 1 ? make_fast_engine(net, 1) : make_float_engine(net);
+        const BoundResult r = e->bound({p}, o)[0];
+        ASSERT_TRUE(r.error.empty()) << r.error;
+        const double slack = engine == 2 ? 1e-4 : 1e-9;  // the float engine rounds to float
+        for (int k = 0; k < 300; ++k) {
+          std::vector<double> x(p.x0);
+          for (double& v : x) v += p.eps * (k < 150 ? (u(rng) > 0 ? 1 : -1) : u(rng));  // vertices of the box, then inside
+          const auto y = net.forward(x.data(), 1);
+          for (size_t j = 0; j < y.size(); ++j) {
+            ASSERT_GE(y[j], r.lower[j] - slack * (1 + std::fabs(y[j])));
+            ASSERT_LE(y[j], r.upper[j] + slack * (1 + std::fabs(y[j])));
+          }
+        }
+        for (size_t j = 0; j < r.lower.size(); ++j) EXPECT_LT(r.upper[j] - r.lower[j], 50) << "bound " << j << " is useless";
+      }
+  }
+}
+
+TEST(OnnxOps, ConcatIsExactWithConstantsAndAlongAnyAxis) {
+  // y = Concat(axis 2)(x, K, x·2) over (N, 2, 3) inputs: (2, 3 + 1 + 3) per sample.
+  const std::string m = onnx_model({onnx_node("Mul", {"x", "two"}, {"x2"}), onnx_node("Concat", {"x", "K", "x2"}, {"y"}, {attr_int("axis", -1)})},
+                                   {onnx_tensor("two", {}, {2}), onnx_tensor("K", {1, 2, 1}, {7, -7})}, onnx_value("x", {-1, 2, 3}),
+                                   onnx_value("y", {-1, 2, 7}));
+  const Network net = import_bytes(m);
+  ASSERT_EQ(net.output_shape(), (Shape{2, 7}));
+  const std::vector<double> x = {1, 2, 3, 4, 5, 6};
+  const auto y = net.forward(x.data(), 1);
+  const std::vector<double> want = {1, 2, 3, 7, 2, 4, 6, 4, 5, 6, -7, 8, 10, 12};
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_DOUBLE_EQ(y[i], want[i]) << i;
+  const std::string batch_axis = onnx_model({onnx_node("Concat", {"x", "x"}, {"y"}, {attr_int("axis", 0)})}, {},
+                                            onnx_value("x", {-1, 2, 3}), onnx_value("y", {-1, 2, 3}));
+  EXPECT_THROW(import_bytes(batch_axis), UnsupportedModel);
+  const std::string mismatch = onnx_model({onnx_node("Concat", {"x", "K"}, {"y"}, {attr_int("axis", 1)})}, {onnx_tensor("K", {1, 1, 2}, {1, 2})},
+                                          onnx_value("x", {-1, 2, 3}), onnx_value("y", {-1, 3, 3}));
+  EXPECT_THROW(import_bytes(mismatch), UnsupportedModel);
+}
+
+TEST(OnnxOps, ConvTransposeMatchesItsDefinition) {
+  // One input channel, one output channel, stride 2, a 2×2 kernel: each input value stamps the
+  // kernel scaled by itself at (2i, 2j); bias 0.5.
+  const std::string m = onnx_model({onnx_node("ConvTranspose", {"x", "W", "B"}, {"y"}, {attr_ints("strides", {2, 2})})},
+                                   {onnx_tensor("W", {1, 1, 2, 2}, {1, 2, 3, 4}), onnx_tensor("B", {1}, {0.5})}, onnx_value("x", {-1, 1, 2, 2}),
+                                   onnx_value("y", {-1, 1, 4, 4}));
+  const Network net = import_bytes(m);
+  ASSERT_EQ(net.output_shape(), (Shape{1, 4, 4}));
+  const std::vector<double> x = {1, -1, 2, 10};
+  const auto y = net.forward(x.data(), 1);
+  const double k[4] = {1, 2, 3, 4};
+  for (int iy = 0; iy < 2; ++iy)
+    for (int ix = 0; ix < 2; ++ix)
+      for (int ky = 0; ky < 2; ++ky)
+        for (int kx = 0; kx < 2; ++kx)
+          EXPECT_DOUBLE_EQ(y[static_cast<size_t>((2 * iy + ky) * 4 + 2 * ix + kx)], x[static_cast<size_t>(iy * 2 + ix)] * k[ky * 2 + kx] + 0.5);
+  const std::string huge = onnx_model({onnx_node("ConvTranspose", {"x", "W"}, {"y"}, {attr_ints("strides", {4, 4})})},
+                                      {onnx_tensor("W", {1, 8, 4, 4}, std::vector<double>(128, 0.1))}, onnx_value("x", {-1, 1, 64, 64}),
+                                      onnx_value("y", {-1, 8, 256, 256}));
+  try {
+    import_bytes(huge);
+    FAIL() << "a 4096 × 524288 dense map was accepted";
+  } catch (const UnsupportedModel& e) {
+    EXPECT_NE(std::string(e.what()).find("too large"), std::string::npos) << e.what();
+  }
+}
+
+TEST(OnnxOps, ActivationAttributesAndPatternsAreChecked) {
+  EXPECT_THROW(import_bytes(unary(onnx_node("Gelu", {"x"}, {"y"}, {attr_string("approximate", "erf")}), {}, 20)), UnsupportedModel);
+  EXPECT_THROW(import_bytes(unary(onnx_node("Elu", {"x"}, {"y"}, {attr_float("alpha", -1)}), {})), UnsupportedModel);
+  const Network elu = import_bytes(unary(onnx_node("Elu", {"x"}, {"y"}), {}));  // alpha defaults to 1
+  const std::vector<double> x = {-2, -0.5, 0, 0.5, 3, -30, 1e-3, -1e-3};
+  const auto y = elu.forward(x.data(), 1);
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(y[i], x[i] >= 0 ? x[i] : std::expm1(x[i]), 1e-15);
+  // x·Sigmoid(z) with z ≠ x is a product of two computed tensors: refused with the reason.
+  const std::string other = onnx_model({onnx_node("Neg", {"x"}, {"z"}), onnx_node("Sigmoid", {"z"}, {"s"}), onnx_node("Mul", {"x", "s"}, {"y"})},
+                                       {}, onnx_value("x", {-1, 8}), onnx_value("y", {-1, 8}));
+  try {
+    import_bytes(other);
+    FAIL() << "x * Sigmoid(-x)... accepted";
+  } catch (const UnsupportedModel& e) {
+    EXPECT_NE(std::string(e.what()).find("not linear"), std::string::npos) << e.what();
+  }
+}
+
+TEST(OnnxOps, InputsWithoutABatchDimension) {
+  // Rank 1: MatMul, Add and activations work; a Conv needs (N, C, H, W) and says so.
+  const std::string conv = onnx_model({onnx_node("Conv", {"x", "W"}, {"y"})}, {onnx_tensor("W", {1, 1, 1, 1}, {1})}, onnx_value("x", {8}),
+                                      onnx_value("y", {8}));
+  try {
+    import_bytes(conv);
+    FAIL() << "a Conv on a rank-1 tensor was accepted";
+  } catch (const UnsupportedModel& e) {
+    EXPECT_NE(std::string(e.what()).find("batch dimension"), std::string::npos) << e.what();
+  }
+  // Unsqueeze(0) gives the rank-1 tensor a batch of 1; a Gemm may follow.
+  const std::string unsq = onnx_model({onnx_node("Unsqueeze", {"x", "axes"}, {"u"}), onnx_node("Gemm", {"u", "W"}, {"y"}, {attr_int("transB", 1)})},
+                                      {onnx_tensor("axes", {1}, {0}, true), onnx_tensor("W", {2, 8}, std::vector<double>(16, 0.5))},
+                                      onnx_value("x", {8}), onnx_value("y", {1, 2}));
+  const Network net = import_bytes(unsq);
+  EXPECT_EQ(net.input_shape(), Shape{8});
+  const std::vector<double> x(8, 1.0);
+  EXPECT_DOUBLE_EQ(net.forward(x.data(), 1)[1], 4.0);
+  // A fixed first dimension above 1 at rank 3 or more is still a batch and refused.
+  EXPECT_THROW(import_bytes(onnx_model({onnx_node("Relu", {"x"}, {"y"})}, {}, onnx_value("x", {2, 3, 4}), onnx_value("y", {2, 3, 4}))),
+               UnsupportedModel);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
-// Linear relaxations of ReLU, LeakyReLU, sigmoid, tanh and arctan (MATH.md §2): soundness over many
-// intervals (σ evaluated in long double), the exact definitions of MATH.md, tightness, and float.
+// Linear relaxations of ReLU, LeakyReLU, sigmoid, tanh, arctan and erf (MATH.md §2), and of the general
+// activations (ELU, Softplus, GELU, SiLU; relaxation.hpp's one construction): soundness over many
+// intervals (f evaluated in long double), the exact definitions of MATH.md, tightness, and float.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,31 +16,39 @@ namespace cnncert::test {
 namespace {
 
 using LD = long double;
-constexpr Smooth kSmooths[] = {Smooth::Sigmoid, Smooth::Tanh, Smooth::Atan};
+constexpr Smooth kSmooths[] = {Smooth::Sigmoid, Smooth::Tanh, Smooth::Atan, Smooth::Erf};
 constexpr SmoothRule kRules[] = {SmoothRule::CnnCert, SmoothRule::DeepCert, SmoothRule::Crown};
 constexpr uint64_t kSeed = 20240611;
 constexpr double kTwoPowM20 = 1.0 / (1 << 20);
 
-const char* name(Smooth s) { return s == Smooth::Sigmoid ? "sigmoid" : s == Smooth::Tanh ? "tanh" : "atan"; }
+const char* name(Smooth s) {
+  return s == Smooth::Sigmoid ? "sigmoid" : s == Smooth::Tanh ? "tanh" : s == Smooth::Erf ? "erf" : "atan";
+}
 const char* name(SmoothRule r) {
   return r == SmoothRule::CnnCert ? "cnncert" : r == SmoothRule::DeepCert ? "deepcert" : "crown";
 }
 
+constexpr LD kTwoOverSqrtPi = 1.1283791670955125738961589031215452L;
 LD sig(Smooth s, LD z) {
   if (s == Smooth::Sigmoid) return 1.0L / (1.0L + std::exp(-z));
+  if (s == Smooth::Erf) return std::erf(z);
   return s == Smooth::Tanh ? std::tanh(z) : std::atan(z);
 }
 LD dsig(Smooth s, LD z) {
   if (s == Smooth::Sigmoid) return 1.0L / (4.0L * std::cosh(z / 2) * std::cosh(z / 2));
+  if (s == Smooth::Erf) return kTwoOverSqrtPi * std::exp(-z * z);
   return s == Smooth::Tanh ? 1.0L / (std::cosh(z) * std::cosh(z)) : 1.0L / (1.0L + z * z);
 }
-/// max |σ″| (sigmoid 1/(6√3), tanh 4/(3√3), arctan 3√3/8), rounded up.
-double d2sig_max(Smooth s) { return s == Smooth::Sigmoid ? 0.0963 : s == Smooth::Tanh ? 0.7699 : 0.6496; }
+/// max |σ″| (sigmoid 1/(6√3), tanh 4/(3√3), arctan 3√3/8, erf 2√2/√(πe)), rounded up.
+double d2sig_max(Smooth s) {
+  return s == Smooth::Sigmoid ? 0.0963 : s == Smooth::Tanh ? 0.7699 : s == Smooth::Erf ? 0.9679 : 0.6496;
+}
 /// The d ≥ 0 with σ′(d) = k (closed forms of MATH.md §2.3); 0 when k ≥ max σ′.
 LD inv_dsig(Smooth s, LD k) {
   if (k <= 0) return INFINITY;
   if (s == Smooth::Sigmoid) return 2 * std::acosh(std::max(1.0L, 1 / (2 * std::sqrt(k))));
   if (s == Smooth::Tanh) return std::acosh(std::max(1.0L, 1 / std::sqrt(k)));
+  if (s == Smooth::Erf) return std::sqrt(std::max(0.0L, -std::log(k / kTwoOverSqrtPi)));
   return std::sqrt(std::max(0.0L, 1 / k - 1));
 }
 
@@ -336,6 +345,152 @@ TEST(RelaxationFloat, SmoothSound) {
         EXPECT_LE(worst([s](LD z) { return sig(s, z); }, l, u, r, 256, nullptr, s), 1e-5L)
             << describe((std::string(name(s)) + "/" + name(rule) + " float").c_str(), l, u);
       }
+}
+
+// ---- General activations ------------------------------------------------------------------------
+
+struct GeneralCase {
+  General g;
+  double alpha;  // ELU's
+  const char* name;
+};
+const GeneralCase kGenerals[] = {{General::Elu, 1.0, "elu(1)"},     {General::Elu, 0.5, "elu(0.5)"}, {General::Elu, 2.0, "elu(2)"},
+                                 {General::Elu, 0.0, "elu(0)"},     {General::Softplus, 0, "softplus"}, {General::Gelu, 0, "gelu"},
+                                 {General::GeluTanh, 0, "gelu_tanh"}, {General::Silu, 0, "silu"}};
+
+/// Each function from its definition, in long double (independent of relaxation.hpp's code).
+LD gen_f(const GeneralCase& c, LD z) {
+  switch (c.g) {
+    case General::Elu: return z >= 0 ? z : c.alpha * std::expm1(z);
+    case General::Softplus: return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z));
+    case General::Gelu: return z / 2 * (1 + std::erf(z / std::sqrt(2.0L)));
+    case General::GeluTanh: {
+      const LD k = std::sqrt(2 / 3.14159265358979323846264338327950288L);
+      return z / 2 * (1 + std::tanh(k * (z + 0.044715L * z * z * z)));
+    }
+    default: return z / (1 + std::exp(-z));
+  }
+}
+/// f″ by central differences of f (long double), for the convexity cuts.
+LD gen_d2(const GeneralCase& c, LD z) {
+  const LD h = 1e-4L;
+  return (gen_f(c, z + h) - 2 * gen_f(c, z) + gen_f(c, z - h)) / (h * h);
+}
+
+/// Intervals for the general activations: the smooth ones' plus some around each convexity cut,
+/// the minimum of GELU/SiLU and far out on both sides.
+std::vector<std::pair<double, double>> general_intervals(int random) {
+  auto v = random_intervals(random);
+  v.insert(v.end(), kFixed.begin(), kFixed.end());
+  for (double c : {-2.3993572805154675, 2.3993572805154675, -1.4142135623730951, 1.4142135623730951, -1.27846, -0.7518})
+    for (double w : {1e-6, 1e-3, 0.1, 1.0, 4.0}) v.insert(v.end(), {{c - w, c + w}, {c - w, c}, {c, c + w}});
+  v.insert(v.end(), {{-200, -100}, {100, 200}, {-1e3, 1e3}, {-35, -30}, {-3, -2}, {-1.5, -1}, {0.2, 2.6}});
+  return v;
+}
+
+TEST(RelaxationGeneral, SoundOnEveryInterval) {
+  const auto ivs = general_intervals(10000);
+  for (const GeneralCase& c : kGenerals) {
+    int bad = 0;
+    for (size_t i = 0; i < ivs.size(); ++i) {
+      const auto [l, u] = ivs[i];
+      const auto r = relax_general(c.g, c.alpha, l, u);
+      LD at = 0;
+      const LD w = worst([&](LD z) { return gen_f(c, z); }, l, u, r, i >= 10000 ? 4001 : 256, &at);
+      if (!(w <= 1e-12L) && ++bad <= 5) ADD_FAILURE() << describe(c.name, l, u) << ": violation " << double(w) << " at z = " << double(at);
+    }
+    EXPECT_EQ(bad, 0) << c.name;
+  }
+}
+
+TEST(RelaxationGeneral, FloatIsSound) {
+  const auto ivs = general_intervals(600);
+  for (const GeneralCase& c : kGenerals)
+    for (auto [ld, ud] : ivs) {
+      const float l = float(ld), u = float(ud);
+      const auto r = relax_general<float>(c.g, float(c.alpha), l, u);
+      EXPECT_LE(worst([&](LD z) { return gen_f(c, z); }, l, u, r, 256), 1e-5L) << describe(c.name, l, u);
+    }
+}
+
+TEST(RelaxationGeneral, ConvexityCutsAreTheInflectionPoints) {
+  // On each side of each cut f″ has the sign the piece claims, and it changes at the cut.
+  for (const GeneralCase& c : kGenerals) {
+    const detail::Pieces p = detail::general_pieces(c.g, c.alpha);
+    for (int i = 0; i < p.count; ++i) {
+      const double lo = i == 0 ? -8 : p.cut[i - 1], hi = i == p.count - 1 ? 8 : p.cut[i];
+      for (int k = 1; k < 50; ++k) {
+        const LD z = lo + (hi - lo) * k / 50;
+        if (std::abs(z) < 1e-3 && c.g == General::Elu) continue;  // the kink
+        const LD d2 = gen_d2(c, z);
+        if (p.convex[i]) EXPECT_GE(double(d2), -1e-6) << c.name << " piece " << i << " z " << double(z);
+        else EXPECT_LE(double(d2), 1e-6) << c.name << " piece " << i << " z " << double(z);
+      }
+      if (i + 1 < p.count && c.g != General::Elu) {
+        const LD before = gen_d2(c, p.cut[i] - 1e-2), after = gen_d2(c, p.cut[i] + 1e-2);
+        EXPECT_LT(double(before * after), 0) << c.name << " cut " << p.cut[i];
+      }
+    }
+  }
+}
+
+TEST(RelaxationGeneral, ConvexIntervalGivesChordAboveAndMidpointTangentBelow) {
+  // Softplus is convex everywhere, GELU and SiLU on [−√2, √2] and [−2.399, 2.399], ELU(α ≤ 1) too.
+  struct Iv {
+    GeneralCase c;
+    double l, u;
+  };
+  for (const Iv& t : {Iv{kGenerals[4], -3, 5}, Iv{kGenerals[5], -1.2, 1.3}, Iv{kGenerals[7], -2, 1}, Iv{kGenerals[0], -2, 3}}) {
+    SCOPED_TRACE(describe(t.c.name, t.l, t.u));
+    const auto r = relax_general(t.c.g, t.c.alpha, t.l, t.u);
+    const LD fl = gen_f(t.c, t.l), fu = gen_f(t.c, t.u);
+    EXPECT_NEAR(double(r.alpha_u), double((fu - fl) / (t.u - t.l)), 1e-12);
+    EXPECT_NEAR(double(r.alpha_u * t.l + r.beta_u), double(fl), 1e-12);
+    const double m = (t.l + t.u) / 2;  // the lower line touches f at the midpoint
+    EXPECT_NEAR(double(r.alpha_l * m + r.beta_l), double(gen_f(t.c, m)), 1e-12);
+  }
+  // On a concave interval (SiLU beyond its cut) the roles swap.
+  const auto r = relax_general(General::Silu, 0.0, 3.0, 7.0);
+  const LD f3 = gen_f(kGenerals[7], 3), f7 = gen_f(kGenerals[7], 7);
+  EXPECT_NEAR(double(r.alpha_l), double((f7 - f3) / 4), 1e-12);
+  EXPECT_NEAR(double(r.alpha_u * 5 + r.beta_u), double(gen_f(kGenerals[7], 5)), 1e-12);
+}
+
+TEST(RelaxationGeneral, GapShrinksWithTheInterval) {
+  for (const GeneralCase& c : kGenerals)
+    for (double centre : {-6.0, -2.4, -1.0, 0.0, 0.5, 1.4, 3.0}) {
+      double prev = INFINITY;
+      for (double w : {4.0, 1.0, 0.1, 1e-2, 1e-3}) {
+        const double l = centre - w / 2, u = centre + w / 2;
+        const auto r = relax_general(c.g, c.alpha, l, u);
+        const double gap = (r.alpha_u - r.alpha_l) * centre + (r.beta_u - r.beta_l);
+        EXPECT_GE(gap, -1e-12) << c.name << " " << centre << " w " << w;
+        EXPECT_LE(gap, prev + 1e-12) << c.name << " " << centre << " w " << w;
+        prev = gap;
+      }
+      // O(w²) for a smooth f; at ELU's kink O(w), like ReLU's: |1 − α|·w/4 (plus O(w²)) for the last w.
+      const double limit = c.g == General::Elu && centre == 0 ? std::abs(1 - c.alpha) * 1e-3 / 4 * 1.01 + 1e-6 : 1e-5;
+      EXPECT_LT(prev, limit) << c.name << " at " << centre;
+    }
+}
+
+TEST(RelaxationGeneral, RangeContainsEverySampleAndIsTight) {
+  for (const GeneralCase& c : kGenerals)
+    for (auto [l, u] : general_intervals(2000)) {
+      double lo = 0, hi = 0;
+      general_range(c.g, c.alpha, l, u, lo, hi);
+      LD smin = INFINITY, smax = -INFINITY;
+      for (int k = 0; k <= 400; ++k) {
+        const LD z = LD(l) + (LD(u) - LD(l)) * k / 400;
+        smin = std::min(smin, gen_f(c, z)), smax = std::max(smax, gen_f(c, z));
+      }
+      for (LD z : {-1.278464542761074L, -0.7517915246935645L, -0.7524614220710163L})
+        if (z >= l && z <= u) smin = std::min(smin, gen_f(c, z));
+      const double tol = 1e-12 * (1 + std::abs(double(smax)));
+      ASSERT_LE(lo, double(smin) + tol) << describe(c.name, l, u);
+      ASSERT_GE(hi, double(smax) - tol) << describe(c.name, l, u);
+      EXPECT_GE(lo, double(smin) - 1e-6 - (u - l) * 1e-3) << describe(c.name, l, u);  // tight up to the sampling
+    }
 }
 
 }  // namespace

@@ -316,6 +316,8 @@ TEST_F(GpuTest, ConcretizeMatchesTheHost) {
         std::vector<int> prob(static_cast<size_t>(std::max<int64_t>(half, 1)));
         for (size_t i = 0; i < prob.size(); ++i) prob[i] = static_cast<int>((i + 1) % problems);
         const auto x0 = random_doubles(static_cast<size_t>(problems * n), 62, 0, 1);
+        std::vector<double> x_hi = random_doubles(static_cast<size_t>(problems * n), 64, 0, 0.3);  // boxes: [x0, x0 + w]
+        for (size_t j = 0; j < x_hi.size(); ++j) x_hi[j] += x0[j];
         const std::vector<double> eps = {0.03, 0.2};
         const auto bias = random_doubles(static_cast<size_t>(2 * half), 63);
         const std::vector<double> upper(static_cast<size_t>(half), -7.25), lower(static_cast<size_t>(half), -7.25);
@@ -327,8 +329,9 @@ TEST_F(GpuTest, ConcretizeMatchesTheHost) {
             [&](Ops& o) {
               Dev<float> da(o, a);
               Dev<int> dp(o, prob);
-              Dev<double> dx(o, x0), de(o, eps), db(o, bias), du(o, upper), dl(o, lower);
-              o.concretize(half, n, da.get(), dp.get(), dx.get(), de.get(), norm, 0.0, 1.0, db.get(), du.get(), dl.get());
+              Dev<double> dx(o, x0), dh(o, x_hi), de(o, eps), db(o, bias), du(o, upper), dl(o, lower);
+              o.concretize(half, n, da.get(), dp.get(), dx.get(), norm == RegionNorm::Box ? dh.get() : nullptr, de.get(), norm, db.get(),
+                           du.get(), dl.get());
               return Outputs{du.read(), dl.read()};
             },
             [&](bool) { return std::vector<double>{tol, tol}; });
@@ -352,14 +355,15 @@ void neuron_bounds(int64_t count, uint64_t seed, std::vector<double>& lo, std::v
 
 TEST_F(GpuTest, ActivationRelaxationsAndBoundsMatchTheHost) {
   const bool real_gpu = !cuda_emulated();
-  for (ActKind kind : {ActKind::Relu, ActKind::LeakyRelu, ActKind::Sigmoid, ActKind::Tanh, ActKind::Atan})
+  for (ActKind kind : {ActKind::Relu, ActKind::LeakyRelu, ActKind::Sigmoid, ActKind::Tanh, ActKind::Atan, ActKind::Erf, ActKind::Elu,
+                        ActKind::Softplus, ActKind::Gelu, ActKind::GeluTanh, ActKind::Silu})
     for (int rule = 0; rule < 3; ++rule) {
       ActSpec s;
       s.kind = kind;
       s.alpha = kind == ActKind::LeakyRelu && rule == 2 ? -0.2 : 0.1;
       s.relu = rule == 0 ? ReluRule::Fastlin : ReluRule::Adaptive;
       s.smooth = rule == 0 ? SmoothRule::CnnCert : rule == 1 ? SmoothRule::DeepCert : SmoothRule::Crown;
-      const bool smooth = kind == ActKind::Sigmoid || kind == ActKind::Tanh || kind == ActKind::Atan;
+      const bool smooth = kind != ActKind::Relu && kind != ActKind::LeakyRelu;
       for (int64_t count : {0, 1, 1000}) {
         std::vector<double> lo, hi;
         neuron_bounds(count, 70 + static_cast<uint64_t>(rule), lo, hi);
