@@ -57,7 +57,8 @@ struct InputOptions {
 
   cnncert::Preprocess preprocess() const { return convention.resolve(model); }
 
-  cnncert::ImageSet load() const {
+  /// The images for `net` (whose input size reads flat rows of a model that takes no image).
+  cnncert::ImageSet load(const cnncert::Network& net) const {
     // -n is a count: 0 and negative values are errors alike (omitting -n means all images).
     const bool given = count_option && count_option->count() > 0;
     if (given && count < 1) throw InvalidArgument("-n/--count must be at least 1 (omit it for all images)");
@@ -68,6 +69,7 @@ struct InputOptions {
     o.limit = given ? count : -1;
     o.labels_path = labels;
     o.csv_hwc = csv_layout == "hwc";
+    if (net.input_shape().size() != 3) o.flat_size = net.input_size();
     cnncert::ImageSet set = cnncert::load_images(images, o);
     if (!convention.given(model) && cnncert::cli::cluster().rank == 0 && !set.pixels.empty()) {
       // Without a convention the stored values go in as they are: say so, with what they look like.
@@ -178,7 +180,7 @@ int run_predict(const InputOptions& in, const std::string& json_path, bool quiet
   const cnncert::Network net = cnncert::import_onnx(in.model);
   print_notes(net);
   const cnncert::Preprocess pre = in.preprocess();
-  const cnncert::ImageSet set = in.load();
+  const cnncert::ImageSet set = in.load(net);
   const std::vector<double> x = cnncert::preprocess(set, pre, net);
   const int64_t classes = net.output_size();
   cnncert::check_classes(set.labels, classes, in.offset, "label");
@@ -522,7 +524,7 @@ CertifyRun certify_images(const InputOptions& in, const BoundCliOptions& bo, con
   if (main_process) print_notes(net);
   cnncert::check_boundable(net);
   cnncert::Preprocess pre = in.preprocess();
-  cnncert::ImageSet set = in.load();
+  cnncert::ImageSet set = in.load(net);
   apply_eps_space(bo.eps_space, net, pre, set);
   std::vector<int64_t> targets;
   if (!targets_file.empty()) targets = read_targets(targets_file, in.offset, set.count);
@@ -750,7 +752,7 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
   cnncert::Network net = cnncert::import_onnx(in.model);
   print_notes(net);
   cnncert::check_boundable(net);
-  const cnncert::ImageSet set = in.load();
+  const cnncert::ImageSet set = in.load(net);
   cnncert::Preprocess pre = in.preprocess();
   apply_eps_space(bo.eps_space, net, pre, set);
   const std::vector<double> x = cnncert::preprocess(set, pre, net);
@@ -861,7 +863,7 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
     po.noise.covariance = cnncert::detail::read_npy(pc.cov_path).data;
     cnncert::validate_covariance(po.noise.covariance, net.input_size(), pc.cov_path);
   }
-  const cnncert::ImageSet set = in.load();
+  const cnncert::ImageSet set = in.load(net);
   const std::vector<double> x = cnncert::preprocess(set, in.preprocess(), net);
   auto engine = bo.engine(net);
   if (level >= 0) {  // the probability bound at one noise level, top-1 over all other classes
@@ -987,7 +989,7 @@ int run_attack(const InputOptions& in, const AttackCliOptions& ac) {
   auto [json_out, csv_out] = search_outputs(ac.json, ac.csv);
   const cnncert::Network net = cnncert::import_onnx(in.model);
   print_notes(net);
-  const cnncert::ImageSet set = in.load();
+  const cnncert::ImageSet set = in.load(net);
   const std::vector<double> x = cnncert::preprocess(set, in.preprocess(), net);
   const int64_t classes = net.output_size(), n_in = net.input_size();
   cnncert::check_classes(set.labels, classes, in.offset, "label");

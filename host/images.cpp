@@ -66,7 +66,7 @@ uint64_t regular_file_size(const std::string& path) {
 
 // Image shape for rows of `d` values: `chw` when given (checked), else 784 → 1×28×28,
 // 3072 → 3×32×32. Returns false when it cannot be guessed.
-bool resolve_chw(const std::string& path, const std::vector<int64_t>& chw, int64_t d, int64_t out[3]) {
+bool resolve_chw(const std::string& path, const std::vector<int64_t>& chw, int64_t d, int64_t out[3], int64_t flat_size) {
   if (!chw.empty()) {
     CNNCERT_CHECK(chw.size() == 3, path << ": the image shape must be (C, H, W), got " << chw.size() << " values");
     CNNCERT_CHECK(
@@ -84,6 +84,10 @@ bool resolve_chw(const std::string& path, const std::vector<int64_t>& chw, int64
   }
   if (d == 3072) {
     out[0] = 3, out[1] = 32, out[2] = 32;
+    return true;
+  }
+  if (flat_size > 0 && d == flat_size) {  // a model input that is no image: the values as they are
+    out[0] = 1, out[1] = 1, out[2] = d;
     return true;
   }
   return false;
@@ -318,7 +322,7 @@ ImageSet load_npy_images(const std::string& path, const LoadOptions& o) {
     total = nd == 2 ? a.shape[0] : 1;
     const int64_t d = a.shape[nd - 1];
     CNNCERT_CHECK(d > 0, path << ": images have no values");
-    CNNCERT_CHECK(resolve_chw(path, o.chw, d, chw),
+    CNNCERT_CHECK(resolve_chw(path, o.chw, d, chw, o.flat_size),
                   path << ": cannot infer the image shape from " << d << " values per image (784 = 1×28×28 and "
                        << "3072 = 3×32×32 are recognised); give the shape (C, H, W) explicitly");
   }
@@ -376,7 +380,7 @@ ImageSet load_csv_images(const std::string& path, const LoadOptions& o) {
   const int64_t first_len = static_cast<int64_t>(std::count(rows[0].first.begin(), rows[0].first.end(), ',')) + 1;
   int64_t chw[3];
   CNNCERT_CHECK(first_len >= 2, path << ":" << rows[0].second << ": expected 'label,v1,...,vD', found one value");
-  CNNCERT_CHECK(resolve_chw(path, o.chw, first_len - 1, chw),
+  CNNCERT_CHECK(resolve_chw(path, o.chw, first_len - 1, chw, o.flat_size),
                 path << ":" << rows[0].second << ": cannot infer the image shape from " << first_len - 1
                      << " values per row (784 = 1×28×28 and 3072 = 3×32×32 are recognised); give the shape "
                         "(C, H, W) explicitly");

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <random>
 #include <sstream>
 
 #include "cnncert/baselines.hpp"
@@ -393,6 +394,50 @@ bool is_counterexample(const Network& net, const VnnCase& c, const std::vector<d
   return satisfies(c, net.forward(xf.data(), 1));
 }
 
+/// Projected sign-gradient descent, inside the case's box, on the most violated of its output
+/// constraints (max_k coef_k·y − bound_k, a counterexample when ≤ 0 for all k): the cases that are
+/// not one margin (which pgd_attack handles). Restarts at the centre, then at random points; the
+/// step (a fraction of each input's half-width) halves at 1/2 and 3/4 of the steps. Returns true
+/// with `x` and `y` when a point re-checks as a counterexample (is_counterexample).
+template <class Clock>
+bool pgd_case(const Network& net, const VnnCase& c, uint64_t seed, const Clock& out_of_time, std::vector<double>& x_out,
+              std::vector<double>& y_out) {
+  constexpr int kSteps = 60, kRestarts = 4;
+  const size_t n = c.lower.size();
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> unit(0, 1);
+  std::vector<double> x(n), grad_out(c.outputs.front().coef.size());
+  for (int restart = 0; restart < kRestarts; ++restart) {
+    for (size_t i = 0; i < n; ++i)
+      x[i] = restart == 0 ? (c.lower[i] + c.upper[i]) / 2 : c.lower[i] + unit(rng) * (c.upper[i] - c.lower[i]);
+    for (int step = 0; step <= kSteps; ++step) {
+      if (out_of_time()) return false;
+      const std::vector<double> y = net.forward(x.data(), 1);
+      double worst = -std::numeric_limits<double>::infinity();
+      const OutputConstraint* active = nullptr;
+      for (const auto& oc : c.outputs) {
+        double v = -oc.bound;
+        for (size_t j = 0; j < y.size(); ++j) v += oc.coef[j] * y[j];
+        if (!(v <= worst)) worst = v, active = &oc;
+      }
+      if (!std::isfinite(worst)) break;
+      if (worst <= 0 && is_counterexample(net, c, x, y_out)) {
+        x_out = x;
+        return true;
+      }
+      if (step == kSteps) break;
+      const std::vector<double> g = net.input_gradient(x.data(), active->coef.data());  // d(coef·y)/dx
+      const double frac = step < kSteps / 2 ? 0.25 : step < 3 * kSteps / 4 ? 0.125 : 0.0625;
+      for (size_t i = 0; i < n; ++i) {
+        const double half = (c.upper[i] - c.lower[i]) / 2;
+        const double d = g[i] > 0 ? -1 : g[i] < 0 ? 1 : 0;  // down the violation
+        x[i] = std::clamp(x[i] + d * frac * half, c.lower[i], c.upper[i]);
+      }
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 namespace {
@@ -581,26 +626,34 @@ VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptio
     res.seconds = elapsed();
     return res;
   }
-  // Counterexamples: PGD inside the box of each open case whose constraints are one margin
-  // Y_t − Y_c ≥ 0 (the form of robustness properties).
+  // Counterexamples: PGD inside the box of each open case: pgd_attack for one margin
+  // Y_t − Y_c ≥ 0 (the form of robustness properties), pgd_case for any other constraints.
   if (o.attack)
     for (size_t ci = 0; ci < p.cases.size(); ++ci) {
       if (!open[ci]) continue;
       const VnnCase& c = p.cases[ci];
-      if (c.outputs.size() != 1) continue;
+      if (c.outputs.empty()) continue;  // (its centre was tried: any point is a counterexample)
       const auto& coef = c.outputs[0].coef;  // coef·Y ≤ bound with coef = e_c − e_t, bound 0
       int64_t pc = -1, pt = -1;
-      bool margin = c.outputs[0].bound == 0;
+      bool margin = c.outputs.size() == 1 && c.outputs[0].bound == 0;
       for (int64_t j = 0; j < classes && margin; ++j) {
         const double v = coef[static_cast<size_t>(j)];
         if (v == 1 && pc < 0) pc = j;
         else if (v == -1 && pt < 0) pt = j;
         else if (v != 0) margin = false;
       }
-      if (!margin || pc < 0 || pt < 0) continue;
       if (out_of_time()) {
         res.answer = VnnAnswer::Timeout, res.seconds = elapsed();
         return res;
+      }
+      if (!margin || pc < 0 || pt < 0) {  // any other conjunction of linear constraints
+        if (pgd_case(net, c, o.seed + ci, out_of_time, res.x, res.y)) {
+          res.answer = VnnAnswer::Sat;
+          res.note = "PGD on the constraints found a counterexample for case " + std::to_string(ci);
+          res.seconds = elapsed();
+          return res;
+        }
+        continue;
       }
       std::vector<double> centre, radius;
       centre_radius(c.lower, c.upper, centre, radius);

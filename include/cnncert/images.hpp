@@ -32,6 +32,9 @@ struct LoadOptions {
   /// Image shape (C, H, W) for formats that store flat rows (CSV, 1-D/2-D npy); empty = guess
   /// from the row length (784 → 1×28×28, 3072 → 3×32×32).
   std::vector<int64_t> chw;
+  /// The input size of a model whose input is not an image (rank 1 or 2): flat rows of exactly
+  /// this many values that are no recognised image size are read as (1, 1, flat_size); 0 = none.
+  int64_t flat_size = 0;
 };
 
 /// Loads images, choosing the format from the file name: `.npy`; `.csv`; MNIST idx

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <fstream>
@@ -38,6 +39,30 @@ TEST(Cli, PredictShippedModel) {
   ASSERT_EQ(json["images"].size(), 10u);
   EXPECT_EQ(json["images"][0]["image"], 5);
   EXPECT_EQ(json["images"][0]["logits"].size(), 10u);
+}
+
+TEST(Cli, ModelsWithoutAnImageInputReadFlatRows) {
+  // A rank-1 input (no batch dimension) of 5 values: (N, 5) rows are its inputs, not images.
+  const auto dir = scratch_dir("cli_rank1");
+  const std::string model = (source_dir() / "tests/fixtures/ops/rank1_mlp.onnx").string();
+  const auto x = detail::read_npy((source_dir() / "tests/fixtures/ops/rank1_mlp.input.npy").string());
+  const auto y = detail::read_npy((source_dir() / "tests/fixtures/ops/rank1_mlp.logits.npy").string());
+  std::vector<double> labels;
+  for (int64_t i = 0; i < y.shape[0]; ++i)  // onnxruntime's classes
+    labels.push_back(static_cast<double>(std::max_element(y.data.begin() + i * 3, y.data.begin() + i * 3 + 3) - (y.data.begin() + i * 3)));
+  detail::write_npy((dir / "x.npy").string(), {x.shape[0], 5}, x.data, true);
+  detail::write_npy((dir / "x.labels.npy").string(), {x.shape[0]}, labels, false);
+  const Result p = cli("predict " + model + " " + (dir / "x.npy").string() + " -q");
+  ASSERT_EQ(p.code, 0) << p.err;
+  EXPECT_NE(p.out.find("accuracy: 8/8"), std::string::npos) << p.out;
+  const Result c = cli("certify " + model + " " + (dir / "x.npy").string() + " -n 2");
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_NE(c.out.find("images = 2 certified"), std::string::npos) << c.out;
+  // Rows of another length are still an error that says what is recognised.
+  detail::write_npy((dir / "bad.npy").string(), {2, 7}, std::vector<double>(14, 0.5), true);
+  const Result bad = cli("predict " + model + " " + (dir / "bad.npy").string());
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("cannot infer the image shape from 7"), std::string::npos) << bad.err;
 }
 
 TEST(Cli, InfoReportsLayersAndNeurons) {

@@ -333,6 +333,21 @@ TEST(Vnnlib, InputSplittingProvesWhatOneBoxCannotAndFindsCounterexamples) {
   VnnOptions few;
   few.max_boxes = 3;  // not enough pieces: open, never a guess
   EXPECT_EQ(verify_vnnlib(net, never, few).answer, VnnAnswer::Unknown);
+  // Without splitting, PGD on the constraints (not a margin) finds the counterexamples the centre
+  // is not: one constraint, and a conjunction that pins Y_0 to a band.
+  for (const std::string cs : {"(assert (>= Y_0 0.7))", "(assert (and (>= Y_0 0.7) (<= Y_0 0.8)))"}) {
+    const VnnProperty prop = parse_vnnlib(box + cs);
+    const VnnResult pgd = verify_vnnlib(net, prop, whole);
+    ASSERT_EQ(pgd.answer, VnnAnswer::Sat) << cs << ": " << pgd.note;
+    EXPECT_NE(pgd.note.find("PGD on the constraints"), std::string::npos) << pgd.note;
+    const double y = net.forward(pgd.x.data(), 1)[0];
+    EXPECT_GE(y, 0.7) << cs;
+    if (prop.cases[0].outputs.size() == 2) EXPECT_LE(y, 0.8);
+    for (size_t i = 0; i < 2; ++i) EXPECT_TRUE(pgd.x[i] >= -1 && pgd.x[i] <= 1);
+    VnnOptions no_attack = whole;
+    no_attack.attack = false;
+    EXPECT_EQ(verify_vnnlib(net, prop, no_attack).answer, VnnAnswer::Unknown) << cs;
+  }
 }
 
 }  // namespace
