@@ -186,6 +186,7 @@ class Importer {
   std::map<int, int> aliases_;  // builder node → number of tensor names bound to it
   std::string output_name_;
   bool out_batchless_ = false;  // the node being imported produces a batchless tensor
+  int64_t dense_weights_ = 0;   // weights of the dense maps ConvTransposes became so far
 };
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -1055,6 +1056,8 @@ void Importer::reshape_like(const OnnxNode& n) {
           f.insert(f.begin() + a, 1);
         }
       } else {
+        for (int64_t a : axes)
+          if (a < 0 || a >= static_cast<int64_t>(f.size())) unsupported(n, "axis " + std::to_string(a) + " is out of range");
         Shape g;
         for (size_t i = 0; i < f.size(); ++i) {
           const bool listed = std::binary_search(axes.begin(), axes.end(), static_cast<int64_t>(i));
@@ -1194,6 +1197,8 @@ void Importer::concat(const OnnxNode& n) {
     } else {
       si = shape(v.node);
     }
+    if (si.size() != ref.size())
+      unsupported(n, "operands of shapes " + shape_str(ref) + " and " + shape_str(si) + " have different ranks");
     for (size_t d = 0; d < ref.size(); ++d)
       if (d != a && si[d] != ref[d]) unsupported(n, "operands of shapes " + shape_str(ref) + " and " + shape_str(si) + " do not concatenate");
     if (si[a] > kMaxWindowValue || out[a] + si[a] > kMaxWindowValue) unsupported(n, "concatenation too large");
@@ -1230,9 +1235,11 @@ void Importer::concat(const OnnxNode& n) {
 }
 
 // ConvTranspose as the dense linear map it is (each input position spreads its kernel over the
-// output), followed by a reshape to (C_out, H_out, W_out). Exact; the matrix is capped in size.
+// output), followed by a reshape to (C_out, H_out, W_out). Exact; the matrices of all of a model's
+// ConvTransposes together, and the work of filling them, are capped (a small crafted file must not
+// claim gigabytes or hours).
 void Importer::conv_transpose(const OnnxNode& n) {
-  constexpr int64_t kMaxDenseWeights = int64_t{1} << 24;
+  constexpr int64_t kMaxDenseWeights = int64_t{1} << 25, kMaxTaps = int64_t{1} << 28;
   const int x = get_dyn(n, 0);
   const Const& w = get_const(n, 1, "the weight");
   const Shape in = shape(x);
@@ -1271,6 +1278,9 @@ void Importer::conv_transpose(const OnnxNode& n) {
       const int64_t want = out_shape.empty() ? in[1 + i] * stride[i] : out_shape[static_cast<size_t>(i)];
       const int64_t total = full - want;
       if (total < 0) unsupported(n, "output_shape is larger than the transposed convolution produces");
+      // Where an odd padding's extra row goes differs between the ONNX text and onnxruntime: refuse
+      // rather than guess.
+      if (total % 2) unsupported(n, "an odd total padding from output_shape/auto_pad is ambiguous; give explicit pads");
       const bool upper = auto_pad != "SAME_LOWER";
       pads[static_cast<size_t>(i)] = upper ? total / 2 : total - total / 2;
       pads[static_cast<size_t>(i) + 2] = total - pads[static_cast<size_t>(i)];
@@ -1283,9 +1293,13 @@ void Importer::conv_transpose(const OnnxNode& n) {
   if (oh < 1 || ow < 1) unsupported(n, "the output would be empty");
   const Shape out{cout, oh, ow};
   const int64_t in_size = numel(in), out_size = checked_numel(out, "ConvTranspose output");
-  if (out_size > kMaxDenseWeights / in_size)
-    unsupported(n, "too large to bound as a dense map (" + std::to_string(in_size) + " × " + std::to_string(out_size) + " weights; the limit is 2^24)");
+  if (out_size > (kMaxDenseWeights - dense_weights_) / in_size)
+    unsupported(n, "too large to bound as a dense map (" + std::to_string(in_size) + " × " + std::to_string(out_size) +
+                       " weights; the limit for all transposed convolutions of a model is 2^25)");
   if (static_cast<int64_t>(w.v.size()) != cin * cout_g * kh * kw) unsupported(n, "weight values do not match its shape");
+  const double taps = static_cast<double>(in_size) * static_cast<double>(cout_g) * static_cast<double>(kh) * static_cast<double>(kw);
+  if (taps > static_cast<double>(kMaxTaps)) unsupported(n, "too many kernel taps (" + std::to_string(taps) + ") to expand");
+  dense_weights_ += in_size * out_size;
   DenseAttr d;
   d.in_features = in_size, d.out_features = out_size;
   d.weight.assign(static_cast<size_t>(in_size * out_size), 0.0);
@@ -1316,7 +1330,8 @@ void Importer::conv_transpose(const OnnxNode& n) {
 }
 
 // x·g(x) for an element-wise gate g computed from x (possibly through a uniform scale of x itself):
-// g = Sigmoid → SiLU; g = s·Erf(x/√2) + t (PyTorch's erf GELU, s = t) → (t − s)·x + 2s·GELU(x).
+// g = Sigmoid → SiLU; g = s·Erf(a·x) + t (PyTorch's erf GELU: a = 1/√2, s = t = 1, then · 0.5) →
+// (√2·s/a)·GELU(√2·a·x) + (t − s)·x, exactly (x·Erf(a·x) = √2/a·GELU(√2·a·x) − x).
 // Returns the node, or −1 when the product is not of this form.
 int Importer::gated_product(const OnnxNode& n, int a, int b) {
   auto uniform = [&](int id, double& scale, double& shift) {
@@ -1352,9 +1367,11 @@ int Importer::gated_product(const OnnxNode& n, int a, int b) {
     if (c.size() == 1 && is_act(c[0], ActKind::Sigmoid))
       return scaled(b_.activation(x0, ActKind::Silu, 0.0, {name + "/silu", "Sigmoid+Mul"}), cx, 0, "scale");
     double s1, t1, s2 = 1, t2 = 0;
-    if ((c.size() == 2 || c.size() == 3) && uniform(c[0], s1, t1) && t1 == 0 && is_act(c[1], ActKind::Erf) &&
-        (c.size() == 2 || uniform(c[2], s2, t2)) && std::fabs(s1 * 1.4142135623730951 - 1) <= 1e-6) {
-      int y = scaled(b_.activation(x0, ActKind::Gelu, 0.0, {name + "/gelu", "Erf+Mul"}), 2 * s2 * cx, 0, "scale");
+    if ((c.size() == 2 || c.size() == 3) && uniform(c[0], s1, t1) && t1 == 0 && s1 != 0 && std::isfinite(s1) &&
+        is_act(c[1], ActKind::Erf) && (c.size() == 2 || uniform(c[2], s2, t2))) {
+      constexpr double kSqrt2 = 1.4142135623730951;
+      const int z = scaled(x0, kSqrt2 * s1, 0, "gelu_input");  // (1 when a = 1/√2 exactly: no node)
+      int y = scaled(b_.activation(z, ActKind::Gelu, 0.0, {name + "/gelu", "Erf+Mul"}), kSqrt2 * s2 / s1 * cx, 0, "scale");
       if (t2 != s2) y = b_.add(y, scaled(x0, (t2 - s2) * cx, 0, "linear"), {name + "/sum", "Erf+Mul"});
       return y;
     }

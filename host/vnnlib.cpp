@@ -397,21 +397,22 @@ bool is_counterexample(const Network& net, const VnnCase& c, const std::vector<d
 /// Projected sign-gradient descent, inside the case's box, on the most violated of its output
 /// constraints (max_k coef_k·y − bound_k, a counterexample when ≤ 0 for all k): the cases that are
 /// not one margin (which pgd_attack handles). Restarts at the centre, then at random points; the
-/// step (a fraction of each input's half-width) halves at 1/2 and 3/4 of the steps. Returns true
-/// with `x` and `y` when a point re-checks as a counterexample (is_counterexample).
+/// step (a fraction of each input's half-width) halves at 1/2 and 3/4 of the steps. Found: `x` and
+/// `y` re-check as a counterexample (is_counterexample); TimedOut: the time limit came first.
+enum class PgdOutcome { Found, NotFound, TimedOut };
 template <class Clock>
-bool pgd_case(const Network& net, const VnnCase& c, uint64_t seed, const Clock& out_of_time, std::vector<double>& x_out,
-              std::vector<double>& y_out) {
+PgdOutcome pgd_case(const Network& net, const VnnCase& c, uint64_t seed, const Clock& out_of_time, std::vector<double>& x_out,
+                    std::vector<double>& y_out) {
   constexpr int kSteps = 60, kRestarts = 4;
   const size_t n = c.lower.size();
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> unit(0, 1);
-  std::vector<double> x(n), grad_out(c.outputs.front().coef.size());
+  std::vector<double> x(n);
   for (int restart = 0; restart < kRestarts; ++restart) {
     for (size_t i = 0; i < n; ++i)
       x[i] = restart == 0 ? (c.lower[i] + c.upper[i]) / 2 : c.lower[i] + unit(rng) * (c.upper[i] - c.lower[i]);
     for (int step = 0; step <= kSteps; ++step) {
-      if (out_of_time()) return false;
+      if (out_of_time()) return PgdOutcome::TimedOut;
       const std::vector<double> y = net.forward(x.data(), 1);
       double worst = -std::numeric_limits<double>::infinity();
       const OutputConstraint* active = nullptr;
@@ -421,9 +422,10 @@ bool pgd_case(const Network& net, const VnnCase& c, uint64_t seed, const Clock& 
         if (!(v <= worst)) worst = v, active = &oc;
       }
       if (!std::isfinite(worst)) break;
-      if (worst <= 0 && is_counterexample(net, c, x, y_out)) {
-        x_out = x;
-        return true;
+      std::vector<double> checked;
+      if (worst <= 0 && is_counterexample(net, c, x, checked)) {
+        x_out = x, y_out = checked;
+        return PgdOutcome::Found;
       }
       if (step == kSteps) break;
       const std::vector<double> g = net.input_gradient(x.data(), active->coef.data());  // d(coef·y)/dx
@@ -435,7 +437,7 @@ bool pgd_case(const Network& net, const VnnCase& c, uint64_t seed, const Clock& 
       }
     }
   }
-  return false;
+  return PgdOutcome::NotFound;
 }
 
 }  // namespace
@@ -647,10 +649,15 @@ VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptio
         return res;
       }
       if (!margin || pc < 0 || pt < 0) {  // any other conjunction of linear constraints
-        if (pgd_case(net, c, o.seed + ci, out_of_time, res.x, res.y)) {
+        const PgdOutcome pgd = pgd_case(net, c, o.seed + ci, out_of_time, res.x, res.y);
+        if (pgd == PgdOutcome::Found) {
           res.answer = VnnAnswer::Sat;
           res.note = "PGD on the constraints found a counterexample for case " + std::to_string(ci);
           res.seconds = elapsed();
+          return res;
+        }
+        if (pgd == PgdOutcome::TimedOut) {
+          res.answer = VnnAnswer::Timeout, res.seconds = elapsed();
           return res;
         }
         continue;

@@ -358,11 +358,15 @@ CNNCERT_HD inline T general_offset(General g, T a, T s, T k, T l, T u) {
 /// sound on the whole interval (detail::general_offset); the line with the least area between it
 /// and f wins (the smallest value at the midpoint for the upper line, the largest for the lower).
 /// On a convex interval this yields the chord above and the midpoint tangent below, on a concave
-/// one the reverse, as the hand-made relaxations do.
+/// one the reverse, as the hand-made relaxations do. NaN or infinite ends give NaN lines.
 template <class T>
 CNNCERT_HD inline Relaxation<T> relax_general(General g, T a, T l, T u) {
   using namespace detail;
   Relaxation<T> r{};
+  if (!(l <= u) || !(l - l == T(0)) || !(u - u == T(0))) {  // NaN or infinite ends: no line (fails closed)
+    r.alpha_u = r.beta_u = r.alpha_l = r.beta_l = T(NAN);
+    return r;
+  }
   if (!(u > l)) {  // a point: any line through (l, f(l)), widened like the others
     const T k = general_df(g, a, l, false);
     r.alpha_u = r.alpha_l = k;
@@ -370,7 +374,7 @@ CNNCERT_HD inline Relaxation<T> relax_general(General g, T a, T l, T u) {
     r.beta_l = general_offset(g, a, T(-1), k, l, l);
     return r;
   }
-  const T m = l + (u - l) / 2;
+  const T m = l / 2 + u / 2;  // (no overflow for finite ends)
   T slopes[6];
   int n = 0;
   slopes[n++] = (general_f(g, a, u) - general_f(g, a, l)) / (u - l);
@@ -381,6 +385,7 @@ CNNCERT_HD inline Relaxation<T> relax_general(General g, T a, T l, T u) {
   for (int i = 0; i + 1 < pc.count; ++i)
     if (T(pc.cut[i]) > l && T(pc.cut[i]) < u) slopes[n++] = general_df(g, a, T(pc.cut[i]), false);
   T best_u = T(INFINITY), best_l = -T(INFINITY);
+  r.alpha_u = r.beta_u = r.alpha_l = r.beta_l = T(NAN);  // no finite candidate (infinite ends): fail closed
   for (int i = 0; i < n; ++i) {
     const T k = slopes[i];
     const T bu = general_offset(g, a, T(1), k, l, u), bl = general_offset(g, a, T(-1), k, l, u);
@@ -391,7 +396,7 @@ CNNCERT_HD inline Relaxation<T> relax_general(General g, T a, T l, T u) {
 }
 
 /// Range [f_lo, f_hi] of a general activation on [l, u]. ELU and Softplus are increasing; GELU and
-/// SiLU decrease to one minimum (at `detail::general_argmin`) and increase after it.
+/// SiLU decrease to one minimum (the constants below) and increase after it.
 template <class T>
 CNNCERT_HD inline void general_range(General g, T a, T l, T u, T& lo, T& hi) {
   using namespace detail;

@@ -215,6 +215,9 @@ TEST(OnnxOps, ConcatIsExactWithConstantsAndAlongAnyAxis) {
   const std::string mismatch = onnx_model({onnx_node("Concat", {"x", "K"}, {"y"}, {attr_int("axis", 1)})}, {onnx_tensor("K", {1, 1, 2}, {1, 2})},
                                           onnx_value("x", {-1, 2, 3}), onnx_value("y", {-1, 3, 3}));
   EXPECT_THROW(import_bytes(mismatch), UnsupportedModel);
+  const std::string ranks = onnx_model({onnx_node("Flatten", {"x"}, {"f"}), onnx_node("Concat", {"x", "f"}, {"y"}, {attr_int("axis", 1)})}, {},
+                                       onnx_value("x", {-1, 2, 3}), onnx_value("y", {-1, 8}));
+  EXPECT_THROW(import_bytes(ranks), UnsupportedModel);  // computed operands of different ranks
 }
 
 TEST(OnnxOps, ConvTransposeMatchesItsDefinition) {
@@ -242,11 +245,39 @@ TEST(OnnxOps, ConvTransposeMatchesItsDefinition) {
   } catch (const UnsupportedModel& e) {
     EXPECT_NE(std::string(e.what()).find("too large"), std::string::npos) << e.what();
   }
+  // A small map that would take 2^34 kernel taps to fill (a 1 × 16384 kernel over 2^20 inputs,
+  // padded down to one output): refused before any work.
+  const std::string slow = onnx_model({onnx_node("ConvTranspose", {"x", "W"}, {"y"}, {attr_ints("pads", {0, 524288, 0, 540670})})},
+                                      {onnx_tensor("W", {1, 1, 1, 16384}, std::vector<double>(16384, 0.1))},
+                                      onnx_value("x", {-1, 1, 1, 1 << 20}), onnx_value("y", {-1, 1, 1, 1}));
+  try {
+    import_bytes(slow);
+    FAIL() << "2^34 taps were accepted";
+  } catch (const UnsupportedModel& e) {
+    EXPECT_NE(std::string(e.what()).find("too many kernel taps"), std::string::npos) << e.what();
+  }
+  // output_shape with an odd total padding: the ONNX text and onnxruntime place the extra row
+  // differently, so it is refused; an even one is exact.
+  auto with_shape = [&](int64_t out) {
+    return onnx_model({onnx_node("ConvTranspose", {"x", "W"}, {"y"}, {attr_ints("strides", {2, 2}), attr_ints("output_shape", {out, out})})},
+                      {onnx_tensor("W", {1, 1, 3, 3}, std::vector<double>(9, 1.0))}, onnx_value("x", {-1, 1, 3, 3}),
+                      onnx_value("y", {-1, 1, out, out}));
+  };
+  EXPECT_THROW(import_bytes(with_shape(6)), UnsupportedModel);  // full size 7: total padding 1
+  EXPECT_EQ(import_bytes(with_shape(5)).output_shape(), (Shape{1, 5, 5}));
 }
 
 TEST(OnnxOps, ActivationAttributesAndPatternsAreChecked) {
   EXPECT_THROW(import_bytes(unary(onnx_node("Gelu", {"x"}, {"y"}, {attr_string("approximate", "erf")}), {}, 20)), UnsupportedModel);
   EXPECT_THROW(import_bytes(unary(onnx_node("Elu", {"x"}, {"y"}, {attr_float("alpha", -1)}), {})), UnsupportedModel);
+  // x·(1 + Erf(x/1.5)): the GELU pattern with any divisor, rewritten exactly (no tolerance).
+  const std::string gate = onnx_model({onnx_node("Div", {"x", "d"}, {"a"}), onnx_node("Erf", {"a"}, {"e"}), onnx_node("Add", {"e", "one"}, {"g"}),
+                                       onnx_node("Mul", {"x", "g"}, {"y"})},
+                                      {onnx_tensor("d", {}, {1.5}), onnx_tensor("one", {}, {1})}, onnx_value("x", {-1, 8}), onnx_value("y", {-1, 8}));
+  const Network gelu = import_bytes(gate);
+  const std::vector<double> xs = {-4, -1.3, -0.2, 0, 0.3, 1, 2.5, 7};
+  const auto gy = gelu.forward(xs.data(), 1);
+  for (size_t i = 0; i < xs.size(); ++i) EXPECT_NEAR(gy[i], xs[i] * (1 + std::erf(xs[i] / 1.5)), 1e-13) << xs[i];
   const Network elu = import_bytes(unary(onnx_node("Elu", {"x"}, {"y"}), {}));  // alpha defaults to 1
   const std::vector<double> x = {-2, -0.5, 0, 0.5, 3, -30, 1e-3, -1e-3};
   const auto y = elu.forward(x.data(), 1);

@@ -403,6 +403,18 @@ TEST(RelaxationGeneral, SoundOnEveryInterval) {
   }
 }
 
+TEST(RelaxationGeneral, InfiniteOrNaNEndsFailClosed) {
+  const double inf = INFINITY;
+  for (const GeneralCase& c : kGenerals)
+    for (auto [l, u] : std::vector<std::pair<double, double>>{{-inf, 0}, {0, inf}, {-inf, inf}, {-1e308, 1e308}, {NAN, 1}}) {
+      const auto r = relax_general(c.g, c.alpha, l, u);
+      // No usable line for NaN or infinite ends (the engines' bounds then fail closed), else a sound one.
+      const bool nan = std::isnan(r.alpha_l) && std::isnan(r.beta_l) && std::isnan(r.alpha_u) && std::isnan(r.beta_u);
+      if (!std::isfinite(l) || !std::isfinite(u)) EXPECT_TRUE(nan) << describe(c.name, l, u);
+      else EXPECT_LE(worst([&](LD z) { return gen_f(c, z); }, l, u, r, 4001), 1e-12L) << describe(c.name, l, u);
+    }
+}
+
 TEST(RelaxationGeneral, FloatIsSound) {
   const auto ivs = general_intervals(600);
   for (const GeneralCase& c : kGenerals)
