@@ -17,6 +17,7 @@
 #include "check.cuh"
 #include "cnncert/cuda.hpp"
 #include "cnncert/engine.hpp"
+#include "device_api.cuh"
 #include "device_buffer.cuh"
 
 namespace cnncert::batched {
@@ -483,17 +484,13 @@ class CudaOps final : public Ops {
 
 }  // namespace
 
-std::unique_ptr<Ops> make_cuda_ops(size_t budget_bytes, bool use_cudnn, int64_t max_grid_blocks) {
-  if (!cuda_available()) throw InvalidArgument("--device gpu: " + cuda_device_info());
-  return std::make_unique<CudaOps>(budget_bytes, use_cudnn, max_grid_blocks);
-}
-
 }  // namespace cnncert::batched
 
-namespace cnncert {
+namespace cnncert::cuda_device {
 
-std::unique_ptr<BoundEngine> make_gpu_engine(const Network& net, size_t memory_mib) {
-  return batched::make_batched_engine(net, batched::make_cuda_ops(memory_mib << 20));
+std::unique_ptr<batched::Ops> make_cuda_ops(size_t budget_bytes, bool use_cudnn, int64_t max_grid_blocks) {
+  if (!cuda_available()) throw InvalidArgument("--device gpu: " + cuda_device_info());
+  return std::make_unique<batched::CudaOps>(budget_bytes, use_cudnn, max_grid_blocks);
 }
 
-}  // namespace cnncert
+}  // namespace cnncert::cuda_device

@@ -1,10 +1,12 @@
-// Device discovery and a smoke test of the CUDA toolchain (kernel launch, copies, streams).
+// Device discovery and a smoke test of the CUDA toolchain (kernel launch, copies, streams): the
+// plugin's side of include/cnncert/cuda.hpp (host/cuda_plugin.cpp forwards the public functions).
 #include <cmath>
 #include <memory>
 #include <sstream>
 
 #include "check.cuh"
 #include "cnncert/cuda.hpp"
+#include "device_api.cuh"
 #include "device_buffer.cuh"
 
 namespace cnncert {
@@ -37,7 +39,7 @@ void affine_relu(const double* x, double scale, double shift, double* y, int n, 
 }  // namespace
 }  // namespace cuda
 
-bool cuda_compiled() { return true; }
+namespace cuda_device {
 
 bool cuda_emulated() {
 #if CNNCERT_CUDA_EMULATION_RUNTIME
@@ -128,4 +130,5 @@ std::string cuda_smoke_test() {
   return "";
 }
 
+}  // namespace cuda_device
 }  // namespace cnncert

@@ -51,7 +51,7 @@ export CNNCERT_SOURCE_DIR="$root" CNNCERT_SHARED_DATA="$run/data"
   echo "== $(date -u) on $(hostname)"
   nvidia-smi -L 2>&1 || true
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-  for b in "$run"/bin/*; do echo "-- ldd $(basename "$b")"; ldd "$b" | grep -E 'cnncert|cuda|cublas|cudnn|=> not found'; done
+  for b in "$run"/bin/* "$run"/lib/libcnncert_cuda.so; do echo "-- ldd $(basename "$b")"; ldd "$b" | grep -E 'cnncert|cuda|cublas|cudnn|=> not found'; done
   "$run/bin/cnncert" gpu || echo "cnncert gpu: no usable GPU"
 } 2>&1 | tee "$out/environment.txt"
 status=0

@@ -65,6 +65,26 @@ TEST(Cli, ModelsWithoutAnImageInputReadFlatRows) {
   EXPECT_NE(bad.err.find("cannot infer the image shape from 7"), std::string::npos) << bad.err;
 }
 
+TEST(Cli, ACpuRunLoadsNoCudaLibraryAndTheGpuPluginLoadsOnDemand) {
+  // The dynamic loader's log (glibc's LD_DEBUG) names every library a process loads.
+  const std::string traced = std::string("LD_DEBUG=libs ") + CNNCERT_CLI_PATH;
+  const Result cpu = run(traced, "certify " + kModel + " " + kImages + " -n 2 -q");
+  ASSERT_EQ(cpu.code, 0) << cpu.err.substr(0, 2000);
+  for (const char* lib : {"libcudart", "libcublas", "libcudnn", "libcnncert_cuda"})
+    EXPECT_EQ(cpu.err.find(lib), std::string::npos) << "a CPU-only run loaded " << lib;
+  if (std::string(CNNCERT_CUDA_PLUGIN_PATH).empty()) GTEST_SKIP() << "built without the CUDA engine";
+  const Result gpu = run(traced, "certify " + kModel + " " + kImages + " -n 1 --device gpu -q");
+  EXPECT_NE(gpu.err.find("libcnncert_cuda"), std::string::npos) << "--device gpu did not load the plugin";
+  if (gpu.code != 0) EXPECT_NE(gpu.err.find("--device gpu: no usable GPU"), std::string::npos) << gpu.err.substr(gpu.err.size() - 500);
+  // Without the plugin: the one-line error, exit 2.
+  const Result missing = run(std::string("CNNCERT_CUDA_PLUGIN=/nonexistent/libcnncert_cuda.so ") + CNNCERT_CLI_PATH,
+                             "certify " + kModel + " " + kImages + " -n 1 --device gpu");
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.err.find("the CUDA engine (libcnncert_cuda.so) could not be loaded: /nonexistent/libcnncert_cuda.so"),
+            std::string::npos)
+      << missing.err;
+}
+
 TEST(Cli, InfoReportsLayersAndNeurons) {
   const auto dir = scratch_dir("cli_info");
   const Result r = cli("info " + kModel + " --json " + (dir / "info.json").string());

@@ -15,5 +15,7 @@ int main() {
   const double in[2] = {3.0, 1.0};
   const double out = net.forward(in, 1).at(0);  // relu(3 - 2 + 0.5) = 1.5
   std::cout << "cnncert " << cnncert::version() << " consumer: " << out << "\n";
+  // The CUDA plugin, when installed, is found beside the installed library.
+  std::cout << "cuda engine: " << cnncert::cuda_compiled() << " (" << cnncert::cuda_device_info() << ")\n";
   return out == 1.5 ? 0 : 1;
 }

@@ -1,0 +1,105 @@
+// include/cnncert/cuda.hpp, make_gpu_engine and batched::make_cuda_ops on the host side: the CUDA
+// engine lives in a plugin (host/cuda_plugin.hpp) that is loaded on the first call that needs it,
+// so that a CPU-only run never maps the CUDA libraries (a process floor of ~210 MiB otherwise).
+//   CNNCERT_CUDA_PLUGIN_FILE  the plugin's file name (a CUDA build): dlopen'ed from the directory
+//                             of the library itself (dladdr), else by the dynamic loader's search;
+//                             the environment variable CNNCERT_CUDA_PLUGIN names another file.
+//   CNNCERT_CUDA_LINKED       the plugin's table is linked into the library (the CPU emulation).
+//   neither                   a build without CUDA.
+#include "cuda_plugin.hpp"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "batched_engine.hpp"
+#include "cnncert/engine.hpp"
+#include "cnncert/error.hpp"
+
+namespace cnncert {
+namespace {
+
+struct Plugin {
+  const detail::CudaPlugin* table = nullptr;
+  std::string why;  ///< why there is none (a whole "no GPU support: ..." sentence)
+};
+
+#if defined(CNNCERT_CUDA_PLUGIN_FILE) && !defined(CNNCERT_CUDA_LINKED)
+int anchor;  // an address inside this library, for dladdr
+
+Plugin load() {
+  std::vector<std::string> paths;
+  if (const char* env = std::getenv("CNNCERT_CUDA_PLUGIN"); env && *env) {
+    paths.emplace_back(env);
+  } else {
+    Dl_info info{};
+    if (dladdr(&anchor, &info) && info.dli_fname) {
+      std::string self = info.dli_fname;
+      const size_t slash = self.rfind('/');
+      if (slash != std::string::npos) paths.push_back(self.substr(0, slash + 1) + CNNCERT_CUDA_PLUGIN_FILE);
+    }
+    paths.emplace_back(CNNCERT_CUDA_PLUGIN_FILE);  // RPATH, LD_LIBRARY_PATH, the system's directories
+  }
+  std::string errors;
+  for (const std::string& p : paths) {
+    void* h = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL);  // never closed: the CUDA runtime stays
+    if (!h) {
+      const char* e = dlerror();
+      errors += (errors.empty() ? "" : "; ") + std::string(e ? e : p);
+      continue;
+    }
+    using Entry = const detail::CudaPlugin* (*)();
+    auto entry = reinterpret_cast<Entry>(dlsym(h, "cnncert_cuda_plugin"));
+    const detail::CudaPlugin* t = entry ? entry() : nullptr;
+    if (!t || t->abi != detail::kCudaPluginAbi) {
+      errors += (errors.empty() ? "" : "; ") + p + ": not a cnncert CUDA plugin of this version";
+      continue;
+    }
+    return {t, ""};
+  }
+  return {nullptr, "no GPU support: the CUDA engine (" + std::string(CNNCERT_CUDA_PLUGIN_FILE) + ") could not be loaded: " + errors};
+}
+#elif defined(CNNCERT_CUDA_LINKED)
+Plugin load() { return {cnncert_cuda_plugin(), ""}; }
+#else
+Plugin load() { return {nullptr, "no GPU support: cnncert was built without CUDA (-DCNNCERT_CUDA=OFF or no toolkit)"}; }
+#endif
+
+const Plugin& plugin() {
+  static const Plugin p = load();
+  return p;
+}
+
+}  // namespace
+
+bool cuda_compiled() { return plugin().table != nullptr; }
+bool cuda_emulated() { return plugin().table && plugin().table->emulated; }
+CudaLibraries cuda_libraries() { return plugin().table ? plugin().table->libraries() : CudaLibraries{}; }
+bool cuda_available() { return plugin().table && plugin().table->available(); }
+int cuda_device_count() { return plugin().table ? plugin().table->device_count() : 0; }
+
+void cuda_use_device(int ordinal) {
+  if (!plugin().table) throw InvalidArgument("GPU " + std::to_string(ordinal) + ": " + plugin().why);
+  plugin().table->use_device(ordinal);
+}
+
+std::string cuda_device_info() { return plugin().table ? plugin().table->device_info() : plugin().why; }
+
+std::string cuda_smoke_test() {
+  if (!plugin().table) return "no usable GPU: " + plugin().why;
+  return plugin().table->smoke_test();
+}
+
+std::unique_ptr<BoundEngine> make_gpu_engine(const Network& net, size_t memory_mib) {
+  return batched::make_batched_engine(net, batched::make_cuda_ops(memory_mib << 20));
+}
+
+namespace batched {
+std::unique_ptr<Ops> make_cuda_ops(size_t budget_bytes, bool use_cudnn, int64_t max_grid_blocks) {
+  if (!plugin().table) throw InvalidArgument("--device gpu: " + plugin().why);
+  return plugin().table->make_ops(budget_bytes, use_cudnn, max_grid_blocks);
+}
+}  // namespace batched
+
+}  // namespace cnncert
