@@ -1,11 +1,11 @@
 // cnncert-bench: times full certifications (the 15-step CNN-Cert search) per image and reports
 // seconds per image (median of repeats) and the peak memory of each run (every run is a fresh
 // child process, so its peak resident set is its own).
-#include <CLI/CLI.hpp>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -17,13 +17,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "output_file.hpp"
+#include "bench_util.hpp"
+#include "cli_options.hpp"
 #include "cnncert/certify.hpp"
 #include "cnncert/cnncert.hpp"
-#include "cli_options.hpp"
-#include "bench_util.hpp"
-#include "environment.hpp"
 #include "engine_common.hpp"
+#include "environment.hpp"
+#include "output_file.hpp"
 
 namespace {
 
@@ -37,15 +37,19 @@ struct Config {
 };
 
 /// The networks of issue 3's benchmark with the input conventions of ../shared/data/README.md.
-std::vector<Config> suite(const std::string& root, const std::string& data, int64_t n, int64_t n_large, int64_t n_cpu_huge,
-                          bool with_gpu) {
-  const std::string mnist = data + "/images/mnist/t10k-images-idx3-ubyte.gz", cifar = data + "/images/eran/cifar10_test.csv";
+std::vector<Config> suite(const std::string& root, const std::string& data, int64_t n, int64_t n_large,
+                          int64_t n_cpu_huge, bool with_gpu) {
+  const std::string mnist = data + "/images/mnist/t10k-images-idx3-ubyte.gz",
+                    cifar = data + "/images/eran/cifar10_test.csv";
   std::vector<Config> s;
-  cnncert::Preprocess shipped = cnncert::load_sidecar(root + "/models/mnist_cnn_3layer_5_3.onnx").value_or(cnncert::Preprocess{});
-  s.push_back({"mnist_cnn_3layer_5_3 (shipped)", root + "/models/mnist_cnn_3layer_5_3.onnx", root + "/data/mnist_test_100.npy", shipped, n, n});
+  cnncert::Preprocess shipped =
+      cnncert::load_sidecar(root + "/models/mnist_cnn_3layer_5_3.onnx").value_or(cnncert::Preprocess{});
+  s.push_back({"mnist_cnn_3layer_5_3 (shipped)", root + "/models/mnist_cnn_3layer_5_3.onnx",
+               root + "/data/mnist_test_100.npy", shipped, n, n});
   cnncert::Preprocess unit;
   unit.scale = 1.0 / 255;
-  s.push_back({"mnist_verivital_convnet_maxpool", data + "/nets/mnist_verivital_convnet_maxpool.onnx", mnist, unit, n, n});
+  s.push_back(
+      {"mnist_verivital_convnet_maxpool", data + "/nets/mnist_verivital_convnet_maxpool.onnx", mnist, unit, n, n});
   cnncert::Preprocess oval = unit;
   oval.mean = {0.485, 0.456, 0.406};
   oval.std = {0.225};
@@ -66,7 +70,8 @@ std::vector<Config> suite(const std::string& root, const std::string& data, int6
   cnncert::Preprocess bf = unit;
   bf.mean = {0.485, 0.456, 0.406};
   bf.std = {0.229, 0.224, 0.225};
-  s.push_back({"cifar_biasfield_base_allconv", data + "/nets/cifar_biasfield_base_allconv.onnx", cifar, bf, n, n_cpu_huge});
+  s.push_back(
+      {"cifar_biasfield_base_allconv", data + "/nets/cifar_biasfield_base_allconv.onnx", cifar, bf, n, n_cpu_huge});
   return s;
 }
 
@@ -80,7 +85,8 @@ struct Run {
 };
 
 /// One certification in a child process; the parent reads its result and its peak memory.
-Run run_child(const Config& c, const std::string& norm, const std::string& method, int threads, const std::string& device) {
+Run run_child(const Config& c, const std::string& norm, const std::string& method, int threads,
+              const std::string& device) {
   int fd[2];
   if (pipe(fd) != 0) {
     Run r;
@@ -123,15 +129,27 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
         radii.push_back(r.targets[0].eps);
       }
       const cnncert::EngineStats st = engine->stats();
-      out = {{"total", total}, {"n", n}, {"skipped", skipped}, {"avg_eps", n ? sum / static_cast<double>(n) : 0.0},
+      out = {{"total", total},
+             {"n", n},
+             {"skipped", skipped},
+             {"avg_eps", n ? sum / static_cast<double>(n) : 0.0},
              {"radii", radii},
-             {"stats", {{"calls", st.calls}, {"seconds_bounds", st.seconds_bounds}, {"seconds_relax", st.seconds_relax},
-                        {"seconds_final", st.seconds_final}, {"backsub_flops", st.backsub_flops},
-                        {"rows_computed", st.rows_computed}, {"rows_skipped", st.rows_skipped},
-                        {"peak_tensor_bytes", st.peak_tensor_bytes}, {"conv_cudnn", st.conv_cudnn},
-                        {"conv_cudnn_failed", st.conv_cudnn_failed}, {"conv_own_kernel", st.conv_own_kernel},
-                        {"gemm_cublas", st.gemm_cublas}, {"gemm_own_kernel", st.gemm_own_kernel},
-                        {"gpu_launches", st.gpu_launches}, {"gpu_syncs", st.gpu_syncs}}}};
+             {"stats",
+              {{"calls", st.calls},
+               {"seconds_bounds", st.seconds_bounds},
+               {"seconds_relax", st.seconds_relax},
+               {"seconds_final", st.seconds_final},
+               {"backsub_flops", st.backsub_flops},
+               {"rows_computed", st.rows_computed},
+               {"rows_skipped", st.rows_skipped},
+               {"peak_tensor_bytes", st.peak_tensor_bytes},
+               {"conv_cudnn", st.conv_cudnn},
+               {"conv_cudnn_failed", st.conv_cudnn_failed},
+               {"conv_own_kernel", st.conv_own_kernel},
+               {"gemm_cublas", st.gemm_cublas},
+               {"gemm_own_kernel", st.gemm_own_kernel},
+               {"gpu_launches", st.gpu_launches},
+               {"gpu_syncs", st.gpu_syncs}}}};
     } catch (const std::exception& e) {
       out = {{"error", e.what()}};
     }
@@ -179,31 +197,37 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "compare") return run_compare(argc - 1, argv + 1);
   if (argc > 1 && std::string(argv[1]) == "proven") return run_proven_bench(argc - 1, argv + 1);
   CLI::App app{"cnncert-bench: certification time per image and peak memory, CPU and GPU engines"};
-  std::string data = CNNCERT_DEFAULT_SHARED_DATA, root = CNNCERT_SOURCE_DIR, json_path, norms = "inf,2", method = "adaptive";
+  std::string data = CNNCERT_DEFAULT_SHARED_DATA, root = CNNCERT_SOURCE_DIR, json_path, norms = "inf,2",
+              method = "adaptive";
   std::string model, images, devices = "reference,cpu";
   int64_t n = 100, n_large = 10, n_cpu_huge = 2;
   int repeat = 3, threads = 0;
   app.add_option("--data", data, "shared data directory (real networks and images)")->capture_default_str();
-  app.add_option("--root", root, "source tree with models/ and data/ (the shipped networks and images)")->capture_default_str();
+  app.add_option("--root", root, "source tree with models/ and data/ (the shipped networks and images)")
+      ->capture_default_str();
   app.add_option("-n,--count", n, "images per network")->capture_default_str();
   app.add_option("--count-large", n_large, "CPU images for the ResNet (slow on a CPU)")->capture_default_str();
-  app.add_option("--count-huge", n_cpu_huge, "CPU images for the 45k-ReLU all-conv network and mnist_cnn_7layer")->capture_default_str();
+  app.add_option("--count-huge", n_cpu_huge, "CPU images for the 45k-ReLU all-conv network and mnist_cnn_7layer")
+      ->capture_default_str();
   app.add_option("--repeat", repeat, "runs per configuration (the median is reported)")->capture_default_str();
   app.add_option("--norms", norms, "comma-separated norms")->capture_default_str();
   app.add_option("--method", method, "relaxation method")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0 = all)");
-  app.add_option("--devices", devices,
-                 "comma-separated engines to time, interleaved run by run: reference (the plain CPU engine), cpu (the fast "
-                 "engine), cpu-exact (the fast engine with --exact-cnncert), gpu; speedup = first engine's time / this one's")
+  app.add_option(
+         "--devices", devices,
+         "comma-separated engines to time, interleaved run by run: reference (the plain CPU engine), cpu (the fast "
+         "engine), cpu-exact (the fast engine with --exact-cnncert), gpu; speedup = first engine's time / this one's")
       ->capture_default_str();
   app.add_option("--model", model, "benchmark this model only (with --images; conventions from its sidecar)");
   app.add_option("--images", images, "images for --model");
   std::string only;
-  app.add_option("--only", only, "benchmark only the suite's networks whose name contains one of these comma-separated words");
+  app.add_option("--only", only,
+                 "benchmark only the suite's networks whose name contains one of these comma-separated words");
   app.add_option("--json", json_path, "write the results as JSON");
   CLI11_PARSE(app, argc, argv);
 
-  const std::vector<std::string> norm_list = cnncert::detail::split_commas(norms), device_list = cnncert::detail::split_commas(devices);
+  const std::vector<std::string> norm_list = cnncert::detail::split_commas(norms),
+                                 device_list = cnncert::detail::split_commas(devices);
   const bool with_gpu = std::find(device_list.begin(), device_list.end(), "gpu") != device_list.end();
   for (const auto& d : device_list)
     if (d != "cpu" && d != "gpu" && d != "reference" && d != "cpu-exact") {
@@ -229,7 +253,8 @@ int main(int argc, char** argv) {
     if (!only.empty()) {
       const auto words = cnncert::detail::split_commas(only);
       std::erase_if(configs, [&](const Config& c) {
-        return std::none_of(words.begin(), words.end(), [&](const std::string& w) { return c.name.find(w) != std::string::npos; });
+        return std::none_of(words.begin(), words.end(),
+                            [&](const std::string& w) { return c.name.find(w) != std::string::npos; });
       });
     }
   }
@@ -243,9 +268,10 @@ int main(int argc, char** argv) {
   std::cout << "GEMM peak (one thread, 1024^3 dgemm, best of 5): " << std::fixed << std::setprecision(1) << gemm_peak
             << " GFLOP/s" << std::defaultfloat << "\n";
   std::cout << "method " << method << ", CNN-Cert search (15 steps from 0.05), random targets (seed 1215)\n\n";
-  std::cout << std::left << std::setw(34) << "network" << std::setw(6) << "norm" << std::setw(11) << "engine" << std::setw(8)
-            << "images" << std::setw(11) << "avg eps" << std::setw(12) << "s/image" << std::setw(11) << "total s" << std::setw(20)
-            << "spread s/image" << std::setw(10) << "peak MiB" << std::setw(9) << "speedup"
+  std::cout << std::left << std::setw(34) << "network" << std::setw(6) << "norm" << std::setw(11) << "engine"
+            << std::setw(8) << "images" << std::setw(11) << "avg eps" << std::setw(12) << "s/image" << std::setw(11)
+            << "total s" << std::setw(20) << "spread s/image" << std::setw(10) << "peak MiB" << std::setw(9)
+            << "speedup"
             << "GFLOP/s, phases (bounds/relax/final s), radii = first engine's, rows skipped, GFLOP/image\n";
   json rows = json::array();
   for (const Config& c : configs) {
@@ -259,24 +285,34 @@ int main(int argc, char** argv) {
       // Interleaved: repeat i runs every engine once before repeat i + 1 (noisy machines).
       std::vector<std::vector<Run>> all_runs(device_list.size());
       for (int i = 0; i < repeat; ++i)
-        for (size_t d = 0; d < device_list.size(); ++d) all_runs[d].push_back(run_child(c, norm, method, threads, device_list[d]));
+        for (size_t d = 0; d < device_list.size(); ++d)
+          all_runs[d].push_back(run_child(c, norm, method, threads, device_list[d]));
       for (size_t d = 0; d < device_list.size(); ++d) {
         const std::string& device = device_list[d];
         const std::vector<Run>& runs = all_runs[d];
         if (!runs[0].error.empty()) {
-          std::cout << std::setw(34) << c.name << std::setw(6) << norm << std::setw(11) << device << "error: " << runs[0].error << "\n";
+          std::cout << std::setw(34) << c.name << std::setw(6) << norm << std::setw(11) << device
+                    << "error: " << runs[0].error << "\n";
           continue;
         }
         std::vector<double> t, totals;
         long peak = 0;
-        for (const Run& r : runs) t.push_back(r.seconds_per_image), totals.push_back(r.total_seconds), peak = std::max(peak, r.peak_kb);
+        for (const Run& r : runs)
+          t.push_back(r.seconds_per_image), totals.push_back(r.total_seconds), peak = std::max(peak, r.peak_kb);
         std::sort(t.begin(), t.end());  // sorted for the spread and the JSON
         const double median = cnncert::bench::median(t), total = cnncert::bench::median(totals);
         std::ostringstream spread, extra;
         spread << std::fixed << std::setprecision(5) << t.front() << ".." << t.back();
-        json row{{"network", c.name}, {"norm", norm}, {"device", device}, {"images", runs[0].certified_images},
-                 {"skipped", runs[0].skipped}, {"avg_eps", runs[0].avg_eps}, {"seconds_per_image_median", median},
-                 {"seconds_per_image_all", t}, {"total_seconds_median", total}, {"peak_rss_mib", static_cast<double>(peak) / 1024.0},
+        json row{{"network", c.name},
+                 {"norm", norm},
+                 {"device", device},
+                 {"images", runs[0].certified_images},
+                 {"skipped", runs[0].skipped},
+                 {"avg_eps", runs[0].avg_eps},
+                 {"seconds_per_image_median", median},
+                 {"seconds_per_image_all", t},
+                 {"total_seconds_median", total},
+                 {"peak_rss_mib", static_cast<double>(peak) / 1024.0},
                  {"engine_stats", runs[0].stats}};
         std::string speedup = "";
         if (d == 0) {
@@ -301,22 +337,28 @@ int main(int argc, char** argv) {
             ++compared;
             if (std::fabs(a - b) > 1e-3 * std::max(std::fabs(a), 1e-12)) ++differing;
           }
-          extra << std::fixed << std::setprecision(0) << gflops << ", " << std::setprecision(3) << st.value("seconds_bounds", 0.0) << "/"
-                << st.value("seconds_relax", 0.0) << "/" << st.value("seconds_final", 0.0);
+          extra << std::fixed << std::setprecision(0) << gflops << ", " << std::setprecision(3)
+                << st.value("seconds_bounds", 0.0) << "/" << st.value("seconds_relax", 0.0) << "/"
+                << st.value("seconds_final", 0.0);
           if (d > 0 && compared) extra << ", " << (compared - differing) << "/" << compared << " radii = first";
           const double rc = st.value("rows_computed", 0.0), rs = st.value("rows_skipped", 0.0);
           if (rc + rs > 0) extra << ", rows " << std::setprecision(0) << 100 * rs / (rc + rs) << "% skipped";
-          extra << ", " << std::setprecision(3) << st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(runs[0].certified_images))
+          extra << ", " << std::setprecision(3)
+                << st.value("backsub_flops", 0.0) / 1e9 /
+                       std::max<double>(1, static_cast<double>(runs[0].certified_images))
                 << " GFLOP/image";
           if (st.value("gpu_launches", int64_t{0}) > 0) {
-            extra << ", conv cuDNN/failed/own " << st.value("conv_cudnn", int64_t{0}) << "/" << st.value("conv_cudnn_failed", int64_t{0})
-                  << "/" << st.value("conv_own_kernel", int64_t{0}) << ", GEMM cuBLAS/own " << st.value("gemm_cublas", int64_t{0}) << "/"
-                  << st.value("gemm_own_kernel", int64_t{0}) << ", " << st.value("gpu_launches", int64_t{0}) << " launches, "
-                  << st.value("gpu_syncs", int64_t{0}) << " syncs";
-            for (const char* k : {"conv_cudnn", "conv_cudnn_failed", "conv_own_kernel", "gemm_cublas", "gemm_own_kernel", "gpu_launches", "gpu_syncs"})
+            extra << ", conv cuDNN/failed/own " << st.value("conv_cudnn", int64_t{0}) << "/"
+                  << st.value("conv_cudnn_failed", int64_t{0}) << "/" << st.value("conv_own_kernel", int64_t{0})
+                  << ", GEMM cuBLAS/own " << st.value("gemm_cublas", int64_t{0}) << "/"
+                  << st.value("gemm_own_kernel", int64_t{0}) << ", " << st.value("gpu_launches", int64_t{0})
+                  << " launches, " << st.value("gpu_syncs", int64_t{0}) << " syncs";
+            for (const char* k : {"conv_cudnn", "conv_cudnn_failed", "conv_own_kernel", "gemm_cublas",
+                                  "gemm_own_kernel", "gpu_launches", "gpu_syncs"})
               row[k] = st.value(k, int64_t{0});
           }
-          row["gflop_per_image"] = st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(runs[0].certified_images));
+          row["gflop_per_image"] =
+              st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(runs[0].certified_images));
           row["gflops_backsub"] = gflops;
           if (gemm_peak > 0 && gflops > 0) {
             extra << " (" << std::setprecision(0) << 100 * gflops / gemm_peak << "% of the GEMM peak)";
@@ -326,9 +368,10 @@ int main(int argc, char** argv) {
           row["radii_differing"] = differing;
         }
         std::cout << std::setw(34) << c.name << std::setw(6) << norm << std::setw(11) << device << std::setw(8)
-                  << runs[0].certified_images << std::setw(11) << std::setprecision(5) << runs[0].avg_eps << std::setw(12)
-                  << std::setprecision(4) << median << std::setw(11) << std::setprecision(4) << total << std::setw(20) << spread.str()
-                  << std::setw(10) << peak / 1024 << std::setw(9) << speedup << extra.str() << "\n";
+                  << runs[0].certified_images << std::setw(11) << std::setprecision(5) << runs[0].avg_eps
+                  << std::setw(12) << std::setprecision(4) << median << std::setw(11) << std::setprecision(4) << total
+                  << std::setw(20) << spread.str() << std::setw(10) << peak / 1024 << std::setw(9) << speedup
+                  << extra.str() << "\n";
         rows.push_back(row);
       }
     }

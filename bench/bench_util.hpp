@@ -2,7 +2,6 @@
 // Helpers shared by the cnncert-bench modes: timing, averages, and the input-convention options
 // of the one-model modes (compare, proven).
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <string>
@@ -17,7 +16,9 @@ namespace cnncert::bench {
 
 using Clock = std::chrono::steady_clock;
 
-inline double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+inline double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 inline double mean(const std::vector<double>& v) {
   double s = 0;

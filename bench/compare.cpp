@@ -2,7 +2,6 @@
 // every method on the same (image, target) pairs, attacks and CLEVER as upper references, and
 // the time per image with speedups over the Fast-Lin dense baseline.
 #include <CLI/CLI.hpp>
-
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -12,15 +11,15 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "output_file.hpp"
+#include "bench_util.hpp"
+#include "cli_options.hpp"
 #include "cnncert/baselines.hpp"
 #include "cnncert/certify.hpp"
 #include "cnncert/cnncert.hpp"
 #include "cnncert/convert.hpp"
 #include "cnncert/lp.hpp"
-#include "cli_options.hpp"
-#include "bench_util.hpp"
 #include "environment.hpp"
+#include "output_file.hpp"
 
 namespace {
 
@@ -28,7 +27,7 @@ using json = nlohmann::json;
 using Clock = cnncert::bench::Clock;
 
 struct Row {
-  std::string method, kind;  // kind: "certified", "upper" (attack), "estimate" (CLEVER)
+  std::string method, kind;    // kind: "certified", "upper" (attack), "estimate" (CLEVER)
   std::vector<double> radius;  // per (image, target) pair, in pair order
   double seconds_per_image = 0;
   int64_t images = 0;
@@ -51,8 +50,10 @@ int run_compare(int argc, char** argv) {
   input.add(app);
   app.add_option("--slow-count", n_slow, "images for the slow baselines (Fast-Lin dense, LP)")->capture_default_str();
   app.add_option("--norms", norms, "comma-separated norms")->capture_default_str();
-  app.add_option("--lp-max-neurons", lp_max_neurons, "skip the LP baseline on networks with more ReLUs")->capture_default_str();
-  app.add_option("--methods", methods, "ada, relu, dense, deepcert, crown, lips, lp, pgd, cw, clever")->capture_default_str();
+  app.add_option("--lp-max-neurons", lp_max_neurons, "skip the LP baseline on networks with more ReLUs")
+      ->capture_default_str();
+  app.add_option("--methods", methods, "ada, relu, dense, deepcert, crown, lips, lp, pgd, cw, clever")
+      ->capture_default_str();
   app.add_option("--seed", seed, "seed of the random targets")->capture_default_str();
   app.add_option("--json", json_path, "write the table as JSON");
   app.add_option("--clever-batches", clever_batches, "CLEVER: batches N_b")->capture_default_str();
@@ -79,8 +80,8 @@ int run_compare(int argc, char** argv) {
     const json env = cnncert::bench::environment();
     std::cout << cnncert::bench::environment_line(env) << "\n";
     std::cout << "compare | " << model << " | " << set.count << " images, random targets (seed " << seed
-              << "), CNN-Cert search | engines: cpu" << (cnncert::cuda_available() ? "" : " (no GPU engine run: no usable GPU)")
-              << "\n";
+              << "), CNN-Cert search | engines: cpu"
+              << (cnncert::cuda_available() ? "" : " (no GPU engine run: no usable GPU)") << "\n";
     json jnorms = json::array();
     for (const std::string& norm_s : cnncert::detail::split_commas(norms)) {
       const cnncert::Norm norm = cnncert::parse_norm(norm_s);
@@ -92,7 +93,8 @@ int run_compare(int argc, char** argv) {
       std::vector<int64_t> targets(static_cast<size_t>(set.count), 0), predicted(targets.size(), 0);
       std::vector<size_t> pair_images;
       auto engine = cnncert::make_cpu_engine(net);
-      auto certify_row = [&](const std::string& name, cnncert::BoundEngine& eng, const std::string& method, int64_t count) {
+      auto certify_row = [&](const std::string& name, cnncert::BoundEngine& eng, const std::string& method,
+                             int64_t count) {
         Row r{name, "certified", {}, 0, 0, ""};
         cnncert::CertifyOptions o = base;
         o.bound.method = cnncert::parse_method(method);
@@ -155,8 +157,9 @@ int run_compare(int argc, char** argv) {
           try {
             auto lpe = cnncert::make_lp_engine(net);  // throws first where the LP does not apply
             if (net.activation_neurons() > lp_max_neurons)
-              throw cnncert::InvalidArgument("network too large for the LP baseline (" + std::to_string(net.activation_neurons()) +
-                                             " ReLUs > --lp-max-neurons " + std::to_string(lp_max_neurons) + ")");
+              throw cnncert::InvalidArgument("network too large for the LP baseline (" +
+                                             std::to_string(net.activation_neurons()) + " ReLUs > --lp-max-neurons " +
+                                             std::to_string(lp_max_neurons) + ")");
             rows.push_back(certify_row("LP", *lpe, "adaptive", std::min(n_slow, set.count)));
           } catch (const cnncert::Error& e) {
             rows.push_back({"LP", "certified", {}, 0, 0, e.what()});
@@ -170,7 +173,9 @@ int run_compare(int argc, char** argv) {
         r.seconds_per_image = r.images ? seconds_since(t0) / static_cast<double>(r.images) : 0;
         rows.push_back(r);
       };
-      auto x0_of = [&](size_t i) { return std::vector<double>(x.begin() + static_cast<long>(i) * d, x.begin() + static_cast<long>(i + 1) * d); };
+      auto x0_of = [&](size_t i) {
+        return std::vector<double>(x.begin() + static_cast<long>(i) * d, x.begin() + static_cast<long>(i + 1) * d);
+      };
       if (wanted("lips")) {
         const cnncert::LipschitzNorms ln = cnncert::lipschitz_norms(net, norm);  // once per network and norm
         per_pair("Global-Lips", "certified", [&](size_t i) {
@@ -192,7 +197,9 @@ int run_compare(int argc, char** argv) {
           cnncert::CleverOptions co;
           co.batches = clever_batches;
           co.samples = clever_samples;
-          co.radius = norm == cnncert::Norm::Linf ? clever_radius_inf : norm == cnncert::Norm::L2 ? clever_radius_2 : clever_radius_1;
+          co.radius = norm == cnncert::Norm::Linf ? clever_radius_inf
+                      : norm == cnncert::Norm::L2 ? clever_radius_2
+                                                  : clever_radius_1;
           return cnncert::clever_score(net, x0_of(i), predicted[i], targets[i], norm, co).score;
         });
 
@@ -220,12 +227,14 @@ int run_compare(int argc, char** argv) {
       }
       std::cout << "\nnorm " << norm_s << " — " << pair_images.size() << " correctly classified images"
                 << (violations ? ", " + std::to_string(violations) + " SOUNDNESS VIOLATIONS"
-                               : std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.kind == "upper"; })
-                                     ? ", certified radii below every attack"
-                                     : ", no attack run")
+                    : std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.kind == "upper"; })
+                        ? ", certified radii below every attack"
+                        : ", no attack run")
                 << "\n";
-      std::cout << std::left << std::setw(18) << "method" << std::setw(10) << "kind" << std::setw(8) << "images" << std::setw(13)
-                << "avg radius" << std::setw(18) << ("vs " + (relu ? relu->method : std::string("-"))) << std::setw(12) << "s/image" << "speedup vs Fast-Lin dense\n";
+      std::cout << std::left << std::setw(18) << "method" << std::setw(10) << "kind" << std::setw(8) << "images"
+                << std::setw(13) << "avg radius" << std::setw(18) << ("vs " + (relu ? relu->method : std::string("-")))
+                << std::setw(12) << "s/image"
+                << "speedup vs Fast-Lin dense\n";
       json jrows = json::array();
       for (const Row& r : rows) {
         if (!r.status.empty()) {
@@ -242,20 +251,26 @@ int run_compare(int argc, char** argv) {
           const double b = mean(std::vector<double>(relu->radius.begin(), relu->radius.begin() + static_cast<long>(m)));
           if (b > 0) imp << std::showpos << std::fixed << std::setprecision(1) << 100 * (a / b - 1) << "%";
         }
-        if (dense && r.seconds_per_image > 0) speed << std::fixed << std::setprecision(1) << dense->seconds_per_image / r.seconds_per_image << "x";
+        if (dense && r.seconds_per_image > 0)
+          speed << std::fixed << std::setprecision(1) << dense->seconds_per_image / r.seconds_per_image << "x";
         std::cout << std::setw(18) << r.method << std::setw(10) << r.kind << std::setw(8) << r.images << std::setw(13)
                   << std::setprecision(5) << avg << std::setw(18) << imp.str() << std::setw(12) << std::setprecision(4)
                   << r.seconds_per_image << speed.str() << "\n";
-        jrows.push_back({{"method", r.method}, {"kind", r.kind}, {"images", r.images}, {"avg_radius", avg},
-                         {"improvement", imp.str()}, {"speedup_vs_dense", speed.str()},
-                         {"radii", r.radius}, {"seconds_per_image", r.seconds_per_image}});
+        jrows.push_back({{"method", r.method},
+                         {"kind", r.kind},
+                         {"images", r.images},
+                         {"avg_radius", avg},
+                         {"improvement", imp.str()},
+                         {"speedup_vs_dense", speed.str()},
+                         {"radii", r.radius},
+                         {"seconds_per_image", r.seconds_per_image}});
       }
       jnorms.push_back({{"norm", norm_s}, {"pairs", pair_images.size()}, {"violations", violations}, {"rows", jrows}});
     }
-    json_out.stream() << json{{"model", model}, {"images", images}, {"seed", seed}, {"engine", "cpu"},
-                                       {"environment", env}, {"norms", jnorms}}
-                                      .dump(2)
-                               << "\n";
+    json_out.stream() << json{{"model", model},  {"images", images},   {"seed", seed},
+                              {"engine", "cpu"}, {"environment", env}, {"norms", jnorms}}
+                             .dump(2)
+                      << "\n";
     json_out.commit();
     cnncert::detail::check_stdout();
   } catch (const cnncert::Error& e) {

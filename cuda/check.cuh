@@ -30,7 +30,8 @@ namespace cnncert::cuda {
 /// reported as this launch's failure, so it is reported as what it is.
 inline void expect_no_pending_error(const char* kernel, const char* file, int line) {
   const cudaError_t st = cudaGetLastError();
-  if (st != cudaSuccess) throw_cuda(st, std::string("an earlier CUDA call (found before launching ") + kernel + ")", file, line);
+  if (st != cudaSuccess)
+    throw_cuda(st, std::string("an earlier CUDA call (found before launching ") + kernel + ")", file, line);
 }
 
 /// After a launch: its configuration errors (and sticky faults).
@@ -42,16 +43,17 @@ inline void check_launch(const char* kernel, const char* file, int line) {
 #if CNNCERT_HAVE_CUBLAS
 inline void cublas_check(cublasStatus_t st, const char* what, const char* file, int line) {
   if (st != CUBLAS_STATUS_SUCCESS)
-    throw CudaError(std::string(what) + " failed: cuBLAS status " + std::to_string(static_cast<int>(st)) + " at " + file + ":" +
-                        std::to_string(line),
+    throw CudaError(std::string(what) + " failed: cuBLAS status " + std::to_string(static_cast<int>(st)) + " at " +
+                        file + ":" + std::to_string(line),
                     static_cast<int>(st), detail::source_location(file, line));
 }
 #endif
 #if CNNCERT_HAVE_CUDNN
 inline void cudnn_check(cudnnStatus_t st, const char* what, const char* file, int line) {
   if (st != CUDNN_STATUS_SUCCESS)
-    throw CudaError(std::string(what) + " failed: " + cudnnGetErrorString(st) + " at " + file + ":" + std::to_string(line),
-                    static_cast<int>(st), detail::source_location(file, line));
+    throw CudaError(
+        std::string(what) + " failed: " + cudnnGetErrorString(st) + " at " + file + ":" + std::to_string(line),
+        static_cast<int>(st), detail::source_location(file, line));
 }
 #endif
 
@@ -71,14 +73,15 @@ inline void cudnn_check(cudnnStatus_t st, const char* what, const char* file, in
 #define CNNCERT_LAUNCH_RAW(kernel, grid, block, shared, stream, ...) \
   ::cnncert::emu::launch(#kernel, kernel, grid, block, shared, stream, __VA_ARGS__)
 #else
-#define CNNCERT_LAUNCH_RAW(kernel, grid, block, shared, stream, ...) kernel<<<grid, block, shared, stream>>>(__VA_ARGS__)
+#define CNNCERT_LAUNCH_RAW(kernel, grid, block, shared, stream, ...) \
+  kernel<<<grid, block, shared, stream>>>(__VA_ARGS__)
 #endif
 
 /// Launches kernel<<<grid, block, shared, stream>>>(args...) and checks the launch; an error
 /// pending from an earlier call is reported as such, not as this launch's.
-#define CNNCERT_LAUNCH(kernel, grid, block, shared, stream, ...)                        \
-  do {                                                                                  \
-    ::cnncert::cuda::expect_no_pending_error(#kernel, __FILE__, __LINE__);              \
-    CNNCERT_LAUNCH_RAW(kernel, grid, block, shared, stream, __VA_ARGS__);               \
-    ::cnncert::cuda::check_launch(#kernel, __FILE__, __LINE__);                         \
+#define CNNCERT_LAUNCH(kernel, grid, block, shared, stream, ...)           \
+  do {                                                                     \
+    ::cnncert::cuda::expect_no_pending_error(#kernel, __FILE__, __LINE__); \
+    CNNCERT_LAUNCH_RAW(kernel, grid, block, shared, stream, __VA_ARGS__);  \
+    ::cnncert::cuda::check_launch(#kernel, __FILE__, __LINE__);            \
   } while (0)

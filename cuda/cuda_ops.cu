@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <array>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -28,8 +28,9 @@ constexpr int kBlock = 256;
 /// Most blocks of a grid-stride loop by default (the loop repeats beyond).
 constexpr int64_t kMaxGridBlocks = 65535 * 16;
 
-#define GRID_STRIDE(i, n) \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+#define GRID_STRIDE(i, n)                                                                \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
 /// Sums (or maxes, for `use_max`) one double per thread of the block in a fixed tree order;
 /// thread 0 gets the result.
@@ -59,10 +60,12 @@ __global__ void conv_back_kernel(ConvGeom g, int64_t rows, const float* w, const
 }
 
 /// out (rows × n_in) = a (rows × n_out) · W (n_out × n_in): 16×16 tiles, fixed summation order.
-__global__ void dense_back_kernel(int64_t rows, int64_t n_out, int64_t n_in, const float* w, const float* a, float* out) {
+__global__ void dense_back_kernel(int64_t rows, int64_t n_out, int64_t n_in, const float* w, const float* a,
+                                  float* out) {
   __shared__ float ta[16][17], tw[16][17];
   // rows on grid x (up to 2³¹ − 1 blocks), columns on grid y
-  const int64_t r = static_cast<int64_t>(blockIdx.x) * 16 + threadIdx.y, i = static_cast<int64_t>(blockIdx.y) * 16 + threadIdx.x;
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * 16 + threadIdx.y,
+                i = static_cast<int64_t>(blockIdx.y) * 16 + threadIdx.x;
   float sum = 0;
   for (int64_t k0 = 0; k0 < n_out; k0 += 16) {
     const int64_t ka = k0 + threadIdx.x, kw = k0 + threadIdx.y;
@@ -82,13 +85,14 @@ __global__ void elementwise_kernel(int64_t half, int64_t size, float* a, const i
   const bool upper = r < half;
   float* row = a + r * size;
   double sum = 0;
-  for (int64_t j = threadIdx.x; j < size; j += blockDim.x) sum += elementwise_elem(row[j], upper, al, bl, au, bu, base + j / div);
+  for (int64_t j = threadIdx.x; j < size; j += blockDim.x)
+    sum += elementwise_elem(row[j], upper, al, bl, au, bu, base + j / div);
   sum = block_reduce(sum, false);
   if (threadIdx.x == 0) bias[r] += sum;
 }
 
-__global__ void pool_back_kernel(PoolGeom g, int64_t half, const int* prob, int64_t stride, const float* slopes, const float* a,
-                                 float* out) {
+__global__ void pool_back_kernel(PoolGeom g, int64_t half, const int* prob, int64_t stride, const float* slopes,
+                                 const float* a, float* out) {
   const int64_t in_size = g.in_size(), out_size = g.out_size();
   GRID_STRIDE(e, 2 * half * in_size) {
     const int64_t r = e / in_size, rem = e % in_size;
@@ -101,7 +105,8 @@ __global__ void add_kernel(int64_t n, const float* x, float* y) {
   GRID_STRIDE(i, n) y[i] += x[i];
 }
 
-__global__ void gather_kernel(int64_t rows, int64_t n_out, int64_t n_in, const int64_t* inv, const float* a, float* out) {
+__global__ void gather_kernel(int64_t rows, int64_t n_out, int64_t n_in, const int64_t* inv, const float* a,
+                              float* out) {
   GRID_STRIDE(e, rows * n_in) {
     const int64_t r = e / n_in, i = e % n_in;
     out[e] = inv[i] >= 0 ? a[r * n_out + inv[i]] : 0.0f;
@@ -112,27 +117,31 @@ __global__ void identity_kernel(int64_t half, int64_t size, int64_t first, float
   GRID_STRIDE(r, 2 * half) out[r * size + (first + r % half) % size] = 1.0f;
 }
 
-__global__ void concretize_kernel(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi,
-                                  const double* eps, RegionNorm norm, const double* bias, double* upper, double* lower) {
+__global__ void concretize_kernel(int64_t half, int64_t n, const float* a, const int* prob, const double* x0,
+                                  const double* x_hi, const double* eps, RegionNorm norm, const double* bias,
+                                  double* upper, double* lower) {
   const int64_t r = blockIdx.x;
   const int p = prob[r % half];
   const float* row = a + r * n;
   const double* x = x0 + p * n;
   const double* xh = norm == RegionNorm::Box ? x_hi + p * n : nullptr;
   double centre = 0, nrm = 0;
-  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) concretize_elem(row[j], x[j], xh ? xh[j] : 0.0, norm, centre, nrm);
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+    concretize_elem(row[j], x[j], xh ? xh[j] : 0.0, norm, centre, nrm);
   centre = block_reduce(centre, false);
   nrm = block_reduce(nrm, norm == RegionNorm::L1);
   if (threadIdx.x == 0) {
     const bool up = r < half;
     const double v = concretize_finish(up, centre, nrm, bias[r], eps[p], norm);
-    if (up) upper[r] = v;
-    else lower[r - half] = v;
+    if (up)
+      upper[r] = v;
+    else
+      lower[r - half] = v;
   }
 }
 
-__global__ void relax_activation_kernel(int64_t count, ActSpec s, const double* lo, const double* hi, float* al, float* bl, float* au,
-                                        float* bu) {
+__global__ void relax_activation_kernel(int64_t count, ActSpec s, const double* lo, const double* hi, float* al,
+                                        float* bl, float* au, float* bu) {
   GRID_STRIDE(i, count) {
     const Relaxation<double> r = relax_activation(s, lo[i], hi[i]);
     al[i] = static_cast<float>(r.alpha_l), bl[i] = static_cast<float>(r.beta_l);
@@ -145,8 +154,8 @@ __global__ void activation_bounds_kernel(int64_t count, ActSpec s, const double*
   GRID_STRIDE(i, count) activation_range(s, lo[i], hi[i], out_lo[i], out_hi[i]);
 }
 
-__global__ void relax_maxpool_kernel(PoolGeom g, int64_t problems, const double* lo, const double* hi, float* slopes, float* beta_u,
-                                     float* beta_l) {
+__global__ void relax_maxpool_kernel(PoolGeom g, int64_t problems, const double* lo, const double* hi, float* slopes,
+                                     float* beta_u, float* beta_l) {
   const int64_t out_size = g.out_size(), in_size = g.in_size(), kk = g.kk();
   GRID_STRIDE(j, problems * out_size) {
     const int64_t p = j / out_size, rem = j % out_size;
@@ -244,8 +253,9 @@ class CudaOps final : public Ops {
       Plan& plan = conv_plan(g, rows);
       if (plan.usable) {
         const float one = 1, zero = 0;
-        const cudnnStatus_t st = cudnnConvolutionBackwardData(cudnn_.get(), &one, plan.w, w, plan.dy, a, plan.conv, plan.algo,
-                                                              workspace_.data(), plan.workspace, &zero, plan.dx, out);
+        const cudnnStatus_t st =
+            cudnnConvolutionBackwardData(cudnn_.get(), &one, plan.w, w, plan.dy, a, plan.conv, plan.algo,
+                                         workspace_.data(), plan.workspace, &zero, plan.dx, out);
         ++paths_.launches;
         if (st == CUDNN_STATUS_SUCCESS) {
           ++paths_.conv_library;
@@ -271,9 +281,9 @@ class CudaOps final : public Ops {
     if (use_libs_) {
       // Row-major out (rows × n_in) is column-major (n_in × rows) = W_cm (n_in × n_out) · a_cm (n_out × rows).
       const float one = 1, zero = 0;
-      CNNCERT_CUBLAS(cublasSgemm(cublas_.get(), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n_in), static_cast<int>(rows),
-                                 static_cast<int>(n_out), &one, w, static_cast<int>(n_in), a, static_cast<int>(n_out), &zero, out,
-                                 static_cast<int>(n_in)));
+      CNNCERT_CUBLAS(cublasSgemm(cublas_.get(), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n_in),
+                                 static_cast<int>(rows), static_cast<int>(n_out), &one, w, static_cast<int>(n_in), a,
+                                 static_cast<int>(n_out), &zero, out, static_cast<int>(n_in)));
       ++paths_.gemm_library;
       ++paths_.launches;
       return;
@@ -286,15 +296,17 @@ class CudaOps final : public Ops {
     COUNTED_LAUNCH(dense_back_kernel, blocks, block, 0, stream(), rows, n_out, n_in, w, a, out);
   }
 
-  void elementwise_back(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div, const float* al,
-                        const float* bl, const float* au, const float* bu, double* bias) override {
+  void elementwise_back(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div,
+                        const float* al, const float* bl, const float* au, const float* bu, double* bias) override {
     if (half == 0) return;
-    COUNTED_LAUNCH(elementwise_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), half, size, a, prob, stride, div, al, bl, au, bu, bias);
+    COUNTED_LAUNCH(elementwise_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), half, size, a, prob,
+                   stride, div, al, bl, au, bu, bias);
   }
 
   void pool_back(const PoolGeom& g, int64_t half, const int* prob, int64_t stride, const float* slopes, const float* a,
                  float* out) override {
-    COUNTED_LAUNCH(pool_back_kernel, grid(2 * half * g.in_size()), kBlock, 0, stream(), g, half, prob, stride, slopes, a, out);
+    COUNTED_LAUNCH(pool_back_kernel, grid(2 * half * g.in_size()), kBlock, 0, stream(), g, half, prob, stride, slopes,
+                   a, out);
   }
 
   void add(int64_t n, const float* x, float* y) override {
@@ -310,15 +322,15 @@ class CudaOps final : public Ops {
     COUNTED_LAUNCH(identity_kernel, grid(2 * half), kBlock, 0, stream(), half, size, first, out);
   }
 
-  void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi, const double* eps,
-                  RegionNorm norm, const double* bias, double* upper, double* lower) override {
+  void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi,
+                  const double* eps, RegionNorm norm, const double* bias, double* upper, double* lower) override {
     if (half == 0) return;
-    COUNTED_LAUNCH(concretize_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), half, n, a, prob, x0, x_hi, eps, norm, bias, upper,
-                   lower);
+    COUNTED_LAUNCH(concretize_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), half, n, a, prob, x0, x_hi,
+                   eps, norm, bias, upper, lower);
   }
 
-  void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl, float* au,
-                        float* bu) override {
+  void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl,
+                        float* au, float* bu) override {
     COUNTED_LAUNCH(relax_activation_kernel, grid(count), kBlock, 0, stream(), count, s, lo, hi, al, bl, au, bu);
   }
 
@@ -327,9 +339,10 @@ class CudaOps final : public Ops {
     COUNTED_LAUNCH(activation_bounds_kernel, grid(count), kBlock, 0, stream(), count, s, lo, hi, out_lo, out_hi);
   }
 
-  void relax_maxpool(const PoolGeom& g, int64_t problems, const double* lo, const double* hi, float* slopes, float* beta_u,
-                     float* beta_l) override {
-    COUNTED_LAUNCH(relax_maxpool_kernel, grid(problems * g.out_size()), kBlock, 0, stream(), g, problems, lo, hi, slopes, beta_u, beta_l);
+  void relax_maxpool(const PoolGeom& g, int64_t problems, const double* lo, const double* hi, float* slopes,
+                     float* beta_u, float* beta_l) override {
+    COUNTED_LAUNCH(relax_maxpool_kernel, grid(problems * g.out_size()), kBlock, 0, stream(), g, problems, lo, hi,
+                   slopes, beta_u, beta_l);
   }
 
   void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) override {
@@ -337,7 +350,9 @@ class CudaOps final : public Ops {
   }
 
  private:
-  cudaStream_t stream() const { return stream_.get(); }
+  cudaStream_t stream() const {
+    return stream_.get();
+  }
 
   /// Blocks of a grid-stride loop over n elements (at least one, at most max_blocks_).
   unsigned grid(int64_t n) const {
@@ -372,8 +387,8 @@ class CudaOps final : public Ops {
     const size_t most = free_b / 10 * 9;
     if (budget == 0) budget = free_b / 10 * 7;
     if (budget > most) {
-      std::fprintf(stderr, "cnncert: GPU memory budget %zu MiB is more than 90%% of the free %zu MiB; using %zu MiB\n", budget >> 20,
-                   free_b >> 20, most >> 20);
+      std::fprintf(stderr, "cnncert: GPU memory budget %zu MiB is more than 90%% of the free %zu MiB; using %zu MiB\n",
+                   budget >> 20, free_b >> 20, most >> 20);
       budget = most;
     }
     budget_ = budget > ws_limit_ * 2 ? budget - ws_limit_ : budget / 2;
@@ -382,7 +397,7 @@ class CudaOps final : public Ops {
     CNNCERT_CUBLAS(cublasCreate(&cb));
     cublas_.reset(cb);
     CNNCERT_CUBLAS(cublasSetStream(cb, stream()));
-    CNNCERT_CUBLAS(cublasSetMathMode(cb, CUBLAS_DEFAULT_MATH));  // full FP32: no TF32 tensor-core math
+    CNNCERT_CUBLAS(cublasSetMathMode(cb, CUBLAS_DEFAULT_MATH));            // full FP32: no TF32 tensor-core math
     CNNCERT_CUBLAS(cublasSetAtomicsMode(cb, CUBLAS_ATOMICS_NOT_ALLOWED));  // deterministic
 #endif
 #if CNNCERT_HAVE_CUDNN
@@ -421,8 +436,8 @@ class CudaOps final : public Ops {
   };
   std::map<std::array<int64_t, 16>, std::unique_ptr<Plan>> plans_;
   Plan& conv_plan(const ConvGeom& g, int64_t rows) {
-    const std::array<int64_t, 16> key{rows,  g.cin, g.hin, g.win, g.cout, g.hout, g.wout, g.kh,
-                                      g.kw,  g.sh,  g.sw,  g.pt,  g.pl,   g.dh,   g.dw,   g.groups};
+    const std::array<int64_t, 16> key{rows, g.cin, g.hin, g.win, g.cout, g.hout, g.wout, g.kh,
+                                      g.kw, g.sh,  g.sw,  g.pt,  g.pl,   g.dh,   g.dw,   g.groups};
     auto it = plans_.find(key);
     if (it != plans_.end()) return *it->second;
     if (plans_.size() >= 256) plans_.clear();  // chunk sizes vary; keep the cache bounded
@@ -432,9 +447,12 @@ class CudaOps final : public Ops {
     CNNCERT_CUDNN(cudnnCreateTensorDescriptor(&plan->dx));
     CNNCERT_CUDNN(cudnnCreateFilterDescriptor(&plan->w));
     CNNCERT_CUDNN(cudnnCreateConvolutionDescriptor(&plan->conv));
-    CNNCERT_CUDNN(cudnnSetTensor4dDescriptor(plan->dy, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, I(rows), I(g.cout), I(g.hout), I(g.wout)));
-    CNNCERT_CUDNN(cudnnSetTensor4dDescriptor(plan->dx, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, I(rows), I(g.cin), I(g.hin), I(g.win)));
-    CNNCERT_CUDNN(cudnnSetFilter4dDescriptor(plan->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, I(g.cout), I(g.cin / g.groups), I(g.kh), I(g.kw)));
+    CNNCERT_CUDNN(cudnnSetTensor4dDescriptor(plan->dy, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, I(rows), I(g.cout),
+                                             I(g.hout), I(g.wout)));
+    CNNCERT_CUDNN(cudnnSetTensor4dDescriptor(plan->dx, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, I(rows), I(g.cin), I(g.hin),
+                                             I(g.win)));
+    CNNCERT_CUDNN(cudnnSetFilter4dDescriptor(plan->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, I(g.cout),
+                                             I(g.cin / g.groups), I(g.kh), I(g.kw)));
     CNNCERT_CUDNN(cudnnSetConvolution2dDescriptor(plan->conv, I(g.pt), I(g.pl), I(g.sh), I(g.sw), I(g.dh), I(g.dw),
                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     CNNCERT_CUDNN(cudnnSetConvolutionGroupCount(plan->conv, I(g.groups)));
@@ -442,13 +460,14 @@ class CudaOps final : public Ops {
     // cuDNN pads symmetrically: usable when its output size is the network's (asymmetric padding
     // that only pads positions no window reaches), else the direct kernel runs.
     int n = 0, c = 0, h = 0, wd = 0;
-    const bool dims_ok = cudnnGetConvolution2dForwardOutputDim(plan->conv, plan->dx, plan->w, &n, &c, &h, &wd) == CUDNN_STATUS_SUCCESS;
+    const bool dims_ok =
+        cudnnGetConvolution2dForwardOutputDim(plan->conv, plan->dx, plan->w, &n, &c, &h, &wd) == CUDNN_STATUS_SUCCESS;
     if (dims_ok && n == rows && c == g.cout && h == g.hout && wd == g.wout) {
       int max_algos = 0, returned = 0;
       CNNCERT_CUDNN(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(cudnn_.get(), &max_algos));
       std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(static_cast<size_t>(std::max(max_algos, 1)));
-      CNNCERT_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_.get(), plan->w, plan->dy, plan->conv, plan->dx, max_algos, &returned,
-                                                                perf.data()));
+      CNNCERT_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnn_.get(), plan->w, plan->dy, plan->conv, plan->dx,
+                                                                max_algos, &returned, perf.data()));
       for (int i = 0; i < returned; ++i) {
         const auto& p = perf[static_cast<size_t>(i)];
         // Only the direct deterministic algorithm: FFT and Winograd variants are deterministic
@@ -459,8 +478,8 @@ class CudaOps final : public Ops {
             p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION || p.memory > ws_limit_)
           continue;
         plan->algo = p.algo;
-        CNNCERT_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn_.get(), plan->w, plan->dy, plan->conv, plan->dx, plan->algo,
-                                                                   &plan->workspace));
+        CNNCERT_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize(cudnn_.get(), plan->w, plan->dy, plan->conv,
+                                                                   plan->dx, plan->algo, &plan->workspace));
         plan->usable = true;
         break;
       }

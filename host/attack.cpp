@@ -8,9 +8,8 @@
 #include <optional>
 #include <random>
 
-#include "cnncert/baselines.hpp"
-
 #include "baseline_checks.hpp"
+#include "cnncert/baselines.hpp"
 #include "cnncert/error.hpp"
 
 namespace cnncert {

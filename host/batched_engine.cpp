@@ -6,13 +6,14 @@
 // input) and the consumer's relaxation is computed for all problems by one operation; finally
 // the specification rows of all problems are back-substituted the same way. Upper and lower
 // passes travel stacked in one tensor (2·half rows), so each layer is one convolution/GEMM call.
+#include "batched_engine.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
 #include <map>
 
-#include "batched_engine.hpp"
 #include "cnncert/error.hpp"
 #include "engine_common.hpp"
 
@@ -70,7 +71,9 @@ std::vector<T> download(Ops& ops, const Buf& b, size_t n) {
   return v;
 }
 
-std::vector<float> to_float(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
+std::vector<float> to_float(const std::vector<double>& v) {
+  return std::vector<float>(v.begin(), v.end());
+}
 
 /// Network constants on the device.
 struct NodeConst {
@@ -97,8 +100,8 @@ class BatchedEngine final : public BoundEngine {
       switch (n.op) {
         case OpKind::Conv: {
           const ConvAttr& a = n.as<ConvAttr>();
-          c.conv = {gi.c, gi.h, gi.w, g.c, g.h, g.w, a.kernel_h, a.kernel_w, a.stride_h, a.stride_w, a.pad_top, a.pad_left,
-                    a.dilation_h, a.dilation_w, a.groups};
+          c.conv = {gi.c,       gi.h,       gi.w,      g.c,        g.h,          g.w,          a.kernel_h, a.kernel_w,
+                    a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.dilation_h, a.dilation_w, a.groups};
           c.weight = upload(o, to_float(a.weight));
           c.bias = upload(o, to_float(a.bias));
           break;
@@ -171,11 +174,15 @@ class BatchedEngine final : public BoundEngine {
         stats_.seconds_bounds += since(t0);
         if (options.want_intermediate) {
           const size_t size = static_cast<size_t>(net_.node(src).size());
-          const auto lo = download<double>(*ops_, b.lo.at(src), size * b.P), hi = download<double>(*ops_, b.hi.at(src), size * b.P);
+          const auto lo = download<double>(*ops_, b.lo.at(src), size * b.P),
+                     hi = download<double>(*ops_, b.hi.at(src), size * b.P);
           for (size_t p = 0; p < b.P; ++p)
             if (b.error[p].empty())
-              out[p].intermediate.push_back({src, std::vector<double>(lo.begin() + static_cast<long>(p * size), lo.begin() + static_cast<long>((p + 1) * size)),
-                                             std::vector<double>(hi.begin() + static_cast<long>(p * size), hi.begin() + static_cast<long>((p + 1) * size))});
+              out[p].intermediate.push_back({src,
+                                             std::vector<double>(lo.begin() + static_cast<long>(p * size),
+                                                                 lo.begin() + static_cast<long>((p + 1) * size)),
+                                             std::vector<double>(hi.begin() + static_cast<long>(p * size),
+                                                                 hi.begin() + static_cast<long>((p + 1) * size))});
         }
       }
       const auto t1 = clock::now();
@@ -195,7 +202,8 @@ class BatchedEngine final : public BoundEngine {
   struct Batch {
     Batch(Ops& o, const std::vector<BoundProblem>& pr, const BoundOptions& opt) : problems(pr), options(opt) {
       P = pr.size();
-      const bool boxes = opt.clip_to_box || std::any_of(pr.begin(), pr.end(), [](const BoundProblem& p) { return p.has_box(); });
+      const bool boxes =
+          opt.clip_to_box || std::any_of(pr.begin(), pr.end(), [](const BoundProblem& p) { return p.has_box(); });
       std::vector<double> x0, x_hi, eps;
       for (const auto& p : pr) {
         if (boxes) {  // every region as a box (boxes need the ℓ∞ norm; a ball is the box x0 ± eps)
@@ -225,8 +233,8 @@ class BatchedEngine final : public BoundEngine {
     RegionNorm norm = RegionNorm::Linf;
     Buf x0, x_hi, eps, flags;  // x0: centres, or the lower corners of boxes (norm Box) and x_hi the upper ones
     std::vector<std::string> error;
-    std::map<int, Buf> lo, hi;                // bounds of nodes that need them (P × size, double)
-    std::map<int, Buf> al, bl, au, bu;        // activation relaxations (P × size, float)
+    std::map<int, Buf> lo, hi;                  // bounds of nodes that need them (P × size, double)
+    std::map<int, Buf> al, bl, au, bu;          // activation relaxations (P × size, float)
     std::map<int, Buf> slopes, beta_u, beta_l;  // max-pool relaxations
   };
 
@@ -238,15 +246,16 @@ class BatchedEngine final : public BoundEngine {
     // branch waiting, a layer's input and output).
     const double per_row = 2.0 * 4.0 * static_cast<double>(max_size) * sizeof(float);
     const double by_budget = static_cast<double>(ops_->memory_budget()) / per_row;
-    const double by_index = static_cast<double>(std::numeric_limits<int32_t>::max()) / (2.0 * static_cast<double>(max_size));
+    const double by_index =
+        static_cast<double>(std::numeric_limits<int32_t>::max()) / (2.0 * static_cast<double>(max_size));
     return std::max<int64_t>(1, static_cast<int64_t>(std::min({by_budget, by_index, 1e6})));
   }
 
   /// Back-substitutes `a` (2·half rows at node `start`) to the input and concretizes: the upper
   /// half's bounds go to upper[r], the lower half's to lower[r]. `bias` (2·half doubles) starts
   /// at zero and ends as the rows' constant terms; `final_a` receives the input coefficients.
-  void backsub(Batch& b, int start, int64_t half, Buf a_start, const int* prob, double* bias, double* upper, double* lower,
-               Buf* final_a) {
+  void backsub(Batch& b, int start, int64_t half, Buf a_start, const int* prob, double* bias, double* upper,
+               double* lower, Buf* final_a) {
     Ops& o = *ops_;
     const int64_t rows = 2 * half;
     std::map<int, Buf> pend;
@@ -271,8 +280,9 @@ class BatchedEngine final : public BoundEngine {
       const NodeConst& c = consts_[static_cast<size_t>(k)];
       float* av = a.as<float>();
       if (n.op == OpKind::Input) {
-        o.concretize(half, g.size(), av, prob, b.x0.as<double>(), b.norm == RegionNorm::Box ? b.x_hi.as<double>() : nullptr,
-                     b.eps.as<double>(), b.norm, bias, upper, lower);
+        o.concretize(half, g.size(), av, prob, b.x0.as<double>(),
+                     b.norm == RegionNorm::Box ? b.x_hi.as<double>() : nullptr, b.eps.as<double>(), b.norm, bias, upper,
+                     lower);
         if (final_a) *final_a = std::move(a);
         continue;
       }
@@ -280,14 +290,16 @@ class BatchedEngine final : public BoundEngine {
       const int64_t size = g.size();
       switch (n.op) {
         case OpKind::Conv: {
-          o.elementwise_back(half, size, av, prob, 0, g.h * g.w, nullptr, c.bias.as<float>(), nullptr, c.bias.as<float>(), bias);
+          o.elementwise_back(half, size, av, prob, 0, g.h * g.w, nullptr, c.bias.as<float>(), nullptr,
+                             c.bias.as<float>(), bias);
           Buf out = fresh(src);
           o.conv_back(c.conv, rows, c.weight.as<float>(), av, out.as<float>());
           push(src, std::move(out));
           break;
         }
         case OpKind::Dense: {
-          o.elementwise_back(half, size, av, prob, 0, 1, nullptr, c.bias.as<float>(), nullptr, c.bias.as<float>(), bias);
+          o.elementwise_back(half, size, av, prob, 0, 1, nullptr, c.bias.as<float>(), nullptr, c.bias.as<float>(),
+                             bias);
           Buf out = fresh(src);
           o.dense_back(rows, size, net_.node(src).size(), c.weight.as<float>(), av, out.as<float>());
           push(src, std::move(out));
@@ -299,13 +311,13 @@ class BatchedEngine final : public BoundEngine {
           push(src, std::move(a));
           break;
         case OpKind::Activation:
-          o.elementwise_back(half, size, av, prob, size, 1, b.al.at(k).as<float>(), b.bl.at(k).as<float>(), b.au.at(k).as<float>(),
-                             b.bu.at(k).as<float>(), bias);
+          o.elementwise_back(half, size, av, prob, size, 1, b.al.at(k).as<float>(), b.bl.at(k).as<float>(),
+                             b.au.at(k).as<float>(), b.bu.at(k).as<float>(), bias);
           push(src, std::move(a));
           break;
         case OpKind::MaxPool: {
-          o.elementwise_back(half, size, av, prob, size, 1, nullptr, b.beta_l.at(k).as<float>(), nullptr, b.beta_u.at(k).as<float>(),
-                             bias);
+          o.elementwise_back(half, size, av, prob, size, 1, nullptr, b.beta_l.at(k).as<float>(), nullptr,
+                             b.beta_u.at(k).as<float>(), bias);
           Buf out = fresh(src);
           o.pool_back(c.pool, half, prob, size * c.pool.kk(), b.slopes.at(k).as<float>(), av, out.as<float>());
           push(src, std::move(out));
@@ -353,8 +365,8 @@ class BatchedEngine final : public BoundEngine {
       o.identity(half, size, first, a.as<float>());
       Buf bias(o, static_cast<size_t>(2 * half) * sizeof(double));
       o.zero(bias.as<void>(), bias.bytes());
-      backsub(b, k, half, std::move(a), dprob.as<int>(), bias.as<double>(), hi.as<double>() + first, lo.as<double>() + first,
-              nullptr);
+      backsub(b, k, half, std::move(a), dprob.as<int>(), bias.as<double>(), hi.as<double>() + first,
+              lo.as<double>() + first, nullptr);
     }
     o.flag_nonfinite(static_cast<int64_t>(b.P), size, lo.as<double>(), hi.as<double>(), b.flags.as<int>());
     b.lo.emplace(k, std::move(lo));
@@ -374,7 +386,8 @@ class BatchedEngine final : public BoundEngine {
     Ops& o = *ops_;
     const int64_t total = act.size() * static_cast<int64_t>(b.P);
     Buf lo(o, static_cast<size_t>(total) * sizeof(double)), hi(o, static_cast<size_t>(total) * sizeof(double));
-    o.activation_bounds(total, s, b.lo.at(pre).as<double>(), b.hi.at(pre).as<double>(), lo.as<double>(), hi.as<double>());
+    o.activation_bounds(total, s, b.lo.at(pre).as<double>(), b.hi.at(pre).as<double>(), lo.as<double>(),
+                        hi.as<double>());
     o.flag_nonfinite(static_cast<int64_t>(b.P), act.size(), lo.as<double>(), hi.as<double>(), b.flags.as<int>());
     b.lo.emplace(src, std::move(lo));
     b.hi.emplace(src, std::move(hi));
@@ -399,7 +412,8 @@ class BatchedEngine final : public BoundEngine {
     if (n.op == OpKind::MaxPool) {
       const PoolGeom& g = consts_[static_cast<size_t>(k)].pool;
       Buf sl(o, static_cast<size_t>(P * g.out_size() * g.kk()) * sizeof(float));
-      Buf bu(o, static_cast<size_t>(P * g.out_size()) * sizeof(float)), bl(o, static_cast<size_t>(P * g.out_size()) * sizeof(float));
+      Buf bu(o, static_cast<size_t>(P * g.out_size()) * sizeof(float)),
+          bl(o, static_cast<size_t>(P * g.out_size()) * sizeof(float));
       o.relax_maxpool(g, P, lo, hi, sl.as<float>(), bu.as<float>(), bl.as<float>());
       b.slopes.emplace(k, std::move(sl));
       b.beta_u.emplace(k, std::move(bu));
@@ -432,8 +446,8 @@ class BatchedEngine final : public BoundEngine {
     Buf up(o, static_cast<size_t>(std::max<int64_t>(total, 1)) * sizeof(double)),
         lw(o, static_cast<size_t>(std::max<int64_t>(total, 1)) * sizeof(double));
     const bool lin = b.options.want_linear;
-    std::vector<float> a_lin;       // rows × n_in per pass, in flattened order
-    std::vector<double> bias_lin;   // 2 × total
+    std::vector<float> a_lin;      // rows × n_in per pass, in flattened order
+    std::vector<double> bias_lin;  // 2 × total
     if (lin) a_lin.resize(static_cast<size_t>(2 * total * n_in)), bias_lin.resize(static_cast<size_t>(2 * total));
     const int64_t chunk = chunk_rows(outn);
     for (int64_t first = 0; first < total; first += chunk) {
@@ -453,20 +467,21 @@ class BatchedEngine final : public BoundEngine {
       Buf bias(o, static_cast<size_t>(2 * half) * sizeof(double));
       o.zero(bias.as<void>(), bias.bytes());
       Buf final_a;
-      backsub(b, outn, half, std::move(a), dprob.as<int>(), bias.as<double>(), up.as<double>() + first, lw.as<double>() + first,
-              lin ? &final_a : nullptr);
+      backsub(b, outn, half, std::move(a), dprob.as<int>(), bias.as<double>(), up.as<double>() + first,
+              lw.as<double>() + first, lin ? &final_a : nullptr);
       if (lin) {
         const auto fa = download<float>(o, final_a, static_cast<size_t>(2 * half * n_in));
         const auto fb = download<double>(o, bias, static_cast<size_t>(2 * half));
         for (int64_t r = 0; r < half; ++r) {
-          std::copy_n(fa.begin() + r * n_in, n_in, a_lin.begin() + (first + r) * n_in);                            // upper
-          std::copy_n(fa.begin() + (half + r) * n_in, n_in, a_lin.begin() + (total + first + r) * n_in);            // lower
+          std::copy_n(fa.begin() + r * n_in, n_in, a_lin.begin() + (first + r) * n_in);                   // upper
+          std::copy_n(fa.begin() + (half + r) * n_in, n_in, a_lin.begin() + (total + first + r) * n_in);  // lower
           bias_lin[static_cast<size_t>(first + r)] = fb[static_cast<size_t>(r)];
           bias_lin[static_cast<size_t>(total + first + r)] = fb[static_cast<size_t>(half + r)];
         }
       }
     }
-    const auto upper = download<double>(o, up, static_cast<size_t>(total)), lower = download<double>(o, lw, static_cast<size_t>(total));
+    const auto upper = download<double>(o, up, static_cast<size_t>(total)),
+               lower = download<double>(o, lw, static_cast<size_t>(total));
     int64_t at = 0;
     const double inf = std::numeric_limits<double>::infinity();
     for (size_t p = 0; p < b.P; ++p) {

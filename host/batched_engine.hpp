@@ -55,8 +55,8 @@ class Ops {
                                 const float* al, const float* bl, const float* au, const float* bu, double* bias) = 0;
   /// out[r] = pooling back-substitution of a[r] with the slopes of problem prob[r % half]
   /// (slopes + prob·stride; stride 0 = shared slopes).
-  virtual void pool_back(const PoolGeom& g, int64_t half, const int* prob, int64_t stride, const float* slopes, const float* a,
-                         float* out) = 0;
+  virtual void pool_back(const PoolGeom& g, int64_t half, const int* prob, int64_t stride, const float* slopes,
+                         const float* a, float* out) = 0;
   /// y += x (n values).
   virtual void add(int64_t n, const float* x, float* y) = 0;
   /// out[r][i] = inv[i] >= 0 ? a[r][inv[i]] : 0 (a: rows × n_out, out: rows × n_in).
@@ -66,11 +66,12 @@ class Ops {
   /// Concretizes every row at the input: x0 (problems × n) the centres and eps per problem, or
   /// for RegionNorm::Box x0 the lower and x_hi the upper corners of each problem's box (x_hi is
   /// read for boxes only); rows of the upper half write upper[r], of the lower half lower[r − half].
-  virtual void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi,
-                          const double* eps, RegionNorm norm, const double* bias, double* upper, double* lower) = 0;
+  virtual void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0,
+                          const double* x_hi, const double* eps, RegionNorm norm, const double* bias, double* upper,
+                          double* lower) = 0;
   /// Relaxations of `count` activation neurons from their bounds.
-  virtual void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl,
-                                float* au, float* bu) = 0;
+  virtual void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al,
+                                float* bl, float* au, float* bu) = 0;
   /// [out_lo[i], out_hi[i]] = the range of σ on [lo[i], hi[i]] for `count` neurons
   /// (activation_range; [σ(lo), σ(hi)] for a monotone activation): the max-pool input bounds of
   /// MATH.md §2.5.
@@ -84,7 +85,7 @@ class Ops {
   /// magnitude beyond kMaxReliableBound (reliable_bound; other flags unchanged).
   virtual void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) = 0;
 
-/// Waits until every operation issued so far has finished (for phase timings).
+  /// Waits until every operation issued so far has finished (for phase timings).
   virtual void synchronize() {}
   /// Floating-point operations of the convolution and GEMM back-substitutions so far.
   virtual double backsub_flops() const { return 0; }

@@ -70,8 +70,8 @@ CNNCERT_HD inline float conv_back_elem(const ConvGeom& g, const float* a_row, co
 /// Pooling back-substitution of one row at one input element (c, iy, ix): Σ over the windows
 /// that contain it of the row's coefficient times that window's slope at this tap.
 /// `slopes` holds out_size × kk values of the row's problem.
-CNNCERT_HD inline float pool_back_elem(const PoolGeom& g, const float* a_row, const float* slopes, int64_t c, int64_t iy,
-                                       int64_t ix) {
+CNNCERT_HD inline float pool_back_elem(const PoolGeom& g, const float* a_row, const float* slopes, int64_t c,
+                                       int64_t iy, int64_t ix) {
   float sum = 0;
   for_each_tap(g, iy, ix, [&](int64_t oy, int64_t ox, int64_t ky, int64_t kx) {
     const int64_t j = (c * g.hout + oy) * g.wout + ox;
@@ -114,10 +114,13 @@ CNNCERT_HD inline void concretize_elem(double coef, double x, double x_hi, Regio
 }
 
 /// Combines two partial norm terms (sum, or max for the ℓ1 ball's ∞-norm).
-CNNCERT_HD inline double combine_norm(RegionNorm n, double a, double b) { return n == RegionNorm::L1 ? (a > b ? a : b) : a + b; }
+CNNCERT_HD inline double combine_norm(RegionNorm n, double a, double b) {
+  return n == RegionNorm::L1 ? (a > b ? a : b) : a + b;
+}
 
 /// The final value of a row from its centre and norm terms and bias.
-CNNCERT_HD inline double concretize_finish(bool upper, double centre, double norm, double bias, double eps, RegionNorm n) {
+CNNCERT_HD inline double concretize_finish(bool upper, double centre, double norm, double bias, double eps,
+                                           RegionNorm n) {
   double r = norm;
   if (n != RegionNorm::Box) r = eps * (n == RegionNorm::L2 ? sqrt(norm) : norm);
   const double val = centre + bias;
@@ -164,7 +167,9 @@ CNNCERT_HD inline Relaxation<double> relax_activation(const ActSpec& s, double l
 constexpr double kMaxReliableBound = 1e12;
 
 /// False for NaN, ±inf and |v| > kMaxReliableBound.
-CNNCERT_HD inline bool reliable_bound(double v) { return fabs(v) <= kMaxReliableBound; }
+CNNCERT_HD inline bool reliable_bound(double v) {
+  return fabs(v) <= kMaxReliableBound;
+}
 
 /// Whether the activation is monotone non-decreasing, so that [σ(l), σ(u)] bounds σ(z) on [l, u]
 /// (every activation but a LeakyRelu with a negative slope).
@@ -218,8 +223,8 @@ CNNCERT_HD inline T clamp_like_std(T v, T lo, T hi) {
 /// bounds `lo`, `hi` of the input map: slopes per window tap (kk values, 0 off the candidates
 /// and on padding) and the upper and lower intercepts. Used by the CPU engine too.
 template <class T, class S>
-CNNCERT_HD inline void relax_maxpool_window(const PoolGeom& g, int64_t c, int64_t oy, int64_t ox, const T* lo, const T* hi,
-                                            S* slopes, T& beta_u, T& beta_l) {
+CNNCERT_HD inline void relax_maxpool_window(const PoolGeom& g, int64_t c, int64_t oy, int64_t ox, const T* lo,
+                                            const T* hi, S* slopes, T& beta_u, T& beta_l) {
   const T inf = INFINITY;
   for (int64_t q = 0; q < g.kk(); ++q) slopes[q] = 0;
   // Visits the window members (padding excluded) in order: f(tap, input index).

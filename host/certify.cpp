@@ -47,10 +47,11 @@ std::vector<double> margin_spec(int64_t classes, int64_t predicted, const std::v
   return spec;
 }
 
-std::vector<BoundProblem> prediction_problems(const Network& net, const std::vector<double>& inputs, double eps, bool logits,
-                                              std::vector<int64_t>& predicted) {
+std::vector<BoundProblem> prediction_problems(const Network& net, const std::vector<double>& inputs, double eps,
+                                              bool logits, std::vector<int64_t>& predicted) {
   const int64_t n_in = net.input_size(), classes = net.output_size();
-  CNNCERT_CHECK(n_in > 0 && inputs.size() % static_cast<size_t>(n_in) == 0, "the inputs do not match the network input size");
+  CNNCERT_CHECK(n_in > 0 && inputs.size() % static_cast<size_t>(n_in) == 0,
+                "the inputs do not match the network input size");
   const auto count = static_cast<int64_t>(inputs.size()) / n_in;
   const std::vector<double> out = net.forward(inputs.data(), count);
   std::vector<BoundProblem> problems;
@@ -96,7 +97,7 @@ struct Item {
   int64_t rows;
   // search state
   double lambda = 0, lambda_min = -INFINITY, lambda_max = INFINITY;  // cnncert
-  double eps = 0, eps_min = 0, eps_max = INFINITY;                    // deepcert
+  double eps = 0, eps_min = 0, eps_max = INFINITY;                   // deepcert
   int steps = 0;
   bool done = false;
   double certified = 0;
@@ -104,7 +105,9 @@ struct Item {
   std::string note;
 };
 
-double current_eps(const Item& it, SearchMode m) { return m == SearchMode::CnnCert ? std::exp(it.lambda) : it.eps; }
+double current_eps(const Item& it, SearchMode m) {
+  return m == SearchMode::CnnCert ? std::exp(it.lambda) : it.eps;
+}
 
 void step(Item& it, bool ok, const CertifyOptions& o) {
   ++it.steps;
@@ -135,7 +138,8 @@ void step(Item& it, bool ok, const CertifyOptions& o) {
 
 }  // namespace
 
-void check_classes(const std::vector<int64_t>& classes_of_images, int64_t classes, int64_t first_index, const char* what) {
+void check_classes(const std::vector<int64_t>& classes_of_images, int64_t classes, int64_t first_index,
+                   const char* what) {
   for (size_t i = 0; i < classes_of_images.size(); ++i) {
     const int64_t c = classes_of_images[i];
     CNNCERT_CHECK(c >= -1 && c < classes, "image " << first_index + static_cast<int64_t>(i) << ": " << what << " " << c
@@ -146,7 +150,8 @@ void check_classes(const std::vector<int64_t>& classes_of_images, int64_t classe
 std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const std::vector<double>& inputs,
                                  const std::vector<int64_t>& labels, const CertifyOptions& o, int64_t first_index) {
   const int64_t n_in = net.input_size(), classes = net.output_size();
-  CNNCERT_CHECK(n_in > 0 && inputs.size() % static_cast<size_t>(n_in) == 0, "certify: inputs do not match the network input size");
+  CNNCERT_CHECK(n_in > 0 && inputs.size() % static_cast<size_t>(n_in) == 0,
+                "certify: inputs do not match the network input size");
   const int64_t count = static_cast<int64_t>(inputs.size()) / n_in;
   CNNCERT_CHECK(labels.empty() || static_cast<int64_t>(labels.size()) == count, "certify: one label per image needed");
   CNNCERT_CHECK(o.targets.empty() || static_cast<int64_t>(o.targets.size()) == count,
@@ -155,13 +160,16 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
   CNNCERT_CHECK(o.start_eps > 0 && std::isfinite(o.start_eps), "certify: the starting eps must be positive");
   CNNCERT_CHECK(o.image_indices.empty() || static_cast<int64_t>(o.image_indices.size()) == count,
                 "certify: " << o.image_indices.size() << " image indices for " << count << " images");
-  auto index_of = [&](int64_t i) { return o.image_indices.empty() ? first_index + i : o.image_indices[static_cast<size_t>(i)]; };
+  auto index_of = [&](int64_t i) {
+    return o.image_indices.empty() ? first_index + i : o.image_indices[static_cast<size_t>(i)];
+  };
   for (int64_t i = 0; i < count; ++i) {
     CNNCERT_CHECK(index_of(i) >= 0, "certify: image indices must not be negative");
     for (const auto* v : {&labels, &o.targets}) {
       const int64_t c = v->empty() ? -1 : (*v)[static_cast<size_t>(i)];
-      CNNCERT_CHECK(c >= -1 && c < classes, "image " << index_of(i) << ": " << (v == &labels ? "label" : "target") << " " << c
-                                                     << " is not a class of the model (0.." << classes - 1 << ")");
+      CNNCERT_CHECK(c >= -1 && c < classes, "image " << index_of(i) << ": " << (v == &labels ? "label" : "target")
+                                                     << " " << c << " is not a class of the model (0.." << classes - 1
+                                                     << ")");
     }
   }
   const auto t0 = std::chrono::steady_clock::now();
@@ -293,7 +301,8 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
       } else {
         for (double v : br.lower) ok = ok && std::isfinite(v) && v > 0;
       }
-      if (!br.error.empty() && it.note.empty()) it.note = "not certified at eps " + std::to_string(current_eps(it, o.search)) + ": " + br.error;
+      if (!br.error.empty() && it.note.empty())
+        it.note = "not certified at eps " + std::to_string(current_eps(it, o.search)) + ": " + br.error;
       if (ok) {
         it.certified = current_eps(it, o.search);
         it.any_certified = true;

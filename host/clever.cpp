@@ -9,9 +9,8 @@
 #include <random>
 #include <thread>
 
-#include "cnncert/baselines.hpp"
-
 #include "baseline_checks.hpp"
+#include "cnncert/baselines.hpp"
 #include "cnncert/error.hpp"
 
 namespace cnncert {

@@ -40,11 +40,15 @@ int launched_size() {
 }
 
 /// Processes the launcher started, as its environment says (srun's tasks whatever the MPI plugin).
-int launched_count() { return std::max({1, launched_size(), env_int("SLURM_STEP_NUM_TASKS")}); }
+int launched_count() {
+  return std::max({1, launched_size(), env_int("SLURM_STEP_NUM_TASKS")});
+}
 
 }  // namespace
 
-const Cluster& cluster() { return g_cluster; }
+const Cluster& cluster() {
+  return g_cluster;
+}
 
 int default_threads() {
   const int all = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -60,13 +64,16 @@ int default_threads() {
 std::string refuse_unsplit_certify(bool shard_given) {
   if (shard_given || g_cluster.launched <= g_cluster.size) return "";
   return "this process is one of " + std::to_string(g_cluster.launched) + " launched by mpirun/srun, but " +
-         (mpi_compiled() ? "MPI sees " + std::to_string(g_cluster.size) + " rank (srun without --mpi=pmix or pmi2?)"
-                         : std::string("this cnncert was built without MPI (apt-get install libopenmpi-dev, then rebuild)")) +
+         (mpi_compiled()
+              ? "MPI sees " + std::to_string(g_cluster.size) + " rank (srun without --mpi=pmix or pmi2?)"
+              : std::string("this cnncert was built without MPI (apt-get install libopenmpi-dev, then rebuild)")) +
          ", so each would certify every image: give each process --shard K/N, or launch it as one process";
 }
 
 #ifdef CNNCERT_HAVE_MPI
-bool mpi_compiled() { return true; }
+bool mpi_compiled() {
+  return true;
+}
 
 std::string cluster_start(int* argc, char*** argv) {
   g_cluster.launched = launched_count();
@@ -93,7 +100,8 @@ std::string broadcast_text(const std::string& text) {
   // Texts here are short messages; a longer one is cut (it only ever carries an error line).
   int len = g_cluster.rank == 0 ? static_cast<int>(std::min<size_t>(text.size(), 1 << 20)) : 0;
   MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  std::string out = g_cluster.rank == 0 ? text.substr(0, static_cast<size_t>(len)) : std::string(static_cast<size_t>(len), '\0');
+  std::string out =
+      g_cluster.rank == 0 ? text.substr(0, static_cast<size_t>(len)) : std::string(static_cast<size_t>(len), '\0');
   MPI_Bcast(out.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD);
   return out;
 }
@@ -102,7 +110,8 @@ std::vector<std::string> gather_text(const std::string& mine) {
   if (!g_cluster.mpi || g_cluster.size == 1) return {mine};
   const bool root = g_cluster.rank == 0;
   // A text too long for MPI's int counts travels as an error text instead (rank 0 reports it).
-  const std::string too_long = R"({"error": "this rank's results exceed 2 GiB and could not be sent to rank 0", "code": 2})";
+  const std::string too_long =
+      R"({"error": "this rank's results exceed 2 GiB and could not be sent to rank 0", "code": 2})";
   const std::string& send = mine.size() > static_cast<size_t>(INT_MAX) ? too_long : mine;
   int len = static_cast<int>(send.size());
   std::vector<int> lens(root ? static_cast<size_t>(g_cluster.size) : 0), displs(lens.size());
@@ -122,30 +131,39 @@ std::vector<std::string> gather_text(const std::string& mine) {
     out[0] = send;
     for (int r = 1; r < g_cluster.size; ++r) {
       out[static_cast<size_t>(r)].resize(static_cast<size_t>(lens[static_cast<size_t>(r)]));
-      MPI_Recv(out[static_cast<size_t>(r)].data(), lens[static_cast<size_t>(r)], MPI_CHAR, r, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      MPI_Recv(out[static_cast<size_t>(r)].data(), lens[static_cast<size_t>(r)], MPI_CHAR, r, 1, MPI_COMM_WORLD,
+               MPI_STATUS_IGNORE);
     }
     return out;
   }
   std::string all(root ? static_cast<size_t>(total) : 0, '\0');
-  MPI_Gatherv(send.data(), len, MPI_CHAR, root ? all.data() : nullptr, lens.data(), displs.data(), MPI_CHAR, 0, MPI_COMM_WORLD);
+  MPI_Gatherv(send.data(), len, MPI_CHAR, root ? all.data() : nullptr, lens.data(), displs.data(), MPI_CHAR, 0,
+              MPI_COMM_WORLD);
   if (!root) return {};
   std::vector<std::string> out;
-  for (size_t r = 0; r < lens.size(); ++r) out.push_back(all.substr(static_cast<size_t>(displs[r]), static_cast<size_t>(lens[r])));
+  for (size_t r = 0; r < lens.size(); ++r)
+    out.push_back(all.substr(static_cast<size_t>(displs[r]), static_cast<size_t>(lens[r])));
   return out;
 }
 #else
-bool mpi_compiled() { return false; }
+bool mpi_compiled() {
+  return false;
+}
 
 std::string cluster_start(int*, char***) {
   g_cluster.launched = launched_count();
   return "";
 }
 
-std::string broadcast_text(const std::string& text) { return text; }
+std::string broadcast_text(const std::string& text) {
+  return text;
+}
 
 void cluster_finish() {}
 
-std::vector<std::string> gather_text(const std::string& mine) { return {mine}; }
+std::vector<std::string> gather_text(const std::string& mine) {
+  return {mine};
+}
 #endif
 
 }  // namespace cnncert::cli

@@ -1,6 +1,9 @@
 // The `cnncert` command: info, predict, certify, bounds, proven, convert, gpu.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -8,25 +11,22 @@
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
+#include <thread>
 
-#include "cnncert/cnncert.hpp"
-#include "cnncert/certify.hpp"
-#include "cnncert/engine.hpp"
-#include "cnncert/proven.hpp"
-#include "cnncert/convert.hpp"
-#include "cnncert/vnnlib.hpp"
-#include "cnncert/baselines.hpp"
-#include "engine_common.hpp"
 #include "cli_cluster.hpp"
 #include "cli_options.hpp"
+#include "cnncert/baselines.hpp"
+#include "cnncert/certify.hpp"
+#include "cnncert/cnncert.hpp"
+#include "cnncert/convert.hpp"
+#include "cnncert/engine.hpp"
+#include "cnncert/proven.hpp"
+#include "cnncert/vnnlib.hpp"
+#include "engine_common.hpp"
 #include "npy.hpp"
 #include "output_file.hpp"
-
-#include <chrono>
-#include <optional>
-#include <thread>
-#include <unistd.h>
 
 namespace {
 
@@ -74,9 +74,10 @@ struct InputOptions {
     if (!convention.given(model) && cnncert::cli::cluster().rank == 0 && !set.pixels.empty()) {
       // Without a convention the stored values go in as they are: say so, with what they look like.
       const auto [lo, hi] = std::minmax_element(set.pixels.begin(), set.pixels.end());
-      std::cerr << "cnncert: warning: no input convention for " << model << " (no " << model
-                << ".json sidecar, --sidecar or --scale/--mean/--std/--layout): the images go in as stored, NCHW, values in ["
-                << *lo << ", " << *hi << "]\n";
+      std::cerr
+          << "cnncert: warning: no input convention for " << model << " (no " << model
+          << ".json sidecar, --sidecar or --scale/--mean/--std/--layout): the images go in as stored, NCHW, values in ["
+          << *lo << ", " << *hi << "]\n";
     }
     return set;
   }
@@ -97,7 +98,8 @@ void write_json(const json& j, OutputFile& out) {
 /// The --json and --csv outputs of a search, checked before it starts; the same file for both is an
 /// error (one would silently replace the other).
 std::pair<OutputFile, OutputFile> search_outputs(const std::string& json_path, const std::string& csv_path) {
-  if (!json_path.empty() && json_path == csv_path) throw InvalidArgument("--json and --csv name the same file " + json_path);
+  if (!json_path.empty() && json_path == csv_path)
+    throw InvalidArgument("--json and --csv name the same file " + json_path);
   return {OutputFile(json_path, "--json"), OutputFile(csv_path, "--csv")};
 }
 
@@ -144,7 +146,8 @@ int run_info(const std::string& model, const std::string& json_path) {
   int64_t params = 0;
   std::cout << "model: " << model << "\n";
   std::cout << std::left << std::setw(4) << "#" << std::setw(28) << "name" << std::setw(26) << "op" << std::setw(18)
-            << "output shape" << std::setw(10) << "params" << std::setw(10) << "neurons" << "details\n";
+            << "output shape" << std::setw(10) << "params" << std::setw(10) << "neurons"
+            << "details\n";
   for (size_t i = 0; i < net.nodes().size(); ++i) {
     const cnncert::Node& n = net.nodes()[i];
     const int64_t neurons = n.op == cnncert::OpKind::Activation ? n.size() : 0;
@@ -166,8 +169,9 @@ int run_info(const std::string& model, const std::string& json_path) {
     l["details"] = node_details(n);
     layers.push_back(l);
   }
-  std::cout << "input " << cnncert::shape_str(net.input_shape()) << ", output " << cnncert::shape_str(net.output_shape())
-            << ", " << params << " parameters, " << net.activation_neurons() << " activation neurons\n";
+  std::cout << "input " << cnncert::shape_str(net.input_shape()) << ", output "
+            << cnncert::shape_str(net.output_shape()) << ", " << params << " parameters, " << net.activation_neurons()
+            << " activation neurons\n";
   j["parameters"] = params;
   j["layers"] = layers;
   j["notes"] = net.notes();
@@ -196,7 +200,8 @@ int run_predict(const InputOptions& in, const std::string& json_path, bool quiet
   for (int64_t i = 0; i < set.count; ++i) {
     const double* l = logits.data() + i * classes;
     for (int64_t k = 0; k < classes; ++k)
-      if (!std::isfinite(l[k])) throw InvalidArgument(set.source + ": image " + std::to_string(in.offset + i) + " gives a non-finite logit");
+      if (!std::isfinite(l[k]))
+        throw InvalidArgument(set.source + ": image " + std::to_string(in.offset + i) + " gives a non-finite logit");
     const int64_t pred = std::max_element(l, l + classes) - l;
     const int64_t label = set.labels.empty() ? -1 : set.labels[static_cast<size_t>(i)];
     if (label >= 0) {
@@ -221,8 +226,10 @@ int run_predict(const InputOptions& in, const std::string& json_path, bool quiet
     std::cout << set.count << " images classified (no labels)\n";
   // "Near chance": within a tenth of the way from chance to perfect (19 % for 10 classes, 55 % for 2).
   const double chance = 1.0 / static_cast<double>(std::max<int64_t>(classes, 1));
-  if (classes >= 2 && labelled >= 20 && static_cast<double>(correct) < (chance + 0.1 * (1 - chance)) * static_cast<double>(labelled))
-    std::cerr << "cnncert: warning: the accuracy is near chance (" << classes << " classes): is the input convention right? "
+  if (classes >= 2 && labelled >= 20 &&
+      static_cast<double>(correct) < (chance + 0.1 * (1 - chance)) * static_cast<double>(labelled))
+    std::cerr << "cnncert: warning: the accuracy is near chance (" << classes
+              << " classes): is the input convention right? "
               << "(--scale/--mean/--std/--layout, a sidecar; CSV pixel order: --csv-layout)\n";
   if (!json_path.empty()) {
     json j;
@@ -238,7 +245,6 @@ int run_predict(const InputOptions& in, const std::string& json_path, bool quiet
   return 0;
 }
 
-
 /// Options of the bound computations (certify, bounds).
 struct BoundCliOptions {
   std::string norm = "inf", method = "cnncert", clip, device = "cpu", cpu_engine = "fast", eps_space = "input";
@@ -248,22 +254,26 @@ struct BoundCliOptions {
 
   void add(CLI::App& app) {
     app.add_option("--norm", norm, "perturbation norm: inf, 2 or 1")->capture_default_str();
-    app.add_option("--eps-space", eps_space,
-                   "where radii and --clip are measured: input (the network's input, after --scale/--mean/--std) or pixel "
-                   "(pixel * scale, before the mean and std: a ball there is an exact per-channel box of the input)")
+    app.add_option(
+           "--eps-space", eps_space,
+           "where radii and --clip are measured: input (the network's input, after --scale/--mean/--std) or pixel "
+           "(pixel * scale, before the mean and std: a ball there is an exact per-channel box of the input)")
         ->capture_default_str();
-    app.add_option("--method", method, "relaxation: fastlin, adaptive, cnncert, deepcert or crown")->capture_default_str();
+    app.add_option("--method", method, "relaxation: fastlin, adaptive, cnncert, deepcert or crown")
+        ->capture_default_str();
     app.add_option("--clip", clip, "l-inf only: intersect the ball with the box LO,HI of the network input (e.g. 0,1)");
     app.add_option("--threads", threads, "CPU threads (default: all cores)");
     app.add_option("--device", device, "where to compute the bounds: cpu, gpu or auto (the GPU when one is usable)")
         ->capture_default_str();
-    app.add_option("--gpu-memory", gpu_memory, "GPU memory for the bound tensors in MiB (default: 70% of the free memory; at most 90% of it)");
+    app.add_option("--gpu-memory", gpu_memory,
+                   "GPU memory for the bound tensors in MiB (default: 70% of the free memory; at most 90% of it)");
     app.add_option("--engine", cpu_engine,
                    "CPU engine: fast, or reference (the plain algorithm that defines the results)")
         ->capture_default_str();
-    app.add_flag("--exact-cnncert", exact_cnncert,
-                 "back-substitute every neuron's bounds as the original CNN-Cert does (the fast engine's default skips "
-                 "neurons that interval propagation proves stable, which can only differ where it proves more of them)");
+    app.add_flag(
+        "--exact-cnncert", exact_cnncert,
+        "back-substitute every neuron's bounds as the original CNN-Cert does (the fast engine's default skips "
+        "neurons that interval propagation proves stable, which can only differ where it proves more of them)");
   }
 
   /// The engine and its mode for the outputs: the two modes of the fast engine, else the engine name.
@@ -315,12 +325,14 @@ struct SearchCliOptions {
   void add(CLI::App& app, const std::string& target_help) {
     app.add_option("--target", target, target_help)->capture_default_str();
     app.add_option("--seed", seed_text, "seed of the random targets (a non-negative integer)")->capture_default_str();
-    app.add_option("--search", search, "cnncert (log-space, 15 steps) or deepcert (Algorithm 1, 1e-5)")->capture_default_str();
+    app.add_option("--search", search, "cnncert (log-space, 15 steps) or deepcert (Algorithm 1, 1e-5)")
+        ->capture_default_str();
     app.add_option("--json", json, "write the results as JSON to this file ('-' = stdout)");
     app.add_option("--csv", csv, "write the results as CSV to this file");
     app.add_flag("-q,--quiet", quiet, "print only the summary");
-    app.add_flag("--progress", progress,
-                 "show progress on stderr even when it is not a terminal, as lines (default: a bar on a terminal unless -q)");
+    app.add_flag(
+        "--progress", progress,
+        "show progress on stderr even when it is not a terminal, as lines (default: a bar on a terminal unless -q)");
   }
 
   uint64_t seed() const {
@@ -369,12 +381,15 @@ class Progress {
     if (!tty_ && !step_end && std::chrono::duration<double>(now - last_line_).count() < 5.0) return;
     last_line_ = now;
     double frac = static_cast<double>(done_) / static_cast<double>(total_);
-    if (layers_ > 0 && done_ < total_) frac += static_cast<double>(layer_) / static_cast<double>(layers_) / static_cast<double>(total_);
+    if (layers_ > 0 && done_ < total_)
+      frac += static_cast<double>(layer_) / static_cast<double>(layers_) / static_cast<double>(total_);
     std::string text = std::to_string(done_) + "/" + std::to_string(total_) + " steps";
     if (layers_ > 0 && done_ < total_) text += ", layer " + std::to_string(layer_ + 1) + "/" + std::to_string(layers_);
     char tail[64];
-    if (done_ < total_ && frac > 0) std::snprintf(tail, sizeof tail, ", %.1f s, ETA %.1f s", elapsed, elapsed / frac - elapsed);
-    else std::snprintf(tail, sizeof tail, ", %.1f s", elapsed);
+    if (done_ < total_ && frac > 0)
+      std::snprintf(tail, sizeof tail, ", %.1f s, ETA %.1f s", elapsed, elapsed / frac - elapsed);
+    else
+      std::snprintf(tail, sizeof tail, ", %.1f s", elapsed);
     if (tty_) {
       const int width = 30, filled = static_cast<int>(frac * width);
       std::fprintf(stderr, "\r\033[K[%s%s] %s%s", std::string(static_cast<size_t>(filled), '=').c_str(),
@@ -441,8 +456,10 @@ Shard parse_shard(const std::string& text) {
   auto whole = [](const std::string& t) {
     return !t.empty() && t.size() <= 9 && std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
   };
-  const std::string k = slash == std::string::npos ? "" : text.substr(0, slash), n = slash == std::string::npos ? "" : text.substr(slash + 1);
-  if (!whole(k) || !whole(n)) throw InvalidArgument("--shard needs K/N with whole numbers 0 <= K < N, got '" + text + "'");
+  const std::string k = slash == std::string::npos ? "" : text.substr(0, slash),
+                    n = slash == std::string::npos ? "" : text.substr(slash + 1);
+  if (!whole(k) || !whole(n))
+    throw InvalidArgument("--shard needs K/N with whole numbers 0 <= K < N, got '" + text + "'");
   Shard s{std::stoll(k), std::stoll(n)};
   if (s.count < 1 || s.index >= s.count) throw InvalidArgument("--shard needs K/N with 0 <= K < N, got '" + text + "'");
   return s;
@@ -451,7 +468,8 @@ Shard parse_shard(const std::string& text) {
 /// --eps-space pixel: the network on q = pixel · scale, with x = (q − mean) / std as its first layer
 /// (exact, per element), and the convention without mean and std; radii, --clip and --eps are then
 /// measured in q (e.g. [0, 1] pixels for scale 1/255). No-op for --eps-space input.
-void apply_eps_space(const std::string& space, cnncert::Network& net, cnncert::Preprocess& pre, const cnncert::ImageSet& set) {
+void apply_eps_space(const std::string& space, cnncert::Network& net, cnncert::Preprocess& pre,
+                     const cnncert::ImageSet& set) {
   if (space == "input") return;
   if (space != "pixel") throw InvalidArgument("--eps-space must be input or pixel, got '" + space + "'");
   const int64_t c_n = set.channels;
@@ -459,7 +477,8 @@ void apply_eps_space(const std::string& space, cnncert::Network& net, cnncert::P
     if (v.empty()) return std::vector<double>(static_cast<size_t>(c_n), fallback);
     if (v.size() == 1) return std::vector<double>(static_cast<size_t>(c_n), v[0]);
     if (static_cast<int64_t>(v.size()) != c_n)
-      throw InvalidArgument(std::string("--") + what + " has " + std::to_string(v.size()) + " values for " + std::to_string(c_n) + " channels");
+      throw InvalidArgument(std::string("--") + what + " has " + std::to_string(v.size()) + " values for " +
+                            std::to_string(c_n) + " channels");
     return v;
   };
   const std::vector<double> mean = per_channel(pre.mean, 0.0, "mean"), sd = per_channel(pre.std, 1.0, "std");
@@ -467,7 +486,8 @@ void apply_eps_space(const std::string& space, cnncert::Network& net, cnncert::P
   // arranged by the convention's layout.
   cnncert::ImageSet probe;
   probe.count = 1, probe.channels = c_n, probe.height = set.height, probe.width = set.width;
-  for (int64_t c = 0; c < c_n; ++c) probe.pixels.insert(probe.pixels.end(), static_cast<size_t>(set.height * set.width), static_cast<double>(c));
+  for (int64_t c = 0; c < c_n; ++c)
+    probe.pixels.insert(probe.pixels.end(), static_cast<size_t>(set.height * set.width), static_cast<double>(c));
   cnncert::Preprocess arrange;
   arrange.layout = pre.layout;
   const std::vector<double> channel = cnncert::preprocess(probe, arrange, net);
@@ -491,9 +511,15 @@ json to_json(const CertifyRun& run) {
   json images = json::array();
   for (const auto& r : run.results) {
     json targets = json::array();
-    for (const auto& t : r.targets) targets.push_back({{"target", t.target}, {"eps", t.eps}, {"steps", t.steps}, {"note", t.note}});
-    images.push_back({{"image", r.image}, {"label", r.label}, {"predicted", r.predicted}, {"skipped", r.skipped},
-                      {"reason", r.skip_reason}, {"seconds", r.seconds}, {"targets", targets}});
+    for (const auto& t : r.targets)
+      targets.push_back({{"target", t.target}, {"eps", t.eps}, {"steps", t.steps}, {"note", t.note}});
+    images.push_back({{"image", r.image},
+                      {"label", r.label},
+                      {"predicted", r.predicted},
+                      {"skipped", r.skipped},
+                      {"reason", r.skip_reason},
+                      {"seconds", r.seconds},
+                      {"targets", targets}});
   }
   return {{"results", images}, {"seconds", run.seconds}, {"engine", run.engine}, {"engine_mode", run.engine_mode}};
 }
@@ -506,11 +532,13 @@ CertifyRun certify_run_from_json(const json& j) {
   run.engine_mode = j.at("engine_mode").get<std::string>();
   for (const auto& ji : j.at("results")) {
     cnncert::ImageResult r;
-    r.image = ji.at("image").get<int64_t>(), r.label = ji.at("label").get<int64_t>(), r.predicted = ji.at("predicted").get<int64_t>();
+    r.image = ji.at("image").get<int64_t>(), r.label = ji.at("label").get<int64_t>(),
+    r.predicted = ji.at("predicted").get<int64_t>();
     r.skipped = ji.at("skipped").get<bool>(), r.skip_reason = ji.at("reason").get<std::string>();
     r.seconds = ji.at("seconds").get<double>();
     for (const auto& jt : ji.at("targets"))
-      r.targets.push_back({jt.at("target").get<int64_t>(), jt.at("eps").get<double>(), jt.at("steps").get<int>(), jt.at("note").get<std::string>()});
+      r.targets.push_back({jt.at("target").get<int64_t>(), jt.at("eps").get<double>(), jt.at("steps").get<int>(),
+                           jt.at("note").get<std::string>()});
     run.results.push_back(std::move(r));
   }
   return run;
@@ -563,8 +591,9 @@ CertifyRun certify_images(const InputOptions& in, const BoundCliOptions& bo, con
 
 /// Prints the per-image lines and the summary of a certification and fills its --json/--csv
 /// outputs (committed by the caller); `extra` goes into the JSON (shard, ranks, errors).
-void report_certify(const CertifyRun& run, const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
-                    const std::string& targets_file, OutputFile& json_out, OutputFile& csv_out, const json& extra) {
+void report_certify(const CertifyRun& run, const InputOptions& in, const BoundCliOptions& bo,
+                    const SearchCliOptions& so, const std::string& targets_file, OutputFile& json_out,
+                    OutputFile& csv_out, const json& extra) {
   const bool quiet = so.quiet;
   double sum_eps = 0;
   int64_t n_targets = 0, n_images = 0, skipped = 0;
@@ -580,8 +609,9 @@ void report_certify(const CertifyRun& run, const InputOptions& in, const BoundCl
     if (r.skipped) {
       ++skipped;
       ji["reason"] = r.skip_reason;
-      if (!quiet) std::cout << "image " << r.image << ": label " << r.label << ", predicted " << r.predicted << ", skipped ("
-                            << r.skip_reason << ")\n";
+      if (!quiet)
+        std::cout << "image " << r.image << ": label " << r.label << ", predicted " << r.predicted << ", skipped ("
+                  << r.skip_reason << ")\n";
       if (csv_out.enabled()) csv << r.image << "," << r.label << "," << r.predicted << ",,,,," << r.skip_reason << "\n";
       jimages.push_back(ji);
       continue;
@@ -594,10 +624,12 @@ void report_certify(const CertifyRun& run, const InputOptions& in, const BoundCl
       const std::string tname = t.target < 0 ? std::string("untargeted") : std::to_string(t.target);
       if (!quiet)
         std::cout << "image " << r.image << ": label " << r.label << ", target " << tname << ", eps_cert "
-                  << std::setprecision(6) << t.eps << ", time " << std::setprecision(3) << r.seconds / static_cast<double>(r.targets.size())
-                  << " s" << (t.note.empty() ? "" : "  (" + t.note + ")") << "\n";
-      if (csv_out.enabled()) csv << r.image << "," << r.label << "," << r.predicted << "," << tname << "," << std::setprecision(10) << t.eps << ","
-                   << t.steps << "," << r.seconds << "," << t.note << "\n";
+                  << std::setprecision(6) << t.eps << ", time " << std::setprecision(3)
+                  << r.seconds / static_cast<double>(r.targets.size()) << " s"
+                  << (t.note.empty() ? "" : "  (" + t.note + ")") << "\n";
+      if (csv_out.enabled())
+        csv << r.image << "," << r.label << "," << r.predicted << "," << tname << "," << std::setprecision(10) << t.eps
+            << "," << t.steps << "," << r.seconds << "," << t.note << "\n";
       json j;
       j["target"] = t.target;
       j["eps"] = t.eps;
@@ -613,11 +645,13 @@ void report_certify(const CertifyRun& run, const InputOptions& in, const BoundCl
   const double avg_time = n_images ? run.seconds / static_cast<double>(n_images) : 0.0;
   const uint64_t seed = so.seed();
   const bool random = cnncert::parse_target_mode(so.target) == cnncert::TargetMode::Random && targets_file.empty();
-  std::cout << "[L" << bo.norm << "] method = " << bo.method << ", target = " << (targets_file.empty() ? so.target : "file")
-            << (random ? " (seed " + std::to_string(seed) + ")" : "") << ", search = " << so.search << ", engine = " << run.engine_mode
-            << ", images = " << n_images << " certified, " << skipped << " skipped\n";
-  std::cout << "avg robustness = " << std::setprecision(5) << std::fixed << avg_eps << ", avg run time = " << std::setprecision(4)
-            << avg_time << " sec" << std::defaultfloat << "\n";
+  std::cout << "[L" << bo.norm << "] method = " << bo.method
+            << ", target = " << (targets_file.empty() ? so.target : "file")
+            << (random ? " (seed " + std::to_string(seed) + ")" : "") << ", search = " << so.search
+            << ", engine = " << run.engine_mode << ", images = " << n_images << " certified, " << skipped
+            << " skipped\n";
+  std::cout << "avg robustness = " << std::setprecision(5) << std::fixed << avg_eps
+            << ", avg run time = " << std::setprecision(4) << avg_time << " sec" << std::defaultfloat << "\n";
   if (json_out.enabled()) {
     json j;
     j["model"] = in.model;
@@ -684,17 +718,20 @@ int run_certify_ranks(const InputOptions& in, const BoundCliOptions& bo, const S
     if (!shard_text.empty()) throw InvalidArgument("--shard and an MPI launch both split the images: use one of them");
     // A test hook (tests/cpu/test_shard.cpp): the rank named here fails as a broken rank would.
     const char* fail = std::getenv("CNNCERT_TEST_FAIL_RANK");
-    if (fail && std::to_string(c.rank) == fail) throw InvalidArgument("rank " + std::to_string(c.rank) + " failed on purpose (CNNCERT_TEST_FAIL_RANK)");
+    if (fail && std::to_string(c.rank) == fail)
+      throw InvalidArgument("rank " + std::to_string(c.rank) + " failed on purpose (CNNCERT_TEST_FAIL_RANK)");
     BoundCliOptions mine_bo = bo;
     if (mine_bo.threads == 0) mine_bo.threads = cnncert::cli::default_threads();
-    if (bo.device != "cpu" && cnncert::cuda_device_count() > 0) cnncert::cuda_use_device(c.local_rank % cnncert::cuda_device_count());
+    if (bo.device != "cpu" && cnncert::cuda_device_count() > 0)
+      cnncert::cuda_use_device(c.local_rank % cnncert::cuda_device_count());
     mine = to_json(certify_images(in, mine_bo, so, targets_file, Shard{c.rank, c.size}, root));
   } catch (...) {
     const auto [code, text] = describe_failure();
     mine = {{"error", text}, {"code", code}};
   }
   // (Invalid UTF-8, e.g. in a file name of an error text, is replaced rather than thrown on.)
-  const std::vector<std::string> texts = cnncert::cli::gather_text(mine.dump(-1, ' ', false, json::error_handler_t::replace));
+  const std::vector<std::string> texts =
+      cnncert::cli::gather_text(mine.dump(-1, ' ', false, json::error_handler_t::replace));
   // Rank 0 reports a failed rank and returns the run's exit code: a non-zero code here would let
   // mpirun kill rank 0 while it writes the other ranks' results.
   if (!root) return 0;
@@ -714,25 +751,29 @@ int run_certify_ranks(const InputOptions& in, const BoundCliOptions& bo, const S
   }
   std::sort(all.results.begin(), all.results.end(), [](const auto& a, const auto& b) { return a.image < b.image; });
   all.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const bool same_error = !errors.empty() && std::all_of(errors.begin(), errors.end(), [&](const json& e) { return e["error"] == errors[0]["error"]; });
+  const bool same_error = !errors.empty() && std::all_of(errors.begin(), errors.end(), [&](const json& e) {
+    return e["error"] == errors[0]["error"];
+  });
   if (static_cast<int>(errors.size()) == c.size && same_error) {  // e.g. a bad option: said once
     std::cerr << "cnncert: error: " << errors[0]["error"].get<std::string>() << "\n";
     return code;
   }
   for (const auto& e : errors)
-    std::cerr << "cnncert: error: rank " << e["rank"].get<int>() << " of " << c.size << ": " << e["error"].get<std::string>() << "\n";
+    std::cerr << "cnncert: error: rank " << e["rank"].get<int>() << " of " << c.size << ": "
+              << e["error"].get<std::string>() << "\n";
   if (!outputs) return code;  // rank 0 could not even open its outputs (said above)
   json extra{{"ranks", c.size}};
   if (!errors.empty()) extra["errors"] = errors;
   report_certify(all, in, bo, so, targets_file, outputs->first, outputs->second, extra);
   cnncert::detail::commit_all({&outputs->first, &outputs->second});
   if (!errors.empty())
-    std::cerr << "cnncert: " << errors.size() << " of " << c.size << " ranks failed; the outputs hold the other ranks' images\n";
+    std::cerr << "cnncert: " << errors.size() << " of " << c.size
+              << " ranks failed; the outputs hold the other ranks' images\n";
   return code;
 }
 
-int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so, const std::string& targets_file,
-                const std::string& shard_text) {
+int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
+                const std::string& targets_file, const std::string& shard_text) {
   if (cnncert::cli::cluster().size > 1) return run_certify_ranks(in, bo, so, targets_file, shard_text);
   const Shard shard = shard_text.empty() ? Shard{} : parse_shard(shard_text);
   (void)so.options(bo);  // bad options fail before the outputs are checked
@@ -745,7 +786,8 @@ int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchC
   return 0;
 }
 
-int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bool logits, const std::string& json_path) {
+int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bool logits,
+               const std::string& json_path) {
   if (!std::isfinite(eps) || eps <= 0) throw InvalidArgument("--eps must be a positive finite radius");
   const cnncert::BoundOptions opt = bo.options();
   OutputFile json_out(json_path, "--json");
@@ -785,8 +827,8 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
       if (!logits && k == c) continue;
       const double lo = r.lower[static_cast<size_t>(row)], hi = r.upper[static_cast<size_t>(row)];
       verified = verified && lo > 0;
-      std::cout << "  " << (logits ? "logit " : "margin " + std::to_string(c) + "-") << k << ": [" << std::setprecision(8)
-                << lo << ", " << hi << "]\n";
+      std::cout << "  " << (logits ? "logit " : "margin " + std::to_string(c) + "-") << k << ": ["
+                << std::setprecision(8) << lo << ", " << hi << "]\n";
       json jr;
       jr[logits ? "class" : "target"] = k;
       jr["lower"] = lo;
@@ -824,14 +866,16 @@ struct ProvenCliOptions {
     app.add_option("--noise", noise, "uniform, bernoulli, bounded or gaussian")->capture_default_str();
     app.add_option("--confidence", confidence, "required probability of keeping the prediction")->capture_default_str();
     app.add_option("--covariance", cov_path, "Gaussian covariance (.npy: d diagonal values or a d x d matrix)");
-    app.add_option("--level", level_text, "report the probability bound at this noise level (eps or sigma) instead of searching");
+    app.add_option("--level", level_text,
+                   "report the probability bound at this noise level (eps or sigma) instead of searching");
     app.add_flag("--uniform-proxy", proxy, "uniform noise: Hoeffding with the variance proxy eps^2/3 (tighter)");
     app.add_flag("--no-worst-case", no_worst_case,
                  "skip the worst-case radius search (no ratio): one search, the cost of a worst-case certification");
   }
 };
 
-int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so, const ProvenCliOptions& pc) {
+int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
+               const ProvenCliOptions& pc) {
   const std::string &target = so.target, &json_path = so.json, &csv_path = so.csv;
   const std::string& noise = pc.noise;
   const double confidence = pc.confidence;
@@ -839,12 +883,15 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
   const uint64_t seed = so.seed();
   const bool quiet = so.quiet;
   if (!(confidence > 0 && confidence < 1)) throw InvalidArgument("--confidence must lie in (0, 1)");
-  if (bo.eps_space != "input") throw InvalidArgument("--eps-space applies to certify and bounds (proven measures noise in the input space)");
+  if (bo.eps_space != "input")
+    throw InvalidArgument("--eps-space applies to certify and bounds (proven measures noise in the input space)");
   double level = -1;
   if (!pc.level_text.empty()) {
-    if (pc.no_worst_case) throw InvalidArgument("--no-worst-case applies to the search; --level reports one probability bound");
+    if (pc.no_worst_case)
+      throw InvalidArgument("--no-worst-case applies to the search; --level reports one probability bound");
     level = parse_number(pc.level_text, "--level");
-    if (!std::isfinite(level) || level < 0) throw InvalidArgument("--level (noise scale) must be finite and non-negative");
+    if (!std::isfinite(level) || level < 0)
+      throw InvalidArgument("--level (noise scale) must be finite and non-negative");
   }
   cnncert::ProvenOptions po;
   po.base = so.options(bo);
@@ -852,14 +899,16 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
   po.noise.uniform_variance_proxy = proxy;
   po.confidence = confidence;
   po.worst_case = !pc.no_worst_case;
-  if (proxy && po.noise.kind != cnncert::NoiseKind::Uniform) throw InvalidArgument("--uniform-proxy applies to --noise uniform only");
+  if (proxy && po.noise.kind != cnncert::NoiseKind::Uniform)
+    throw InvalidArgument("--uniform-proxy applies to --noise uniform only");
   if (level >= 0 && !csv_path.empty()) throw InvalidArgument("--csv applies to the search; --level writes --json only");
   auto [json_out, csv_out] = search_outputs(json_path, csv_path);
   const cnncert::Network net = cnncert::import_onnx(in.model);
   print_notes(net);
   cnncert::check_boundable(net);
   if (!pc.cov_path.empty()) {
-    if (po.noise.kind != cnncert::NoiseKind::Gaussian) throw InvalidArgument("--covariance applies to --noise gaussian only");
+    if (po.noise.kind != cnncert::NoiseKind::Gaussian)
+      throw InvalidArgument("--covariance applies to --noise gaussian only");
     po.noise.covariance = cnncert::detail::read_npy(pc.cov_path).data;
     cnncert::validate_covariance(po.noise.covariance, net.input_size(), pc.cov_path);
   }
@@ -871,7 +920,8 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
     cnncert::check_classes(set.labels, classes, in.offset, "label");
     std::vector<int64_t> predicted;
     const auto problems = cnncert::prediction_problems(net, x, 0.0, false, predicted);
-    const auto fail = cnncert::proven_failure_bounds(net, *engine, problems, po.noise, level, confidence, po.base.bound);
+    const auto fail =
+        cnncert::proven_failure_bounds(net, *engine, problems, po.noise, level, confidence, po.base.bound);
     json jimages = json::array();
     for (int64_t i = 0; i < set.count; ++i) {
       const double f = fail[static_cast<size_t>(i)];
@@ -880,7 +930,9 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
       jimages.push_back({{"image", in.offset + i}, {"failure_bound", f}, {"certified", f <= 1 - confidence}});
     }
     if (json_out.enabled())
-      write_json({{"model", in.model}, {"noise", noise}, {"level", level}, {"confidence", confidence}, {"images", jimages}}, json_out);
+      write_json(
+          {{"model", in.model}, {"noise", noise}, {"level", level}, {"confidence", confidence}, {"images", jimages}},
+          json_out);
     return 0;
   }
   Progress progress(!quiet, so.progress);
@@ -911,13 +963,17 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
       if (!quiet) {
         std::cout << "image " << im.image << ": label " << im.label << ", target " << tname << ", " << level_name << " "
                   << std::setprecision(6) << t.noise << " at " << confidence;
-        if (po.worst_case) std::cout << ", worst-case " << t.worst_case << ", ratio " << std::setprecision(4) << t.ratio;
+        if (po.worst_case)
+          std::cout << ", worst-case " << t.worst_case << ", ratio " << std::setprecision(4) << t.ratio;
         std::cout << "\n";
       }
       if (csv_out.enabled()) {
-        csv << im.image << "," << im.label << "," << im.predicted << "," << tname << "," << std::setprecision(10) << t.noise << ",";
-        if (po.worst_case) csv << t.worst_case << "," << t.ratio;
-        else csv << ",";
+        csv << im.image << "," << im.label << "," << im.predicted << "," << tname << "," << std::setprecision(10)
+            << t.noise << ",";
+        if (po.worst_case)
+          csv << t.worst_case << "," << t.ratio;
+        else
+          csv << ",";
         csv << "," << t.note << "\n";
       }
       json jtt{{"target", t.target}, {"noise", t.noise}};
@@ -927,20 +983,25 @@ int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCl
     ji["targets"] = jt;
     jimages.push_back(ji);
   }
-  const double avg_noise = n ? sum_noise / static_cast<double>(n) : 0, avg_worst = n ? sum_worst / static_cast<double>(n) : 0;
+  const double avg_noise = n ? sum_noise / static_cast<double>(n) : 0,
+               avg_worst = n ? sum_worst / static_cast<double>(n) : 0;
   const double avg_ratio = n_ratio ? sum_ratio / static_cast<double>(n_ratio) : 0;
-  std::cout << "[PROVEN " << noise << ", confidence " << confidence << "] method = " << bo.method << ", target = " << target
-            << ", " << n << " searches, " << skipped << " skipped\n";
+  std::cout << "[PROVEN " << noise << ", confidence " << confidence << "] method = " << bo.method
+            << ", target = " << target << ", " << n << " searches, " << skipped << " skipped\n";
   std::cout << "avg probabilistic " << level_name << " = " << std::setprecision(5) << avg_noise;
   if (po.worst_case)
-    std::cout << ", avg worst-case radius (L" << bo.norm << ") = " << avg_worst << ", avg ratio = " << std::setprecision(4) << avg_ratio;
+    std::cout << ", avg worst-case radius (L" << bo.norm << ") = " << avg_worst
+              << ", avg ratio = " << std::setprecision(4) << avg_ratio;
   std::cout << "\ntime: ";
   if (po.worst_case) std::cout << "worst case " << std::setprecision(3) << run.worst_case_seconds << " s, ";
   std::cout << "probabilistic " << std::setprecision(3) << run.proven_seconds << " s\n";
   if (!json_path.empty()) {
-    json j{{"model", in.model}, {"noise", noise}, {"confidence", confidence}, {"method", bo.method}, {"norm", bo.norm},
-           {"target", target}, {"seed", seed}, {"avg_noise", avg_noise}, {"proven_seconds", run.proven_seconds}, {"images", jimages}};
-    if (po.worst_case) j["avg_worst_case"] = avg_worst, j["avg_ratio"] = avg_ratio, j["worst_case_seconds"] = run.worst_case_seconds;
+    json j{{"model", in.model},   {"noise", noise},         {"confidence", confidence},
+           {"method", bo.method}, {"norm", bo.norm},        {"target", target},
+           {"seed", seed},        {"avg_noise", avg_noise}, {"proven_seconds", run.proven_seconds},
+           {"images", jimages}};
+    if (po.worst_case)
+      j["avg_worst_case"] = avg_worst, j["avg_ratio"] = avg_ratio, j["worst_case_seconds"] = run.worst_case_seconds;
     json_out.stream() << j.dump(2) << "\n";
   }
   cnncert::detail::commit_all({&json_out, &csv_out});
@@ -977,8 +1038,9 @@ int run_attack(const InputOptions& in, const AttackCliOptions& ac) {
     throw InvalidArgument("--target must be untargeted, runnerup or least");
   if (ac.threads < 0) throw InvalidArgument("--threads must not be negative");
   cnncert::AttackOptions ao;
-  const bool digits = !ac.seed_text.empty() && ac.seed_text.size() <= 19 &&
-                      std::all_of(ac.seed_text.begin(), ac.seed_text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const bool digits =
+      !ac.seed_text.empty() && ac.seed_text.size() <= 19 &&
+      std::all_of(ac.seed_text.begin(), ac.seed_text.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (!digits) throw InvalidArgument("--seed must be a non-negative integer, got '" + ac.seed_text + "'");
   ao.seed = std::stoull(ac.seed_text);
   if (!ac.clip.empty()) {
@@ -1032,7 +1094,9 @@ int run_attack(const InputOptions& in, const AttackCliOptions& ac) {
     const int64_t image = in.offset + i;
     json ji{{"image", image}, {"label", row.label}, {"predicted", row.predicted}, {"skipped", row.skipped}};
     if (row.skipped) {
-      if (!ac.quiet) std::cout << "image " << image << ": label " << row.label << ", predicted " << row.predicted << ", skipped (misclassified)\n";
+      if (!ac.quiet)
+        std::cout << "image " << image << ": label " << row.label << ", predicted " << row.predicted
+                  << ", skipped (misclassified)\n";
       if (csv_out.enabled()) csv << image << "," << row.label << "," << row.predicted << ",,,,\n";
       jimages.push_back(ji);
       continue;
@@ -1042,25 +1106,32 @@ int run_attack(const InputOptions& in, const AttackCliOptions& ac) {
     if (!ac.quiet) {
       std::cout << "image " << image << ": label " << row.label << ", target "
                 << (row.target < 0 ? std::string("untargeted") : std::to_string(row.target)) << ", ";
-      if (row.r.found) std::cout << "distortion " << std::setprecision(6) << row.r.distortion << " (reached class " << row.r.target << ")\n";
-      else std::cout << "no adversarial example found\n";
+      if (row.r.found)
+        std::cout << "distortion " << std::setprecision(6) << row.r.distortion << " (reached class " << row.r.target
+                  << ")\n";
+      else
+        std::cout << "no adversarial example found\n";
     }
     if (csv_out.enabled())
-      csv << image << "," << row.label << "," << row.predicted << "," << row.target << "," << (row.r.found ? 1 : 0) << ","
-          << std::setprecision(10) << (row.r.found ? row.r.distortion : std::numeric_limits<double>::infinity()) << "," << row.r.target << "\n";
+      csv << image << "," << row.label << "," << row.predicted << "," << row.target << "," << (row.r.found ? 1 : 0)
+          << "," << std::setprecision(10) << (row.r.found ? row.r.distortion : std::numeric_limits<double>::infinity())
+          << "," << row.r.target << "\n";
     ji["target"] = row.target, ji["found"] = row.r.found;
     if (row.r.found) ji["distortion"] = row.r.distortion, ji["reached"] = row.r.target;
     jimages.push_back(ji);
   }
   const double avg = found ? sum / static_cast<double>(found) : 0.0;
-  std::cout << "[L" << ac.norm << "] attack = " << ac.method << ", target = " << ac.target << ", " << found << " of " << attacked
-            << " attacked images fooled, " << set.count - attacked << " skipped\n";
-  std::cout << "avg distortion = " << std::setprecision(5) << std::fixed << avg << " (over the fooled images), time = "
-            << std::setprecision(3) << seconds << " s" << std::defaultfloat << "\n";
+  std::cout << "[L" << ac.norm << "] attack = " << ac.method << ", target = " << ac.target << ", " << found << " of "
+            << attacked << " attacked images fooled, " << set.count - attacked << " skipped\n";
+  std::cout << "avg distortion = " << std::setprecision(5) << std::fixed << avg
+            << " (over the fooled images), time = " << std::setprecision(3) << seconds << " s" << std::defaultfloat
+            << "\n";
   if (json_out.enabled())
-    json_out.stream() << json{{"model", in.model}, {"images_file", in.images}, {"norm", ac.norm}, {"method", ac.method},
-                              {"target", ac.target}, {"avg_distortion", avg}, {"found", found}, {"attacked", attacked},
-                              {"seconds", seconds}, {"images", jimages}}.dump(2)
+    json_out.stream() << json{{"model", in.model},   {"images_file", in.images}, {"norm", ac.norm},
+                              {"method", ac.method}, {"target", ac.target},      {"avg_distortion", avg},
+                              {"found", found},      {"attacked", attacked},     {"seconds", seconds},
+                              {"images", jimages}}
+                             .dump(2)
                       << "\n";
   cnncert::detail::commit_all({&json_out, &csv_out});
   return 0;
@@ -1069,7 +1140,8 @@ int run_attack(const InputOptions& in, const AttackCliOptions& ac) {
 /// `vnnlib`: a VNN-LIB property's answer, in VNN-COMP's result format with --result.
 int run_vnnlib(const std::string& model, const std::string& property, const BoundCliOptions& bo, double timeout,
                bool attack, const std::string& result_path) {
-  if (!std::isfinite(timeout) || timeout < 0) throw InvalidArgument("--timeout must be a non-negative number of seconds");
+  if (!std::isfinite(timeout) || timeout < 0)
+    throw InvalidArgument("--timeout must be a non-negative number of seconds");
   if (bo.norm != "inf" || !bo.clip.empty() || bo.eps_space != "input")
     throw InvalidArgument("vnnlib: the property gives the input box (--norm, --clip and --eps-space do not apply)");
   OutputFile out(result_path, "--result");
@@ -1090,7 +1162,8 @@ int run_vnnlib(const std::string& model, const std::string& property, const Boun
     if (r.answer == cnncert::VnnAnswer::Sat) {  // the counterexample, as VNN-COMP reads it
       f << std::setprecision(17);
       for (size_t i = 0; i < r.x.size(); ++i) f << (i ? " (X_" : "((X_") << i << " " << r.x[i] << ")\n";
-      for (size_t j = 0; j < r.y.size(); ++j) f << " (Y_" << j << " " << r.y[j] << ")" << (j + 1 == r.y.size() ? ")" : "") << "\n";
+      for (size_t j = 0; j < r.y.size(); ++j)
+        f << " (Y_" << j << " " << r.y[j] << ")" << (j + 1 == r.y.size() ? ")" : "") << "\n";
     }
     out.commit();
   }
@@ -1108,8 +1181,9 @@ int main(int argc, char** argv) {
   struct ClusterGuard {
     ~ClusterGuard() { cnncert::cli::cluster_finish(); }
   } cluster_guard;
-  CLI::App app{"cnncert: certified robustness bounds for convolutional neural networks (CNN-Cert, Fast-Lin, CROWN, "
-               "DeepCert, PROVEN)"};
+  CLI::App app{
+      "cnncert: certified robustness bounds for convolutional neural networks (CNN-Cert, Fast-Lin, CROWN, "
+      "DeepCert, PROVEN)"};
   app.set_version_flag("--version", std::string("cnncert ") + cnncert::version());
   app.require_subcommand(1);
 
@@ -1137,11 +1211,13 @@ int main(int argc, char** argv) {
   std::string targets_file;
   certify->add_option("--targets", targets_file, "file with one target class per image (overrides --target)");
   std::string shard;
-  certify->add_option("--shard", shard,
-                      "certify only images K, K+N, K+2N, ... (counted after --offset) of the selected images, numbered and "
-                      "targeted as in the whole run; K/N with 0 <= K < N (under mpirun each rank takes its shard itself)");
+  certify->add_option(
+      "--shard", shard,
+      "certify only images K, K+N, K+2N, ... (counted after --offset) of the selected images, numbered and "
+      "targeted as in the whole run; K/N with 0 <= K < N (under mpirun each rank takes its shard itself)");
 
-  CLI::App* bounds = app.add_subcommand("bounds", "certified lower/upper bounds of every margin (or logit) at a fixed eps");
+  CLI::App* bounds =
+      app.add_subcommand("bounds", "certified lower/upper bounds of every margin (or logit) at a fixed eps");
   InputOptions bin_;
   bin_.add(*bounds);
   BoundCliOptions bbo;
@@ -1162,7 +1238,8 @@ int main(int argc, char** argv) {
   ProvenCliOptions ppc;
   ppc.add(*proven);
 
-  CLI::App* convert = app.add_subcommand("convert", "rewrite a model (e.g. convolutions as dense layers: the Fast-Lin baseline)");
+  CLI::App* convert =
+      app.add_subcommand("convert", "rewrite a model (e.g. convolutions as dense layers: the Fast-Lin baseline)");
   std::string conv_model, conv_out;
   bool to_dense = false;
   convert->add_option("MODEL", conv_model, "ONNX model file")->required();
@@ -1171,15 +1248,17 @@ int main(int argc, char** argv) {
 
   CLI::App* gpu = app.add_subcommand("gpu", "report whether a usable GPU is present");
 
-  CLI::App* attack = app.add_subcommand("attack", "adversarial examples (PGD, Carlini-Wagner): upper bounds on the minimal "
-                                                 "perturbation, beside certify's lower bounds");
+  CLI::App* attack = app.add_subcommand("attack",
+                                        "adversarial examples (PGD, Carlini-Wagner): upper bounds on the minimal "
+                                        "perturbation, beside certify's lower bounds");
   InputOptions ain;
   ain.add(*attack);
   AttackCliOptions aco;
   aco.add(*attack);
 
-  CLI::App* vnn = app.add_subcommand("vnnlib", "check a VNN-LIB property (VNN-COMP): unsat (verified), sat (with a "
-                                               "counterexample), unknown or timeout");
+  CLI::App* vnn = app.add_subcommand("vnnlib",
+                                     "check a VNN-LIB property (VNN-COMP): unsat (verified), sat (with a "
+                                     "counterexample), unknown or timeout");
   std::string vnn_model, vnn_property, vnn_result;
   double vnn_timeout = 0;
   bool vnn_no_attack = false;
@@ -1206,37 +1285,38 @@ int main(int argc, char** argv) {
 
   try {
     const int rc = [&]() -> int {
-    if (*info) return run_info(info_model, json_path);
-    if (*certify)
-      if (const std::string why = cnncert::cli::refuse_unsplit_certify(!shard.empty()); !why.empty()) throw InvalidArgument(why);
-    if (cnncert::cli::cluster().size > 1 && !*certify)
-      throw InvalidArgument("under mpirun/srun only 'certify' splits its images across the ranks; run '" +
-                            app.get_subcommands().front()->get_name() + "' as one process");
-    if (*predict) return run_predict(pin, json_path, quiet);
-    if (*certify) return run_certify(cin_, cbo, cso, targets_file, shard);
-    if (*bounds) return run_bounds(bin_, bbo, eps, logits, json_path);
-    if (*proven)
-      return run_proven(pin2, pbo, pso, ppc);
-    if (*convert) {
-      if (!to_dense) throw InvalidArgument("convert: nothing to do (use --to-dense)");
-      if (conv_out == "-" || conv_out == "/dev/stdout") throw InvalidArgument("-o needs a file (the model is binary)");
-      OutputFile out(conv_out, "-o");
-      const cnncert::Network net = cnncert::import_onnx(conv_model);
-      const cnncert::Network dense = cnncert::convert_to_dense(net);
-      out.stream() << cnncert::export_onnx_bytes(dense);
-      out.commit();
-      int64_t weights = 0;
-      for (const auto& n : dense.nodes()) weights += n.parameter_count();
-      std::cout << "wrote " << conv_out << ": " << dense.nodes().size() << " nodes, " << weights << " parameters\n";
+      if (*info) return run_info(info_model, json_path);
+      if (*certify)
+        if (const std::string why = cnncert::cli::refuse_unsplit_certify(!shard.empty()); !why.empty())
+          throw InvalidArgument(why);
+      if (cnncert::cli::cluster().size > 1 && !*certify)
+        throw InvalidArgument("under mpirun/srun only 'certify' splits its images across the ranks; run '" +
+                              app.get_subcommands().front()->get_name() + "' as one process");
+      if (*predict) return run_predict(pin, json_path, quiet);
+      if (*certify) return run_certify(cin_, cbo, cso, targets_file, shard);
+      if (*bounds) return run_bounds(bin_, bbo, eps, logits, json_path);
+      if (*proven) return run_proven(pin2, pbo, pso, ppc);
+      if (*convert) {
+        if (!to_dense) throw InvalidArgument("convert: nothing to do (use --to-dense)");
+        if (conv_out == "-" || conv_out == "/dev/stdout")
+          throw InvalidArgument("-o needs a file (the model is binary)");
+        OutputFile out(conv_out, "-o");
+        const cnncert::Network net = cnncert::import_onnx(conv_model);
+        const cnncert::Network dense = cnncert::convert_to_dense(net);
+        out.stream() << cnncert::export_onnx_bytes(dense);
+        out.commit();
+        int64_t weights = 0;
+        for (const auto& n : dense.nodes()) weights += n.parameter_count();
+        std::cout << "wrote " << conv_out << ": " << dense.nodes().size() << " nodes, " << weights << " parameters\n";
+        return 0;
+      }
+      if (*attack) return run_attack(ain, aco);
+      if (*vnn) return run_vnnlib(vnn_model, vnn_property, vbo, vnn_timeout, !vnn_no_attack, vnn_result);
+      if (*gpu) {
+        std::cout << cnncert::cuda_device_info() << "\n";
+        return cnncert::cuda_available() ? 0 : 1;
+      }
       return 0;
-    }
-    if (*attack) return run_attack(ain, aco);
-    if (*vnn) return run_vnnlib(vnn_model, vnn_property, vbo, vnn_timeout, !vnn_no_attack, vnn_result);
-    if (*gpu) {
-      std::cout << cnncert::cuda_device_info() << "\n";
-      return cnncert::cuda_available() ? 0 : 1;
-    }
-    return 0;
     }();
     // Results printed to the standard output count as written only once they were flushed.
     cnncert::detail::check_stdout();

@@ -1,7 +1,6 @@
 #pragma once
 // Parsing of the command-line values shared by `cnncert` and `cnncert-bench` (internal).
 #include <CLI/CLI.hpp>
-
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -56,7 +55,8 @@ inline std::vector<double> parse_list(const std::string& text, const std::string
 /// The model's input convention: its sidecar (if any) with the given --scale/--mean/--std/--layout
 /// values (empty = keep) on top, checked.
 inline Preprocess input_convention(const std::string& model, const std::string& scale, const std::string& mean,
-                                   const std::string& std_dev, const std::string& layout, const std::string& sidecar = "") {
+                                   const std::string& std_dev, const std::string& layout,
+                                   const std::string& sidecar = "") {
   Preprocess p = sidecar.empty() ? load_sidecar(model).value_or(Preprocess{}) : read_sidecar(sidecar);
   if (!scale.empty()) p.scale = parse_number(scale, "--scale");
   if (!mean.empty()) p.mean = parse_list(mean, "--mean");
@@ -85,9 +85,12 @@ struct ConventionOptions {
     app.add_option("--scale", scale, "pixel scale, e.g. 1/255 (default: sidecar MODEL.json, else 1)");
     app.add_option("--mean", mean, "per-channel mean subtracted after scaling, e.g. 0.4914,0.4822,0.4465");
     app.add_option("--std", std, "per-channel standard deviation divided by after the mean");
-    app.add_option("--layout", layout, "element order of the model input: NCHW, NHWC, flat or colmajor (MATLAB/CORA: y + H*(x + W*c))");
+    app.add_option("--layout", layout,
+                   "element order of the model input: NCHW, NHWC, flat or colmajor (MATLAB/CORA: y + H*(x + W*c))");
   }
-  Preprocess resolve(const std::string& model) const { return input_convention(model, scale, mean, std, layout, sidecar); }
+  Preprocess resolve(const std::string& model) const {
+    return input_convention(model, scale, mean, std, layout, sidecar);
+  }
 };
 
 }  // namespace cnncert::detail

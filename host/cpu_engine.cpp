@@ -14,10 +14,10 @@
 #include <mutex>
 #include <thread>
 
+#include "batched_kernels.hpp"
 #include "cnncert/engine.hpp"
 #include "cnncert/error.hpp"
 #include "cnncert/shape_math.hpp"
-#include "batched_kernels.hpp"
 #include "engine_common.hpp"
 
 namespace cnncert {
@@ -29,7 +29,9 @@ Norm parse_norm(const std::string& s) {
   throw InvalidArgument("unknown norm '" + s + "' (use inf, 2 or 1)");
 }
 
-const char* norm_name(Norm n) { return n == Norm::Linf ? "inf" : n == Norm::L2 ? "2" : "1"; }
+const char* norm_name(Norm n) {
+  return n == Norm::Linf ? "inf" : n == Norm::L2 ? "2" : "1";
+}
 
 Method parse_method(const std::string& s) {
   if (s == "fastlin") return {ReluRule::Fastlin, SmoothRule::CnnCert, s};
@@ -65,15 +67,18 @@ void check_bound_problems(const Network& net, const std::vector<BoundProblem>& p
     CNNCERT_CHECK(p.x_lower.size() == p.x0.size() && p.x_upper.size() == p.x0.size(),
                   "bound problem: the box needs " << net.input_size() << " lower and upper values");
     for (size_t j = 0; j < p.x0.size(); ++j) {
-      CNNCERT_CHECK(std::isfinite(p.x_lower[j]) && std::isfinite(p.x_upper[j]), "bound problem: the box contains NaN or Inf");
+      CNNCERT_CHECK(std::isfinite(p.x_lower[j]) && std::isfinite(p.x_upper[j]),
+                    "bound problem: the box contains NaN or Inf");
       CNNCERT_CHECK(p.x_lower[j] <= p.x0[j] && p.x0[j] <= p.x_upper[j],
-                    "bound problem: input " << j << ": x0 = " << p.x0[j] << " lies outside its box [" << p.x_lower[j] << ", "
-                                            << p.x_upper[j] << "]");
+                    "bound problem: input " << j << ": x0 = " << p.x0[j] << " lies outside its box [" << p.x_lower[j]
+                                            << ", " << p.x_upper[j] << "]");
     }
   }
-  CNNCERT_CHECK(!options.clip_to_box || options.norm == Norm::Linf, "input box clipping applies to the l-inf norm only");
+  CNNCERT_CHECK(!options.clip_to_box || options.norm == Norm::Linf,
+                "input box clipping applies to the l-inf norm only");
   if (options.clip_to_box) {
-    CNNCERT_CHECK(options.box_lo < options.box_hi, "the input box [" << options.box_lo << ", " << options.box_hi << "] is empty");
+    CNNCERT_CHECK(options.box_lo < options.box_hi,
+                  "the input box [" << options.box_lo << ", " << options.box_hi << "] is empty");
     // A centre outside the box would make the clipped region empty (or not contain x0): fail closed.
     for (const auto& p : problems)
       for (double v : p.x0)
@@ -90,9 +95,9 @@ using detail::Geometry;
 using detail::geometry;
 
 using detail::all_finite;
-using detail::pool_geom;
-using detail::parallel_for;
 using detail::BufferPool;
+using detail::parallel_for;
+using detail::pool_geom;
 using detail::PoolRelax;
 using detail::Window;
 using detail::window_of;
@@ -179,7 +184,8 @@ void mask_outside(Coeffs& a, const Geometry& g) {
       for (int64_t py = 0; py < a.h; ++py) {
         const bool row_out = y0 + py < 0 || y0 + py >= g.h;
         for (int64_t px = 0; px < a.w; ++px)
-          if (row_out || x0 + px < 0 || x0 + px >= g.w) a.a[static_cast<size_t>(((c * a.h + py) * a.w + px) * a.rows + r)] = 0;
+          if (row_out || x0 + px < 0 || x0 + px >= g.w)
+            a.a[static_cast<size_t>(((c * a.h + py) * a.w + px) * a.rows + r)] = 0;
       }
   }
 }
@@ -228,8 +234,8 @@ void accumulate(Coeffs& a, Coeffs&& b, const Geometry& g) {
 /// grown by the kernel) and calls `scatter` for every non-zero output position with the base
 /// coordinates of its window in the new coefficients; the op adds its own weights from there.
 Coeffs window_back(const Coeffs& a, const Window& k, const Geometry& in,
-                   const std::function<void(int64_t co, int64_t oy, int64_t ox, const double* src, Coeffs& out, int64_t base_y,
-                                            int64_t base_x)>& scatter) {
+                   const std::function<void(int64_t co, int64_t oy, int64_t ox, const double* src, Coeffs& out,
+                                            int64_t base_y, int64_t base_x)>& scatter) {
   Coeffs out;
   int64_t shift_y, shift_x;
   if (a.full) {
@@ -269,7 +275,8 @@ Coeffs conv_back(const Coeffs& a, const ConvAttr& k, const Geometry& in, std::ve
                            if (x < 0 || x >= out.w) continue;
                            for (int64_t ci = 0; ci < k.in_channels; ++ci) {
                              const double wv = wco[ci * kk + ky * k.kernel_w + kx];
-                             if (wv != 0) axpy(rows, wv, src, out.at(((g * k.in_channels + ci) * out.h + y) * out.w + x));
+                             if (wv != 0)
+                               axpy(rows, wv, src, out.at(((g * k.in_channels + ci) * out.h + y) * out.w + x));
                            }
                          }
                        }
@@ -278,36 +285,39 @@ Coeffs conv_back(const Coeffs& a, const ConvAttr& k, const Geometry& in, std::ve
 
 /// Back through pooling with per-output-neuron slopes (out × kh × kw) and intercepts for
 /// positive and negative coefficients (none for average pooling).
-Coeffs pool_back(const Coeffs& a, const PoolAttr& p, const Geometry& in, const Geometry& og, const std::vector<double>& slopes,
-                 const std::vector<double>* beta_pos, const std::vector<double>* beta_neg, std::vector<double>& bias) {
+Coeffs pool_back(const Coeffs& a, const PoolAttr& p, const Geometry& in, const Geometry& og,
+                 const std::vector<double>& slopes, const std::vector<double>* beta_pos,
+                 const std::vector<double>* beta_neg, std::vector<double>& bias) {
   const Window win = window_of(p);
   const int64_t kk = p.kernel_h * p.kernel_w, rows = a.rows;
-  return window_back(a, win, in, [&](int64_t c, int64_t oy, int64_t ox, const double* src, Coeffs& out, int64_t by,
-                                              int64_t bx) {
-    for (int64_t r = 0; r < rows; ++r) {
-      const double v = src[r];
-      if (v == 0) continue;
-      const int64_t j = a.full ? (c * og.h + oy) * og.w + ox : (c * og.h + a.y0[r] + oy) * og.w + a.x0[r] + ox;
-      if (beta_pos) bias[static_cast<size_t>(r)] += v * (v > 0 ? (*beta_pos)[static_cast<size_t>(j)] : (*beta_neg)[static_cast<size_t>(j)]);
-      const double* sl = slopes.data() + j * kk;
-      for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
-        const int64_t y = by + ky * p.dilation_h;
-        if (y < 0 || y >= out.h) continue;
-        for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
-          const int64_t x = bx + kx * p.dilation_w;
-          if (x < 0 || x >= out.w) continue;
-          const double s = sl[ky * p.kernel_w + kx];
-          if (s != 0) out.a[static_cast<size_t>(((c * out.h + y) * out.w + x) * rows + r)] += v * s;
+  return window_back(
+      a, win, in, [&](int64_t c, int64_t oy, int64_t ox, const double* src, Coeffs& out, int64_t by, int64_t bx) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const double v = src[r];
+          if (v == 0) continue;
+          const int64_t j = a.full ? (c * og.h + oy) * og.w + ox : (c * og.h + a.y0[r] + oy) * og.w + a.x0[r] + ox;
+          if (beta_pos)
+            bias[static_cast<size_t>(r)] +=
+                v * (v > 0 ? (*beta_pos)[static_cast<size_t>(j)] : (*beta_neg)[static_cast<size_t>(j)]);
+          const double* sl = slopes.data() + j * kk;
+          for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
+            const int64_t y = by + ky * p.dilation_h;
+            if (y < 0 || y >= out.h) continue;
+            for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
+              const int64_t x = bx + kx * p.dilation_w;
+              if (x < 0 || x >= out.w) continue;
+              const double s = sl[ky * p.kernel_w + kx];
+              if (s != 0) out.a[static_cast<size_t>(((c * out.h + y) * out.w + x) * rows + r)] += v * s;
+            }
+          }
         }
-      }
-    }
-  });
+      });
 }
 
 /// Element-wise linear map with separate (slope, intercept) for positive and negative
 /// coefficients: A ← A⁺ ⊙ α_pos + A⁻ ⊙ α_neg, bias += ⟨A⁺, β_pos⟩ + ⟨A⁻, β_neg⟩.
-void elementwise_back(Coeffs& a, const Geometry& g, const double* alpha_pos, const double* beta_pos, const double* alpha_neg,
-                      const double* beta_neg, std::vector<double>& bias) {
+void elementwise_back(Coeffs& a, const Geometry& g, const double* alpha_pos, const double* beta_pos,
+                      const double* alpha_neg, const double* beta_neg, std::vector<double>& bias) {
   const int64_t rows = a.rows;
   double* b = bias.data();
   std::vector<int64_t> row_base;
@@ -347,7 +357,8 @@ void elementwise_back(Coeffs& a, const Geometry& g, const double* alpha_pos, con
 }
 
 /// Back through a dense layer: A_in = Wᵀ·A over the whole input, bias += ⟨A, b⟩.
-Coeffs dense_back(Coeffs&& a_in, const DenseAttr& d, const Geometry& og, const Geometry& in, std::vector<double>& bias) {
+Coeffs dense_back(Coeffs&& a_in, const DenseAttr& d, const Geometry& og, const Geometry& in,
+                  std::vector<double>& bias) {
   const Coeffs a = to_full(std::move(a_in), og);
   const int64_t rows = a.rows;
   Coeffs out;
@@ -456,7 +467,8 @@ class CpuEngine final : public BoundEngine {
     const bool outer = static_cast<int64_t>(problems.size()) >= threads_;
     parallel_for(static_cast<int64_t>(problems.size()), outer ? threads_ : 1, [&](int64_t i) {
       // Layer progress where problems run one after the other on the calling thread.
-      out[static_cast<size_t>(i)] = solve(problems[static_cast<size_t>(i)], options, outer ? 1 : threads_, !outer || threads_ == 1);
+      out[static_cast<size_t>(i)] =
+          solve(problems[static_cast<size_t>(i)], options, outer ? 1 : threads_, !outer || threads_ == 1);
     });
     return out;
   }
@@ -471,10 +483,10 @@ class CpuEngine final : public BoundEngine {
     const BoundProblem* p;
     const BoundOptions* o;
     int threads;
-    std::vector<std::vector<double>> lo, hi;              // bounds of nodes that need them
-    std::vector<std::vector<double>> al, bl, au, bu;      // activation relaxations
-    std::map<int, PoolRelax> pools;                       // max-pool relaxations
-    detail::InputBox box;                                 // the region as a box (a box or a clipped ball)
+    std::vector<std::vector<double>> lo, hi;          // bounds of nodes that need them
+    std::vector<std::vector<double>> al, bl, au, bu;  // activation relaxations
+    std::map<int, PoolRelax> pools;                   // max-pool relaxations
+    detail::InputBox box;                             // the region as a box (a box or a clipped ball)
   };
 
   /// Back-substitutes the rows (`init` at node `start`) to the input; returns per row the
@@ -544,7 +556,8 @@ class CpuEngine final : public BoundEngine {
         case OpKind::AvgPool: {
           const auto& sl = avg_slopes_.at(k);
           const PoolAttr& p = n.as<PoolAttr>();
-          push(src, pool_back(au, p, gi, g, sl, nullptr, nullptr, b_u), pool_back(al, p, gi, g, sl, nullptr, nullptr, b_l));
+          push(src, pool_back(au, p, gi, g, sl, nullptr, nullptr, b_u),
+               pool_back(al, p, gi, g, sl, nullptr, nullptr, b_l));
           break;
         }
         case OpKind::Add: {
@@ -567,7 +580,8 @@ class CpuEngine final : public BoundEngine {
   }
 
   /// Bounds of Σ A·x + B over the input region (upper or lower).
-  void concretize(const State& s, const Coeffs& a, const std::vector<double>& b, bool upper, std::vector<double>& out) const {
+  void concretize(const State& s, const Coeffs& a, const std::vector<double>& b, bool upper,
+                  std::vector<double>& out) const {
     const Geometry& g = geo_[0];
     const std::vector<double>& x0 = s.p->x0;
     const double eps = s.p->eps;
@@ -675,14 +689,17 @@ class CpuEngine final : public BoundEngine {
       const int src = node.inputs[0];
       if (s.lo[static_cast<size_t>(src)].empty()) {
         if (!pool_input_from_activation(s, k)) compute_bounds(s, src);
-        auto reliable = [](const std::vector<double>& v) { return std::all_of(v.begin(), v.end(), batched::reliable_bound); };
+        auto reliable = [](const std::vector<double>& v) {
+          return std::all_of(v.begin(), v.end(), batched::reliable_bound);
+        };
         if (!reliable(s.lo[static_cast<size_t>(src)]) || !reliable(s.hi[static_cast<size_t>(src)])) {
           res.error = detail::unreliable_bounds_error(nodes[static_cast<size_t>(src)].name);
           res.lower.assign(static_cast<size_t>(p.rows), -std::numeric_limits<double>::infinity());
           res.upper.assign(static_cast<size_t>(p.rows), std::numeric_limits<double>::infinity());
           return res;
         }
-        if (o.want_intermediate) res.intermediate.push_back({src, s.lo[static_cast<size_t>(src)], s.hi[static_cast<size_t>(src)]});
+        if (o.want_intermediate)
+          res.intermediate.push_back({src, s.lo[static_cast<size_t>(src)], s.hi[static_cast<size_t>(src)]});
       }
       relax_node(s, k);
     }
@@ -734,8 +751,12 @@ std::unique_ptr<BoundEngine> make_cpu_engine(const Network& net, int threads) {
 }
 
 namespace detail {
-std::vector<int64_t> layout_map(const Node& n, const Node& src) { return cpu::layout_map(n, src); }
-std::vector<double> avgpool_slopes(const Node& n, const Node& src) { return cpu::avgpool_slopes(n, geometry(src)); }
+std::vector<int64_t> layout_map(const Node& n, const Node& src) {
+  return cpu::layout_map(n, src);
+}
+std::vector<double> avgpool_slopes(const Node& n, const Node& src) {
+  return cpu::avgpool_slopes(n, geometry(src));
+}
 }  // namespace detail
 
 }  // namespace cnncert

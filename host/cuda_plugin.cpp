@@ -58,12 +58,17 @@ Plugin load() {
     }
     return {t, ""};
   }
-  return {nullptr, "no GPU support: the CUDA engine (" + std::string(CNNCERT_CUDA_PLUGIN_FILE) + ") could not be loaded: " + errors};
+  return {nullptr, "no GPU support: the CUDA engine (" + std::string(CNNCERT_CUDA_PLUGIN_FILE) +
+                       ") could not be loaded: " + errors};
 }
 #elif defined(CNNCERT_CUDA_LINKED)
-Plugin load() { return {cnncert_cuda_plugin(), ""}; }
+Plugin load() {
+  return {cnncert_cuda_plugin(), ""};
+}
 #else
-Plugin load() { return {nullptr, "no GPU support: cnncert was built without CUDA (-DCNNCERT_CUDA=OFF or no toolkit)"}; }
+Plugin load() {
+  return {nullptr, "no GPU support: cnncert was built without CUDA (-DCNNCERT_CUDA=OFF or no toolkit)"};
+}
 #endif
 
 const Plugin& plugin() {
@@ -73,18 +78,30 @@ const Plugin& plugin() {
 
 }  // namespace
 
-bool cuda_compiled() { return plugin().table != nullptr; }
-bool cuda_emulated() { return plugin().table && plugin().table->emulated; }
-CudaLibraries cuda_libraries() { return plugin().table ? plugin().table->libraries() : CudaLibraries{}; }
-bool cuda_available() { return plugin().table && plugin().table->available(); }
-int cuda_device_count() { return plugin().table ? plugin().table->device_count() : 0; }
+bool cuda_compiled() {
+  return plugin().table != nullptr;
+}
+bool cuda_emulated() {
+  return plugin().table && plugin().table->emulated;
+}
+CudaLibraries cuda_libraries() {
+  return plugin().table ? plugin().table->libraries() : CudaLibraries{};
+}
+bool cuda_available() {
+  return plugin().table && plugin().table->available();
+}
+int cuda_device_count() {
+  return plugin().table ? plugin().table->device_count() : 0;
+}
 
 void cuda_use_device(int ordinal) {
   if (!plugin().table) throw InvalidArgument("GPU " + std::to_string(ordinal) + ": " + plugin().why);
   plugin().table->use_device(ordinal);
 }
 
-std::string cuda_device_info() { return plugin().table ? plugin().table->device_info() : plugin().why; }
+std::string cuda_device_info() {
+  return plugin().table ? plugin().table->device_info() : plugin().why;
+}
 
 std::string cuda_smoke_test() {
   if (!plugin().table) return "no usable GPU: " + plugin().why;

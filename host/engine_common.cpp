@@ -33,7 +33,8 @@ void activation_of_bounds(const batched::ActSpec& s, const std::vector<double>& 
 }
 
 void relax_activation_node(const Node& n, const Method& m, const std::vector<double>& lo, const std::vector<double>& hi,
-                           std::vector<double>& al, std::vector<double>& bl, std::vector<double>& au, std::vector<double>& bu) {
+                           std::vector<double>& al, std::vector<double>& bl, std::vector<double>& au,
+                           std::vector<double>& bu) {
   const ActAttr& a = n.as<ActAttr>();
   const batched::ActSpec spec{a.kind, a.alpha, m.relu, m.smooth};
   const size_t size = lo.size();
@@ -44,7 +45,8 @@ void relax_activation_node(const Node& n, const Method& m, const std::vector<dou
   }
 }
 
-PoolRelax relax_maxpool_node(const Node& n, const Geometry& in, const std::vector<double>& lo, const std::vector<double>& hi) {
+PoolRelax relax_maxpool_node(const Node& n, const Geometry& in, const std::vector<double>& lo,
+                             const std::vector<double>& hi) {
   const batched::PoolGeom pg = pool_geom(n, in);
   const int64_t kk = pg.kk();
   PoolRelax r;
@@ -55,8 +57,8 @@ PoolRelax relax_maxpool_node(const Node& n, const Geometry& in, const std::vecto
     for (int64_t y = 0; y < pg.hout; ++y)
       for (int64_t x = 0; x < pg.wout; ++x) {
         const int64_t j = (c * pg.hout + y) * pg.wout + x;
-        batched::relax_maxpool_window(pg, c, y, x, lo.data(), hi.data(), r.slopes.data() + j * kk, r.beta_u[static_cast<size_t>(j)],
-                                      r.beta_l[static_cast<size_t>(j)]);
+        batched::relax_maxpool_window(pg, c, y, x, lo.data(), hi.data(), r.slopes.data() + j * kk,
+                                      r.beta_u[static_cast<size_t>(j)], r.beta_l[static_cast<size_t>(j)]);
       }
   return r;
 }

@@ -4,12 +4,12 @@
 // schedule with MATH.md §2.5's max-pool rule, the CPU engines' relaxations and buffer cache.
 #include <algorithm>
 #include <atomic>
-#include <exception>
-#include <mutex>
-#include <thread>
 #include <cmath>
 #include <cstdint>
+#include <exception>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "batched_kernels.hpp"
@@ -53,7 +53,8 @@ inline InputBox input_box(const BoundProblem& p, const BoundOptions& o) {
 inline batched::PoolGeom pool_geom(const Node& n, const Geometry& in) {
   const PoolAttr& p = n.as<PoolAttr>();
   const Geometry og = geometry(n);
-  return {in.c, in.h, in.w, og.h, og.w, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w};
+  return {in.c,       in.h,       in.w,      og.h,       og.w,         p.kernel_h,  p.kernel_w,
+          p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w};
 }
 
 /// Geometry of a sliding window (convolution or pooling) along both axes.
@@ -99,14 +100,16 @@ void activation_of_bounds(const batched::ActSpec& s, const std::vector<double>& 
 
 /// Relaxation of activation node `n` for every neuron from its input bounds (CPU engines).
 void relax_activation_node(const Node& n, const Method& m, const std::vector<double>& lo, const std::vector<double>& hi,
-                           std::vector<double>& al, std::vector<double>& bl, std::vector<double>& au, std::vector<double>& bu);
+                           std::vector<double>& al, std::vector<double>& bl, std::vector<double>& au,
+                           std::vector<double>& bu);
 
 /// CNN-Cert's max-pool relaxation (MATH.md §2.5) of node n for one problem: per output neuron
 /// kernel_h·kernel_w slopes and the upper and lower intercepts (CPU engines).
 struct PoolRelax {
   std::vector<double> slopes, beta_u, beta_l;
 };
-PoolRelax relax_maxpool_node(const Node& n, const Geometry& in, const std::vector<double>& lo, const std::vector<double>& hi);
+PoolRelax relax_maxpool_node(const Node& n, const Geometry& in, const std::vector<double>& lo,
+                             const std::vector<double>& hi);
 
 /// The max-pool input rule and the relaxation of node k on a CPU engine's per-problem state `s`
 /// (vectors lo, hi, al, bl, au, bu per node and a map `pools`), shared by the reference and the
@@ -168,7 +171,8 @@ double gemm_peak_gflops(int64_t n = 1024, int repeats = 5);
 
 /// The error of a problem whose intermediate bounds at node `name` fail reliable_bound.
 inline std::string unreliable_bounds_error(const std::string& name) {
-  return "the bounds of node '" + name + "' are not finite or exceed 1e12 in magnitude (not reliable in floating point)";
+  return "the bounds of node '" + name +
+         "' are not finite or exceed 1e12 in magnitude (not reliable in floating point)";
 }
 
 /// Every value finite (no NaN, no ±inf).

@@ -20,7 +20,8 @@ CpuEngine parse_cpu_engine(const std::string& s) {
 }
 
 std::unique_ptr<BoundEngine> make_engine(const Network& net, const EngineOptions& o) {
-  if (o.device == Device::Gpu || (o.device == Device::Auto && cuda_available())) return make_gpu_engine(net, o.gpu_memory_mib);
+  if (o.device == Device::Gpu || (o.device == Device::Auto && cuda_available()))
+    return make_gpu_engine(net, o.gpu_memory_mib);
   if (o.cpu_engine == CpuEngine::Reference) return make_cpu_engine(net, o.threads);
   return make_fast_engine(net, o.threads, o.cpu_memory_mib);
 }

@@ -25,9 +25,9 @@
 #include <map>
 #include <mutex>
 
+#include "batched_kernels.hpp"
 #include "cnncert/engine.hpp"
 #include "cnncert/error.hpp"
-#include "batched_kernels.hpp"
 #include "engine_common.hpp"
 
 #ifdef CNNCERT_HAVE_BLAS
@@ -103,7 +103,8 @@ struct Rows {
   const double* at(int64_t pos) const { return a.data() + pos * n; }
   /// Map index of window position (ch, y, x) of row r.
   int64_t map_index(const Geometry& g, int64_t ch, int64_t y, int64_t x, int64_t r) const {
-    return full ? (ch * g.h + y) * g.w + x : (ch * g.h + y0[static_cast<size_t>(r)] + y) * g.w + x0[static_cast<size_t>(r)] + x;
+    return full ? (ch * g.h + y) * g.w + x
+                : (ch * g.h + y0[static_cast<size_t>(r)] + y) * g.w + x0[static_cast<size_t>(r)] + x;
   }
 };
 
@@ -124,8 +125,8 @@ double gemm_tn(int64_t m, int64_t n, int64_t k, const double* x, int64_t ldx, co
   constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
   CNNCERT_CHECK(m <= kMaxInt && n <= kMaxInt && k <= kMaxInt && ldx <= kMaxInt && ldy <= kMaxInt && ldc <= kMaxInt,
                 "a back-substitution GEMM is too large for BLAS's int sizes (use a smaller memory budget)");
-  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), 1.0, x,
-              static_cast<int>(ldx), y, static_cast<int>(ldy), 0.0, c, static_cast<int>(ldc));
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+              1.0, x, static_cast<int>(ldx), y, static_cast<int>(ldy), 0.0, c, static_cast<int>(ldc));
 #else
   for (int64_t i = 0; i < m; ++i) std::fill_n(c + i * ldc, n, 0.0);
   for (int64_t p = 0; p < k; ++p)
@@ -183,7 +184,8 @@ void accumulate(Rows& dst, Rows&& src, const Geometry& g) {
     // Offsets differing by a constant: the union window keeps the rows' common structure.
     const int64_t dy = src.y0[0] - dst.y0[0], dx = src.x0[0] - dst.x0[0];
     bool uniform = true;
-    for (size_t r = 1; r < dst.y0.size() && uniform; ++r) uniform = src.y0[r] - dst.y0[r] == dy && src.x0[r] - dst.x0[r] == dx;
+    for (size_t r = 1; r < dst.y0.size() && uniform; ++r)
+      uniform = src.y0[r] - dst.y0[r] == dy && src.x0[r] - dst.x0[r] == dx;
     if (uniform) {
       const int64_t sy = std::min<int64_t>(0, dy), sx = std::min<int64_t>(0, dx);
       const int64_t h = std::max(dst.h, dy + src.h) - sy, w = std::max(dst.w, dx + src.w) - sx;
@@ -193,7 +195,8 @@ void accumulate(Rows& dst, Rows&& src, const Geometry& g) {
         const int64_t oy = p == &dst ? -sy : dy - sy, ox = p == &dst ? -sx : dx - sx;
         for (int64_t ch = 0; ch < p->c; ++ch)
           for (int64_t y = 0; y < p->h; ++y)
-            for (int64_t x = 0; x < p->w; ++x) axpy(p->n, 1.0, p->at((ch * p->h + y) * p->w + x), out.at((ch * h + y + oy) * w + x + ox));
+            for (int64_t x = 0; x < p->w; ++x)
+              axpy(p->n, 1.0, p->at((ch * p->h + y) * p->w + x), out.at((ch * h + y + oy) * w + x + ox));
       }
       dst = settle(std::move(out), g);
       return;
@@ -260,7 +263,8 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
               const int64_t iy = oy * k.stride_h + ky * k.dilation_h + shift_y;
               if (iy < 0 || iy >= out.h) continue;
               const int64_t ix = ox0 + kx * k.dilation_w + shift_x;
-              axpy((ox1 - ox0) * n, wv, a.at((co * a.h + oy) * a.w + ox0), out.at(((g * cin_g + ci) * out.h + iy) * out.w + ix));
+              axpy((ox1 - ox0) * n, wv, a.at((co * a.h + oy) * a.w + ox0),
+                   out.at(((g * cin_g + ci) * out.h + iy) * out.w + ix));
             }
             s.flops += 2.0 * static_cast<double>(a.h * (ox1 - ox0) * n);
           }
@@ -280,8 +284,10 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
     for (int64_t by = 0; by < a.h; by += block)
       for (int64_t bx = 0; bx < a.w; bx += piece) {
         // Window rows [by, by + rows_here), columns [bx, bx + width): contiguous in A.
-        const int64_t rows_here = std::min(block, a.h - by), width = std::min(piece, a.w - bx), cols = rows_here * width * n;
-        s.flops += gemm_tn(m, cols, cout_g, wg, m, a.a.data() + (g * cout_g * hw + by * a.w + bx) * n, hw * n, s.cols.data(), cols);
+        const int64_t rows_here = std::min(block, a.h - by), width = std::min(piece, a.w - bx),
+                      cols = rows_here * width * n;
+        s.flops += gemm_tn(m, cols, cout_g, wg, m, a.a.data() + (g * cout_g * hw + by * a.w + bx) * n, hw * n,
+                           s.cols.data(), cols);
         for (int64_t ci = 0; ci < cin_g; ++ci)
           for (int64_t ky = 0; ky < k.kernel_h; ++ky)
             for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
@@ -318,8 +324,8 @@ Rows dense_back(Rows&& a_in, const DenseAttr& d, const Geometry& og, const Geome
 /// Element-wise linear relaxation: in the upper half (rows [0, half)) a positive coefficient
 /// takes (α_U, β_U) and a negative one (α_L, β_L); the lower half the reverse. `au`/`al` null:
 /// only the bias terms (the coefficients stay).
-void elementwise_back(Rows& a, const Geometry& g, const double* au, const double* bu, const double* al, const double* bl,
-                      double* bias) {
+void elementwise_back(Rows& a, const Geometry& g, const double* au, const double* bu, const double* al,
+                      const double* bl, double* bias) {
   const int64_t n = a.n, half = n / 2;
   std::vector<int64_t> base;
   if (!a.full) {
@@ -369,8 +375,8 @@ void elementwise_back(Rows& a, const Geometry& g, const double* au, const double
 
 /// Back through pooling with per-output-neuron slopes (out × kk) and, for max-pooling, the
 /// upper and lower intercepts (applied like an element-wise relaxation's).
-Rows pool_back(Rows&& a, const PoolAttr& p, const Geometry& og, const Geometry& in, const double* slopes, const double* beta_u,
-               const double* beta_l, double* bias) {
+Rows pool_back(Rows&& a, const PoolAttr& p, const Geometry& og, const Geometry& in, const double* slopes,
+               const double* beta_u, const double* beta_l, double* bias) {
   if (beta_u) elementwise_back(a, og, nullptr, beta_u, nullptr, beta_l, bias);
   const Window win = window_of(p);
   int64_t shift_y, shift_x;
@@ -438,7 +444,9 @@ class FastEngine final : public BoundEngine {
       const OpKind op = nodes[i].op;
       if (op == OpKind::Transpose || op == OpKind::Pad || op == OpKind::Reshape)
         maps_[static_cast<int>(i)] = detail::layout_map(nodes[i], nodes[static_cast<size_t>(nodes[i].inputs[0])]);
-      if (op == OpKind::AvgPool) avg_slopes_[static_cast<int>(i)] = detail::avgpool_slopes(nodes[i], nodes[static_cast<size_t>(nodes[i].inputs[0])]);
+      if (op == OpKind::AvgPool)
+        avg_slopes_[static_cast<int>(i)] =
+            detail::avgpool_slopes(nodes[i], nodes[static_cast<size_t>(nodes[i].inputs[0])]);
     }
     // Rows may be skipped for a node whose bounds feed only ReLU/LeakyReLU relaxations (a stable
     // neuron's relaxation is exact for any bounds proving it stable): not for max-pool inputs, nor
@@ -457,7 +465,9 @@ class FastEngine final : public BoundEngine {
     for (size_t i = 0; i < n; ++i) max_size_ = std::max(max_size_, nodes[i].size());
   }
 
-  std::string name() const override { return "cpu"; }
+  std::string name() const override {
+    return "cpu";
+  }
 
   EngineStats stats() const override {
     std::lock_guard<std::mutex> lock(stats_mutex_);
@@ -475,10 +485,12 @@ class FastEngine final : public BoundEngine {
     }
     g_peak_bytes = g_live_bytes.load();
     parallel_for(static_cast<int64_t>(problems.size()), outer ? threads : 1, [&](int64_t i) {
-      out[static_cast<size_t>(i)] = solve(problems[static_cast<size_t>(i)], options, outer ? 1 : threads, !outer || threads == 1);
+      out[static_cast<size_t>(i)] =
+          solve(problems[static_cast<size_t>(i)], options, outer ? 1 : threads, !outer || threads == 1);
     });
     std::lock_guard<std::mutex> lock(stats_mutex_);
-    stats_.peak_tensor_bytes = std::max(stats_.peak_tensor_bytes, static_cast<double>(g_peak_bytes.load() - g_live_bytes.load()));
+    stats_.peak_tensor_bytes =
+        std::max(stats_.peak_tensor_bytes, static_cast<double>(g_peak_bytes.load() - g_live_bytes.load()));
     return out;
   }
 
@@ -493,8 +505,9 @@ class FastEngine final : public BoundEngine {
   /// Threads that work at once: as many chunks (tensors and GEMM scratch) as fit the budget, at most
   /// the requested threads, at least one.
   int workers() const {
-    const double per_thread = 2.0 * 4.0 * static_cast<double>(max_size_) * sizeof(double) * static_cast<double>(max_rows()) +
-                              static_cast<double>(make_scratch().max_cols) * sizeof(double);
+    const double per_thread =
+        2.0 * 4.0 * static_cast<double>(max_size_) * sizeof(double) * static_cast<double>(max_rows()) +
+        static_cast<double>(make_scratch().max_cols) * sizeof(double);
     return static_cast<int>(std::clamp<double>(std::floor(static_cast<double>(memory_) / per_thread), 1, threads_));
   }
 
@@ -530,8 +543,12 @@ class FastEngine final : public BoundEngine {
   // ---- interval propagation ----
 
   /// Interval bounds of node k: its bounds when known, else propagated from its inputs.
-  const std::vector<double>& ilo(State& s, int k) { return s.lo[static_cast<size_t>(k)].empty() ? s.box_lo[static_cast<size_t>(k)] : s.lo[static_cast<size_t>(k)]; }
-  const std::vector<double>& ihi(State& s, int k) { return s.hi[static_cast<size_t>(k)].empty() ? s.box_hi[static_cast<size_t>(k)] : s.hi[static_cast<size_t>(k)]; }
+  const std::vector<double>& ilo(State& s, int k) {
+    return s.lo[static_cast<size_t>(k)].empty() ? s.box_lo[static_cast<size_t>(k)] : s.lo[static_cast<size_t>(k)];
+  }
+  const std::vector<double>& ihi(State& s, int k) {
+    return s.hi[static_cast<size_t>(k)].empty() ? s.box_hi[static_cast<size_t>(k)] : s.hi[static_cast<size_t>(k)];
+  }
 
   void intervals(State& s, int upto) {
     for (int k = 0; k <= upto; ++k) {
@@ -688,8 +705,8 @@ class FastEngine final : public BoundEngine {
   /// Back-substitutes the n stacked rows `init` (at node `start`) to the input; `value` receives
   /// per stacked row the concretized bound (upper half: upper bounds, lower half: lower bounds),
   /// `final_a`/`bias` (optional) the input coefficients and constant terms.
-  void backsub(State& s, int start, Rows&& init, std::vector<double>& value, Rows* final_a, std::vector<double>* bias_out,
-               Scratch& scratch) const {
+  void backsub(State& s, int start, Rows&& init, std::vector<double>& value, Rows* final_a,
+               std::vector<double>* bias_out, Scratch& scratch) const {
     const int64_t n = init.n;
     std::map<int, Rows> pend;
     pend.emplace(start, std::move(init));
@@ -728,7 +745,8 @@ class FastEngine final : public BoundEngine {
         }
         case OpKind::MaxPool: {
           const PoolRelax& pr = s.pools.at(k);
-          push(src, pool_back(std::move(a), nd.as<PoolAttr>(), g, gi, pr.slopes.data(), pr.beta_u.data(), pr.beta_l.data(), b));
+          push(src, pool_back(std::move(a), nd.as<PoolAttr>(), g, gi, pr.slopes.data(), pr.beta_u.data(),
+                              pr.beta_l.data(), b));
           break;
         }
         case OpKind::AvgPool:
@@ -781,9 +799,12 @@ class FastEngine final : public BoundEngine {
                 m = (lo + hi) / 2, d = std::max(0.0, (hi - lo) / 2);
               }
               ce[r] += v[r] * m;
-              if (box || o.norm == Norm::Linf) no[r] += std::fabs(v[r]) * d;
-              else if (o.norm == Norm::L2) no[r] += v[r] * v[r];
-              else no[r] = std::max(no[r], std::fabs(v[r]));
+              if (box || o.norm == Norm::Linf)
+                no[r] += std::fabs(v[r]) * d;
+              else if (o.norm == Norm::L2)
+                no[r] += v[r] * v[r];
+              else
+                no[r] = std::max(no[r], std::fabs(v[r]));
             }
             continue;
           }
@@ -841,7 +862,8 @@ class FastEngine final : public BoundEngine {
     const auto cap = static_cast<size_t>(max_rows());
     std::vector<std::vector<int64_t>> out;
     for (size_t i = 0; i < need.size(); i += cap)
-      out.emplace_back(need.begin() + static_cast<long>(i), need.begin() + static_cast<long>(std::min(need.size(), i + cap)));
+      out.emplace_back(need.begin() + static_cast<long>(i),
+                       need.begin() + static_cast<long>(std::min(need.size(), i + cap)));
     return out;
   }
 
@@ -860,8 +882,10 @@ class FastEngine final : public BoundEngine {
       for (int64_t j = 0; j < size; ++j) {
         const auto jj = static_cast<size_t>(j);
         // Stable and reliable (finite, ≤ 1e12): no row. Otherwise the neuron gets its back-substitution.
-        if ((bl[jj] < 0 && bh[jj] > 0) || !batched::reliable_bound(bl[jj]) || !batched::reliable_bound(bh[jj])) need.push_back(j);
-        else l[jj] = bl[jj], u[jj] = bh[jj];
+        if ((bl[jj] < 0 && bh[jj] > 0) || !batched::reliable_bound(bl[jj]) || !batched::reliable_bound(bh[jj]))
+          need.push_back(j);
+        else
+          l[jj] = bl[jj], u[jj] = bh[jj];
       }
       s.stats.rows_skipped += static_cast<double>(size - static_cast<int64_t>(need.size()));
     } else {
@@ -884,7 +908,8 @@ class FastEngine final : public BoundEngine {
       s.stats.backsub_flops += scratch.flops;
     });
     lo = std::move(l), hi = std::move(u);
-    for (size_t j = static_cast<size_t>(k) + 1; j < s.box_ok.size(); ++j) s.box_ok[j] = 0;  // later intervals use these bounds
+    for (size_t j = static_cast<size_t>(k) + 1; j < s.box_ok.size(); ++j)
+      s.box_ok[j] = 0;  // later intervals use these bounds
   }
 
   /// MATH.md §2.5 (detail::maxpool_input_rule, as the reference engine).
@@ -895,7 +920,9 @@ class FastEngine final : public BoundEngine {
     return true;
   }
 
-  void relax_node(State& s, int k) const { detail::relax_cpu_node(net_, geo_, k, s); }
+  void relax_node(State& s, int k) const {
+    detail::relax_cpu_node(net_, geo_, k, s);
+  }
 
   BoundResult solve(const BoundProblem& p, const BoundOptions& o, int threads, bool report_layers) {
     using clock = std::chrono::steady_clock;
@@ -926,7 +953,9 @@ class FastEngine final : public BoundEngine {
         const auto t0 = clock::now();
         if (!pool_input_from_activation(s, k)) compute_bounds(s, src);
         s.stats.seconds_bounds += since(t0);
-        auto reliable = [](const std::vector<double>& v) { return std::all_of(v.begin(), v.end(), batched::reliable_bound); };
+        auto reliable = [](const std::vector<double>& v) {
+          return std::all_of(v.begin(), v.end(), batched::reliable_bound);
+        };
         if (!reliable(s.lo[static_cast<size_t>(src)]) || !reliable(s.hi[static_cast<size_t>(src)])) {
           res.error = detail::unreliable_bounds_error(nodes[static_cast<size_t>(src)].name);
           res.lower.assign(static_cast<size_t>(p.rows), -std::numeric_limits<double>::infinity());
@@ -934,7 +963,8 @@ class FastEngine final : public BoundEngine {
           finish_stats();
           return res;
         }
-        if (o.want_intermediate) res.intermediate.push_back({src, s.lo[static_cast<size_t>(src)], s.hi[static_cast<size_t>(src)]});
+        if (o.want_intermediate)
+          res.intermediate.push_back({src, s.lo[static_cast<size_t>(src)], s.hi[static_cast<size_t>(src)]});
       }
       const auto t1 = clock::now();
       relax_node(s, k);
@@ -977,7 +1007,8 @@ class FastEngine final : public BoundEngine {
           }
         for (int64_t r = 0; r < R; ++r)
           res.b_upper[static_cast<size_t>(first + r)] = bias[static_cast<size_t>(r)],
-                            res.b_lower[static_cast<size_t>(first + r)] = bias[static_cast<size_t>(R + r)];
+                                                  res.b_lower[static_cast<size_t>(first + r)] =
+                                                      bias[static_cast<size_t>(R + r)];
       }
     }
     s.stats.backsub_flops += scratch.flops;
@@ -1011,7 +1042,8 @@ double gemm_peak_gflops(int64_t n, int repeats) {
   openblas_set_num_threads(1);
 #endif
   std::vector<double> x(static_cast<size_t>(n * n)), y(static_cast<size_t>(n * n)), c(static_cast<size_t>(n * n));
-  for (size_t i = 0; i < x.size(); ++i) x[i] = 1.0 / static_cast<double>(1 + i % 7), y[i] = 1.0 / static_cast<double>(1 + i % 5);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = 1.0 / static_cast<double>(1 + i % 7), y[i] = 1.0 / static_cast<double>(1 + i % 5);
   double best = 0;
   for (int r = 0; r < repeats; ++r) {
     const auto t0 = std::chrono::steady_clock::now();

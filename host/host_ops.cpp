@@ -57,8 +57,8 @@ class HostOps final : public Ops {
     }
   }
 
-  void elementwise_back(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div, const float* al,
-                        const float* bl, const float* au, const float* bu, double* bias) override {
+  void elementwise_back(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div,
+                        const float* al, const float* bl, const float* au, const float* bu, double* bias) override {
     for (int64_t r = 0; r < 2 * half; ++r) {
       const int64_t base = prob[r % half] * stride;
       const bool upper = r < half;
@@ -95,22 +95,25 @@ class HostOps final : public Ops {
     for (int64_t r = 0; r < 2 * half; ++r) out[r * size + (first + r % half) % size] = 1;
   }
 
-  void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi, const double* eps,
-                  RegionNorm norm, const double* bias, double* upper, double* lower) override {
+  void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi,
+                  const double* eps, RegionNorm norm, const double* bias, double* upper, double* lower) override {
     for (int64_t r = 0; r < 2 * half; ++r) {
       const int p = prob[r % half];
       double centre = 0, nrm = 0;
       for (int64_t j = 0; j < n; ++j)
-        concretize_elem(a[r * n + j], x0[p * n + j], norm == RegionNorm::Box ? x_hi[p * n + j] : 0.0, norm, centre, nrm);
+        concretize_elem(a[r * n + j], x0[p * n + j], norm == RegionNorm::Box ? x_hi[p * n + j] : 0.0, norm, centre,
+                        nrm);
       const bool up = r < half;
       const double v = concretize_finish(up, centre, nrm, bias[r], eps[p], norm);
-      if (up) upper[r] = v;
-      else lower[r - half] = v;
+      if (up)
+        upper[r] = v;
+      else
+        lower[r - half] = v;
     }
   }
 
-  void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl, float* au,
-                        float* bu) override {
+  void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl,
+                        float* au, float* bu) override {
     for (int64_t i = 0; i < count; ++i) {
       const Relaxation<double> r = batched::relax_activation(s, lo[i], hi[i]);
       al[i] = static_cast<float>(r.alpha_l), bl[i] = static_cast<float>(r.beta_l);
@@ -123,8 +126,8 @@ class HostOps final : public Ops {
     for (int64_t i = 0; i < count; ++i) activation_range(s, lo[i], hi[i], out_lo[i], out_hi[i]);
   }
 
-  void relax_maxpool(const PoolGeom& g, int64_t problems, const double* lo, const double* hi, float* slopes, float* beta_u,
-                     float* beta_l) override {
+  void relax_maxpool(const PoolGeom& g, int64_t problems, const double* lo, const double* hi, float* slopes,
+                     float* beta_u, float* beta_l) override {
     const int64_t kk = g.kk(), in_size = g.in_size(), out_size = g.out_size();
     for (int64_t p = 0; p < problems; ++p)
       for (int64_t c = 0; c < g.c; ++c)
@@ -153,6 +156,8 @@ class HostOps final : public Ops {
 
 }  // namespace
 
-std::unique_ptr<Ops> make_host_ops(size_t budget_bytes) { return std::make_unique<HostOps>(budget_bytes); }
+std::unique_ptr<Ops> make_host_ops(size_t budget_bytes) {
+  return std::make_unique<HostOps>(budget_bytes);
+}
 
 }  // namespace cnncert::batched

@@ -66,7 +66,8 @@ uint64_t regular_file_size(const std::string& path) {
 
 // Image shape for rows of `d` values: `chw` when given (checked), else 784 → 1×28×28,
 // 3072 → 3×32×32. Returns false when it cannot be guessed.
-bool resolve_chw(const std::string& path, const std::vector<int64_t>& chw, int64_t d, int64_t out[3], int64_t flat_size) {
+bool resolve_chw(const std::string& path, const std::vector<int64_t>& chw, int64_t d, int64_t out[3],
+                 int64_t flat_size) {
   if (!chw.empty()) {
     CNNCERT_CHECK(chw.size() == 3, path << ": the image shape must be (C, H, W), got " << chw.size() << " values");
     CNNCERT_CHECK(
@@ -580,10 +581,10 @@ namespace {
 
 /// The keys a sidecar may have: the convention, and informational ones (what trained the model).
 /// Anything else is most likely a typo (e.g. "stdev") that would silently change nothing.
-constexpr const char* kSidecarKeys[] = {"scale", "mean", "std", "layout", "dataset", "notes", "input_range",
-                                        "test_accuracy", "seed", "architecture", "command", "trainer", "parameters",
-                                        "epochs", "activation_neurons", "onnx_ops", "activation", "source", "license",
-                                        "comment", "description"};
+constexpr const char* kSidecarKeys[] = {
+    "scale",      "mean",         "std",     "layout",  "dataset",    "notes",  "input_range",        "test_accuracy",
+    "seed",       "architecture", "command", "trainer", "parameters", "epochs", "activation_neurons", "onnx_ops",
+    "activation", "source",       "license", "comment", "description"};
 
 }  // namespace
 
@@ -604,8 +605,8 @@ Preprocess read_sidecar(const std::string& path) {
   for (const auto& item : j.items()) {
     const std::string& key = item.key();
     if (key.rfind("x-", 0) == 0 || key.rfind("_", 0) == 0) continue;  // free-form additions
-    CNNCERT_CHECK(std::find_if(std::begin(kSidecarKeys), std::end(kSidecarKeys), [&](const char* k) { return key == k; }) !=
-                      std::end(kSidecarKeys),
+    CNNCERT_CHECK(std::find_if(std::begin(kSidecarKeys), std::end(kSidecarKeys),
+                               [&](const char* k) { return key == k; }) != std::end(kSidecarKeys),
                   path << ": unknown key \"" << key << "\" (the convention keys are scale, mean, std, layout; "
                        << "informational ones dataset, notes, input_range, ...; prefix your own with \"x-\")");
   }

@@ -24,9 +24,8 @@
 #include <numbers>
 #include <random>
 
-#include "cnncert/baselines.hpp"
-
 #include "baseline_checks.hpp"
+#include "cnncert/baselines.hpp"
 #include "cnncert/error.hpp"
 
 namespace cnncert {
@@ -311,9 +310,10 @@ double activation_slope(const ActAttr& a) {
     case ActKind::Sigmoid: return 0.25;  // σ' = σ(1 − σ) ≤ 1/4
     case ActKind::Tanh: return 1;
     case ActKind::Atan: return 1;
-    case ActKind::Erf: return 1.1283791670955126;  // 2/√π
+    case ActKind::Erf: return 1.1283791670955126;      // 2/√π
     case ActKind::Elu: return std::max(1.0, a.alpha);  // α e^z ≤ α below 0
-    case ActKind::Softplus: return 1;  // sigmoid
+    case ActKind::Softplus:
+      return 1;  // sigmoid
     // The largest |f′| is at the inflection points (f′(√2) for GELU); rounded up (tests sample it).
     case ActKind::Gelu: return 1.12890415;
     case ActKind::GeluTanh: return 1.12899307;
@@ -339,7 +339,6 @@ int64_t max_window_count(const PoolAttr& a, const Shape& is, const Shape& os) {
       }
   return *std::max_element(count.begin(), count.end());
 }
-
 
 }  // namespace
 

@@ -1,11 +1,10 @@
 // LP baseline: triangle relaxation of unstable ReLUs, solved with GLPK's simplex.
-#include "cnncert/lp.hpp"
-
 #include <cmath>
 #include <functional>
 #include <mutex>
 
 #include "cnncert/error.hpp"
+#include "cnncert/lp.hpp"
 #include "engine_common.hpp"
 
 #if defined(CNNCERT_HAVE_GLPK)
@@ -19,7 +18,8 @@ namespace {
 void check_lp_network(const Network& net) {
   for (const Node& n : net.nodes()) {
     if (n.op == OpKind::MaxPool)
-      throw UnsupportedModel("the LP baseline applies to ReLU networks without max-pooling (node '" + n.name + "' is a MaxPool)");
+      throw UnsupportedModel("the LP baseline applies to ReLU networks without max-pooling (node '" + n.name +
+                             "' is a MaxPool)");
     if (n.op == OpKind::Activation && n.as<ActAttr>().kind != ActKind::Relu)
       throw UnsupportedModel(std::string("the LP baseline applies to ReLU networks (node '") + n.name + "' is " +
                              act_name(n.as<ActAttr>().kind) + ")");
@@ -30,7 +30,9 @@ void check_lp_network(const Network& net) {
 
 #if defined(CNNCERT_HAVE_GLPK)
 
-bool lp_available() { return true; }
+bool lp_available() {
+  return true;
+}
 
 namespace {
 
@@ -63,7 +65,9 @@ struct GlpDeleter {
 
 class LpEngine final : public BoundEngine {
  public:
-  LpEngine(const Network& net, int threads) : net_(net), relax_(make_cpu_engine(net, threads)) { check_lp_network(net); }
+  LpEngine(const Network& net, int threads) : net_(net), relax_(make_cpu_engine(net, threads)) {
+    check_lp_network(net);
+  }
   std::string name() const override { return "lp"; }
 
   std::vector<BoundResult> bound(const std::vector<BoundProblem>& problems, const BoundOptions& options) override {
@@ -99,7 +103,9 @@ class LpEngine final : public BoundEngine {
       const size_t size = static_cast<size_t>(n.size());
       std::vector<int>& v = var[k];
       v.assign(size, 0);
-      auto in = [&](int i) -> const std::vector<int>& { return var[static_cast<size_t>(n.inputs[static_cast<size_t>(i)])]; };
+      auto in = [&](int i) -> const std::vector<int>& {
+        return var[static_cast<size_t>(n.inputs[static_cast<size_t>(i)])];
+      };
       // z = Σ w·x + b as a new free column per element
       auto affine = [&](const std::function<void(size_t, const std::function<void(int, double)>&)>& terms,
                         const std::function<double(size_t)>& bias) {
@@ -124,11 +130,13 @@ class LpEngine final : public BoundEngine {
         case OpKind::Dense: {
           const DenseAttr& d = n.as<DenseAttr>();
           const auto& x = in(0);
-          affine([&](size_t e, const auto& add) {
-                   for (int64_t i = 0; i < d.in_features; ++i)
-                     add(x[static_cast<size_t>(i)], d.weight[e * static_cast<size_t>(d.in_features) + static_cast<size_t>(i)]);
-                 },
-                 [&](size_t e) { return d.bias[e]; });
+          affine(
+              [&](size_t e, const auto& add) {
+                for (int64_t i = 0; i < d.in_features; ++i)
+                  add(x[static_cast<size_t>(i)],
+                      d.weight[e * static_cast<size_t>(d.in_features) + static_cast<size_t>(i)]);
+              },
+              [&](size_t e) { return d.bias[e]; });
           break;
         }
         case OpKind::Conv: {
@@ -136,21 +144,23 @@ class LpEngine final : public BoundEngine {
           const Shape& is = nodes[static_cast<size_t>(n.inputs[0])].shape;
           const auto& x = in(0);
           const int64_t oh = n.shape[1], ow = n.shape[2], cpg = c.out_channels / c.groups;
-          affine([&](size_t e, const auto& add) {
-                   const int64_t o = static_cast<int64_t>(e) / (oh * ow), r = (static_cast<int64_t>(e) / ow) % oh,
-                                 q = static_cast<int64_t>(e) % ow;
-                   for (int64_t ci = 0; ci < c.in_channels; ++ci)
-                     for (int64_t ky = 0; ky < c.kernel_h; ++ky)
-                       for (int64_t kx = 0; kx < c.kernel_w; ++kx) {
-                         const int64_t y = r * c.stride_h - c.pad_top + ky * c.dilation_h;
-                         const int64_t xx = q * c.stride_w - c.pad_left + kx * c.dilation_w;
-                         if (y < 0 || y >= is[1] || xx < 0 || xx >= is[2]) continue;
-                         const int64_t ch = (o / cpg) * c.in_channels + ci;
-                         add(x[static_cast<size_t>((ch * is[1] + y) * is[2] + xx)],
-                             c.weight[static_cast<size_t>(((o * c.in_channels + ci) * c.kernel_h + ky) * c.kernel_w + kx)]);
-                       }
-                 },
-                 [&](size_t e) { return c.bias[e / static_cast<size_t>(oh * ow)]; });
+          affine(
+              [&](size_t e, const auto& add) {
+                const int64_t o = static_cast<int64_t>(e) / (oh * ow), r = (static_cast<int64_t>(e) / ow) % oh,
+                              q = static_cast<int64_t>(e) % ow;
+                for (int64_t ci = 0; ci < c.in_channels; ++ci)
+                  for (int64_t ky = 0; ky < c.kernel_h; ++ky)
+                    for (int64_t kx = 0; kx < c.kernel_w; ++kx) {
+                      const int64_t y = r * c.stride_h - c.pad_top + ky * c.dilation_h;
+                      const int64_t xx = q * c.stride_w - c.pad_left + kx * c.dilation_w;
+                      if (y < 0 || y >= is[1] || xx < 0 || xx >= is[2]) continue;
+                      const int64_t ch = (o / cpg) * c.in_channels + ci;
+                      add(x[static_cast<size_t>((ch * is[1] + y) * is[2] + xx)],
+                          c.weight[static_cast<size_t>(((o * c.in_channels + ci) * c.kernel_h + ky) * c.kernel_w +
+                                                       kx)]);
+                    }
+              },
+              [&](size_t e) { return c.bias[e / static_cast<size_t>(oh * ow)]; });
           break;
         }
         case OpKind::AvgPool: {
@@ -169,10 +179,11 @@ class LpEngine final : public BoundEngine {
             unit[static_cast<size_t>(j)] = 0;
           }
           const auto& x = in(0);
-          affine([&](size_t e, const auto& add) {
-                   for (const auto& [j, w] : cols[e]) add(x[static_cast<size_t>(j)], w);
-                 },
-                 [](size_t) { return 0.0; });
+          affine(
+              [&](size_t e, const auto& add) {
+                for (const auto& [j, w] : cols[e]) add(x[static_cast<size_t>(j)], w);
+              },
+              [](size_t) { return 0.0; });
           break;
         }
         case OpKind::ScaleShift: {
@@ -216,8 +227,9 @@ class LpEngine final : public BoundEngine {
           const Node& src = nodes[static_cast<size_t>(n.inputs[0])];
           NetworkBuilder one;
           const int xi = one.input(src.shape);
-          const Network t = one.build(n.op == OpKind::Transpose ? one.transpose(xi, n.as<TransposeAttr>().perm)
-                                                                : one.pad(xi, n.as<PadAttr>().begin, n.as<PadAttr>().end));
+          const Network t =
+              one.build(n.op == OpKind::Transpose ? one.transpose(xi, n.as<TransposeAttr>().perm)
+                                                  : one.pad(xi, n.as<PadAttr>().begin, n.as<PadAttr>().end));
           std::vector<double> idx(static_cast<size_t>(src.size()));
           for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<double>(i + 1);
           const auto m = t.forward(idx.data(), 1);
@@ -232,12 +244,16 @@ class LpEngine final : public BoundEngine {
     glp_add_cols(g, static_cast<int>(lp.col_lo.size()));
     for (size_t j = 0; j < lp.col_lo.size(); ++j) {
       const int col = static_cast<int>(j) + 1;
-      if (lp.col_free[j]) glp_set_col_bnds(g, col, GLP_FR, 0, 0);
-      else if (lp.col_lo[j] == lp.col_hi[j]) glp_set_col_bnds(g, col, GLP_FX, lp.col_lo[j], lp.col_hi[j]);
-      else glp_set_col_bnds(g, col, GLP_DB, lp.col_lo[j], lp.col_hi[j]);
+      if (lp.col_free[j])
+        glp_set_col_bnds(g, col, GLP_FR, 0, 0);
+      else if (lp.col_lo[j] == lp.col_hi[j])
+        glp_set_col_bnds(g, col, GLP_FX, lp.col_lo[j], lp.col_hi[j]);
+      else
+        glp_set_col_bnds(g, col, GLP_DB, lp.col_lo[j], lp.col_hi[j]);
     }
     glp_add_rows(g, static_cast<int>(lp.row_lo.size()));
-    for (size_t i = 0; i < lp.row_lo.size(); ++i) glp_set_row_bnds(g, static_cast<int>(i) + 1, lp.row_type[i], lp.row_lo[i], lp.row_hi[i]);
+    for (size_t i = 0; i < lp.row_lo.size(); ++i)
+      glp_set_row_bnds(g, static_cast<int>(i) + 1, lp.row_type[i], lp.row_lo[i], lp.row_hi[i]);
     std::vector<int> ia{0}, ja{0};
     std::vector<double> ar{0};
     ia.insert(ia.end(), lp.ia.begin(), lp.ia.end());
@@ -287,11 +303,14 @@ std::unique_ptr<BoundEngine> make_lp_engine(const Network& net, int threads) {
 
 #else
 
-bool lp_available() { return false; }
+bool lp_available() {
+  return false;
+}
 
 std::unique_ptr<BoundEngine> make_lp_engine(const Network& net, int) {
   check_lp_network(net);
-  throw UnsupportedModel("the LP baseline is not available: cnncert was built without GLPK (apt-get install libglpk-dev)");
+  throw UnsupportedModel(
+      "the LP baseline is not available: cnncert was built without GLPK (apt-get install libglpk-dev)");
 }
 
 #endif

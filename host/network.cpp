@@ -17,7 +17,9 @@ namespace {
 std::atomic<int64_t> g_max_tensor_elements{(int64_t{1} << 31) - 1};
 }
 
-int64_t max_tensor_elements() { return g_max_tensor_elements.load(std::memory_order_relaxed); }
+int64_t max_tensor_elements() {
+  return g_max_tensor_elements.load(std::memory_order_relaxed);
+}
 
 void set_max_tensor_elements(int64_t n) {
   CNNCERT_CHECK(n >= 1, "the tensor element limit must be at least 1, got " << n);
@@ -54,7 +56,8 @@ int64_t numel(const Shape& s) {
 int64_t checked_numel(const Shape& s, const std::string& what) {
   for (int64_t d : s) CNNCERT_CHECK(d >= 1, what << ": shape " << shape_str(s) << " has a dimension below 1");
   const int64_t n = numel_or_minus_one(s);
-  CNNCERT_CHECK(n >= 0, what << ": shape " << shape_str(s) << " has more than " << max_tensor_elements() << " elements");
+  CNNCERT_CHECK(n >= 0,
+                what << ": shape " << shape_str(s) << " has more than " << max_tensor_elements() << " elements");
   return n;
 }
 
@@ -158,8 +161,8 @@ void check_window(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, in
   const bool positive = kh > 0 && kw > 0 && sh > 0 && sw > 0 && dh > 0 && dw > 0 &&
                         std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p >= 0; });
   CNNCERT_CHECK(positive, who << ": kernel, stride and dilation must be positive and pads non-negative");
-  const bool bounded = kh <= kMaxWindowValue && kw <= kMaxWindowValue && sh <= kMaxWindowValue && sw <= kMaxWindowValue &&
-                       dh <= kMaxWindowValue && dw <= kMaxWindowValue &&
+  const bool bounded = kh <= kMaxWindowValue && kw <= kMaxWindowValue && sh <= kMaxWindowValue &&
+                       sw <= kMaxWindowValue && dh <= kMaxWindowValue && dw <= kMaxWindowValue &&
                        std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p <= kMaxWindowValue; });
   CNNCERT_CHECK(bounded, who << ": kernel, stride, dilation and pads must be at most " << kMaxWindowValue);
 }
@@ -174,7 +177,8 @@ int NetworkBuilder::push(Node n) {
 }
 
 const Node& NetworkBuilder::in(int x, const Info& info) const {
-  CNNCERT_CHECK(x >= 0 && x < static_cast<int>(nodes_.size()), label(info, "?") << ": input node " << x << " does not exist");
+  CNNCERT_CHECK(x >= 0 && x < static_cast<int>(nodes_.size()), label(info, "?")
+                                                                   << ": input node " << x << " does not exist");
   return nodes_[static_cast<size_t>(x)];
 }
 
@@ -198,8 +202,9 @@ int NetworkBuilder::conv(int x, ConvAttr a, Info info) {
                 who << ": bad groups/in/out channels");
   check_window(a.kernel_h, a.kernel_w, a.stride_h, a.stride_w, a.dilation_h, a.dilation_w,
                {a.pad_top, a.pad_left, a.pad_bottom, a.pad_right}, who);
-  CNNCERT_CHECK(checked_mul(a.in_channels, a.groups, who) == src.shape[0],
-                who << ": weight expects " << a.in_channels * a.groups << " input channels, input has " << src.shape[0]);
+  CNNCERT_CHECK(
+      checked_mul(a.in_channels, a.groups, who) == src.shape[0],
+      who << ": weight expects " << a.in_channels * a.groups << " input channels, input has " << src.shape[0]);
   const int64_t weight_count = checked_numel({a.out_channels, a.in_channels, a.kernel_h, a.kernel_w}, who + ": weight");
   CNNCERT_CHECK(static_cast<int64_t>(a.weight.size()) == weight_count,
                 who << ": weight has " << a.weight.size() << " values, expected " << weight_count);
@@ -221,11 +226,10 @@ int NetworkBuilder::conv(int x, ConvAttr a, Info info) {
 int NetworkBuilder::dense(int x, DenseAttr a, Info info) {
   const Node& src = in(x, info);
   const std::string who = label(info, "Dense");
-  CNNCERT_CHECK(a.in_features == src.size(),
-                who << ": weight expects " << a.in_features << " inputs, input " << shape_str(src.shape) << " has "
-                    << src.size());
-  CNNCERT_CHECK(a.out_features > 0 &&
-                    static_cast<int64_t>(a.weight.size()) == checked_numel({a.out_features, a.in_features}, who + ": weight"),
+  CNNCERT_CHECK(a.in_features == src.size(), who << ": weight expects " << a.in_features << " inputs, input "
+                                                 << shape_str(src.shape) << " has " << src.size());
+  CNNCERT_CHECK(a.out_features > 0 && static_cast<int64_t>(a.weight.size()) ==
+                                          checked_numel({a.out_features, a.in_features}, who + ": weight"),
                 who << ": weight size mismatch");
   if (a.bias.empty()) a.bias.assign(static_cast<size_t>(a.out_features), 0.0);
   CNNCERT_CHECK(static_cast<int64_t>(a.bias.size()) == a.out_features, who << ": bias size mismatch");
@@ -242,8 +246,9 @@ int NetworkBuilder::dense(int x, DenseAttr a, Info info) {
 int NetworkBuilder::scale_shift(int x, ScaleShiftAttr a, Info info) {
   const Node& src = in(x, info);
   const std::string who = label(info, "ScaleShift");
-  CNNCERT_CHECK(static_cast<int64_t>(a.scale.size()) == src.size() && static_cast<int64_t>(a.shift.size()) == src.size(),
-                who << ": scale/shift must have one value per element (" << src.size() << ")");
+  CNNCERT_CHECK(
+      static_cast<int64_t>(a.scale.size()) == src.size() && static_cast<int64_t>(a.shift.size()) == src.size(),
+      who << ": scale/shift must have one value per element (" << src.size() << ")");
   Node n;
   n.op = OpKind::ScaleShift;
   n.name = info.name;
@@ -271,10 +276,13 @@ Shape pool_shape(const Node& src, const PoolAttr& a, const std::string& who) {
   CNNCERT_CHECK(src.shape.size() == 3, who << ": pooling needs a (C, H, W) input, got " << shape_str(src.shape));
   check_window(a.kernel_h, a.kernel_w, a.stride_h, a.stride_w, a.dilation_h, a.dilation_w,
                {a.pad_top, a.pad_left, a.pad_bottom, a.pad_right}, who);
-  CNNCERT_CHECK(a.pad_top < a.kernel_h && a.pad_bottom < a.kernel_h && a.pad_left < a.kernel_w && a.pad_right < a.kernel_w,
-                who << ": padding must be smaller than the kernel");
-  const int64_t oh = window_out_size(src.shape[1], a.kernel_h, a.stride_h, a.pad_top, a.pad_bottom, a.dilation_h, a.ceil_mode);
-  const int64_t ow = window_out_size(src.shape[2], a.kernel_w, a.stride_w, a.pad_left, a.pad_right, a.dilation_w, a.ceil_mode);
+  CNNCERT_CHECK(
+      a.pad_top < a.kernel_h && a.pad_bottom < a.kernel_h && a.pad_left < a.kernel_w && a.pad_right < a.kernel_w,
+      who << ": padding must be smaller than the kernel");
+  const int64_t oh =
+      window_out_size(src.shape[1], a.kernel_h, a.stride_h, a.pad_top, a.pad_bottom, a.dilation_h, a.ceil_mode);
+  const int64_t ow =
+      window_out_size(src.shape[2], a.kernel_w, a.stride_w, a.pad_left, a.pad_right, a.dilation_w, a.ceil_mode);
   CNNCERT_CHECK(oh > 0 && ow > 0, who << ": window does not fit the input " << shape_str(src.shape));
   return {src.shape[0], oh, ow};
 }
@@ -334,11 +342,12 @@ int NetworkBuilder::reshape(int x, Shape shape, Info info) {
 int NetworkBuilder::transpose(int x, std::vector<int64_t> perm, Info info) {
   const Node& src = in(x, info);
   const std::string who = label(info, "Transpose");
-  CNNCERT_CHECK(perm.size() == src.shape.size(), who << ": permutation rank " << perm.size() << " vs input rank "
-                                                     << src.shape.size());
+  CNNCERT_CHECK(perm.size() == src.shape.size(),
+                who << ": permutation rank " << perm.size() << " vs input rank " << src.shape.size());
   std::vector<int64_t> sorted = perm;
   std::sort(sorted.begin(), sorted.end());
-  for (size_t i = 0; i < sorted.size(); ++i) CNNCERT_CHECK(sorted[i] == static_cast<int64_t>(i), who << ": not a permutation");
+  for (size_t i = 0; i < sorted.size(); ++i)
+    CNNCERT_CHECK(sorted[i] == static_cast<int64_t>(i), who << ": not a permutation");
   Node n;
   n.op = OpKind::Transpose;
   n.name = info.name;
@@ -390,8 +399,7 @@ Network NetworkBuilder::build(int output) {
       CNNCERT_CHECK(all_finite(d->weight) && all_finite(d->bias), who << ": weights contain NaN or Inf");
     if (auto* s = std::get_if<ScaleShiftAttr>(&n.attr))
       CNNCERT_CHECK(all_finite(s->scale) && all_finite(s->shift), who << ": constants contain NaN or Inf");
-    if (auto* a = std::get_if<ActAttr>(&n.attr))
-      CNNCERT_CHECK(std::isfinite(a->alpha), who << ": alpha is NaN or Inf");
+    if (auto* a = std::get_if<ActAttr>(&n.attr)) CNNCERT_CHECK(std::isfinite(a->alpha), who << ": alpha is NaN or Inf");
     remap[i] = static_cast<int>(net.nodes_.size());
     net.nodes_.push_back(std::move(n));
   }
@@ -423,7 +431,8 @@ void conv_forward(const ConvAttr& a, const Shape& is, const Shape& os, const T* 
       const T* xc = x + c * ih * iw;
       for (int64_t ky = 0; ky < a.kernel_h; ++ky) {
         for (int64_t kx = 0; kx < a.kernel_w; ++kx) {
-          const T w = static_cast<T>(a.weight[static_cast<size_t>(((o * cpg_in + ci) * a.kernel_h + ky) * a.kernel_w + kx)]);
+          const T w =
+              static_cast<T>(a.weight[static_cast<size_t>(((o * cpg_in + ci) * a.kernel_h + ky) * a.kernel_w + kx)]);
           if (w == T(0)) continue;
           // the output columns whose tap lands inside the row: xx = q·stride + off ∈ [0, iw)
           const int64_t off = kx * a.dilation_w - a.pad_left;
@@ -485,8 +494,10 @@ void pool_forward(const PoolAttr& a, bool is_max, const Shape& is, const Shape& 
               continue;
             }
             const T v = x[(c * ih + yy) * iw + xx];
-            if (is_max) acc = std::max(acc, v);
-            else acc += v;
+            if (is_max)
+              acc = std::max(acc, v);
+            else
+              acc += v;
             ++counted;
             ++padded_count;
           }
@@ -565,7 +576,8 @@ void node_forward(const Node& n, const std::vector<std::vector<T>>& vals, const 
       case OpKind::ScaleShift: {
         const ScaleShiftAttr& a = n.as<ScaleShiftAttr>();
         for (int64_t i = 0; i < osz; ++i)
-          y[i] = static_cast<T>(a.scale[static_cast<size_t>(i)]) * x[i] + static_cast<T>(a.shift[static_cast<size_t>(i)]);
+          y[i] =
+              static_cast<T>(a.scale[static_cast<size_t>(i)]) * x[i] + static_cast<T>(a.shift[static_cast<size_t>(i)]);
         break;
       }
       case OpKind::Activation: {
@@ -648,14 +660,16 @@ std::vector<double> Network::input_gradient(const double* x, const double* grad_
             const int64_t c = (o / cpg_out) * a.in_channels + ci;
             for (int64_t ky = 0; ky < a.kernel_h; ++ky)
               for (int64_t kx = 0; kx < a.kernel_w; ++kx) {
-                const double w = a.weight[static_cast<size_t>(((o * a.in_channels + ci) * a.kernel_h + ky) * a.kernel_w + kx)];
+                const double w =
+                    a.weight[static_cast<size_t>(((o * a.in_channels + ci) * a.kernel_h + ky) * a.kernel_w + kx)];
                 for (int64_t r = 0; r < oh; ++r) {
                   const int64_t yy = r * a.stride_h - a.pad_top + ky * a.dilation_h;
                   if (yy < 0 || yy >= ih) continue;
                   for (int64_t q = 0; q < ow; ++q) {
                     const int64_t xx = q * a.stride_w - a.pad_left + kx * a.dilation_w;
                     if (xx < 0 || xx >= iw) continue;
-                    gi[static_cast<size_t>((c * ih + yy) * iw + xx)] += w * g[static_cast<size_t>((o * oh + r) * ow + q)];
+                    gi[static_cast<size_t>((c * ih + yy) * iw + xx)] +=
+                        w * g[static_cast<size_t>((o * oh + r) * ow + q)];
                   }
                 }
               }
@@ -666,7 +680,8 @@ std::vector<double> Network::input_gradient(const double* x, const double* grad_
         const DenseAttr& a = n.as<DenseAttr>();
         for (int64_t o = 0; o < a.out_features; ++o)
           for (int64_t i = 0; i < a.in_features; ++i)
-            gi[static_cast<size_t>(i)] += a.weight[static_cast<size_t>(o * a.in_features + i)] * g[static_cast<size_t>(o)];
+            gi[static_cast<size_t>(i)] +=
+                a.weight[static_cast<size_t>(o * a.in_features + i)] * g[static_cast<size_t>(o)];
         break;
       }
       case OpKind::ScaleShift: {
@@ -758,7 +773,8 @@ std::vector<double> Network::input_gradient(const double* x, const double* grad_
     }
     auto add_into = [&](int node, const std::vector<double>& v) {
       auto& t = grad[static_cast<size_t>(node)];
-      if (t.empty()) t = v;
+      if (t.empty())
+        t = v;
       else
         for (size_t i = 0; i < v.size(); ++i) t[i] += v[i];
     };

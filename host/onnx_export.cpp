@@ -1,5 +1,5 @@
-// Network → ONNX (opset 13; 20 when the network has a Gelu) writer, so rewritten networks (e.g. the dense Fast-Lin baseline) can
-// be saved and used by other tools.
+// Network → ONNX (opset 13; 20 when the network has a Gelu) writer, so rewritten networks (e.g. the dense Fast-Lin
+// baseline) can be saved and used by other tools.
 #include <cstring>
 #include <fstream>
 
@@ -37,9 +37,15 @@ std::string tensor_i64(const std::string& name, const std::vector<int64_t>& v) {
   return t.str();
 }
 
-std::string attr_i(const std::string& n, int64_t v) { return Pb().bytes(1, n).varint(3, static_cast<uint64_t>(v)).varint(20, 2).str(); }
-std::string attr_str(const std::string& n, const std::string& v) { return Pb().bytes(1, n).bytes(4, v).varint(20, 3).str(); }
-std::string attr_f(const std::string& n, double v) { return Pb().bytes(1, n).f32(2, static_cast<float>(v)).varint(20, 1).str(); }
+std::string attr_i(const std::string& n, int64_t v) {
+  return Pb().bytes(1, n).varint(3, static_cast<uint64_t>(v)).varint(20, 2).str();
+}
+std::string attr_str(const std::string& n, const std::string& v) {
+  return Pb().bytes(1, n).bytes(4, v).varint(20, 3).str();
+}
+std::string attr_f(const std::string& n, double v) {
+  return Pb().bytes(1, n).f32(2, static_cast<float>(v)).varint(20, 1).str();
+}
 std::string attr_is(const std::string& n, const std::vector<int64_t>& v) {
   Pb a;
   a.bytes(1, n);
@@ -48,8 +54,8 @@ std::string attr_is(const std::string& n, const std::vector<int64_t>& v) {
   return a.str();
 }
 
-std::string node(const std::string& op, const std::vector<std::string>& in, const std::string& out, const std::string& name,
-                 const std::vector<std::string>& attrs = {}) {
+std::string node(const std::string& op, const std::vector<std::string>& in, const std::string& out,
+                 const std::string& name, const std::vector<std::string>& attrs = {}) {
   Pb n;
   for (const auto& s : in) n.bytes(1, s);
   n.bytes(2, out);
@@ -88,10 +94,11 @@ std::string export_onnx_bytes(const Network& net) {
         const ConvAttr& a = n.as<ConvAttr>();
         inits.push_back(tensor_f32(id + "_W", {a.out_channels, a.in_channels, a.kernel_h, a.kernel_w}, a.weight));
         inits.push_back(tensor_f32(id + "_B", {a.out_channels}, a.bias));
-        nodes.push_back(node("Conv", {x, id + "_W", id + "_B"}, out, id,
-                             {attr_is("kernel_shape", {a.kernel_h, a.kernel_w}), attr_is("strides", {a.stride_h, a.stride_w}),
-                              attr_is("pads", {a.pad_top, a.pad_left, a.pad_bottom, a.pad_right}),
-                              attr_is("dilations", {a.dilation_h, a.dilation_w}), attr_i("group", a.groups)}));
+        nodes.push_back(
+            node("Conv", {x, id + "_W", id + "_B"}, out, id,
+                 {attr_is("kernel_shape", {a.kernel_h, a.kernel_w}), attr_is("strides", {a.stride_h, a.stride_w}),
+                  attr_is("pads", {a.pad_top, a.pad_left, a.pad_bottom, a.pad_right}),
+                  attr_is("dilations", {a.dilation_h, a.dilation_w}), attr_i("group", a.groups)}));
         break;
       }
       case OpKind::Dense: {
@@ -142,7 +149,8 @@ std::string export_onnx_bytes(const Network& net) {
         if (n.op == OpKind::MaxPool) {
           attrs.push_back(attr_is("dilations", {a.dilation_h, a.dilation_w}));
         } else {
-          CNNCERT_CHECK(a.dilation_h == 1 && a.dilation_w == 1, "node '" << n.name << "': dilated average pooling cannot be written at opset 13");
+          CNNCERT_CHECK(a.dilation_h == 1 && a.dilation_w == 1,
+                        "node '" << n.name << "': dilated average pooling cannot be written at opset 13");
           attrs.push_back(attr_i("count_include_pad", a.count_include_pad ? 1 : 0));
         }
         nodes.push_back(node(n.op == OpKind::MaxPool ? "MaxPool" : "AveragePool", {x}, out, id, attrs));

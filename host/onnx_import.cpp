@@ -10,9 +10,9 @@
 
 #include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
-#include "read_file.hpp"
 #include "cnncert/shape_math.hpp"
 #include "onnx_model.hpp"
+#include "read_file.hpp"
 
 namespace cnncert {
 namespace {
@@ -181,9 +181,9 @@ class Importer {
   std::string what_;
   NetworkBuilder b_;
   std::map<std::string, Value> values_;
-  std::set<std::string> non_numeric_;  // initializers without numbers (string tensors)
+  std::set<std::string> non_numeric_;     // initializers without numbers (string tensors)
   std::map<std::string, int> consumers_;  // number of uses of each tensor (graph outputs count)
-  std::map<int, int> aliases_;  // builder node → number of tensor names bound to it
+  std::map<int, int> aliases_;            // builder node → number of tensor names bound to it
   std::string output_name_;
   bool out_batchless_ = false;  // the node being imported produces a batchless tensor
   int64_t dense_weights_ = 0;   // weights of the dense maps ConvTransposes became so far
@@ -192,7 +192,9 @@ class Importer {
 // ---- helpers ----------------------------------------------------------------------------------
 
 /// Element count of a constant's dims (0 allowed), by checked multiplication.
-int64_t count_of(const std::vector<int64_t>& dims) { return numel(dims); }
+int64_t count_of(const std::vector<int64_t>& dims) {
+  return numel(dims);
+}
 
 /// Constant folding that can amplify (ConstantOfShape, broadcasting, Gather, Concat) may create at
 /// most this many elements beyond those of its inputs: real models fold shape vectors, while a
@@ -216,15 +218,20 @@ std::vector<int64_t> as_ints(const Const& c, bool saturate = false) {
   r.reserve(c.v.size());
   for (double x : c.v) {
     if (saturate && !std::isnan(x)) x = std::clamp(x, -kLimit, kLimit);
-    if (!(x >= -kLimit && x <= kLimit)) throw InvalidArgument("integer constant " + std::to_string(x) + " is out of range");
+    if (!(x >= -kLimit && x <= kLimit))
+      throw InvalidArgument("integer constant " + std::to_string(x) + " is out of range");
     r.push_back(static_cast<int64_t>(x));
   }
   return r;
 }
 
-bool is_int_type(int32_t t) { return t != 1 && t != 10 && t != 11 && t != 16; }
+bool is_int_type(int32_t t) {
+  return t != 1 && t != 10 && t != 11 && t != 16;
+}
 
-Const from_tensor(const OnnxTensor& t) { return Const{t.dims, t.values, is_int_type(t.data_type)}; }
+Const from_tensor(const OnnxTensor& t) {
+  return Const{t.dims, t.values, is_int_type(t.data_type)};
+}
 
 // Numpy-style broadcast of two constants with an element-wise function.
 template <class F>
@@ -301,13 +308,14 @@ Network Importer::run() {
   const detail::OnnxValueInfo* input = nullptr;
   for (const auto& vi : g.inputs) {
     if (init_names.count(vi.name)) continue;
-    if (input) throw UnsupportedModel(what_ + ": the model has more than one input ('" + input->name + "', '" + vi.name + "')");
+    if (input)
+      throw UnsupportedModel(what_ + ": the model has more than one input ('" + input->name + "', '" + vi.name + "')");
     input = &vi;
   }
   if (!input) throw UnsupportedModel(what_ + ": the model has no input");
   if (input->elem_type != 1 && input->elem_type != 11 && input->elem_type != 0)
-    throw UnsupportedModel(what_ + ": input '" + input->name + "' has element type " + std::to_string(input->elem_type) +
-                           ", only float inputs are supported");
+    throw UnsupportedModel(what_ + ": input '" + input->name + "' has element type " +
+                           std::to_string(input->elem_type) + ", only float inputs are supported");
   if (!input->has_shape || input->dims.empty())
     throw UnsupportedModel(what_ + ": input '" + input->name + "' needs a known shape");
   // Rank 1 ([features]) and rank 2 with a first dimension above 1 ([rows, columns]) have no batch
@@ -324,7 +332,9 @@ Network Importer::run() {
   if (no_batch) b_.note("input '" + input->name + "' of shape " + shape_str(in_shape) + " has no batch dimension");
 
   if (g.outputs.empty()) throw UnsupportedModel(what_ + ": the model has no output");
-  if (g.outputs.size() > 1) b_.note("the model has " + std::to_string(g.outputs.size()) + " outputs; using the first, '" + g.outputs[0].name + "'");
+  if (g.outputs.size() > 1)
+    b_.note("the model has " + std::to_string(g.outputs.size()) + " outputs; using the first, '" + g.outputs[0].name +
+            "'");
   output_name_ = g.outputs[0].name;
 
   for (const auto& n : g.nodes) {
@@ -339,7 +349,8 @@ Network Importer::run() {
   }
 
   auto it = values_.find(output_name_);
-  if (it == values_.end()) throw UnsupportedModel(what_ + ": output '" + output_name_ + "' is not produced by any node");
+  if (it == values_.end())
+    throw UnsupportedModel(what_ + ": output '" + output_name_ + "' is not produced by any node");
   if (it->second.c) throw UnsupportedModel(what_ + ": output '" + output_name_ + "' is a constant");
   Network net = b_.build(it->second.node);
   return net;
@@ -350,16 +361,19 @@ Network Importer::run() {
 namespace {
 /// Ops a tensor without a batch dimension may go through (see Importer::import_node).
 const std::set<std::string> kBatchlessOps = {
-    "Identity", "Dropout", "Cast", "Shape", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Atan", "Erf", "Softplus", "Elu",
-    "Gelu", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Clip", "Concat", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
-    "Transpose", "Pad", "Softmax", "LogSoftmax"};
+    "Identity", "Dropout", "Cast",    "Shape",   "Relu",      "LeakyRelu", "Sigmoid", "Tanh",    "Atan",      "Erf",
+    "Softplus", "Elu",     "Gelu",    "MatMul",  "Add",       "Sub",       "Mul",     "Div",     "Neg",       "Clip",
+    "Concat",   "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Pad",     "Softmax", "LogSoftmax"};
 
 const std::set<std::string> kConstFoldable = {
-    "Identity", "Dropout", "Cast", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Reshape", "Flatten", "Add",
-    "Sub", "Mul", "Div", "Transpose", "Neg", "Sqrt", "Reciprocal", "ConstantOfShape", "Slice", "Size"};
+    "Identity",        "Dropout", "Cast", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Reshape",
+    "Flatten",         "Add",     "Sub",  "Mul",   "Div",    "Transpose", "Neg",     "Sqrt",   "Reciprocal",
+    "ConstantOfShape", "Slice",   "Size"};
 
 // Normalizes an axis against a rank (negative axes count from the end).
-int64_t norm_axis(int64_t axis, size_t rank) { return axis < 0 ? axis + static_cast<int64_t>(rank) : axis; }
+int64_t norm_axis(int64_t axis, size_t rank) {
+  return axis < 0 ? axis + static_cast<int64_t>(rank) : axis;
+}
 }  // namespace
 
 void Importer::import_node(const OnnxNode& n) {
@@ -373,7 +387,8 @@ void Importer::import_node(const OnnxNode& n) {
     const OnnxAttribute* a = n.find("value");
     if (a && a->has_t) return set_const(n, from_tensor(a->t));
     if ((a = n.find("value_float"))) return set_const(n, Const{{}, {a->f}, false});
-    if ((a = n.find("value_floats"))) return set_const(n, Const{{static_cast<int64_t>(a->floats.size())}, a->floats, false});
+    if ((a = n.find("value_floats")))
+      return set_const(n, Const{{static_cast<int64_t>(a->floats.size())}, a->floats, false});
     if ((a = n.find("value_int"))) return set_const(n, Const{{}, {static_cast<double>(a->i)}, true});
     if ((a = n.find("value_ints"))) {
       Const c{{static_cast<int64_t>(a->ints.size())}, {}, true};
@@ -396,7 +411,8 @@ void Importer::import_node(const OnnxNode& n) {
   // computed operand has one (a batched operand broadcasts the result to the batched rank).
   out_batchless_ = any_batchless && all_batchless;
   if (any_batchless && !kBatchlessOps.count(op))
-    unsupported(n, "needs a batch dimension, and this tensor has none (the model's input is " + shape_str(b_.node(0).shape) +
+    unsupported(n, "needs a batch dimension, and this tensor has none (the model's input is " +
+                       shape_str(b_.node(0).shape) +
                        " without one): only MatMul, element-wise ops, activations, Concat, Transpose, Pad and reshapes "
                        "are supported before a reshape to a leading 1");
 
@@ -435,7 +451,8 @@ void Importer::import_node(const OnnxNode& n) {
   if (op == "Gelu") {  // opset 20
     const std::string approx = attr_s(n, "approximate", "none");
     if (approx != "none" && approx != "tanh") unsupported(n, "approximate '" + approx + "' is not 'none' or 'tanh'");
-    return set_node(n, b_.activation(get_dyn(n, 0), approx == "none" ? ActKind::Gelu : ActKind::GeluTanh, 0.0, info(n)));
+    return set_node(n,
+                    b_.activation(get_dyn(n, 0), approx == "none" ? ActKind::Gelu : ActKind::GeluTanh, 0.0, info(n)));
   }
   if (op == "Concat") return concat(n);
   if (op == "ConvTranspose") return conv_transpose(n);
@@ -465,9 +482,11 @@ void Importer::import_node(const OnnxNode& n) {
     }
     unsupported(n, op + " is only supported as the last operation (it is stripped; bounds are on logits)");
   }
-  unsupported(n, "operator not supported (cnncert bounds Conv, ConvTranspose, Gemm/MatMul, Add/Sub/Mul/Div by "
-                 "constants, Neg, BatchNormalization, Relu/LeakyRelu/Sigmoid/Tanh/Atan/Erf/Elu/Softplus/Gelu, x*Sigmoid(x), "
-                 "Clip, MaxPool/AveragePool/GlobalAveragePool, ReduceMean/ReduceSum, residual Add, Concat and layout ops)");
+  unsupported(
+      n,
+      "operator not supported (cnncert bounds Conv, ConvTranspose, Gemm/MatMul, Add/Sub/Mul/Div by "
+      "constants, Neg, BatchNormalization, Relu/LeakyRelu/Sigmoid/Tanh/Atan/Erf/Elu/Softplus/Gelu, x*Sigmoid(x), "
+      "Clip, MaxPool/AveragePool/GlobalAveragePool, ReduceMean/ReduceSum, residual Add, Concat and layout ops)");
 }
 
 void Importer::fold_constant(const OnnxNode& n) {
@@ -519,7 +538,8 @@ void Importer::fold_constant(const OnnxNode& n) {
         return ints ? std::trunc(x / y) : x / y;
       });
     } catch (const InvalidArgument&) {
-      unsupported(n, "constant operands of shapes " + shape_str(a.dims) + " and " + shape_str(b.dims) + " do not broadcast");
+      unsupported(
+          n, "constant operands of shapes " + shape_str(a.dims) + " and " + shape_str(b.dims) + " do not broadcast");
     }
     r.is_int = ints;
     return set_const(n, r);
@@ -589,9 +609,11 @@ void Importer::fold_constant(const OnnxNode& n) {
       if (c.dims.size() != first.dims.size()) unsupported(n, "inputs of different ranks");
       for (size_t d = 0; d < c.dims.size(); ++d)
         if (d != static_cast<size_t>(axis) && c.dims[d] != first.dims[d])
-          unsupported(n, "inputs of shapes " + shape_str(first.dims) + " and " + shape_str(c.dims) + " do not concatenate");
+          unsupported(
+              n, "inputs of shapes " + shape_str(first.dims) + " and " + shape_str(c.dims) + " do not concatenate");
       int64_t& extent = r.dims[static_cast<size_t>(axis)];
-      if (__builtin_add_overflow(extent, c.dims[static_cast<size_t>(axis)], &extent)) unsupported(n, "concatenation too large");
+      if (__builtin_add_overflow(extent, c.dims[static_cast<size_t>(axis)], &extent))
+        unsupported(n, "concatenation too large");
       inner_sizes.push_back(static_cast<int64_t>(c.v.size()) / std::max<int64_t>(outer, 1));
     }
     int64_t inputs_total = 0;
@@ -652,7 +674,8 @@ void Importer::fold_constant(const OnnxNode& n) {
     std::vector<int64_t> starts = has_input(n, 1) ? as_ints(in(1), true) : attr_ints(n, "starts");
     std::vector<int64_t> ends = has_input(n, 2) ? as_ints(in(2), true) : attr_ints(n, "ends");
     std::vector<int64_t> steps = has_input(n, 4) ? as_ints(in(4)) : std::vector<int64_t>{1};
-    if (starts.size() != 1 || ends.size() != 1 || steps.size() != 1 || steps[0] == 0) unsupported(n, "unsupported slice");
+    if (starts.size() != 1 || ends.size() != 1 || steps.size() != 1 || steps[0] == 0)
+      unsupported(n, "unsupported slice");
     if (steps[0] > (int64_t{1} << 40) || steps[0] < -(int64_t{1} << 40)) unsupported(n, "slice step out of range");
     const int64_t len = c.dims[0], step = steps[0];
     auto clampi = [&](int64_t v, int64_t lo, int64_t hi) { return std::clamp(v < 0 ? v + len : v, lo, hi); };
@@ -703,7 +726,8 @@ void Importer::conv(const OnnxNode& n) {
   if (get(n, 0).c) unsupported(n, "convolution of a constant input");
   const int x = get_dyn(n, 0);
   const Const& w = get_const(n, 1, "the weight");
-  if (w.dims.size() != 4) unsupported(n, "only 2-D convolutions are supported (weight has rank " + std::to_string(w.dims.size()) + ")");
+  if (w.dims.size() != 4)
+    unsupported(n, "only 2-D convolutions are supported (weight has rank " + std::to_string(w.dims.size()) + ")");
   const Shape& in = shape(x);
   if (in.size() != 3) unsupported(n, "input of shape " + shape_str(in) + " is not (C, H, W)");
   ConvAttr a;
@@ -728,7 +752,8 @@ void Importer::conv(const OnnxNode& n) {
   a.weight = w.v;
   if (has_input(n, 2)) {
     const Const& bias = get_const(n, 2, "the bias");
-    if (static_cast<int64_t>(bias.v.size()) != a.out_channels) unsupported(n, "bias size does not match the output channels");
+    if (static_cast<int64_t>(bias.v.size()) != a.out_channels)
+      unsupported(n, "bias size does not match the output channels");
     a.bias = bias.v;
   }
   set_node(n, b_.conv(x, std::move(a), info(n)));
@@ -751,7 +776,8 @@ void Importer::gemm(const OnnxNode& n) {
   for (int64_t o = 0; o < a.out_features; ++o)
     for (int64_t i = 0; i < a.in_features; ++i)
       a.weight[static_cast<size_t>(o * a.in_features + i)] =
-          alpha * (trans_b ? w.v[static_cast<size_t>(o * a.in_features + i)] : w.v[static_cast<size_t>(i * a.out_features + o)]);
+          alpha * (trans_b ? w.v[static_cast<size_t>(o * a.in_features + i)]
+                           : w.v[static_cast<size_t>(i * a.out_features + o)]);
   if (has_input(n, 2)) {
     a.bias = broadcast_to(n, get_const(n, 2, "the bias"), {a.out_features});
     for (double& v : a.bias) v *= beta;
@@ -794,15 +820,18 @@ void Importer::elementwise(const OnnxNode& n) {
   if (!va.c && !vb.c) {
     if (op == "Add") return set_node(n, b_.add(va.node, vb.node, info(n)));
     if (op == "Sub") {
-      const int neg = b_.scale_shift(vb.node, ScaleShiftAttr{std::vector<double>(static_cast<size_t>(b_.node(vb.node).size()), -1.0),
-                                                            std::vector<double>(static_cast<size_t>(b_.node(vb.node).size()), 0.0)},
-                                     {node_name(n) + "/neg", "Sub"});
+      const int neg =
+          b_.scale_shift(vb.node,
+                         ScaleShiftAttr{std::vector<double>(static_cast<size_t>(b_.node(vb.node).size()), -1.0),
+                                        std::vector<double>(static_cast<size_t>(b_.node(vb.node).size()), 0.0)},
+                         {node_name(n) + "/neg", "Sub"});
       return set_node(n, b_.add(va.node, neg, info(n)));
     }
     if (op == "Mul")
       if (const int y = gated_product(n, va.node, vb.node); y >= 0) return set_node(n, y);
-    unsupported(n, "the product or quotient of two computed tensors is not linear and cannot be bounded (x*Sigmoid(x) and "
-                   "x*(1+Erf(x/sqrt(2))) are recognized as SiLU and GELU)");
+    unsupported(n,
+                "the product or quotient of two computed tensors is not linear and cannot be bounded (x*Sigmoid(x) and "
+                "x*(1+Erf(x/sqrt(2))) are recognized as SiLU and GELU)");
   }
   const bool const_first = va.c.has_value();
   const size_t dyn_index = const_first ? 1 : 0;
@@ -964,12 +993,17 @@ void Importer::clip(const OnnxNode& n) {
   const auto size = static_cast<size_t>(b_.node(x).size());
   const std::string name = node_name(n);
   auto affine = [&](int v, double scale, double shift, const std::string& part) {
-    return b_.scale_shift(v, ScaleShiftAttr{std::vector<double>(size, scale), std::vector<double>(size, shift)}, {name + "/" + part, "Clip"});
+    return b_.scale_shift(v, ScaleShiftAttr{std::vector<double>(size, scale), std::vector<double>(size, shift)},
+                          {name + "/" + part, "Clip"});
   };
-  auto relu = [&](int v, const std::string& part) { return b_.activation(v, ActKind::Relu, 0.0, {name + "/" + part, "Clip"}); };
+  auto relu = [&](int v, const std::string& part) {
+    return b_.activation(v, ActKind::Relu, 0.0, {name + "/" + part, "Clip"});
+  };
   int y = x;
-  if (std::isfinite(lo)) y = b_.add(y, relu(affine(x, -1, lo, "min_minus_x"), "below_min"), {name + "/raise", "Clip"});  // + relu(lo − x)
-  if (std::isfinite(hi)) y = b_.add(y, affine(relu(affine(x, 1, -hi, "x_minus_max"), "above_max"), -1, 0, "neg"), {name + "/lower", "Clip"});
+  if (std::isfinite(lo))
+    y = b_.add(y, relu(affine(x, -1, lo, "min_minus_x"), "below_min"), {name + "/raise", "Clip"});  // + relu(lo − x)
+  if (std::isfinite(hi))
+    y = b_.add(y, affine(relu(affine(x, 1, -hi, "x_minus_max"), "above_max"), -1, 0, "neg"), {name + "/lower", "Clip"});
   set_node(n, y);
 }
 
@@ -990,8 +1024,10 @@ void Importer::reduce_spatial(const OnnxNode& n) {
   int y = b_.avg_pool(x, a, {node_name(n) + (n.op_type == "ReduceSum" ? "/mean" : ""), n.op_type});
   if (n.op_type == "ReduceSum") {
     const auto size = static_cast<size_t>(b_.node(y).size());
-    y = b_.scale_shift(y, ScaleShiftAttr{std::vector<double>(size, static_cast<double>(in[1] * in[2])), std::vector<double>(size, 0.0)},
-                       info(n));
+    y = b_.scale_shift(
+        y,
+        ScaleShiftAttr{std::vector<double>(size, static_cast<double>(in[1] * in[2])), std::vector<double>(size, 0.0)},
+        info(n));
   }
   if (attr_i(n, "keepdims", 1) == 0) y = b_.reshape(y, Shape{in[0]}, {node_name(n) + "/squeeze", n.op_type});
   set_node(n, y);
@@ -1007,7 +1043,8 @@ void Importer::reshape_like(const OnnxNode& n) {
   if (op == "Flatten" && nb) {
     const int64_t axis = norm_axis(attr_i(n, "axis", 1), full.size());
     if (axis < 0 || axis > static_cast<int64_t>(full.size())) unsupported(n, "flatten axis out of range");
-    out = from_batchless({count_of(Shape(full.begin(), full.begin() + axis)), count_of(Shape(full.begin() + axis, full.end()))});
+    out = from_batchless(
+        {count_of(Shape(full.begin(), full.begin() + axis)), count_of(Shape(full.begin() + axis, full.end()))});
   } else if (op == "Flatten") {
     const int64_t axis = norm_axis(attr_i(n, "axis", 1), full.size());
     if (axis < 1) unsupported(n, "flattening into the batch dimension (axis 0) is not supported");
@@ -1039,9 +1076,12 @@ void Importer::reshape_like(const OnnxNode& n) {
     }
     if (numel(target) != total)
       unsupported(n, "cannot reshape " + shape_str(in) + " (per sample) to " + shape_str(target));
-    if (nb) out = from_batchless(target);
-    else if (!target.empty() && target[0] == 1 && target.size() > 1) out.assign(target.begin() + 1, target.end());
-    else out = target;  // target without a batch dimension (models exported with batch 1)
+    if (nb)
+      out = from_batchless(target);
+    else if (!target.empty() && target[0] == 1 && target.size() > 1)
+      out.assign(target.begin() + 1, target.end());
+    else
+      out = target;  // target without a batch dimension (models exported with batch 1)
     if (out.empty()) out = {1};
   } else {  // Squeeze / Unsqueeze
     std::vector<int64_t> axes = has_input(n, 1) ? as_ints(get_const(n, 1, "axes")) : attr_ints(n, "axes");
@@ -1052,12 +1092,14 @@ void Importer::reshape_like(const OnnxNode& n) {
       std::sort(axes.begin(), axes.end());
       if (op == "Unsqueeze") {
         for (int64_t a : axes) {
-          if (a < 0 || a > static_cast<int64_t>(f.size())) unsupported(n, "axis " + std::to_string(a) + " is out of range");
+          if (a < 0 || a > static_cast<int64_t>(f.size()))
+            unsupported(n, "axis " + std::to_string(a) + " is out of range");
           f.insert(f.begin() + a, 1);
         }
       } else {
         for (int64_t a : axes)
-          if (a < 0 || a >= static_cast<int64_t>(f.size())) unsupported(n, "axis " + std::to_string(a) + " is out of range");
+          if (a < 0 || a >= static_cast<int64_t>(f.size()))
+            unsupported(n, "axis " + std::to_string(a) + " is out of range");
         Shape g;
         for (size_t i = 0; i < f.size(); ++i) {
           const bool listed = std::binary_search(axes.begin(), axes.end(), static_cast<int64_t>(i));
@@ -1072,15 +1114,15 @@ void Importer::reshape_like(const OnnxNode& n) {
       for (int64_t& a : axes) a = norm_axis(a, rank);
       std::sort(axes.begin(), axes.end());
       for (int64_t a : axes) {
-        if (a < 1 || a > static_cast<int64_t>(f.size())) unsupported(n, "axis " + std::to_string(a) + " is out of range or the batch axis");
+        if (a < 1 || a > static_cast<int64_t>(f.size()))
+          unsupported(n, "axis " + std::to_string(a) + " is out of range or the batch axis");
         f.insert(f.begin() + a, 1);
       }
     } else {
       Shape g{1};
       for (size_t i = 1; i < f.size(); ++i) {
-        const bool listed = std::any_of(axes.begin(), axes.end(), [&](int64_t a) {
-          return norm_axis(a, f.size()) == static_cast<int64_t>(i);
-        });
+        const bool listed = std::any_of(axes.begin(), axes.end(),
+                                        [&](int64_t a) { return norm_axis(a, f.size()) == static_cast<int64_t>(i); });
         if (listed && f[i] != 1) unsupported(n, "squeeze of a dimension that is not 1");
         if (listed || (axes.empty() && f[i] == 1)) continue;
         g.push_back(f[i]);
@@ -1106,7 +1148,8 @@ void Importer::transpose(const OnnxNode& n) {
     for (size_t i = 0; i < rank; ++i) perm.push_back(static_cast<int64_t>(rank - 1 - i));
   if (perm.size() != rank) unsupported(n, "permutation does not match the input rank");
   for (int64_t p : perm)
-    if (p < 0 || p >= static_cast<int64_t>(rank)) unsupported(n, "permutation entry " + std::to_string(p) + " is out of range");
+    if (p < 0 || p >= static_cast<int64_t>(rank))
+      unsupported(n, "permutation entry " + std::to_string(p) + " is out of range");
   if (nb) {  // as if behind a batch axis
     for (int64_t& p : perm) ++p;
     perm.insert(perm.begin(), 0);
@@ -1158,7 +1201,8 @@ void Importer::pad(const OnnxNode& n) {
   if (std::all_of(begin.begin(), begin.end(), [](int64_t v) { return v == 0; }) &&
       std::all_of(end.begin(), end.end(), [](int64_t v) { return v == 0; }))
     return set_node(n, x);
-  set_node(n, b_.pad(x, std::vector<int64_t>(begin.begin() + 1, begin.end()), std::vector<int64_t>(end.begin() + 1, end.end()), info(n)));
+  set_node(n, b_.pad(x, std::vector<int64_t>(begin.begin() + 1, begin.end()),
+                     std::vector<int64_t>(end.begin() + 1, end.end()), info(n)));
 }
 
 // Concat of computed tensors (and constants) along one axis, exactly, with the ops the engines
@@ -1191,7 +1235,8 @@ void Importer::concat(const OnnxNode& n) {
   for (size_t i = 0; i < n.inputs.size(); ++i) {
     Shape si;
     if (const Value& v = get(n, i); v.c) {
-      if (v.c->dims.size() != onnx_rank) unsupported(n, "constant operand of shape " + shape_str(v.c->dims) + " has the wrong rank");
+      if (v.c->dims.size() != onnx_rank)
+        unsupported(n, "constant operand of shape " + shape_str(v.c->dims) + " has the wrong rank");
       if (!all_nb && v.c->dims[0] != 1) unsupported(n, "constant operand varies along the batch dimension");
       si.assign(v.c->dims.begin() + (all_nb ? 0 : 1), v.c->dims.end());
     } else {
@@ -1200,7 +1245,8 @@ void Importer::concat(const OnnxNode& n) {
     if (si.size() != ref.size())
       unsupported(n, "operands of shapes " + shape_str(ref) + " and " + shape_str(si) + " have different ranks");
     for (size_t d = 0; d < ref.size(); ++d)
-      if (d != a && si[d] != ref[d]) unsupported(n, "operands of shapes " + shape_str(ref) + " and " + shape_str(si) + " do not concatenate");
+      if (d != a && si[d] != ref[d])
+        unsupported(n, "operands of shapes " + shape_str(ref) + " and " + shape_str(si) + " do not concatenate");
     if (si[a] > kMaxWindowValue || out[a] + si[a] > kMaxWindowValue) unsupported(n, "concatenation too large");
     out[a] += si[a];
     shapes.push_back(si);
@@ -1219,7 +1265,8 @@ void Importer::concat(const OnnxNode& n) {
       for (int64_t o = 0; o < outer; ++o)
         for (int64_t k = 0; k < len; ++k)
           for (int64_t q = 0; q < inner; ++q)
-            shift[static_cast<size_t>((o * out[a] + offset + k) * inner + q)] = v.c->v[static_cast<size_t>((o * len + k) * inner + q)];
+            shift[static_cast<size_t>((o * out[a] + offset + k) * inner + q)] =
+                v.c->v[static_cast<size_t>((o * len + k) * inner + q)];
     } else if (len > 0) {
       std::vector<int64_t> begin(out.size(), 0), end(out.size(), 0);
       begin[a] = offset, end[a] = out[a] - offset - len;
@@ -1230,7 +1277,8 @@ void Importer::concat(const OnnxNode& n) {
     offset += len;
   }
   if (y < 0) unsupported(n, "every computed operand is empty");
-  if (!shift.empty()) y = b_.scale_shift(y, ScaleShiftAttr{std::vector<double>(shift.size(), 1.0), std::move(shift)}, info(n));
+  if (!shift.empty())
+    y = b_.scale_shift(y, ScaleShiftAttr{std::vector<double>(shift.size(), 1.0), std::move(shift)}, info(n));
   set_node(n, y);
 }
 
@@ -1244,10 +1292,14 @@ void Importer::conv_transpose(const OnnxNode& n) {
   const Const& w = get_const(n, 1, "the weight");
   const Shape in = shape(x);
   if (in.size() != 3) unsupported(n, "input of shape " + shape_str(in) + " is not (C, H, W)");
-  if (w.dims.size() != 4) unsupported(n, "only 2-D transposed convolutions are supported (weight has rank " + std::to_string(w.dims.size()) + ")");
+  if (w.dims.size() != 4)
+    unsupported(
+        n, "only 2-D transposed convolutions are supported (weight has rank " + std::to_string(w.dims.size()) + ")");
   const int64_t groups = attr_i(n, "group", 1);
   const int64_t cin = w.dims[0], kh = w.dims[2], kw = w.dims[3];
-  if (groups < 1 || cin != in[0] || cin % groups) unsupported(n, "weight " + shape_str(w.dims) + " does not match the input " + shape_str(in) + " in " + std::to_string(groups) + " groups");
+  if (groups < 1 || cin != in[0] || cin % groups)
+    unsupported(n, "weight " + shape_str(w.dims) + " does not match the input " + shape_str(in) + " in " +
+                       std::to_string(groups) + " groups");
   const int64_t cout_g = w.dims[1], cout = checked_mul(cout_g, groups, "output channels");
   if (const auto ks = attr_ints(n, "kernel_shape"); !ks.empty() && (ks.size() != 2 || ks[0] != kh || ks[1] != kw))
     unsupported(n, "kernel_shape does not match the weight");
@@ -1257,11 +1309,14 @@ void Importer::conv_transpose(const OnnxNode& n) {
     if (v.size() != 2) unsupported(n, std::string(attr) + " must have 2 entries");
     return v;
   };
-  const std::vector<int64_t> stride = pair("strides", 1), dil = pair("dilations", 1), outpad = pair("output_padding", 0);
+  const std::vector<int64_t> stride = pair("strides", 1), dil = pair("dilations", 1),
+                             outpad = pair("output_padding", 0);
   for (int64_t v : {stride[0], stride[1], dil[0], dil[1], kh, kw})
-    if (v < 1 || v > kMaxWindowValue) unsupported(n, "kernel, strides and dilations must be between 1 and " + std::to_string(kMaxWindowValue));
+    if (v < 1 || v > kMaxWindowValue)
+      unsupported(n, "kernel, strides and dilations must be between 1 and " + std::to_string(kMaxWindowValue));
   for (int i = 0; i < 2; ++i)
-    if (outpad[i] < 0 || (outpad[i] >= stride[i] && outpad[i] >= dil[i])) unsupported(n, "output_padding must be below the stride or the dilation");
+    if (outpad[i] < 0 || (outpad[i] >= stride[i] && outpad[i] >= dil[i]))
+      unsupported(n, "output_padding must be below the stride or the dilation");
   std::vector<int64_t> pads = attr_ints(n, "pads");
   if (pads.empty()) pads = {0, 0, 0, 0};
   if (pads.size() != 4) unsupported(n, "pads must have 4 entries");
@@ -1296,9 +1351,12 @@ void Importer::conv_transpose(const OnnxNode& n) {
   if (out_size > (kMaxDenseWeights - dense_weights_) / in_size)
     unsupported(n, "too large to bound as a dense map (" + std::to_string(in_size) + " × " + std::to_string(out_size) +
                        " weights; the limit for all transposed convolutions of a model is 2^25)");
-  if (static_cast<int64_t>(w.v.size()) != cin * cout_g * kh * kw) unsupported(n, "weight values do not match its shape");
-  const double taps = static_cast<double>(in_size) * static_cast<double>(cout_g) * static_cast<double>(kh) * static_cast<double>(kw);
-  if (taps > static_cast<double>(kMaxTaps)) unsupported(n, "too many kernel taps (" + std::to_string(taps) + ") to expand");
+  if (static_cast<int64_t>(w.v.size()) != cin * cout_g * kh * kw)
+    unsupported(n, "weight values do not match its shape");
+  const double taps =
+      static_cast<double>(in_size) * static_cast<double>(cout_g) * static_cast<double>(kh) * static_cast<double>(kw);
+  if (taps > static_cast<double>(kMaxTaps))
+    unsupported(n, "too many kernel taps (" + std::to_string(taps) + ") to expand");
   dense_weights_ += in_size * out_size;
   DenseAttr d;
   d.in_features = in_size, d.out_features = out_size;
@@ -1317,7 +1375,8 @@ void Importer::conv_transpose(const OnnxNode& n) {
               if (ox < 0 || ox >= ow) continue;
               const int64_t o = (c / cin_g) * cout_g + ol;
               const int64_t row = (o * oh + oy) * ow + ox, col = (c * in[1] + iy) * in[2] + ix;
-              d.weight[static_cast<size_t>(row * in_size + col)] += w.v[static_cast<size_t>(((c * cout_g + ol) * kh + ky) * kw + kx)];
+              d.weight[static_cast<size_t>(row * in_size + col)] +=
+                  w.v[static_cast<size_t>(((c * cout_g + ol) * kh + ky) * kw + kx)];
             }
           }
   if (has_input(n, 2)) {
@@ -1343,19 +1402,23 @@ int Importer::gated_product(const OnnxNode& n, int a, int b) {
       if (s.scale[i] != scale || s.shift[i] != shift) return false;
     return true;
   };
-  auto is_act = [&](int id, ActKind k) { return b_.node(id).op == OpKind::Activation && b_.node(id).as<ActAttr>().kind == k; };
+  auto is_act = [&](int id, ActKind k) {
+    return b_.node(id).op == OpKind::Activation && b_.node(id).as<ActAttr>().kind == k;
+  };
   const std::string name = node_name(n);
   auto scaled = [&](int v, double s, double t, const std::string& part) {
     if (s == 1 && t == 0) return v;
     const auto size = static_cast<size_t>(b_.node(v).size());
-    return b_.scale_shift(v, ScaleShiftAttr{std::vector<double>(size, s), std::vector<double>(size, t)}, {name + "/" + part, "Mul"});
+    return b_.scale_shift(v, ScaleShiftAttr{std::vector<double>(size, s), std::vector<double>(size, t)},
+                          {name + "/" + part, "Mul"});
   };
   // The gate `g` as a chain of nodes from x0 (inclusive of g, exclusive of x0), at most 3 long.
   auto chain_to = [&](int g, int x0) {
     std::vector<int> chain;
     for (int cur = g; cur != x0; cur = b_.node(cur).inputs[0]) {
       double s, t;
-      if (chain.size() == 3 || cur <= 0 || !(uniform(cur, s, t) || is_act(cur, ActKind::Sigmoid) || is_act(cur, ActKind::Erf)))
+      if (chain.size() == 3 || cur <= 0 ||
+          !(uniform(cur, s, t) || is_act(cur, ActKind::Sigmoid) || is_act(cur, ActKind::Erf)))
         return std::vector<int>{};
       chain.push_back(cur);
     }
@@ -1371,7 +1434,8 @@ int Importer::gated_product(const OnnxNode& n, int a, int b) {
         is_act(c[1], ActKind::Erf) && (c.size() == 2 || uniform(c[2], s2, t2))) {
       constexpr double kSqrt2 = 1.4142135623730951;
       const int z = scaled(x0, kSqrt2 * s1, 0, "gelu_input");  // (1 when a = 1/√2 exactly: no node)
-      int y = scaled(b_.activation(z, ActKind::Gelu, 0.0, {name + "/gelu", "Erf+Mul"}), kSqrt2 * s2 / s1 * cx, 0, "scale");
+      int y =
+          scaled(b_.activation(z, ActKind::Gelu, 0.0, {name + "/gelu", "Erf+Mul"}), kSqrt2 * s2 / s1 * cx, 0, "scale");
       if (t2 != s2) y = b_.add(y, scaled(x0, (t2 - s2) * cx, 0, "linear"), {name + "/sum", "Erf+Mul"});
       return y;
     }

@@ -19,7 +19,9 @@
 namespace cnncert::detail {
 
 namespace {
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 // Writes all of `data` to `fd`, retrying short writes; false on an error.
 bool write_all(int fd, const std::string& data) {
@@ -133,7 +135,8 @@ OutputFile::OutputFile(std::string path, std::string what) : path_(std::move(pat
   register_temp(temp_.c_str());
   if (exists) {  // the new file keeps the old one's mode and (where allowed) owner
     ::fchmod(fd_, st.st_mode & 07777);
-    if (::fchown(fd_, st.st_uid, st.st_gid) != 0) { /* not allowed: keep ours */ }
+    if (::fchown(fd_, st.st_uid, st.st_gid) != 0) { /* not allowed: keep ours */
+    }
   } else {  // the mode a new file would get (mkstemp makes 0600)
     const mode_t mask = ::umask(0);
     ::umask(mask);
@@ -141,7 +144,9 @@ OutputFile::OutputFile(std::string path, std::string what) : path_(std::move(pat
   }
 }
 
-OutputFile::OutputFile(OutputFile&& o) noexcept { *this = std::move(o); }
+OutputFile::OutputFile(OutputFile&& o) noexcept {
+  *this = std::move(o);
+}
 
 OutputFile& OutputFile::operator=(OutputFile&& o) noexcept {
   if (this != &o) {
@@ -163,7 +168,9 @@ OutputFile& OutputFile::operator=(OutputFile&& o) noexcept {
   return *this;
 }
 
-OutputFile::~OutputFile() { discard(); }
+OutputFile::~OutputFile() {
+  discard();
+}
 
 void OutputFile::discard() noexcept {
   if (fd_ >= 0) ::close(fd_);

@@ -49,9 +49,9 @@ class OutputFile {
   [[noreturn]] void fail(const std::string& why);
 
   std::string path_, what_, temp_;
-  std::string target_;    // where the temporary file is renamed to (the resolved link target)
-  int fd_ = -1;           // the open temporary file, device, or (in place) the target itself
-  bool in_place_ = false; // truncate and write the target itself at prepare()
+  std::string target_;     // where the temporary file is renamed to (the resolved link target)
+  int fd_ = -1;            // the open temporary file, device, or (in place) the target itself
+  bool in_place_ = false;  // truncate and write the target itself at prepare()
   bool prepared_ = false;
   std::ostringstream buffer_;
 };

@@ -12,7 +12,8 @@ namespace cnncert::detail {
 
 class PbReader {
  public:
-  PbReader(std::string_view data, const std::string* what) : p_(data.data()), end_(data.data() + data.size()), what_(what) {}
+  PbReader(std::string_view data, const std::string* what)
+      : p_(data.data()), end_(data.data() + data.size()), what_(what) {}
 
   bool at_end() const { return p_ >= end_; }
 

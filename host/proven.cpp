@@ -35,7 +35,9 @@ double hoeffding_failure(double mu, double a_l2, double eps, bool uniform_proxy)
   return std::min(1.0, std::exp(-mu * mu / denom));
 }
 
-double normal_cdf(double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
+double normal_cdf(double z) {
+  return 0.5 * std::erfc(-z / std::sqrt(2.0));
+}
 
 double gaussian_box_tail(double sigma, const std::vector<double>& variances, int64_t dims, double r) {
   // P[X ∉ box] = 1 − Π_i (1 − erfc(r / (σ_i √2))), computed as −expm1(Σ log1p(−erfc)). Exact for
@@ -62,17 +64,19 @@ double gaussian_box_radius(double sigma, const std::vector<double>& variances, i
   while (gaussian_box_tail(sigma, variances, dims, hi) > tail) hi *= 2;
   for (int i = 0; i < 100; ++i) {
     const double mid = (lo + hi) / 2;
-    if (gaussian_box_tail(sigma, variances, dims, mid) > tail) lo = mid;
-    else hi = mid;
+    if (gaussian_box_tail(sigma, variances, dims, mid) > tail)
+      lo = mid;
+    else
+      hi = mid;
   }
   return hi;  // the safe end: its tail is ≤ the target
 }
 
 void validate_covariance(const std::vector<double>& cov, int64_t d, const std::string& what) {
   const size_t n = static_cast<size_t>(d);
-  CNNCERT_CHECK(cov.size() == n || cov.size() == n * n,
-                what << ": a covariance for " << d << " inputs needs " << d << " (diagonal) or " << d << "x" << d
-                     << " values, found " << cov.size());
+  CNNCERT_CHECK(cov.size() == n || cov.size() == n * n, what << ": a covariance for " << d << " inputs needs " << d
+                                                             << " (diagonal) or " << d << "x" << d << " values, found "
+                                                             << cov.size());
   for (double v : cov) CNNCERT_CHECK(std::isfinite(v), what << ": the covariance contains NaN or Inf");
   if (cov.size() == n) {
     for (double v : cov) CNNCERT_CHECK(v >= 0, what << ": negative variance " << v);
@@ -133,8 +137,8 @@ std::vector<double> diagonal(const std::vector<double>& cov, int64_t d) {
 
 /// Bound on P[some row ≤ 0] at `level` from the rows' lower linear bounds (valid on the box of
 /// radius p.eps); NaN when the bounds are not finite.
-double failure_bound(const BoundProblem& p, const BoundResult& r, const NoiseModel& noise, const std::vector<double>& variances,
-                     int64_t d, double level) {
+double failure_bound(const BoundProblem& p, const BoundResult& r, const NoiseModel& noise,
+                     const std::vector<double>& variances, int64_t d, double level) {
   const bool gaussian = noise.kind == NoiseKind::Gaussian;
   const bool proxy = noise.uniform_variance_proxy && noise.kind == NoiseKind::Uniform;
   if (static_cast<int64_t>(r.a_lower.size()) != p.rows * d || static_cast<int64_t>(r.b_lower.size()) != p.rows)
@@ -167,7 +171,8 @@ double proven_failure_bound(const BoundProblem& p, const BoundResult& r, const N
   if (!(level >= 0) || !std::isfinite(level) || !std::isfinite(p.eps)) return std::nan("");
   if (!gaussian && !(level <= p.eps)) return std::nan("");
   if (static_cast<int64_t>(r.lower.size()) != p.rows || !r.error.empty()) return std::nan("");
-  if (cov != 0 && (!gaussian || (cov != static_cast<size_t>(d) && cov != static_cast<size_t>(d * d)))) return std::nan("");
+  if (cov != 0 && (!gaussian || (cov != static_cast<size_t>(d) && cov != static_cast<size_t>(d * d))))
+    return std::nan("");
   return failure_bound(p, r, noise, diagonal(noise.covariance, d), d, level);
 }
 
@@ -187,7 +192,8 @@ std::vector<double> proven_failure_bounds(const Network& net, BoundEngine& engin
   const auto res = engine.bound(problems, o);
   std::vector<double> out;
   for (size_t i = 0; i < problems.size(); ++i) {
-    const double f = res[i].error.empty() ? failure_bound(problems[i], res[i], noise, variances, d, level) : std::nan("");
+    const double f =
+        res[i].error.empty() ? failure_bound(problems[i], res[i], noise, variances, d, level) : std::nan("");
     out.push_back(std::isfinite(f) ? f : 1.0);  // fail closed
   }
   return out;
@@ -199,8 +205,10 @@ ProvenRun proven_certify(const Network& net, BoundEngine& engine, const std::vec
   const double delta = 1 - po.confidence;
   const int64_t d = net.input_size();
   const NoiseModel& noise = po.noise;
-  if (noise.kind == NoiseKind::Gaussian && !noise.covariance.empty()) validate_covariance(noise.covariance, d, "covariance");
-  CNNCERT_CHECK(noise.kind == NoiseKind::Gaussian || noise.covariance.empty(), "a covariance applies to Gaussian noise only");
+  if (noise.kind == NoiseKind::Gaussian && !noise.covariance.empty())
+    validate_covariance(noise.covariance, d, "covariance");
+  CNNCERT_CHECK(noise.kind == NoiseKind::Gaussian || noise.covariance.empty(),
+                "a covariance applies to Gaussian noise only");
 
   ProvenRun run;
   auto t0 = std::chrono::steady_clock::now();

@@ -23,7 +23,8 @@ std::string read_whole_file(const std::string& path, const std::string& what, si
     char buf[1 << 16];
     while (f.read(buf, sizeof buf) || f.gcount() > 0) {  // in pieces, so that /dev/zero stops at the limit
       bytes.append(buf, static_cast<size_t>(f.gcount()));
-      if (bytes.size() > max_bytes) throw InvalidArgument(path + ": " + what + " is larger than " + std::to_string(max_bytes >> 20) + " MiB");
+      if (bytes.size() > max_bytes)
+        throw InvalidArgument(path + ": " + what + " is larger than " + std::to_string(max_bytes >> 20) + " MiB");
     }
     if (f.bad()) throw InvalidArgument(path + ": error while reading " + what);
   } else {
@@ -36,7 +37,8 @@ std::string read_whole_file(const std::string& path, const std::string& what, si
       bytes.append(buf, static_cast<size_t>(n));
       if (bytes.size() > max_bytes) {
         gzclose(f);
-        throw InvalidArgument(path + ": " + what + " decompresses to more than " + std::to_string(max_bytes >> 20) + " MiB");
+        throw InvalidArgument(path + ": " + what + " decompresses to more than " + std::to_string(max_bytes >> 20) +
+                              " MiB");
       }
     }
     // A stream cut short ends with n == 0 and Z_BUF_ERROR: reading it as a shorter file would drop
@@ -46,12 +48,14 @@ std::string read_whole_file(const std::string& path, const std::string& what, si
     const std::string why = msg ? msg : "";
     gzclose(f);
     if (n < 0 || (err != Z_OK && err != Z_STREAM_END))
-      throw InvalidArgument(path + ": not a valid or a truncated gzip file (" + (why.empty() ? std::string("read error") : why) + ")");
+      throw InvalidArgument(path + ": not a valid or a truncated gzip file (" +
+                            (why.empty() ? std::string("read error") : why) + ")");
 #else
     throw InvalidArgument(path + ": reading .gz needs zlib, and cnncert was built without it (gunzip the file first)");
 #endif
   }
-  if (bytes.size() > max_bytes) throw InvalidArgument(path + ": " + what + " is larger than " + std::to_string(max_bytes >> 20) + " MiB");
+  if (bytes.size() > max_bytes)
+    throw InvalidArgument(path + ": " + what + " is larger than " + std::to_string(max_bytes >> 20) + " MiB");
   return bytes;
 }
 

@@ -1,5 +1,7 @@
 #include "cnncert/version.hpp"
 
 namespace cnncert {
-const char* version() { return CNNCERT_VERSION_STRING; }
+const char* version() {
+  return CNNCERT_VERSION_STRING;
+}
 }  // namespace cnncert

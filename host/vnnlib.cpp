@@ -14,7 +14,6 @@
 #include "cnncert/error.hpp"
 #include "read_file.hpp"
 
-
 namespace cnncert {
 namespace {
 
@@ -91,7 +90,9 @@ class Reader {
       return e;
     }
     const size_t b = i_;
-    while (i_ < t_.size() && !std::isspace(static_cast<unsigned char>(t_[i_])) && t_[i_] != '(' && t_[i_] != ')' && t_[i_] != ';') ++i_;
+    while (i_ < t_.size() && !std::isspace(static_cast<unsigned char>(t_[i_])) && t_[i_] != '(' && t_[i_] != ')' &&
+           t_[i_] != ';')
+      ++i_;
     e.atom = t_.substr(b, i_ - b);
     return e;
   }
@@ -135,8 +136,8 @@ class Parser {
         if (e.items.size() != 2) r_.fail(e.line, "assert takes one formula");
         all = conjoin(all, formula(e.items[1]), e.line);
         any_assert = true;
-      } else if (head == "check-sat" || head == "get-model" || head == "exit" || head == "set-logic" || head == "set-info" ||
-                 head == "set-option") {
+      } else if (head == "check-sat" || head == "get-model" || head == "exit" || head == "set-logic" ||
+                 head == "set-info" || head == "set-option") {
         continue;  // SMT-LIB commands that say nothing about the property
       } else {
         r_.fail(e.line, "unknown command '" + head + "' (VNN-LIB uses declare-const and assert)");
@@ -168,14 +169,17 @@ class Parser {
 
   void check_declared(const std::vector<char>& seen, const char* name) const {
     for (size_t i = 0; i < seen.size(); ++i)
-      if (!seen[i]) throw InvalidArgument(r_.source() + ": " + name + "_" + std::to_string(i) + " is not declared (variables must be numbered from 0 without gaps)");
+      if (!seen[i])
+        throw InvalidArgument(r_.source() + ": " + name + "_" + std::to_string(i) +
+                              " is not declared (variables must be numbered from 0 without gaps)");
   }
 
   /// (true, i) for X_i, (false, j) for Y_j, index −1 for anything else.
   std::pair<bool, int64_t> variable(const Expr& e) const {
     const std::string& a = e.atom;
     if (a.size() < 3 || (a[0] != 'X' && a[0] != 'Y') || a[1] != '_') return {false, -1};
-    if (a.size() > 12 || !std::all_of(a.begin() + 2, a.end(), [](char c) { return c >= '0' && c <= '9'; })) return {false, -1};
+    if (a.size() > 12 || !std::all_of(a.begin() + 2, a.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return {false, -1};
     if (a.size() > 3 && a[2] == '0') r_.fail(e.line, "'" + a + "': a variable index has no leading zeros");
     const int64_t i = std::stoll(a.substr(2));
     if (i >= kMaxVariables) r_.fail(e.line, "variable index " + a + " is too large");
@@ -263,7 +267,8 @@ class Parser {
       for (size_t i = 1; i < e.items.size(); ++i) {
         Dnf d = formula(e.items[i]);
         out.insert(out.end(), d.begin(), d.end());
-        if (out.size() > kMaxCases) r_.fail(e.line, "the property has more than " + std::to_string(kMaxCases) + " cases");
+        if (out.size() > kMaxCases)
+          r_.fail(e.line, "the property has more than " + std::to_string(kMaxCases) + " cases");
       }
       if (out.empty()) r_.fail(e.line, "'or' needs at least one formula");
       return out;
@@ -273,11 +278,14 @@ class Parser {
 
   Dnf conjoin(const Dnf& a, const Dnf& b, int line) const {
     if (a.size() * b.size() > kMaxCases)
-      r_.unsupported(line, "the property has more than " + std::to_string(kMaxCases) + " cases once its 'or's are multiplied out");
+      r_.unsupported(
+          line, "the property has more than " + std::to_string(kMaxCases) + " cases once its 'or's are multiplied out");
     size_t atoms = 0;  // every case holds its own copy of the shared constraints
     for (const auto& x : a) atoms += x.size() * b.size();
     for (const auto& y : b) atoms += y.size() * a.size();
-    if (atoms > kMaxAtoms) r_.unsupported(line, "the property has more than " + std::to_string(kMaxAtoms) + " constraints once its 'or's are multiplied out");
+    if (atoms > kMaxAtoms)
+      r_.unsupported(line, "the property has more than " + std::to_string(kMaxAtoms) +
+                               " constraints once its 'or's are multiplied out");
     Dnf out;
     for (const auto& x : a)
       for (const auto& y : b) {
@@ -297,7 +305,8 @@ class Parser {
         if (v != 0) (k >= 0 ? has_x : has_y) = true;
       if (has_x && has_y) r_.unsupported(a.line, "a constraint that mixes inputs X and outputs Y is not supported");
       if (!has_x && !has_y) {
-        if (a.lhs.constant > 0) c.outputs.push_back({std::vector<double>(static_cast<size_t>(y_), 0.0), -1.0});  // 0 ≤ −1: never
+        if (a.lhs.constant > 0)
+          c.outputs.push_back({std::vector<double>(static_cast<size_t>(y_), 0.0), -1.0});  // 0 ≤ −1: never
         continue;  // a constant that always holds
       }
       if (has_x) {
@@ -309,8 +318,10 @@ class Parser {
             var = k, coef = v;
           }
         const double limit = -a.lhs.constant / coef;  // coef·X + constant ≤ 0
-        if (coef > 0) c.upper[static_cast<size_t>(var)] = std::min(c.upper[static_cast<size_t>(var)], limit);
-        else c.lower[static_cast<size_t>(var)] = std::max(c.lower[static_cast<size_t>(var)], limit);
+        if (coef > 0)
+          c.upper[static_cast<size_t>(var)] = std::min(c.upper[static_cast<size_t>(var)], limit);
+        else
+          c.lower[static_cast<size_t>(var)] = std::max(c.lower[static_cast<size_t>(var)], limit);
         continue;
       }
       OutputConstraint oc;
@@ -333,10 +344,11 @@ class Parser {
   std::vector<char> x_declared_, y_declared_;
 };
 
-
 }  // namespace
 
-VnnProperty parse_vnnlib(const std::string& text, const std::string& source) { return Parser(text, source).run(); }
+VnnProperty parse_vnnlib(const std::string& text, const std::string& source) {
+  return Parser(text, source).run();
+}
 
 VnnProperty load_vnnlib(const std::string& path) {
   return parse_vnnlib(detail::read_whole_file(path, "the property file", size_t{1} << 31), path);
@@ -356,7 +368,8 @@ namespace {
 
 /// The centre and radius of [lo, hi] per input, the radius widened by a few ulps so that
 /// centre ± radius covers the box despite the rounding of both.
-void centre_radius(const std::vector<double>& lo, const std::vector<double>& hi, std::vector<double>& centre, std::vector<double>& radius) {
+void centre_radius(const std::vector<double>& lo, const std::vector<double>& hi, std::vector<double>& centre,
+                   std::vector<double>& radius) {
   centre.resize(lo.size()), radius.resize(lo.size());
   for (size_t i = 0; i < lo.size(); ++i) {
     centre[i] = lo[i] + (hi[i] - lo[i]) / 2;
@@ -367,7 +380,9 @@ void centre_radius(const std::vector<double>& lo, const std::vector<double>& hi,
 
 /// A constraint Σ coef·Y ≤ bound is proven impossible when the certified lower bound of Σ coef·Y
 /// exceeds `bound` by more than the engines' unrounded arithmetic could account for.
-bool proven_violated(double lower, double bound) { return lower > bound + 1e-9 * (1 + std::fabs(bound)); }
+bool proven_violated(double lower, double bound) {
+  return lower > bound + 1e-9 * (1 + std::fabs(bound));
+}
 
 /// Whether outputs y satisfy every output constraint of case c.
 template <class T>
@@ -401,8 +416,8 @@ bool is_counterexample(const Network& net, const VnnCase& c, const std::vector<d
 /// `y` re-check as a counterexample (is_counterexample); TimedOut: the time limit came first.
 enum class PgdOutcome { Found, NotFound, TimedOut };
 template <class Clock>
-PgdOutcome pgd_case(const Network& net, const VnnCase& c, uint64_t seed, const Clock& out_of_time, std::vector<double>& x_out,
-                    std::vector<double>& y_out) {
+PgdOutcome pgd_case(const Network& net, const VnnCase& c, uint64_t seed, const Clock& out_of_time,
+                    std::vector<double>& x_out, std::vector<double>& y_out) {
   constexpr int kSteps = 60, kRestarts = 4;
   const size_t n = c.lower.size();
   std::mt19937_64 rng(seed);
@@ -455,8 +470,8 @@ struct SplitOutcome {
 /// and it is bisected on the input whose coefficient in the open constraints' lower bounds is the
 /// largest (in the piece's unit coordinates: the input that moves those bounds most).
 template <class Clock>
-SplitOutcome split_case(const Network& net, const VnnCase& c, const VnnOptions& o, const EngineOptions& eo, const Clock& out_of_time,
-                        int64_t& boxes) {
+SplitOutcome split_case(const Network& net, const VnnCase& c, const VnnOptions& o, const EngineOptions& eo,
+                        const Clock& out_of_time, int64_t& boxes) {
   SplitOutcome out;
   const int64_t n = net.input_size(), rows = static_cast<int64_t>(c.outputs.size());
   struct Piece {
@@ -487,10 +502,12 @@ SplitOutcome split_case(const Network& net, const VnnCase& c, const VnnOptions& 
       return out;
     }
     const BoundResult r = make_engine(with_input_affine(net, radius, centre), eo)->bound({bp}, bo)[0];
-    if (!r.error.empty() || r.a_lower.size() != static_cast<size_t>(rows * n)) return out;  // not bounded reliably: open
+    if (!r.error.empty() || r.a_lower.size() != static_cast<size_t>(rows * n))
+      return out;  // not bounded reliably: open
     std::vector<int64_t> open_rows;
     for (int64_t k = 0; k < rows; ++k)
-      if (!proven_violated(r.lower[static_cast<size_t>(k)], c.outputs[static_cast<size_t>(k)].bound)) open_rows.push_back(k);
+      if (!proven_violated(r.lower[static_cast<size_t>(k)], c.outputs[static_cast<size_t>(k)].bound))
+        open_rows.push_back(k);
     if (open_rows.size() < c.outputs.size()) continue;  // some constraint is impossible on this piece
     int64_t best = -1;
     double best_score = -1;
@@ -518,10 +535,10 @@ VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptio
   const auto t0 = clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(clock::now() - t0).count(); };
   auto out_of_time = [&] { return o.timeout_seconds > 0 && elapsed() > o.timeout_seconds; };
-  CNNCERT_CHECK(p.inputs == net.input_size(), "the property declares " << p.inputs << " inputs X_i, the model has "
-                                                                      << net.input_size());
-  CNNCERT_CHECK(p.outputs == net.output_size(), "the property declares " << p.outputs << " outputs Y_j, the model has "
-                                                                        << net.output_size());
+  CNNCERT_CHECK(p.inputs == net.input_size(),
+                "the property declares " << p.inputs << " inputs X_i, the model has " << net.input_size());
+  CNNCERT_CHECK(p.outputs == net.output_size(),
+                "the property declares " << p.outputs << " outputs Y_j, the model has " << net.output_size());
   check_boundable(net);
   // The importer strips a final Softmax/LogSoftmax: the engines bound logits. A constraint on the
   // model's outputs holds of the logits alike only when it is invariant under that normalization:
@@ -534,14 +551,19 @@ VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptio
         int plus = 0, minus = 0, other = 0;
         for (double v : oc.coef) {
           sum += v;
-          if (v == 1) ++plus;
-          else if (v == -1) ++minus;
-          else if (v != 0) ++other;
+          if (v == 1)
+            ++plus;
+          else if (v == -1)
+            ++minus;
+          else if (v != 0)
+            ++other;
         }
-        const bool ok = net.stripped_output() == "LogSoftmax" ? sum == 0 : plus == 1 && minus == 1 && other == 0 && oc.bound == 0;
+        const bool ok =
+            net.stripped_output() == "LogSoftmax" ? sum == 0 : plus == 1 && minus == 1 && other == 0 && oc.bound == 0;
         if (!ok)
-          throw UnsupportedModel("the model ends in " + net.stripped_output() +
-                                 ", which cnncert strips to bound the logits, and a constraint of the property depends on it");
+          throw UnsupportedModel(
+              "the model ends in " + net.stripped_output() +
+              ", which cnncert strips to bound the logits, and a constraint of the property depends on it");
       }
   VnnResult res;
   const int64_t n = net.input_size(), classes = net.output_size();
@@ -557,7 +579,8 @@ VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptio
     for (size_t cj = ci; cj < p.cases.size(); ++cj)
       if (!done[cj] && p.cases[cj].lower == c.lower && p.cases[cj].upper == c.upper) group.push_back(cj), done[cj] = 1;
     bool empty_box = false;
-    for (int64_t i = 0; i < n; ++i) empty_box = empty_box || c.lower[static_cast<size_t>(i)] > c.upper[static_cast<size_t>(i)];
+    for (int64_t i = 0; i < n; ++i)
+      empty_box = empty_box || c.lower[static_cast<size_t>(i)] > c.upper[static_cast<size_t>(i)];
     std::vector<double> centre, radius;
     centre_radius(c.lower, c.upper, centre, radius);
     if (empty_box) {  // no input satisfies these cases' box
@@ -583,7 +606,8 @@ VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptio
     bp.x0.assign(static_cast<size_t>(n), 0.0);
     bp.eps = 1.0;
     for (size_t cj : group)
-      for (const auto& oc : p.cases[cj].outputs) bp.spec.insert(bp.spec.end(), oc.coef.begin(), oc.coef.end()), ++bp.rows;
+      for (const auto& oc : p.cases[cj].outputs)
+        bp.spec.insert(bp.spec.end(), oc.coef.begin(), oc.coef.end()), ++bp.rows;
     if (bp.rows == 0) continue;  // cases without output constraints: every input is a counterexample
     auto engine = make_engine(boxed, eo);
     BoundOptions bo = o.bound;
@@ -634,15 +658,18 @@ VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptio
     for (size_t ci = 0; ci < p.cases.size(); ++ci) {
       if (!open[ci]) continue;
       const VnnCase& c = p.cases[ci];
-      if (c.outputs.empty()) continue;  // (its centre was tried: any point is a counterexample)
+      if (c.outputs.empty()) continue;       // (its centre was tried: any point is a counterexample)
       const auto& coef = c.outputs[0].coef;  // coef·Y ≤ bound with coef = e_c − e_t, bound 0
       int64_t pc = -1, pt = -1;
       bool margin = c.outputs.size() == 1 && c.outputs[0].bound == 0;
       for (int64_t j = 0; j < classes && margin; ++j) {
         const double v = coef[static_cast<size_t>(j)];
-        if (v == 1 && pc < 0) pc = j;
-        else if (v == -1 && pt < 0) pt = j;
-        else if (v != 0) margin = false;
+        if (v == 1 && pc < 0)
+          pc = j;
+        else if (v == -1 && pt < 0)
+          pt = j;
+        else if (v != 0)
+          margin = false;
       }
       if (out_of_time()) {
         res.answer = VnnAnswer::Timeout, res.seconds = elapsed();
@@ -671,11 +698,13 @@ VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptio
       ao.pgd_eps_max = 1;
       ao.pgd_bisection_steps = 0;
       ao.refine_segment = false;
-      const AttackResult a = pgd_attack(boxed, std::vector<double>(static_cast<size_t>(n), 0.0), pc, pt, Norm::Linf, ao);
+      const AttackResult a =
+          pgd_attack(boxed, std::vector<double>(static_cast<size_t>(n), 0.0), pc, pt, Norm::Linf, ao);
       if (!a.found) continue;
       std::vector<double> x(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) {  // back to the network's input, kept inside the box
-        const double v = centre[static_cast<size_t>(i)] + radius[static_cast<size_t>(i)] * std::clamp(a.x[static_cast<size_t>(i)], -1.0, 1.0);
+        const double v = centre[static_cast<size_t>(i)] +
+                         radius[static_cast<size_t>(i)] * std::clamp(a.x[static_cast<size_t>(i)], -1.0, 1.0);
         x[static_cast<size_t>(i)] = std::clamp(v, c.lower[static_cast<size_t>(i)], c.upper[static_cast<size_t>(i)]);
       }
       if (is_counterexample(net, c, x, y)) {  // re-checked on the original network in double

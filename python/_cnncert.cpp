@@ -90,11 +90,16 @@ void read_strided(const py::array& a, std::vector<double>& out) {
 std::vector<double> values(const py::array& a) {
   std::vector<double> v;
   const py::dtype dt = a.dtype();
-  if (dt.is(py::dtype::of<double>())) read_strided<double>(a, v);
-  else if (dt.is(py::dtype::of<float>())) read_strided<float>(a, v);
-  else if (dt.is(py::dtype::of<uint8_t>())) read_strided<uint8_t>(a, v);
-  else if (dt.is(py::dtype::of<int64_t>())) read_strided<int64_t>(a, v);
-  else if (dt.is(py::dtype::of<int32_t>())) read_strided<int32_t>(a, v);
+  if (dt.is(py::dtype::of<double>()))
+    read_strided<double>(a, v);
+  else if (dt.is(py::dtype::of<float>()))
+    read_strided<float>(a, v);
+  else if (dt.is(py::dtype::of<uint8_t>()))
+    read_strided<uint8_t>(a, v);
+  else if (dt.is(py::dtype::of<int64_t>()))
+    read_strided<int64_t>(a, v);
+  else if (dt.is(py::dtype::of<int32_t>()))
+    read_strided<int32_t>(a, v);
   else if (dt.kind() == 'f' || dt.kind() == 'i' || dt.kind() == 'u' || dt.kind() == 'b') {
     const py::array conv = py::array::ensure(a.attr("astype")("float64"));
     read_strided<double>(conv, v);
@@ -109,7 +114,9 @@ std::vector<double> values(const py::array& a) {
 /// applied, or with `preprocessed` the model's inputs as they are ((N, D) or (N, *input shape)).
 std::vector<double> model_inputs(const PyNetwork& n, const py::array& x, const std::string& layout, bool preprocessed,
                                  int64_t& count) {
-  if (x.ndim() < 2) throw InvalidArgument("images must have a batch dimension first, got shape " + std::string(py::str(x.attr("shape"))));
+  if (x.ndim() < 2)
+    throw InvalidArgument("images must have a batch dimension first, got shape " +
+                          std::string(py::str(x.attr("shape"))));
   std::vector<int64_t> shape(static_cast<size_t>(x.ndim()));
   for (py::ssize_t d = 0; d < x.ndim(); ++d) shape[static_cast<size_t>(d)] = x.shape(d);
   count = shape[0];
@@ -130,17 +137,21 @@ std::vector<double> model_inputs(const PyNetwork& n, const py::array& x, const s
   set.count = count;
   set.source = "images";
   std::string lay = layout;
-  std::transform(lay.begin(), lay.end(), lay.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  std::transform(lay.begin(), lay.end(), lay.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
   const std::vector<int64_t> tail(shape.begin() + 1, shape.end());
   if (shape.size() == 4) {
     if (lay.empty()) lay = tail == chw ? "NCHW" : tail == hwc ? "NHWC" : "";
-    if (lay == "NCHW") set.channels = shape[1], set.height = shape[2], set.width = shape[3];
-    else if (lay == "NHWC") set.channels = shape[3], set.height = shape[1], set.width = shape[2];
+    if (lay == "NCHW")
+      set.channels = shape[1], set.height = shape[2], set.width = shape[3];
+    else if (lay == "NHWC")
+      set.channels = shape[3], set.height = shape[1], set.width = shape[2];
     else
-      throw InvalidArgument(layout.empty() ? "images of shape " + shape_text(shape) + " fit neither (N, C, H, W) = (N, " +
-                                                 shape_text(chw).substr(1) + " nor (N, H, W, C) = (N, " + shape_text(hwc).substr(1) +
-                                                 " of this model"
-                                           : "layout must be 'NCHW' or 'NHWC' for 4-D images, got '" + layout + "'");
+      throw InvalidArgument(layout.empty()
+                                ? "images of shape " + shape_text(shape) + " fit neither (N, C, H, W) = (N, " +
+                                      shape_text(chw).substr(1) + " nor (N, H, W, C) = (N, " +
+                                      shape_text(hwc).substr(1) + " of this model"
+                                : "layout must be 'NCHW' or 'NHWC' for 4-D images, got '" + layout + "'");
     if (lay == "NHWC") {  // to (C, H, W) per image
       std::vector<double> chw_v(v.size());
       const int64_t h = set.height, w = set.width, c = set.channels;
@@ -148,7 +159,8 @@ std::vector<double> model_inputs(const PyNetwork& n, const py::array& x, const s
         for (int64_t y = 0; y < h; ++y)
           for (int64_t xq = 0; xq < w; ++xq)
             for (int64_t ch = 0; ch < c; ++ch)
-              chw_v[static_cast<size_t>(((i * c + ch) * h + y) * w + xq)] = v[static_cast<size_t>(((i * h + y) * w + xq) * c + ch)];
+              chw_v[static_cast<size_t>(((i * c + ch) * h + y) * w + xq)] =
+                  v[static_cast<size_t>(((i * h + y) * w + xq) * c + ch)];
       v = std::move(chw_v);
     }
   } else if (shape.size() == 3) {
@@ -157,10 +169,12 @@ std::vector<double> model_inputs(const PyNetwork& n, const py::array& x, const s
   } else if (shape.size() == 2) {
     if (!layout.empty()) throw InvalidArgument("layout applies to 4-D images; (N, D) rows are in (C, H, W) order");
     if (per != chw[0] * chw[1] * chw[2])
-      throw InvalidArgument("image rows of " + std::to_string(per) + " values do not fit the model's images " + shape_text(chw));
+      throw InvalidArgument("image rows of " + std::to_string(per) + " values do not fit the model's images " +
+                            shape_text(chw));
     set.channels = chw[0], set.height = chw[1], set.width = chw[2];
   } else {
-    throw InvalidArgument("images must be (N, C, H, W), (N, H, W, C), (N, H, W) or (N, D), got shape " + shape_text(shape));
+    throw InvalidArgument("images must be (N, C, H, W), (N, H, W, C), (N, H, W) or (N, D), got shape " +
+                          shape_text(shape));
   }
   set.pixels = std::move(v);
   return cnncert::preprocess(set, n.pre, n.net);
@@ -170,11 +184,13 @@ std::vector<int64_t> labels_of(const std::optional<py::array>& labels, int64_t c
   if (!labels) return {};
   const std::vector<double> v = values(*labels);
   if (static_cast<int64_t>(v.size()) != count)
-    throw InvalidArgument(std::string(what) + ": " + std::to_string(v.size()) + " values for " + std::to_string(count) + " images");
+    throw InvalidArgument(std::string(what) + ": " + std::to_string(v.size()) + " values for " + std::to_string(count) +
+                          " images");
   std::vector<int64_t> out;
   for (double e : v) {
     // Whole numbers of a size a class index can have (a cast of 1e30 or inf would be undefined).
-    if (!(std::fabs(e) < 9.0e15) || e != std::floor(e)) throw InvalidArgument(std::string(what) + " must be whole class indices (or -1)");
+    if (!(std::fabs(e) < 9.0e15) || e != std::floor(e))
+      throw InvalidArgument(std::string(what) + " must be whole class indices (or -1)");
     out.push_back(static_cast<int64_t>(e));
   }
   return out;
@@ -312,7 +328,8 @@ py::dict certify(const PyNetwork& n, const py::array& x, const std::optional<py:
   py::list note;
   for (const auto& r : res) {
     auto row = [&](int64_t t, double e, int st, const std::string& why) {
-      image.push_back(r.image), label.push_back(r.label), predicted.push_back(r.predicted), skipped.push_back(r.skipped);
+      image.push_back(r.image), label.push_back(r.label), predicted.push_back(r.predicted),
+          skipped.push_back(r.skipped);
       target.push_back(t), radius.push_back(e), steps.push_back(st), note.append(why);
       time.push_back(r.targets.empty() ? 0.0 : r.seconds / static_cast<double>(r.targets.size()));
     };
@@ -322,9 +339,9 @@ py::dict certify(const PyNetwork& n, const py::array& x, const std::optional<py:
   py::array_t<bool> sk(static_cast<py::ssize_t>(skipped.size()));
   std::copy(skipped.begin(), skipped.end(), sk.mutable_data());
   return py::dict("image"_a = to_array(image), "label"_a = to_array(label), "predicted"_a = to_array(predicted),
-                  "skipped"_a = sk, "target"_a = to_array(target), "radius"_a = to_array(radius), "steps"_a = to_array(steps),
-                  "seconds"_a = to_array(time), "note"_a = note, "engine"_a = engine->name(), "engine_mode"_a = c.mode(*engine),
-                  "total_seconds"_a = seconds);
+                  "skipped"_a = sk, "target"_a = to_array(target), "radius"_a = to_array(radius),
+                  "steps"_a = to_array(steps), "seconds"_a = to_array(time), "note"_a = note,
+                  "engine"_a = engine->name(), "engine_mode"_a = c.mode(*engine), "total_seconds"_a = seconds);
 }
 
 py::dict bounds(const PyNetwork& n, const py::array& x, double eps, bool logits, const py::dict& o) {
@@ -390,7 +407,8 @@ py::dict proven(const PyNetwork& n, const py::array& x, const std::optional<py::
   const std::vector<double> in = model_inputs(n, x, layout, preprocessed, count);
   const std::vector<int64_t> lab = labels_of(labels, count, "labels");
   if (o.contains("covariance") && !o["covariance"].is_none()) {
-    if (po.noise.kind != cnncert::NoiseKind::Gaussian) throw InvalidArgument("covariance applies to noise 'gaussian' only");
+    if (po.noise.kind != cnncert::NoiseKind::Gaussian)
+      throw InvalidArgument("covariance applies to noise 'gaussian' only");
     po.noise.covariance = values(py::array::ensure(o["covariance"]));
     cnncert::validate_covariance(po.noise.covariance, n.net.input_size(), "covariance");
   }
@@ -408,7 +426,8 @@ py::dict proven(const PyNetwork& n, const py::array& x, const std::optional<py::
   py::list note;
   for (const auto& im : run.images) {
     auto row = [&](int64_t t, double lv, double w, double r, const std::string& why) {
-      image.push_back(im.image), label.push_back(im.label), predicted.push_back(im.predicted), skipped.push_back(im.skipped);
+      image.push_back(im.image), label.push_back(im.label), predicted.push_back(im.predicted),
+          skipped.push_back(im.skipped);
       target.push_back(t), level.push_back(lv), worst.push_back(w), ratio.push_back(r), note.append(why);
     };
     if (im.skipped) row(-1, std::nan(""), std::nan(""), std::nan(""), im.skip_reason);
@@ -418,8 +437,9 @@ py::dict proven(const PyNetwork& n, const py::array& x, const std::optional<py::
   std::copy(skipped.begin(), skipped.end(), sk.mutable_data());
   return py::dict("image"_a = to_array(image), "label"_a = to_array(label), "predicted"_a = to_array(predicted),
                   "skipped"_a = sk, "target"_a = to_array(target), "noise_level"_a = to_array(level),
-                  "worst_case"_a = to_array(worst), "ratio"_a = to_array(ratio), "note"_a = note, "engine"_a = engine->name(),
-                  "worst_case_seconds"_a = run.worst_case_seconds, "proven_seconds"_a = run.proven_seconds);
+                  "worst_case"_a = to_array(worst), "ratio"_a = to_array(ratio), "note"_a = note,
+                  "engine"_a = engine->name(), "worst_case_seconds"_a = run.worst_case_seconds,
+                  "proven_seconds"_a = run.proven_seconds);
 }
 
 py::dict attack(const PyNetwork& n, const py::array& x, const std::optional<py::array>& targets, const py::dict& o) {
@@ -452,7 +472,8 @@ py::dict attack(const PyNetwork& n, const py::array& x, const std::optional<py::
       predicted[static_cast<size_t>(i)] = c;
       const int64_t t = tg.empty() ? -1 : tg[static_cast<size_t>(i)];
       const std::vector<double> x0(in.begin() + i * n_in, in.begin() + (i + 1) * n_in);
-      res[static_cast<size_t>(i)] = method == "pgd" ? cnncert::pgd_attack(n.net, x0, c, t, norm, ao) : cnncert::cw_l2_attack(n.net, x0, c, t, ao);
+      res[static_cast<size_t>(i)] =
+          method == "pgd" ? cnncert::pgd_attack(n.net, x0, c, t, norm, ao) : cnncert::cw_l2_attack(n.net, x0, c, t, ao);
     }
   }
   py::array_t<bool> found(count);
@@ -460,11 +481,13 @@ py::dict attack(const PyNetwork& n, const py::array& x, const std::optional<py::
   py::array_t<int64_t> target(count);
   for (int64_t i = 0; i < count; ++i) {
     const auto& r = res[static_cast<size_t>(i)];
-    found.mutable_at(i) = r.found, dist.mutable_at(i) = r.found ? r.distortion : std::numeric_limits<double>::infinity();
+    found.mutable_at(i) = r.found,
+    dist.mutable_at(i) = r.found ? r.distortion : std::numeric_limits<double>::infinity();
     target.mutable_at(i) = r.target;
     for (int64_t k = 0; k < n_in; ++k) adv.mutable_at(i, k) = r.found ? r.x[static_cast<size_t>(k)] : std::nan("");
   }
-  return py::dict("found"_a = found, "distortion"_a = dist, "target"_a = target, "x"_a = adv, "predicted"_a = to_array(predicted));
+  return py::dict("found"_a = found, "distortion"_a = dist, "target"_a = target, "x"_a = adv,
+                  "predicted"_a = to_array(predicted));
 }
 
 py::dict vnnlib(const PyNetwork& n, const std::string& property, const py::dict& o) {
@@ -472,7 +495,8 @@ py::dict vnnlib(const PyNetwork& n, const std::string& property, const py::dict&
   cnncert::VnnOptions vo;
   vo.bound = c.bound();
   vo.timeout_seconds = opt<double>(o, "timeout", 0.0);
-  if (!std::isfinite(vo.timeout_seconds) || vo.timeout_seconds < 0) throw InvalidArgument("timeout must be a non-negative number of seconds");
+  if (!std::isfinite(vo.timeout_seconds) || vo.timeout_seconds < 0)
+    throw InvalidArgument("timeout must be a non-negative number of seconds");
   vo.attack = opt<bool>(o, "attack", true);
   const cnncert::VnnProperty prop = cnncert::load_vnnlib(property);
   const cnncert::EngineOptions eo = [&] {
@@ -487,8 +511,8 @@ py::dict vnnlib(const PyNetwork& n, const std::string& property, const py::dict&
     r = cnncert::verify_vnnlib(n.net, prop, vo, eo);
   }
   return py::dict("answer"_a = cnncert::vnn_answer_name(r.answer), "x"_a = to_array(r.x), "y"_a = to_array(r.y),
-                  "cases"_a = static_cast<int64_t>(prop.cases.size()), "cases_refuted"_a = r.cases_refuted, "note"_a = r.note,
-                  "seconds"_a = r.seconds);
+                  "cases"_a = static_cast<int64_t>(prop.cases.size()), "cases_refuted"_a = r.cases_refuted,
+                  "note"_a = r.note, "seconds"_a = r.seconds);
 }
 
 py::array_t<double> logits(const PyNetwork& n, const py::array& x, const std::string& layout, bool preprocessed) {
@@ -506,7 +530,8 @@ py::array_t<double> logits(const PyNetwork& n, const py::array& x, const std::st
     }
   }
   for (py::ssize_t i = 0; i < out.size(); ++i)
-    if (!std::isfinite(out.data()[i])) throw InvalidArgument("image " + std::to_string(i / classes) + " gives a non-finite logit");
+    if (!std::isfinite(out.data()[i]))
+      throw InvalidArgument("image " + std::to_string(i / classes) + " gives a non-finite logit");
   return out;
 }
 
@@ -514,8 +539,8 @@ py::list layers(const PyNetwork& n) {
   py::list out;
   for (const auto& node : n.net.nodes()) {
     std::vector<int64_t> shape(node.shape.begin(), node.shape.end());
-    out.append(py::dict("name"_a = node.name, "op"_a = cnncert::op_name(node.op), "shape"_a = py::tuple(py::cast(shape)),
-                        "parameters"_a = node.parameter_count()));
+    out.append(py::dict("name"_a = node.name, "op"_a = cnncert::op_name(node.op),
+                        "shape"_a = py::tuple(py::cast(shape)), "parameters"_a = node.parameter_count()));
   }
   return out;
 }
@@ -530,28 +555,34 @@ PYBIND11_MODULE(_cnncert, m) {
   // also a ValueError, a failed CUDA call also a RuntimeError. (Translators registered later are
   // tried first: the base class goes first.)
   const py::exception<cnncert::Error>& error = py::register_exception<cnncert::Error>(m, "Error", PyExc_Exception);
-  py::register_exception<cnncert::InternalError>(m, "InternalError", py::make_tuple(error, py::handle(PyExc_RuntimeError)));
+  py::register_exception<cnncert::InternalError>(m, "InternalError",
+                                                 py::make_tuple(error, py::handle(PyExc_RuntimeError)));
   py::register_exception<cnncert::CudaError>(m, "CudaError", py::make_tuple(error, py::handle(PyExc_RuntimeError)));
   py::register_exception<cnncert::UnsupportedModel>(m, "UnsupportedModel", error);
-  py::register_exception<cnncert::InvalidArgument>(m, "InvalidArgument", py::make_tuple(error, py::handle(PyExc_ValueError)));
+  py::register_exception<cnncert::InvalidArgument>(m, "InvalidArgument",
+                                                   py::make_tuple(error, py::handle(PyExc_ValueError)));
 
   py::class_<PyNetwork>(m, "Network")
       .def_property_readonly("path", [](const PyNetwork& n) { return n.path; })
-      .def_property_readonly("input_shape", [](const PyNetwork& n) {
-        return py::tuple(py::cast(std::vector<int64_t>(n.net.input_shape().begin(), n.net.input_shape().end())));
-      })
+      .def_property_readonly(
+          "input_shape",
+          [](const PyNetwork& n) {
+            return py::tuple(py::cast(std::vector<int64_t>(n.net.input_shape().begin(), n.net.input_shape().end())));
+          })
       .def_property_readonly("image_shape", [](const PyNetwork& n) { return py::tuple(py::cast(image_chw(n))); })
       .def_property_readonly("input_size", [](const PyNetwork& n) { return n.net.input_size(); })
       .def_property_readonly("num_classes", [](const PyNetwork& n) { return n.net.output_size(); })
-      .def_property_readonly("convention", [](const PyNetwork& n) {
-        return py::dict("scale"_a = n.pre.scale, "mean"_a = n.pre.mean, "std"_a = n.pre.std,
-                        "layout"_a = cnncert::layout_name(n.pre.layout));
-      })
+      .def_property_readonly("convention",
+                             [](const PyNetwork& n) {
+                               return py::dict("scale"_a = n.pre.scale, "mean"_a = n.pre.mean, "std"_a = n.pre.std,
+                                               "layout"_a = cnncert::layout_name(n.pre.layout));
+                             })
       .def_property_readonly("notes", [](const PyNetwork& n) { return n.net.notes(); })
       .def("layers", &layers)
       .def("logits", &logits, "x"_a, "layout"_a = "", "preprocessed"_a = false);
 
-  m.def("load", &load, "path"_a, "scale"_a = py::none(), "mean"_a = py::none(), "std"_a = py::none(), "layout"_a = py::none());
+  m.def("load", &load, "path"_a, "scale"_a = py::none(), "mean"_a = py::none(), "std"_a = py::none(),
+        "layout"_a = py::none());
   m.def("certify", &certify, "net"_a, "x"_a, "labels"_a, "targets"_a, "options"_a, "progress"_a);
   m.def("bounds", &bounds, "net"_a, "x"_a, "eps"_a, "logits"_a, "options"_a);
   m.def("proven", &proven, "net"_a, "x"_a, "labels"_a, "options"_a, "progress"_a);

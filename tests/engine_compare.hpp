@@ -14,10 +14,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <initializer_list>
-#include <cmath>
 #include <random>
 #include <string>
 #include <vector>
@@ -33,19 +33,23 @@ namespace cnncert::test {
 
 inline constexpr double kFloatRtol = 1e-4;
 
-inline double float_tol(double ref, double width) { return kFloatRtol * (1 + std::fabs(ref)) + kFloatRtol * std::fabs(width); }
+inline double float_tol(double ref, double width) {
+  return kFloatRtol * (1 + std::fabs(ref)) + kFloatRtol * std::fabs(width);
+}
 
 /// Problems for `net`: `count` random centres with different radii, all margins of the predicted class.
 inline std::vector<BoundProblem> margin_problems(const Network& net, int count, double eps, uint64_t seed) {
   std::vector<BoundProblem> ps;
   for (int i = 0; i < count; ++i)
-    ps.push_back(margin_problem(net, random_input(seed + static_cast<uint64_t>(i), net.input_size()), eps * (1 + 0.5 * i)));
+    ps.push_back(
+        margin_problem(net, random_input(seed + static_cast<uint64_t>(i), net.input_size()), eps * (1 + 0.5 * i)));
   return ps;
 }
 
 /// Compares everything two engines return for the same batch; returns the largest
 /// |difference| / tolerance seen (≤ 1 passes).
-inline double compare_results(const std::vector<BoundResult>& got, const std::vector<BoundResult>& want, const std::string& what) {
+inline double compare_results(const std::vector<BoundResult>& got, const std::vector<BoundResult>& want,
+                              const std::string& what) {
   double worst = 0;
   EXPECT_EQ(got.size(), want.size()) << what;
   for (size_t p = 0; p < std::min(got.size(), want.size()); ++p) {
@@ -70,8 +74,10 @@ inline double compare_results(const std::vector<BoundResult>& got, const std::ve
         const double width = wi.upper[j] - wi.lower[j];
         worst = std::max(worst, std::fabs(gi.lower[j] - wi.lower[j]) / float_tol(wi.lower[j], width));
         worst = std::max(worst, std::fabs(gi.upper[j] - wi.upper[j]) / float_tol(wi.upper[j], width));
-        EXPECT_NEAR(gi.lower[j], wi.lower[j], float_tol(wi.lower[j], width)) << what << " node " << wi.node << " neuron " << j;
-        EXPECT_NEAR(gi.upper[j], wi.upper[j], float_tol(wi.upper[j], width)) << what << " node " << wi.node << " neuron " << j;
+        EXPECT_NEAR(gi.lower[j], wi.lower[j], float_tol(wi.lower[j], width))
+            << what << " node " << wi.node << " neuron " << j;
+        EXPECT_NEAR(gi.upper[j], wi.upper[j], float_tol(wi.upper[j], width))
+            << what << " node " << wi.node << " neuron " << j;
       }
     }
     // linear coefficients and constants
@@ -105,8 +111,9 @@ struct EngineCase {
 /// under their methods, over the three norms.
 inline std::vector<EngineCase> engine_cases() {
   std::vector<EngineCase> cases;
-  const Family families[] = {Family::Mlp, Family::Cnn, Family::CnnMaxPool, Family::CnnAvgPoolPadded, Family::Residual,
-                             Family::BatchNormStrided};
+  const Family families[] = {Family::Mlp,        Family::Cnn,
+                             Family::CnnMaxPool, Family::CnnAvgPoolPadded,
+                             Family::Residual,   Family::BatchNormStrided};
   const Norm norms[] = {Norm::Linf, Norm::L2, Norm::L1};
   for (Family f : families)
     for (Norm n : norms) {
@@ -141,7 +148,8 @@ double compare_on_random_networks(MakeEngine&& make_test_engine, int problems = 
     o.want_linear = true;
     const double eps = c.norm == Norm::Linf ? 0.05 : c.norm == Norm::L2 ? 0.2 : 0.5;
     const auto ps = margin_problems(net, problems, eps, seed * 7);
-    const std::string what = std::string(family_name(c.family)) + "/" + act_name(c.act) + "/" + norm_name(c.norm) + "/" + c.method;
+    const std::string what =
+        std::string(family_name(c.family)) + "/" + act_name(c.act) + "/" + norm_name(c.norm) + "/" + c.method;
     worst = std::max(worst, compare_results(test->bound(ps, o), ref->bound(ps, o), what));
   }
   return worst;
@@ -154,7 +162,9 @@ inline std::vector<BoundProblem> fixture_problems(const Network& net, const std:
   const auto n = static_cast<size_t>(net.input_size());
   std::vector<BoundProblem> ps;
   for (size_t i = 0; i * n < x.size(); ++i)
-    ps.push_back(margin_problem(net, std::vector<double>(x.begin() + static_cast<long>(i * n), x.begin() + static_cast<long>((i + 1) * n)), eps));
+    ps.push_back(margin_problem(
+        net, std::vector<double>(x.begin() + static_cast<long>(i * n), x.begin() + static_cast<long>((i + 1) * n)),
+        eps));
   return ps;
 }
 
@@ -162,8 +172,8 @@ inline std::vector<BoundProblem> fixture_problems(const Network& net, const std:
 /// (tests/fixtures/reference/STEM.input.npy, all margins at radius eps): engine `test` against
 /// the CPU engine. Returns the largest |difference| / tolerance.
 template <class MakeEngine>
-double compare_on_fixtures(MakeEngine&& make_test_engine, const std::filesystem::path& onnx, const std::string& stem, int count,
-                           double eps, Norm norm, const char* method) {
+double compare_on_fixtures(MakeEngine&& make_test_engine, const std::filesystem::path& onnx, const std::string& stem,
+                           int count, double eps, Norm norm, const char* method) {
   const std::string what = onnx.filename().string() + " " + method;
   SCOPED_TRACE(what);
   const Network net = import_onnx(onnx.string());
@@ -183,8 +193,9 @@ double compare_on_fixtures(MakeEngine&& make_test_engine, const std::filesystem:
 /// sizes (≤ 1e-3 relative), and the reference engine must confirm the float engine's radius up
 /// to the float tolerance (its margin lower bound there ≥ −tolerance). Returns the number of
 /// (image, target) pairs that differed.
-inline int expect_same_radii(const Network& net, BoundEngine& cpu, const std::vector<double>& x, const std::vector<ImageResult>& ref,
-                             const std::vector<ImageResult>& got, const BoundOptions& bo, const std::string& what) {
+inline int expect_same_radii(const Network& net, BoundEngine& cpu, const std::vector<double>& x,
+                             const std::vector<ImageResult>& ref, const std::vector<ImageResult>& got,
+                             const BoundOptions& bo, const std::string& what) {
   int differing = 0;
   EXPECT_EQ(ref.size(), got.size()) << what;
   double total = 0;
@@ -232,7 +243,8 @@ void compare_radii_on_random_networks(MakeEngine&& make_test_engine, std::initia
     o.bound.norm = norm;
     auto cpu = make_cpu_engine(net, 1);
     auto test = make_test_engine(net);
-    expect_same_radii(net, *cpu, x, certify(net, *cpu, x, {}, o), certify(net, *test, x, {}, o), o.bound, family_name(f));
+    expect_same_radii(net, *cpu, x, certify(net, *cpu, x, {}, o), certify(net, *test, x, {}, o), o.bound,
+                      family_name(f));
   }
 }
 

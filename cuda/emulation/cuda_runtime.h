@@ -152,14 +152,16 @@ void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_byte
 /// Kernel launch: the arguments are converted to the kernel's parameter types once, as a launch
 /// copies them, and every emulated thread calls the kernel with that copy.
 template <class... P, class... A>
-void launch(const char* kernel, void (*fn)(P...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t s, A&&... a) {
+void launch(const char* kernel, void (*fn)(P...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t s,
+            A&&... a) {
   static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
   struct Ctx {
     void (*fn)(P...);
     std::tuple<std::decay_t<P>...> args;
   } ctx{fn, std::tuple<std::decay_t<P>...>(std::forward<A>(a)...)};
   launch_erased(
-      kernel, grid, block, shared_bytes, s, [](void* p) {
+      kernel, grid, block, shared_bytes, s,
+      [](void* p) {
         auto* c = static_cast<Ctx*>(p);
         std::apply(c->fn, c->args);
       },
@@ -172,4 +174,6 @@ void launch(const char* kernel, void (*fn)(P...), dim3 grid, dim3 block, size_t 
 #define blockIdx (::cnncert::emu::g_vars.block_idx)
 #define blockDim (::cnncert::emu::g_vars.block_dim)
 #define gridDim (::cnncert::emu::g_vars.grid_dim)
-inline void __syncthreads() { ::cnncert::emu::syncthreads(); }
+inline void __syncthreads() {
+  ::cnncert::emu::syncthreads();
+}

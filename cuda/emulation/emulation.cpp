@@ -1,18 +1,18 @@
 // The CPU emulation of the CUDA runtime declared in cuda_runtime.h (test builds only).
-#include "cuda_runtime.h"
-
 #include <ucontext.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "cuda_runtime.h"
 
 namespace cnncert::emu {
 
@@ -21,9 +21,9 @@ CNNCERT_EMU_TLS ThreadVars g_vars;
 namespace {
 
 constexpr size_t kDeviceMemory = size_t(4) << 30;  // what the emulated device offers
-constexpr size_t kGuard = 64;                       // guard bytes on each side of an allocation
+constexpr size_t kGuard = 64;                      // guard bytes on each side of an allocation
 constexpr unsigned char kGuardByte = 0xA5;
-constexpr unsigned char kFreshByte = 0xFF;          // new memory reads as NaN, not as zeros
+constexpr unsigned char kFreshByte = 0xFF;  // new memory reads as NaN, not as zeros
 constexpr size_t kSharedPerBlock = 48 << 10;
 constexpr size_t kFiberStack = 64 << 10;  // kernels are shallow
 
@@ -115,7 +115,8 @@ cudaError_t device_free(void* p) {
   std::lock_guard<std::mutex> lock(d.m);
   auto it = d.allocs.find(reinterpret_cast<uintptr_t>(p));
   if (it == d.allocs.end()) return fail(cudaErrorInvalidValue);
-  if (std::string damage = damaged_guard(it->first, it->second); !damage.empty()) return fault(cudaErrorIllegalAddress, damage);
+  if (std::string damage = damaged_guard(it->first, it->second); !damage.empty())
+    return fault(cudaErrorIllegalAddress, damage);
   d.used -= it->second;
   d.allocs.erase(it);
   std::free(static_cast<unsigned char*>(p) - kGuard);
@@ -167,7 +168,9 @@ cnncert_emu_switch:
 struct Context {
   void* sp = nullptr;
 };
-void switch_context(Context& from, Context& to) { cnncert_emu_switch(&from.sp, to.sp); }
+void switch_context(Context& from, Context& to) {
+  cnncert_emu_switch(&from.sp, to.sp);
+}
 /// A context that starts `entry` (which never returns) on the given stack, with the caller's
 /// floating-point control words.
 void make_context(Context& c, char* stack, size_t size, void (*entry)()) {
@@ -188,7 +191,9 @@ void make_context(Context& c, char* stack, size_t size, void (*entry)()) {
 struct Context {
   ucontext_t uc;
 };
-void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+void switch_context(Context& from, Context& to) {
+  swapcontext(&from.uc, &to.uc);
+}
 void make_context(Context& c, char* stack, size_t size, void (*entry)()) {
   getcontext(&c.uc);
   c.uc.uc_stack.ss_sp = stack;
@@ -280,8 +285,8 @@ void run_block(Block& blk, const dim3& b) {
       g_vars.thread_idx = thread_index(b, t);
       run_body(blk);
       if (blk.divergent)
-        blk.error = "__syncthreads() reached by thread " + std::to_string(t) + " but not by thread " + std::to_string(first) +
-                    " (divergent barrier)";
+        blk.error = "__syncthreads() reached by thread " + std::to_string(t) + " but not by thread " +
+                    std::to_string(first) + " (divergent barrier)";
     }
     return;
   }
@@ -292,14 +297,16 @@ void run_block(Block& blk, const dim3& b) {
       const size_t t = thread_at(k);
       Fiber& f = blk.fibers[t];
       if (f.state == FiberState::Ready) resume(blk, t);
-      if (f.state == FiberState::Done) ++done;
-      else f.state = FiberState::Ready, ++waiting;  // at the barrier: released for the next round
+      if (f.state == FiberState::Done)
+        ++done;
+      else
+        f.state = FiberState::Ready, ++waiting;  // at the barrier: released for the next round
     }
     if (!blk.error.empty()) return;  // the waiting fibers are abandoned; their stacks are reused
     if (waiting == 0) return;
     if (done > 0) {
-      blk.error = "__syncthreads() number " + std::to_string(round + 1) + " reached by " + std::to_string(waiting) + " of " +
-                  std::to_string(n) + " threads, the others exited (divergent barrier)";
+      blk.error = "__syncthreads() number " + std::to_string(round + 1) + " reached by " + std::to_string(waiting) +
+                  " of " + std::to_string(n) + " threads, the others exited (divergent barrier)";
       return;
     }
   }
@@ -319,11 +326,13 @@ void syncthreads() {
   switch_context(f.ctx, blk.scheduler);
 }
 
-void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t, void (*run)(void*), void* ctx) {
+void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t, void (*run)(void*),
+                   void* ctx) {
   if (sticky()) return;
   const unsigned long long threads = 1ull * block.x * block.y * block.z;
-  if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 || block.z > 64 || threads > 1024 ||
-      grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
+  if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 || block.z > 64 ||
+      threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 ||
+      grid.z > 65535) {
     fail(cudaErrorInvalidConfiguration);
     return;
   }
@@ -333,7 +342,8 @@ void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_byte
   }
   Block& blk = t_block;
   if (blk.in_kernel) {
-    fault(cudaErrorLaunchFailure, std::string("kernel ") + kernel + " launched from device code (not supported by the emulation)");
+    fault(cudaErrorLaunchFailure,
+          std::string("kernel ") + kernel + " launched from device code (not supported by the emulation)");
     return;
   }
   blk.in_kernel = true;
@@ -420,7 +430,9 @@ cudaError_t cudaGetLastError() {
   t_last = device().sticky;
   return e;
 }
-cudaError_t cudaPeekAtLastError() { return t_last; }
+cudaError_t cudaPeekAtLastError() {
+  return t_last;
+}
 
 cudaError_t cudaGetDeviceCount(int* n) {
   if (!n) return fail(cudaErrorInvalidValue);
@@ -432,7 +444,9 @@ cudaError_t cudaGetDevice(int* d) {
   *d = 0;
   return cudaSuccess;
 }
-cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice); }
+cudaError_t cudaSetDevice(int d) {
+  return d == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice);
+}
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   if (!p) return fail(cudaErrorInvalidValue);
@@ -453,9 +467,13 @@ cudaError_t cudaRuntimeGetVersion(int* v) {
   *v = 13000;
   return cudaSuccess;
 }
-cudaError_t cudaDriverGetVersion(int* v) { return cudaRuntimeGetVersion(v); }
+cudaError_t cudaDriverGetVersion(int* v) {
+  return cudaRuntimeGetVersion(v);
+}
 
-cudaError_t cudaDeviceSynchronize() { return sticky(); }
+cudaError_t cudaDeviceSynchronize() {
+  return sticky();
+}
 cudaError_t cudaDeviceReset() {
   Device& d = device();
   std::lock_guard<std::mutex> lock(d.m);
@@ -489,12 +507,22 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   delete s;
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return sticky(); }
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  return sticky();
+}
 
-cudaError_t cudaMalloc(void** p, size_t bytes) { return device_alloc(p, bytes); }
-cudaError_t cudaFree(void* p) { return device_free(p); }
-cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) { return device_alloc(p, bytes); }
-cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return device_free(p); }
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+  return device_alloc(p, bytes);
+}
+cudaError_t cudaFree(void* p) {
+  return device_free(p);
+}
+cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) {
+  return device_alloc(p, bytes);
+}
+cudaError_t cudaFreeAsync(void* p, cudaStream_t) {
+  return device_free(p);
+}
 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
   if (const cudaError_t e = sticky()) return e;
@@ -524,8 +552,8 @@ cudaError_t cudaDeviceGetMemPool(cudaMemPool_t* pool, int device_id) {
   return cudaSuccess;
 }
 cudaError_t cudaMemPoolCreate(cudaMemPool_t* pool, const cudaMemPoolProps* props) {
-  if (!pool || !props || props->allocType != cudaMemAllocationTypePinned || props->location.type != cudaMemLocationTypeDevice ||
-      props->location.id != 0)
+  if (!pool || !props || props->allocType != cudaMemAllocationTypePinned ||
+      props->location.type != cudaMemLocationTypeDevice || props->location.id != 0)
     return fail(cudaErrorInvalidValue);
   *pool = new CUmemPoolHandle_st{};
   return cudaSuccess;
@@ -545,7 +573,9 @@ cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, vo
   std::memcpy(value, &pool->release_threshold, sizeof(uint64_t));
   return cudaSuccess;
 }
-cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t) { return pool ? cudaSuccess : fail(cudaErrorInvalidValue); }
+cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t) {
+  return pool ? cudaSuccess : fail(cudaErrorInvalidValue);
+}
 cudaError_t cudaMallocFromPoolAsync(void** p, size_t bytes, cudaMemPool_t pool, cudaStream_t) {
   if (!pool) return fail(cudaErrorInvalidValue);
   return device_alloc(p, bytes);

@@ -63,9 +63,9 @@ struct TargetResult {
 
 /// Result of one image.
 struct ImageResult {
-  int64_t image = 0;  ///< index in the input set
+  int64_t image = 0;                   ///< index in the input set
   int64_t label = -1, predicted = -1;  ///< label -1: unknown (the prediction was certified)
-  bool skipped = false;  ///< misclassified (or no valid target): not certified
+  bool skipped = false;                ///< misclassified (or no valid target): not certified
   std::string skip_reason;
   std::vector<TargetResult> targets;
   double seconds = 0;  ///< wall time of the batch divided among its images
@@ -81,7 +81,8 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
 
 /// Throws InvalidArgument naming the image (first_index + i) when a value of `classes_of_images`
 /// is neither -1 nor a class index below `classes`; `what` is "label" or "target".
-void check_classes(const std::vector<int64_t>& classes_of_images, int64_t classes, int64_t first_index, const char* what);
+void check_classes(const std::vector<int64_t>& classes_of_images, int64_t classes, int64_t first_index,
+                   const char* what);
 
 /// The margin specification rows e_c − e_t for the given targets.
 std::vector<double> margin_spec(int64_t classes, int64_t predicted, const std::vector<int64_t>& targets);
@@ -89,7 +90,7 @@ std::vector<double> margin_spec(int64_t classes, int64_t predicted, const std::v
 /// One problem per input (`inputs`: count × input_size() values, preprocessed) at radius `eps`:
 /// the margins f_c − f_k of its predicted class c against every other class k (in class order),
 /// or with `logits` every logit. `predicted` receives c per input.
-std::vector<BoundProblem> prediction_problems(const Network& net, const std::vector<double>& inputs, double eps, bool logits,
-                                              std::vector<int64_t>& predicted);
+std::vector<BoundProblem> prediction_problems(const Network& net, const std::vector<double>& inputs, double eps,
+                                              bool logits, std::vector<int64_t>& predicted);
 
 }  // namespace cnncert

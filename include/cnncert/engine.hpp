@@ -95,13 +95,13 @@ struct BoundResult {
 
 /// Where an engine's time went (engines that keep no statistics report zeros).
 struct EngineStats {
-  int64_t calls = 0;            ///< bound() calls
-  double seconds_bounds = 0;    ///< intermediate bounds (back-substitution of identity rows)
-  double seconds_relax = 0;     ///< relaxation parameters
-  double seconds_final = 0;     ///< the specification rows
-  double backsub_flops = 0;     ///< floating-point operations of convolution and GEMM back-substitution
-  double rows_computed = 0;     ///< intermediate-bound neurons that got a back-substitution row
-  double rows_skipped = 0;      ///< neurons proven stable by interval propagation (no row)
+  int64_t calls = 0;          ///< bound() calls
+  double seconds_bounds = 0;  ///< intermediate bounds (back-substitution of identity rows)
+  double seconds_relax = 0;   ///< relaxation parameters
+  double seconds_final = 0;   ///< the specification rows
+  double backsub_flops = 0;   ///< floating-point operations of convolution and GEMM back-substitution
+  double rows_computed = 0;   ///< intermediate-bound neurons that got a back-substitution row
+  double rows_skipped = 0;    ///< neurons proven stable by interval propagation (no row)
   /// Fast CPU engine: the largest size of the coefficient tensors during one call (counted over the
   /// whole process: approximate when several engines run at once).
   double peak_tensor_bytes = 0;
@@ -162,9 +162,10 @@ CpuEngine parse_cpu_engine(const std::string& s);
 struct EngineOptions {
   Device device = Device::Cpu;
   CpuEngine cpu_engine = CpuEngine::Fast;  ///< the fast engine, or the plain reference
-  int threads = 0;           ///< CPU engine: worker threads (0 = all cores)
-  size_t cpu_memory_mib = 2048;  ///< fast CPU engine: memory for the coefficient tensors
-  size_t gpu_memory_mib = 0;  ///< GPU engine: memory for the coefficient tensors (0 = 70 % of the free memory; clamped to 90 %)
+  int threads = 0;                         ///< CPU engine: worker threads (0 = all cores)
+  size_t cpu_memory_mib = 2048;            ///< fast CPU engine: memory for the coefficient tensors
+  size_t gpu_memory_mib =
+      0;  ///< GPU engine: memory for the coefficient tensors (0 = 70 % of the free memory; clamped to 90 %)
 };
 
 /// The engine `o.device` asks for. Device::Gpu without a usable GPU throws InvalidArgument

@@ -13,8 +13,7 @@ namespace cnncert {
 class Error : public std::runtime_error {
  public:
   /// Creates an error with a user-facing message and the source location that raised it.
-  explicit Error(const std::string& msg, std::string where = {})
-      : std::runtime_error(msg), where_(std::move(where)) {}
+  explicit Error(const std::string& msg, std::string where = {}) : std::runtime_error(msg), where_(std::move(where)) {}
   /// Source location ("file:line") that raised the error, empty if unknown.
   const std::string& where() const noexcept { return where_; }
 
@@ -44,8 +43,7 @@ class InternalError : public Error {
 class CudaError : public Error {
  public:
   /// Creates the error with the decoded message and the raw status code.
-  CudaError(const std::string& msg, int code, std::string where = {})
-      : Error(msg, std::move(where)), code_(code) {}
+  CudaError(const std::string& msg, int code, std::string where = {}) : Error(msg, std::move(where)), code_(code) {}
   /// The raw status code returned by the failing call.
   int code() const noexcept { return code_; }
 
@@ -62,34 +60,31 @@ inline std::string source_location(const char* file, int line) {
 }  // namespace cnncert
 
 /// Throws cnncert::InvalidArgument with the streamed message `msg` when `cond` is false.
-#define CNNCERT_CHECK(cond, msg)                                                           \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::ostringstream cnncert_os_;                                                      \
-      cnncert_os_ << msg;                                                                  \
-      throw ::cnncert::InvalidArgument(cnncert_os_.str(),                                  \
-                                       ::cnncert::detail::source_location(__FILE__, __LINE__)); \
-    }                                                                                      \
+#define CNNCERT_CHECK(cond, msg)                                                                                   \
+  do {                                                                                                             \
+    if (!(cond)) {                                                                                                 \
+      std::ostringstream cnncert_os_;                                                                              \
+      cnncert_os_ << msg;                                                                                          \
+      throw ::cnncert::InvalidArgument(cnncert_os_.str(), ::cnncert::detail::source_location(__FILE__, __LINE__)); \
+    }                                                                                                              \
   } while (0)
 
 /// Throws cnncert::UnsupportedModel with the streamed message `msg` when `cond` is false.
-#define CNNCERT_CHECK_MODEL(cond, msg)                                                      \
-  do {                                                                                      \
-    if (!(cond)) {                                                                          \
-      std::ostringstream cnncert_os_;                                                       \
-      cnncert_os_ << msg;                                                                   \
-      throw ::cnncert::UnsupportedModel(cnncert_os_.str(),                                  \
-                                        ::cnncert::detail::source_location(__FILE__, __LINE__)); \
-    }                                                                                       \
+#define CNNCERT_CHECK_MODEL(cond, msg)                                                                              \
+  do {                                                                                                              \
+    if (!(cond)) {                                                                                                  \
+      std::ostringstream cnncert_os_;                                                                               \
+      cnncert_os_ << msg;                                                                                           \
+      throw ::cnncert::UnsupportedModel(cnncert_os_.str(), ::cnncert::detail::source_location(__FILE__, __LINE__)); \
+    }                                                                                                               \
   } while (0)
 
 /// Throws cnncert::InternalError naming the failed expression when `cond` is false.
-#define CNNCERT_ASSERT(cond)                                                                \
-  do {                                                                                      \
-    if (!(cond)) {                                                                          \
-      throw ::cnncert::InternalError(                                                       \
-          std::string("internal error: assertion failed: ") + #cond + " at " +             \
-              ::cnncert::detail::source_location(__FILE__, __LINE__),                       \
-          ::cnncert::detail::source_location(__FILE__, __LINE__));                          \
-    }                                                                                       \
+#define CNNCERT_ASSERT(cond)                                                                              \
+  do {                                                                                                    \
+    if (!(cond)) {                                                                                        \
+      throw ::cnncert::InternalError(std::string("internal error: assertion failed: ") + #cond + " at " + \
+                                         ::cnncert::detail::source_location(__FILE__, __LINE__),          \
+                                     ::cnncert::detail::source_location(__FILE__, __LINE__));             \
+    }                                                                                                     \
   } while (0)

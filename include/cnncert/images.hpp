@@ -16,19 +16,19 @@ namespace cnncert {
 struct ImageSet {
   int64_t count = 0;
   int64_t channels = 0, height = 0, width = 0;
-  std::vector<double> pixels;  ///< count × channels × height × width, CHW per image
-  std::vector<int64_t> labels; ///< count entries, -1 = unknown
-  std::string source;          ///< file it came from
+  std::vector<double> pixels;   ///< count × channels × height × width, CHW per image
+  std::vector<int64_t> labels;  ///< count entries, -1 = unknown
+  std::string source;           ///< file it came from
   /// Number of values per image.
   int64_t image_size() const { return channels * height * width; }
 };
 
 /// How to read an image file.
 struct LoadOptions {
-  int64_t offset = 0;        ///< skip this many images first
-  int64_t limit = -1;        ///< read at most this many (-1 = all)
-  bool csv_hwc = true;       ///< CSV pixels are HWC-interleaved (ERAN's convention); false = CHW
-  std::string labels_path;   ///< explicit labels file (.npy or idx); empty = look beside the images
+  int64_t offset = 0;       ///< skip this many images first
+  int64_t limit = -1;       ///< read at most this many (-1 = all)
+  bool csv_hwc = true;      ///< CSV pixels are HWC-interleaved (ERAN's convention); false = CHW
+  std::string labels_path;  ///< explicit labels file (.npy or idx); empty = look beside the images
   /// Image shape (C, H, W) for formats that store flat rows (CSV, 1-D/2-D npy); empty = guess
   /// from the row length (784 → 1×28×28, 3072 → 3×32×32).
   std::vector<int64_t> chw;
@@ -59,7 +59,7 @@ struct Preprocess {
   std::vector<double> mean;  ///< one per channel, or one for all; empty = 0
   std::vector<double> std;   ///< one per channel, or one for all; empty = 1
   Layout layout = Layout::NCHW;
-  std::string dataset;       ///< informational ("mnist", "cifar10")
+  std::string dataset;  ///< informational ("mnist", "cifar10")
 };
 
 /// Reads the sidecar `MODEL.json` (e.g. `model.onnx.json`) if it exists (see read_sidecar).
@@ -75,7 +75,7 @@ Preprocess read_sidecar(const std::string& path);
 /// Applies `p` to images [first, first+count) of `set` and returns count × input_size(net)
 /// values in the model's input element order. Throws InvalidArgument when the image size does not
 /// match the model's input (naming both shapes) or a channel count does not match mean/std.
-std::vector<double> preprocess(const ImageSet& set, const Preprocess& p, const Network& net,
-                               int64_t first = 0, int64_t count = -1);
+std::vector<double> preprocess(const ImageSet& set, const Preprocess& p, const Network& net, int64_t first = 0,
+                               int64_t count = -1);
 
 }  // namespace cnncert

@@ -12,9 +12,9 @@ namespace cnncert {
 /// Per-sample tensor shape (the batch dimension is never part of it), row-major.
 using Shape = std::vector<int64_t>;
 
-/// The most elements any one tensor may have: 2^31 − 1 by default (sizes fit 32-bit library calls), far above any real model (the
-/// largest ones have ~10^8 weights per tensor and ~10^7 activations per sample). Shapes read from
-/// a file or derived by the importer are checked against it before they size a buffer.
+/// The most elements any one tensor may have: 2^31 − 1 by default (sizes fit 32-bit library calls), far above any real
+/// model (the largest ones have ~10^8 weights per tensor and ~10^7 activations per sample). Shapes read from a file or
+/// derived by the importer are checked against it before they size a buffer.
 int64_t max_tensor_elements();
 /// Lowers (or raises) that limit for this process, e.g. for a server or a fuzzer that must bound
 /// the memory a crafted model can claim. `n` must be at least 1.
@@ -34,8 +34,9 @@ std::string shape_str(const Shape& s);
 /// Kind of an IR node.
 enum class OpKind { Input, Conv, Dense, ScaleShift, Activation, MaxPool, AvgPool, Add, Reshape, Transpose, Pad };
 /// Element-wise activation functions.
-/// Erf is S-shaped like tanh and relaxed by the sigmoid/tanh/arctan rules. Elu, Softplus, Gelu (erf form), GeluTanh (tanh approximation) and Silu (x·sigmoid(x)) are
-/// relaxed by the general construction of relaxation.hpp; `alpha` is Elu's alpha.
+/// Erf is S-shaped like tanh and relaxed by the sigmoid/tanh/arctan rules. Elu, Softplus, Gelu (erf form), GeluTanh
+/// (tanh approximation) and Silu (x·sigmoid(x)) are relaxed by the general construction of relaxation.hpp; `alpha` is
+/// Elu's alpha.
 enum class ActKind { Relu, LeakyRelu, Sigmoid, Tanh, Atan, Erf, Elu, Softplus, Gelu, GeluTanh, Silu };
 
 /// Name of an op kind ("Conv", "Dense", ...).

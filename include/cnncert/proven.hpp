@@ -62,10 +62,11 @@ struct ProvenOptions {
 
 /// One (image, target) result.
 struct ProvenTarget {
-  int64_t target = -1;   ///< −1 = top-1 (all other classes, union bound)
-  double noise = 0;      ///< certified noise level (ε or σ) at the confidence
-  double worst_case = 0; ///< worst-case certified radius (same method and search, base.bound.norm); NaN when not searched
-  double ratio = 0;      ///< noise / worst_case (0 when the worst case is 0; NaN when not searched)
+  int64_t target = -1;  ///< −1 = top-1 (all other classes, union bound)
+  double noise = 0;     ///< certified noise level (ε or σ) at the confidence
+  double worst_case =
+      0;             ///< worst-case certified radius (same method and search, base.bound.norm); NaN when not searched
+  double ratio = 0;  ///< noise / worst_case (0 when the worst case is 0; NaN when not searched)
   std::string note;
 };
 

@@ -82,13 +82,17 @@ CNNCERT_HD inline void cnncert_mixed_upper(Smooth s, T l, T u, T& alpha, T& beta
   T lo = 0, hi = u;
   for (int i = 0; i < kBisectionSteps; ++i) {
     const T g = (lo + hi) / 2;
-    if ((smooth_f(s, g) - fl) / (g - l) >= smooth_df(s, g)) hi = g;
-    else lo = g;
+    if ((smooth_f(s, g) - fl) / (g - l) >= smooth_df(s, g))
+      hi = g;
+    else
+      lo = g;
   }
   const T d = hi;
   const T slope = (smooth_f(s, d) - fl) / (d - l);
-  if (smooth_df(s, d) < slope) tangent(s, d, alpha, beta);
-  else through(s, l, slope, alpha, beta);
+  if (smooth_df(s, d) < slope)
+    tangent(s, d, alpha, beta);
+  else
+    through(s, l, slope, alpha, beta);
 }
 
 /// §2.2 mixed case (l < 0 < u), lower line.
@@ -98,13 +102,17 @@ CNNCERT_HD inline void cnncert_mixed_lower(Smooth s, T l, T u, T& alpha, T& beta
   T lo = l, hi = 0;
   for (int i = 0; i < kBisectionSteps; ++i) {
     const T g = (lo + hi) / 2;
-    if ((fu - smooth_f(s, g)) / (u - g) >= smooth_df(s, g)) lo = g;
-    else hi = g;
+    if ((fu - smooth_f(s, g)) / (u - g) >= smooth_df(s, g))
+      lo = g;
+    else
+      hi = g;
   }
   const T d = lo;
   const T slope = (smooth_f(s, d) - fu) / (d - u);
-  if (smooth_df(s, d) < slope) tangent(s, d, alpha, beta);
-  else through(s, u, slope, alpha, beta);
+  if (smooth_df(s, d) < slope)
+    tangent(s, d, alpha, beta);
+  else
+    through(s, u, slope, alpha, beta);
 }
 
 /// DeepCert's search for σ′(d) = k on the concave side (returns hi).
@@ -113,9 +121,12 @@ CNNCERT_HD inline T deepcert_concave_point(Smooth s, T lo, T hi, T k) {
   for (int i = 0; i < kBisectionSteps; ++i) {
     const T g = (lo + hi) / 2;
     const T dg = smooth_df(s, g);
-    if (k > dg) hi = g;
-    else if (k < dg) lo = g;
-    else return g;
+    if (k > dg)
+      hi = g;
+    else if (k < dg)
+      lo = g;
+    else
+      return g;
   }
   return hi;
 }
@@ -126,9 +137,12 @@ CNNCERT_HD inline T deepcert_convex_point(Smooth s, T lo, T hi, T k) {
   for (int i = 0; i < kBisectionSteps; ++i) {
     const T g = (lo + hi) / 2;
     const T dg = smooth_df(s, g);
-    if (k > dg) lo = g;
-    else if (k < dg) hi = g;
-    else return g;
+    if (k > dg)
+      lo = g;
+    else if (k < dg)
+      hi = g;
+    else
+      return g;
   }
   return lo;
 }
@@ -172,15 +186,19 @@ CNNCERT_HD inline Relaxation<T> relax_smooth(Smooth s, T l, T u, SmoothRule rule
   const T k = (fu - fl) / (u - l);
   const T m = (l + u) / 2;
   if (l >= T(0)) {  // concave side
-    if (rule == SmoothRule::DeepCert) tangent(s, deepcert_concave_point(s, l, u, k), r.alpha_u, r.beta_u);
-    else tangent(s, m, r.alpha_u, r.beta_u);
+    if (rule == SmoothRule::DeepCert)
+      tangent(s, deepcert_concave_point(s, l, u, k), r.alpha_u, r.beta_u);
+    else
+      tangent(s, m, r.alpha_u, r.beta_u);
     through(s, l, k, r.alpha_l, r.beta_l);
     return r;
   }
   if (u <= T(0)) {  // convex side
     through(s, l, k, r.alpha_u, r.beta_u);
-    if (rule == SmoothRule::DeepCert) tangent(s, deepcert_convex_point(s, l, u, k), r.alpha_l, r.beta_l);
-    else tangent(s, m, r.alpha_l, r.beta_l);
+    if (rule == SmoothRule::DeepCert)
+      tangent(s, deepcert_convex_point(s, l, u, k), r.alpha_l, r.beta_l);
+    else
+      tangent(s, m, r.alpha_l, r.beta_l);
     return r;
   }
   if (rule == SmoothRule::DeepCert) {
@@ -206,8 +224,10 @@ CNNCERT_HD inline Relaxation<T> relax_smooth(Smooth s, T l, T u, SmoothRule rule
       T lo = 0, hi = u;  // invariant: (σ(hi) − σ(l))/(hi − l) ≥ σ′(hi)
       for (int i = 0; i < kBisectionSteps; ++i) {
         const T g = (lo + hi) / 2;
-        if ((smooth_f(s, g) - fl) / (g - l) >= smooth_df(s, g)) hi = g;
-        else lo = g;
+        if ((smooth_f(s, g) - fl) / (g - l) >= smooth_df(s, g))
+          hi = g;
+        else
+          lo = g;
       }
       tangent(s, hi, r.alpha_u, r.beta_u);
     }
@@ -217,8 +237,10 @@ CNNCERT_HD inline Relaxation<T> relax_smooth(Smooth s, T l, T u, SmoothRule rule
       T lo = l, hi = 0;  // invariant: (σ(u) − σ(lo))/(u − lo) ≥ σ′(lo)
       for (int i = 0; i < kBisectionSteps; ++i) {
         const T g = (lo + hi) / 2;
-        if ((fu - smooth_f(s, g)) / (u - g) >= smooth_df(s, g)) lo = g;
-        else hi = g;
+        if ((fu - smooth_f(s, g)) / (u - g) >= smooth_df(s, g))
+          lo = g;
+        else
+          hi = g;
       }
       tangent(s, lo, r.alpha_l, r.beta_l);
     }
@@ -228,7 +250,6 @@ CNNCERT_HD inline Relaxation<T> relax_smooth(Smooth s, T l, T u, SmoothRule rule
   cnncert_mixed_lower(s, l, u, r.alpha_l, r.beta_l);
   return r;
 }
-
 
 // ---- General activations: one construction from each function's convexity pieces ----------------
 
@@ -289,7 +310,7 @@ CNNCERT_HD inline Pieces general_pieces(General g, double a) {
       if (a > 1) p.count = 2, p.cut[0] = 0, p.convex[0] = true, p.convex[1] = false;
       return p;
     case General::Softplus: return p;  // convex everywhere
-    case General::Gelu:  // f″ = φ(z)(2 − z²)
+    case General::Gelu:                // f″ = φ(z)(2 − z²)
       p.count = 3, p.cut[0] = -1.4142135623730950488, p.cut[1] = 1.4142135623730950488;
       break;
     case General::GeluTanh:  // f″ changes sign at ±1.41850400879083 (tests/cpu/test_relaxation.cpp checks it)
@@ -321,8 +342,10 @@ CNNCERT_HD inline T general_peak(General g, T a, T s, T k, T p, T q, bool concav
     const T mid = lo + (hi - lo) / 2;
     if (!(mid > lo && mid < hi)) break;
     const T dm = dphi(mid, false);
-    if (dm > T(0)) lo = mid, dlo = dm;
-    else hi = mid, dhi = dm;
+    if (dm > T(0))
+      lo = mid, dlo = dm;
+    else
+      hi = mid, dhi = dm;
   }
   const T from_lo = phi(lo) + dlo * (hi - lo), from_hi = phi(hi) - dhi * (hi - lo);
   const T peak = from_lo < from_hi ? from_lo : from_hi;
@@ -408,8 +431,12 @@ CNNCERT_HD inline void general_range(General g, T a, T l, T u, T& lo, T& hi) {
     return;
   }
   // The minimiser and minimum (slightly lowered: the constant is rounded) of each function.
-  const double zmin = g == General::Silu ? -1.278464542761074 : g == General::Gelu ? -0.7517915246935645 : -0.7524614220710163;
-  const double fmin = g == General::Silu ? -0.2784645427610738 : g == General::Gelu ? -0.16997120747990369 : -0.170040750571254;
+  const double zmin = g == General::Silu   ? -1.278464542761074
+                      : g == General::Gelu ? -0.7517915246935645
+                                           : -0.7524614220710163;
+  const double fmin = g == General::Silu   ? -0.2784645427610738
+                      : g == General::Gelu ? -0.16997120747990369
+                                           : -0.170040750571254;
   if (l < T(zmin) && T(zmin) < u) lo = T(fmin * (1 + 1e-9));
 }
 

@@ -47,9 +47,9 @@ const char* vnn_answer_name(VnnAnswer a);
 
 /// How a property is checked.
 struct VnnOptions {
-  BoundOptions bound;         ///< method (norm and box are set per case)
-  double timeout_seconds = 0; ///< 0 = none; checked between the phases of each case
-  bool attack = true;         ///< look for counterexamples (the box centre, then PGD)
+  BoundOptions bound;          ///< method (norm and box are set per case)
+  double timeout_seconds = 0;  ///< 0 = none; checked between the phases of each case
+  bool attack = true;          ///< look for counterexamples (the box centre, then PGD)
   uint64_t seed = 1;
   /// Input splitting for cases the bounds leave open, on networks of at most this many inputs
   /// (ACAS-Xu style): the box is bisected on the input that most influences the open constraints'

@@ -37,7 +37,9 @@ inline Result run(const std::string& program, const std::string& args) {
 }
 
 /// Runs the cnncert command.
-inline Result cli(const std::string& args) { return run(CNNCERT_CLI_PATH, args); }
+inline Result cli(const std::string& args) {
+  return run(CNNCERT_CLI_PATH, args);
+}
 
 inline const std::string kModel = (source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string();
 inline const std::string kImages = (source_dir() / "data/mnist_test_100.npy").string();

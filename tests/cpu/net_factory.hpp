@@ -22,7 +22,8 @@ inline std::vector<double> randn(std::mt19937_64& rng, size_t n, double scale) {
   return v;
 }
 
-inline ConvAttr random_conv(std::mt19937_64& rng, int64_t in_c, int64_t out_c, int64_t k, int64_t stride = 1, int64_t pad = 0) {
+inline ConvAttr random_conv(std::mt19937_64& rng, int64_t in_c, int64_t out_c, int64_t k, int64_t stride = 1,
+                            int64_t pad = 0) {
   ConvAttr c;
   c.out_channels = out_c;
   c.in_channels = in_c;
@@ -59,9 +60,11 @@ inline const char* family_name(Family f) {
 }
 
 /// Every activation kind, and the general ones (relaxation.hpp's construction) alone.
-inline constexpr ActKind kAllActs[] = {ActKind::Relu, ActKind::LeakyRelu, ActKind::Sigmoid, ActKind::Tanh,     ActKind::Atan, ActKind::Erf,
-                                       ActKind::Elu,  ActKind::Softplus,  ActKind::Gelu,    ActKind::GeluTanh, ActKind::Silu};
-inline constexpr ActKind kGeneralActs[] = {ActKind::Elu, ActKind::Softplus, ActKind::Gelu, ActKind::GeluTanh, ActKind::Silu};
+inline constexpr ActKind kAllActs[] = {ActKind::Relu, ActKind::LeakyRelu, ActKind::Sigmoid, ActKind::Tanh,
+                                       ActKind::Atan, ActKind::Erf,       ActKind::Elu,     ActKind::Softplus,
+                                       ActKind::Gelu, ActKind::GeluTanh,  ActKind::Silu};
+inline constexpr ActKind kGeneralActs[] = {ActKind::Elu, ActKind::Softplus, ActKind::Gelu, ActKind::GeluTanh,
+                                           ActKind::Silu};
 
 /// A small random network of a family with activation `act` on a (1, 8, 8) input, 4 classes.
 inline Network random_network(Family f, ActKind act, uint64_t seed) {
@@ -191,7 +194,8 @@ inline void project_l1(std::vector<double>& d, double eps) {
 }
 
 /// Projects x − x0 onto the ball (and the box when given).
-inline void project(std::vector<double>& x, const std::vector<double>& x0, double eps, Norm norm, const BoundOptions* box = nullptr) {
+inline void project(std::vector<double>& x, const std::vector<double>& x0, double eps, Norm norm,
+                    const BoundOptions* box = nullptr) {
   std::vector<double> d(x.size());
   for (size_t i = 0; i < x.size(); ++i) d[i] = x[i] - x0[i];
   if (norm == Norm::Linf) {
@@ -216,7 +220,8 @@ inline std::vector<double> spec_values(const Network& net, const BoundProblem& p
   const auto y = net.forward(x.data(), 1);
   std::vector<double> v(static_cast<size_t>(p.rows), 0.0);
   for (int64_t r = 0; r < p.rows; ++r)
-    for (int64_t k = 0; k < net.output_size(); ++k) v[static_cast<size_t>(r)] += p.spec[static_cast<size_t>(r * net.output_size() + k)] * y[static_cast<size_t>(k)];
+    for (int64_t k = 0; k < net.output_size(); ++k)
+      v[static_cast<size_t>(r)] += p.spec[static_cast<size_t>(r * net.output_size() + k)] * y[static_cast<size_t>(k)];
   return v;
 }
 
@@ -232,8 +237,10 @@ inline int check_sound(const Network& net, const BoundProblem& p, const BoundRes
     const auto v = spec_values(net, p, x);
     for (int64_t k = 0; k < p.rows; ++k) {
       const double scale = 1 + std::fabs(v[static_cast<size_t>(k)]);
-      EXPECT_GE(v[static_cast<size_t>(k)], r.lower[static_cast<size_t>(k)] - tol * scale) << how << " row " << k << " seed " << seed;
-      EXPECT_LE(v[static_cast<size_t>(k)], r.upper[static_cast<size_t>(k)] + tol * scale) << how << " row " << k << " seed " << seed;
+      EXPECT_GE(v[static_cast<size_t>(k)], r.lower[static_cast<size_t>(k)] - tol * scale)
+          << how << " row " << k << " seed " << seed;
+      EXPECT_LE(v[static_cast<size_t>(k)], r.upper[static_cast<size_t>(k)] + tol * scale)
+          << how << " row " << k << " seed " << seed;
     }
     ++checked;
   };
@@ -255,7 +262,8 @@ inline int check_sound(const Network& net, const BoundProblem& p, const BoundRes
   for (int64_t row = 0; row < p.rows; ++row)
     for (double dir : {-1.0, 1.0}) {
       std::vector<double> x = p.x0, g_out(static_cast<size_t>(net.output_size()));
-      for (int64_t k = 0; k < net.output_size(); ++k) g_out[static_cast<size_t>(k)] = dir * p.spec[static_cast<size_t>(row * net.output_size() + k)];
+      for (int64_t k = 0; k < net.output_size(); ++k)
+        g_out[static_cast<size_t>(k)] = dir * p.spec[static_cast<size_t>(row * net.output_size() + k)];
       const double step = p.eps / 4;
       for (int it = 0; it < pgd_steps; ++it) {
         const auto g = net.input_gradient(x.data(), g_out.data());
@@ -267,7 +275,9 @@ inline int check_sound(const Network& net, const BoundProblem& p, const BoundRes
           s = std::sqrt(s) + 1e-300;
           for (size_t i = 0; i < n; ++i) x[i] += step * g[i] / s;
         } else {
-          const size_t i = static_cast<size_t>(std::max_element(g.begin(), g.end(), [](double a, double b) { return std::fabs(a) < std::fabs(b); }) - g.begin());
+          const size_t i = static_cast<size_t>(
+              std::max_element(g.begin(), g.end(), [](double a, double b) { return std::fabs(a) < std::fabs(b); }) -
+              g.begin());
           x[i] += step * (g[i] > 0 ? 1 : -1);
         }
         project(x, p.x0, p.eps, norm, box);

@@ -60,7 +60,7 @@ TEST(Certify, CnnCertSearchFollowsTheLogSpaceBisection) {
   ASSERT_EQ(r[0].targets.size(), 1u);
   EXPECT_EQ(r[0].targets[0].target, 2);  // runner-up logit 0.3
   const double eps = r[0].targets[0].eps;
-  EXPECT_LT(eps, 0.0123);                 // only certified radii are reported
+  EXPECT_LT(eps, 0.0123);                          // only certified radii are reported
   EXPECT_GT(eps, 0.0123 * std::exp(-1.0 / 1000));  // bracket after 15 steps is < 2^-10 wide in log space
   EXPECT_EQ(r[0].targets[0].steps, 15);
 }
@@ -221,7 +221,8 @@ TEST(CertifyRealNetworks, ShippedModelRadiiHoldUnderAttack) {
 TEST(CertifyRealNetworks, SharedNetworkRadiiHoldUnderAttack) {
   CNNCERT_REQUIRE_SHARED_DATA();
   const auto nets = shared_data() / "nets";
-  check_certified_radius(nets / "mnist_verivital_convnet_maxpool.onnx", "mnist_verivital_convnet_maxpool", Norm::Linf, "adaptive", 1);
+  check_certified_radius(nets / "mnist_verivital_convnet_maxpool.onnx", "mnist_verivital_convnet_maxpool", Norm::Linf,
+                         "adaptive", 1);
   check_certified_radius(nets / "mnist_eran_sigmoid_6x200.onnx", "mnist_eran_sigmoid_6x200", Norm::L2, "deepcert", 2);
   check_certified_radius(nets / "cifar_resnet_2b.onnx", "cifar_resnet_2b", Norm::Linf, "adaptive", 2);
 }

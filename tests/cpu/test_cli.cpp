@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli_util.hpp"
 #include "cnncert/cuda.hpp"
 #include "npy.hpp"
-#include "cli_util.hpp"
 
 namespace cnncert::test {
 namespace {
@@ -49,7 +49,8 @@ TEST(Cli, ModelsWithoutAnImageInputReadFlatRows) {
   const auto y = detail::read_npy((source_dir() / "tests/fixtures/ops/rank1_mlp.logits.npy").string());
   std::vector<double> labels;
   for (int64_t i = 0; i < y.shape[0]; ++i)  // onnxruntime's classes
-    labels.push_back(static_cast<double>(std::max_element(y.data.begin() + i * 3, y.data.begin() + i * 3 + 3) - (y.data.begin() + i * 3)));
+    labels.push_back(static_cast<double>(std::max_element(y.data.begin() + i * 3, y.data.begin() + i * 3 + 3) -
+                                         (y.data.begin() + i * 3)));
   detail::write_npy((dir / "x.npy").string(), {x.shape[0], 5}, x.data, true);
   detail::write_npy((dir / "x.labels.npy").string(), {x.shape[0]}, labels, false);
   const Result p = cli("predict " + model + " " + (dir / "x.npy").string() + " -q");
@@ -75,13 +76,15 @@ TEST(Cli, ACpuRunLoadsNoCudaLibraryAndTheGpuPluginLoadsOnDemand) {
   if (std::string(CNNCERT_CUDA_PLUGIN_PATH).empty()) GTEST_SKIP() << "built without the CUDA engine";
   const Result gpu = run(traced, "certify " + kModel + " " + kImages + " -n 1 --device gpu -q");
   EXPECT_NE(gpu.err.find("libcnncert_cuda"), std::string::npos) << "--device gpu did not load the plugin";
-  if (gpu.code != 0) EXPECT_NE(gpu.err.find("--device gpu: no usable GPU"), std::string::npos) << gpu.err.substr(gpu.err.size() - 500);
+  if (gpu.code != 0)
+    EXPECT_NE(gpu.err.find("--device gpu: no usable GPU"), std::string::npos) << gpu.err.substr(gpu.err.size() - 500);
   // Without the plugin: the one-line error, exit 2.
   const Result missing = run(std::string("CNNCERT_CUDA_PLUGIN=/nonexistent/libcnncert_cuda.so ") + CNNCERT_CLI_PATH,
                              "certify " + kModel + " " + kImages + " -n 1 --device gpu");
   EXPECT_EQ(missing.code, 2);
-  EXPECT_NE(missing.err.find("the CUDA engine (libcnncert_cuda.so) could not be loaded: /nonexistent/libcnncert_cuda.so"),
-            std::string::npos)
+  EXPECT_NE(
+      missing.err.find("the CUDA engine (libcnncert_cuda.so) could not be loaded: /nonexistent/libcnncert_cuda.so"),
+      std::string::npos)
       << missing.err;
 }
 
@@ -143,8 +146,8 @@ TEST(Cli, CertifyShippedModel) {
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 4);
   // explicit targets
   write_file(dir / "targets.txt", "3\nuntargeted\n");
-  const Result t = cli("certify " + kModel + " " + kImages + " -n 2 -q --targets " + (dir / "targets.txt").string() +
-                       " --json -");
+  const Result t =
+      cli("certify " + kModel + " " + kImages + " -n 2 -q --targets " + (dir / "targets.txt").string() + " --json -");
   ASSERT_EQ(t.code, 0) << t.err;
   const auto jt = nlohmann::json::parse(t.out.substr(t.out.find('{')));
   EXPECT_EQ(jt["images"][0]["targets"][0]["target"], 3);
@@ -196,10 +199,11 @@ TEST(Cli, CertifyBadInput) {
   write_file(dir / "short.txt", "3\n");
   expect_bad_input(cli(base + "--targets " + (dir / "short.txt").string()), "one target class per image");
   // an op the engines cannot bound
-  const std::string leaky = onnx_model({onnx_node("Flatten", {"x"}, {"f"}), onnx_node("Gemm", {"f", "W"}, {"h"}, {attr_int("transB", 1)}),
-                                        onnx_node("LeakyRelu", {"h"}, {"y"}, {attr_float("alpha", 2.0f)}, "steep")},
-                                       {onnx_tensor("W", {2, 784}, std::vector<double>(2 * 784, 0.01))},
-                                       onnx_value("x", {-1, 1, 28, 28}), onnx_value("y", {-1, 2}));
+  const std::string leaky =
+      onnx_model({onnx_node("Flatten", {"x"}, {"f"}), onnx_node("Gemm", {"f", "W"}, {"h"}, {attr_int("transB", 1)}),
+                  onnx_node("LeakyRelu", {"h"}, {"y"}, {attr_float("alpha", 2.0f)}, "steep")},
+                 {onnx_tensor("W", {2, 784}, std::vector<double>(2 * 784, 0.01))}, onnx_value("x", {-1, 1, 28, 28}),
+                 onnx_value("y", {-1, 2}));
   write_file(dir / "leaky.onnx", leaky);
   expect_bad_input(cli("certify " + (dir / "leaky.onnx").string() + " " + kImages + " -n 1"), "steep");
   std::filesystem::remove_all(dir);
@@ -293,7 +297,8 @@ TEST(Cli, FastLinDenseBaselineGivesTheSameRadiiAsCnnCertRelu) {
 }
 
 TEST(Bench, ProvenTimesThreeRunsWithTheSameRadii) {
-  const Result r = run(CNNCERT_BENCH_PATH, "proven --model " + kModel + " --images " + kImages + " -n 4 --repeat 1 --block 1");
+  const Result r =
+      run(CNNCERT_BENCH_PATH, "proven --model " + kModel + " --images " + kImages + " -n 4 --repeat 1 --block 1");
   ASSERT_EQ(r.code, 0) << r.err;
   // exit 0 also says that the run with PROVEN's per-step work kept the worst-case radii (the
   // bench fails otherwise)
@@ -332,12 +337,15 @@ TEST(CliConventions, MissingConventionIsSaidAndSidecarFileGivesIt) {
   EXPECT_EQ(warned.code, 0) << warned.err;
   EXPECT_NE(warned.err.find("warning: no input convention for " + bare.string()), std::string::npos) << warned.err;
   EXPECT_NE(warned.err.find("values in [0, 255]"), std::string::npos) << warned.err;
-  EXPECT_EQ(warned.err.find("near chance"), std::string::npos) << warned.err;  // 83 % even so: ReLU nets forgive a scale
+  EXPECT_EQ(warned.err.find("near chance"), std::string::npos)
+      << warned.err;  // 83 % even so: ReLU nets forgive a scale
   // A convention far off (a mean of 1000 pixels) is near chance, and predict says so.
   const Result off = cli("predict " + bare.string() + " " + kImages + " -n 30 -q --mean 1000");
   EXPECT_NE(off.err.find("warning: the accuracy is near chance (10 classes)"), std::string::npos) << off.out << off.err;
-  std::filesystem::copy_file(kModel + ".json", dir / "convention.json", std::filesystem::copy_options::overwrite_existing);
-  const Result with = cli("predict " + bare.string() + " " + kImages + " -n 30 -q --sidecar " + (dir / "convention.json").string());
+  std::filesystem::copy_file(kModel + ".json", dir / "convention.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  const Result with =
+      cli("predict " + bare.string() + " " + kImages + " -n 30 -q --sidecar " + (dir / "convention.json").string());
   const Result shipped = cli("predict " + kModel + " " + kImages + " -n 30 -q");
   EXPECT_EQ(with.code, 0) << with.err;
   EXPECT_EQ(with.err, "");
@@ -346,7 +354,8 @@ TEST(CliConventions, MissingConventionIsSaidAndSidecarFileGivesIt) {
   const Result flags = cli("predict " + bare.string() + " " + kImages + " -n 30 -q --scale 1/255 --mean 0.5");
   EXPECT_EQ(flags.err, "");
   EXPECT_EQ(flags.out, shipped.out);
-  expect_bad_input(cli("predict " + bare.string() + " " + kImages + " --sidecar " + (dir / "none.json").string()), "none.json");
+  expect_bad_input(cli("predict " + bare.string() + " " + kImages + " --sidecar " + (dir / "none.json").string()),
+                   "none.json");
   write_file(dir / "typo.json", R"({"scale": "1/255", "stdev": [0.3]})");
   expect_bad_input(cli("predict " + bare.string() + " " + kImages + " --sidecar " + (dir / "typo.json").string()),
                    "unknown key \"stdev\"");
@@ -358,7 +367,9 @@ TEST(CliConventions, MissingConventionIsSaidAndSidecarFileGivesIt) {
 namespace cnncert::test {
 namespace {
 
-double lower_of(const nlohmann::json& j, size_t k) { return j["images"][0]["margins"][k]["lower"].get<double>(); }
+double lower_of(const nlohmann::json& j, size_t k) {
+  return j["images"][0]["margins"][k]["lower"].get<double>();
+}
 
 // --eps-space pixel measures radii before the mean/std: x = (q − mean) / std, so a pixel ball of
 // radius e is the input ball of radius e / std (one std for all channels here).
@@ -368,17 +379,23 @@ TEST(CliEpsSpace, PixelRadiiAreInputRadiiTimesTheStd) {
   const std::string certify = "certify " + kModel + " " + kImages + " -n 4 -q --json ";
   ASSERT_EQ(cli(certify + (dir / "in.json").string()).code, 0);
   ASSERT_EQ(cli(certify + (dir / "px.json").string() + " --eps-space pixel").code, 0);
-  const auto in = nlohmann::json::parse(read_file(dir / "in.json")), px = nlohmann::json::parse(read_file(dir / "px.json"));
+  const auto in = nlohmann::json::parse(read_file(dir / "in.json")),
+             px = nlohmann::json::parse(read_file(dir / "px.json"));
   EXPECT_EQ(px["eps_space"], "pixel");
-  for (size_t i = 0; i < in["images"].size(); ++i) EXPECT_EQ(in["images"][i]["targets"], px["images"][i]["targets"]) << i;
+  for (size_t i = 0; i < in["images"].size(); ++i)
+    EXPECT_EQ(in["images"][i]["targets"], px["images"][i]["targets"]) << i;
   // With std 0.5, bounds at pixel radius 0.01 are the bounds at input radius 0.02.
   const std::string bounds = "bounds " + kModel + " " + kImages + " -n 1 --std 0.5 --json ";
   ASSERT_EQ(cli(bounds + (dir / "b_in.json").string() + " --eps 0.02").code, 0);
   ASSERT_EQ(cli(bounds + (dir / "b_px.json").string() + " --eps 0.01 --eps-space pixel").code, 0);
-  const auto bi = nlohmann::json::parse(read_file(dir / "b_in.json")), bp = nlohmann::json::parse(read_file(dir / "b_px.json"));
-  for (size_t k = 0; k < 9; ++k) EXPECT_NEAR(lower_of(bp, k), lower_of(bi, k), 1e-9 * (1 + std::fabs(lower_of(bi, k)))) << k;
-  expect_bad_input(cli("certify " + kModel + " " + kImages + " -n 1 --eps-space raw"), "--eps-space must be input or pixel");
-  expect_bad_input(cli("proven " + kModel + " " + kImages + " -n 1 --eps-space pixel"), "--eps-space applies to certify and bounds");
+  const auto bi = nlohmann::json::parse(read_file(dir / "b_in.json")),
+             bp = nlohmann::json::parse(read_file(dir / "b_px.json"));
+  for (size_t k = 0; k < 9; ++k)
+    EXPECT_NEAR(lower_of(bp, k), lower_of(bi, k), 1e-9 * (1 + std::fabs(lower_of(bi, k)))) << k;
+  expect_bad_input(cli("certify " + kModel + " " + kImages + " -n 1 --eps-space raw"),
+                   "--eps-space must be input or pixel");
+  expect_bad_input(cli("proven " + kModel + " " + kImages + " -n 1 --eps-space pixel"),
+                   "--eps-space applies to certify and bounds");
 }
 
 }  // namespace
@@ -395,7 +412,8 @@ TEST(CliAttack, DistortionsAreAboveTheCertifiedRadii) {
   const Result a = cli("attack " + common + (dir / "a.json").string() + " --csv " + (dir / "a.csv").string());
   ASSERT_EQ(a.code, 0) << a.err;
   ASSERT_EQ(cli("certify " + common + (dir / "c.json").string()).code, 0);
-  const auto aj = nlohmann::json::parse(read_file(dir / "a.json")), cj = nlohmann::json::parse(read_file(dir / "c.json"));
+  const auto aj = nlohmann::json::parse(read_file(dir / "a.json")),
+             cj = nlohmann::json::parse(read_file(dir / "c.json"));
   ASSERT_EQ(aj["images"].size(), 5u);
   int compared = 0;
   for (size_t i = 0; i < 5; ++i) {
@@ -407,7 +425,8 @@ TEST(CliAttack, DistortionsAreAboveTheCertifiedRadii) {
     ++compared;
   }
   EXPECT_GE(compared, 4);
-  EXPECT_NE(read_file(dir / "a.csv").find("image,label,predicted,target,found,distortion,reached\n"), std::string::npos);
+  EXPECT_NE(read_file(dir / "a.csv").find("image,label,predicted,target,found,distortion,reached\n"),
+            std::string::npos);
   expect_bad_input(cli("attack " + kModel + " " + kImages + " -n 1 --method cw --norm inf"), "--norm 2");
   expect_bad_input(cli("attack " + kModel + " " + kImages + " -n 1 --method fgsm"), "--method must be pgd or cw");
   expect_bad_input(cli("attack " + kModel + " " + kImages + " -n 1 --target all"), "--target must be");
@@ -428,15 +447,17 @@ TEST(CliEpsSpace, PixelBallIsThePerChannelBoxOfAnNhwcModel) {
   std::vector<double> w(3 * 12, 0.0);
   for (int k = 0; k < 3; ++k)
     for (int i = 0; i < 12; ++i) w[static_cast<size_t>(k * 12 + i)] = i % 3 == k ? 1.0 : 0.0;  // (h, w, c) order
-  write_file(dir / "sum.onnx", onnx_model({onnx_node("Flatten", {"x"}, {"f"}), onnx_node("Gemm", {"f", "W"}, {"y"}, {attr_int("transB", 1)})},
-                                          {onnx_tensor("W", {3, 12}, w)}, onnx_value("x", {-1, 2, 2, 3}), onnx_value("y", {-1, 3})));
+  write_file(
+      dir / "sum.onnx",
+      onnx_model({onnx_node("Flatten", {"x"}, {"f"}), onnx_node("Gemm", {"f", "W"}, {"y"}, {attr_int("transB", 1)})},
+                 {onnx_tensor("W", {3, 12}, w)}, onnx_value("x", {-1, 2, 2, 3}), onnx_value("y", {-1, 3})));
   std::vector<double> px(2 * 3 * 2 * 2);
   for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<double>((i * 37) % 256);
   cnncert::detail::write_npy((dir / "img.npy").string(), {2, 3, 2, 2}, px, false);
   const std::string std_dev[3] = {"0.5", "0.25", "2"};
   const Result r = cli("bounds " + (dir / "sum.onnx").string() + " " + (dir / "img.npy").string() +
-                       " --logits --eps 0.01 --eps-space pixel --layout NHWC --scale 1/255 --mean 0.4,0.5,0.6 --std " + std_dev[0] + "," +
-                       std_dev[1] + "," + std_dev[2] + " --json " + (dir / "b.json").string());
+                       " --logits --eps 0.01 --eps-space pixel --layout NHWC --scale 1/255 --mean 0.4,0.5,0.6 --std " +
+                       std_dev[0] + "," + std_dev[1] + "," + std_dev[2] + " --json " + (dir / "b.json").string());
   ASSERT_EQ(r.code, 0) << r.err;
   const auto j = nlohmann::json::parse(read_file(dir / "b.json"));
   for (size_t im = 0; im < 2; ++im)

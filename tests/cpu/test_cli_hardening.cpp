@@ -16,8 +16,7 @@ namespace {
 std::string wrapped_shape_model() {
   const int64_t big = (int64_t{1} << 62) + 1;
   return onnx_model({onnx_node("MaxPool", {"x"}, {"y"}, {attr_ints("kernel_shape", {2, 2})}),
-                     onnx_node("Flatten", {"y"}, {"f"}),
-                     onnx_node("Gemm", {"f", "W"}, {"z"}, {attr_int("transB", 1)})},
+                     onnx_node("Flatten", {"y"}, {"f"}), onnx_node("Gemm", {"f", "W"}, {"z"}, {attr_int("transB", 1)})},
                     {onnx_tensor("W", {2, 8}, std::vector<double>(16, 0.5))}, onnx_value("x", {1, 1, big, 16}),
                     onnx_value("z", {1, 2}));
 }
@@ -35,9 +34,9 @@ TEST(CliHardening, CraftedShapeModelIsRejectedByEverySubcommand) {
   const std::string model = (dir / "wrap.onnx").string();
   write_file(model, wrapped_shape_model());
   const std::string imgs = " " + kImages;
-  for (const std::string args :
-       {"info " + model, "predict " + model + imgs, "certify " + model + imgs + " -n 1", "bounds " + model + imgs + " --eps 0.01",
-        "proven " + model + imgs + " -n 1", "convert " + model + " --to-dense -o " + (dir / "d.onnx").string()}) {
+  for (const std::string args : {"info " + model, "predict " + model + imgs, "certify " + model + imgs + " -n 1",
+                                 "bounds " + model + imgs + " --eps 0.01", "proven " + model + imgs + " -n 1",
+                                 "convert " + model + " --to-dense -o " + (dir / "d.onnx").string()}) {
     SCOPED_TRACE(args);
     expect_bad_input(cli(args), "input 'x'");
   }
@@ -54,11 +53,10 @@ TEST(CliHardening, UnwritableOutputsFailBeforeTheComputation) {
   struct Case {
     std::string option, path, needle;
   };
-  for (const Case& c : {Case{"--json", (dir / "no_such_folder/r.json").string(), "does not exist"},
-                        Case{"--json", dir.string(), "is a directory"},
-                        Case{"--csv", dir.string(), "is a directory"},
-                        Case{"--json", ro, "read-only"},
-                        Case{"--csv", (dir / "missing/r.csv").string(), "does not exist"}}) {
+  for (const Case& c :
+       {Case{"--json", (dir / "no_such_folder/r.json").string(), "does not exist"},
+        Case{"--json", dir.string(), "is a directory"}, Case{"--csv", dir.string(), "is a directory"},
+        Case{"--json", ro, "read-only"}, Case{"--csv", (dir / "missing/r.csv").string(), "does not exist"}}) {
     SCOPED_TRACE(c.option + " " + c.path);
     const Result r = cli(certify + " " + c.option + " " + c.path);
     expect_bad_input(r, c.needle);
@@ -71,7 +69,8 @@ TEST(CliHardening, UnwritableOutputsFailBeforeTheComputation) {
   expect_bad_input(cli("info " + kModel + " --json " + (dir / "x/i.json").string()), "does not exist");
   expect_bad_input(cli("predict " + kModel + " " + kImages + " --json " + dir.string()), "is a directory");
   expect_bad_input(cli("bounds " + kModel + " " + kImages + " -n 1 --eps 0.01 --json " + ro), "read-only");
-  expect_bad_input(cli("proven " + kModel + " " + kImages + " -n 1 --csv " + (dir / "x/p.csv").string()), "does not exist");
+  expect_bad_input(cli("proven " + kModel + " " + kImages + " -n 1 --csv " + (dir / "x/p.csv").string()),
+                   "does not exist");
   expect_bad_input(cli("convert " + kModel + " --to-dense -o " + (dir / "x/d.onnx").string()), "does not exist");
   EXPECT_EQ(listing(dir), std::vector<std::string>{"readonly.json"});
   std::filesystem::remove_all(dir);
@@ -105,9 +104,10 @@ TEST(CliHardening, FailedRunLeavesNoFileAndSuccessWritesItWhole) {
   // interrupted (SIGTERM after the outputs were opened): the temporary files go too
   std::filesystem::remove(json_path), std::filesystem::remove(csv_path);
   // (kill once the temporary file exists, at most 10 s later)
-  const std::string cmd = std::string(CNNCERT_CLI_PATH) + " certify " + kModel + " " + kImages + " -q --json " + json_path +
-                          " --csv " + csv_path + " >/dev/null 2>&1 & pid=$!; i=0; while [ $i -lt 200 ] && ! ls -a " +
-                          dir.string() + " | grep -q tmp-; do sleep 0.05; i=$((i+1)); done; kill -TERM $pid; wait $pid";
+  const std::string cmd = std::string(CNNCERT_CLI_PATH) + " certify " + kModel + " " + kImages + " -q --json " +
+                          json_path + " --csv " + csv_path +
+                          " >/dev/null 2>&1 & pid=$!; i=0; while [ $i -lt 200 ] && ! ls -a " + dir.string() +
+                          " | grep -q tmp-; do sleep 0.05; i=$((i+1)); done; kill -TERM $pid; wait $pid";
   const int status = std::system(("sh -c '" + cmd + "'").c_str());
   EXPECT_NE(status, 0) << "the run was not interrupted (finished within 1 s?)";
   EXPECT_EQ(listing(dir), std::vector<std::string>{"targets.txt"});
@@ -155,7 +155,8 @@ TEST(CliHardening, ValuesThatCannotBeMeantAreRejected) {
   detail::write_npy((dir / "imgs.labels.npy").string(), {2}, {7, 12}, false);
   for (const std::string sub : {"certify", "predict", "proven"}) {
     SCOPED_TRACE(sub);
-    expect_bad_input(cli(sub + " " + kModel + " " + imgs + " -q"), "image 1: label 12 is not a class of the model (0..9)");
+    expect_bad_input(cli(sub + " " + kModel + " " + imgs + " -q"),
+                     "image 1: label 12 is not a class of the model (0..9)");
   }
   // a --targets class outside the classes
   write_file(dir / "targets.txt", "3\n10\n");

@@ -17,8 +17,8 @@ namespace {
 
 const char* kMethods[] = {"fastlin", "adaptive", "deepcert", "crown"};
 const Norm kNorms[] = {Norm::Linf, Norm::L2, Norm::L1};
-const Family kFamilies[] = {Family::Mlp, Family::Cnn, Family::CnnMaxPool, Family::CnnAvgPoolPadded, Family::Residual,
-                            Family::BatchNormStrided};
+const Family kFamilies[] = {
+    Family::Mlp, Family::Cnn, Family::CnnMaxPool, Family::CnnAvgPoolPadded, Family::Residual, Family::BatchNormStrided};
 
 BoundOptions opts(Norm norm, const std::string& method) {
   BoundOptions o;
@@ -118,7 +118,8 @@ TEST(Engine, BoundsAreSoundOnEveryFamilyMethodAndNorm) {
           const BoundProblem p = logit_problem(net, x0, eps);
           const auto r = make_cpu_engine(net, 1)->bound({p}, opts(norm, m));
           ASSERT_TRUE(r[0].error.empty()) << r[0].error;
-          for (int64_t k = 0; k < p.rows; ++k) ASSERT_LE(r[0].lower[static_cast<size_t>(k)], r[0].upper[static_cast<size_t>(k)]);
+          for (int64_t k = 0; k < p.rows; ++k)
+            ASSERT_LE(r[0].lower[static_cast<size_t>(k)], r[0].upper[static_cast<size_t>(k)]);
           check_sound(net, p, r[0], norm, seed, 60, 10);
         }
 }
@@ -212,7 +213,8 @@ TEST(Engine, PerElementBoxesAreSoundAndEqualAnAffineInputLayer) {
       const BoundOptions o = opts(Norm::Linf, act == ActKind::Relu ? "adaptive" : "crown");
       // The same region as the unit ℓ∞ ball through an input layer x = centre + radius ⊙ u.
       std::vector<double> centre(p.x0.size()), radius(p.x0.size());
-      for (size_t j = 0; j < p.x0.size(); ++j) centre[j] = (p.x_lower[j] + p.x_upper[j]) / 2, radius[j] = (p.x_upper[j] - p.x_lower[j]) / 2;
+      for (size_t j = 0; j < p.x0.size(); ++j)
+        centre[j] = (p.x_lower[j] + p.x_upper[j]) / 2, radius[j] = (p.x_upper[j] - p.x_lower[j]) / 2;
       const Network affine = with_input_affine(net, radius, centre);
       BoundProblem q = logit_problem(affine, std::vector<double>(p.x0.size(), 0.0), 1.0);
       const BoundResult want = make_cpu_engine(affine, 1)->bound({q}, o)[0];
@@ -261,11 +263,13 @@ TEST(Engine, BoxesAreClippedAndCheckedLikeBalls) {
     BoundOptions plain = o;
     plain.clip_to_box = false;
     const auto b = e->bound({clipped}, plain)[0];
-    for (size_t k = 0; k < a.lower.size(); ++k) EXPECT_NEAR(a.lower[k], b.lower[k], 1e-6 * (1 + std::fabs(b.lower[k]))) << e->name();
+    for (size_t k = 0; k < a.lower.size(); ++k)
+      EXPECT_NEAR(a.lower[k], b.lower[k], 1e-6 * (1 + std::fabs(b.lower[k]))) << e->name();
   }
   // Bad boxes: sizes, NaN, x0 outside, another norm.
   auto expect_bad = [&](BoundProblem q, Norm norm) {
-    for (const auto& e : all_engines(net)) EXPECT_THROW(e->bound({q}, opts(norm, "adaptive")), InvalidArgument) << e->name();
+    for (const auto& e : all_engines(net))
+      EXPECT_THROW(e->bound({q}, opts(norm, "adaptive")), InvalidArgument) << e->name();
   };
   BoundProblem q = clipped;
   q.x_upper.pop_back();
@@ -295,13 +299,16 @@ TEST(Engine, MarginBoundsShrinkAsEpsShrinks) {
 }
 
 TEST(Engine, CnnAndItsDenseRewriteGiveIdenticalBounds) {
-  for (Family f : {Family::Cnn, Family::CnnMaxPool, Family::CnnAvgPoolPadded, Family::Residual, Family::BatchNormStrided})
+  for (Family f :
+       {Family::Cnn, Family::CnnMaxPool, Family::CnnAvgPoolPadded, Family::Residual, Family::BatchNormStrided})
     for (Norm norm : kNorms)
       for (const char* m : {"fastlin", "adaptive"}) {
         SCOPED_TRACE(std::string(family_name(f)) + " " + norm_name(norm) + " " + m);
         const Network cnn = random_network(f, ActKind::Relu, 31);
         const Network dense = convert_to_dense(cnn);
-        ASSERT_EQ(std::count_if(dense.nodes().begin(), dense.nodes().end(), [](const Node& n) { return n.op == OpKind::Conv; }), 0);
+        ASSERT_EQ(std::count_if(dense.nodes().begin(), dense.nodes().end(),
+                                [](const Node& n) { return n.op == OpKind::Conv; }),
+                  0);
         const auto x0 = random_input(32, cnn.input_size());
         const BoundProblem p = margin_problem(cnn, x0, norm == Norm::Linf ? 0.03 : 0.2);
         const auto a = make_cpu_engine(cnn, 1)->bound({p}, opts(norm, m));
@@ -320,13 +327,15 @@ struct FastLinMlp {
   std::vector<DenseAttr> layers;  // ReLU after every layer but the last
 
   void bounds_of_layer(size_t m, const std::vector<double>& x0, double eps, const std::vector<std::vector<double>>& lo,
-                       const std::vector<std::vector<double>>& hi, std::vector<double>& out_l, std::vector<double>& out_u) const {
+                       const std::vector<std::vector<double>>& hi, std::vector<double>& out_l,
+                       std::vector<double>& out_u) const {
     // Λ starts as W_m (rows × n_{m-1}); walk down.
     const DenseAttr& top = layers[m];
     std::vector<std::vector<double>> lam(static_cast<size_t>(top.out_features));
     std::vector<double> bu(top.bias), bl(top.bias);
     for (int64_t r = 0; r < top.out_features; ++r)
-      lam[static_cast<size_t>(r)].assign(top.weight.begin() + r * top.in_features, top.weight.begin() + (r + 1) * top.in_features);
+      lam[static_cast<size_t>(r)].assign(top.weight.begin() + r * top.in_features,
+                                         top.weight.begin() + (r + 1) * top.in_features);
     for (size_t k = m; k-- > 0;) {
       const DenseAttr& w = layers[k];
       for (size_t r = 0; r < lam.size(); ++r) {
@@ -336,13 +345,16 @@ struct FastLinMlp {
           const double d = u <= 0 ? 0 : l > 0 ? 1 : u / (u - l);
           double a = lam[r][static_cast<size_t>(j)];
           if (u > 0 && l <= 0) {  // unstable: intercept −l·d on the side that needs the upper line
-            if (a > 0) bu[r] += a * (-l * d);
-            else bl[r] += a * (-l * d);
+            if (a > 0)
+              bu[r] += a * (-l * d);
+            else
+              bl[r] += a * (-l * d);
           }
           a *= d;
           bu[r] += a * w.bias[static_cast<size_t>(j)];
           bl[r] += a * w.bias[static_cast<size_t>(j)];
-          for (int64_t i = 0; i < w.in_features; ++i) next[static_cast<size_t>(i)] += a * w.weight[static_cast<size_t>(j * w.in_features + i)];
+          for (int64_t i = 0; i < w.in_features; ++i)
+            next[static_cast<size_t>(i)] += a * w.weight[static_cast<size_t>(j * w.in_features + i)];
         }
         lam[r] = next;
       }
@@ -430,7 +442,8 @@ TEST(Engine, LinearCoefficientsReproduceTheBounds) {
 TEST(Engine, ThreadsAndBatchingDoNotChangeResults) {
   const Network net = random_network(Family::CnnMaxPool, ActKind::Sigmoid, 51);
   std::vector<BoundProblem> ps;
-  for (int i = 0; i < 5; ++i) ps.push_back(margin_problem(net, random_input(60 + static_cast<uint64_t>(i), net.input_size()), 0.01 * (i + 1)));
+  for (int i = 0; i < 5; ++i)
+    ps.push_back(margin_problem(net, random_input(60 + static_cast<uint64_t>(i), net.input_size()), 0.01 * (i + 1)));
   const auto one = make_cpu_engine(net, 1)->bound(ps, opts(Norm::Linf, "deepcert"));
   const auto two = make_cpu_engine(net, 2)->bound(ps, opts(Norm::Linf, "deepcert"));
   for (size_t i = 0; i < ps.size(); ++i) {
@@ -475,12 +488,17 @@ void check_real_network(const std::filesystem::path& onnx, const std::vector<dou
   check_sound(net, p, r[0], norm, 7, 20, 8);
 }
 
-std::vector<double> fixture_input(const std::string& stem, int index) { return fixture_inputs(stem, index, 1); }
+std::vector<double> fixture_input(const std::string& stem, int index) {
+  return fixture_inputs(stem, index, 1);
+}
 
 TEST(EngineRealNetworks, ShippedModelBoundsAreSound) {
   const auto model = source_dir() / "models/mnist_cnn_3layer_5_3.onnx";
   for (Norm norm : kNorms)
-    check_real_network(model, fixture_input("mnist_cnn_3layer_5_3", 0), norm == Norm::Linf ? 0.02 : norm == Norm::L2 ? 0.3 : 1.0,
+    check_real_network(model, fixture_input("mnist_cnn_3layer_5_3", 0),
+                       norm == Norm::Linf ? 0.02
+                       : norm == Norm::L2 ? 0.3
+                                          : 1.0,
                        norm, "adaptive");
   check_real_network(model, fixture_input("mnist_cnn_3layer_5_3", 1), 0.02, Norm::Linf, "fastlin");
 }
@@ -488,21 +506,25 @@ TEST(EngineRealNetworks, ShippedModelBoundsAreSound) {
 TEST(EngineRealNetworks, SharedNetworkBoundsAreSound) {
   CNNCERT_REQUIRE_SHARED_DATA();
   const auto nets = shared_data() / "nets";
-  check_real_network(nets / "mnist_verivital_convnet_maxpool.onnx", fixture_input("mnist_verivital_convnet_maxpool", 0), 0.004,
-                     Norm::Linf, "adaptive");
-  check_real_network(nets / "mnist_marabou_cnn_maxpool2.onnx", fixture_input("mnist_marabou_cnn_maxpool2", 0), 0.01, Norm::Linf,
-                     "fastlin");
-  check_real_network(nets / "mnist_eran_sigmoid_6x200.onnx", fixture_input("mnist_eran_sigmoid_6x200", 0), 0.012, Norm::Linf,
-                     "deepcert");
-  check_real_network(nets / "mnist_nln_tansig_200_50.onnx", fixture_input("mnist_nln_tansig_200_50", 0), 1.0, Norm::Linf, "crown");
-  check_real_network(nets / "cifar_resnet_2b.onnx", fixture_input("cifar_resnet_2b", 0), 2.0 / 255 / 0.25, Norm::Linf, "adaptive");
-  check_real_network(nets / "cifar_oval21_base_kw.onnx", fixture_input("cifar_oval21_base_kw", 0), 0.1, Norm::L2, "adaptive");
-  check_real_network(nets / "cifar_abcrown_convsmall_sigmoid.onnx", fixture_input("cifar_abcrown_convsmall_sigmoid", 0), 0.005,
-                     Norm::Linf, "cnncert");
+  check_real_network(nets / "mnist_verivital_convnet_maxpool.onnx", fixture_input("mnist_verivital_convnet_maxpool", 0),
+                     0.004, Norm::Linf, "adaptive");
+  check_real_network(nets / "mnist_marabou_cnn_maxpool2.onnx", fixture_input("mnist_marabou_cnn_maxpool2", 0), 0.01,
+                     Norm::Linf, "fastlin");
+  check_real_network(nets / "mnist_eran_sigmoid_6x200.onnx", fixture_input("mnist_eran_sigmoid_6x200", 0), 0.012,
+                     Norm::Linf, "deepcert");
+  check_real_network(nets / "mnist_nln_tansig_200_50.onnx", fixture_input("mnist_nln_tansig_200_50", 0), 1.0,
+                     Norm::Linf, "crown");
+  check_real_network(nets / "cifar_resnet_2b.onnx", fixture_input("cifar_resnet_2b", 0), 2.0 / 255 / 0.25, Norm::Linf,
+                     "adaptive");
+  check_real_network(nets / "cifar_oval21_base_kw.onnx", fixture_input("cifar_oval21_base_kw", 0), 0.1, Norm::L2,
+                     "adaptive");
+  check_real_network(nets / "cifar_abcrown_convsmall_sigmoid.onnx", fixture_input("cifar_abcrown_convsmall_sigmoid", 0),
+                     0.005, Norm::Linf, "cnncert");
   check_real_network(nets / "mnist_colt_convmed_0.1.onnx", fixture_input("mnist_colt_convmed_0.1", 0), 0.05, Norm::Linf,
                      "adaptive");
   check_real_network(nets / "mnist_fc_256x2.onnx", fixture_input("mnist_fc_256x2", 1), 0.3, Norm::L2, "fastlin");
-  check_real_network(nets / "mnist_marabou_fc_2x10.onnx", fixture_input("mnist_marabou_fc_2x10", 2), 1.0, Norm::L1, "adaptive");
+  check_real_network(nets / "mnist_marabou_fc_2x10.onnx", fixture_input("mnist_marabou_fc_2x10", 2), 1.0, Norm::L1,
+                     "adaptive");
   check_real_network(nets / "mnist_marabou_sigmoid_64_32.onnx", fixture_input("mnist_marabou_sigmoid_64_32", 3), 0.02,
                      Norm::Linf, "crown");
 }

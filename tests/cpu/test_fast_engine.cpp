@@ -16,17 +16,17 @@
 // tighter; none looser on the real networks. `exact_cnncert` reproduces the reference.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 
+#include "cli_util.hpp"
 #include "cnncert/certify.hpp"
 #include "cnncert/engine.hpp"
 #include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
-#include "cli_util.hpp"
 #include "engine_compare.hpp"
 #include "test_util.hpp"
 
@@ -35,7 +35,9 @@ namespace {
 
 constexpr double kDoubleRtol = 1e-9;
 
-double dtol(double ref, double width) { return kDoubleRtol * (1 + std::fabs(ref) + std::fabs(width)); }
+double dtol(double ref, double width) {
+  return kDoubleRtol * (1 + std::fabs(ref) + std::fabs(width));
+}
 
 /// Every value of `got` equals `want` within dtol (bounds, intermediate bounds, linear terms).
 void expect_equal(const std::vector<BoundResult>& got, const std::vector<BoundResult>& want, const std::string& what) {
@@ -55,8 +57,10 @@ void expect_equal(const std::vector<BoundResult>& got, const std::vector<BoundRe
       ASSERT_EQ(g.intermediate[i].lower.size(), w.intermediate[i].lower.size()) << what;
       for (size_t j = 0; j < w.intermediate[i].lower.size(); ++j) {
         const double l = w.intermediate[i].lower[j], u = w.intermediate[i].upper[j];
-        EXPECT_NEAR(g.intermediate[i].lower[j], l, dtol(l, u - l)) << what << " node " << w.intermediate[i].node << " neuron " << j;
-        EXPECT_NEAR(g.intermediate[i].upper[j], u, dtol(u, u - l)) << what << " node " << w.intermediate[i].node << " neuron " << j;
+        EXPECT_NEAR(g.intermediate[i].lower[j], l, dtol(l, u - l))
+            << what << " node " << w.intermediate[i].node << " neuron " << j;
+        EXPECT_NEAR(g.intermediate[i].upper[j], u, dtol(u, u - l))
+            << what << " node " << w.intermediate[i].node << " neuron " << j;
       }
     }
     ASSERT_EQ(g.a_lower.size(), w.a_lower.size()) << what;
@@ -103,7 +107,9 @@ BoundOptions options_of(const EngineCase& c, bool exact) {
   return o;
 }
 
-double eps_of(Norm n) { return n == Norm::Linf ? 0.05 : n == Norm::L2 ? 0.2 : 0.5; }
+double eps_of(Norm n) {
+  return n == Norm::Linf ? 0.05 : n == Norm::L2 ? 0.2 : 0.5;
+}
 
 std::string case_name(const EngineCase& c) {
   return std::string(family_name(c.family)) + "/" + act_name(c.act) + "/" + norm_name(c.norm) + "/" + c.method;
@@ -197,11 +203,14 @@ TEST(FastEngine, RealNetworkResultsAreBitIdenticalForAnyThreadCountAndBudget) {
   const std::vector<BoundProblem> ps = fixture_problems(net, "mnist_cnn_lenet", 2, 0.02);
   BoundOptions o;
   o.want_intermediate = o.want_linear = true;
-  expect_identical(make_fast_engine(net, 1)->bound(ps, o), make_fast_engine(net, 7)->bound(ps, o), "lenet 1 vs 7 threads");
-  expect_identical(make_fast_engine(net, 1, 4)->bound(ps, o), make_fast_engine(net, 4, 4)->bound(ps, o), "lenet 4 MiB, 1 vs 4 threads");
+  expect_identical(make_fast_engine(net, 1)->bound(ps, o), make_fast_engine(net, 7)->bound(ps, o),
+                   "lenet 1 vs 7 threads");
+  expect_identical(make_fast_engine(net, 1, 4)->bound(ps, o), make_fast_engine(net, 4, 4)->bound(ps, o),
+                   "lenet 4 MiB, 1 vs 4 threads");
   o.exact_cnncert = true;
   o.want_linear = false;
-  expect_equal(make_fast_engine(net, 2, 4)->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), "lenet 4 MiB vs reference");
+  expect_equal(make_fast_engine(net, 2, 4)->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o),
+               "lenet 4 MiB vs reference");
 }
 
 TEST(FastEngine, MaxPoolInputsAreNeverSkipped) {
@@ -231,8 +240,10 @@ TEST(FastEngine, MaxPoolInputsAreNeverSkipped) {
         ++compared;
         ASSERT_EQ(got[p].intermediate[i].node, w.node);
         for (size_t j = 0; j < w.lower.size(); ++j) {
-          EXPECT_NEAR(got[p].intermediate[i].lower[j], w.lower[j], dtol(w.lower[j], w.upper[j] - w.lower[j])) << "node " << w.node;
-          EXPECT_NEAR(got[p].intermediate[i].upper[j], w.upper[j], dtol(w.upper[j], w.upper[j] - w.lower[j])) << "node " << w.node;
+          EXPECT_NEAR(got[p].intermediate[i].lower[j], w.lower[j], dtol(w.lower[j], w.upper[j] - w.lower[j]))
+              << "node " << w.node;
+          EXPECT_NEAR(got[p].intermediate[i].upper[j], w.upper[j], dtol(w.upper[j], w.upper[j] - w.lower[j]))
+              << "node " << w.node;
         }
       }
     EXPECT_GT(compared, 0);
@@ -300,7 +311,8 @@ TEST(FastEngine, InputBoxAndEmptySpecsMatchTheReference) {
 }
 
 TEST(FastEngine, ShippedAndSharedNetworksMatchTheReference) {
-  auto check = [](const std::filesystem::path& onnx, const std::string& stem, double eps, Norm norm, const char* method) {
+  auto check = [](const std::filesystem::path& onnx, const std::string& stem, double eps, Norm norm,
+                  const char* method) {
     const Network net = import_onnx(onnx.string());
     const std::vector<BoundProblem> ps = fixture_problems(net, stem, 2, eps);
     BoundOptions o;
@@ -320,9 +332,11 @@ TEST(FastEngine, ShippedAndSharedNetworksMatchTheReference) {
   };
   check(source_dir() / "models/mnist_cnn_3layer_5_3.onnx", "mnist_cnn_3layer_5_3", 0.03, Norm::Linf, "adaptive");
   CNNCERT_REQUIRE_SHARED_DATA();
-  check(shared_data() / "nets/mnist_verivital_convnet_maxpool.onnx", "mnist_verivital_convnet_maxpool", 0.004, Norm::Linf, "adaptive");
+  check(shared_data() / "nets/mnist_verivital_convnet_maxpool.onnx", "mnist_verivital_convnet_maxpool", 0.004,
+        Norm::Linf, "adaptive");
   check(shared_data() / "nets/mnist_fc_256x2.onnx", "mnist_fc_256x2", 0.01, Norm::Linf, "fastlin");
-  check(shared_data() / "nets/mnist_eran_sigmoid_6x200.onnx", "mnist_eran_sigmoid_6x200", 0.012, Norm::Linf, "deepcert");
+  check(shared_data() / "nets/mnist_eran_sigmoid_6x200.onnx", "mnist_eran_sigmoid_6x200", 0.012, Norm::Linf,
+        "deepcert");
   check(shared_data() / "nets/cifar_oval21_base_kw.onnx", "cifar_oval21_base_kw", 0.004, Norm::L2, "adaptive");
 }
 
@@ -338,7 +352,8 @@ TEST(FastEngine, CertifiedRadiiMatchTheReferenceInExactMode) {
     const auto a = certify(net, *ref, x, {}, o), b = certify(net, *fast, x, {}, o);
     ASSERT_EQ(a.size(), b.size());
     for (size_t i = 0; i < a.size(); ++i)
-      for (size_t t = 0; t < a[i].targets.size(); ++t) EXPECT_EQ(a[i].targets[t].eps, b[i].targets[t].eps) << family_name(f);
+      for (size_t t = 0; t < a[i].targets.size(); ++t)
+        EXPECT_EQ(a[i].targets[t].eps, b[i].targets[t].eps) << family_name(f);
     o.bound.exact_cnncert = false;  // the default: the same radii up to the rare looser bound (≤ 0.1 % smaller)
     const auto c = certify(net, *fast, x, {}, o);
     for (size_t i = 0; i < a.size(); ++i)

@@ -40,7 +40,8 @@ TEST(FloatEngine, ChunksOfAnySizeGiveBitIdenticalResults) {
       EXPECT_EQ(a[p].upper, b[p].upper) << family_name(f);
       EXPECT_EQ(a[p].a_lower, b[p].a_lower) << family_name(f);
       ASSERT_EQ(a[p].intermediate.size(), b[p].intermediate.size());
-      for (size_t i = 0; i < a[p].intermediate.size(); ++i) EXPECT_EQ(a[p].intermediate[i].lower, b[p].intermediate[i].lower);
+      for (size_t i = 0; i < a[p].intermediate.size(); ++i)
+        EXPECT_EQ(a[p].intermediate[i].lower, b[p].intermediate[i].lower);
     }
   }
 }
@@ -87,16 +88,18 @@ TEST(FloatEngine, ShippedModelMatchesTheCpuEngine) {
   const std::vector<double> x = fixture_inputs("mnist_cnn_3layer_5_3", 0, 2);
   const int64_t n = net.input_size();
   std::vector<BoundProblem> ps;
-  for (int i = 0; i < 2; ++i) ps.push_back(margin_problem(net, std::vector<double>(x.begin() + i * n, x.begin() + (i + 1) * n), 0.01 * (i + 1)));
+  for (int i = 0; i < 2; ++i)
+    ps.push_back(margin_problem(net, std::vector<double>(x.begin() + i * n, x.begin() + (i + 1) * n), 0.01 * (i + 1)));
   BoundOptions o;
   o.want_intermediate = true;
-  const double worst = compare_results(make_float_engine(net, 256)->bound(ps, o), make_cpu_engine(net)->bound(ps, o), "shipped");
+  const double worst =
+      compare_results(make_float_engine(net, 256)->bound(ps, o), make_cpu_engine(net)->bound(ps, o), "shipped");
   std::printf("largest |float - double| / tolerance: %.3g\n", worst);
 }
 
 void compare_shared(const std::string& stem, double eps, Norm norm, const char* method) {
-  compare_on_fixtures([](const Network& net) { return make_float_engine(net, 256); }, shared_data() / "nets" / (stem + ".onnx"),
-                      stem, 1, eps, norm, method);
+  compare_on_fixtures([](const Network& net) { return make_float_engine(net, 256); },
+                      shared_data() / "nets" / (stem + ".onnx"), stem, 1, eps, norm, method);
 }
 
 TEST(FloatEngine, SharedNetworksMatchTheCpuEngine) {

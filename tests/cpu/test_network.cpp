@@ -11,16 +11,18 @@
 namespace cnncert {
 namespace {
 
-std::vector<double> run(const Network& net, const std::vector<double>& x) { return net.forward(x.data(), 1); }
+std::vector<double> run(const Network& net, const std::vector<double>& x) {
+  return net.forward(x.data(), 1);
+}
 
 TEST(ShapeMath, WindowOutSize) {
   EXPECT_EQ(window_out_size(28, 3, 1, 0, 0, 1), 26);
   EXPECT_EQ(window_out_size(28, 5, 2, 2, 2, 1), 14);
   EXPECT_EQ(window_out_size(32, 4, 2, 1, 1, 1), 16);
-  EXPECT_EQ(window_out_size(5, 3, 1, 0, 0, 2), 1);     // dilated span 5
-  EXPECT_EQ(window_out_size(6, 3, 2, 0, 0, 1), 2);     // floor
+  EXPECT_EQ(window_out_size(5, 3, 1, 0, 0, 2), 1);        // dilated span 5
+  EXPECT_EQ(window_out_size(6, 3, 2, 0, 0, 1), 2);        // floor
   EXPECT_EQ(window_out_size(6, 3, 2, 0, 0, 1, true), 3);  // ceil mode keeps a partial window
-  EXPECT_EQ(window_out_size(2, 3, 1, 0, 0, 1), 0);     // does not fit
+  EXPECT_EQ(window_out_size(2, 3, 1, 0, 0, 1), 0);        // does not fit
 }
 
 TEST(Network, DenseReluByHand) {
@@ -82,7 +84,8 @@ TEST(Network, ConvMatchesADirectSumForEveryGeometry) {
     c.out_channels = c.groups * (1 + pick(rng));
     c.kernel_h = 1 + pick(rng), c.kernel_w = 1 + pick(rng) + (trial % 3 == 0);
     c.stride_h = 1 + pick(rng), c.stride_w = 1 + pick(rng);
-    c.pad_top = pick(rng), c.pad_left = pick(rng), c.pad_bottom = pick(rng), c.pad_right = pick(rng) + (trial % 5 == 0) * 2;
+    c.pad_top = pick(rng), c.pad_left = pick(rng), c.pad_bottom = pick(rng),
+    c.pad_right = pick(rng) + (trial % 5 == 0) * 2;
     c.dilation_h = 1 + pick(rng), c.dilation_w = 1 + pick(rng);
     const int64_t ic = c.in_channels * c.groups, ih = 3 + pick(rng), iw = 2 + pick(rng) * 2;
     c.weight.resize(static_cast<size_t>(c.out_channels * c.in_channels * c.kernel_h * c.kernel_w));
@@ -111,8 +114,10 @@ TEST(Network, ConvMatchesADirectSumForEveryGeometry) {
           for (int64_t ci = 0; ci < c.in_channels; ++ci)
             for (int64_t ky = 0; ky < c.kernel_h; ++ky)
               for (int64_t kx = 0; kx < c.kernel_w; ++kx) {
-                const double w = c.weight[static_cast<size_t>(((o * c.in_channels + ci) * c.kernel_h + ky) * c.kernel_w + kx)];
-                const int64_t yy = r * c.stride_h - c.pad_top + ky * c.dilation_h, xx = q * c.stride_w - c.pad_left + kx * c.dilation_w;
+                const double w =
+                    c.weight[static_cast<size_t>(((o * c.in_channels + ci) * c.kernel_h + ky) * c.kernel_w + kx)];
+                const int64_t yy = r * c.stride_h - c.pad_top + ky * c.dilation_h,
+                              xx = q * c.stride_w - c.pad_left + kx * c.dilation_w;
                 if (w == 0 || yy < 0 || yy >= ih || xx < 0 || xx >= iw) continue;
                 acc += w * in[static_cast<size_t>(((o / cpg_out * c.in_channels + ci) * ih + yy) * iw + xx)];
               }

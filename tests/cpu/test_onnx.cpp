@@ -2,11 +2,10 @@
 // and bad input.
 #include <gtest/gtest.h>
 
-#include <limits>
-
 #include <cmath>
-#include <random>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "cnncert/error.hpp"
 #include "cnncert/images.hpp"
@@ -26,7 +25,8 @@ double max_rel_error(const std::vector<double>& a, const std::vector<double>& b,
   double worst = 0;
   for (size_t r = 0; r * static_cast<size_t>(classes) < b.size(); ++r) {
     double scale = 1;
-    for (int64_t k = 0; k < classes; ++k) scale = std::max(scale, std::fabs(b[r * static_cast<size_t>(classes) + static_cast<size_t>(k)]));
+    for (int64_t k = 0; k < classes; ++k)
+      scale = std::max(scale, std::fabs(b[r * static_cast<size_t>(classes) + static_cast<size_t>(k)]));
     for (int64_t k = 0; k < classes; ++k) {
       const size_t i = r * static_cast<size_t>(classes) + static_cast<size_t>(k);
       worst = std::max(worst, std::fabs(a[i] - b[i]) / scale);
@@ -136,20 +136,28 @@ TEST(OnnxImport, KnownStructureOfRealNetworks) {
   EXPECT_EQ(nln.activation_neurons(), 250);
   // resnet_2b: two residual Adds, 6 244 ReLUs
   Network res = import_onnx((shared_data() / "nets/cifar_resnet_2b.onnx").string());
-  EXPECT_EQ(std::count_if(res.nodes().begin(), res.nodes().end(), [](const Node& n) { return n.op == OpKind::Add; }), 2);
+  EXPECT_EQ(std::count_if(res.nodes().begin(), res.nodes().end(), [](const Node& n) { return n.op == OpKind::Add; }),
+            2);
   EXPECT_EQ(res.activation_neurons(), 6244);
   // eran sigmoid: Sub and Div of the input normalization merge into one scale/shift node
   Network eran = import_onnx((shared_data() / "nets/mnist_eran_sigmoid_6x200.onnx").string());
-  EXPECT_EQ(std::count_if(eran.nodes().begin(), eran.nodes().end(), [](const Node& n) { return n.op == OpKind::ScaleShift; }), 1);
+  EXPECT_EQ(
+      std::count_if(eran.nodes().begin(), eran.nodes().end(), [](const Node& n) { return n.op == OpKind::ScaleShift; }),
+      1);
   EXPECT_EQ(eran.activation_neurons(), 1200);
   // marabou sigmoid: MatMul + Add fold into dense layers
   Network mar = import_onnx((shared_data() / "nets/mnist_marabou_sigmoid_64_32.onnx").string());
-  EXPECT_EQ(std::count_if(mar.nodes().begin(), mar.nodes().end(), [](const Node& n) { return n.op == OpKind::Dense; }), 3);
-  EXPECT_EQ(std::count_if(mar.nodes().begin(), mar.nodes().end(), [](const Node& n) { return n.op == OpKind::ScaleShift; }), 0);
+  EXPECT_EQ(std::count_if(mar.nodes().begin(), mar.nodes().end(), [](const Node& n) { return n.op == OpKind::Dense; }),
+            3);
+  EXPECT_EQ(
+      std::count_if(mar.nodes().begin(), mar.nodes().end(), [](const Node& n) { return n.op == OpKind::ScaleShift; }),
+      0);
   const int64_t expected_neurons[][2] = {{0, 0}};
   (void)expected_neurons;
-  EXPECT_EQ(import_onnx((shared_data() / "nets/mnist_verivital_convnet_maxpool.onnx").string()).activation_neurons(), 23328);
-  EXPECT_EQ(import_onnx((shared_data() / "nets/cifar_biasfield_base_allconv.onnx").string()).activation_neurons(), 45056);
+  EXPECT_EQ(import_onnx((shared_data() / "nets/mnist_verivital_convnet_maxpool.onnx").string()).activation_neurons(),
+            23328);
+  EXPECT_EQ(import_onnx((shared_data() / "nets/cifar_biasfield_base_allconv.onnx").string()).activation_neurons(),
+            45056);
   EXPECT_EQ(import_onnx((shared_data() / "nets/mnist_marabou_cnn_maxpool2.onnx").string()).activation_neurons(), 6968);
   // 32×14×14 + 64×7×7 + 100 (the data README's 9,408 leaves out the dense layer's 100 ReLUs)
   EXPECT_EQ(import_onnx((shared_data() / "nets/mnist_colt_convmed_0.1.onnx").string()).activation_neurons(), 9508);
@@ -157,22 +165,24 @@ TEST(OnnxImport, KnownStructureOfRealNetworks) {
 
 // ---- models built in code -----------------------------------------------------------------------
 
-Network import_bytes(const std::string& bytes) { return import_onnx_bytes(bytes, "test.onnx"); }
+Network import_bytes(const std::string& bytes) {
+  return import_onnx_bytes(bytes, "test.onnx");
+}
 
 TEST(OnnxImport, GemmTransposeAlphaBeta) {
   // W given as (K=2, N=3) with transB=0, alpha 2, beta 0.5
-  const std::string m = onnx_model(
-      {onnx_node("Gemm", {"x", "W", "C"}, {"y"}, {attr_float("alpha", 2), attr_float("beta", 0.5)})},
-      {onnx_tensor("W", {2, 3}, {1, 2, 3, 4, 5, 6}), onnx_tensor("C", {3}, {2, 4, 6})}, onnx_value("x", {-1, 2}),
-      onnx_value("y", {-1, 3}));
+  const std::string m =
+      onnx_model({onnx_node("Gemm", {"x", "W", "C"}, {"y"}, {attr_float("alpha", 2), attr_float("beta", 0.5)})},
+                 {onnx_tensor("W", {2, 3}, {1, 2, 3, 4, 5, 6}), onnx_tensor("C", {3}, {2, 4, 6})},
+                 onnx_value("x", {-1, 2}), onnx_value("y", {-1, 3}));
   Network net = import_bytes(m);
   const double x[2] = {1, -1};
   // x·W = [1-4, 2-5, 3-6] = [-3,-3,-3]; ×2 = -6; + 0.5*C = [-5, -4, -3]
   EXPECT_EQ(net.forward(x, 1), (std::vector<double>{-5, -4, -3}));
 
-  const std::string t = onnx_model({onnx_node("Gemm", {"x", "W"}, {"y"}, {attr_int("transB", 1)})},
-                                   {onnx_tensor("W", {3, 2}, {1, 4, 2, 5, 3, 6})}, onnx_value("x", {-1, 2}),
-                                   onnx_value("y", {-1, 3}));
+  const std::string t =
+      onnx_model({onnx_node("Gemm", {"x", "W"}, {"y"}, {attr_int("transB", 1)})},
+                 {onnx_tensor("W", {3, 2}, {1, 4, 2, 5, 3, 6})}, onnx_value("x", {-1, 2}), onnx_value("y", {-1, 3}));
   EXPECT_EQ(import_bytes(t).forward(x, 1), (std::vector<double>{-3, -3, -3}));
 }
 
@@ -208,7 +218,8 @@ TEST(OnnxImport, ShapeGatherConcatReshapeChainFlattens) {
   // colt-style flatten: Reshape(x, Concat(Unsqueeze(Gather(Shape(x), 0)), [-1]))
   const std::string m = onnx_model(
       {onnx_node("Shape", {"x"}, {"s"}), onnx_node("Gather", {"s", "zero"}, {"n"}, {attr_int("axis", 0)}),
-       onnx_node("Unsqueeze", {"n", "ax"}, {"nu"}), onnx_node("Concat", {"nu", "minus1"}, {"shape"}, {attr_int("axis", 0)}),
+       onnx_node("Unsqueeze", {"n", "ax"}, {"nu"}),
+       onnx_node("Concat", {"nu", "minus1"}, {"shape"}, {attr_int("axis", 0)}),
        onnx_node("Reshape", {"x", "shape"}, {"f"}), onnx_node("Gemm", {"f", "W"}, {"y"}, {attr_int("transB", 1)})},
       {onnx_tensor("zero", {}, {0}, true), onnx_tensor("ax", {1}, {0}, true), onnx_tensor("minus1", {1}, {-1}, true),
        onnx_tensor("W", {1, 4}, {1, 2, 3, 4})},
@@ -228,9 +239,10 @@ TEST(OnnxImport, TrailingSoftmaxIsStrippedWithANote) {
 }
 
 TEST(OnnxImport, NormalizationConstantsMergeIntoOneScaleShift) {
-  const std::string m = onnx_model({onnx_node("Sub", {"x", "mean"}, {"a"}), onnx_node("Div", {"a", "std"}, {"y"})},
-                                   {onnx_tensor("mean", {1, 2, 1, 1}, {0.5, 1}), onnx_tensor("std", {1, 2, 1, 1}, {0.25, 2})},
-                                   onnx_value("x", {-1, 2, 1, 2}), onnx_value("y", {-1, 2, 1, 2}));
+  const std::string m =
+      onnx_model({onnx_node("Sub", {"x", "mean"}, {"a"}), onnx_node("Div", {"a", "std"}, {"y"})},
+                 {onnx_tensor("mean", {1, 2, 1, 1}, {0.5, 1}), onnx_tensor("std", {1, 2, 1, 1}, {0.25, 2})},
+                 onnx_value("x", {-1, 2, 1, 2}), onnx_value("y", {-1, 2, 1, 2}));
   Network net = import_bytes(m);
   ASSERT_EQ(net.nodes().size(), 2u);
   const double x[4] = {1, 0, 3, 5};
@@ -241,8 +253,9 @@ TEST(OnnxImport, NhwcTransposeAndPoolingAttributes) {
   const std::string m = onnx_model(
       {onnx_node("Transpose", {"x"}, {"t"}, {attr_ints("perm", {0, 3, 1, 2})}),
        onnx_node("MaxPool", {"t"}, {"p"}, {attr_ints("kernel_shape", {2, 2}), attr_string("auto_pad", "VALID")}),
-       onnx_node("AveragePool", {"t"}, {"q"}, {attr_ints("kernel_shape", {2, 2}), attr_ints("pads", {1, 1, 0, 0}),
-                                               attr_int("count_include_pad", 1)}),
+       onnx_node(
+           "AveragePool", {"t"}, {"q"},
+           {attr_ints("kernel_shape", {2, 2}), attr_ints("pads", {1, 1, 0, 0}), attr_int("count_include_pad", 1)}),
        onnx_node("GlobalAveragePool", {"q"}, {"g"}), onnx_node("Flatten", {"p"}, {"pf"}),
        onnx_node("Flatten", {"g"}, {"gf"}), onnx_node("Add", {"pf", "gf"}, {"y"})},
       {}, onnx_value("x", {-1, 2, 2, 1}), onnx_value("y", {-1, 1}));
@@ -254,8 +267,8 @@ TEST(OnnxImport, NhwcTransposeAndPoolingAttributes) {
 }
 
 TEST(OnnxImport, UnsupportedOpNamesNodeAndOp) {
-  const std::string m = onnx_model({onnx_node("Relu", {"x"}, {"r"}), onnx_node("Sign", {"r"}, {"y"}, {}, "the_sign")}, {},
-                                   onnx_value("x", {-1, 3}), onnx_value("y", {-1, 3}));
+  const std::string m = onnx_model({onnx_node("Relu", {"x"}, {"r"}), onnx_node("Sign", {"r"}, {"y"}, {}, "the_sign")},
+                                   {}, onnx_value("x", {-1, 3}), onnx_value("y", {-1, 3}));
   try {
     import_bytes(m);
     FAIL();
@@ -263,14 +276,15 @@ TEST(OnnxImport, UnsupportedOpNamesNodeAndOp) {
     EXPECT_NE(std::string(e.what()).find("node 'the_sign' (op Sign)"), std::string::npos) << e.what();
   }
   // a product of two computed tensors is not linear
-  const std::string mul = onnx_model({onnx_node("Mul", {"x", "x"}, {"y"})}, {}, onnx_value("x", {-1, 3}), onnx_value("y", {-1, 3}));
+  const std::string mul =
+      onnx_model({onnx_node("Mul", {"x", "x"}, {"y"})}, {}, onnx_value("x", {-1, 3}), onnx_value("y", {-1, 3}));
   EXPECT_THROW(import_bytes(mul), UnsupportedModel);
 }
 
 TEST(OnnxImport, NanWeightIsRejectedNamingTheNode) {
-  const std::string m = onnx_model({onnx_node("Gemm", {"x", "W"}, {"y"}, {}, "fc_nan")},
-                                   {onnx_tensor("W", {2, 1}, {1, std::nan("")})}, onnx_value("x", {-1, 2}),
-                                   onnx_value("y", {-1, 1}));
+  const std::string m =
+      onnx_model({onnx_node("Gemm", {"x", "W"}, {"y"}, {}, "fc_nan")}, {onnx_tensor("W", {2, 1}, {1, std::nan("")})},
+                 onnx_value("x", {-1, 2}), onnx_value("y", {-1, 1}));
   try {
     import_bytes(m);
     FAIL();
@@ -397,9 +411,10 @@ TEST(OnnxHardening, InputShapeWhoseProductWrapsIsRejected) {
                              onnx_value("y", {1, 65536, 65536})),
                   "elements");
   // within the limit for the input, beyond it after a padding node
-  expect_rejected(onnx_model({onnx_node("Pad", {"x", "p"}, {"y"})}, {onnx_tensor("p", {6}, {0, 0, 0, 0, 1 << 24, 0}, true)},
-                             onnx_value("x", {1, 256, 65536}), onnx_value("y", {1, 1, 1})),
-                  "node 'y_node'");
+  expect_rejected(
+      onnx_model({onnx_node("Pad", {"x", "p"}, {"y"})}, {onnx_tensor("p", {6}, {0, 0, 0, 0, 1 << 24, 0}, true)},
+                 onnx_value("x", {1, 256, 65536}), onnx_value("y", {1, 1, 1})),
+      "node 'y_node'");
 }
 
 TEST(OnnxHardening, ReshapeTargetWhoseProductWrapsIsRejected) {
@@ -410,40 +425,48 @@ TEST(OnnxHardening, ReshapeTargetWhoseProductWrapsIsRejected) {
                                    onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4}));
   expect_rejected(m, "reshape_wrap");
   // a negative dimension other than -1
-  const std::string neg = onnx_model({onnx_node("Reshape", {"x", "t"}, {"y"}, {}, "reshape_neg")},
-                                     {onnx_tensor("t", {2}, {-2, -2}, true)}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4}));
+  const std::string neg =
+      onnx_model({onnx_node("Reshape", {"x", "t"}, {"y"}, {}, "reshape_neg")}, {onnx_tensor("t", {2}, {-2, -2}, true)},
+                 onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4}));
   expect_rejected(neg, "reshape_neg");
 }
 
 TEST(OnnxHardening, WindowAttributesAreBoundedBeforeAnyArithmetic) {
   const std::string w = onnx_tensor("W", {1, 1, 2, 2}, {1, 1, 1, 1});
   // stride 0 with SAME padding divided by zero (SIGFPE) before the builder saw it
-  expect_rejected(onnx_model({onnx_node("Conv", {"x", "W"}, {"y"}, {attr_ints("strides", {0, 1}), attr_string("auto_pad", "SAME_UPPER")}, "conv_s0")},
-                             {w}, onnx_value("x", {-1, 1, 4, 4}), onnx_value("y", {-1, 1, 4, 4})),
-                  "conv_s0");
+  expect_rejected(
+      onnx_model({onnx_node("Conv", {"x", "W"}, {"y"},
+                            {attr_ints("strides", {0, 1}), attr_string("auto_pad", "SAME_UPPER")}, "conv_s0")},
+                 {w}, onnx_value("x", {-1, 1, 4, 4}), onnx_value("y", {-1, 1, 4, 4})),
+      "conv_s0");
   // a dilation whose span overflows int64
-  expect_rejected(onnx_model({onnx_node("Conv", {"x", "W"}, {"y"}, {attr_ints("dilations", {int64_t{1} << 62, 1})}, "conv_dil")},
-                             {w}, onnx_value("x", {-1, 1, 4, 4}), onnx_value("y", {-1, 1, 4, 4})),
-                  "conv_dil");
+  expect_rejected(
+      onnx_model({onnx_node("Conv", {"x", "W"}, {"y"}, {attr_ints("dilations", {int64_t{1} << 62, 1})}, "conv_dil")},
+                 {w}, onnx_value("x", {-1, 1, 4, 4}), onnx_value("y", {-1, 1, 4, 4})),
+      "conv_dil");
   // groups so large that in_channels * groups wraps
-  expect_rejected(onnx_model({onnx_node("Conv", {"x", "W"}, {"y"}, {attr_int("group", int64_t{1} << 62)}, "conv_groups")},
-                             {w}, onnx_value("x", {-1, 1, 4, 4}), onnx_value("y", {-1, 1, 4, 4})),
-                  "conv_groups");
+  expect_rejected(
+      onnx_model({onnx_node("Conv", {"x", "W"}, {"y"}, {attr_int("group", int64_t{1} << 62)}, "conv_groups")}, {w},
+                 onnx_value("x", {-1, 1, 4, 4}), onnx_value("y", {-1, 1, 4, 4})),
+      "conv_groups");
   // a pooling kernel beyond any input
-  expect_rejected(onnx_model({onnx_node("MaxPool", {"x"}, {"y"}, {attr_ints("kernel_shape", {int64_t{1} << 40, 2})}, "pool_big")},
-                             {}, onnx_value("x", {-1, 1, 4, 4}), onnx_value("y", {-1, 1, 4, 4})),
-                  "pool_big");
+  expect_rejected(
+      onnx_model({onnx_node("MaxPool", {"x"}, {"y"}, {attr_ints("kernel_shape", {int64_t{1} << 40, 2})}, "pool_big")},
+                 {}, onnx_value("x", {-1, 1, 4, 4}), onnx_value("y", {-1, 1, 4, 4})),
+      "pool_big");
 }
 
 TEST(OnnxHardening, ConstantFoldingChecksSizesAndIntegers) {
   // ConstantOfShape asking for 2^40 elements from a 16-byte file
-  expect_rejected(onnx_model({onnx_node("ConstantOfShape", {"s"}, {"c"}, {}, "cos_big"), onnx_node("Add", {"x", "c"}, {"y"})},
-                             {onnx_tensor("s", {2}, {1 << 20, 1 << 20}, true)}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4})),
-                  "cos_big");
+  expect_rejected(
+      onnx_model({onnx_node("ConstantOfShape", {"s"}, {"c"}, {}, "cos_big"), onnx_node("Add", {"x", "c"}, {"y"})},
+                 {onnx_tensor("s", {2}, {1 << 20, 1 << 20}, true)}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4})),
+      "cos_big");
   // ... and 2^25 elements (below the per-tensor limit, but 256 MiB claimed by a tiny file)
-  expect_rejected(onnx_model({onnx_node("ConstantOfShape", {"s"}, {"c"}, {}, "cos_growth"), onnx_node("Add", {"x", "c"}, {"y"})},
-                             {onnx_tensor("s", {2}, {4096, 8192}, true)}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4})),
-                  "constant folding would create");
+  expect_rejected(
+      onnx_model({onnx_node("ConstantOfShape", {"s"}, {"c"}, {}, "cos_growth"), onnx_node("Add", {"x", "c"}, {"y"})},
+                 {onnx_tensor("s", {2}, {4096, 8192}, true)}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4})),
+      "constant folding would create");
   // Concat of constants whose non-axis dimensions differ (read past the second input before)
   expect_rejected(onnx_model({onnx_node("Concat", {"a", "b"}, {"c"}, {attr_int("axis", 0)}, "concat_bad"),
                               onnx_node("Reshape", {"x", "c"}, {"y"})},
@@ -458,9 +481,10 @@ TEST(OnnxHardening, ConstantFoldingChecksSizesAndIntegers) {
 
 TEST(OnnxHardening, FuzzFindingsStayFixed) {
   // Relu of an initializer: an internal assertion before (found by fuzz_onnx), now a clear error.
-  expect_rejected(onnx_model({onnx_node("Relu", {"b"}, {"r"}, {}, "relu_const"), onnx_node("Add", {"x", "r"}, {"y"})},
-                             {onnx_tensor("b", {4}, {1, -1, 2, -2})}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4})),
-                  "relu_const");
+  expect_rejected(
+      onnx_model({onnx_node("Relu", {"b"}, {"r"}, {}, "relu_const"), onnx_node("Add", {"x", "r"}, {"y"})},
+                 {onnx_tensor("b", {4}, {1, -1, 2, -2})}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4})),
+      "relu_const");
   // A string tensor as a Gemm weight: dims (2, 1) but no numbers (read through a null pointer before).
   Pb str_w;
   str_w.varint(1, 2).varint(1, 1).varint(2, 8).bytes(8, "W");
@@ -473,16 +497,17 @@ TEST(OnnxHardening, FuzzFindingsStayFixed) {
   ends.varint(1, 1).varint(2, 7).bytes(8, "ends");
   const int64_t max = std::numeric_limits<int64_t>::max();
   ends.bytes(9, std::string(reinterpret_cast<const char*>(&max), 8));
-  const std::string m = onnx_model({onnx_node("Shape", {"x"}, {"s"}), onnx_node("Slice", {"s", "st", "ends"}, {"t"}),
-                                    onnx_node("Reshape", {"x", "t"}, {"y"})},
-                                   {onnx_tensor("st", {1}, {0}, true), ends.str()}, onnx_value("x", {-1, 4}),
-                                   onnx_value("y", {-1, 4}));
+  const std::string m =
+      onnx_model({onnx_node("Shape", {"x"}, {"s"}), onnx_node("Slice", {"s", "st", "ends"}, {"t"}),
+                  onnx_node("Reshape", {"x", "t"}, {"y"})},
+                 {onnx_tensor("st", {1}, {0}, true), ends.str()}, onnx_value("x", {-1, 4}), onnx_value("y", {-1, 4}));
   const Network net = import_onnx_bytes(m, "slice.onnx");
   EXPECT_EQ(net.output_shape(), Shape{4});
 }
 
 TEST(OnnxHardening, ElementLimitCanBeLoweredAndRestored) {
-  const std::string m = onnx_model({onnx_node("Relu", {"x"}, {"y"})}, {}, onnx_value("x", {-1, 64}), onnx_value("y", {-1, 64}));
+  const std::string m =
+      onnx_model({onnx_node("Relu", {"x"}, {"y"})}, {}, onnx_value("x", {-1, 64}), onnx_value("y", {-1, 64}));
   EXPECT_EQ(max_tensor_elements(), (int64_t{1} << 31) - 1);
   EXPECT_NO_THROW(import_onnx_bytes(m, "ok.onnx"));
   const Network built = import_onnx_bytes(m, "ok.onnx");

@@ -18,7 +18,9 @@
 namespace cnncert::test {
 namespace {
 
-Network import_bytes(const std::string& bytes) { return import_onnx_bytes(bytes, "ops.onnx"); }
+Network import_bytes(const std::string& bytes) {
+  return import_onnx_bytes(bytes, "ops.onnx");
+}
 
 /// A model y = op(x) over x of 8 values, with `extra` initializers.
 std::string unary(const std::string& node, const std::vector<std::string>& inits, int64_t opset = 13) {
@@ -34,11 +36,14 @@ TEST(OnnxOps, ClipIsTheClampEverywhere) {
   };
   const double inf = std::numeric_limits<double>::infinity();
   const std::vector<Case> cases = {
-      {unary(onnx_node("Clip", {"x", "lo", "hi"}, {"y"}), {onnx_tensor("lo", {}, {0}), onnx_tensor("hi", {}, {6})}), 0, 6},  // ReLU6
-      {unary(onnx_node("Clip", {"x", "lo", "hi"}, {"y"}), {onnx_tensor("lo", {}, {-1}), onnx_tensor("hi", {}, {1})}), -1, 1},  // Hardtanh
+      {unary(onnx_node("Clip", {"x", "lo", "hi"}, {"y"}), {onnx_tensor("lo", {}, {0}), onnx_tensor("hi", {}, {6})}), 0,
+       6},  // ReLU6
+      {unary(onnx_node("Clip", {"x", "lo", "hi"}, {"y"}), {onnx_tensor("lo", {}, {-1}), onnx_tensor("hi", {}, {1})}),
+       -1, 1},  // Hardtanh
       {unary(onnx_node("Clip", {"x", "", "hi"}, {"y"}), {onnx_tensor("hi", {}, {2.5})}), -inf, 2.5},
       {unary(onnx_node("Clip", {"x", "lo"}, {"y"}), {onnx_tensor("lo", {}, {-0.5})}), -0.5, inf},
-      {unary(onnx_node("Clip", {"x"}, {"y"}, {attr_float("min", -2), attr_float("max", 3)}), {}, 6), -2, 3},  // opset 6 attributes
+      {unary(onnx_node("Clip", {"x"}, {"y"}, {attr_float("min", -2), attr_float("max", 3)}), {}, 6), -2,
+       3},  // opset 6 attributes
   };
   for (const auto& c : cases) {
     const Network net = import_bytes(c.model);
@@ -48,10 +53,12 @@ TEST(OnnxOps, ClipIsTheClampEverywhere) {
       x[0] = c.lo, x[1] = c.hi;  // the corners themselves
       const auto y = net.forward(x.data(), 1);
       for (size_t i = 0; i < 8; ++i)
-        if (std::isfinite(x[i])) EXPECT_NEAR(y[i], std::clamp(x[i], c.lo, c.hi), 1e-12) << c.lo << " " << c.hi << " at " << x[i];
+        if (std::isfinite(x[i]))
+          EXPECT_NEAR(y[i], std::clamp(x[i], c.lo, c.hi), 1e-12) << c.lo << " " << c.hi << " at " << x[i];
     }
   }
-  EXPECT_THROW(import_bytes(unary(onnx_node("Clip", {"x", "lo", "hi"}, {"y"}), {onnx_tensor("lo", {}, {2}), onnx_tensor("hi", {}, {1})})),
+  EXPECT_THROW(import_bytes(unary(onnx_node("Clip", {"x", "lo", "hi"}, {"y"}),
+                                  {onnx_tensor("lo", {}, {2}), onnx_tensor("hi", {}, {1})})),
                UnsupportedModel);
   EXPECT_THROW(import_bytes(unary(onnx_node("Clip", {"x", "x"}, {"y"}), {})), UnsupportedModel);  // computed bound
 }
@@ -63,18 +70,20 @@ TEST(OnnxOps, BoundsThroughClipContainEverySampledOutput) {
   std::vector<double> w1(16), w2(12);
   for (double& v : w1) v = g(rng);
   for (double& v : w2) v = g(rng);
-  const std::string m = onnx_model({onnx_node("Gemm", {"x", "W1"}, {"h"}, {attr_int("transB", 1)}),
-                                    onnx_node("Clip", {"h", "lo", "hi"}, {"c"}), onnx_node("Gemm", {"c", "W2"}, {"y"}, {attr_int("transB", 1)})},
-                                   {onnx_tensor("W1", {4, 4}, w1), onnx_tensor("W2", {3, 4}, w2), onnx_tensor("lo", {}, {-1}),
-                                    onnx_tensor("hi", {}, {1})},
-                                   onnx_value("x", {-1, 4}), onnx_value("y", {-1, 3}));
+  const std::string m = onnx_model(
+      {onnx_node("Gemm", {"x", "W1"}, {"h"}, {attr_int("transB", 1)}), onnx_node("Clip", {"h", "lo", "hi"}, {"c"}),
+       onnx_node("Gemm", {"c", "W2"}, {"y"}, {attr_int("transB", 1)})},
+      {onnx_tensor("W1", {4, 4}, w1), onnx_tensor("W2", {3, 4}, w2), onnx_tensor("lo", {}, {-1}),
+       onnx_tensor("hi", {}, {1})},
+      onnx_value("x", {-1, 4}), onnx_value("y", {-1, 3}));
   const Network net = import_bytes(m);
   BoundProblem p;
   p.x0 = {0.2, -0.4, 0.1, 0.5};
   p.eps = 0.3;
   p.rows = 3;
   p.spec = {1, 0, 0, 0, 1, 0, 0, 0, 1};
-  for (auto make : {+[](const Network& n) { return make_cpu_engine(n, 1); }, +[](const Network& n) { return make_fast_engine(n, 1); }}) {
+  for (auto make : {+[](const Network& n) { return make_cpu_engine(n, 1); },
+                    +[](const Network& n) { return make_fast_engine(n, 1); }}) {
     const BoundResult r = make(net)->bound({p}, {})[0];
     ASSERT_TRUE(r.error.empty()) << r.error;
     std::uniform_real_distribution<double> u(-1, 1);
@@ -128,15 +137,14 @@ struct OpFixture {
 };
 
 const std::vector<OpFixture> kOpFixtures = {
-    {"elu_softplus", {6}, {"Elu", "Softplus"}},
-    {"gelu_opset20", {6}, {"Gelu", "GeluTanh"}},
-    {"torch_gelu_silu", {6}, {"Gelu", "Silu"}},
-    {"concat_convtranspose", {2, 5, 5}, {"Pad", "Add", "Dense"}},
-    {"rank1_mlp", {5}, {"Dense", "Relu"}},
-    {"rank2_nobatch", {4, 6}, {"Dense", "Tanh"}},
+    {"elu_softplus", {6}, {"Elu", "Softplus"}}, {"gelu_opset20", {6}, {"Gelu", "GeluTanh"}},
+    {"torch_gelu_silu", {6}, {"Gelu", "Silu"}}, {"concat_convtranspose", {2, 5, 5}, {"Pad", "Add", "Dense"}},
+    {"rank1_mlp", {5}, {"Dense", "Relu"}},      {"rank2_nobatch", {4, 6}, {"Dense", "Tanh"}},
 };
 
-std::filesystem::path op_fixture(const std::string& file) { return source_dir() / "tests/fixtures/ops" / file; }
+std::filesystem::path op_fixture(const std::string& file) {
+  return source_dir() / "tests/fixtures/ops" / file;
+}
 
 bool has_kind(const Network& net, const std::string& kind) {
   for (const Node& n : net.nodes()) {
@@ -180,29 +188,34 @@ TEST(OnnxOps, BoundsThroughTheNewOpsContainSampledOutputs) {
         SCOPED_TRACE(std::string(f.stem) + " " + method + " engine " + std::to_string(engine));
         BoundOptions o;
         o.method = parse_method(method);
-        auto e = engine == 0 ? make_cpu_engine(net, 1) : engine == 1 ? make_fast_engine(net, 1) : make_float_engine(net);
+        auto e = engine == 0   ? make_cpu_engine(net, 1)
+                 : engine == 1 ? make_fast_engine(net, 1)
+                               : make_float_engine(net);
         const BoundResult r = e->bound({p}, o)[0];
         ASSERT_TRUE(r.error.empty()) << r.error;
         const double slack = engine == 2 ? 1e-4 : 1e-9;  // the float engine rounds to float
         for (int k = 0; k < 300; ++k) {
           std::vector<double> x(p.x0);
-          for (double& v : x) v += p.eps * (k < 150 ? (u(rng) > 0 ? 1 : -1) : u(rng));  // vertices of the box, then inside
+          for (double& v : x)
+            v += p.eps * (k < 150 ? (u(rng) > 0 ? 1 : -1) : u(rng));  // vertices of the box, then inside
           const auto y = net.forward(x.data(), 1);
           for (size_t j = 0; j < y.size(); ++j) {
             ASSERT_GE(y[j], r.lower[j] - slack * (1 + std::fabs(y[j])));
             ASSERT_LE(y[j], r.upper[j] + slack * (1 + std::fabs(y[j])));
           }
         }
-        for (size_t j = 0; j < r.lower.size(); ++j) EXPECT_LT(r.upper[j] - r.lower[j], 50) << "bound " << j << " is useless";
+        for (size_t j = 0; j < r.lower.size(); ++j)
+          EXPECT_LT(r.upper[j] - r.lower[j], 50) << "bound " << j << " is useless";
       }
   }
 }
 
 TEST(OnnxOps, ConcatIsExactWithConstantsAndAlongAnyAxis) {
   // y = Concat(axis 2)(x, K, x·2) over (N, 2, 3) inputs: (2, 3 + 1 + 3) per sample.
-  const std::string m = onnx_model({onnx_node("Mul", {"x", "two"}, {"x2"}), onnx_node("Concat", {"x", "K", "x2"}, {"y"}, {attr_int("axis", -1)})},
-                                   {onnx_tensor("two", {}, {2}), onnx_tensor("K", {1, 2, 1}, {7, -7})}, onnx_value("x", {-1, 2, 3}),
-                                   onnx_value("y", {-1, 2, 7}));
+  const std::string m = onnx_model(
+      {onnx_node("Mul", {"x", "two"}, {"x2"}), onnx_node("Concat", {"x", "K", "x2"}, {"y"}, {attr_int("axis", -1)})},
+      {onnx_tensor("two", {}, {2}), onnx_tensor("K", {1, 2, 1}, {7, -7})}, onnx_value("x", {-1, 2, 3}),
+      onnx_value("y", {-1, 2, 7}));
   const Network net = import_bytes(m);
   ASSERT_EQ(net.output_shape(), (Shape{2, 7}));
   const std::vector<double> x = {1, 2, 3, 4, 5, 6};
@@ -212,11 +225,13 @@ TEST(OnnxOps, ConcatIsExactWithConstantsAndAlongAnyAxis) {
   const std::string batch_axis = onnx_model({onnx_node("Concat", {"x", "x"}, {"y"}, {attr_int("axis", 0)})}, {},
                                             onnx_value("x", {-1, 2, 3}), onnx_value("y", {-1, 2, 3}));
   EXPECT_THROW(import_bytes(batch_axis), UnsupportedModel);
-  const std::string mismatch = onnx_model({onnx_node("Concat", {"x", "K"}, {"y"}, {attr_int("axis", 1)})}, {onnx_tensor("K", {1, 1, 2}, {1, 2})},
-                                          onnx_value("x", {-1, 2, 3}), onnx_value("y", {-1, 3, 3}));
+  const std::string mismatch =
+      onnx_model({onnx_node("Concat", {"x", "K"}, {"y"}, {attr_int("axis", 1)})}, {onnx_tensor("K", {1, 1, 2}, {1, 2})},
+                 onnx_value("x", {-1, 2, 3}), onnx_value("y", {-1, 3, 3}));
   EXPECT_THROW(import_bytes(mismatch), UnsupportedModel);
-  const std::string ranks = onnx_model({onnx_node("Flatten", {"x"}, {"f"}), onnx_node("Concat", {"x", "f"}, {"y"}, {attr_int("axis", 1)})}, {},
-                                       onnx_value("x", {-1, 2, 3}), onnx_value("y", {-1, 8}));
+  const std::string ranks =
+      onnx_model({onnx_node("Flatten", {"x"}, {"f"}), onnx_node("Concat", {"x", "f"}, {"y"}, {attr_int("axis", 1)})},
+                 {}, onnx_value("x", {-1, 2, 3}), onnx_value("y", {-1, 8}));
   EXPECT_THROW(import_bytes(ranks), UnsupportedModel);  // computed operands of different ranks
 }
 
@@ -224,8 +239,8 @@ TEST(OnnxOps, ConvTransposeMatchesItsDefinition) {
   // One input channel, one output channel, stride 2, a 2×2 kernel: each input value stamps the
   // kernel scaled by itself at (2i, 2j); bias 0.5.
   const std::string m = onnx_model({onnx_node("ConvTranspose", {"x", "W", "B"}, {"y"}, {attr_ints("strides", {2, 2})})},
-                                   {onnx_tensor("W", {1, 1, 2, 2}, {1, 2, 3, 4}), onnx_tensor("B", {1}, {0.5})}, onnx_value("x", {-1, 1, 2, 2}),
-                                   onnx_value("y", {-1, 1, 4, 4}));
+                                   {onnx_tensor("W", {1, 1, 2, 2}, {1, 2, 3, 4}), onnx_tensor("B", {1}, {0.5})},
+                                   onnx_value("x", {-1, 1, 2, 2}), onnx_value("y", {-1, 1, 4, 4}));
   const Network net = import_bytes(m);
   ASSERT_EQ(net.output_shape(), (Shape{1, 4, 4}));
   const std::vector<double> x = {1, -1, 2, 10};
@@ -235,10 +250,11 @@ TEST(OnnxOps, ConvTransposeMatchesItsDefinition) {
     for (int ix = 0; ix < 2; ++ix)
       for (int ky = 0; ky < 2; ++ky)
         for (int kx = 0; kx < 2; ++kx)
-          EXPECT_DOUBLE_EQ(y[static_cast<size_t>((2 * iy + ky) * 4 + 2 * ix + kx)], x[static_cast<size_t>(iy * 2 + ix)] * k[ky * 2 + kx] + 0.5);
+          EXPECT_DOUBLE_EQ(y[static_cast<size_t>((2 * iy + ky) * 4 + 2 * ix + kx)],
+                           x[static_cast<size_t>(iy * 2 + ix)] * k[ky * 2 + kx] + 0.5);
   const std::string huge = onnx_model({onnx_node("ConvTranspose", {"x", "W"}, {"y"}, {attr_ints("strides", {4, 4})})},
-                                      {onnx_tensor("W", {1, 8, 4, 4}, std::vector<double>(128, 0.1))}, onnx_value("x", {-1, 1, 64, 64}),
-                                      onnx_value("y", {-1, 8, 256, 256}));
+                                      {onnx_tensor("W", {1, 8, 4, 4}, std::vector<double>(128, 0.1))},
+                                      onnx_value("x", {-1, 1, 64, 64}), onnx_value("y", {-1, 8, 256, 256}));
   try {
     import_bytes(huge);
     FAIL() << "a 4096 × 524288 dense map was accepted";
@@ -247,9 +263,10 @@ TEST(OnnxOps, ConvTransposeMatchesItsDefinition) {
   }
   // A small map that would take 2^34 kernel taps to fill (a 1 × 16384 kernel over 2^20 inputs,
   // padded down to one output): refused before any work.
-  const std::string slow = onnx_model({onnx_node("ConvTranspose", {"x", "W"}, {"y"}, {attr_ints("pads", {0, 524288, 0, 540670})})},
-                                      {onnx_tensor("W", {1, 1, 1, 16384}, std::vector<double>(16384, 0.1))},
-                                      onnx_value("x", {-1, 1, 1, 1 << 20}), onnx_value("y", {-1, 1, 1, 1}));
+  const std::string slow =
+      onnx_model({onnx_node("ConvTranspose", {"x", "W"}, {"y"}, {attr_ints("pads", {0, 524288, 0, 540670})})},
+                 {onnx_tensor("W", {1, 1, 1, 16384}, std::vector<double>(16384, 0.1))},
+                 onnx_value("x", {-1, 1, 1, 1 << 20}), onnx_value("y", {-1, 1, 1, 1}));
   try {
     import_bytes(slow);
     FAIL() << "2^34 taps were accepted";
@@ -259,7 +276,8 @@ TEST(OnnxOps, ConvTransposeMatchesItsDefinition) {
   // output_shape with an odd total padding: the ONNX text and onnxruntime place the extra row
   // differently, so it is refused; an even one is exact.
   auto with_shape = [&](int64_t out) {
-    return onnx_model({onnx_node("ConvTranspose", {"x", "W"}, {"y"}, {attr_ints("strides", {2, 2}), attr_ints("output_shape", {out, out})})},
+    return onnx_model({onnx_node("ConvTranspose", {"x", "W"}, {"y"},
+                                 {attr_ints("strides", {2, 2}), attr_ints("output_shape", {out, out})})},
                       {onnx_tensor("W", {1, 1, 3, 3}, std::vector<double>(9, 1.0))}, onnx_value("x", {-1, 1, 3, 3}),
                       onnx_value("y", {-1, 1, out, out}));
   };
@@ -268,12 +286,14 @@ TEST(OnnxOps, ConvTransposeMatchesItsDefinition) {
 }
 
 TEST(OnnxOps, ActivationAttributesAndPatternsAreChecked) {
-  EXPECT_THROW(import_bytes(unary(onnx_node("Gelu", {"x"}, {"y"}, {attr_string("approximate", "erf")}), {}, 20)), UnsupportedModel);
+  EXPECT_THROW(import_bytes(unary(onnx_node("Gelu", {"x"}, {"y"}, {attr_string("approximate", "erf")}), {}, 20)),
+               UnsupportedModel);
   EXPECT_THROW(import_bytes(unary(onnx_node("Elu", {"x"}, {"y"}, {attr_float("alpha", -1)}), {})), UnsupportedModel);
   // x·(1 + Erf(x/1.5)): the GELU pattern with any divisor, rewritten exactly (no tolerance).
-  const std::string gate = onnx_model({onnx_node("Div", {"x", "d"}, {"a"}), onnx_node("Erf", {"a"}, {"e"}), onnx_node("Add", {"e", "one"}, {"g"}),
-                                       onnx_node("Mul", {"x", "g"}, {"y"})},
-                                      {onnx_tensor("d", {}, {1.5}), onnx_tensor("one", {}, {1})}, onnx_value("x", {-1, 8}), onnx_value("y", {-1, 8}));
+  const std::string gate = onnx_model({onnx_node("Div", {"x", "d"}, {"a"}), onnx_node("Erf", {"a"}, {"e"}),
+                                       onnx_node("Add", {"e", "one"}, {"g"}), onnx_node("Mul", {"x", "g"}, {"y"})},
+                                      {onnx_tensor("d", {}, {1.5}), onnx_tensor("one", {}, {1})},
+                                      onnx_value("x", {-1, 8}), onnx_value("y", {-1, 8}));
   const Network gelu = import_bytes(gate);
   const std::vector<double> xs = {-4, -1.3, -0.2, 0, 0.3, 1, 2.5, 7};
   const auto gy = gelu.forward(xs.data(), 1);
@@ -283,8 +303,9 @@ TEST(OnnxOps, ActivationAttributesAndPatternsAreChecked) {
   const auto y = elu.forward(x.data(), 1);
   for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(y[i], x[i] >= 0 ? x[i] : std::expm1(x[i]), 1e-15);
   // x·Sigmoid(z) with z ≠ x is a product of two computed tensors: refused with the reason.
-  const std::string other = onnx_model({onnx_node("Neg", {"x"}, {"z"}), onnx_node("Sigmoid", {"z"}, {"s"}), onnx_node("Mul", {"x", "s"}, {"y"})},
-                                       {}, onnx_value("x", {-1, 8}), onnx_value("y", {-1, 8}));
+  const std::string other = onnx_model(
+      {onnx_node("Neg", {"x"}, {"z"}), onnx_node("Sigmoid", {"z"}, {"s"}), onnx_node("Mul", {"x", "s"}, {"y"})}, {},
+      onnx_value("x", {-1, 8}), onnx_value("y", {-1, 8}));
   try {
     import_bytes(other);
     FAIL() << "x * Sigmoid(-x)... accepted";
@@ -295,8 +316,8 @@ TEST(OnnxOps, ActivationAttributesAndPatternsAreChecked) {
 
 TEST(OnnxOps, InputsWithoutABatchDimension) {
   // Rank 1: MatMul, Add and activations work; a Conv needs (N, C, H, W) and says so.
-  const std::string conv = onnx_model({onnx_node("Conv", {"x", "W"}, {"y"})}, {onnx_tensor("W", {1, 1, 1, 1}, {1})}, onnx_value("x", {8}),
-                                      onnx_value("y", {8}));
+  const std::string conv = onnx_model({onnx_node("Conv", {"x", "W"}, {"y"})}, {onnx_tensor("W", {1, 1, 1, 1}, {1})},
+                                      onnx_value("x", {8}), onnx_value("y", {8}));
   try {
     import_bytes(conv);
     FAIL() << "a Conv on a rank-1 tensor was accepted";
@@ -304,15 +325,17 @@ TEST(OnnxOps, InputsWithoutABatchDimension) {
     EXPECT_NE(std::string(e.what()).find("batch dimension"), std::string::npos) << e.what();
   }
   // Unsqueeze(0) gives the rank-1 tensor a batch of 1; a Gemm may follow.
-  const std::string unsq = onnx_model({onnx_node("Unsqueeze", {"x", "axes"}, {"u"}), onnx_node("Gemm", {"u", "W"}, {"y"}, {attr_int("transB", 1)})},
-                                      {onnx_tensor("axes", {1}, {0}, true), onnx_tensor("W", {2, 8}, std::vector<double>(16, 0.5))},
-                                      onnx_value("x", {8}), onnx_value("y", {1, 2}));
+  const std::string unsq = onnx_model(
+      {onnx_node("Unsqueeze", {"x", "axes"}, {"u"}), onnx_node("Gemm", {"u", "W"}, {"y"}, {attr_int("transB", 1)})},
+      {onnx_tensor("axes", {1}, {0}, true), onnx_tensor("W", {2, 8}, std::vector<double>(16, 0.5))},
+      onnx_value("x", {8}), onnx_value("y", {1, 2}));
   const Network net = import_bytes(unsq);
   EXPECT_EQ(net.input_shape(), Shape{8});
   const std::vector<double> x(8, 1.0);
   EXPECT_DOUBLE_EQ(net.forward(x.data(), 1)[1], 4.0);
   // A fixed first dimension above 1 at rank 3 or more is still a batch and refused.
-  EXPECT_THROW(import_bytes(onnx_model({onnx_node("Relu", {"x"}, {"y"})}, {}, onnx_value("x", {2, 3, 4}), onnx_value("y", {2, 3, 4}))),
+  EXPECT_THROW(import_bytes(onnx_model({onnx_node("Relu", {"x"}, {"y"})}, {}, onnx_value("x", {2, 3, 4}),
+                                       onnx_value("y", {2, 3, 4}))),
                UnsupportedModel);
 }
 

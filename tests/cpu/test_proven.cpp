@@ -95,7 +95,8 @@ std::pair<std::vector<double>, std::vector<double>> correlated_covariance(int64_
   }
   for (int64_t i = 0; i < d; ++i)
     for (int64_t j = 0; j < d; ++j)
-      for (int64_t k = 0; k < d; ++k) cov[static_cast<size_t>(i * d + j)] += l[static_cast<size_t>(i * d + k)] * l[static_cast<size_t>(j * d + k)];
+      for (int64_t k = 0; k < d; ++k)
+        cov[static_cast<size_t>(i * d + j)] += l[static_cast<size_t>(i * d + k)] * l[static_cast<size_t>(j * d + k)];
   return {cov, l};
 }
 
@@ -131,11 +132,11 @@ TEST(Proven, GaussianBoxTailHoldsForCorrelatedNoise) {
 
 TEST(Proven, CovarianceValidation) {
   EXPECT_NO_THROW(validate_covariance({1, 0.5, 0.5, 1}, 2, "cov.npy"));
-  EXPECT_NO_THROW(validate_covariance({1, 1, 1, 1}, 2, "cov.npy"));  // singular but PSD
-  EXPECT_THROW(validate_covariance({1, 2, 2, 1}, 2, "cov.npy"), InvalidArgument);       // eigenvalue −1
-  EXPECT_THROW(validate_covariance({1, 0.5, 0.4, 1}, 2, "cov.npy"), InvalidArgument);   // not symmetric
-  EXPECT_THROW(validate_covariance({1, 1, 1}, 2, "cov.npy"), InvalidArgument);          // wrong size
-  EXPECT_THROW(validate_covariance({1, -1}, 2, "cov.npy"), InvalidArgument);            // negative variance
+  EXPECT_NO_THROW(validate_covariance({1, 1, 1, 1}, 2, "cov.npy"));                    // singular but PSD
+  EXPECT_THROW(validate_covariance({1, 2, 2, 1}, 2, "cov.npy"), InvalidArgument);      // eigenvalue −1
+  EXPECT_THROW(validate_covariance({1, 0.5, 0.4, 1}, 2, "cov.npy"), InvalidArgument);  // not symmetric
+  EXPECT_THROW(validate_covariance({1, 1, 1}, 2, "cov.npy"), InvalidArgument);         // wrong size
+  EXPECT_THROW(validate_covariance({1, -1}, 2, "cov.npy"), InvalidArgument);           // negative variance
   EXPECT_THROW(validate_covariance({1, std::nan("")}, 2, "cov.npy"), InvalidArgument);
   try {
     validate_covariance({1, 2, 2, 1}, 2, "cov.npy");
@@ -162,8 +163,9 @@ double mc_failure_rate(const Network& net, const std::vector<double>& x0, int64_
     const int m = std::min(batch, n - done);
     for (int b = 0; b < m; ++b) {
       for (int64_t i = 0; i < d; ++i)
-        z[static_cast<size_t>(i)] =
-            kind == NoiseKind::Gaussian ? g(rng) : kind == NoiseKind::Bernoulli ? (coin(rng) ? level : -level) : u(rng);
+        z[static_cast<size_t>(i)] = kind == NoiseKind::Gaussian    ? g(rng)
+                                    : kind == NoiseKind::Bernoulli ? (coin(rng) ? level : -level)
+                                                                   : u(rng);
       for (int64_t i = 0; i < d; ++i) {
         double v = z[static_cast<size_t>(i)];
         if (!chol.empty()) {
@@ -193,7 +195,8 @@ struct EndToEnd {
 };
 
 /// Runs PROVEN and checks every reported noise level by sampling; returns the levels checked.
-int check_end_to_end(const Network& net, const std::vector<double>& x, const std::vector<int64_t>& labels, const EndToEnd& e) {
+int check_end_to_end(const Network& net, const std::vector<double>& x, const std::vector<int64_t>& labels,
+                     const EndToEnd& e) {
   SCOPED_TRACE(std::string(noise_name(e.kind)) + ", " + e.method + ", " + target_mode_name(e.target));
   auto engine = make_cpu_engine(net);
   ProvenOptions po;
@@ -211,8 +214,8 @@ int check_end_to_end(const Network& net, const std::vector<double>& x, const std
       if (t.noise <= 0) continue;
       const int64_t n = net.input_size();
       const std::vector<double> x0(x.begin() + im.image * n, x.begin() + (im.image + 1) * n);
-      const double rate = mc_failure_rate(net, x0, im.predicted, t.target, e.kind, t.noise, e.draws, 11 + static_cast<uint64_t>(im.image),
-                                          e.chol);
+      const double rate = mc_failure_rate(net, x0, im.predicted, t.target, e.kind, t.noise, e.draws,
+                                          11 + static_cast<uint64_t>(im.image), e.chol);
       const double delta = 1 - e.confidence;
       // a binomial count above δ·n by more than 5 standard deviations would refute the claim
       EXPECT_LE(rate, delta + 5 * std::sqrt(delta / e.draws)) << "image " << im.image << " level " << t.noise;
@@ -228,7 +231,8 @@ TEST(ProvenEndToEnd, RandomNetworksKeepTheClaimedProbability) {
     SCOPED_TRACE(family_name(f));
     const Network net = random_network(f, ActKind::Relu, 17);
     const std::vector<double> x = random_inputs(40, 3, net.input_size());
-    for (NoiseKind k : {NoiseKind::Uniform, NoiseKind::Bernoulli, NoiseKind::Gaussian}) check_end_to_end(net, x, {}, {k});
+    for (NoiseKind k : {NoiseKind::Uniform, NoiseKind::Bernoulli, NoiseKind::Gaussian})
+      check_end_to_end(net, x, {}, {k});
   }
 }
 
@@ -260,10 +264,12 @@ TEST(ProvenEndToEnd, ShippedModelKeepsTheClaimedProbability) {
 TEST(ProvenEndToEnd, EveryMethodKeepsTheClaimedProbability) {
   const Network relu = import_onnx((source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string());
   const auto [x, labels] = reference_images("mnist_cnn_3layer_5_3", 1);
-  for (const char* m : {"fastlin", "adaptive"}) check_end_to_end(relu, x, labels, {NoiseKind::Uniform, 0.999, 10000, m, TargetMode::Random});
+  for (const char* m : {"fastlin", "adaptive"})
+    check_end_to_end(relu, x, labels, {NoiseKind::Uniform, 0.999, 10000, m, TargetMode::Random});
   const Network sig = import_onnx((source_dir() / "models/mnist_cnn_4layer_5_3_sigmoid.onnx").string());
   const auto [xs, ls] = reference_images("mnist_cnn_4layer_5_3_sigmoid", 1);
-  for (const char* m : {"cnncert", "deepcert", "crown"}) check_end_to_end(sig, xs, ls, {NoiseKind::Uniform, 0.999, 10000, m, TargetMode::Random});
+  for (const char* m : {"cnncert", "deepcert", "crown"})
+    check_end_to_end(sig, xs, ls, {NoiseKind::Uniform, 0.999, 10000, m, TargetMode::Random});
 }
 
 TEST(ProvenEndToEnd, RealNetworksKeepTheClaimedProbability) {
@@ -298,7 +304,8 @@ TEST(Proven, FailureBoundFailsClosedWithoutLinearBounds) {
   const auto lin = engine->bound({p}, o);
   // the Hoeffding bound of the row, from its linear bound (0 where the worst case is positive)
   double mu = lin[0].b_lower[0], l2 = 0;
-  for (size_t i = 0; i < p.x0.size(); ++i) mu += lin[0].a_lower[i] * p.x0[i], l2 += lin[0].a_lower[i] * lin[0].a_lower[i];
+  for (size_t i = 0; i < p.x0.size(); ++i)
+    mu += lin[0].a_lower[i] * p.x0[i], l2 += lin[0].a_lower[i] * lin[0].a_lower[i];
   ASSERT_LE(lin[0].lower[0], 0.0);  // else the bound is 0 without Hoeffding: the check below would not exercise it
   const double expected = hoeffding_failure(mu, std::sqrt(l2), 0.1, false);
   EXPECT_DOUBLE_EQ(proven_failure_bound(p, lin[0], {}, 0.1), expected);
@@ -339,11 +346,14 @@ TEST(Proven, GaussianBoundIsExactOnALinearNetworkWithAFullCovariance) {
   // w = Wᵀ(e_c − e_t), μ = g(x0), and the level σ with Φ(−μ/s) = Φ(−2)
   const DenseAttr& dense = net.nodes().back().as<DenseAttr>();
   std::vector<double> w(static_cast<size_t>(d));
-  for (int64_t i = 0; i < d; ++i) w[static_cast<size_t>(i)] = dense.weight[static_cast<size_t>(c * d + i)] - dense.weight[static_cast<size_t>(t * d + i)];
+  for (int64_t i = 0; i < d; ++i)
+    w[static_cast<size_t>(i)] =
+        dense.weight[static_cast<size_t>(c * d + i)] - dense.weight[static_cast<size_t>(t * d + i)];
   double wsw = 0, wdw = 0;
   for (int64_t i = 0; i < d; ++i) {
     wdw += w[static_cast<size_t>(i)] * w[static_cast<size_t>(i)] * cov[static_cast<size_t>(i * d + i)];
-    for (int64_t j = 0; j < d; ++j) wsw += w[static_cast<size_t>(i)] * cov[static_cast<size_t>(i * d + j)] * w[static_cast<size_t>(j)];
+    for (int64_t j = 0; j < d; ++j)
+      wsw += w[static_cast<size_t>(i)] * cov[static_cast<size_t>(i * d + j)] * w[static_cast<size_t>(j)];
   }
   const double mu = y0[static_cast<size_t>(c)] - y0[static_cast<size_t>(t)], sigma = mu / (2.0 * std::sqrt(wsw));
   const double exact = normal_cdf(-2.0);

@@ -85,11 +85,11 @@ LD worst(const F& f, T l, T u, const Relaxation<T>& r, int n, LD* at = nullptr, 
 /// Fixed intervals: MATH.md §2.4's published-CROWN counterexamples, one-sided, straddling, narrow,
 /// degenerate, tiny around 0, and very wide.
 const std::vector<std::pair<double, double>> kFixed = {
-    {-6.5, 13}, {-50, 50}, {-24, 48}, {-15, 30}, {-100, 100}, {-2, 40}, {-40, 2}, {-5, 5}, {-0.5, 0.5},
-    {-1, 3}, {-3, 1}, {-10, 0.1}, {-0.1, 10}, {-3, 0.5}, {-0.5, 3}, {-8, 1}, {-1, 8}, {-20, 1e-8},
-    {-1e-8, 20}, {-1e-6, 1e-6}, {-1e-9, 2e-9}, {-4, 4.0000001}, {0, 1}, {0, 50}, {-50, 0}, {-1, 0},
-    {1, 1.000001}, {5, 5.0001}, {2, 2.01}, {-3, -2.99}, {30, 50}, {-50, -30}, {0, 0}, {1.5, 1.5},
-    {-7, -7}, {1e-12, 1e-12}};
+    {-6.5, 13},  {-50, 50},   {-24, 48},     {-15, 30},     {-100, 100},   {-2, 40},        {-40, 2},  {-5, 5},
+    {-0.5, 0.5}, {-1, 3},     {-3, 1},       {-10, 0.1},    {-0.1, 10},    {-3, 0.5},       {-0.5, 3}, {-8, 1},
+    {-1, 8},     {-20, 1e-8}, {-1e-8, 20},   {-1e-6, 1e-6}, {-1e-9, 2e-9}, {-4, 4.0000001}, {0, 1},    {0, 50},
+    {-50, 0},    {-1, 0},     {1, 1.000001}, {5, 5.0001},   {2, 2.01},     {-3, -2.99},     {30, 50},  {-50, -30},
+    {0, 0},      {1.5, 1.5},  {-7, -7},      {1e-12, 1e-12}};
 
 /// 20000 random intervals of the kinds above (fixed seed, printed on failure).
 std::vector<std::pair<double, double>> random_intervals(int count) {
@@ -100,12 +100,12 @@ std::vector<std::pair<double, double>> random_intervals(int count) {
   for (int i = 0; i < count; ++i) {
     double l = 0, u = 0;
     switch (i % 6) {
-      case 0: l = U(-15, 15), u = l + std::pow(10, U(-6, -2)); break;     // narrow
-      case 1: l = -U(0, 50), u = U(0, 50); break;                         // wide, straddling
-      case 2: l = U(0, 30), u = l + std::pow(10, U(-4, 1.5)); break;      // positive
-      case 3: u = -U(0, 30), l = u - std::pow(10, U(-4, 1.5)); break;     // negative
+      case 0: l = U(-15, 15), u = l + std::pow(10, U(-6, -2)); break;            // narrow
+      case 1: l = -U(0, 50), u = U(0, 50); break;                                // wide, straddling
+      case 2: l = U(0, 30), u = l + std::pow(10, U(-4, 1.5)); break;             // positive
+      case 3: u = -U(0, 30), l = u - std::pow(10, U(-4, 1.5)); break;            // negative
       case 4: l = -std::pow(10, U(-9, -1)), u = std::pow(10, U(-9, -1)); break;  // tiny around 0
-      default: l = u = U(-20, 20); break;                                 // degenerate
+      default: l = u = U(-20, 20); break;                                        // degenerate
     }
     v.emplace_back(l, u);
   }
@@ -122,15 +122,19 @@ void expect_smooth_sound(const std::vector<std::pair<double, double>>& ivs, int 
         LD at = 0;
         const LD w = worst([s](LD z) { return sig(s, z); }, l, u, r, points, &at, s);
         if (w > 1e-12L && ++bad <= 5)
-          ADD_FAILURE() << describe((std::string(name(s)) + "/" + name(rule)).c_str(), l, u)
-                        << ": violation " << double(w) << " at z = " << double(at);
+          ADD_FAILURE() << describe((std::string(name(s)) + "/" + name(rule)).c_str(), l, u) << ": violation "
+                        << double(w) << " at z = " << double(at);
       }
       EXPECT_EQ(bad, 0) << name(s) << "/" << name(rule);
     }
 }
 
-TEST(RelaxationSound, SmoothFixedIntervals) { expect_smooth_sound(kFixed, 20001); }
-TEST(RelaxationSound, SmoothRandomIntervals) { expect_smooth_sound(random_intervals(20000), 256); }
+TEST(RelaxationSound, SmoothFixedIntervals) {
+  expect_smooth_sound(kFixed, 20001);
+}
+TEST(RelaxationSound, SmoothRandomIntervals) {
+  expect_smooth_sound(random_intervals(20000), 256);
+}
 
 TEST(RelaxationSound, ReluAndLeakyRelu) {
   auto ivs = random_intervals(20000);
@@ -171,8 +175,8 @@ TEST(RelaxationRelu, Unstable) {
   }
   expect_relax_eq(relax_relu(-1.0, 3.0, ReluRule::Fastlin), 0.75, 0, 0.75, 0.75);
   expect_relax_eq(relax_relu(-3.0, 1.0, ReluRule::Adaptive), 0, 0, 0.25, 0.75);
-  expect_relax_eq(relax_relu(-2.0, 2.0, ReluRule::Adaptive), 1, 0, 0.5, 1);         // tie u = −l → 1
-  EXPECT_EQ(relax_relu(-2.0, 1.999999, ReluRule::Adaptive).alpha_l, 0);           // just below the tie → 0
+  expect_relax_eq(relax_relu(-2.0, 2.0, ReluRule::Adaptive), 1, 0, 0.5, 1);  // tie u = −l → 1
+  EXPECT_EQ(relax_relu(-2.0, 1.999999, ReluRule::Adaptive).alpha_l, 0);      // just below the tie → 0
   // Fastlin: l = 0 < u is unstable, which gives α = u/(u−l) = 1 and β_U = 0.
   expect_relax_eq(relax_relu(0.0, 2.0, ReluRule::Fastlin), 1, 0, 1, 0);
 }
@@ -200,7 +204,9 @@ Relaxation<LD> lines(Smooth s, LD d_lower, LD d_upper) {
   return {dsig(s, d_lower), sig(s, d_lower) - dsig(s, d_lower) * d_lower, dsig(s, d_upper),
           sig(s, d_upper) - dsig(s, d_upper) * d_upper};
 }
-LD chord_slope(Smooth s, LD l, LD u) { return (sig(s, u) - sig(s, l)) / (u - l); }
+LD chord_slope(Smooth s, LD l, LD u) {
+  return (sig(s, u) - sig(s, l)) / (u - l);
+}
 
 #define EXPECT_CLOSE(a, b) EXPECT_NEAR(double(a), double(b), 1e-12 * (1 + std::abs(double(b))))
 
@@ -246,7 +252,8 @@ TEST(RelaxationCnnCert, MixedLinesPassThroughTheFarEndpoint) {
         if (!(l < 0 && u > 0)) continue;
         SCOPED_TRACE(describe((std::string(name(s)) + "/" + name(rule)).c_str(), l, u));
         const auto r = relax_smooth(s, l, u, rule);
-        const double slack_u = d2sig_max(s) * (u - l) * u * kTwoPowM20, slack_l = d2sig_max(s) * (u - l) * -l * kTwoPowM20;
+        const double slack_u = d2sig_max(s) * (u - l) * u * kTwoPowM20,
+                     slack_l = d2sig_max(s) * (u - l) * -l * kTwoPowM20;
         const LD gap_u = r.alpha_u * LD(l) + r.beta_u - sig(s, l), gap_l = sig(s, u) - r.alpha_l * LD(u) - r.beta_l;
         EXPECT_GE(double(gap_u), -1e-12);
         EXPECT_LE(double(gap_u), slack_u + 1e-12);
@@ -277,7 +284,7 @@ void expect_deepcert_parallel(Smooth s, double l, double u, bool upper_is_tangen
 TEST(RelaxationDeepCert, OneSidedUpperParallelToChord) {
   for (Smooth s : kSmooths)
     for (auto [l, u] : std::vector<std::pair<double, double>>{{0, 1}, {0.5, 4}, {2, 2.01}, {1, 30}, {0, 50}}) {
-      expect_deepcert_parallel(s, l, u, true);    // l ≥ 0: upper tangent, lower chord
+      expect_deepcert_parallel(s, l, u, true);     // l ≥ 0: upper tangent, lower chord
       expect_deepcert_parallel(s, -u, -l, false);  // u ≤ 0: mirrored
     }
 }
@@ -287,7 +294,8 @@ TEST(RelaxationDeepCert, MixedCases) {
     expect_deepcert_parallel(s, -8, 1, false);  // σ′(u) > k, σ′(l) < k: upper chord, lower tangent
     expect_deepcert_parallel(s, -1, 8, true);   // the reverse
     // Neither (σ′(l), σ′(u) < k): the §2.2 mixed-case bounds.
-    const auto d = relax_smooth(s, -1.0, 1.0, SmoothRule::DeepCert), c = relax_smooth(s, -1.0, 1.0, SmoothRule::CnnCert);
+    const auto d = relax_smooth(s, -1.0, 1.0, SmoothRule::DeepCert),
+               c = relax_smooth(s, -1.0, 1.0, SmoothRule::CnnCert);
     ASSERT_LT(dsig(s, 1), chord_slope(s, -1, 1));
     expect_relax_eq(d, c.alpha_l, c.beta_l, c.alpha_u, c.beta_u);
   }
@@ -308,8 +316,10 @@ TEST(RelaxationCrown, ChordWhereTheEndSlopeIsSteeper) {
 }
 
 TEST(RelaxationCrown, SoundWherePublishedCrownIsNot) {  // MATH.md §2.4
-  const std::vector<std::pair<Smooth, std::pair<double, double>>> cases = {
-      {Smooth::Sigmoid, {-6.5, 13}}, {Smooth::Sigmoid, {-50, 50}}, {Smooth::Tanh, {-24, 48}}, {Smooth::Atan, {-15, 30}}};
+  const std::vector<std::pair<Smooth, std::pair<double, double>>> cases = {{Smooth::Sigmoid, {-6.5, 13}},
+                                                                           {Smooth::Sigmoid, {-50, 50}},
+                                                                           {Smooth::Tanh, {-24, 48}},
+                                                                           {Smooth::Atan, {-15, 30}}};
   for (auto [s, iv] : cases) {
     const auto r = relax_smooth(s, iv.first, iv.second, SmoothRule::Crown);
     EXPECT_LE(worst([s](LD z) { return sig(s, z); }, iv.first, iv.second, r, 200001, nullptr, s), 1e-12L)
@@ -354,8 +364,9 @@ struct GeneralCase {
   double alpha;  // ELU's
   const char* name;
 };
-const GeneralCase kGenerals[] = {{General::Elu, 1.0, "elu(1)"},     {General::Elu, 0.5, "elu(0.5)"}, {General::Elu, 2.0, "elu(2)"},
-                                 {General::Elu, 0.0, "elu(0)"},     {General::Softplus, 0, "softplus"}, {General::Gelu, 0, "gelu"},
+const GeneralCase kGenerals[] = {{General::Elu, 1.0, "elu(1)"},       {General::Elu, 0.5, "elu(0.5)"},
+                                 {General::Elu, 2.0, "elu(2)"},       {General::Elu, 0.0, "elu(0)"},
+                                 {General::Softplus, 0, "softplus"},  {General::Gelu, 0, "gelu"},
                                  {General::GeluTanh, 0, "gelu_tanh"}, {General::Silu, 0, "silu"}};
 
 /// Each function from its definition, in long double (independent of relaxation.hpp's code).
@@ -397,7 +408,8 @@ TEST(RelaxationGeneral, SoundOnEveryInterval) {
       const auto r = relax_general(c.g, c.alpha, l, u);
       LD at = 0;
       const LD w = worst([&](LD z) { return gen_f(c, z); }, l, u, r, i >= 10000 ? 4001 : 256, &at);
-      if (!(w <= 1e-12L) && ++bad <= 5) ADD_FAILURE() << describe(c.name, l, u) << ": violation " << double(w) << " at z = " << double(at);
+      if (!(w <= 1e-12L) && ++bad <= 5)
+        ADD_FAILURE() << describe(c.name, l, u) << ": violation " << double(w) << " at z = " << double(at);
     }
     EXPECT_EQ(bad, 0) << c.name;
   }
@@ -406,12 +418,15 @@ TEST(RelaxationGeneral, SoundOnEveryInterval) {
 TEST(RelaxationGeneral, InfiniteOrNaNEndsFailClosed) {
   const double inf = INFINITY;
   for (const GeneralCase& c : kGenerals)
-    for (auto [l, u] : std::vector<std::pair<double, double>>{{-inf, 0}, {0, inf}, {-inf, inf}, {-1e308, 1e308}, {NAN, 1}}) {
+    for (auto [l, u] :
+         std::vector<std::pair<double, double>>{{-inf, 0}, {0, inf}, {-inf, inf}, {-1e308, 1e308}, {NAN, 1}}) {
       const auto r = relax_general(c.g, c.alpha, l, u);
       // No usable line for NaN or infinite ends (the engines' bounds then fail closed), else a sound one.
       const bool nan = std::isnan(r.alpha_l) && std::isnan(r.beta_l) && std::isnan(r.alpha_u) && std::isnan(r.beta_u);
-      if (!std::isfinite(l) || !std::isfinite(u)) EXPECT_TRUE(nan) << describe(c.name, l, u);
-      else EXPECT_LE(worst([&](LD z) { return gen_f(c, z); }, l, u, r, 4001), 1e-12L) << describe(c.name, l, u);
+      if (!std::isfinite(l) || !std::isfinite(u))
+        EXPECT_TRUE(nan) << describe(c.name, l, u);
+      else
+        EXPECT_LE(worst([&](LD z) { return gen_f(c, z); }, l, u, r, 4001), 1e-12L) << describe(c.name, l, u);
     }
 }
 
@@ -435,8 +450,10 @@ TEST(RelaxationGeneral, ConvexityCutsAreTheInflectionPoints) {
         const LD z = lo + (hi - lo) * k / 50;
         if (std::abs(z) < 1e-3 && c.g == General::Elu) continue;  // the kink
         const LD d2 = gen_d2(c, z);
-        if (p.convex[i]) EXPECT_GE(double(d2), -1e-6) << c.name << " piece " << i << " z " << double(z);
-        else EXPECT_LE(double(d2), 1e-6) << c.name << " piece " << i << " z " << double(z);
+        if (p.convex[i])
+          EXPECT_GE(double(d2), -1e-6) << c.name << " piece " << i << " z " << double(z);
+        else
+          EXPECT_LE(double(d2), 1e-6) << c.name << " piece " << i << " z " << double(z);
       }
       if (i + 1 < p.count && c.g != General::Elu) {
         const LD before = gen_d2(c, p.cut[i] - 1e-2), after = gen_d2(c, p.cut[i] + 1e-2);
@@ -452,7 +469,8 @@ TEST(RelaxationGeneral, ConvexIntervalGivesChordAboveAndMidpointTangentBelow) {
     GeneralCase c;
     double l, u;
   };
-  for (const Iv& t : {Iv{kGenerals[4], -3, 5}, Iv{kGenerals[5], -1.2, 1.3}, Iv{kGenerals[7], -2, 1}, Iv{kGenerals[0], -2, 3}}) {
+  for (const Iv& t :
+       {Iv{kGenerals[4], -3, 5}, Iv{kGenerals[5], -1.2, 1.3}, Iv{kGenerals[7], -2, 1}, Iv{kGenerals[0], -2, 3}}) {
     SCOPED_TRACE(describe(t.c.name, t.l, t.u));
     const auto r = relax_general(t.c.g, t.c.alpha, t.l, t.u);
     const LD fl = gen_f(t.c, t.l), fu = gen_f(t.c, t.u);

@@ -22,7 +22,8 @@ Radii radii(const json& j) {
   Radii out;
   for (const auto& im : j.at("images")) {
     auto& v = out[im.at("image").get<int64_t>()];
-    if (im.at("skipped").get<bool>()) v.emplace_back(-99, -1.0);
+    if (im.at("skipped").get<bool>())
+      v.emplace_back(-99, -1.0);
     else
       for (const auto& t : im.at("targets")) v.emplace_back(t.at("target").get<int64_t>(), t.at("eps").get<double>());
   }
@@ -30,8 +31,10 @@ Radii radii(const json& j) {
 }
 
 /// certify of the shipped model on images [offset, offset + n), with `extra` options, as JSON.
-json certify_json(const std::string& prefix, const std::string& extra, const std::filesystem::path& out, int expected_code = 0) {
-  const Result r = run(prefix + std::string(CNNCERT_CLI_PATH), "certify " + kModel + " " + kImages + " -q --json " + out.string() + " " + extra);
+json certify_json(const std::string& prefix, const std::string& extra, const std::filesystem::path& out,
+                  int expected_code = 0) {
+  const Result r = run(prefix + std::string(CNNCERT_CLI_PATH),
+                       "certify " + kModel + " " + kImages + " -q --json " + out.string() + " " + extra);
   EXPECT_EQ(r.code, expected_code) << r.err;
   if (!std::filesystem::exists(out)) return json::object({{"images", json::array()}});
   return json::parse(read_file(out));
@@ -45,7 +48,8 @@ TEST(Shard, ShardsTogetherAreTheWholeRunImageForImage) {
   ASSERT_EQ(whole.size(), 11u);
   Radii joined;
   for (int k = 0; k < 3; ++k) {
-    const json j = certify_json("", opts + " --shard " + std::to_string(k) + "/3", dir / ("s" + std::to_string(k) + ".json"));
+    const json j =
+        certify_json("", opts + " --shard " + std::to_string(k) + "/3", dir / ("s" + std::to_string(k) + ".json"));
     EXPECT_EQ(j.at("shard"), std::to_string(k) + "/3");
     for (const auto& [image, v] : radii(j)) {
       EXPECT_EQ((image - 3) % 3, k) << "shard " << k << " holds image " << image;
@@ -114,8 +118,9 @@ TEST(Mpi, AFailedRankIsReportedAndTheOthersResultsAreKept) {
   const auto dir = scratch_dir("mpi_fail");
   const Radii whole = radii(certify_json("", "-n 9", dir / "whole.json"));
   const std::string out = (dir / "mpi.json").string();
-  const Result r = run("CNNCERT_TEST_FAIL_RANK=1 " + mpirun(3) + "-x CNNCERT_TEST_FAIL_RANK " + std::string(CNNCERT_CLI_PATH),
-                       "certify " + kModel + " " + kImages + " -n 9 -q --json " + out);
+  const Result r =
+      run("CNNCERT_TEST_FAIL_RANK=1 " + mpirun(3) + "-x CNNCERT_TEST_FAIL_RANK " + std::string(CNNCERT_CLI_PATH),
+          "certify " + kModel + " " + kImages + " -n 9 -q --json " + out);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("cnncert: error: rank 1 of 3: rank 1 failed on purpose"), std::string::npos) << r.err;
   ASSERT_TRUE(std::filesystem::exists(out)) << r.err;
@@ -151,7 +156,8 @@ TEST(Mpi, ProcessesThatCannotSeeEachOtherDoNotAllCertifyEveryImage) {
 
 TEST(Mpi, RankZerosOutputProblemStopsTheRunBeforeAnyRankComputes) {
   if (mpirun(2).empty()) GTEST_SKIP() << "cnncert was built without MPI (apt-get install libopenmpi-dev)";
-  const Result r = run(mpirun(2) + std::string(CNNCERT_CLI_PATH), "certify " + kModel + " " + kImages + " -q --json /nonexistent/x.json");
+  const Result r = run(mpirun(2) + std::string(CNNCERT_CLI_PATH),
+                       "certify " + kModel + " " + kImages + " -q --json /nonexistent/x.json");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("cnncert: error: --json /nonexistent/x.json"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("rank"), std::string::npos) << "one error for the run, not per rank:\n" << r.err;

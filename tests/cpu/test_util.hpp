@@ -31,10 +31,10 @@ inline std::filesystem::path shared_data() {
   return std::filesystem::exists(p / "nets") ? p : std::filesystem::path{};
 }
 
-#define CNNCERT_REQUIRE_SHARED_DATA()                                                        \
-  do {                                                                                       \
-    if (::cnncert::test::shared_data().empty())                                              \
-      GTEST_SKIP() << "../shared/data is absent: skipping the tests on real networks";       \
+#define CNNCERT_REQUIRE_SHARED_DATA()                                                  \
+  do {                                                                                 \
+    if (::cnncert::test::shared_data().empty())                                        \
+      GTEST_SKIP() << "../shared/data is absent: skipping the tests on real networks"; \
   } while (0)
 
 /// Rows [first, first + count) (clipped to what is stored) of the reference inputs of model
@@ -49,7 +49,8 @@ inline std::vector<double> fixture_inputs(const std::string& stem, int64_t first
 /// The first `count` labels of the reference images of model `stem` (tests/fixtures/reference).
 inline std::vector<int64_t> fixture_labels(const std::string& stem, int64_t count) {
   const auto lab = detail::read_npy((source_dir() / "tests/fixtures/reference" / (stem + ".labels.npy")).string());
-  return std::vector<int64_t>(lab.data.begin(), lab.data.begin() + std::min<int64_t>(count, static_cast<int64_t>(lab.data.size())));
+  return std::vector<int64_t>(lab.data.begin(),
+                              lab.data.begin() + std::min<int64_t>(count, static_cast<int64_t>(lab.data.size())));
 }
 
 /// A fresh scratch directory for one test.
@@ -97,7 +98,9 @@ inline std::string onnx_tensor(const std::string& name, const std::vector<int64_
 inline std::string attr_int(const std::string& name, int64_t v) {
   return Pb().bytes(1, name).varint(3, static_cast<uint64_t>(v)).varint(20, 2).str();
 }
-inline std::string attr_float(const std::string& name, float v) { return Pb().bytes(1, name).f32(2, v).varint(20, 1).str(); }
+inline std::string attr_float(const std::string& name, float v) {
+  return Pb().bytes(1, name).f32(2, v).varint(20, 1).str();
+}
 inline std::string attr_ints(const std::string& name, const std::vector<int64_t>& v) {
   Pb a;
   a.bytes(1, name);
@@ -112,8 +115,9 @@ inline std::string attr_tensor(const std::string& name, const std::string& tenso
   return Pb().bytes(1, name).bytes(5, tensor).varint(20, 4).str();
 }
 
-inline std::string onnx_node(const std::string& op, const std::vector<std::string>& in, const std::vector<std::string>& out,
-                             const std::vector<std::string>& attrs = {}, const std::string& name = "") {
+inline std::string onnx_node(const std::string& op, const std::vector<std::string>& in,
+                             const std::vector<std::string>& out, const std::vector<std::string>& attrs = {},
+                             const std::string& name = "") {
   Pb n;
   for (const auto& s : in) n.bytes(1, s);
   for (const auto& s : out) n.bytes(2, s);
@@ -126,7 +130,8 @@ inline std::string onnx_node(const std::string& op, const std::vector<std::strin
 /// ValueInfoProto of a float tensor; a dimension of -1 is written as the symbol "N".
 inline std::string onnx_value(const std::string& name, const std::vector<int64_t>& dims) {
   Pb shape;
-  for (int64_t d : dims) shape.bytes(1, d < 0 ? Pb().bytes(2, "N").str() : Pb().varint(1, static_cast<uint64_t>(d)).str());
+  for (int64_t d : dims)
+    shape.bytes(1, d < 0 ? Pb().bytes(2, "N").str() : Pb().varint(1, static_cast<uint64_t>(d)).str());
   Pb tensor;
   tensor.varint(1, 1).bytes(2, shape.str());
   return Pb().bytes(1, name).bytes(2, Pb().bytes(1, tensor.str()).str()).str();

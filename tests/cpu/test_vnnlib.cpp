@@ -48,8 +48,9 @@ TEST(Vnnlib, ReadsBoxesAndDisjunctionsOfConjunctions) {
 
 TEST(Vnnlib, InputBoxesInsideTheDisjunctionMakeSeparateCases) {
   // ACAS-Xu style: two input regions, each with its own output condition; the outer asserts AND in.
-  const std::string text = declare(1, 2) + "(assert (<= Y_0 Y_1))\n(assert (or (and (>= X_0 0) (<= X_0 1))\n"
-                                           "(and (>= X_0 2) (<= X_0 3) (>= Y_0 5))))\n";
+  const std::string text = declare(1, 2) +
+                           "(assert (<= Y_0 Y_1))\n(assert (or (and (>= X_0 0) (<= X_0 1))\n"
+                           "(and (>= X_0 2) (<= X_0 3) (>= Y_0 5))))\n";
   const VnnProperty p = parse_vnnlib(text);
   ASSERT_EQ(p.cases.size(), 2u);
   EXPECT_EQ(p.cases[0].lower[0], 0);
@@ -91,7 +92,7 @@ TEST(Vnnlib, BadFilesNameTheLine) {
   EXPECT_THROW(parse_vnnlib(d + "(assert (=> X_0 1))"), UnsupportedModel);
   // Well-formed, but not a property the engines can check.
   EXPECT_THROW(parse_vnnlib(d + "(assert (<= X_0 1))(assert (<= Y_0 Y_1))"), UnsupportedModel);  // no lower bound
-  EXPECT_THROW(parse_vnnlib(d + "(assert (<= (+ X_0 Y_0) 1))"), UnsupportedModel);              // X and Y mixed
+  EXPECT_THROW(parse_vnnlib(d + "(assert (<= (+ X_0 Y_0) 1))"), UnsupportedModel);               // X and Y mixed
   EXPECT_THROW(parse_vnnlib(declare(2, 2) + "(assert (<= (+ X_0 X_1) 1))"), UnsupportedModel);   // not a box
 }
 
@@ -106,7 +107,8 @@ std::string robustness_property(const Network& net, const std::vector<double>& x
   s.precision(17);
   s << declare(static_cast<int64_t>(x.size()), static_cast<int64_t>(y.size()));
   for (size_t i = 0; i < x.size(); ++i)
-    s << "(assert (<= X_" << i << " " << std::min(0.5, x[i] + eps) << "))\n(assert (>= X_" << i << " " << std::max(-0.5, x[i] - eps) << "))\n";
+    s << "(assert (<= X_" << i << " " << std::min(0.5, x[i] + eps) << "))\n(assert (>= X_" << i << " "
+      << std::max(-0.5, x[i] - eps) << "))\n";
   s << "(assert (or\n";
   for (size_t k = 0; k < y.size(); ++k)
     if (static_cast<int64_t>(k) != c) s << "  (and (>= Y_" << k << " Y_" << c << "))\n";
@@ -168,7 +170,8 @@ TEST(Vnnlib, LargeBoxIsSatWithACounterexampleInsideTheBox) {
   const auto y = s.net.forward(r.x.data(), 1);
   EXPECT_EQ(y, r.y);
   const int64_t now = std::max_element(y.begin(), y.end()) - y.begin();
-  EXPECT_TRUE(now != c || std::count(y.begin(), y.end(), y[static_cast<size_t>(c)]) > 1) << "the prediction did not change";
+  EXPECT_TRUE(now != c || std::count(y.begin(), y.end(), y[static_cast<size_t>(c)]) > 1)
+      << "the prediction did not change";
   for (size_t i = 0; i < r.x.size(); ++i) {
     EXPECT_GE(r.x[i], p.cases[0].lower[i]);
     EXPECT_LE(r.x[i], p.cases[0].upper[i]);
@@ -199,11 +202,13 @@ TEST(Vnnlib, CliWritesTheResultFileAndBadInputIsExit2) {
   int64_t c;
   write_file(dir / "small.vnnlib", robustness_property(s.net, s.x, 0.01, &c));
   write_file(dir / "large.vnnlib", robustness_property(s.net, s.x, 0.3, &c));
-  const Result u = cli("vnnlib " + kModel + " " + (dir / "small.vnnlib").string() + " --result " + (dir / "u.txt").string());
+  const Result u =
+      cli("vnnlib " + kModel + " " + (dir / "small.vnnlib").string() + " --result " + (dir / "u.txt").string());
   EXPECT_EQ(u.code, 0) << u.err;
   EXPECT_EQ(u.out, "unsat\n");
   EXPECT_EQ(read_file(dir / "u.txt"), "unsat\n");
-  const Result t = cli("vnnlib " + kModel + " " + (dir / "large.vnnlib").string() + " --result " + (dir / "s.txt").string());
+  const Result t =
+      cli("vnnlib " + kModel + " " + (dir / "large.vnnlib").string() + " --result " + (dir / "s.txt").string());
   EXPECT_EQ(t.code, 0) << t.err;
   EXPECT_EQ(t.out, "sat\n");
   // VNN-COMP's counterexample: ((X_0 v) (X_1 v) ... (Y_9 v)), which re-runs to the same outputs.
@@ -224,7 +229,9 @@ TEST(Vnnlib, CliWritesTheResultFileAndBadInputIsExit2) {
   for (size_t k = 0; k < y.size(); ++k) EXPECT_DOUBLE_EQ(again[k], y[k]);
   // Compressed model and property (as VNN-COMP ships them) read directly.
   ASSERT_EQ(std::system(("gzip -c " + kModel + " > " + (dir / "net.onnx.gz").string() + " && gzip -c " +
-                         (dir / "small.vnnlib").string() + " > " + (dir / "small.vnnlib.gz").string()).c_str()), 0);
+                         (dir / "small.vnnlib").string() + " > " + (dir / "small.vnnlib.gz").string())
+                            .c_str()),
+            0);
   const Result gz = cli("vnnlib " + (dir / "net.onnx.gz").string() + " " + (dir / "small.vnnlib.gz").string());
   EXPECT_EQ(gz.code, 0) << gz.err;
   EXPECT_EQ(gz.out, "unsat\n");
@@ -235,7 +242,8 @@ TEST(Vnnlib, CliWritesTheResultFileAndBadInputIsExit2) {
   write_file(dir / "few.vnnlib", declare(3, 10) + "(assert (<= X_0 1))");
   expect_bad_input(cli("vnnlib " + kModel + " " + (dir / "few.vnnlib").string()), "");
   expect_bad_input(cli("vnnlib " + kModel + " " + (dir / "missing.vnnlib").string()), "cannot open the property file");
-  expect_bad_input(cli("vnnlib " + kModel + " " + (dir / "small.vnnlib").string() + " --norm 2"), "--norm, --clip and --eps-space do not apply");
+  expect_bad_input(cli("vnnlib " + kModel + " " + (dir / "small.vnnlib").string() + " --norm 2"),
+                   "--norm, --clip and --eps-space do not apply");
 }
 
 TEST(Vnnlib, SharedPropertiesAreAnsweredAndNeverWrongly) {
@@ -312,14 +320,16 @@ namespace {
 // (x0 = 1, x1 = −1). One bound over the whole box only gives y ≥ −2, so y ≤ −0.5 needs pieces of
 // the box to be refuted; y ≥ 0.7 happens only near a corner, which the pieces' centres reach.
 TEST(Vnnlib, InputSplittingProvesWhatOneBoxCannotAndFindsCounterexamples) {
-  const std::string m = onnx_model({onnx_node("Gemm", {"x", "W1"}, {"h"}, {attr_int("transB", 1)}), onnx_node("Relu", {"h"}, {"r"}),
-                                    onnx_node("Gemm", {"r", "W2"}, {"y"}, {attr_int("transB", 1)})},
-                                   {onnx_tensor("W1", {3, 2}, {1, 0, 0, 1, 1, 1}), onnx_tensor("W2", {1, 3}, {1, 1, -1})},
-                                   onnx_value("x", {-1, 2}), onnx_value("y", {-1, 1}));
+  const std::string m =
+      onnx_model({onnx_node("Gemm", {"x", "W1"}, {"h"}, {attr_int("transB", 1)}), onnx_node("Relu", {"h"}, {"r"}),
+                  onnx_node("Gemm", {"r", "W2"}, {"y"}, {attr_int("transB", 1)})},
+                 {onnx_tensor("W1", {3, 2}, {1, 0, 0, 1, 1, 1}), onnx_tensor("W2", {1, 3}, {1, 1, -1})},
+                 onnx_value("x", {-1, 2}), onnx_value("y", {-1, 1}));
   const Network net = import_onnx_bytes(m, "subadditive.onnx");
   const double x[2] = {1, -1};
   ASSERT_NEAR(net.forward(x, 1)[0], 1, 1e-12);
-  const std::string box = declare(2, 1) + "(assert (<= X_0 1))(assert (>= X_0 -1))(assert (<= X_1 1))(assert (>= X_1 -1))\n";
+  const std::string box =
+      declare(2, 1) + "(assert (<= X_0 1))(assert (>= X_0 -1))(assert (<= X_1 1))(assert (>= X_1 -1))\n";
   const VnnProperty never = parse_vnnlib(box + "(assert (<= Y_0 -0.5))");
   VnnOptions whole;
   whole.split_max_inputs = 0;
@@ -358,19 +368,23 @@ namespace {
 
 TEST(Vnnlib, ReviewedEdgeCases) {
   // Terms that cancel out are no terms (they used to index an output by an input's number).
-  const VnnProperty p = parse_vnnlib(declare(2, 2) + "(assert (<= X_0 1))(assert (>= X_0 0))(assert (<= X_1 1))(assert (>= X_1 0))\n"
+  const VnnProperty p = parse_vnnlib(declare(2, 2) +
+                                     "(assert (<= X_0 1))(assert (>= X_0 0))(assert (<= X_1 1))(assert (>= X_1 0))\n"
                                      "(assert (<= (+ Y_0 (* 0 X_0) (- X_1 X_1)) 1))");
   ASSERT_EQ(p.cases.size(), 1u);
   EXPECT_EQ(p.cases[0].outputs[0].coef, (std::vector<double>{1, 0}));
   EXPECT_THROW(parse_vnnlib(declare(1, 1) + "(assert (<= (- (* 1e300 1e300) (* 1e300 1e300)) X_0))"), InvalidArgument);
   EXPECT_THROW(parse_vnnlib(declare(2, 1) + "(assert (<= X_01 1))"), InvalidArgument);
   // Underflow is a tiny number, SMT-LIB's housekeeping commands are ignored.
-  const VnnProperty q = parse_vnnlib("(set-logic QF_LRA)" + declare(1, 1) + "(assert (<= X_0 1e-400))(assert (>= X_0 -1))(assert (<= Y_0 0))(check-sat)");
+  const VnnProperty q = parse_vnnlib("(set-logic QF_LRA)" + declare(1, 1) +
+                                     "(assert (<= X_0 1e-400))(assert (>= X_0 -1))(assert (<= Y_0 0))(check-sat)");
   EXPECT_EQ(q.cases[0].upper[0], 0.0);
   // A truncated .gz is an error, not a shorter property.
   const auto dir = scratch_dir("vnnlib_gz");
-  write_file(dir / "p.vnnlib", declare(1, 1) + "(assert (<= X_0 1))(assert (>= X_0 -1))\n" + std::string(4000, ';') + "\n(assert (<= Y_0 0))\n");
-  ASSERT_EQ(std::system(("gzip -c " + (dir / "p.vnnlib").string() + " > " + (dir / "p.vnnlib.gz").string()).c_str()), 0);
+  write_file(dir / "p.vnnlib", declare(1, 1) + "(assert (<= X_0 1))(assert (>= X_0 -1))\n" + std::string(4000, ';') +
+                                   "\n(assert (<= Y_0 0))\n");
+  ASSERT_EQ(std::system(("gzip -c " + (dir / "p.vnnlib").string() + " > " + (dir / "p.vnnlib.gz").string()).c_str()),
+            0);
   const std::string gz = read_file(dir / "p.vnnlib.gz");
   write_file(dir / "cut.vnnlib.gz", gz.substr(0, gz.size() - 12));
   EXPECT_NO_THROW(load_vnnlib((dir / "p.vnnlib.gz").string()));
@@ -378,11 +392,13 @@ TEST(Vnnlib, ReviewedEdgeCases) {
 }
 
 TEST(Vnnlib, AStrippedSoftmaxOnlyAllowsConstraintsItCannotChange) {
-  const std::string m = onnx_model({onnx_node("Gemm", {"x", "W"}, {"l"}, {attr_int("transB", 1)}), onnx_node("Softmax", {"l"}, {"y"})},
-                                   {onnx_tensor("W", {2, 2}, {1, 0, 0, 1})}, onnx_value("x", {-1, 2}), onnx_value("y", {-1, 2}));
+  const std::string m =
+      onnx_model({onnx_node("Gemm", {"x", "W"}, {"l"}, {attr_int("transB", 1)}), onnx_node("Softmax", {"l"}, {"y"})},
+                 {onnx_tensor("W", {2, 2}, {1, 0, 0, 1})}, onnx_value("x", {-1, 2}), onnx_value("y", {-1, 2}));
   const Network net = import_onnx_bytes(m, "softmax.onnx");
   ASSERT_EQ(net.stripped_output(), "Softmax");
-  const std::string box = declare(2, 2) + "(assert (<= X_0 1))(assert (>= X_0 0.5))(assert (<= X_1 0.2))(assert (>= X_1 0))\n";
+  const std::string box =
+      declare(2, 2) + "(assert (<= X_0 1))(assert (>= X_0 0.5))(assert (<= X_1 0.2))(assert (>= X_1 0))\n";
   // Y_1 ≥ Y_0 compares two outputs: the same on probabilities and logits (here impossible: unsat).
   EXPECT_EQ(verify_vnnlib(net, parse_vnnlib(box + "(assert (>= Y_1 Y_0))"), {}).answer, VnnAnswer::Unsat);
   // Y_0 ≥ 0.9 is about a probability (which the logits, 0.5..1, say nothing about): refused.

@@ -32,8 +32,8 @@ namespace cnncert::fuzz {
 }
 
 /// Checks an invariant the library promises; a violation is a finding.
-#define CNNCERT_FUZZ_EXPECT(cond, msg)                                                              \
-  do {                                                                                              \
+#define CNNCERT_FUZZ_EXPECT(cond, msg)                                                                 \
+  do {                                                                                                 \
     if (!(cond)) ::cnncert::fuzz::finding(std::string("expectation failed: ") + #cond + ": " + (msg)); \
   } while (0)
 
@@ -61,7 +61,8 @@ int guarded(F&& body) {
 inline const std::string& scratch_dir() {
   static const std::string* const dir = [] {
     std::error_code ec;
-    const char* base = std::filesystem::is_directory("/dev/shm", ec) && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    const char* base =
+        std::filesystem::is_directory("/dev/shm", ec) && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     auto* d = new std::string(std::string(base) + "/cnncert-fuzz-" + std::to_string(getpid()));
     std::filesystem::create_directories(*d, ec);
     if (ec) finding("cannot create the scratch directory " + *d + ": " + ec.message());
@@ -75,7 +76,9 @@ inline const std::string& scratch_dir() {
 }
 
 /// Path of `name` inside the scratch directory.
-inline std::string scratch(const std::string& name) { return scratch_dir() + "/" + name; }
+inline std::string scratch(const std::string& name) {
+  return scratch_dir() + "/" + name;
+}
 
 /// Writes `bytes` to `path` (replacing it); a failure here is a harness problem, not a finding
 /// of the library, but it must not go unnoticed.
@@ -120,7 +123,8 @@ inline void load_and_touch(const std::string& path, LoadOptions o = {}) {
     one.limit = 1;
     const ImageSet s = load_images(path, one);
     touch(s);
-    CNNCERT_FUZZ_EXPECT(s.count == 1 && s.image_size() == all.image_size(), "offset/limit read one image of the same shape");
+    CNNCERT_FUZZ_EXPECT(s.count == 1 && s.image_size() == all.image_size(),
+                        "offset/limit read one image of the same shape");
     const int64_t d = all.image_size();
     for (int64_t i = 0; i < d; ++i)
       CNNCERT_FUZZ_EXPECT(s.pixels[static_cast<size_t>(i)] == all.pixels[static_cast<size_t>(d + i)],

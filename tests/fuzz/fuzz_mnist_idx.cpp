@@ -24,7 +24,8 @@ constexpr std::string_view kLabelsSeparator = "LABELS::";
 // gzip (not zlib) framing of `in`.
 std::string gzip(std::string_view in) {
   z_stream z{};
-  if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) cnncert::fuzz::finding("harness: deflateInit2");
+  if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    cnncert::fuzz::finding("harness: deflateInit2");
   std::string out(deflateBound(&z, in.size()) + 32, '\0');
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
   z.avail_in = static_cast<uInt>(in.size());

@@ -18,9 +18,9 @@ namespace {
 
 using namespace cnncert;
 
-constexpr int64_t kMaxForwardElements = int64_t{1} << 16;  // sum of node sizes for forward()
+constexpr int64_t kMaxForwardElements = int64_t{1} << 16;     // sum of node sizes for forward()
 constexpr double kMaxForwardMacs = double(int64_t{1} << 24);  // multiply-adds of one forward pass
-constexpr int64_t kMaxBoundNeurons = 2048;                  // activation neurons for bound()
+constexpr int64_t kMaxBoundNeurons = 2048;                    // activation neurons for bound()
 constexpr int64_t kMaxBoundInput = 1024;
 constexpr int64_t kMaxBoundNodes = 64;
 
@@ -118,8 +118,9 @@ void run_one(const std::string& bytes) {
   CNNCERT_FUZZ_EXPECT(r.size() == 1, "one result per problem");
   stage(("bound done (" + o.method.name + (r[0].error.empty() ? "" : ", error: " + r[0].error) + ")").c_str(), net);
   if (!r[0].error.empty()) return;  // NaN/Inf on the way: reported, not a bound
-  CNNCERT_FUZZ_EXPECT(static_cast<int64_t>(r[0].lower.size()) == p.rows && static_cast<int64_t>(r[0].upper.size()) == p.rows,
-                      "one bound per spec row");
+  CNNCERT_FUZZ_EXPECT(
+      static_cast<int64_t>(r[0].lower.size()) == p.rows && static_cast<int64_t>(r[0].upper.size()) == p.rows,
+      "one bound per spec row");
   // Soundness at the centre: every row's value at x0 lies within its bounds.
   for (int64_t k = 0; k < p.rows; ++k) {
     double v = 0, mag = 0;
@@ -130,10 +131,10 @@ void run_one(const std::string& bytes) {
     const double lo = r[0].lower[static_cast<size_t>(k)], hi = r[0].upper[static_cast<size_t>(k)];
     if (!std::isfinite(lo) || !std::isfinite(hi) || !std::isfinite(v)) continue;
     const double tol = 1e-6 * (1.0 + mag + std::abs(lo) + std::abs(hi));
-    CNNCERT_FUZZ_EXPECT(lo <= v + tol && v <= hi + tol,
-                        "bounds contain the value at the centre: row " + std::to_string(k) + ": lower " +
-                            std::to_string(lo) + ", value " + std::to_string(v) + ", upper " + std::to_string(hi) +
-                            " (method " + o.method.name + ")");
+    CNNCERT_FUZZ_EXPECT(lo <= v + tol && v <= hi + tol, "bounds contain the value at the centre: row " +
+                                                            std::to_string(k) + ": lower " + std::to_string(lo) +
+                                                            ", value " + std::to_string(v) + ", upper " +
+                                                            std::to_string(hi) + " (method " + o.method.name + ")");
   }
 }
 

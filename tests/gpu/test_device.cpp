@@ -8,7 +8,9 @@ TEST_F(GpuTest, DeviceIsReported) {
   EXPECT_TRUE(cuda_compiled());
 }
 
-TEST_F(GpuTest, SmokeKernelMatchesCpu) { EXPECT_EQ(cuda_smoke_test(), ""); }
+TEST_F(GpuTest, SmokeKernelMatchesCpu) {
+  EXPECT_EQ(cuda_smoke_test(), "");
+}
 
 TEST(GpuBuild, StateIsConsistent) {
   // Without the CUDA engine compiled in, no GPU can be reported usable.

@@ -24,7 +24,8 @@ TEST_F(GpuTest, EngineMatchesTheCpuEngineOnEveryFamilyMethodAndNorm) {
 TEST_F(GpuTest, OwnKernelsMatchTheCpuEngine) {
   // Convolutions and GEMMs by the engine's own kernels instead of cuDNN/cuBLAS.
   const CudaLibraries libs = cuda_libraries();
-  if (!libs.cublas && !libs.cudnn) GTEST_SKIP() << "built without cuDNN and cuBLAS: the test above already ran the own kernels";
+  if (!libs.cublas && !libs.cudnn)
+    GTEST_SKIP() << "built without cuDNN and cuBLAS: the test above already ran the own kernels";
   const double worst = compare_on_random_networks(
       [](const Network& net) { return batched::make_batched_engine(net, batched::make_cuda_ops(0, false)); });
   std::printf("largest |gpu (own kernels) - cpu| / tolerance: %.3g\n", worst);
@@ -76,8 +77,8 @@ void compare_real(const std::filesystem::path& onnx, const std::string& stem, do
     std::printf("%s: skipped under the CPU emulation (runs on a GPU)\n", stem.c_str());
     return;
   }
-  compare_on_fixtures([](const Network& net) { return make_gpu_engine(net); }, onnx, stem, cuda_emulated() ? 1 : 2, eps, norm,
-                      method);
+  compare_on_fixtures([](const Network& net) { return make_gpu_engine(net); }, onnx, stem, cuda_emulated() ? 1 : 2, eps,
+                      norm, method);
 }
 
 TEST_F(GpuTest, ShippedModelsMatchTheCpuEngine) {
@@ -89,12 +90,13 @@ TEST_F(GpuTest, ShippedModelsMatchTheCpuEngine) {
 TEST_F(GpuTest, SharedNetworksMatchTheCpuEngine) {
   CNNCERT_REQUIRE_SHARED_DATA();
   const auto nets = shared_data() / "nets";
-  compare_real(nets / "mnist_verivital_convnet_maxpool.onnx", "mnist_verivital_convnet_maxpool", 0.004, Norm::Linf, "adaptive",
-               true);
+  compare_real(nets / "mnist_verivital_convnet_maxpool.onnx", "mnist_verivital_convnet_maxpool", 0.004, Norm::Linf,
+               "adaptive", true);
   compare_real(nets / "mnist_eran_sigmoid_6x200.onnx", "mnist_eran_sigmoid_6x200", 0.012, Norm::Linf, "deepcert");
   compare_real(nets / "cifar_resnet_2b.onnx", "cifar_resnet_2b", 2.0 / 255 / 0.25, Norm::Linf, "adaptive");
   compare_real(nets / "cifar_oval21_base_kw.onnx", "cifar_oval21_base_kw", 0.1, Norm::L2, "adaptive");
-  compare_real(nets / "cifar_abcrown_convsmall_sigmoid.onnx", "cifar_abcrown_convsmall_sigmoid", 0.005, Norm::Linf, "cnncert");
+  compare_real(nets / "cifar_abcrown_convsmall_sigmoid.onnx", "cifar_abcrown_convsmall_sigmoid", 0.005, Norm::Linf,
+               "cnncert");
   compare_real(nets / "mnist_colt_convmed_0.1.onnx", "mnist_colt_convmed_0.1", 0.05, Norm::Linf, "adaptive");
 }
 
@@ -111,8 +113,8 @@ TEST_F(GpuTest, CertifiedRadiiMatchTheCpuEngine) {
     const int differing = expect_same_radii(net, *cpu, x, a, b, o.bound, "shipped");
     std::printf("radii differing (ties): %d of %zu images\n", differing, a.size());
   }
-  compare_radii_on_random_networks([](const Network& net) { return make_gpu_engine(net); }, {Family::Residual, Family::CnnMaxPool},
-                                   Norm::L2, cuda_emulated() ? 1 : 6);
+  compare_radii_on_random_networks([](const Network& net) { return make_gpu_engine(net); },
+                                   {Family::Residual, Family::CnnMaxPool}, Norm::L2, cuda_emulated() ? 1 : 6);
 }
 
 TEST_F(GpuTest, ConvolutionsAndGemmsRunOnTheExpectedPath) {
@@ -128,11 +130,13 @@ TEST_F(GpuTest, ConvolutionsAndGemmsRunOnTheExpectedPath) {
   auto lib = make_gpu_engine(net);
   lib->bound(ps, BoundOptions{});
   const EngineStats s = lib->stats();
-  std::printf("convolutions: cuDNN %lld, cuDNN failed %lld, own %lld; GEMMs: cuBLAS %lld, own %lld; %lld launches, %lld syncs\n",
-              static_cast<long long>(s.conv_cudnn), static_cast<long long>(s.conv_cudnn_failed),
-              static_cast<long long>(s.conv_own_kernel), static_cast<long long>(s.gemm_cublas),
-              static_cast<long long>(s.gemm_own_kernel), static_cast<long long>(s.gpu_launches),
-              static_cast<long long>(s.gpu_syncs));
+  std::printf(
+      "convolutions: cuDNN %lld, cuDNN failed %lld, own %lld; GEMMs: cuBLAS %lld, own %lld; %lld launches, %lld "
+      "syncs\n",
+      static_cast<long long>(s.conv_cudnn), static_cast<long long>(s.conv_cudnn_failed),
+      static_cast<long long>(s.conv_own_kernel), static_cast<long long>(s.gemm_cublas),
+      static_cast<long long>(s.gemm_own_kernel), static_cast<long long>(s.gpu_launches),
+      static_cast<long long>(s.gpu_syncs));
   EXPECT_GE(s.gpu_launches, s.conv_cudnn + s.conv_own_kernel + s.gemm_cublas + s.gemm_own_kernel);
   EXPECT_GT(s.gpu_syncs, 0);
   EXPECT_EQ(s.conv_cudnn_failed, 0);

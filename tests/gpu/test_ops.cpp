@@ -113,8 +113,8 @@ void expect_agree(const Outputs& got, const Outputs& want, const std::vector<dou
       const bool ok = (std::isnan(g) && std::isnan(w)) || (t == 0 ? g == w : std::fabs(g - w) <= t);
       if (!ok) {
         ++reported;
-        ADD_FAILURE() << what << ": output " << k << " element " << i << ": gpu " << g << ", host " << w << " (tolerance " << t
-                      << ")";
+        ADD_FAILURE() << what << ": output " << k << " element " << i << ": gpu " << g << ", host " << w
+                      << " (tolerance " << t << ")";
       }
     }
   }
@@ -137,24 +137,28 @@ std::function<std::vector<double>(bool)> exact() {
 }
 
 /// Tolerance of a double sum of n terms whose magnitudes add up to `abs_sum` (see the top).
-double sum_tol(int64_t n, double abs_sum) { return 2.0 * static_cast<double>(n) * std::ldexp(1.0, -53) * abs_sum + 1e-300; }
+double sum_tol(int64_t n, double abs_sum) {
+  return 2.0 * static_cast<double>(n) * std::ldexp(1.0, -53) * abs_sum + 1e-300;
+}
 
 TEST_F(GpuTest, ConvBackMatchesTheHost) {
   struct Case {
     ConvGeom g;
     const char* name;
   };
-  const auto geo = [](int64_t cin, int64_t hin, int64_t cout, int64_t k, int64_t s, int64_t pt, int64_t pl, int64_t d, int64_t groups) {
+  const auto geo = [](int64_t cin, int64_t hin, int64_t cout, int64_t k, int64_t s, int64_t pt, int64_t pl, int64_t d,
+                      int64_t groups) {
     ConvGeom g;
-    g.cin = cin, g.hin = g.win = hin, g.cout = cout, g.kh = g.kw = k, g.sh = g.sw = s, g.pt = pt, g.pl = pl, g.dh = g.dw = d;
+    g.cin = cin, g.hin = g.win = hin, g.cout = cout, g.kh = g.kw = k, g.sh = g.sw = s, g.pt = pt, g.pl = pl,
+    g.dh = g.dw = d;
     g.groups = groups;
     g.hout = (hin + 2 * pt - d * (k - 1) - 1) / s + 1;
     g.wout = (hin + 2 * pl - d * (k - 1) - 1) / s + 1;
     return g;
   };
   const std::vector<Case> cases = {
-      {geo(3, 7, 4, 3, 1, 1, 1, 1, 1), "3x3 same padding"},  {geo(2, 9, 3, 3, 2, 0, 0, 1, 1), "stride 2"},
-      {geo(2, 8, 2, 3, 1, 2, 2, 2, 1), "dilation 2"},        {geo(4, 6, 4, 3, 1, 1, 1, 1, 2), "2 groups"},
+      {geo(3, 7, 4, 3, 1, 1, 1, 1, 1), "3x3 same padding"},   {geo(2, 9, 3, 3, 2, 0, 0, 1, 1), "stride 2"},
+      {geo(2, 8, 2, 3, 1, 2, 2, 2, 1), "dilation 2"},         {geo(4, 6, 4, 3, 1, 1, 1, 1, 2), "2 groups"},
       {geo(2, 6, 3, 2, 2, 1, 0, 1, 1), "asymmetric padding"}, {geo(5, 4, 1, 1, 1, 0, 0, 1, 1), "1x1"},
       {geo(1, 1, 1, 1, 1, 0, 0, 1, 1), "1 element"},
   };
@@ -172,7 +176,9 @@ TEST_F(GpuTest, ConvBackMatchesTheHost) {
             o.conv_back(g, rows, dw.get(), da.get(), dout.get());
             return Outputs{dout.read()};
           },
-          [&](bool library) { return library ? std::vector<double>{2 * terms * terms * std::ldexp(1.0, -24)} : std::vector<double>{}; });
+          [&](bool library) {
+            return library ? std::vector<double>{2 * terms * terms * std::ldexp(1.0, -24)} : std::vector<double>{};
+          });
     }
 }
 
@@ -207,22 +213,27 @@ TEST_F(GpuTest, ElementwiseBackMatchesTheHost) {
         const auto a = random_floats(static_cast<size_t>(2 * half * size), 31, 0.25);
         std::vector<int> prob(static_cast<size_t>(std::max<int64_t>(half, 1)));
         for (size_t i = 0; i < prob.size(); ++i) prob[i] = static_cast<int>(i % problems);
-        const auto al = random_floats(static_cast<size_t>(params), 32), bl = random_floats(static_cast<size_t>(params), 33);
-        const auto au = random_floats(static_cast<size_t>(params), 34), bu = random_floats(static_cast<size_t>(params), 35);
+        const auto al = random_floats(static_cast<size_t>(params), 32),
+                   bl = random_floats(static_cast<size_t>(params), 33);
+        const auto au = random_floats(static_cast<size_t>(params), 34),
+                   bu = random_floats(static_cast<size_t>(params), 35);
         const auto bias = random_doubles(static_cast<size_t>(2 * half), 36);
         // the bias sums' tolerance from the terms' magnitudes (at most |x|·max|β| each)
         const double abs_sum = static_cast<double>(size) * 1.0;
         check_primitive(
-            "elementwise_back half " + std::to_string(half) + " size " + std::to_string(size) + (coefficients ? "" : " (bias only)"),
+            "elementwise_back half " + std::to_string(half) + " size " + std::to_string(size) +
+                (coefficients ? "" : " (bias only)"),
             [&](Ops& o) {
               Dev<float> da(o, a), dal(o, al), dbl(o, bl), dau(o, au), dbu(o, bu);
               Dev<int> dp(o, prob);
               Dev<double> db(o, bias);
-              o.elementwise_back(half, size, da.get(), dp.get(), stride, div, coefficients ? dal.get() : nullptr, dbl.get(), dau.get(),
-                                 dbu.get(), db.get());
+              o.elementwise_back(half, size, da.get(), dp.get(), stride, div, coefficients ? dal.get() : nullptr,
+                                 dbl.get(), dau.get(), dbu.get(), db.get());
               return Outputs{da.read(), db.read()};
             },
-            [&](bool) { return std::vector<double>{0.0, sum_tol(size, abs_sum)}; });
+            [&](bool) {
+              return std::vector<double>{0.0, sum_tol(size, abs_sum)};
+            });
       }
 }
 
@@ -244,7 +255,8 @@ TEST_F(GpuTest, PoolBackMatchesTheHost) {
         const std::vector<int> prob = {1, 0};
         const std::vector<float> out(static_cast<size_t>(2 * half * g.in_size()), -7.25f);
         check_primitive(
-            "pool_back k" + std::to_string(g.kh) + " half " + std::to_string(half) + (stride ? " per-problem slopes" : " shared slopes"),
+            "pool_back k" + std::to_string(g.kh) + " half " + std::to_string(half) +
+                (stride ? " per-problem slopes" : " shared slopes"),
             [&](Ops& o) {
               Dev<float> ds(o, slopes), da(o, a), dout(o, out);
               Dev<int> dp(o, prob);
@@ -316,7 +328,8 @@ TEST_F(GpuTest, ConcretizeMatchesTheHost) {
         std::vector<int> prob(static_cast<size_t>(std::max<int64_t>(half, 1)));
         for (size_t i = 0; i < prob.size(); ++i) prob[i] = static_cast<int>((i + 1) % problems);
         const auto x0 = random_doubles(static_cast<size_t>(problems * n), 62, 0, 1);
-        std::vector<double> x_hi = random_doubles(static_cast<size_t>(problems * n), 64, 0, 0.3);  // boxes: [x0, x0 + w]
+        std::vector<double> x_hi =
+            random_doubles(static_cast<size_t>(problems * n), 64, 0, 0.3);  // boxes: [x0, x0 + w]
         for (size_t j = 0; j < x_hi.size(); ++j) x_hi[j] += x0[j];
         const std::vector<double> eps = {0.03, 0.2};
         const auto bias = random_doubles(static_cast<size_t>(2 * half), 63);
@@ -325,16 +338,19 @@ TEST_F(GpuTest, ConcretizeMatchesTheHost) {
         // root of such a sum, times ε; ℓ1: a maximum, exact); the bias adds one more rounding.
         const double tol = sum_tol(n + 1, 2.0 * static_cast<double>(n) + 1);
         check_primitive(
-            "concretize norm " + std::to_string(static_cast<int>(norm)) + " half " + std::to_string(half) + " n " + std::to_string(n),
+            "concretize norm " + std::to_string(static_cast<int>(norm)) + " half " + std::to_string(half) + " n " +
+                std::to_string(n),
             [&](Ops& o) {
               Dev<float> da(o, a);
               Dev<int> dp(o, prob);
               Dev<double> dx(o, x0), dh(o, x_hi), de(o, eps), db(o, bias), du(o, upper), dl(o, lower);
-              o.concretize(half, n, da.get(), dp.get(), dx.get(), norm == RegionNorm::Box ? dh.get() : nullptr, de.get(), norm, db.get(),
-                           du.get(), dl.get());
+              o.concretize(half, n, da.get(), dp.get(), dx.get(), norm == RegionNorm::Box ? dh.get() : nullptr,
+                           de.get(), norm, db.get(), du.get(), dl.get());
               return Outputs{du.read(), dl.read()};
             },
-            [&](bool) { return std::vector<double>{tol, tol}; });
+            [&](bool) {
+              return std::vector<double>{tol, tol};
+            });
       }
 }
 
@@ -347,7 +363,7 @@ void neuron_bounds(int64_t count, uint64_t seed, std::vector<double>& lo, std::v
   hi.resize(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) {
     double a = u(rng), b = u(rng);
-    if (i % 7 == 3) b = a;                  // l = u
+    if (i % 7 == 3) b = a;                     // l = u
     if (i % 11 == 5) a = 0, b = std::fabs(b);  // l = 0
     lo[static_cast<size_t>(i)] = std::min(a, b), hi[static_cast<size_t>(i)] = std::max(a, b);
   }
@@ -355,8 +371,8 @@ void neuron_bounds(int64_t count, uint64_t seed, std::vector<double>& lo, std::v
 
 TEST_F(GpuTest, ActivationRelaxationsAndBoundsMatchTheHost) {
   const bool real_gpu = !cuda_emulated();
-  for (ActKind kind : {ActKind::Relu, ActKind::LeakyRelu, ActKind::Sigmoid, ActKind::Tanh, ActKind::Atan, ActKind::Erf, ActKind::Elu,
-                        ActKind::Softplus, ActKind::Gelu, ActKind::GeluTanh, ActKind::Silu})
+  for (ActKind kind : {ActKind::Relu, ActKind::LeakyRelu, ActKind::Sigmoid, ActKind::Tanh, ActKind::Atan, ActKind::Erf,
+                       ActKind::Elu, ActKind::Softplus, ActKind::Gelu, ActKind::GeluTanh, ActKind::Silu})
     for (int rule = 0; rule < 3; ++rule) {
       ActSpec s;
       s.kind = kind;
@@ -372,8 +388,8 @@ TEST_F(GpuTest, ActivationRelaxationsAndBoundsMatchTheHost) {
         // device libm on a real GPU (see the top): slopes and intercepts 8e-6, σ values 1e-14
         const double tf = real_gpu && smooth ? 8e-6 : 0.0, td = real_gpu && smooth ? 1e-14 : 0.0;
         check_primitive(
-            std::string("relax_activation/activation_bounds ") + act_name(kind) + " rule " + std::to_string(rule) + " count " +
-                std::to_string(count),
+            std::string("relax_activation/activation_bounds ") + act_name(kind) + " rule " + std::to_string(rule) +
+                " count " + std::to_string(count),
             [&](Ops& o) {
               Dev<double> dlo(o, lo), dhi(o, hi), olo(o, init_d), ohi(o, init_d);
               Dev<float> al(o, init), bl(o, init), au(o, init), bu(o, init);
@@ -412,10 +428,11 @@ TEST_F(GpuTest, MaxPoolRelaxationMatchesTheHost) {
 
 TEST_F(GpuTest, NonFiniteFlagsMatchTheHost) {
   const int64_t problems = 5, size = 300;
-  auto lo = random_doubles(static_cast<size_t>(problems * size), 91), hi = random_doubles(static_cast<size_t>(problems * size), 92);
+  auto lo = random_doubles(static_cast<size_t>(problems * size), 91),
+       hi = random_doubles(static_cast<size_t>(problems * size), 92);
   lo[1 * size + 299] = NAN;
   hi[2 * size + 0] = INFINITY;
-  lo[3 * size + 150] = -1e13;  // beyond kMaxReliableBound
+  lo[3 * size + 150] = -1e13;                      // beyond kMaxReliableBound
   const std::vector<int> flags = {0, 0, 0, 0, 1};  // a flag already set stays set
   check_primitive(
       "flag_nonfinite",

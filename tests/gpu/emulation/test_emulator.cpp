@@ -150,8 +150,10 @@ TEST_F(Emulator, WritePastAnAllocationIsAnIllegalAddress) {
 TEST_F(Emulator, CopiesOutsideAllocationsAreInvalid) {
   cnncert::cuda::DeviceBuffer<float> buf(8);
   std::vector<float> h(16);
-  EXPECT_EQ(cudaMemcpyAsync(buf.data(), h.data(), 16 * sizeof(float), cudaMemcpyHostToDevice, nullptr), cudaErrorInvalidValue);
-  EXPECT_EQ(cudaMemcpyAsync(h.data(), buf.data() + 4, 5 * sizeof(float), cudaMemcpyDeviceToHost, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaMemcpyAsync(buf.data(), h.data(), 16 * sizeof(float), cudaMemcpyHostToDevice, nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(cudaMemcpyAsync(h.data(), buf.data() + 4, 5 * sizeof(float), cudaMemcpyDeviceToHost, nullptr),
+            cudaErrorInvalidValue);
   EXPECT_EQ(cudaMemcpyAsync(h.data(), buf.data() + 4, 4 * sizeof(float), cudaMemcpyDeviceToHost, nullptr), cudaSuccess);
   cudaGetLastError();
 }
