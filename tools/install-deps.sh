@@ -17,7 +17,7 @@ install() {
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-install "" cmake make g++ libgtest-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libglpk-dev libopenblas-dev
+install "" cmake make g++ libgtest-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libglpk-dev libopenblas-dev clang-format-14
 # MPI for `mpirun -np N cnncert certify` (the build leaves MPI out without it), and the venv module
 # for the Python module's tests (tools/python-tests.sh).
 install "MPI, Python venv" libopenmpi-dev openmpi-bin python3-venv python3-dev ||
