@@ -10,7 +10,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -193,12 +195,36 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
 int run_compare(int argc, char** argv);
 int run_proven_bench(int argc, char** argv);
 
+namespace {
+
+/// Where the shipped models/ and data/ are, found from the executable (not the build machine's
+/// paths): $CNNCERT_ROOT; an install (<prefix>/bin/cnncert-bench → <prefix>/share/cnncert); a build
+/// tree inside the source tree (build/cnncert-bench → .); else the source tree it was built from.
+std::string default_root() {
+  namespace fs = std::filesystem;
+  if (const char* env = std::getenv("CNNCERT_ROOT"); env && *env) return env;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec)
+    for (const fs::path& p : {exe.parent_path().parent_path() / "share" / "cnncert", exe.parent_path().parent_path()})
+      if (fs::is_directory(p / "models", ec) && fs::is_directory(p / "data", ec)) return p.string();
+  return CNNCERT_SOURCE_DIR;
+}
+
+/// The shared data (real networks, images): $CNNCERT_SHARED_DATA, else shared/data beside the root
+/// (the project's layout: ../shared/data next to the source tree).
+std::string default_data(const std::string& root) {
+  if (const char* env = std::getenv("CNNCERT_SHARED_DATA"); env && *env) return env;
+  return (std::filesystem::path(root).parent_path() / "shared" / "data").string();
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "compare") return run_compare(argc - 1, argv + 1);
   if (argc > 1 && std::string(argv[1]) == "proven") return run_proven_bench(argc - 1, argv + 1);
   CLI::App app{"cnncert-bench: certification time per image and peak memory, CPU and GPU engines"};
-  std::string data = CNNCERT_DEFAULT_SHARED_DATA, root = CNNCERT_SOURCE_DIR, json_path, norms = "inf,2",
-              method = "adaptive";
+  std::string root = default_root(), data = default_data(root), json_path, norms = "inf,2", method = "adaptive";
   std::string model, images, devices = "reference,cpu";
   int64_t n = 100, n_large = 10, n_cpu_huge = 2;
   int repeat = 3, threads = 0;
