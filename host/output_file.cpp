@@ -81,8 +81,23 @@ int fd_path(const std::string& p) {
 }
 }  // namespace
 
+namespace {
+std::ostream* g_data_stdout = nullptr;  // the real standard output once std::cout carries the text to stderr
+}  // namespace
+
+std::ostream& data_stdout() { return g_data_stdout ? *g_data_stdout : std::cout; }
+
+void route_text_to_stderr() {
+  if (g_data_stdout) return;
+  static std::ostream data(std::cout.rdbuf());
+  g_data_stdout = &data;
+  std::cout.flush();
+  std::cout.rdbuf(std::cerr.rdbuf());
+}
+
 OutputFile::OutputFile(std::string path, std::string what) : path_(std::move(path)), what_(std::move(what)) {
   if (path_ == "/dev/stdout") path_ = "-";
+  if (is_stdout()) route_text_to_stderr();  // the standard output holds this file alone
   if (path_.empty() || is_stdout()) return;
   if (path_ == "/dev/stderr" || fd_path(path_) >= 0) {  // an open descriptor: written through a copy of it
     const int fd = path_ == "/dev/stderr" ? 2 : fd_path(path_);
@@ -193,7 +208,7 @@ void OutputFile::prepare() {
   const std::string data = std::move(buffer_).str();
   buffer_.str({});
   if (is_stdout()) {
-    std::cout << data;
+    data_stdout() << data;
     check_stdout();
     return;
   }
@@ -220,9 +235,10 @@ void commit_all(std::initializer_list<OutputFile*> outputs) {
 }
 
 void check_stdout() {
-  std::cout.flush();
-  if (!std::cout || std::fflush(stdout) != 0 || std::ferror(stdout)) {
-    std::cout.clear();
+  std::ostream& out = data_stdout();
+  out.flush();
+  if (!out || std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    out.clear();
     throw InvalidArgument("cannot write to the standard output (" + errno_text() + ")");
   }
 }

@@ -10,7 +10,8 @@
 namespace cnncert::detail {
 
 /// One output of a command. The constructor checks the path at once (so a typo fails before an
-/// hour of certification): "-" and /dev/stdout are the standard output; an existing directory, a
+/// hour of certification): "-" and /dev/stdout are the standard output, which then holds this
+/// output alone (route_text_to_stderr: the command's text goes to stderr); an existing directory, a
 /// read-only file or a missing folder is an InvalidArgument naming the option. The text goes to
 /// stream(); commit() writes it: a regular file through a temporary file beside it (beside the
 /// link's target for a symbolic link) that is renamed over the target only after every byte was
@@ -63,5 +64,11 @@ void commit_all(std::initializer_list<OutputFile*> outputs);
 /// Flushes the standard output and throws InvalidArgument when anything written to it was lost
 /// (e.g. `> /dev/full`).
 void check_stdout();
+
+/// From now on std::cout writes to the standard error, and data_stdout() is the standard output:
+/// for a command whose result file is "-" (`--json -`), so that stdout parses as that file alone.
+void route_text_to_stderr();
+/// The standard output for result data (std::cout until route_text_to_stderr()).
+std::ostream& data_stdout();
 
 }  // namespace cnncert::detail

@@ -34,7 +34,8 @@ TEST(Cli, PredictShippedModel) {
   EXPECT_NE(p.out.find("accuracy: 99/100"), std::string::npos) << p.out;
   const Result j = cli("predict " + kModel + " " + kImages + " -q -n 10 --offset 5 --json -");
   ASSERT_EQ(j.code, 0) << j.err;
-  const auto json = nlohmann::json::parse(j.out.substr(j.out.find('{')));
+  const auto json = nlohmann::json::parse(j.out);  // stdout holds the JSON alone
+  EXPECT_NE(j.err.find("accuracy: "), std::string::npos) << "the summary goes to stderr with --json -: " << j.err;
   EXPECT_EQ(json["count"], 10);
   ASSERT_EQ(json["images"].size(), 10u);
   EXPECT_EQ(json["images"][0]["image"], 5);
@@ -149,7 +150,7 @@ TEST(Cli, CertifyShippedModel) {
   const Result t =
       cli("certify " + kModel + " " + kImages + " -n 2 -q --targets " + (dir / "targets.txt").string() + " --json -");
   ASSERT_EQ(t.code, 0) << t.err;
-  const auto jt = nlohmann::json::parse(t.out.substr(t.out.find('{')));
+  const auto jt = nlohmann::json::parse(t.out);
   EXPECT_EQ(jt["images"][0]["targets"][0]["target"], 3);
   EXPECT_EQ(jt["images"][1]["targets"][0]["target"], -1);
   std::filesystem::remove_all(dir);
@@ -158,12 +159,12 @@ TEST(Cli, CertifyShippedModel) {
 TEST(Cli, BoundsAtATinyEpsAreTheLogitMargins) {
   const Result p = cli("predict " + kModel + " " + kImages + " -n 1 -q --json -");
   ASSERT_EQ(p.code, 0) << p.err;
-  const auto pj = nlohmann::json::parse(p.out.substr(p.out.find('{')));
+  const auto pj = nlohmann::json::parse(p.out);
   const auto logits = pj["images"][0]["logits"].get<std::vector<double>>();
   const int c = pj["images"][0]["predicted"];
   const Result b = cli("bounds " + kModel + " " + kImages + " -n 1 --eps 1e-12 --json -");
   ASSERT_EQ(b.code, 0) << b.err;
-  const auto bj = nlohmann::json::parse(b.out.substr(b.out.find("{\n")));
+  const auto bj = nlohmann::json::parse(b.out);
   const auto& margins = bj["images"][0]["margins"];
   ASSERT_EQ(margins.size(), 9u);
   for (const auto& m : margins) {
@@ -176,7 +177,7 @@ TEST(Cli, BoundsAtATinyEpsAreTheLogitMargins) {
   EXPECT_TRUE(bj["images"][0]["certified"].get<bool>());
   // at a large radius nothing is certified
   const Result big = cli("bounds " + kModel + " " + kImages + " -n 1 --eps 0.5 --json -");
-  const auto bigj = nlohmann::json::parse(big.out.substr(big.out.find("{\n")));
+  const auto bigj = nlohmann::json::parse(big.out);
   EXPECT_FALSE(bigj["images"][0]["certified"].get<bool>());
 }
 
@@ -212,7 +213,7 @@ TEST(Cli, CertifyBadInput) {
 TEST(Cli, ProvenReportsRatiosAndRejectsBadOptions) {
   const Result r = cli("proven " + kModel + " " + kImages + " -n 2 --json -");
   ASSERT_EQ(r.code, 0) << r.err;
-  const auto j = nlohmann::json::parse(r.out.substr(r.out.find("{\n")));
+  const auto j = nlohmann::json::parse(r.out);
   for (const auto& im : j["images"]) {
     const auto& t = im["targets"][0];
     EXPECT_GE(t["noise"].get<double>(), t["worst_case"].get<double>());  // bounded noise
@@ -222,7 +223,7 @@ TEST(Cli, ProvenReportsRatiosAndRejectsBadOptions) {
   // the worst case), and no worst-case fields
   const Result only = cli("proven " + kModel + " " + kImages + " -n 2 --no-worst-case --json -");
   ASSERT_EQ(only.code, 0) << only.err;
-  const auto jo = nlohmann::json::parse(only.out.substr(only.out.find("{\n")));
+  const auto jo = nlohmann::json::parse(only.out);
   ASSERT_EQ(jo["images"].size(), j["images"].size());
   for (size_t i = 0; i < j["images"].size(); ++i) {
     const auto &a = j["images"][i]["targets"][0], &b = jo["images"][i]["targets"][0];
@@ -285,8 +286,8 @@ TEST(Cli, FastLinDenseBaselineGivesTheSameRadiiAsCnnCertRelu) {
   const Result b = cli("certify " + dense + " " + kImages + opts);
   ASSERT_EQ(a.code, 0) << a.err;
   ASSERT_EQ(b.code, 0) << b.err;
-  const auto ja = nlohmann::json::parse(a.out.substr(a.out.find("{\n")));
-  const auto jb = nlohmann::json::parse(b.out.substr(b.out.find("{\n")));
+  const auto ja = nlohmann::json::parse(a.out);
+  const auto jb = nlohmann::json::parse(b.out);
   for (size_t i = 0; i < 1; ++i) {
     const double ea = ja["images"][i]["targets"][0]["eps"], eb = jb["images"][i]["targets"][0]["eps"];
     EXPECT_GT(ea, 0.0);
