@@ -85,7 +85,9 @@ namespace {
 std::ostream* g_data_stdout = nullptr;  // the real standard output once std::cout carries the text to stderr
 }  // namespace
 
-std::ostream& data_stdout() { return g_data_stdout ? *g_data_stdout : std::cout; }
+std::ostream& data_stdout() {
+  return g_data_stdout ? *g_data_stdout : std::cout;
+}
 
 void route_text_to_stderr() {
   if (g_data_stdout) return;

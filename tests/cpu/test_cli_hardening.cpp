@@ -85,7 +85,8 @@ TEST(CliHardening, FullDiskIsAnErrorAndNoPartialFileIsLeft) {
   expect_bad_input(cli(certify + " >/dev/full"), "standard output");
   const Result full = cli(certify + " --json - >/dev/full");  // (the summary goes to stderr: stdout holds the JSON)
   EXPECT_EQ(full.code, 2);
-  EXPECT_NE(full.err.find("cnncert: error: cannot write to the standard output (No space left"), std::string::npos) << full.err;
+  EXPECT_NE(full.err.find("cnncert: error: cannot write to the standard output (No space left"), std::string::npos)
+      << full.err;
   expect_bad_input(cli("predict " + kModel + " " + kImages + " >/dev/full"), "standard output");
 }
 
