@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "cnncert/error.hpp"
+#include "splitmix.hpp"
 
 namespace cnncert {
 
@@ -81,13 +82,7 @@ std::vector<BoundProblem> prediction_problems(const Network& net, const std::vec
 
 namespace {
 
-/// SplitMix64: a seeded, platform-independent generator for the random targets.
-uint64_t splitmix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+using detail::splitmix64;
 
 /// One radius search: an image and its specification rows.
 struct Item {
@@ -212,7 +207,7 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
     } else {
       switch (o.target) {
         case TargetMode::Random: {
-          const uint64_t h = splitmix(o.seed ^ splitmix(static_cast<uint64_t>(r.image)));
+          const uint64_t h = splitmix64(o.seed ^ splitmix64(static_cast<uint64_t>(r.image)));
           int64_t t = static_cast<int64_t>(h % static_cast<uint64_t>(classes - 1));
           if (t >= c) ++t;
           groups.push_back({t});

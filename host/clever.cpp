@@ -12,6 +12,7 @@
 #include "baseline_checks.hpp"
 #include "cnncert/baselines.hpp"
 #include "cnncert/error.hpp"
+#include "splitmix.hpp"
 
 namespace cnncert {
 
@@ -19,12 +20,7 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+using detail::splitmix64;
 
 }  // namespace
 
