@@ -28,7 +28,9 @@ constexpr int kBlock = 256;
 /// Most blocks of a grid-stride loop by default (the loop repeats beyond).
 constexpr int64_t kMaxGridBlocks = 65535 * 16;
 
-#define GRID_STRIDE(i, n)                                                                \
+/// `for (i in 0..n)` spread over the whole grid: thread t of the grid takes t, t + threads, … (a
+/// grid-stride loop, so any n runs on a grid of at most kMaxGridBlocks blocks).
+#define FOR_EACH_INDEX_IN_GRID(i, n)                                                     \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
@@ -52,7 +54,7 @@ __device__ double block_reduce(double v, bool use_max) {
 
 __global__ void conv_back_kernel(ConvGeom g, int64_t rows, const float* w, const float* a, float* out) {
   const int64_t in_size = g.cin * g.hin * g.win, out_size = g.cout * g.hout * g.wout;
-  GRID_STRIDE(e, rows * in_size) {
+  FOR_EACH_INDEX_IN_GRID(e, rows * in_size) {
     const int64_t r = e / in_size, rem = e % in_size;
     const int64_t ci = rem / (g.hin * g.win), y = (rem / g.win) % g.hin, x = rem % g.win;
     out[e] = conv_back_elem(g, a + r * out_size, w, ci, y, x);
@@ -94,7 +96,7 @@ __global__ void elementwise_kernel(int64_t half, int64_t size, float* a, const i
 __global__ void pool_back_kernel(PoolGeom g, int64_t half, const int* prob, int64_t stride, const float* slopes,
                                  const float* a, float* out) {
   const int64_t in_size = g.in_size(), out_size = g.out_size();
-  GRID_STRIDE(e, 2 * half * in_size) {
+  FOR_EACH_INDEX_IN_GRID(e, 2 * half * in_size) {
     const int64_t r = e / in_size, rem = e % in_size;
     const int64_t c = rem / (g.hin * g.win), y = (rem / g.win) % g.hin, x = rem % g.win;
     out[e] = pool_back_elem(g, a + r * out_size, slopes + prob[r % half] * stride, c, y, x);
@@ -102,19 +104,19 @@ __global__ void pool_back_kernel(PoolGeom g, int64_t half, const int* prob, int6
 }
 
 __global__ void add_kernel(int64_t n, const float* x, float* y) {
-  GRID_STRIDE(i, n) y[i] += x[i];
+  FOR_EACH_INDEX_IN_GRID(i, n) y[i] += x[i];
 }
 
 __global__ void gather_kernel(int64_t rows, int64_t n_out, int64_t n_in, const int64_t* inv, const float* a,
                               float* out) {
-  GRID_STRIDE(e, rows * n_in) {
+  FOR_EACH_INDEX_IN_GRID(e, rows * n_in) {
     const int64_t r = e / n_in, i = e % n_in;
     out[e] = inv[i] >= 0 ? a[r * n_out + inv[i]] : 0.0f;
   }
 }
 
 __global__ void identity_kernel(int64_t half, int64_t size, int64_t first, float* out) {
-  GRID_STRIDE(r, 2 * half) out[r * size + (first + r % half) % size] = 1.0f;
+  FOR_EACH_INDEX_IN_GRID(r, 2 * half) out[r * size + (first + r % half) % size] = 1.0f;
 }
 
 __global__ void concretize_kernel(int64_t half, int64_t n, const float* a, const int* prob, const double* x0,
@@ -142,7 +144,7 @@ __global__ void concretize_kernel(int64_t half, int64_t n, const float* a, const
 
 __global__ void relax_activation_kernel(int64_t count, ActSpec s, const double* lo, const double* hi, float* al,
                                         float* bl, float* au, float* bu) {
-  GRID_STRIDE(i, count) {
+  FOR_EACH_INDEX_IN_GRID(i, count) {
     const Relaxation<double> r = relax_activation(s, lo[i], hi[i]);
     al[i] = static_cast<float>(r.alpha_l), bl[i] = static_cast<float>(r.beta_l);
     au[i] = static_cast<float>(r.alpha_u), bu[i] = static_cast<float>(r.beta_u);
@@ -151,13 +153,13 @@ __global__ void relax_activation_kernel(int64_t count, ActSpec s, const double* 
 
 __global__ void activation_bounds_kernel(int64_t count, ActSpec s, const double* lo, const double* hi, double* out_lo,
                                          double* out_hi) {
-  GRID_STRIDE(i, count) activation_range(s, lo[i], hi[i], out_lo[i], out_hi[i]);
+  FOR_EACH_INDEX_IN_GRID(i, count) activation_range(s, lo[i], hi[i], out_lo[i], out_hi[i]);
 }
 
 __global__ void relax_maxpool_kernel(PoolGeom g, int64_t problems, const double* lo, const double* hi, float* slopes,
                                      float* beta_u, float* beta_l) {
   const int64_t out_size = g.out_size(), in_size = g.in_size(), kk = g.kk();
-  GRID_STRIDE(j, problems * out_size) {
+  FOR_EACH_INDEX_IN_GRID(j, problems * out_size) {
     const int64_t p = j / out_size, rem = j % out_size;
     const int64_t c = rem / (g.hout * g.wout), y = (rem / g.wout) % g.hout, x = rem % g.wout;
     double bu = 0, bl = 0;
@@ -167,7 +169,7 @@ __global__ void relax_maxpool_kernel(PoolGeom g, int64_t problems, const double*
 }
 
 __global__ void flag_nonfinite_kernel(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) {
-  GRID_STRIDE(i, problems * size) {
+  FOR_EACH_INDEX_IN_GRID(i, problems * size) {
     if (!reliable_bound(lo[i]) || !reliable_bound(hi[i])) flags[i / size] = 1;  // every writer writes 1
   }
 }

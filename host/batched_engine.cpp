@@ -174,9 +174,9 @@ class BatchedEngine final : public BoundEngine {
         stats_.seconds_bounds += since(t0);
         if (options.want_intermediate) {
           const size_t size = static_cast<size_t>(net_.node(src).size());
-          const auto lo = download<double>(*ops_, b.lo.at(src), size * b.P),
-                     hi = download<double>(*ops_, b.hi.at(src), size * b.P);
-          for (size_t p = 0; p < b.P; ++p)
+          const auto lo = download<double>(*ops_, b.lo.at(src), size * b.problem_count),
+                     hi = download<double>(*ops_, b.hi.at(src), size * b.problem_count);
+          for (size_t p = 0; p < b.problem_count; ++p)
             if (b.error[p].empty())
               out[p].intermediate.push_back({src,
                                              std::vector<double>(lo.begin() + static_cast<long>(p * size),
@@ -201,7 +201,7 @@ class BatchedEngine final : public BoundEngine {
   /// State of one bound() call.
   struct Batch {
     Batch(Ops& o, const std::vector<BoundProblem>& pr, const BoundOptions& opt) : problems(pr), options(opt) {
-      P = pr.size();
+      problem_count = pr.size();
       const bool boxes =
           opt.clip_to_box || std::any_of(pr.begin(), pr.end(), [](const BoundProblem& p) { return p.has_box(); });
       std::vector<double> x0, x_hi, eps;
@@ -220,8 +220,8 @@ class BatchedEngine final : public BoundEngine {
       this->x0 = upload(o, x0);
       if (boxes) this->x_hi = upload(o, x_hi);
       this->eps = upload(o, eps);
-      flags = upload(o, std::vector<int>(P, 0));
-      error.assign(P, "");
+      flags = upload(o, std::vector<int>(problem_count, 0));
+      error.assign(problem_count, "");
       norm = boxes                    ? RegionNorm::Box
              : opt.norm == Norm::Linf ? RegionNorm::Linf
              : opt.norm == Norm::L2   ? RegionNorm::L2
@@ -229,12 +229,12 @@ class BatchedEngine final : public BoundEngine {
     }
     const std::vector<BoundProblem>& problems;
     const BoundOptions& options;
-    size_t P = 0;
+    size_t problem_count = 0;
     RegionNorm norm = RegionNorm::Linf;
     Buf x0, x_hi, eps, flags;  // x0: centres, or the lower corners of boxes (norm Box) and x_hi the upper ones
     std::vector<std::string> error;
-    std::map<int, Buf> lo, hi;                  // bounds of nodes that need them (P × size, double)
-    std::map<int, Buf> al, bl, au, bu;          // activation relaxations (P × size, float)
+    std::map<int, Buf> lo, hi;                  // bounds of nodes that need them (problems × size, double)
+    std::map<int, Buf> al, bl, au, bu;          // activation relaxations (problems × size, float)
     std::map<int, Buf> slopes, beta_u, beta_l;  // max-pool relaxations
   };
 
@@ -353,7 +353,7 @@ class BatchedEngine final : public BoundEngine {
   /// Bounds of every neuron of node k for all problems.
   void compute_bounds(Batch& b, int k) {
     Ops& o = *ops_;
-    const int64_t size = net_.node(k).size(), total = size * static_cast<int64_t>(b.P);
+    const int64_t size = net_.node(k).size(), total = size * static_cast<int64_t>(b.problem_count);
     Buf lo(o, static_cast<size_t>(total) * sizeof(double)), hi(o, static_cast<size_t>(total) * sizeof(double));
     const int64_t chunk = chunk_rows(k);
     for (int64_t first = 0; first < total; first += chunk) {
@@ -368,7 +368,7 @@ class BatchedEngine final : public BoundEngine {
       backsub(b, k, half, std::move(a), dprob.as<int>(), bias.as<double>(), hi.as<double>() + first,
               lo.as<double>() + first, nullptr);
     }
-    o.flag_nonfinite(static_cast<int64_t>(b.P), size, lo.as<double>(), hi.as<double>(), b.flags.as<int>());
+    o.flag_nonfinite(static_cast<int64_t>(b.problem_count), size, lo.as<double>(), hi.as<double>(), b.flags.as<int>());
     b.lo.emplace(k, std::move(lo));
     b.hi.emplace(k, std::move(hi));
   }
@@ -384,11 +384,12 @@ class BatchedEngine final : public BoundEngine {
     const Node& act = net_.node(src);
     CNNCERT_ASSERT(b.lo.count(pre));  // the activation (an earlier node) was relaxed from them
     Ops& o = *ops_;
-    const int64_t total = act.size() * static_cast<int64_t>(b.P);
+    const int64_t total = act.size() * static_cast<int64_t>(b.problem_count);
     Buf lo(o, static_cast<size_t>(total) * sizeof(double)), hi(o, static_cast<size_t>(total) * sizeof(double));
     o.activation_bounds(total, s, b.lo.at(pre).as<double>(), b.hi.at(pre).as<double>(), lo.as<double>(),
                         hi.as<double>());
-    o.flag_nonfinite(static_cast<int64_t>(b.P), act.size(), lo.as<double>(), hi.as<double>(), b.flags.as<int>());
+    o.flag_nonfinite(static_cast<int64_t>(b.problem_count), act.size(), lo.as<double>(), hi.as<double>(),
+                     b.flags.as<int>());
     b.lo.emplace(src, std::move(lo));
     b.hi.emplace(src, std::move(hi));
     return true;
@@ -396,8 +397,8 @@ class BatchedEngine final : public BoundEngine {
 
   /// Marks the problems whose bounds at node `src` are not reliable_bound (as the CPU engine reports).
   void check_flags(Batch& b, int src) {
-    const auto flags = download<int>(*ops_, b.flags, b.P);
-    for (size_t p = 0; p < b.P; ++p)
+    const auto flags = download<int>(*ops_, b.flags, b.problem_count);
+    for (size_t p = 0; p < b.problem_count; ++p)
       if (flags[p] && b.error[p].empty()) b.error[p] = cnncert::detail::unreliable_bounds_error(net_.node(src).name);
   }
 
@@ -406,15 +407,15 @@ class BatchedEngine final : public BoundEngine {
     Ops& o = *ops_;
     const Node& n = net_.node(k);
     const int src = n.inputs[0];
-    const auto P = static_cast<int64_t>(b.P);
+    const auto problems = static_cast<int64_t>(b.problem_count);
     const double* lo = b.lo.at(src).as<double>();
     const double* hi = b.hi.at(src).as<double>();
     if (n.op == OpKind::MaxPool) {
       const PoolGeom& g = consts_[static_cast<size_t>(k)].pool;
-      Buf sl(o, static_cast<size_t>(P * g.out_size() * g.kk()) * sizeof(float));
-      Buf bu(o, static_cast<size_t>(P * g.out_size()) * sizeof(float)),
-          bl(o, static_cast<size_t>(P * g.out_size()) * sizeof(float));
-      o.relax_maxpool(g, P, lo, hi, sl.as<float>(), bu.as<float>(), bl.as<float>());
+      Buf sl(o, static_cast<size_t>(problems * g.out_size() * g.kk()) * sizeof(float));
+      Buf bu(o, static_cast<size_t>(problems * g.out_size()) * sizeof(float)),
+          bl(o, static_cast<size_t>(problems * g.out_size()) * sizeof(float));
+      o.relax_maxpool(g, problems, lo, hi, sl.as<float>(), bu.as<float>(), bl.as<float>());
       b.slopes.emplace(k, std::move(sl));
       b.beta_u.emplace(k, std::move(bu));
       b.beta_l.emplace(k, std::move(bl));
@@ -422,7 +423,7 @@ class BatchedEngine final : public BoundEngine {
     }
     const ActAttr& a = n.as<ActAttr>();
     const ActSpec s{a.kind, a.alpha, b.options.method.relu, b.options.method.smooth};
-    const int64_t count = P * n.size();
+    const int64_t count = problems * n.size();
     const size_t bytes = static_cast<size_t>(count) * sizeof(float);
     Buf al(o, bytes), bl(o, bytes), au(o, bytes), bu(o, bytes);
     o.relax_activation(count, s, lo, hi, al.as<float>(), bl.as<float>(), au.as<float>(), bu.as<float>());
@@ -440,7 +441,7 @@ class BatchedEngine final : public BoundEngine {
     // Flattened (problem, row) pairs.
     std::vector<int> owner;
     std::vector<int64_t> local;
-    for (size_t p = 0; p < b.P; ++p)
+    for (size_t p = 0; p < b.problem_count; ++p)
       for (int64_t r = 0; r < b.problems[p].rows; ++r) owner.push_back(static_cast<int>(p)), local.push_back(r);
     const auto total = static_cast<int64_t>(owner.size());
     Buf up(o, static_cast<size_t>(std::max<int64_t>(total, 1)) * sizeof(double)),
@@ -484,7 +485,7 @@ class BatchedEngine final : public BoundEngine {
                lower = download<double>(o, lw, static_cast<size_t>(total));
     int64_t at = 0;
     const double inf = std::numeric_limits<double>::infinity();
-    for (size_t p = 0; p < b.P; ++p) {
+    for (size_t p = 0; p < b.problem_count; ++p) {
       BoundResult& res = out[p];
       const int64_t rows = b.problems[p].rows;
       res.upper.assign(upper.begin() + at, upper.begin() + at + rows);

@@ -1196,18 +1196,18 @@ int main(int argc, char** argv) {
   info->add_option("--json", json_path, "also write the table as JSON to this file ('-' = stdout)");
 
   CLI::App* predict = app.add_subcommand("predict", "classify images and report the accuracy");
-  InputOptions pin;
-  pin.add(*predict);
+  InputOptions predict_inputs;
+  predict_inputs.add(*predict);
   predict->add_option("--json", json_path, "write per-image results as JSON to this file ('-' = stdout)");
   predict->add_flag("-q,--quiet", quiet, "print only the summary");
 
   CLI::App* certify = app.add_subcommand("certify", "certified robustness radius per image (CNN-Cert search)");
-  InputOptions cin_;
-  cin_.add(*certify);
-  BoundCliOptions cbo;
-  cbo.add(*certify);
-  SearchCliOptions cso;
-  cso.add(*certify, "random, runnerup, least, all or untargeted");
+  InputOptions certify_inputs;
+  certify_inputs.add(*certify);
+  BoundCliOptions certify_bounds;
+  certify_bounds.add(*certify);
+  SearchCliOptions certify_search;
+  certify_search.add(*certify, "random, runnerup, least, all or untargeted");
   std::string targets_file;
   certify->add_option("--targets", targets_file, "file with one target class per image (overrides --target)");
   std::string shard;
@@ -1218,10 +1218,10 @@ int main(int argc, char** argv) {
 
   CLI::App* bounds =
       app.add_subcommand("bounds", "certified lower/upper bounds of every margin (or logit) at a fixed eps");
-  InputOptions bin_;
-  bin_.add(*bounds);
-  BoundCliOptions bbo;
-  bbo.add(*bounds);
+  InputOptions bounds_inputs;
+  bounds_inputs.add(*bounds);
+  BoundCliOptions bounds_options;
+  bounds_options.add(*bounds);
   double eps = -1;
   bool logits = false;
   bounds->add_option("--eps", eps, "radius of the perturbation ball (in the network's input space)")->required();
@@ -1229,14 +1229,14 @@ int main(int argc, char** argv) {
   bounds->add_option("--json", json_path, "write the bounds as JSON to this file ('-' = stdout)");
 
   CLI::App* proven = app.add_subcommand("proven", "probabilistic robustness under random noise (PROVEN)");
-  InputOptions pin2;
-  pin2.add(*proven);
-  BoundCliOptions pbo;
-  pbo.add(*proven);
-  SearchCliOptions pso;
-  pso.add(*proven, "random, runnerup, least, all or untargeted (top-1, union bound)");
-  ProvenCliOptions ppc;
-  ppc.add(*proven);
+  InputOptions proven_inputs;
+  proven_inputs.add(*proven);
+  BoundCliOptions proven_bounds;
+  proven_bounds.add(*proven);
+  SearchCliOptions proven_search;
+  proven_search.add(*proven, "random, runnerup, least, all or untargeted (top-1, union bound)");
+  ProvenCliOptions proven_options;
+  proven_options.add(*proven);
 
   CLI::App* convert =
       app.add_subcommand("convert", "rewrite a model (e.g. convolutions as dense layers: the Fast-Lin baseline)");
@@ -1251,10 +1251,10 @@ int main(int argc, char** argv) {
   CLI::App* attack = app.add_subcommand("attack",
                                         "adversarial examples (PGD, Carlini-Wagner): upper bounds on the minimal "
                                         "perturbation, beside certify's lower bounds");
-  InputOptions ain;
-  ain.add(*attack);
-  AttackCliOptions aco;
-  aco.add(*attack);
+  InputOptions attack_inputs;
+  attack_inputs.add(*attack);
+  AttackCliOptions attack_options;
+  attack_options.add(*attack);
 
   CLI::App* vnn = app.add_subcommand("vnnlib",
                                      "check a VNN-LIB property (VNN-COMP): unsat (verified), sat (with a "
@@ -1267,8 +1267,8 @@ int main(int argc, char** argv) {
   vnn->add_option("--timeout", vnn_timeout, "give up after this many seconds (checked between the cases; 0 = none)");
   vnn->add_option("--result", vnn_result, "write the answer (and a counterexample) in VNN-COMP's result format");
   vnn->add_flag("--no-attack", vnn_no_attack, "bounds only: never look for a counterexample");
-  BoundCliOptions vbo;
-  vbo.add(*vnn);
+  BoundCliOptions vnnlib_bounds;
+  vnnlib_bounds.add(*vnn);
 
   try {
     app.parse(argc, argv);
@@ -1292,10 +1292,10 @@ int main(int argc, char** argv) {
       if (cnncert::cli::cluster().size > 1 && !*certify)
         throw InvalidArgument("under mpirun/srun only 'certify' splits its images across the ranks; run '" +
                               app.get_subcommands().front()->get_name() + "' as one process");
-      if (*predict) return run_predict(pin, json_path, quiet);
-      if (*certify) return run_certify(cin_, cbo, cso, targets_file, shard);
-      if (*bounds) return run_bounds(bin_, bbo, eps, logits, json_path);
-      if (*proven) return run_proven(pin2, pbo, pso, ppc);
+      if (*predict) return run_predict(predict_inputs, json_path, quiet);
+      if (*certify) return run_certify(certify_inputs, certify_bounds, certify_search, targets_file, shard);
+      if (*bounds) return run_bounds(bounds_inputs, bounds_options, eps, logits, json_path);
+      if (*proven) return run_proven(proven_inputs, proven_bounds, proven_search, proven_options);
       if (*convert) {
         if (!to_dense) throw InvalidArgument("convert: nothing to do (use --to-dense)");
         if (conv_out == "-" || conv_out == "/dev/stdout")
@@ -1310,8 +1310,8 @@ int main(int argc, char** argv) {
         std::cout << "wrote " << conv_out << ": " << dense.nodes().size() << " nodes, " << weights << " parameters\n";
         return 0;
       }
-      if (*attack) return run_attack(ain, aco);
-      if (*vnn) return run_vnnlib(vnn_model, vnn_property, vbo, vnn_timeout, !vnn_no_attack, vnn_result);
+      if (*attack) return run_attack(attack_inputs, attack_options);
+      if (*vnn) return run_vnnlib(vnn_model, vnn_property, vnnlib_bounds, vnn_timeout, !vnn_no_attack, vnn_result);
       if (*gpu) {
         std::cout << cnncert::cuda_device_info() << "\n";
         return cnncert::cuda_available() ? 0 : 1;
