@@ -260,9 +260,12 @@ int main(int argc, char** argv) {
       std::cerr << "cnncert-bench: unknown device '" << d << "' (use reference, cpu, cpu-exact, gpu)\n";
       return 2;
     }
-  if (with_gpu && !cnncert::cuda_available()) {
-    std::cerr << "cnncert-bench: --devices gpu: " << cnncert::cuda_device_info() << "\n";
-    return 2;
+  if (with_gpu) {  // asked in a child: the GPU runs happen in forked children (environment.hpp)
+    const cnncert::bench::GpuInfo gpu = cnncert::bench::gpu_info_in_child();
+    if (!gpu.available) {
+      std::cerr << "cnncert-bench: --devices gpu: " << gpu.info << "\n";
+      return 2;
+    }
   }
   cnncert::detail::OutputFile json_out;
   try {

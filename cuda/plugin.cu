@@ -8,6 +8,7 @@ extern "C" __attribute__((visibility("default"))) const cnncert::detail::CudaPlu
   static const cnncert::detail::CudaPlugin table = [] {
     cnncert::detail::CudaPlugin t;
     t.abi = cnncert::detail::kCudaPluginAbi;
+    t.version = CNNCERT_VERSION_STRING;
     t.emulated = d::cuda_emulated();
     t.libraries = &d::cuda_libraries;
     t.available = &d::cuda_available;

@@ -9,9 +9,14 @@
 #include "cuda_plugin.hpp"
 
 #include <dlfcn.h>
+#include <sys/stat.h>
 
+#include <cerrno>
+#include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "batched_engine.hpp"
 #include "cnncert/engine.hpp"
@@ -28,33 +33,54 @@ struct Plugin {
 #if defined(CNNCERT_CUDA_PLUGIN_FILE) && !defined(CNNCERT_CUDA_LINKED)
 int anchor;  // an address inside this library, for dladdr
 
+/// The folder of `file` after resolving symbolic links ("" when it cannot be resolved).
+std::string real_folder(const char* file) {
+  char buf[PATH_MAX];
+  if (!file || !*file || !::realpath(file, buf)) return "";
+  std::string p = buf;
+  const size_t slash = p.rfind('/');
+  return slash == std::string::npos ? "" : p.substr(0, slash + 1);
+}
+
 Plugin load() {
+  // Candidates: $CNNCERT_CUDA_PLUGIN alone; else beside this library (its real folder: a symlinked
+  // libcnncert.so, or the executable itself when libcnncert is linked in statically), beside the
+  // executable, then the dynamic loader's search (RPATH, LD_LIBRARY_PATH, the system's folders).
   std::vector<std::string> paths;
   if (const char* env = std::getenv("CNNCERT_CUDA_PLUGIN"); env && *env) {
     paths.emplace_back(env);
   } else {
     Dl_info info{};
-    if (dladdr(&anchor, &info) && info.dli_fname) {
-      std::string self = info.dli_fname;
-      const size_t slash = self.rfind('/');
-      if (slash != std::string::npos) paths.push_back(self.substr(0, slash + 1) + CNNCERT_CUDA_PLUGIN_FILE);
-    }
-    paths.emplace_back(CNNCERT_CUDA_PLUGIN_FILE);  // RPATH, LD_LIBRARY_PATH, the system's directories
+    if (dladdr(&anchor, &info) && info.dli_fname)
+      if (const std::string d = real_folder(info.dli_fname); !d.empty()) paths.push_back(d + CNNCERT_CUDA_PLUGIN_FILE);
+    if (const std::string d = real_folder("/proc/self/exe"); !d.empty()) paths.push_back(d + CNNCERT_CUDA_PLUGIN_FILE);
+    paths.emplace_back(CNNCERT_CUDA_PLUGIN_FILE);
   }
   std::string errors;
+  auto note = [&](const std::string& e) { errors += (errors.empty() ? "" : "; ") + e; };
   for (const std::string& p : paths) {
+    const bool is_path = p.find('/') != std::string::npos;
+    struct stat st {};
+    if (is_path && ::stat(p.c_str(), &st) != 0) {  // not there: the next candidate
+      note(p + ": " + std::strerror(errno));
+      continue;
+    }
+    // A plugin that is there but does not load (or is of another build) ends the search: a stale
+    // copy further down the search path must not be taken instead.
     void* h = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL);  // never closed: the CUDA runtime stays
     if (!h) {
       const char* e = dlerror();
-      errors += (errors.empty() ? "" : "; ") + std::string(e ? e : p);
+      note(e ? e : p);
+      if (is_path) break;
       continue;
     }
     using Entry = const detail::CudaPlugin* (*)();
     auto entry = reinterpret_cast<Entry>(dlsym(h, "cnncert_cuda_plugin"));
     const detail::CudaPlugin* t = entry ? entry() : nullptr;
-    if (!t || t->abi != detail::kCudaPluginAbi) {
-      errors += (errors.empty() ? "" : "; ") + p + ": not a cnncert CUDA plugin of this version";
-      continue;
+    if (!t || t->abi != detail::kCudaPluginAbi ||
+        std::strcmp(t->version ? t->version : "", CNNCERT_VERSION_STRING) != 0) {
+      note(p + ": not the CUDA plugin of this cnncert (" CNNCERT_VERSION_STRING ")");
+      break;
     }
     return {t, ""};
   }

@@ -22,7 +22,8 @@ constexpr int kCudaPluginAbi = 1;
 
 struct CudaPlugin {
   int abi = kCudaPluginAbi;
-  bool emulated = false;  ///< the kernels run under the CPU emulation (a test build)
+  const char* version = "";  ///< the cnncert version it was built as: must equal libcnncert's
+  bool emulated = false;     ///< the kernels run under the CPU emulation (a test build)
   CudaLibraries (*libraries)() = nullptr;
   bool (*available)() = nullptr;
   int (*device_count)() = nullptr;

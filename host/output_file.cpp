@@ -91,14 +91,13 @@ std::ostream& data_stdout() {
 
 void route_text_to_stderr() {
   if (g_data_stdout) return;
-  static std::ostream data(std::cout.rdbuf());
-  g_data_stdout = &data;
+  g_data_stdout = new std::ostream(std::cout.rdbuf());  // never destroyed: usable until the process ends
   std::cout.flush();
   std::cout.rdbuf(std::cerr.rdbuf());
 }
 
 OutputFile::OutputFile(std::string path, std::string what) : path_(std::move(path)), what_(std::move(what)) {
-  if (path_ == "/dev/stdout") path_ = "-";
+  if (path_ == "/dev/stdout" || fd_path(path_) == 1) path_ = "-";
   if (is_stdout()) route_text_to_stderr();  // the standard output holds this file alone
   if (path_.empty() || is_stdout()) return;
   if (path_ == "/dev/stderr" || fd_path(path_) >= 0) {  // an open descriptor: written through a copy of it

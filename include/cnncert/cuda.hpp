@@ -6,7 +6,8 @@
 
 namespace cnncert {
 
-/// True when this build contains the CUDA engine.
+/// True when this build contains the CUDA engine: built with it, and (a CUDA build) its plugin
+/// libcnncert_cuda.so loads; the first call of any function here loads it.
 bool cuda_compiled();
 /// True when the CUDA engine's sources were built for the CPU emulation (-DCNNCERT_CUDA_EMULATION=ON,
 /// a test build: its "GPU" is the host, docs/CUDA_EMULATION.md).
