@@ -186,6 +186,7 @@ class Importer {
   std::map<int, int> aliases_;            // builder node → number of tensor names bound to it
   std::string output_name_;
   bool out_batchless_ = false;  // the node being imported produces a batchless tensor
+  bool any_batchless_ = false;  // some computed input of the node being imported is batchless
   int64_t dense_weights_ = 0;   // weights of the dense maps ConvTransposes became so far
 };
 
@@ -410,6 +411,7 @@ void Importer::import_node(const OnnxNode& n) {
   // (those below that take axes read them without a batch axis). The result has none when no
   // computed operand has one (a batched operand broadcasts the result to the batched rank).
   out_batchless_ = any_batchless && all_batchless;
+  any_batchless_ = any_batchless;
   if (any_batchless && !kBatchlessOps.count(op))
     unsupported(n, "needs a batch dimension, and this tensor has none (the model's input is " +
                        shape_str(b_.node(0).shape) +
@@ -1209,17 +1211,15 @@ void Importer::pad(const OnnxNode& n) {
 // bound: each computed operand zero-padded to the full extent at its offset, the pieces summed, and
 // the constant operands placed by a shift.
 void Importer::concat(const OnnxNode& n) {
-  bool any_nb = false, all_nb = true;
   int first = -1;
   for (size_t i = 0; i < n.inputs.size(); ++i) {
     if (!has_input(n, i)) unsupported(n, "empty input name");
-    if (get(n, i).c) continue;
-    if (first < 0) first = static_cast<int>(i);
-    any_nb = any_nb || get(n, i).batchless;
-    all_nb = all_nb && get(n, i).batchless;
+    if (first < 0 && !get(n, i).c) first = static_cast<int>(i);
   }
   CNNCERT_ASSERT(first >= 0);  // all-constant concatenations are folded
-  if (any_nb != all_nb) unsupported(n, "concatenates tensors with and without a batch dimension");
+  // (import_node: out_batchless_ = every computed operand batchless, any_batchless_ = some)
+  if (any_batchless_ != out_batchless_) unsupported(n, "concatenates tensors with and without a batch dimension");
+  const bool all_nb = out_batchless_;
   const Shape ref = shape(get_dyn(n, static_cast<size_t>(first)));
   const size_t onnx_rank = ref.size() + (all_nb ? 0 : 1);
   const OnnxAttribute* axis_attr = n.find("axis");
@@ -1363,22 +1363,20 @@ void Importer::conv_transpose(const OnnxNode& n) {
   d.weight.assign(static_cast<size_t>(in_size * out_size), 0.0);
   d.bias.assign(static_cast<size_t>(out_size), 0.0);
   const int64_t cin_g = cin / groups;
+  // Input position (iy, ix) reaches output (oy, ox) through tap (ky, kx) exactly where a forward
+  // window at "output" (iy, ix) over the (oh, ow) map would read (oy, ox).
+  const detail::Window win{kh, kw, stride[0], stride[1], pads[0], pads[1], dil[0], dil[1]};
   for (int64_t c = 0; c < cin; ++c)
     for (int64_t iy = 0; iy < in[1]; ++iy)
       for (int64_t ix = 0; ix < in[2]; ++ix)
-        for (int64_t ol = 0; ol < cout_g; ++ol)
-          for (int64_t ky = 0; ky < kh; ++ky) {
-            const int64_t oy = iy * stride[0] - pads[0] + ky * dil[0];
-            if (oy < 0 || oy >= oh) continue;
-            for (int64_t kx = 0; kx < kw; ++kx) {
-              const int64_t ox = ix * stride[1] - pads[1] + kx * dil[1];
-              if (ox < 0 || ox >= ow) continue;
-              const int64_t o = (c / cin_g) * cout_g + ol;
-              const int64_t row = (o * oh + oy) * ow + ox, col = (c * in[1] + iy) * in[2] + ix;
-              d.weight[static_cast<size_t>(row * in_size + col)] +=
-                  w.v[static_cast<size_t>(((c * cout_g + ol) * kh + ky) * kw + kx)];
-            }
+        win.for_each_input(oh, ow, iy, ix, [&](int64_t ky, int64_t kx, int64_t oy, int64_t ox) {
+          const int64_t col = (c * in[1] + iy) * in[2] + ix;
+          for (int64_t ol = 0; ol < cout_g; ++ol) {
+            const int64_t o = (c / cin_g) * cout_g + ol, row = (o * oh + oy) * ow + ox;
+            d.weight[static_cast<size_t>(row * in_size + col)] +=
+                w.v[static_cast<size_t>(((c * cout_g + ol) * kh + ky) * kw + kx)];
           }
+        });
   if (has_input(n, 2)) {
     const Const& bias = get_const(n, 2, "the bias");
     if (static_cast<int64_t>(bias.v.size()) != cout) unsupported(n, "bias size does not match the output channels");

@@ -426,10 +426,7 @@ CNNCERT_HD inline void general_range(General g, T a, T l, T u, T& lo, T& hi) {
   const T fl = general_f(g, a, l), fu = general_f(g, a, u);
   hi = fl > fu ? fl : fu;
   lo = fl < fu ? fl : fu;
-  if (g == General::Elu || g == General::Softplus) {
-    lo = fl, hi = fu;
-    return;
-  }
+  if (g == General::Elu || g == General::Softplus) return;  // increasing: the ends
   // The minimiser and minimum (slightly lowered: the constant is rounded) of each function.
   const double zmin = g == General::Silu   ? -1.278464542761074
                       : g == General::Gelu ? -0.7517915246935645
