@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs every test that can run on this machine (CPU tests
+# Installs what is missing, checks the format (tools/check-format.sh: every C++/CUDA file follows
+# .clang-format; CNNCERT_FORMAT_CHECK=0 skips it), builds, and runs every test that can run on this machine (CPU tests
 # always; GPU tests run on a GPU and skip without one, unless CNNCERT_REQUIRE_GPU=1), after the
 # fuzz smoke (tools/fuzz-smoke.sh: every libFuzzer target for 20000 inputs; skipped without clang,
 # or with CNNCERT_FUZZ_SMOKE=0). Then the GPU tests once more on the CUDA sources built for the CPU
@@ -10,6 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="${CNNCERT_JOBS:-2}"
 tools/install-deps.sh
+format=0
+if [[ "${CNNCERT_FORMAT_CHECK:-1}" != 0 ]]; then
+  tools/check-format.sh || format=$?
+fi
 tools/build.sh
 # The fuzz smoke first, so that ctest's summary closes the output.
 fuzz=0
@@ -31,5 +36,9 @@ fi
 if ((fuzz)); then
   echo "the fuzz smoke failed (exit $fuzz): see its output above" >&2
   exit "$fuzz"
+fi
+if ((format)); then
+  echo "the format check failed: see its list above (tools/check-format.sh --fix)" >&2
+  exit "$format"
 fi
 exit "$status"
