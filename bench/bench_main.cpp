@@ -20,12 +20,12 @@
 #include <sstream>
 
 #include "bench_util.hpp"
-#include "cli_options.hpp"
+#include "cli/options.hpp"
 #include "cnncert/certify.hpp"
 #include "cnncert/cnncert.hpp"
-#include "engine_common.hpp"
+#include "engine/engine_common.hpp"
 #include "environment.hpp"
-#include "output_file.hpp"
+#include "io/output_file.hpp"
 
 namespace {
 

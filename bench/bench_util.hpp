@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cli_options.hpp"
+#include "cli/options.hpp"
 #include "cnncert/images.hpp"
 #include "cnncert/network.hpp"
 #include "cnncert/onnx.hpp"

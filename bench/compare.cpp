@@ -12,14 +12,14 @@
 #include <sstream>
 
 #include "bench_util.hpp"
-#include "cli_options.hpp"
+#include "cli/options.hpp"
 #include "cnncert/baselines.hpp"
 #include "cnncert/certify.hpp"
 #include "cnncert/cnncert.hpp"
 #include "cnncert/convert.hpp"
 #include "cnncert/lp.hpp"
 #include "environment.hpp"
-#include "output_file.hpp"
+#include "io/output_file.hpp"
 
 namespace {
 

@@ -2,7 +2,7 @@
 // cuBLAS GEMM for the back-substitution through conv and dense layers, custom kernels for the
 // relaxations and everything element-wise, one block per row for the per-row reductions (bias
 // terms, concretization) so that sums are computed in a fixed order: results are bit-identical
-// run to run. The element bodies are those of host/batched_kernels.hpp, which the CPU tests run.
+// run to run. The element bodies are those of host/engine/batched_kernels.hpp, which the CPU tests run.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -13,12 +13,12 @@
 #include <memory>
 #include <sstream>
 
-#include "batched_engine.hpp"
 #include "check.cuh"
 #include "cnncert/cuda.hpp"
 #include "cnncert/engine.hpp"
 #include "device_api.cuh"
 #include "device_buffer.cuh"
+#include "engine/batched_engine.hpp"
 
 namespace cnncert::batched {
 namespace {

@@ -1,5 +1,5 @@
 // Device discovery and a smoke test of the CUDA toolchain (kernel launch, copies, streams): the
-// plugin's side of include/cnncert/cuda.hpp (host/cuda_plugin.cpp forwards the public functions).
+// plugin's side of include/cnncert/cuda.hpp (host/engine/cuda_plugin.cpp forwards the public functions).
 #include <cmath>
 #include <memory>
 #include <sstream>

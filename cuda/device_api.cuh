@@ -1,7 +1,7 @@
 #pragma once
 // The plugin's implementations of include/cnncert/cuda.hpp (cuda/device.cu) and of the CUDA Ops
 // (cuda/cuda_ops.cu), in their own namespace: inside the plugin nothing may bind to libcnncert's
-// public functions of the same name (host/cuda_plugin.hpp).
+// public functions of the same name (host/engine/cuda_plugin.hpp).
 #include <cstddef>
 #include <cstdint>
 #include <memory>

@@ -1,7 +1,7 @@
-// The plugin's entry point (host/cuda_plugin.hpp): the table of the CUDA engine's functions.
-#include "batched_engine.hpp"
-#include "cuda_plugin.hpp"
+// The plugin's entry point (host/engine/cuda_plugin.hpp): the table of the CUDA engine's functions.
 #include "device_api.cuh"
+#include "engine/batched_engine.hpp"
+#include "engine/cuda_plugin.hpp"
 
 extern "C" __attribute__((visibility("default"))) const cnncert::detail::CudaPlugin* cnncert_cuda_plugin() {
   namespace d = cnncert::cuda_device;

@@ -38,7 +38,7 @@ PyNetwork load(const std::string& path, std::optional<double> scale, std::option
   if (mean) n.pre.mean = *mean;
   if (std_dev) n.pre.std = *std_dev;
   if (layout) n.pre.layout = cnncert::parse_layout(*layout);
-  // The command line's rules (host/cli_options.hpp): a positive scale, positive standard deviations.
+  // The command line's rules (host/cli/options.hpp): a positive scale, positive standard deviations.
   if (!std::isfinite(n.pre.scale) || !(n.pre.scale > 0)) throw InvalidArgument("scale must be positive and finite");
   for (double s : n.pre.std)
     if (!(s > 0) || !std::isfinite(s)) throw InvalidArgument("std values must be positive and finite");

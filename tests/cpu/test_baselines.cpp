@@ -12,9 +12,9 @@
 #include "cnncert/certify.hpp"
 #include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
-#include "net_factory.hpp"
-#include "npy.hpp"
-#include "test_util.hpp"
+#include "common/net_factory.hpp"
+#include "common/test_util.hpp"
+#include "io/npy.hpp"
 
 namespace cnncert {
 namespace {

@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "cli_util.hpp"
 #include "cnncert/cuda.hpp"
-#include "npy.hpp"
+#include "common/cli_util.hpp"
+#include "io/npy.hpp"
 
 namespace cnncert::test {
 namespace {

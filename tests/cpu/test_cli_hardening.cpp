@@ -5,8 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli_util.hpp"
-#include "npy.hpp"
+#include "common/cli_util.hpp"
+#include "io/npy.hpp"
 
 namespace cnncert::test {
 namespace {

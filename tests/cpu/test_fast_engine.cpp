@@ -1,4 +1,4 @@
-// The fast CPU engine (host/fast_engine.cpp) against the plain reference engine.
+// The fast CPU engine (host/engine/fast_engine.cpp) against the plain reference engine.
 //
 // Tolerance. Both engines compute in double precision with the same relaxations; they differ
 // only in the order of the sums (a GEMM and windows shared by a chunk instead of per-row AXPYs).
@@ -22,13 +22,13 @@
 #include <cstdio>
 #include <sstream>
 
-#include "cli_util.hpp"
 #include "cnncert/certify.hpp"
 #include "cnncert/engine.hpp"
 #include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
-#include "engine_compare.hpp"
-#include "test_util.hpp"
+#include "common/cli_util.hpp"
+#include "common/engine_compare.hpp"
+#include "common/test_util.hpp"
 
 namespace cnncert::test {
 namespace {

@@ -1,19 +1,19 @@
-// The GPU engine's algorithm (host/batched_engine.cpp) run on the CPU in float32 through the
+// The GPU engine's algorithm (host/engine/batched_engine.cpp) run on the CPU in float32 through the
 // host implementation of its primitive operations, compared with the double-precision CPU
 // reference engine: every family, activation, method and norm; chunking; input box; the
 // certified radii; engine selection. The CUDA implementation runs the same algorithm and the
 // same element bodies; tests/gpu compares it with the CPU engine on a real GPU.
 #include <gtest/gtest.h>
 
-#include "batched_engine.hpp"
 #include "cnncert/certify.hpp"
 #include "cnncert/cuda.hpp"
 #include "cnncert/engine.hpp"
 #include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
-#include "engine_compare.hpp"
-#include "npy.hpp"
-#include "test_util.hpp"
+#include "common/engine_compare.hpp"
+#include "common/test_util.hpp"
+#include "engine/batched_engine.hpp"
+#include "io/npy.hpp"
 
 namespace cnncert::test {
 namespace {

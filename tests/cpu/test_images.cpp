@@ -18,7 +18,7 @@
 #include "cnncert/error.hpp"
 #include "cnncert/images.hpp"
 #include "cnncert/network.hpp"
-#include "npy.hpp"
+#include "io/npy.hpp"
 
 namespace fs = std::filesystem;
 using cnncert::ImageSet;

@@ -4,7 +4,7 @@
 
 #include "cnncert/error.hpp"
 #include "cnncert/lp.hpp"
-#include "net_factory.hpp"
+#include "common/net_factory.hpp"
 
 namespace cnncert::test {
 namespace {

@@ -10,9 +10,9 @@
 #include "cnncert/error.hpp"
 #include "cnncert/images.hpp"
 #include "cnncert/onnx.hpp"
-#include "net_factory.hpp"
-#include "npy.hpp"
-#include "test_util.hpp"
+#include "common/net_factory.hpp"
+#include "common/test_util.hpp"
+#include "io/npy.hpp"
 
 namespace cnncert::test {
 namespace {

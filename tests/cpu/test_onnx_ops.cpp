@@ -13,7 +13,7 @@
 #include "cnncert/engine.hpp"
 #include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
-#include "test_util.hpp"
+#include "common/test_util.hpp"
 
 namespace cnncert::test {
 namespace {

@@ -4,7 +4,7 @@
 
 #include "cnncert/images.hpp"
 #include "cnncert/onnx.hpp"
-#include "test_util.hpp"
+#include "common/test_util.hpp"
 
 namespace cnncert::test {
 namespace {

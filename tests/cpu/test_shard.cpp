@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <tuple>
 
-#include "cpu/cli_util.hpp"
+#include "common/cli_util.hpp"
 
 namespace cnncert::test {
 namespace {

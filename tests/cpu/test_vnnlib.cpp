@@ -9,7 +9,7 @@
 
 #include "cnncert/baselines.hpp"
 #include "cnncert/cnncert.hpp"
-#include "cpu/cli_util.hpp"
+#include "common/cli_util.hpp"
 
 namespace cnncert::test {
 namespace {

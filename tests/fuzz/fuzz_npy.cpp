@@ -1,4 +1,4 @@
-// libFuzzer target: the .npy reader (host/npy.cpp) and the .npy image loader, with a sibling
+// libFuzzer target: the .npy reader (host/io/npy.cpp) and the .npy image loader, with a sibling
 // labels file. Input: the images file, optionally followed by a second .npy file (from its
 // "\x93NUMPY" magic on) that is written as the sibling X.labels.npy.
 #include <cstdint>
@@ -7,7 +7,7 @@
 
 #include "cnncert/images.hpp"
 #include "fuzz_common.hpp"
-#include "npy.hpp"
+#include "io/npy.hpp"
 
 namespace {
 

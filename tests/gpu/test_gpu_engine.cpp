@@ -4,14 +4,14 @@
 // turns a missing GPU into a failure.
 #include <cstdio>
 
-#include "batched_engine.hpp"
 #include "cnncert/certify.hpp"
 #include "cnncert/engine.hpp"
 #include "cnncert/onnx.hpp"
-#include "cpu/test_util.hpp"
-#include "engine_compare.hpp"
+#include "common/engine_compare.hpp"
+#include "common/test_util.hpp"
+#include "engine/batched_engine.hpp"
 #include "gpu_test_util.hpp"
-#include "npy.hpp"
+#include "io/npy.hpp"
 
 namespace cnncert::test {
 namespace {

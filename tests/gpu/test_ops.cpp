@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "batched_engine.hpp"
+#include "engine/batched_engine.hpp"
 #include "gpu_test_util.hpp"
 
 namespace cnncert::test {

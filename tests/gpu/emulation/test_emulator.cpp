@@ -7,11 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "batched_engine.hpp"
 #include "check.cuh"
 #include "cnncert/cuda.hpp"
 #include "cnncert/error.hpp"
 #include "device_buffer.cuh"
+#include "engine/batched_engine.hpp"
 
 namespace {
 

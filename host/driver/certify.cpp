@@ -1,0 +1,336 @@
+// Certification driver: predictions, targets, and the batched certified-radius search.
+#include "cnncert/certify.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "cnncert/error.hpp"
+#include "util/splitmix.hpp"
+
+namespace cnncert {
+
+TargetMode parse_target_mode(const std::string& s) {
+  if (s == "random") return TargetMode::Random;
+  if (s == "runnerup" || s == "top2") return TargetMode::Runnerup;
+  if (s == "least") return TargetMode::Least;
+  if (s == "all") return TargetMode::All;
+  if (s == "untargeted") return TargetMode::Untargeted;
+  throw InvalidArgument("unknown target '" + s + "' (use random, runnerup, least, all or untargeted)");
+}
+
+const char* target_mode_name(TargetMode m) {
+  switch (m) {
+    case TargetMode::Random: return "random";
+    case TargetMode::Runnerup: return "runnerup";
+    case TargetMode::Least: return "least";
+    case TargetMode::All: return "all";
+    case TargetMode::Untargeted: return "untargeted";
+  }
+  return "?";
+}
+
+SearchMode parse_search_mode(const std::string& s) {
+  if (s == "cnncert") return SearchMode::CnnCert;
+  if (s == "deepcert") return SearchMode::DeepCert;
+  throw InvalidArgument("unknown search '" + s + "' (use cnncert or deepcert)");
+}
+
+std::vector<double> margin_spec(int64_t classes, int64_t predicted, const std::vector<int64_t>& targets) {
+  // rows × classes values: checked (a crafted model may have millions of outputs)
+  const int64_t n = checked_mul(static_cast<int64_t>(targets.size()), classes, "the margin specification");
+  std::vector<double> spec(static_cast<size_t>(n), 0.0);
+  for (size_t r = 0; r < targets.size(); ++r) {
+    spec[r * static_cast<size_t>(classes) + static_cast<size_t>(predicted)] += 1.0;
+    spec[r * static_cast<size_t>(classes) + static_cast<size_t>(targets[r])] -= 1.0;
+  }
+  return spec;
+}
+
+std::vector<BoundProblem> prediction_problems(const Network& net, const std::vector<double>& inputs, double eps,
+                                              bool logits, std::vector<int64_t>& predicted) {
+  const int64_t n_in = net.input_size(), classes = net.output_size();
+  CNNCERT_CHECK(n_in > 0 && inputs.size() % static_cast<size_t>(n_in) == 0,
+                "the inputs do not match the network input size");
+  const auto count = static_cast<int64_t>(inputs.size()) / n_in;
+  const std::vector<double> out = net.forward(inputs.data(), count);
+  std::vector<BoundProblem> problems;
+  predicted.clear();
+  for (int64_t i = 0; i < count; ++i) {
+    BoundProblem p;
+    p.x0.assign(inputs.begin() + i * n_in, inputs.begin() + (i + 1) * n_in);
+    p.eps = eps;
+    const double* l = out.data() + i * classes;
+    const int64_t c = std::max_element(l, l + classes) - l;
+    predicted.push_back(c);
+    if (logits) {
+      p.rows = classes;
+      p.spec.assign(static_cast<size_t>(checked_mul(classes, classes, "the logit rows")), 0.0);
+      for (int64_t k = 0; k < classes; ++k) p.spec[static_cast<size_t>(k * classes + k)] = 1.0;
+    } else {
+      std::vector<int64_t> t;
+      for (int64_t k = 0; k < classes; ++k)
+        if (k != c) t.push_back(k);
+      p.rows = classes - 1;
+      p.spec = margin_spec(classes, c, t);
+    }
+    problems.push_back(std::move(p));
+  }
+  return problems;
+}
+
+namespace {
+
+using detail::splitmix64;
+
+/// One radius search: an image and its specification rows.
+struct Item {
+  size_t image;  // index into the results
+  size_t target_slot;
+  std::vector<double> spec;
+  int64_t rows;
+  // search state
+  double lambda = 0, lambda_min = -INFINITY, lambda_max = INFINITY;  // cnncert
+  double eps = 0, eps_min = 0, eps_max = INFINITY;                   // deepcert
+  int steps = 0;
+  bool done = false;
+  double certified = 0;
+  bool any_certified = false;
+  std::string note;
+};
+
+double current_eps(const Item& it, SearchMode m) {
+  return m == SearchMode::CnnCert ? std::exp(it.lambda) : it.eps;
+}
+
+void step(Item& it, bool ok, const CertifyOptions& o) {
+  ++it.steps;
+  if (o.search == SearchMode::CnnCert) {
+    if (ok) {
+      it.lambda_min = it.lambda;
+      it.lambda = std::min(it.lambda + 1, (it.lambda_max + it.lambda_min) / 2);
+    } else {
+      it.lambda_max = it.lambda;
+      it.lambda = std::max(it.lambda - 1, (it.lambda_max + it.lambda_min) / 2);
+    }
+    if (it.steps >= o.cnncert_steps) it.done = true;
+    return;
+  }
+  if (ok) {
+    it.eps_min = it.eps;
+    it.eps = std::min(2 * it.eps, (it.eps_max + it.eps_min) / 2);
+  } else {
+    it.eps_max = it.eps;
+    it.eps = std::max(it.eps / 2, (it.eps_max + it.eps_min) / 2);
+  }
+  if (it.eps - it.eps_min < o.deepcert_tolerance) it.done = true;
+  if (it.steps >= o.deepcert_max_steps) {
+    it.done = true;
+    it.note = "search stopped after " + std::to_string(it.steps) + " steps";
+  }
+}
+
+}  // namespace
+
+void check_classes(const std::vector<int64_t>& classes_of_images, int64_t classes, int64_t first_index,
+                   const char* what) {
+  for (size_t i = 0; i < classes_of_images.size(); ++i) {
+    const int64_t c = classes_of_images[i];
+    CNNCERT_CHECK(c >= -1 && c < classes, "image " << first_index + static_cast<int64_t>(i) << ": " << what << " " << c
+                                                   << " is not a class of the model (0.." << classes - 1 << ")");
+  }
+}
+
+std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const std::vector<double>& inputs,
+                                 const std::vector<int64_t>& labels, const CertifyOptions& o, int64_t first_index) {
+  const int64_t n_in = net.input_size(), classes = net.output_size();
+  CNNCERT_CHECK(n_in > 0 && inputs.size() % static_cast<size_t>(n_in) == 0,
+                "certify: inputs do not match the network input size");
+  const int64_t count = static_cast<int64_t>(inputs.size()) / n_in;
+  CNNCERT_CHECK(labels.empty() || static_cast<int64_t>(labels.size()) == count, "certify: one label per image needed");
+  CNNCERT_CHECK(o.targets.empty() || static_cast<int64_t>(o.targets.size()) == count,
+                "certify: the targets file has " << o.targets.size() << " entries for " << count << " images");
+  CNNCERT_CHECK(classes >= 2, "certify: the network has fewer than two outputs");
+  CNNCERT_CHECK(o.start_eps > 0 && std::isfinite(o.start_eps), "certify: the starting eps must be positive");
+  CNNCERT_CHECK(o.image_indices.empty() || static_cast<int64_t>(o.image_indices.size()) == count,
+                "certify: " << o.image_indices.size() << " image indices for " << count << " images");
+  auto index_of = [&](int64_t i) {
+    return o.image_indices.empty() ? first_index + i : o.image_indices[static_cast<size_t>(i)];
+  };
+  for (int64_t i = 0; i < count; ++i) {
+    CNNCERT_CHECK(index_of(i) >= 0, "certify: image indices must not be negative");
+    for (const auto* v : {&labels, &o.targets}) {
+      const int64_t c = v->empty() ? -1 : (*v)[static_cast<size_t>(i)];
+      CNNCERT_CHECK(c >= -1 && c < classes, "image " << index_of(i) << ": " << (v == &labels ? "label" : "target")
+                                                     << " " << c << " is not a class of the model (0.." << classes - 1
+                                                     << ")");
+    }
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+
+  const std::vector<double> logits = net.forward(inputs.data(), count);
+  std::vector<ImageResult> results(static_cast<size_t>(count));
+  std::vector<Item> items;
+  for (int64_t i = 0; i < count; ++i) {
+    ImageResult& r = results[static_cast<size_t>(i)];
+    r.image = index_of(i);
+    const double* l = logits.data() + i * classes;
+    r.predicted = std::max_element(l, l + classes) - l;
+    r.label = labels.empty() ? r.predicted : labels[static_cast<size_t>(i)];  // -1 stays: unknown
+    if (std::any_of(l, l + classes, [](double v) { return !std::isfinite(v); })) {
+      r.skipped = true;
+      r.skip_reason = "non-finite logits";
+      continue;
+    }
+    if (r.label >= 0 && r.predicted != r.label) {
+      r.skipped = true;
+      r.skip_reason = "misclassified";
+      continue;
+    }
+    const int64_t c = r.predicted;
+    std::vector<std::vector<int64_t>> groups;  // one radius search per group of targets
+    if (!o.targets.empty()) {
+      const int64_t t = o.targets[static_cast<size_t>(i)];
+      if (t == c) {
+        r.skipped = true;
+        r.skip_reason = "target equals the predicted class";
+        continue;
+      }
+      if (t == -1) {
+        groups.emplace_back();
+        for (int64_t k = 0; k < classes; ++k)
+          if (k != c) groups.back().push_back(k);
+      } else {
+        groups.push_back({t});
+      }
+    } else {
+      switch (o.target) {
+        case TargetMode::Random: {
+          const uint64_t h = splitmix64(o.seed ^ splitmix64(static_cast<uint64_t>(r.image)));
+          int64_t t = static_cast<int64_t>(h % static_cast<uint64_t>(classes - 1));
+          if (t >= c) ++t;
+          groups.push_back({t});
+          break;
+        }
+        case TargetMode::Runnerup:
+        case TargetMode::Least: {
+          int64_t best = -1;
+          for (int64_t k = 0; k < classes; ++k) {
+            if (k == c) continue;
+            if (best < 0 || (o.target == TargetMode::Runnerup ? l[k] > l[best] : l[k] < l[best])) best = k;
+          }
+          groups.push_back({best});
+          break;
+        }
+        case TargetMode::All:
+          for (int64_t k = 0; k < classes; ++k)
+            if (k != c) groups.push_back({k});
+          break;
+        case TargetMode::Untargeted:
+          groups.emplace_back();
+          for (int64_t k = 0; k < classes; ++k)
+            if (k != c) groups.back().push_back(k);
+          break;
+      }
+    }
+    for (auto& g : groups) {
+      Item it;
+      it.image = static_cast<size_t>(i);
+      it.target_slot = r.targets.size();
+      TargetResult tr;
+      tr.target = g.size() == 1 ? g[0] : -1;
+      r.targets.push_back(tr);
+      it.spec = margin_spec(classes, c, g);
+      it.rows = static_cast<int64_t>(g.size());
+      it.lambda = std::log(o.start_eps);
+      it.eps = o.start_eps;
+      items.push_back(std::move(it));
+    }
+  }
+
+  const int64_t total = static_cast<int64_t>(items.size());
+  int64_t done = 0;
+  BoundOptions bo = o.bound;
+  bo.want_upper = false;  // the decision needs the lower bounds only
+  while (done < total) {
+    std::vector<size_t> active;
+    std::vector<BoundProblem> batch;
+    for (size_t k = 0; k < items.size(); ++k) {
+      if (items[k].done) continue;
+      active.push_back(k);
+      BoundProblem p;
+      const size_t img = items[k].image;
+      p.x0.assign(inputs.begin() + static_cast<long>(img) * n_in, inputs.begin() + static_cast<long>(img + 1) * n_in);
+      const double level = current_eps(items[k], o.search);
+      p.eps = o.region_of_level ? o.region_of_level(level) : level;
+      p.spec = items[k].spec;
+      p.rows = items[k].rows;
+      batch.push_back(std::move(p));
+    }
+    // Radii the engine cannot represent are not certified.
+    std::vector<BoundResult> res(batch.size());
+    std::vector<BoundProblem> valid;
+    std::vector<size_t> valid_idx;
+    for (size_t b = 0; b < batch.size(); ++b) {
+      if (std::isfinite(batch[b].eps) && batch[b].eps >= 0) {
+        valid_idx.push_back(b);
+        valid.push_back(std::move(batch[b]));
+      } else {
+        res[b].error = "eps out of range";
+      }
+    }
+    if (!valid.empty()) {
+      std::vector<BoundResult> r = engine.bound(valid, bo);
+      for (size_t v = 0; v < valid_idx.size(); ++v) {
+        res[valid_idx[v]] = std::move(r[v]);
+        batch[valid_idx[v]] = std::move(valid[v]);
+      }
+    }
+    for (size_t b = 0; b < active.size(); ++b) {
+      Item& it = items[active[b]];
+      const BoundResult& br = res[b];
+      bool ok = br.error.empty() && !br.lower.empty();
+      if (ok && o.decide) {
+        ok = o.decide(batch[b], br, current_eps(it, o.search), &it.note);
+      } else {
+        for (double v : br.lower) ok = ok && std::isfinite(v) && v > 0;
+      }
+      if (!br.error.empty() && it.note.empty())
+        it.note = "not certified at eps " + std::to_string(current_eps(it, o.search)) + ": " + br.error;
+      if (ok) {
+        it.certified = current_eps(it, o.search);
+        it.any_certified = true;
+      }
+      step(it, ok, o);
+      if (it.done) ++done;
+    }
+    if (o.progress) {
+      if (o.search == SearchMode::CnnCert) {  // a fixed number of steps: report steps for a smooth ETA
+        int64_t steps = 0;
+        for (const Item& it : items) steps += it.steps;
+        o.progress(steps, total * o.cnncert_steps);
+      } else {
+        o.progress(done, total);
+      }
+    }
+  }
+
+  for (const Item& it : items) {
+    TargetResult& tr = results[it.image].targets[it.target_slot];
+    // Only radii that were actually certified are reported (e^{λ_min} / ε_min are such radii).
+    tr.eps = it.any_certified ? it.certified : 0.0;
+    if (o.search == SearchMode::CnnCert && it.any_certified) tr.eps = std::exp(it.lambda_min);
+    if (o.search == SearchMode::DeepCert) tr.eps = it.eps_min;
+    tr.steps = it.steps;
+    tr.note = it.note;
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const int64_t certified_images =
+      std::count_if(results.begin(), results.end(), [](const ImageResult& r) { return !r.skipped; });
+  for (ImageResult& r : results)
+    if (!r.skipped) r.seconds = seconds / static_cast<double>(std::max<int64_t>(certified_images, 1));
+  return results;
+}
+
+}  // namespace cnncert

@@ -1,0 +1,524 @@
+// The batched bound engine: the GPU engine's algorithm over the primitive operations of `Ops`.
+//
+// Per call: the problems' centres and radii are uploaded once; then, in topological order, every
+// node that feeds an activation or max-pool gets its bounds for all problems at once (identity
+// rows over (problem, neuron) pairs, chunked to the memory budget, back-substituted to the
+// input) and the consumer's relaxation is computed for all problems by one operation; finally
+// the specification rows of all problems are back-substituted the same way. Upper and lower
+// passes travel stacked in one tensor (2·half rows), so each layer is one convolution/GEMM call.
+#include "engine/batched_engine.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include "cnncert/error.hpp"
+#include "engine/engine_common.hpp"
+
+namespace cnncert::batched {
+namespace {
+
+using cnncert::detail::Geometry;
+using cnncert::detail::geometry;
+
+/// Move-only owner of a block of device memory.
+class Buf {
+ public:
+  Buf() = default;
+  Buf(Ops& ops, size_t bytes) : ops_(&ops), bytes_(bytes) { p_ = bytes ? ops.alloc(bytes) : nullptr; }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  Buf(Buf&& o) noexcept : ops_(o.ops_), p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr, o.bytes_ = 0; }
+  Buf& operator=(Buf&& o) noexcept {
+    if (this != &o) {
+      reset();
+      ops_ = o.ops_, p_ = o.p_, bytes_ = o.bytes_;
+      o.p_ = nullptr, o.bytes_ = 0;
+    }
+    return *this;
+  }
+  ~Buf() { reset(); }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void reset() noexcept {
+    if (p_) ops_->release(p_);
+    p_ = nullptr;
+    bytes_ = 0;
+  }
+  Ops* ops_ = nullptr;
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+template <class T>
+Buf upload(Ops& ops, const std::vector<T>& v) {
+  Buf b(ops, v.size() * sizeof(T));
+  if (!v.empty()) ops.to_device(b.as<void>(), v.data(), v.size() * sizeof(T));
+  return b;
+}
+
+template <class T>
+std::vector<T> download(Ops& ops, const Buf& b, size_t n) {
+  std::vector<T> v(n);
+  if (n) ops.to_host(v.data(), b.as<T>(), n * sizeof(T));
+  return v;
+}
+
+std::vector<float> to_float(const std::vector<double>& v) {
+  return std::vector<float>(v.begin(), v.end());
+}
+
+/// Network constants on the device.
+struct NodeConst {
+  Buf weight, bias, scale, shift, inv, avg_slopes;
+  ConvGeom conv;
+  PoolGeom pool;
+};
+
+class BatchedEngine final : public BoundEngine {
+ public:
+  BatchedEngine(const Network& net, std::unique_ptr<Ops> ops) : net_(net), ops_(std::move(ops)) {
+    check_boundable(net_);
+    Ops& o = *ops_;
+    const auto& nodes = net_.nodes();
+    geo_.resize(nodes.size());
+    consts_.resize(nodes.size());
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const Node& n = nodes[i];
+      geo_[i] = geometry(n);
+      if (n.op == OpKind::Input) continue;
+      const Node& src = nodes[static_cast<size_t>(n.inputs[0])];
+      const Geometry gi = geometry(src), g = geo_[i];
+      NodeConst& c = consts_[i];
+      switch (n.op) {
+        case OpKind::Conv: {
+          const ConvAttr& a = n.as<ConvAttr>();
+          c.conv = {gi.c,       gi.h,       gi.w,      g.c,        g.h,          g.w,          a.kernel_h, a.kernel_w,
+                    a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.dilation_h, a.dilation_w, a.groups};
+          c.weight = upload(o, to_float(a.weight));
+          c.bias = upload(o, to_float(a.bias));
+          break;
+        }
+        case OpKind::Dense: {
+          const DenseAttr& a = n.as<DenseAttr>();
+          c.weight = upload(o, to_float(a.weight));
+          c.bias = upload(o, to_float(a.bias));
+          break;
+        }
+        case OpKind::ScaleShift:
+          c.scale = upload(o, to_float(n.as<ScaleShiftAttr>().scale));
+          c.shift = upload(o, to_float(n.as<ScaleShiftAttr>().shift));
+          break;
+        case OpKind::MaxPool:
+        case OpKind::AvgPool: {
+          c.pool = cnncert::detail::pool_geom(n, gi);
+          if (n.op == OpKind::AvgPool) c.avg_slopes = upload(o, to_float(cnncert::detail::avgpool_slopes(n, src)));
+          break;
+        }
+        case OpKind::Transpose:
+        case OpKind::Pad: {
+          const std::vector<int64_t> m = cnncert::detail::layout_map(n, src);
+          std::vector<int64_t> inv(static_cast<size_t>(src.size()), -1);
+          for (size_t k = 0; k < m.size(); ++k)
+            if (m[k] >= 0) {
+              CNNCERT_ASSERT(inv[static_cast<size_t>(m[k])] < 0);  // layout nodes read each input once
+              inv[static_cast<size_t>(m[k])] = static_cast<int64_t>(k);
+            }
+          c.inv = upload(o, inv);
+          break;
+        }
+        default: break;
+      }
+    }
+  }
+
+  std::string name() const override { return ops_->name(); }
+
+  EngineStats stats() const override {
+    EngineStats s = stats_;
+    s.backsub_flops = ops_->backsub_flops();
+    const PathCounts c = ops_->path_counts();
+    s.conv_cudnn = c.conv_library, s.conv_cudnn_failed = c.conv_library_failed, s.conv_own_kernel = c.conv_own;
+    s.gemm_cublas = c.gemm_library, s.gemm_own_kernel = c.gemm_own;
+    s.gpu_launches = c.launches, s.gpu_syncs = c.syncs;
+    return s;
+  }
+
+  std::vector<BoundResult> bound(const std::vector<BoundProblem>& problems, const BoundOptions& options) override {
+    check_bound_problems(net_, problems, options);
+    std::vector<BoundResult> out(problems.size());
+    if (problems.empty()) return out;
+    ++stats_.calls;
+    Batch b(*ops_, problems, options);
+    const auto& nodes = net_.nodes();
+    using clock = std::chrono::steady_clock;
+    auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
+    const std::vector<int> schedule = cnncert::detail::bound_schedule(net_);
+    const auto layers = static_cast<int64_t>(schedule.size()) + 1;
+    int64_t layers_done = 0;
+    for (const int k : schedule) {
+      const Node& node = nodes[static_cast<size_t>(k)];
+      if (options.layer_progress) options.layer_progress(layers_done++, layers);
+      const int src = node.inputs[0];
+      if (!b.lo.count(src)) {
+        const auto t0 = clock::now();
+        if (!pool_input_from_activation(b, k)) compute_bounds(b, src);
+        check_flags(b, src);  // waits for the device
+        stats_.seconds_bounds += since(t0);
+        if (options.want_intermediate) {
+          const size_t size = static_cast<size_t>(net_.node(src).size());
+          const auto lo = download<double>(*ops_, b.lo.at(src), size * b.problem_count),
+                     hi = download<double>(*ops_, b.hi.at(src), size * b.problem_count);
+          for (size_t p = 0; p < b.problem_count; ++p)
+            if (b.error[p].empty())
+              out[p].intermediate.push_back({src,
+                                             std::vector<double>(lo.begin() + static_cast<long>(p * size),
+                                                                 lo.begin() + static_cast<long>((p + 1) * size)),
+                                             std::vector<double>(hi.begin() + static_cast<long>(p * size),
+                                                                 hi.begin() + static_cast<long>((p + 1) * size))});
+        }
+      }
+      const auto t1 = clock::now();
+      relax(b, k);
+      ops_->synchronize();
+      stats_.seconds_relax += since(t1);
+    }
+    if (options.layer_progress) options.layer_progress(layers_done, layers);  // the specification rows
+    const auto t2 = clock::now();
+    final_rows(b, out);
+    stats_.seconds_final += since(t2);
+    return out;
+  }
+
+ private:
+  /// State of one bound() call.
+  struct Batch {
+    Batch(Ops& o, const std::vector<BoundProblem>& pr, const BoundOptions& opt) : problems(pr), options(opt) {
+      problem_count = pr.size();
+      const bool boxes =
+          opt.clip_to_box || std::any_of(pr.begin(), pr.end(), [](const BoundProblem& p) { return p.has_box(); });
+      std::vector<double> x0, x_hi, eps;
+      for (const auto& p : pr) {
+        if (boxes) {  // every region as a box (boxes need the ℓ∞ norm; a ball is the box x0 ± eps)
+          const ::cnncert::detail::InputBox box = ::cnncert::detail::input_box(p, opt);
+          for (size_t j = 0; j < p.x0.size(); ++j) {
+            x0.push_back(box.active() ? box.lo[j] : p.x0[j] - p.eps);
+            x_hi.push_back(box.active() ? box.hi[j] : p.x0[j] + p.eps);
+          }
+        } else {
+          x0.insert(x0.end(), p.x0.begin(), p.x0.end());
+        }
+        eps.push_back(p.eps);
+      }
+      this->x0 = upload(o, x0);
+      if (boxes) this->x_hi = upload(o, x_hi);
+      this->eps = upload(o, eps);
+      flags = upload(o, std::vector<int>(problem_count, 0));
+      error.assign(problem_count, "");
+      norm = boxes                    ? RegionNorm::Box
+             : opt.norm == Norm::Linf ? RegionNorm::Linf
+             : opt.norm == Norm::L2   ? RegionNorm::L2
+                                      : RegionNorm::L1;
+    }
+    const std::vector<BoundProblem>& problems;
+    const BoundOptions& options;
+    size_t problem_count = 0;
+    RegionNorm norm = RegionNorm::Linf;
+    Buf x0, x_hi, eps, flags;  // x0: centres, or the lower corners of boxes (norm Box) and x_hi the upper ones
+    std::vector<std::string> error;
+    std::map<int, Buf> lo, hi;                  // bounds of nodes that need them (problems × size, double)
+    std::map<int, Buf> al, bl, au, bu;          // activation relaxations (problems × size, float)
+    std::map<int, Buf> slopes, beta_u, beta_l;  // max-pool relaxations
+  };
+
+  /// Rows (per pass) of one chunk of a back-substitution starting at node `start`.
+  int64_t chunk_rows(int start) const {
+    int64_t max_size = 1;
+    for (int k = 0; k <= start; ++k) max_size = std::max(max_size, net_.node(k).size());
+    // The upper and lower pass of a row, and up to four such tensors alive at once (a residual
+    // branch waiting, a layer's input and output).
+    const double per_row = 2.0 * 4.0 * static_cast<double>(max_size) * sizeof(float);
+    const double by_budget = static_cast<double>(ops_->memory_budget()) / per_row;
+    const double by_index =
+        static_cast<double>(std::numeric_limits<int32_t>::max()) / (2.0 * static_cast<double>(max_size));
+    return std::max<int64_t>(1, static_cast<int64_t>(std::min({by_budget, by_index, 1e6})));
+  }
+
+  /// Back-substitutes `a` (2·half rows at node `start`) to the input and concretizes: the upper
+  /// half's bounds go to upper[r], the lower half's to lower[r]. `bias` (2·half doubles) starts
+  /// at zero and ends as the rows' constant terms; `final_a` receives the input coefficients.
+  void backsub(Batch& b, int start, int64_t half, Buf a_start, const int* prob, double* bias, double* upper,
+               double* lower, Buf* final_a) {
+    Ops& o = *ops_;
+    const int64_t rows = 2 * half;
+    std::map<int, Buf> pend;
+    pend.emplace(start, std::move(a_start));
+    const auto& nodes = net_.nodes();
+    auto push = [&](int node, Buf&& buf) {
+      auto it = pend.find(node);
+      if (it == pend.end()) {
+        pend.emplace(node, std::move(buf));
+        return;
+      }
+      o.add(rows * net_.node(node).size(), buf.as<float>(), it->second.as<float>());
+    };
+    auto fresh = [&](int node) { return Buf(o, static_cast<size_t>(rows * net_.node(node).size()) * sizeof(float)); };
+    for (int k = start; k >= 0; --k) {
+      auto it = pend.find(k);
+      if (it == pend.end()) continue;
+      Buf a = std::move(it->second);
+      pend.erase(it);
+      const Node& n = nodes[static_cast<size_t>(k)];
+      const Geometry& g = geo_[static_cast<size_t>(k)];
+      const NodeConst& c = consts_[static_cast<size_t>(k)];
+      float* av = a.as<float>();
+      if (n.op == OpKind::Input) {
+        o.concretize(half, g.size(), av, prob, b.x0.as<double>(),
+                     b.norm == RegionNorm::Box ? b.x_hi.as<double>() : nullptr, b.eps.as<double>(), b.norm, bias, upper,
+                     lower);
+        if (final_a) *final_a = std::move(a);
+        continue;
+      }
+      const int src = n.inputs[0];
+      const int64_t size = g.size();
+      switch (n.op) {
+        case OpKind::Conv: {
+          o.elementwise_back(half, size, av, prob, 0, g.h * g.w, nullptr, c.bias.as<float>(), nullptr,
+                             c.bias.as<float>(), bias);
+          Buf out = fresh(src);
+          o.conv_back(c.conv, rows, c.weight.as<float>(), av, out.as<float>());
+          push(src, std::move(out));
+          break;
+        }
+        case OpKind::Dense: {
+          o.elementwise_back(half, size, av, prob, 0, 1, nullptr, c.bias.as<float>(), nullptr, c.bias.as<float>(),
+                             bias);
+          Buf out = fresh(src);
+          o.dense_back(rows, size, net_.node(src).size(), c.weight.as<float>(), av, out.as<float>());
+          push(src, std::move(out));
+          break;
+        }
+        case OpKind::ScaleShift:
+          o.elementwise_back(half, size, av, prob, 0, 1, c.scale.as<float>(), c.shift.as<float>(), c.scale.as<float>(),
+                             c.shift.as<float>(), bias);
+          push(src, std::move(a));
+          break;
+        case OpKind::Activation:
+          o.elementwise_back(half, size, av, prob, size, 1, b.al.at(k).as<float>(), b.bl.at(k).as<float>(),
+                             b.au.at(k).as<float>(), b.bu.at(k).as<float>(), bias);
+          push(src, std::move(a));
+          break;
+        case OpKind::MaxPool: {
+          o.elementwise_back(half, size, av, prob, size, 1, nullptr, b.beta_l.at(k).as<float>(), nullptr,
+                             b.beta_u.at(k).as<float>(), bias);
+          Buf out = fresh(src);
+          o.pool_back(c.pool, half, prob, size * c.pool.kk(), b.slopes.at(k).as<float>(), av, out.as<float>());
+          push(src, std::move(out));
+          break;
+        }
+        case OpKind::AvgPool: {
+          Buf out = fresh(src);
+          o.pool_back(c.pool, half, prob, 0, c.avg_slopes.as<float>(), av, out.as<float>());
+          push(src, std::move(out));
+          break;
+        }
+        case OpKind::Add: {
+          Buf copy = fresh(k);
+          o.copy(copy.as<void>(), av, static_cast<size_t>(rows * size) * sizeof(float));
+          push(src, std::move(a));
+          push(n.inputs[1], std::move(copy));
+          break;
+        }
+        case OpKind::Reshape: push(src, std::move(a)); break;  // same row-major order
+        case OpKind::Transpose:
+        case OpKind::Pad: {
+          Buf out = fresh(src);
+          o.gather(rows, size, net_.node(src).size(), c.inv.as<int64_t>(), av, out.as<float>());
+          push(src, std::move(out));
+          break;
+        }
+        case OpKind::Input: break;
+      }
+    }
+    CNNCERT_ASSERT(pend.empty());
+  }
+
+  /// Bounds of every neuron of node k for all problems.
+  void compute_bounds(Batch& b, int k) {
+    Ops& o = *ops_;
+    const int64_t size = net_.node(k).size(), total = size * static_cast<int64_t>(b.problem_count);
+    Buf lo(o, static_cast<size_t>(total) * sizeof(double)), hi(o, static_cast<size_t>(total) * sizeof(double));
+    const int64_t chunk = chunk_rows(k);
+    for (int64_t first = 0; first < total; first += chunk) {
+      const int64_t half = std::min(chunk, total - first);
+      std::vector<int> prob(static_cast<size_t>(half));
+      for (int64_t r = 0; r < half; ++r) prob[static_cast<size_t>(r)] = static_cast<int>((first + r) / size);
+      Buf dprob = upload(o, prob);
+      Buf a(o, static_cast<size_t>(2 * half * size) * sizeof(float));
+      o.identity(half, size, first, a.as<float>());
+      Buf bias(o, static_cast<size_t>(2 * half) * sizeof(double));
+      o.zero(bias.as<void>(), bias.bytes());
+      backsub(b, k, half, std::move(a), dprob.as<int>(), bias.as<double>(), hi.as<double>() + first,
+              lo.as<double>() + first, nullptr);
+    }
+    o.flag_nonfinite(static_cast<int64_t>(b.problem_count), size, lo.as<double>(), hi.as<double>(), b.flags.as<int>());
+    b.lo.emplace(k, std::move(lo));
+    b.hi.emplace(k, std::move(hi));
+  }
+
+  /// MATH.md §2.5: a max-pool k reading a monotone activation takes [σ(l'), σ(u')] of that
+  /// activation's pre-activation bounds as its input bounds (for ReLU [max(l',0), max(u',0)], the
+  /// original CNN-Cert's rule), instead of a back-substitution. False when the rule does not apply.
+  bool pool_input_from_activation(Batch& b, int k) {
+    ActSpec s;
+    int pre = -1;
+    if (!cnncert::detail::maxpool_input_rule(net_, k, b.options.method, s, pre)) return false;
+    const int src = net_.node(k).inputs[0];
+    const Node& act = net_.node(src);
+    CNNCERT_ASSERT(b.lo.count(pre));  // the activation (an earlier node) was relaxed from them
+    Ops& o = *ops_;
+    const int64_t total = act.size() * static_cast<int64_t>(b.problem_count);
+    Buf lo(o, static_cast<size_t>(total) * sizeof(double)), hi(o, static_cast<size_t>(total) * sizeof(double));
+    o.activation_bounds(total, s, b.lo.at(pre).as<double>(), b.hi.at(pre).as<double>(), lo.as<double>(),
+                        hi.as<double>());
+    o.flag_nonfinite(static_cast<int64_t>(b.problem_count), act.size(), lo.as<double>(), hi.as<double>(),
+                     b.flags.as<int>());
+    b.lo.emplace(src, std::move(lo));
+    b.hi.emplace(src, std::move(hi));
+    return true;
+  }
+
+  /// Marks the problems whose bounds at node `src` are not reliable_bound (as the CPU engine reports).
+  void check_flags(Batch& b, int src) {
+    const auto flags = download<int>(*ops_, b.flags, b.problem_count);
+    for (size_t p = 0; p < b.problem_count; ++p)
+      if (flags[p] && b.error[p].empty()) b.error[p] = cnncert::detail::unreliable_bounds_error(net_.node(src).name);
+  }
+
+  /// Relaxation of activation/max-pool node k for all problems.
+  void relax(Batch& b, int k) {
+    Ops& o = *ops_;
+    const Node& n = net_.node(k);
+    const int src = n.inputs[0];
+    const auto problems = static_cast<int64_t>(b.problem_count);
+    const double* lo = b.lo.at(src).as<double>();
+    const double* hi = b.hi.at(src).as<double>();
+    if (n.op == OpKind::MaxPool) {
+      const PoolGeom& g = consts_[static_cast<size_t>(k)].pool;
+      Buf sl(o, static_cast<size_t>(problems * g.out_size() * g.kk()) * sizeof(float));
+      Buf bu(o, static_cast<size_t>(problems * g.out_size()) * sizeof(float)),
+          bl(o, static_cast<size_t>(problems * g.out_size()) * sizeof(float));
+      o.relax_maxpool(g, problems, lo, hi, sl.as<float>(), bu.as<float>(), bl.as<float>());
+      b.slopes.emplace(k, std::move(sl));
+      b.beta_u.emplace(k, std::move(bu));
+      b.beta_l.emplace(k, std::move(bl));
+      return;
+    }
+    const ActAttr& a = n.as<ActAttr>();
+    const ActSpec s{a.kind, a.alpha, b.options.method.relu, b.options.method.smooth};
+    const int64_t count = problems * n.size();
+    const size_t bytes = static_cast<size_t>(count) * sizeof(float);
+    Buf al(o, bytes), bl(o, bytes), au(o, bytes), bu(o, bytes);
+    o.relax_activation(count, s, lo, hi, al.as<float>(), bl.as<float>(), au.as<float>(), bu.as<float>());
+    b.al.emplace(k, std::move(al));
+    b.bl.emplace(k, std::move(bl));
+    b.au.emplace(k, std::move(au));
+    b.bu.emplace(k, std::move(bu));
+  }
+
+  /// The specification rows of every problem.
+  void final_rows(Batch& b, std::vector<BoundResult>& out) {
+    Ops& o = *ops_;
+    const int outn = net_.output();
+    const int64_t classes = net_.output_size(), n_in = net_.input_size();
+    // Flattened (problem, row) pairs.
+    std::vector<int> owner;
+    std::vector<int64_t> local;
+    for (size_t p = 0; p < b.problem_count; ++p)
+      for (int64_t r = 0; r < b.problems[p].rows; ++r) owner.push_back(static_cast<int>(p)), local.push_back(r);
+    const auto total = static_cast<int64_t>(owner.size());
+    Buf up(o, static_cast<size_t>(std::max<int64_t>(total, 1)) * sizeof(double)),
+        lw(o, static_cast<size_t>(std::max<int64_t>(total, 1)) * sizeof(double));
+    const bool lin = b.options.want_linear;
+    std::vector<float> a_lin;      // rows × n_in per pass, in flattened order
+    std::vector<double> bias_lin;  // 2 × total
+    if (lin) a_lin.resize(static_cast<size_t>(2 * total * n_in)), bias_lin.resize(static_cast<size_t>(2 * total));
+    const int64_t chunk = chunk_rows(outn);
+    for (int64_t first = 0; first < total; first += chunk) {
+      const int64_t half = std::min(chunk, total - first);
+      std::vector<int> prob(owner.begin() + first, owner.begin() + first + half);
+      std::vector<float> init(static_cast<size_t>(2 * half * classes));
+      for (int64_t r = 0; r < half; ++r) {
+        const BoundProblem& p = b.problems[static_cast<size_t>(owner[static_cast<size_t>(first + r)])];
+        const int64_t lr = local[static_cast<size_t>(first + r)];
+        for (int64_t c = 0; c < classes; ++c) {
+          const auto v = static_cast<float>(p.spec[static_cast<size_t>(lr * classes + c)]);
+          init[static_cast<size_t>(r * classes + c)] = v;
+          init[static_cast<size_t>((half + r) * classes + c)] = v;
+        }
+      }
+      Buf dprob = upload(o, prob), a = upload(o, init);
+      Buf bias(o, static_cast<size_t>(2 * half) * sizeof(double));
+      o.zero(bias.as<void>(), bias.bytes());
+      Buf final_a;
+      backsub(b, outn, half, std::move(a), dprob.as<int>(), bias.as<double>(), up.as<double>() + first,
+              lw.as<double>() + first, lin ? &final_a : nullptr);
+      if (lin) {
+        const auto fa = download<float>(o, final_a, static_cast<size_t>(2 * half * n_in));
+        const auto fb = download<double>(o, bias, static_cast<size_t>(2 * half));
+        for (int64_t r = 0; r < half; ++r) {
+          std::copy_n(fa.begin() + r * n_in, n_in, a_lin.begin() + (first + r) * n_in);                   // upper
+          std::copy_n(fa.begin() + (half + r) * n_in, n_in, a_lin.begin() + (total + first + r) * n_in);  // lower
+          bias_lin[static_cast<size_t>(first + r)] = fb[static_cast<size_t>(r)];
+          bias_lin[static_cast<size_t>(total + first + r)] = fb[static_cast<size_t>(half + r)];
+        }
+      }
+    }
+    const auto upper = download<double>(o, up, static_cast<size_t>(total)),
+               lower = download<double>(o, lw, static_cast<size_t>(total));
+    int64_t at = 0;
+    const double inf = std::numeric_limits<double>::infinity();
+    for (size_t p = 0; p < b.problem_count; ++p) {
+      BoundResult& res = out[p];
+      const int64_t rows = b.problems[p].rows;
+      res.upper.assign(upper.begin() + at, upper.begin() + at + rows);
+      res.lower.assign(lower.begin() + at, lower.begin() + at + rows);
+      if (lin) {
+        res.a_upper.assign(a_lin.begin() + at * n_in, a_lin.begin() + (at + rows) * n_in);
+        res.a_lower.assign(a_lin.begin() + (total + at) * n_in, a_lin.begin() + (total + at + rows) * n_in);
+        res.b_upper.assign(bias_lin.begin() + at, bias_lin.begin() + at + rows);
+        res.b_lower.assign(bias_lin.begin() + total + at, bias_lin.begin() + total + at + rows);
+      }
+      at += rows;
+      if (b.error[p].empty() && !(cnncert::detail::all_finite(res.lower) && cnncert::detail::all_finite(res.upper)))
+        b.error[p] = "the output bounds are not finite";
+      if (!b.error[p].empty()) {
+        res.error = b.error[p];
+        res.lower.assign(static_cast<size_t>(rows), -inf);
+        res.upper.assign(static_cast<size_t>(rows), inf);
+        res.a_lower.clear(), res.a_upper.clear(), res.b_lower.clear(), res.b_upper.clear();
+      }
+    }
+  }
+
+  const Network& net_;
+  std::unique_ptr<Ops> ops_;
+  std::vector<Geometry> geo_;
+  std::vector<NodeConst> consts_;
+  EngineStats stats_;
+};
+
+}  // namespace
+
+std::unique_ptr<BoundEngine> make_batched_engine(const Network& net, std::unique_ptr<Ops> ops) {
+  return std::make_unique<BatchedEngine>(net, std::move(ops));
+}
+
+}  // namespace cnncert::batched

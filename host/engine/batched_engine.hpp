@@ -1,0 +1,109 @@
+#pragma once
+// The batched bound engine (DESIGN.md §3.2, the GPU engine's algorithm): one call bounds a whole
+// batch of problems; every layer's intermediate bounds are computed for all problems at once,
+// rows chunked to a memory budget. The algorithm is written once here against `Ops`, the few
+// primitive operations on "device" memory; cuda/cuda_ops.cu implements them with CUDA kernels,
+// cuDNN and cuBLAS, host/engine/host_ops.cpp with plain float loops on the CPU (so the CPU tests run
+// the same algorithm the GPU runs).
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "cnncert/engine.hpp"
+#include "engine/batched_kernels.hpp"
+
+namespace cnncert::batched {
+
+/// How often the convolution and GEMM back-substitutions ran on each path (GPU only).
+struct PathCounts {
+  int64_t conv_library = 0;         ///< cuDNN backward-data convolutions
+  int64_t conv_library_failed = 0;  ///< cuDNN failed at execution time; the own kernel ran instead
+  int64_t conv_own = 0;             ///< the engine's own convolution kernel
+  int64_t gemm_library = 0;         ///< cuBLAS GEMMs
+  int64_t gemm_own = 0;             ///< the engine's own GEMM kernel
+  int64_t launches = 0;             ///< kernel launches and library calls (each launches ≥ 1 kernel)
+  int64_t syncs = 0;                ///< host waits for the stream (downloads, synchronize)
+};
+
+/// Primitive operations of the batched engine. Pointers are "device" pointers of the
+/// implementation (host memory for the host implementation). Rows: see batched_kernels.hpp.
+class Ops {
+ public:
+  virtual ~Ops() = default;
+  /// "gpu" or "host-float".
+  virtual std::string name() const = 0;
+  /// Bytes the coefficient tensors of one chunk may use.
+  virtual size_t memory_budget() const = 0;
+
+  virtual void* alloc(size_t bytes) = 0;
+  virtual void release(void* p) noexcept = 0;
+  virtual void to_device(void* dst, const void* src, size_t bytes) = 0;
+  /// Copies to the host; returns once the data is there.
+  virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  virtual void zero(void* dst, size_t bytes) = 0;
+
+  /// out[r] = conv_transpose(a[r]) for `rows` rows (out: rows × cin·hin·win, overwritten).
+  virtual void conv_back(const ConvGeom& g, int64_t rows, const float* w, const float* a, float* out) = 0;
+  /// out = a · W for a: rows × n_out, W: n_out × n_in (row-major), out: rows × n_in (overwritten).
+  virtual void dense_back(int64_t rows, int64_t n_out, int64_t n_in, const float* w, const float* a, float* out) = 0;
+  /// For every row r of `a` (2·half rows of `size` values) and element j, with parameter index
+  /// i = prob[r % half]·stride + j / div: bias[r] += the bias contribution of elementwise_elem,
+  /// and, when `al` is given, a[r][j] becomes its relaxed coefficient.
+  virtual void elementwise_back(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div,
+                                const float* al, const float* bl, const float* au, const float* bu, double* bias) = 0;
+  /// out[r] = pooling back-substitution of a[r] with the slopes of problem prob[r % half]
+  /// (slopes + prob·stride; stride 0 = shared slopes).
+  virtual void pool_back(const PoolGeom& g, int64_t half, const int* prob, int64_t stride, const float* slopes,
+                         const float* a, float* out) = 0;
+  /// y += x (n values).
+  virtual void add(int64_t n, const float* x, float* y) = 0;
+  /// out[r][i] = inv[i] >= 0 ? a[r][inv[i]] : 0 (a: rows × n_out, out: rows × n_in).
+  virtual void gather(int64_t rows, int64_t n_out, int64_t n_in, const int64_t* inv, const float* a, float* out) = 0;
+  /// Zeroes out (2·half rows × size) and sets out[r][(first + r % half) % size] = 1.
+  virtual void identity(int64_t half, int64_t size, int64_t first, float* out) = 0;
+  /// Concretizes every row at the input: x0 (problems × n) the centres and eps per problem, or
+  /// for RegionNorm::Box x0 the lower and x_hi the upper corners of each problem's box (x_hi is
+  /// read for boxes only); rows of the upper half write upper[r], of the lower half lower[r − half].
+  virtual void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0,
+                          const double* x_hi, const double* eps, RegionNorm norm, const double* bias, double* upper,
+                          double* lower) = 0;
+  /// Relaxations of `count` activation neurons from their bounds.
+  virtual void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al,
+                                float* bl, float* au, float* bu) = 0;
+  /// [out_lo[i], out_hi[i]] = the range of σ on [lo[i], hi[i]] for `count` neurons
+  /// (activation_range; [σ(lo), σ(hi)] for a monotone activation): the max-pool input bounds of
+  /// MATH.md §2.5.
+  virtual void activation_bounds(int64_t count, const ActSpec& s, const double* lo, const double* hi, double* out_lo,
+                                 double* out_hi) = 0;
+  /// Max-pool relaxations of `problems` problems (lo/hi: problems × in_size; slopes:
+  /// problems × out_size × kk; betas: problems × out_size).
+  virtual void relax_maxpool(const PoolGeom& g, int64_t problems, const double* lo, const double* hi, float* slopes,
+                             float* beta_u, float* beta_l) = 0;
+  /// flags[p] = 1 for each problem p whose `size` values of lo or hi contain a NaN, an infinity or a
+  /// magnitude beyond kMaxReliableBound (reliable_bound; other flags unchanged).
+  virtual void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) = 0;
+
+  /// Waits until every operation issued so far has finished (for phase timings).
+  virtual void synchronize() {}
+  /// Floating-point operations of the convolution and GEMM back-substitutions so far.
+  virtual double backsub_flops() const { return 0; }
+  /// Convolutions and GEMMs per path so far (zeros on the host).
+  virtual PathCounts path_counts() const { return {}; }
+};
+
+/// The host implementation (float32 on the CPU), with a memory budget in bytes.
+std::unique_ptr<Ops> make_host_ops(size_t budget_bytes);
+
+/// The CUDA implementation on the current device (cuda/cuda_ops.cu): `budget_bytes` for the
+/// coefficient tensors and cuDNN's workspace (0 = 70 % of the free memory; more than 90 % of it
+/// is clamped to that); `use_cudnn` = false replaces cuDNN and cuBLAS by the project's own kernels
+/// (for comparisons); `max_grid_blocks` > 0 caps the grids of grid-stride loops (tests make the
+/// loops repeat with it). Throws InvalidArgument without a GPU.
+std::unique_ptr<Ops> make_cuda_ops(size_t budget_bytes, bool use_cudnn = true, int64_t max_grid_blocks = 0);
+
+/// The batched engine over `ops`; reports itself as `ops->name()`.
+std::unique_ptr<BoundEngine> make_batched_engine(const Network& net, std::unique_ptr<Ops> ops);
+
+}  // namespace cnncert::batched

@@ -1,0 +1,280 @@
+#pragma once
+// Comparison of a float32 batched engine (the GPU engine, or its algorithm run on the CPU) with
+// the double-precision CPU reference engine. Shared by tests/cpu (host-float engine) and
+// tests/gpu (CUDA engine).
+//
+// Tolerance. The engines differ only by float32 rounding: every coefficient of a row carries a
+// relative error of about (number of operations on it) · 2⁻²⁴ ≈ 1e-6 per layer, and a bound is
+// a sum of terms whose magnitudes add up to about |centre| + ε‖A‖ + |B|. So a bound may differ by
+// a few 1e-6 of that scale per layer; with margins of safety for the deepest test networks
+// (≤ 8 layers) we allow 1e-4 · (1 + |bound|) + 1e-4 · width, where width = upper − lower of the
+// reference (the ε-dependent part of the scale). A relaxation decision that flips within that
+// tolerance (an unstable neuron at l ≈ 0, the adaptive rule's u ≈ −l) can move a bound by more;
+// the tests count such rows and allow none on the generic random networks used here.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <initializer_list>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cnncert/certify.hpp"
+#include "cnncert/engine.hpp"
+#include "cnncert/onnx.hpp"
+#include "cnncert/proven.hpp"
+#include "common/net_factory.hpp"
+#include "common/test_util.hpp"
+
+namespace cnncert::test {
+
+inline constexpr double kFloatRtol = 1e-4;
+
+inline double float_tol(double ref, double width) {
+  return kFloatRtol * (1 + std::fabs(ref)) + kFloatRtol * std::fabs(width);
+}
+
+/// Problems for `net`: `count` random centres with different radii, all margins of the predicted class.
+inline std::vector<BoundProblem> margin_problems(const Network& net, int count, double eps, uint64_t seed) {
+  std::vector<BoundProblem> ps;
+  for (int i = 0; i < count; ++i)
+    ps.push_back(
+        margin_problem(net, random_input(seed + static_cast<uint64_t>(i), net.input_size()), eps * (1 + 0.5 * i)));
+  return ps;
+}
+
+/// Compares everything two engines return for the same batch; returns the largest
+/// |difference| / tolerance seen (≤ 1 passes).
+inline double compare_results(const std::vector<BoundResult>& got, const std::vector<BoundResult>& want,
+                              const std::string& what) {
+  double worst = 0;
+  EXPECT_EQ(got.size(), want.size()) << what;
+  for (size_t p = 0; p < std::min(got.size(), want.size()); ++p) {
+    const BoundResult &g = got[p], &w = want[p];
+    EXPECT_EQ(g.error, w.error) << what << " problem " << p;
+    EXPECT_EQ(g.lower.size(), w.lower.size()) << what;
+    for (size_t r = 0; r < std::min(g.lower.size(), w.lower.size()); ++r) {
+      const double width = w.upper[r] - w.lower[r];
+      const double tl = float_tol(w.lower[r], width), tu = float_tol(w.upper[r], width);
+      worst = std::max({worst, std::fabs(g.lower[r] - w.lower[r]) / tl, std::fabs(g.upper[r] - w.upper[r]) / tu});
+      EXPECT_NEAR(g.lower[r], w.lower[r], tl) << what << " problem " << p << " row " << r;
+      EXPECT_NEAR(g.upper[r], w.upper[r], tu) << what << " problem " << p << " row " << r;
+    }
+    // intermediate bounds: same nodes, same values within the tolerance
+    EXPECT_EQ(g.intermediate.size(), w.intermediate.size()) << what;
+    for (size_t i = 0; i < std::min(g.intermediate.size(), w.intermediate.size()); ++i) {
+      const NodeBounds &gi = g.intermediate[i], &wi = w.intermediate[i];
+      EXPECT_EQ(gi.node, wi.node) << what;
+      EXPECT_EQ(gi.lower.size(), wi.lower.size()) << what;
+      if (gi.lower.size() != wi.lower.size()) continue;
+      for (size_t j = 0; j < wi.lower.size(); ++j) {
+        const double width = wi.upper[j] - wi.lower[j];
+        worst = std::max(worst, std::fabs(gi.lower[j] - wi.lower[j]) / float_tol(wi.lower[j], width));
+        worst = std::max(worst, std::fabs(gi.upper[j] - wi.upper[j]) / float_tol(wi.upper[j], width));
+        EXPECT_NEAR(gi.lower[j], wi.lower[j], float_tol(wi.lower[j], width))
+            << what << " node " << wi.node << " neuron " << j;
+        EXPECT_NEAR(gi.upper[j], wi.upper[j], float_tol(wi.upper[j], width))
+            << what << " node " << wi.node << " neuron " << j;
+      }
+    }
+    // linear coefficients and constants
+    EXPECT_EQ(g.a_lower.size(), w.a_lower.size()) << what;
+    EXPECT_EQ(g.b_lower.size(), w.b_lower.size()) << what;
+    if (g.a_lower.size() == w.a_lower.size() && !w.a_lower.empty()) {
+      double scale = 0;
+      for (double v : w.a_lower) scale = std::max(scale, std::fabs(v));
+      for (double v : w.a_upper) scale = std::max(scale, std::fabs(v));
+      for (size_t j = 0; j < w.a_lower.size(); ++j) {
+        EXPECT_NEAR(g.a_lower[j], w.a_lower[j], kFloatRtol * (scale + 1e-12)) << what << " a_lower " << j;
+        EXPECT_NEAR(g.a_upper[j], w.a_upper[j], kFloatRtol * (scale + 1e-12)) << what << " a_upper " << j;
+      }
+      for (size_t r = 0; r < w.b_lower.size(); ++r) {
+        EXPECT_NEAR(g.b_lower[r], w.b_lower[r], float_tol(w.b_lower[r], 1)) << what << " b_lower " << r;
+        EXPECT_NEAR(g.b_upper[r], w.b_upper[r], float_tol(w.b_upper[r], 1)) << what << " b_upper " << r;
+      }
+    }
+  }
+  return worst;
+}
+
+struct EngineCase {
+  Family family;
+  ActKind act;
+  Norm norm;
+  const char* method;
+};
+
+/// Every family with ReLU under fastlin/adaptive, and with the smooth activations and LeakyReLU
+/// under their methods, over the three norms.
+inline std::vector<EngineCase> engine_cases() {
+  std::vector<EngineCase> cases;
+  const Family families[] = {Family::Mlp,        Family::Cnn,
+                             Family::CnnMaxPool, Family::CnnAvgPoolPadded,
+                             Family::Residual,   Family::BatchNormStrided};
+  const Norm norms[] = {Norm::Linf, Norm::L2, Norm::L1};
+  for (Family f : families)
+    for (Norm n : norms) {
+      cases.push_back({f, ActKind::Relu, n, "adaptive"});
+      cases.push_back({f, ActKind::Relu, n, "fastlin"});
+    }
+  for (Family f : {Family::Mlp, Family::Cnn, Family::Residual})
+    for (ActKind a : {ActKind::Sigmoid, ActKind::Tanh, ActKind::Atan})
+      for (const char* m : {"cnncert", "deepcert", "crown"}) cases.push_back({f, a, Norm::Linf, m});
+  for (Family f : {Family::Cnn, Family::CnnMaxPool}) cases.push_back({f, ActKind::LeakyRelu, Norm::L2, "adaptive"});
+  for (Family f : {Family::Mlp, Family::CnnMaxPool, Family::Residual}) {
+    cases.push_back({f, ActKind::Erf, Norm::Linf, "deepcert"});
+    for (ActKind a : kGeneralActs) cases.push_back({f, a, Norm::Linf, "crown"});
+  }
+  return cases;
+}
+
+/// Runs every case through `test` and the CPU reference; returns the worst ratio seen.
+template <class MakeEngine>
+double compare_on_random_networks(MakeEngine&& make_test_engine, int problems = 3) {
+  double worst = 0;
+  uint64_t seed = 100;
+  for (const EngineCase& c : engine_cases()) {
+    ++seed;
+    const Network net = random_network(c.family, c.act, seed);
+    auto ref = make_cpu_engine(net, 1);
+    auto test = make_test_engine(net);
+    BoundOptions o;
+    o.norm = c.norm;
+    o.method = parse_method(c.method);
+    o.want_intermediate = true;
+    o.want_linear = true;
+    const double eps = c.norm == Norm::Linf ? 0.05 : c.norm == Norm::L2 ? 0.2 : 0.5;
+    const auto ps = margin_problems(net, problems, eps, seed * 7);
+    const std::string what =
+        std::string(family_name(c.family)) + "/" + act_name(c.act) + "/" + norm_name(c.norm) + "/" + c.method;
+    worst = std::max(worst, compare_results(test->bound(ps, o), ref->bound(ps, o), what));
+  }
+  return worst;
+}
+
+/// Margin problems (all targets of the predicted class, radius eps) at the first `count` reference
+/// images of model `stem` (tests/fixtures/reference/STEM.input.npy).
+inline std::vector<BoundProblem> fixture_problems(const Network& net, const std::string& stem, int count, double eps) {
+  const std::vector<double> x = fixture_inputs(stem, 0, count);
+  const auto n = static_cast<size_t>(net.input_size());
+  std::vector<BoundProblem> ps;
+  for (size_t i = 0; i * n < x.size(); ++i)
+    ps.push_back(margin_problem(
+        net, std::vector<double>(x.begin() + static_cast<long>(i * n), x.begin() + static_cast<long>((i + 1) * n)),
+        eps));
+  return ps;
+}
+
+/// Bounds, with the intermediate ones, of the first `count` reference images of a real network
+/// (tests/fixtures/reference/STEM.input.npy, all margins at radius eps): engine `test` against
+/// the CPU engine. Returns the largest |difference| / tolerance.
+template <class MakeEngine>
+double compare_on_fixtures(MakeEngine&& make_test_engine, const std::filesystem::path& onnx, const std::string& stem,
+                           int count, double eps, Norm norm, const char* method) {
+  const std::string what = onnx.filename().string() + " " + method;
+  SCOPED_TRACE(what);
+  const Network net = import_onnx(onnx.string());
+  const std::vector<BoundProblem> ps = fixture_problems(net, stem, count, eps);
+  BoundOptions o;
+  o.norm = norm;
+  o.method = parse_method(method);
+  o.want_intermediate = true;
+  const double worst = compare_results(make_test_engine(net)->bound(ps, o), make_cpu_engine(net)->bound(ps, o), what);
+  std::printf("%s: largest |float - double| / tolerance %.3g\n", what.c_str(), worst);
+  return worst;
+}
+
+/// Radii of two certify() runs (`ref` with the CPU engine `cpu`, `got` with a float engine):
+/// the same decisions away from ties. Equal radii pass; where a search step decided differently
+/// (a margin bound within float rounding of 0) the radii may differ by the bisection's late step
+/// sizes (≤ 1e-3 relative), and the reference engine must confirm the float engine's radius up
+/// to the float tolerance (its margin lower bound there ≥ −tolerance). Returns the number of
+/// (image, target) pairs that differed.
+inline int expect_same_radii(const Network& net, BoundEngine& cpu, const std::vector<double>& x,
+                             const std::vector<ImageResult>& ref, const std::vector<ImageResult>& got,
+                             const BoundOptions& bo, const std::string& what) {
+  int differing = 0;
+  EXPECT_EQ(ref.size(), got.size()) << what;
+  double total = 0;
+  for (const auto& im : ref)
+    for (const auto& t : im.targets) total += t.eps;
+  EXPECT_GT(total, 0) << what << ": nothing certified, the comparison would say nothing";
+  const int64_t n = net.input_size();
+  for (size_t i = 0; i < std::min(ref.size(), got.size()); ++i) {
+    EXPECT_EQ(ref[i].skipped, got[i].skipped) << what << " image " << i;
+    EXPECT_EQ(ref[i].targets.size(), got[i].targets.size()) << what << " image " << i;
+    for (size_t t = 0; t < std::min(ref[i].targets.size(), got[i].targets.size()); ++t) {
+      const double a = ref[i].targets[t].eps, b = got[i].targets[t].eps;
+      if (a == b || std::fabs(a - b) <= 1e-9 * a) continue;
+      ++differing;
+      EXPECT_NEAR(b, a, 1e-3 * a) << what << " image " << i << " target " << ref[i].targets[t].target;
+      if (b <= 0) continue;
+      BoundProblem p;
+      p.x0.assign(x.begin() + static_cast<long>(i) * n, x.begin() + static_cast<long>(i + 1) * n);
+      p.eps = b;
+      std::vector<int64_t> targets;
+      const int64_t tgt = ref[i].targets[t].target;
+      for (int64_t k = 0; k < net.output_size(); ++k)
+        if (k != ref[i].predicted && (tgt < 0 || k == tgt)) targets.push_back(k);
+      p.rows = static_cast<int64_t>(targets.size());
+      p.spec = margin_spec(net.output_size(), ref[i].predicted, targets);
+      const auto r = cpu.bound({p}, bo);
+      const double lb = *std::min_element(r[0].lower.begin(), r[0].lower.end());
+      const double width = r[0].upper[0] - r[0].lower[0];
+      EXPECT_GE(lb, -float_tol(0, width)) << what << " image " << i << ": the reference does not confirm radius " << b;
+    }
+  }
+  return differing;
+}
+
+/// Certified radii (all targets) of 6 random inputs on random ReLU networks of `families`:
+/// engine `test` against the CPU engine, with expect_same_radii.
+template <class MakeEngine>
+void compare_radii_on_random_networks(MakeEngine&& make_test_engine, std::initializer_list<Family> families, Norm norm,
+                                      int images = 6) {
+  for (Family f : families) {
+    const Network net = random_network(f, ActKind::Relu, 31);
+    const std::vector<double> x = random_inputs(500, images, net.input_size());
+    CertifyOptions o;
+    o.target = TargetMode::All;
+    o.bound.norm = norm;
+    auto cpu = make_cpu_engine(net, 1);
+    auto test = make_test_engine(net);
+    expect_same_radii(net, *cpu, x, certify(net, *cpu, x, {}, o), certify(net, *test, x, {}, o), o.bound,
+                      family_name(f));
+  }
+}
+
+/// PROVEN's probabilistic radii with engine `test` against the CPU engine (uniform and Gaussian
+/// noise, top-1): the same radii up to the searches' ties (≤ 1e-3 relative).
+template <class MakeEngine>
+void compare_proven(MakeEngine&& make_test_engine) {
+  const Network net = random_network(Family::Cnn, ActKind::Relu, 12);
+  const std::vector<double> x = random_inputs(900, 4, net.input_size());
+  for (NoiseKind kind : {NoiseKind::Uniform, NoiseKind::Gaussian}) {
+    ProvenOptions po;
+    po.noise.kind = kind;
+    po.base.target = TargetMode::Untargeted;
+    auto cpu = make_cpu_engine(net, 1);
+    auto test = make_test_engine(net);
+    const ProvenRun a = proven_certify(net, *cpu, x, {}, po), b = proven_certify(net, *test, x, {}, po);
+    ASSERT_EQ(a.images.size(), b.images.size());
+    double total = 0;
+    for (const auto& im : a.images)
+      for (const auto& t : im.targets) total += t.noise;
+    EXPECT_GT(total, 0) << "no noise level certified: the comparison would say nothing";
+    for (size_t i = 0; i < a.images.size(); ++i) {
+      ASSERT_EQ(a.images[i].targets.size(), b.images[i].targets.size());
+      for (size_t t = 0; t < a.images[i].targets.size(); ++t) {
+        const ProvenTarget &ta = a.images[i].targets[t], &tb = b.images[i].targets[t];
+        EXPECT_NEAR(tb.noise, ta.noise, 1e-3 * ta.noise) << "image " << i << " noise " << static_cast<int>(kind);
+        EXPECT_NEAR(tb.worst_case, ta.worst_case, 1e-3 * ta.worst_case) << "image " << i;
+      }
+    }
+  }
+}
+
+}  // namespace cnncert::test
