@@ -326,17 +326,11 @@ double activation_slope(const ActAttr& a) {
 int64_t max_window_count(const PoolAttr& a, const Shape& is, const Shape& os) {
   const int64_t ih = is[1], iw = is[2], oh = os[1], ow = os[2];
   std::vector<int64_t> count(static_cast<size_t>(ih * iw), 0);
+  const detail::Window win = a.window();
   for (int64_t r = 0; r < oh; ++r)
     for (int64_t q = 0; q < ow; ++q)
-      for (int64_t ky = 0; ky < a.kernel_h; ++ky) {
-        const int64_t yy = r * a.stride_h - a.pad_top + ky * a.dilation_h;
-        if (yy < 0 || yy >= ih) continue;
-        for (int64_t kx = 0; kx < a.kernel_w; ++kx) {
-          const int64_t xx = q * a.stride_w - a.pad_left + kx * a.dilation_w;
-          if (xx < 0 || xx >= iw) continue;
-          ++count[static_cast<size_t>(yy * iw + xx)];
-        }
-      }
+      win.for_each_input(ih, iw, r, q,
+                         [&](int64_t, int64_t, int64_t yy, int64_t xx) { ++count[static_cast<size_t>(yy * iw + xx)]; });
   return *std::max_element(count.begin(), count.end());
 }
 

@@ -144,21 +144,17 @@ class LpEngine final : public BoundEngine {
           const Shape& is = nodes[static_cast<size_t>(n.inputs[0])].shape;
           const auto& x = in(0);
           const int64_t oh = n.shape[1], ow = n.shape[2], cpg = c.out_channels / c.groups;
+          const detail::Window win = c.window();
           affine(
               [&](size_t e, const auto& add) {
                 const int64_t o = static_cast<int64_t>(e) / (oh * ow), r = (static_cast<int64_t>(e) / ow) % oh,
                               q = static_cast<int64_t>(e) % ow;
                 for (int64_t ci = 0; ci < c.in_channels; ++ci)
-                  for (int64_t ky = 0; ky < c.kernel_h; ++ky)
-                    for (int64_t kx = 0; kx < c.kernel_w; ++kx) {
-                      const int64_t y = r * c.stride_h - c.pad_top + ky * c.dilation_h;
-                      const int64_t xx = q * c.stride_w - c.pad_left + kx * c.dilation_w;
-                      if (y < 0 || y >= is[1] || xx < 0 || xx >= is[2]) continue;
-                      const int64_t ch = (o / cpg) * c.in_channels + ci;
-                      add(x[static_cast<size_t>((ch * is[1] + y) * is[2] + xx)],
-                          c.weight[static_cast<size_t>(((o * c.in_channels + ci) * c.kernel_h + ky) * c.kernel_w +
-                                                       kx)]);
-                    }
+                  win.for_each_input(is[1], is[2], r, q, [&](int64_t ky, int64_t kx, int64_t y, int64_t xx) {
+                    const int64_t ch = (o / cpg) * c.in_channels + ci;
+                    add(x[static_cast<size_t>((ch * is[1] + y) * is[2] + xx)],
+                        c.weight[static_cast<size_t>(((o * c.in_channels + ci) * c.kernel_h + ky) * c.kernel_w + kx)]);
+                  });
               },
               [&](size_t e) { return c.bias[e / static_cast<size_t>(oh * ow)]; });
           break;

@@ -100,8 +100,7 @@ class BatchedEngine final : public BoundEngine {
       switch (n.op) {
         case OpKind::Conv: {
           const ConvAttr& a = n.as<ConvAttr>();
-          c.conv = {gi.c,       gi.h,       gi.w,      g.c,        g.h,          g.w,          a.kernel_h, a.kernel_w,
-                    a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.dilation_h, a.dilation_w, a.groups};
+          c.conv = {a.window(), gi.c, gi.h, gi.w, g.c, g.h, g.w, a.groups};
           c.weight = upload(o, to_float(a.weight));
           c.bias = upload(o, to_float(a.bias));
           break;

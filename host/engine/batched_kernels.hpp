@@ -16,42 +16,16 @@
 namespace cnncert::batched {
 
 /// Geometry of a convolution (weights [out][in/groups][kh][kw]) between two (C, H, W) maps.
-struct ConvGeom {
-  int64_t cin = 1, hin = 1, win = 1, cout = 1, hout = 1, wout = 1;
-  int64_t kh = 1, kw = 1, sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1, groups = 1;
+struct ConvGeom : detail::Window {
+  int64_t cin = 1, hin = 1, win = 1, cout = 1, hout = 1, wout = 1, groups = 1;
 };
 
 /// Geometry of a pooling window (also used for max-pool relaxations).
-struct PoolGeom {
+struct PoolGeom : detail::Window {
   int64_t c = 1, hin = 1, win = 1, hout = 1, wout = 1;
-  int64_t kh = 1, kw = 1, sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
-  CNNCERT_HD int64_t kk() const { return kh * kw; }
   CNNCERT_HD int64_t in_size() const { return c * hin * win; }
   CNNCERT_HD int64_t out_size() const { return c * hout * wout; }
 };
-
-/// Output position along one axis that reaches input coordinate `i` through kernel tap `k`,
-/// or −1 when none does.
-CNNCERT_HD inline int64_t tap_source(int64_t i, int64_t k, int64_t stride, int64_t pad, int64_t dil, int64_t out) {
-  const int64_t t = i + pad - k * dil;
-  if (t < 0 || t % stride != 0) return -1;
-  const int64_t o = t / stride;
-  return o < out ? o : -1;
-}
-
-/// Calls f(oy, ox, ky, kx) for every output position (oy, ox) whose window reaches input
-/// position (iy, ix) through kernel tap (ky, kx): the gather form of a transposed convolution.
-template <class G, class F>
-CNNCERT_HD inline void for_each_tap(const G& g, int64_t iy, int64_t ix, F&& f) {
-  for (int64_t ky = 0; ky < g.kh; ++ky) {
-    const int64_t oy = tap_source(iy, ky, g.sh, g.pt, g.dh, g.hout);
-    if (oy < 0) continue;
-    for (int64_t kx = 0; kx < g.kw; ++kx) {
-      const int64_t ox = tap_source(ix, kx, g.sw, g.pl, g.dw, g.wout);
-      if (ox >= 0) f(oy, ox, ky, kx);
-    }
-  }
-}
 
 /// conv_transpose of one row at one input element (ci, iy, ix): Σ over taps and output
 /// channels of the row's coefficient times the weight.
@@ -60,7 +34,7 @@ CNNCERT_HD inline float conv_back_elem(const ConvGeom& g, const float* a_row, co
   const int64_t cin_g = g.cin / g.groups, cout_g = g.cout / g.groups;
   const int64_t grp = ci / cin_g, cl = ci % cin_g;
   float sum = 0;
-  for_each_tap(g, iy, ix, [&](int64_t oy, int64_t ox, int64_t ky, int64_t kx) {
+  g.for_each_output(g.hout, g.wout, iy, ix, [&](int64_t oy, int64_t ox, int64_t ky, int64_t kx) {
     for (int64_t co = grp * cout_g; co < (grp + 1) * cout_g; ++co)
       sum += a_row[(co * g.hout + oy) * g.wout + ox] * w[((co * cin_g + cl) * g.kh + ky) * g.kw + kx];
   });
@@ -73,7 +47,7 @@ CNNCERT_HD inline float conv_back_elem(const ConvGeom& g, const float* a_row, co
 CNNCERT_HD inline float pool_back_elem(const PoolGeom& g, const float* a_row, const float* slopes, int64_t c,
                                        int64_t iy, int64_t ix) {
   float sum = 0;
-  for_each_tap(g, iy, ix, [&](int64_t oy, int64_t ox, int64_t ky, int64_t kx) {
+  g.for_each_output(g.hout, g.wout, iy, ix, [&](int64_t oy, int64_t ox, int64_t ky, int64_t kx) {
     const int64_t j = (c * g.hout + oy) * g.wout + ox;
     sum += a_row[j] * slopes[j * g.kk() + ky * g.kw + kx];
   });
@@ -229,15 +203,9 @@ CNNCERT_HD inline void relax_maxpool_window(const PoolGeom& g, int64_t c, int64_
   for (int64_t q = 0; q < g.kk(); ++q) slopes[q] = 0;
   // Visits the window members (padding excluded) in order: f(tap, input index).
   auto each = [&](auto&& f) {
-    for (int64_t ky = 0; ky < g.kh; ++ky) {
-      const int64_t iy = oy * g.sh - g.pt + ky * g.dh;
-      if (iy < 0 || iy >= g.hin) continue;
-      for (int64_t kx = 0; kx < g.kw; ++kx) {
-        const int64_t ix = ox * g.sw - g.pl + kx * g.dw;
-        if (ix < 0 || ix >= g.win) continue;
-        f(ky * g.kw + kx, (c * g.hin + iy) * g.win + ix);
-      }
-    }
+    g.for_each_input(g.hin, g.win, oy, ox, [&](int64_t ky, int64_t kx, int64_t iy, int64_t ix) {
+      f(ky * g.kw + kx, (c * g.hin + iy) * g.win + ix);
+    });
   };
   T max_l = -inf;
   each([&](int64_t, int64_t i) { max_l = lo[i] > max_l ? lo[i] : max_l; });

@@ -54,15 +54,7 @@ inline InputBox input_box(const BoundProblem& p, const BoundOptions& o) {
 inline batched::PoolGeom pool_geom(const Node& n, const Geometry& in) {
   const PoolAttr& p = n.as<PoolAttr>();
   const Geometry og = geometry(n);
-  return {in.c,       in.h,       in.w,      og.h,       og.w,         p.kernel_h,  p.kernel_w,
-          p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w};
-}
-
-inline Window window_of(const ConvAttr& k) {
-  return {k.kernel_h, k.kernel_w, k.stride_h, k.stride_w, k.pad_top, k.pad_left, k.dilation_h, k.dilation_w};
-}
-inline Window window_of(const PoolAttr& p) {
-  return {p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w};
+  return {p.window(), in.c, in.h, in.w, og.h, og.w};
 }
 
 /// The activation/max-pool nodes, in the order every engine gives them their input bounds and

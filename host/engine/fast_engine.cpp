@@ -46,7 +46,6 @@ using detail::parallel_for;
 
 using Pool = detail::BufferPool;
 using detail::Window;
-using detail::window_of;
 
 /// Bytes of coefficient tensors alive (all threads), and the peak since the last reset.
 std::atomic<int64_t> g_live_bytes{0}, g_peak_bytes{0};
@@ -207,17 +206,18 @@ void accumulate(Rows& dst, Rows&& src, const Geometry& g) {
   axpy(static_cast<int64_t>(dst.a.size()), 1.0, f.a.data(), dst.a.data());
 }
 
-/// The coefficients at the input of a sliding-window op: the whole input map for full rows (then
-/// window position (y, x) of the output reads input y·s − pad + k·d), or windows grown by the
-/// kernel at offsets y0·s − pad (input y·s + k·d of the window). Sets the base shifts.
-Rows window_input(const Rows& a, const Window& k, const Geometry& in, int64_t& shift_y, int64_t& shift_x) {
+/// The coefficients at the input of a sliding-window op: the whole input map for full rows, or
+/// windows grown by the kernel that start at each row's window start k.start(y0). Output position
+/// o reads, through tap t, coordinate k.in(o, t) − origin of the new coefficients: the origin is 0
+/// for the whole map and k.start(0) for windows.
+Rows window_input(const Rows& a, const Window& k, const Geometry& in, int64_t& origin_y, int64_t& origin_x) {
   if (a.full) {
-    shift_y = -k.pt, shift_x = -k.pl;
+    origin_y = origin_x = 0;
     return Rows(a.n, in.c, in.h, in.w, true);
   }
-  shift_y = shift_x = 0;
+  origin_y = k.start_y(0), origin_x = k.start_x(0);
   Rows out(a.n, in.c, k.span_y(a.h), k.span_x(a.w), false);
-  for (size_t r = 0; r < out.y0.size(); ++r) out.y0[r] = a.y0[r] * k.sh - k.pt, out.x0[r] = a.x0[r] * k.sw - k.pl;
+  for (size_t r = 0; r < out.y0.size(); ++r) out.y0[r] = k.start_y(a.y0[r]), out.x0[r] = k.start_x(a.x0[r]);
   return out;
 }
 
@@ -240,14 +240,13 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
     if (b != 0)
       for (int64_t p = 0; p < hw; ++p) axpy(n, b, a.at(co * hw + p), bias);
   }
-  const Window win = window_of(k);
-  int64_t shift_y, shift_x;
-  Rows out = window_input(a, win, in, shift_y, shift_x);
+  const Window win = k.window();
+  int64_t origin_y, origin_x;
+  Rows out = window_input(a, win, in, origin_y, origin_x);
   const int64_t cin_g = k.in_channels, cout_g = k.out_channels / k.groups, kk = k.kernel_h * k.kernel_w, m = cin_g * kk;
   if (cout_g < kGemmMinK && k.stride_w == 1) {
     // Few output channels: a GEMM would be all memory traffic. With unit column stride the taps of
     // one window row are contiguous, so each (co, ci, ky, kx, window row) is one long AXPY.
-    const int64_t x_lo = std::max<int64_t>(0, -shift_x), x_hi_k = out.w - shift_x;  // ox + kx·dw + shift in [0, out.w)
     for (int64_t co = 0; co < a.c; ++co) {
       const int64_t g = co / cout_g;
       const double* wco = k.weight.data() + co * m;
@@ -256,13 +255,14 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
           for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
             const double wv = wco[(ci * k.kernel_h + ky) * k.kernel_w + kx];
             if (wv == 0) continue;
-            const int64_t ox0 = std::max(x_lo - kx * k.dilation_w, int64_t{0});
-            const int64_t ox1 = std::min(a.w, x_hi_k - kx * k.dilation_w);
+            // Unit column stride: window column ox reads column ox + off, kept when inside [0, out.w).
+            const int64_t off = win.in_x(0, kx) - origin_x;
+            const int64_t ox0 = std::max(-off, int64_t{0}), ox1 = std::min(a.w, out.w - off);
             if (ox1 <= ox0) continue;
             for (int64_t oy = 0; oy < a.h; ++oy) {
-              const int64_t iy = oy * k.stride_h + ky * k.dilation_h + shift_y;
+              const int64_t iy = win.in_y(oy, ky) - origin_y;
               if (iy < 0 || iy >= out.h) continue;
-              const int64_t ix = ox0 + kx * k.dilation_w + shift_x;
+              const int64_t ix = ox0 + off;
               axpy((ox1 - ox0) * n, wv, a.at((co * a.h + oy) * a.w + ox0),
                    out.at(((g * cin_g + ci) * out.h + iy) * out.w + ix));
             }
@@ -293,10 +293,10 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
             for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
               const double* crow = s.cols.data() + ((ci * k.kernel_h + ky) * k.kernel_w + kx) * cols;
               for (int64_t oy = 0; oy < rows_here; ++oy) {
-                const int64_t iy = (by + oy) * k.stride_h + ky * k.dilation_h + shift_y;
+                const int64_t iy = win.in_y(by + oy, ky) - origin_y;
                 if (iy < 0 || iy >= out.h) continue;
                 for (int64_t ox = 0; ox < width; ++ox) {
-                  const int64_t ix = (bx + ox) * k.stride_w + kx * k.dilation_w + shift_x;
+                  const int64_t ix = win.in_x(bx + ox, kx) - origin_x;
                   if (ix < 0 || ix >= out.w) continue;
                   axpy(n, 1.0, crow + (oy * width + ox) * n, out.at(((g * cin_g + ci) * out.h + iy) * out.w + ix));
                 }
@@ -378,19 +378,19 @@ void elementwise_back(Rows& a, const Geometry& g, const double* au, const double
 Rows pool_back(Rows&& a, const PoolAttr& p, const Geometry& og, const Geometry& in, const double* slopes,
                const double* beta_u, const double* beta_l, double* bias) {
   if (beta_u) elementwise_back(a, og, nullptr, beta_u, nullptr, beta_l, bias);
-  const Window win = window_of(p);
-  int64_t shift_y, shift_x;
-  Rows out = window_input(a, win, in, shift_y, shift_x);
+  const Window win = p.window();
+  int64_t origin_y, origin_x;
+  Rows out = window_input(a, win, in, origin_y, origin_x);
   const int64_t kk = p.kernel_h * p.kernel_w;
   for (int64_t ch = 0; ch < a.c; ++ch)
     for (int64_t oy = 0; oy < a.h; ++oy)
       for (int64_t ox = 0; ox < a.w; ++ox) {
         const double* v = a.at((ch * a.h + oy) * a.w + ox);
         for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
-          const int64_t iy = oy * p.stride_h + ky * p.dilation_h + shift_y;
+          const int64_t iy = win.in_y(oy, ky) - origin_y;
           if (iy < 0 || iy >= out.h) continue;
           for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
-            const int64_t ix = ox * p.stride_w + kx * p.dilation_w + shift_x;
+            const int64_t ix = win.in_x(ox, kx) - origin_x;
             if (ix < 0 || ix >= out.w) continue;
             double* o = out.at((ch * out.h + iy) * out.w + ix);
             const int64_t q = ky * p.kernel_w + kx;
@@ -585,7 +585,7 @@ class FastEngine final : public BoundEngine {
     switch (n.op) {
       case OpKind::Conv: {
         const ConvAttr& c = n.as<ConvAttr>();
-        const Window win = window_of(c);
+        const Window win = c.window();
         const int64_t cin_g = c.in_channels, cout_g = c.out_channels / c.groups, kk = c.kernel_h * c.kernel_w;
         for (int64_t co = 0; co < g.c; ++co) {
           const int64_t grp = co / cout_g;
@@ -654,7 +654,7 @@ class FastEngine final : public BoundEngine {
       case OpKind::MaxPool:
       case OpKind::AvgPool: {
         const PoolAttr& p = n.as<PoolAttr>();
-        const Window win = window_of(p);
+        const Window win = p.window();
         const bool avg = n.op == OpKind::AvgPool;
         const double* slopes = avg ? avg_slopes_.at(k).data() : nullptr;
         const int64_t kk = p.kernel_h * p.kernel_w;

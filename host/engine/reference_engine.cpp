@@ -100,7 +100,6 @@ using detail::parallel_for;
 using detail::pool_geom;
 using detail::PoolRelax;
 using detail::Window;
-using detail::window_of;
 
 /// Coefficients of a chunk of rows at one node. Stored position-major (a[pos · rows + r]) so
 /// that every step of the back-substitution is an AXPY over the rows. Either `full` (the window
@@ -231,28 +230,29 @@ void accumulate(Coeffs& a, Coeffs&& b, const Geometry& g) {
 }
 
 /// Back through a sliding-window linear map: sets up the input's coefficients (whole map, or windows
-/// grown by the kernel) and calls `scatter` for every non-zero output position with the base
-/// coordinates of its window in the new coefficients; the op adds its own weights from there.
+/// grown by the kernel) and calls `scatter` for every non-zero output position with the input
+/// coordinate, in the new coefficients, of its window's start; tap (ky, kx) is that plus
+/// k.tap_y(ky), k.tap_x(kx). The op adds its own weights from there.
 Coeffs window_back(const Coeffs& a, const Window& k, const Geometry& in,
                    const std::function<void(int64_t co, int64_t oy, int64_t ox, const double* src, Coeffs& out,
                                             int64_t base_y, int64_t base_x)>& scatter) {
+  // Input coordinates of the new coefficients start at 0 (whole map) or, for windows, at each
+  // row's window start: output position o of a window row is then at k.start(o) − k.start(0).
   Coeffs out;
-  int64_t shift_y, shift_x;
+  int64_t origin_y = 0, origin_x = 0;
   if (a.full) {
     out.reset(a.rows, in.c, in.h, in.w, true);
-    shift_y = -k.pt, shift_x = -k.pl;
   } else {
-    const int64_t h = k.span_y(a.h), w = k.span_x(a.w);
-    out.reset(a.rows, in.c, h, w, false);
-    for (int64_t r = 0; r < a.rows; ++r) out.y0[r] = a.y0[r] * k.sh - k.pt, out.x0[r] = a.x0[r] * k.sw - k.pl;
-    shift_y = shift_x = 0;
+    out.reset(a.rows, in.c, k.span_y(a.h), k.span_x(a.w), false);
+    for (int64_t r = 0; r < a.rows; ++r) out.y0[r] = k.start_y(a.y0[r]), out.x0[r] = k.start_x(a.x0[r]);
+    origin_y = k.start_y(0), origin_x = k.start_x(0);
   }
   for (int64_t co = 0; co < a.c; ++co)
     for (int64_t oy = 0; oy < a.h; ++oy)
       for (int64_t ox = 0; ox < a.w; ++ox) {
         const double* src = a.at((co * a.h + oy) * a.w + ox);
         if (all_zero(a.rows, src)) continue;
-        scatter(co, oy, ox, src, out, oy * k.sh + shift_y, ox * k.sw + shift_x);
+        scatter(co, oy, ox, src, out, k.start_y(oy) - origin_y, k.start_x(ox) - origin_x);
       }
   mask_outside(out, in);
   return settle(std::move(out), in);
@@ -260,7 +260,7 @@ Coeffs window_back(const Coeffs& a, const Window& k, const Geometry& in,
 
 /// Back through a convolution: A_in = conv_transpose(A), bias += ⟨A, b⟩.
 Coeffs conv_back(const Coeffs& a, const ConvAttr& k, const Geometry& in, std::vector<double>& bias) {
-  const Window win = window_of(k);
+  const Window win = k.window();
   const int64_t cpg_out = k.out_channels / k.groups, kk = k.kernel_h * k.kernel_w, rows = a.rows;
   return window_back(a, win, in,
                      [&](int64_t co, int64_t, int64_t, const double* src, Coeffs& out, int64_t by, int64_t bx) {
@@ -268,10 +268,10 @@ Coeffs conv_back(const Coeffs& a, const ConvAttr& k, const Geometry& in, std::ve
                        const int64_t g = co / cpg_out;
                        const double* wco = k.weight.data() + co * k.in_channels * kk;
                        for (int64_t ky = 0; ky < k.kernel_h; ++ky) {
-                         const int64_t y = by + ky * k.dilation_h;
+                         const int64_t y = by + win.tap_y(ky);
                          if (y < 0 || y >= out.h) continue;
                          for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
-                           const int64_t x = bx + kx * k.dilation_w;
+                           const int64_t x = bx + win.tap_x(kx);
                            if (x < 0 || x >= out.w) continue;
                            for (int64_t ci = 0; ci < k.in_channels; ++ci) {
                              const double wv = wco[ci * kk + ky * k.kernel_w + kx];
@@ -288,7 +288,7 @@ Coeffs conv_back(const Coeffs& a, const ConvAttr& k, const Geometry& in, std::ve
 Coeffs pool_back(const Coeffs& a, const PoolAttr& p, const Geometry& in, const Geometry& og,
                  const std::vector<double>& slopes, const std::vector<double>* beta_pos,
                  const std::vector<double>* beta_neg, std::vector<double>& bias) {
-  const Window win = window_of(p);
+  const Window win = p.window();
   const int64_t kk = p.kernel_h * p.kernel_w, rows = a.rows;
   return window_back(
       a, win, in, [&](int64_t c, int64_t oy, int64_t ox, const double* src, Coeffs& out, int64_t by, int64_t bx) {
@@ -301,10 +301,10 @@ Coeffs pool_back(const Coeffs& a, const PoolAttr& p, const Geometry& in, const G
                 v * (v > 0 ? (*beta_pos)[static_cast<size_t>(j)] : (*beta_neg)[static_cast<size_t>(j)]);
           const double* sl = slopes.data() + j * kk;
           for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
-            const int64_t y = by + ky * p.dilation_h;
+            const int64_t y = by + win.tap_y(ky);
             if (y < 0 || y >= out.h) continue;
             for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
-              const int64_t x = bx + kx * p.dilation_w;
+              const int64_t x = bx + win.tap_x(kx);
               if (x < 0 || x >= out.w) continue;
               const double s = sl[ky * p.kernel_w + kx];
               if (s != 0) out.a[static_cast<size_t>(((c * out.h + y) * out.w + x) * rows + r)] += v * s;
@@ -421,21 +421,13 @@ std::vector<int64_t> layout_map(const Node& n, const Node& src) {
 std::vector<double> avgpool_slopes(const Node& n, const Geometry& in) {
   const PoolAttr& p = n.as<PoolAttr>();
   const Geometry og = geometry(n);
-  const int64_t kk = p.kernel_h * p.kernel_w;
+  const Window win = p.window();
+  const int64_t kk = win.kk();
   std::vector<double> s(static_cast<size_t>(og.size() * kk), 0.0);
   for (int64_t c = 0; c < og.c; ++c)
     for (int64_t y = 0; y < og.h; ++y)
       for (int64_t x = 0; x < og.w; ++x) {
-        int64_t counted = 0, padded = 0;
-        for (int64_t ky = 0; ky < p.kernel_h; ++ky)
-          for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
-            const int64_t iy = y * p.stride_h - p.pad_top + ky * p.dilation_h;
-            const int64_t ix = x * p.stride_w - p.pad_left + kx * p.dilation_w;
-            const bool inside = iy >= 0 && iy < in.h && ix >= 0 && ix < in.w;
-            if (iy < in.h + p.pad_bottom && ix < in.w + p.pad_right) ++padded;
-            counted += inside;
-          }
-        const double inv = 1.0 / static_cast<double>(p.count_include_pad ? padded : counted);
+        const double inv = 1.0 / static_cast<double>(win.avg_divisor(in.h, in.w, y, x, p.count_include_pad));
         double* sl = s.data() + ((c * og.h + y) * og.w + x) * kk;
         for (int64_t ky = 0; ky < p.kernel_h; ++ky)
           for (int64_t kx = 0; kx < p.kernel_w; ++kx) sl[ky * p.kernel_w + kx] = inv;

@@ -422,6 +422,7 @@ void conv_forward(const ConvAttr& a, const Shape& is, const Shape& os, const T* 
   const int64_t ic = is[0], ih = is[1], iw = is[2];
   const int64_t oc = os[0], oh = os[1], ow = os[2];
   const int64_t cpg_in = a.in_channels, cpg_out = oc / a.groups;
+  const detail::Window win = a.window();
   for (int64_t o = 0; o < oc; ++o) {
     const int64_t g = o / cpg_out;
     T* yo = y + o * oh * ow;
@@ -435,19 +436,19 @@ void conv_forward(const ConvAttr& a, const Shape& is, const Shape& os, const T* 
               static_cast<T>(a.weight[static_cast<size_t>(((o * cpg_in + ci) * a.kernel_h + ky) * a.kernel_w + kx)]);
           if (w == T(0)) continue;
           // the output columns whose tap lands inside the row: xx = q·stride + off ∈ [0, iw)
-          const int64_t off = kx * a.dilation_w - a.pad_left;
+          const int64_t off = win.in_x(0, kx);
           int64_t q_lo = 0, q_hi = ow;
-          while (q_lo < ow && q_lo * a.stride_w + off < 0) ++q_lo;
-          while (q_hi > q_lo && (q_hi - 1) * a.stride_w + off >= iw) --q_hi;
+          while (q_lo < ow && win.in_x(q_lo, kx) < 0) ++q_lo;
+          while (q_hi > q_lo && win.in_x(q_hi - 1, kx) >= iw) --q_hi;
           for (int64_t r = 0; r < oh; ++r) {
-            const int64_t yy = r * a.stride_h - a.pad_top + ky * a.dilation_h;
+            const int64_t yy = win.in_y(r, ky);
             if (yy < 0 || yy >= ih) continue;
             const T* xrow = xc + yy * iw;
             T* yrow = yo + r * ow;
             if (a.stride_w == 1) {
               for (int64_t q = q_lo; q < q_hi; ++q) yrow[q] += w * xrow[q + off];
             } else {
-              for (int64_t q = q_lo; q < q_hi; ++q) yrow[q] += w * xrow[q * a.stride_w + off];
+              for (int64_t q = q_lo; q < q_hi; ++q) yrow[q] += w * xrow[win.in_x(q, kx)];
             }
           }
         }
@@ -478,31 +479,16 @@ T activate(const ActAttr& a, T v) {
 template <class T>
 void pool_forward(const PoolAttr& a, bool is_max, const Shape& is, const Shape& os, const T* x, T* y) {
   const int64_t c_n = is[0], ih = is[1], iw = is[2], oh = os[1], ow = os[2];
+  const detail::Window win = a.window();
   for (int64_t c = 0; c < c_n; ++c) {
     for (int64_t r = 0; r < oh; ++r) {
       for (int64_t q = 0; q < ow; ++q) {
         T acc = is_max ? -std::numeric_limits<T>::infinity() : T(0);
-        int64_t counted = 0, padded_count = 0;
-        for (int64_t ky = 0; ky < a.kernel_h; ++ky) {
-          const int64_t yy = r * a.stride_h - a.pad_top + ky * a.dilation_h;
-          for (int64_t kx = 0; kx < a.kernel_w; ++kx) {
-            const int64_t xx = q * a.stride_w - a.pad_left + kx * a.dilation_w;
-            // Positions in the explicit padding count for count_include_pad; ceil-mode overhang does not.
-            const bool in_padded = yy < ih + a.pad_bottom && xx < iw + a.pad_right;
-            if (yy < 0 || yy >= ih || xx < 0 || xx >= iw) {
-              if (in_padded) ++padded_count;
-              continue;
-            }
-            const T v = x[(c * ih + yy) * iw + xx];
-            if (is_max)
-              acc = std::max(acc, v);
-            else
-              acc += v;
-            ++counted;
-            ++padded_count;
-          }
-        }
-        if (!is_max) acc /= static_cast<T>(a.count_include_pad ? padded_count : counted);
+        win.for_each_input(ih, iw, r, q, [&](int64_t, int64_t, int64_t yy, int64_t xx) {
+          const T v = x[(c * ih + yy) * iw + xx];
+          acc = is_max ? std::max(acc, v) : acc + v;
+        });
+        if (!is_max) acc /= static_cast<T>(win.avg_divisor(ih, iw, r, q, a.count_include_pad));
         y[(c * oh + r) * ow + q] = acc;
       }
     }
@@ -655,6 +641,7 @@ std::vector<double> Network::input_gradient(const double* x, const double* grad_
         const ConvAttr& a = n.as<ConvAttr>();
         const int64_t ih = in.shape[1], iw = in.shape[2], oh = n.shape[1], ow = n.shape[2];
         const int64_t cpg_out = a.out_channels / a.groups;
+        const detail::Window win = a.window();
         for (int64_t o = 0; o < a.out_channels; ++o)
           for (int64_t ci = 0; ci < a.in_channels; ++ci) {
             const int64_t c = (o / cpg_out) * a.in_channels + ci;
@@ -663,10 +650,10 @@ std::vector<double> Network::input_gradient(const double* x, const double* grad_
                 const double w =
                     a.weight[static_cast<size_t>(((o * a.in_channels + ci) * a.kernel_h + ky) * a.kernel_w + kx)];
                 for (int64_t r = 0; r < oh; ++r) {
-                  const int64_t yy = r * a.stride_h - a.pad_top + ky * a.dilation_h;
+                  const int64_t yy = win.in_y(r, ky);
                   if (yy < 0 || yy >= ih) continue;
                   for (int64_t q = 0; q < ow; ++q) {
-                    const int64_t xx = q * a.stride_w - a.pad_left + kx * a.dilation_w;
+                    const int64_t xx = win.in_x(q, kx);
                     if (xx < 0 || xx >= iw) continue;
                     gi[static_cast<size_t>((c * ih + yy) * iw + xx)] +=
                         w * g[static_cast<size_t>((o * oh + r) * ow + q)];
@@ -719,27 +706,22 @@ std::vector<double> Network::input_gradient(const double* x, const double* grad_
       case OpKind::AvgPool: {
         const PoolAttr& a = n.as<PoolAttr>();
         const int64_t ih = in.shape[1], iw = in.shape[2], oh = n.shape[1], ow = n.shape[2];
+        const detail::Window win = a.window();
         for (int64_t c = 0; c < n.shape[0]; ++c)
           for (int64_t r = 0; r < oh; ++r)
             for (int64_t q = 0; q < ow; ++q) {
               const double go = g[static_cast<size_t>((c * oh + r) * ow + q)];
-              int64_t best = -1, counted = 0, padded = 0;
+              int64_t best = -1;
               std::vector<int64_t> members;
-              for (int64_t ky = 0; ky < a.kernel_h; ++ky)
-                for (int64_t kx = 0; kx < a.kernel_w; ++kx) {
-                  const int64_t yy = r * a.stride_h - a.pad_top + ky * a.dilation_h;
-                  const int64_t xx = q * a.stride_w - a.pad_left + kx * a.dilation_w;
-                  if (yy < ih + a.pad_bottom && xx < iw + a.pad_right) ++padded;
-                  if (yy < 0 || yy >= ih || xx < 0 || xx >= iw) continue;
-                  const int64_t i = (c * ih + yy) * iw + xx;
-                  members.push_back(i);
-                  ++counted;
-                  if (best < 0 || xin[static_cast<size_t>(i)] > xin[static_cast<size_t>(best)]) best = i;
-                }
+              win.for_each_input(ih, iw, r, q, [&](int64_t, int64_t, int64_t yy, int64_t xx) {
+                const int64_t i = (c * ih + yy) * iw + xx;
+                members.push_back(i);
+                if (best < 0 || xin[static_cast<size_t>(i)] > xin[static_cast<size_t>(best)]) best = i;
+              });
               if (n.op == OpKind::MaxPool) {
                 if (best >= 0) gi[static_cast<size_t>(best)] += go;
               } else {
-                const double div = static_cast<double>(a.count_include_pad ? padded : counted);
+                const double div = static_cast<double>(win.avg_divisor(ih, iw, r, q, a.count_include_pad));
                 for (int64_t i : members) gi[static_cast<size_t>(i)] += go / div;
               }
             }

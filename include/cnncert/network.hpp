@@ -7,6 +7,8 @@
 #include <variant>
 #include <vector>
 
+#include "cnncert/shape_math.hpp"
+
 namespace cnncert {
 
 /// Per-sample tensor shape (the batch dimension is never part of it), row-major.
@@ -52,6 +54,9 @@ struct ConvAttr {
   int64_t dilation_h = 1, dilation_w = 1, groups = 1;
   std::vector<double> weight;  ///< out_channels * in_channels/groups * kernel_h * kernel_w
   std::vector<double> bias;    ///< out_channels (zeros when the model has none)
+  detail::Window window() const {
+    return {kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w, pad_bottom, pad_right};
+  }
 };
 
 /// Dense layer y = W x + b over the flattened input. Weight layout [out][in], row-major.
@@ -81,6 +86,9 @@ struct PoolAttr {
   int64_t dilation_h = 1, dilation_w = 1;
   bool ceil_mode = false;
   bool count_include_pad = false;
+  detail::Window window() const {
+    return {kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w, pad_bottom, pad_right};
+  }
 };
 
 /// Permutation of the axes of the per-sample tensor: output axis i is input axis perm[i].

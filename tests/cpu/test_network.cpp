@@ -1,6 +1,8 @@
 // Network IR: shape inference and the forward pass of every node kind on hand-computed cases.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <random>
 
@@ -23,6 +25,38 @@ TEST(ShapeMath, WindowOutSize) {
   EXPECT_EQ(window_out_size(6, 3, 2, 0, 0, 1), 2);        // floor
   EXPECT_EQ(window_out_size(6, 3, 2, 0, 0, 1, true), 3);  // ceil mode keeps a partial window
   EXPECT_EQ(window_out_size(2, 3, 1, 0, 0, 1), 0);        // does not fit
+}
+
+// The window's inverse (for_each_output, the transposed direction) visits exactly the taps that
+// the forward direction maps onto an input position, on random geometries; the span covers them.
+TEST(ShapeMath, WindowForwardAndInverseAgree) {
+  std::mt19937 rng(77);
+  auto pick = [&](int hi) { return static_cast<int64_t>(std::uniform_int_distribution<int>(0, hi)(rng)); };
+  for (int trial = 0; trial < 200; ++trial) {
+    const detail::Window w{1 + pick(3), 1 + pick(3), 1 + pick(2), 1 + pick(2),
+                           pick(2),     pick(2),     1 + pick(1), 1 + pick(1)};
+    const int64_t in_h = 3 + pick(5), in_w = 3 + pick(5);
+    const int64_t out_h = window_out_size(in_h, w.kh, w.sh, w.pt, w.pt, w.dh);
+    const int64_t out_w = window_out_size(in_w, w.kw, w.sw, w.pl, w.pl, w.dw);
+    if (out_h <= 0 || out_w <= 0) continue;
+    std::vector<std::array<int64_t, 4>> forward, inverse;
+    for (int64_t oy = 0; oy < out_h; ++oy)
+      for (int64_t ox = 0; ox < out_w; ++ox)
+        w.for_each_input(in_h, in_w, oy, ox, [&](int64_t ky, int64_t kx, int64_t iy, int64_t ix) {
+          EXPECT_EQ(iy, oy * w.sh - w.pt + ky * w.dh);
+          EXPECT_EQ(ix, ox * w.sw - w.pl + kx * w.dw);
+          EXPECT_LE(iy - (oy * w.sh - w.pt), w.span_y(1) - 1);
+          forward.push_back({iy * in_w + ix, oy, ox, ky * w.kw + kx});
+        });
+    for (int64_t iy = 0; iy < in_h; ++iy)
+      for (int64_t ix = 0; ix < in_w; ++ix)
+        w.for_each_output(out_h, out_w, iy, ix, [&](int64_t oy, int64_t ox, int64_t ky, int64_t kx) {
+          inverse.push_back({iy * in_w + ix, oy, ox, ky * w.kw + kx});
+        });
+    std::sort(forward.begin(), forward.end()), std::sort(inverse.begin(), inverse.end());
+    ASSERT_EQ(forward, inverse) << "trial " << trial;
+    EXPECT_EQ(w.span_y(out_h), (out_h - 1) * w.sh + (w.kh - 1) * w.dh + 1);
+  }
 }
 
 TEST(Network, DenseReluByHand) {
