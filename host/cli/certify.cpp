@@ -13,6 +13,7 @@
 #include "cli/cluster.hpp"
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
+#include "cli/report.hpp"
 #include "cnncert/cnncert.hpp"
 #include "cnncert/cuda.hpp"
 #include "io/output_file.hpp"
@@ -20,7 +21,6 @@
 namespace cnncert::cli {
 
 using json = nlohmann::json;
-using detail::OutputFile;
 
 namespace {
 
@@ -121,12 +121,34 @@ CertifyRun certify_run_from_json(const json& j) {
   return run;
 }
 
-/// Certifies this process's shard of the images.
+/// Keeps images shard.index, shard.index + shard.count, ... of `set` (numbered as in the whole run)
+/// and their targets, in `o`.
+ImageSet select_shard(const ImageSet& set, const std::vector<int64_t>& targets, const Shard& shard, int64_t offset,
+                      CertifyOptions& o) {
+  if (shard.count <= 1) {
+    o.targets = targets;
+    return set;
+  }
+  ImageSet part = set;
+  part.pixels.clear(), part.labels.clear(), part.count = 0;
+  const int64_t n = set.image_size();
+  for (int64_t i = shard.index; i < set.count; i += shard.count) {
+    part.pixels.insert(part.pixels.end(), set.pixels.begin() + i * n, set.pixels.begin() + (i + 1) * n);
+    if (!set.labels.empty()) part.labels.push_back(set.labels[static_cast<size_t>(i)]);
+    if (!targets.empty()) o.targets.push_back(targets[static_cast<size_t>(i)]);
+    o.image_indices.push_back(offset + i);
+    ++part.count;
+  }
+  return part;
+}
+
+/// Certifies this process's shard of the images; `report` is null on the ranks other than 0 (they
+/// write nothing but errors).
 CertifyRun certify_images(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
-                          const std::string& targets_file, const Shard& shard, bool main_process) {
+                          const std::string& targets_file, const Shard& shard, Report* report) {
   CertifyOptions o = so.options(bo);
   Network net = import_onnx(in.model);
-  if (main_process) print_notes(net);
+  if (report) report->notes(net);
   check_boundable(net);
   Preprocess pre = in.preprocess();
   ImageSet set = in.load(net);
@@ -134,21 +156,7 @@ CertifyRun certify_images(const InputOptions& in, const BoundCliOptions& bo, con
   std::vector<int64_t> targets;
   if (!targets_file.empty()) targets = read_targets(targets_file, in.offset, set.count);
   const std::vector<int64_t> all_labels = set.labels;
-  if (shard.count > 1) {  // keep images index, index + count, ... (numbered as in the whole run)
-    ImageSet part = set;
-    part.pixels.clear(), part.labels.clear(), part.count = 0;
-    const int64_t n = set.image_size();
-    for (int64_t i = shard.index; i < set.count; i += shard.count) {
-      part.pixels.insert(part.pixels.end(), set.pixels.begin() + i * n, set.pixels.begin() + (i + 1) * n);
-      if (!set.labels.empty()) part.labels.push_back(set.labels[static_cast<size_t>(i)]);
-      if (!targets.empty()) o.targets.push_back(targets[static_cast<size_t>(i)]);
-      o.image_indices.push_back(in.offset + i);
-      ++part.count;
-    }
-    set = std::move(part);
-  } else {
-    o.targets = targets;
-  }
+  set = select_shard(set, targets, shard, in.offset, o);
   const std::vector<double> x = set.count ? preprocess(set, pre, net) : std::vector<double>{};
   CertifyRun run;
   auto engine = bo.engine(net);
@@ -158,7 +166,7 @@ CertifyRun certify_images(const InputOptions& in, const BoundCliOptions& bo, con
   check_classes(all_labels, net.output_size(), in.offset, "label");
   check_classes(targets, net.output_size(), in.offset, "target");
   if (set.count == 0) return run;  // a shard beyond the images
-  Progress progress(main_process && !so.quiet, main_process && so.progress);
+  Progress progress(report && !report->quiet(), report && so.progress);
   attach(progress, o);
   const auto t0 = std::chrono::steady_clock::now();
   run.results = certify(net, *engine, x, set.labels, o, in.offset);
@@ -166,138 +174,128 @@ CertifyRun certify_images(const InputOptions& in, const BoundCliOptions& bo, con
   return run;
 }
 
-/// Prints the per-image lines and the summary of a certification and fills its --json/--csv
-/// outputs (committed by the caller); `extra` goes into the JSON (shard, ranks, errors).
-void report_certify(const CertifyRun& run, const InputOptions& in, const BoundCliOptions& bo,
-                    const SearchCliOptions& so, const std::string& targets_file, OutputFile& json_out,
-                    OutputFile& csv_out, const json& extra) {
-  const bool quiet = so.quiet;
+/// The sums of a certification's summary.
+struct CertifyTotals {
   double sum_eps = 0;
-  int64_t n_targets = 0, n_images = 0, skipped = 0;
-  json jimages = json::array();
-  std::ostream& csv = csv_out.stream();
-  if (csv_out.enabled()) csv << "image,label,predicted,target,eps,steps,seconds,note\n";
-  for (const auto& r : run.results) {
-    json ji;
-    ji["image"] = r.image;
-    ji["label"] = r.label;
-    ji["predicted"] = r.predicted;
-    ji["skipped"] = r.skipped;
-    if (r.skipped) {
-      ++skipped;
-      ji["reason"] = r.skip_reason;
-      if (!quiet)
-        std::cout << "image " << r.image << ": label " << r.label << ", predicted " << r.predicted << ", skipped ("
-                  << r.skip_reason << ")\n";
-      if (csv_out.enabled()) csv << r.image << "," << r.label << "," << r.predicted << ",,,,," << r.skip_reason << "\n";
-      jimages.push_back(ji);
-      continue;
-    }
-    ++n_images;
-    json jt = json::array();
-    for (const auto& t : r.targets) {
-      ++n_targets;
-      sum_eps += t.eps;
-      const std::string tname = t.target < 0 ? std::string("untargeted") : std::to_string(t.target);
-      if (!quiet)
-        std::cout << "image " << r.image << ": label " << r.label << ", target " << tname << ", eps_cert "
-                  << std::setprecision(6) << t.eps << ", time " << std::setprecision(3)
-                  << r.seconds / static_cast<double>(r.targets.size()) << " s"
-                  << (t.note.empty() ? "" : "  (" + t.note + ")") << "\n";
-      if (csv_out.enabled())
-        csv << r.image << "," << r.label << "," << r.predicted << "," << tname << "," << std::setprecision(10) << t.eps
-            << "," << t.steps << "," << r.seconds << "," << t.note << "\n";
-      json j;
-      j["target"] = t.target;
-      j["eps"] = t.eps;
-      j["steps"] = t.steps;
-      if (!t.note.empty()) j["note"] = t.note;
-      jt.push_back(j);
-    }
-    ji["targets"] = jt;
-    ji["seconds"] = r.seconds;
-    jimages.push_back(ji);
+  int64_t targets = 0, images = 0, skipped = 0;
+};
+
+/// One image's text lines and CSV rows; returns its JSON entry.
+json report_image(const ImageResult& r, Report& report, CertifyTotals& totals) {
+  json ji{{"image", r.image}, {"label", r.label}, {"predicted", r.predicted}, {"skipped", r.skipped}};
+  std::ostream &text = report.text(), &csv = report.csv();
+  if (r.skipped) {
+    ++totals.skipped;
+    ji["reason"] = r.skip_reason;
+    text << "image " << r.image << ": label " << r.label << ", predicted " << r.predicted << ", skipped ("
+         << r.skip_reason << ")\n";
+    csv << r.image << "," << r.label << "," << r.predicted << ",,,,," << r.skip_reason << "\n";
+    return ji;
   }
-  const double avg_eps = n_targets ? sum_eps / static_cast<double>(n_targets) : 0.0;
-  const double avg_time = n_images ? run.seconds / static_cast<double>(n_images) : 0.0;
-  const uint64_t seed = so.seed();
-  const bool random = parse_target_mode(so.target) == TargetMode::Random && targets_file.empty();
-  std::cout << "[L" << bo.norm << "] method = " << bo.method
-            << ", target = " << (targets_file.empty() ? so.target : "file")
-            << (random ? " (seed " + std::to_string(seed) + ")" : "") << ", search = " << so.search
-            << ", engine = " << run.engine_mode << ", images = " << n_images << " certified, " << skipped
-            << " skipped\n";
-  std::cout << "avg robustness = " << std::setprecision(5) << std::fixed << avg_eps
-            << ", avg run time = " << std::setprecision(4) << avg_time << " sec" << std::defaultfloat << "\n";
-  if (json_out.enabled()) {
-    json j;
-    j["model"] = in.model;
-    j["images_file"] = in.images;
-    j["norm"] = bo.norm;
-    j["method"] = bo.method;
-    j["target"] = targets_file.empty() ? so.target : "file:" + targets_file;
-    j["seed"] = seed;
-    j["search"] = so.search;
-    j["engine"] = run.engine;
-    j["engine_mode"] = run.engine_mode;
-    j["exact_cnncert"] = bo.exact_cnncert;
-    j["eps_space"] = bo.eps_space;
-    j["avg_robustness"] = avg_eps;
-    j["avg_run_time"] = avg_time;
-    j["total_seconds"] = run.seconds;
-    for (const auto& [key, value] : extra.items()) j[key] = value;
-    j["images"] = jimages;
-    json_out.stream() << j.dump(2) << "\n";
+  ++totals.images;
+  json jt = json::array();
+  for (const auto& t : r.targets) {
+    ++totals.targets;
+    totals.sum_eps += t.eps;
+    const std::string tname = t.target < 0 ? std::string("untargeted") : std::to_string(t.target);
+    text << "image " << r.image << ": label " << r.label << ", target " << tname << ", eps_cert "
+         << std::setprecision(6) << t.eps << ", time " << std::setprecision(3)
+         << r.seconds / static_cast<double>(r.targets.size()) << " s" << (t.note.empty() ? "" : "  (" + t.note + ")")
+         << "\n";
+    csv << r.image << "," << r.label << "," << r.predicted << "," << tname << "," << std::setprecision(10) << t.eps
+        << "," << t.steps << "," << r.seconds << "," << t.note << "\n";
+    json j{{"target", t.target}, {"eps", t.eps}, {"steps", t.steps}};
+    if (!t.note.empty()) j["note"] = t.note;
+    jt.push_back(j);
   }
+  ji["targets"] = jt;
+  ji["seconds"] = r.seconds;
+  return ji;
 }
 
-/// `certify` as one rank of an MPI launch: every rank certifies its shard (rank r takes images r,
-/// r + N, ...; each rank's threads default to its share of the machine's cores; with GPUs, the
-/// local rank picks the GPU); rank 0 gathers the results, writes the outputs and the summary as a
-/// single process would, and reports each failed rank's error. A failed rank makes the run's exit
-/// code non-zero; the other ranks' results are still written.
-int run_certify_ranks(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
-                      const std::string& targets_file, const std::string& shard_text) {
-  const Cluster& c = cluster();
-  const bool root = c.rank == 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  // Rank 0 checks its outputs before any rank computes; a failure there is the run's one error.
-  std::optional<std::pair<OutputFile, OutputFile>> outputs;
-  std::string output_error;
-  if (root) {
+/// Writes the text lines, the summary, the CSV table and the JSON document of a certification
+/// (committed by the caller); `extra` goes into the JSON (shard, ranks, errors).
+void report_certify(const CertifyRun& run, const InputOptions& in, const BoundCliOptions& bo,
+                    const SearchCliOptions& so, const std::string& targets_file, Report& report, const json& extra) {
+  CertifyTotals totals;
+  json jimages = json::array();
+  report.csv() << "image,label,predicted,target,eps,steps,seconds,note\n";
+  for (const auto& r : run.results) jimages.push_back(report_image(r, report, totals));
+  const double avg_eps = totals.targets ? totals.sum_eps / static_cast<double>(totals.targets) : 0.0;
+  const double avg_time = totals.images ? run.seconds / static_cast<double>(totals.images) : 0.0;
+  const uint64_t seed = so.seed();
+  const bool random = parse_target_mode(so.target) == TargetMode::Random && targets_file.empty();
+  std::ostream& text = report.text();
+  text << "[L" << bo.norm << "] method = " << bo.method << ", target = " << (targets_file.empty() ? so.target : "file")
+       << (random ? " (seed " + std::to_string(seed) + ")" : "") << ", search = " << so.search
+       << ", engine = " << run.engine_mode << ", images = " << totals.images << " certified, " << totals.skipped
+       << " skipped\n";
+  text << "avg robustness = " << std::setprecision(5) << std::fixed << avg_eps
+       << ", avg run time = " << std::setprecision(4) << avg_time << " sec" << std::defaultfloat << "\n";
+  if (!report.wants_json()) return;
+  json j{{"model", in.model},
+         {"images_file", in.images},
+         {"norm", bo.norm},
+         {"method", bo.method},
+         {"target", targets_file.empty() ? so.target : "file:" + targets_file},
+         {"seed", seed},
+         {"search", so.search},
+         {"engine", run.engine},
+         {"engine_mode", run.engine_mode},
+         {"exact_cnncert", bo.exact_cnncert},
+         {"eps_space", bo.eps_space},
+         {"avg_robustness", avg_eps},
+         {"avg_run_time", avg_time},
+         {"total_seconds", run.seconds}};
+  for (const auto& [key, value] : extra.items()) j[key] = value;
+  j["images"] = jimages;
+  report.json(j);
+}
+
+/// Rank 0's outputs, opened before any rank computes (a failure there is the run's one error,
+/// said by rank 0); null on the other ranks and on a failure.
+std::unique_ptr<Report> open_root_outputs(const SearchCliOptions& so, int* exit_code) {
+  std::unique_ptr<Report> report;
+  std::string error;
+  if (cluster().rank == 0) {
     try {
-      outputs.emplace(search_outputs(so.json, so.csv));
+      report = std::make_unique<Report>(so.quiet, so.json, so.csv);
     } catch (...) {
-      output_error = describe_failure().second;
+      error = describe_failure().second;
     }
   }
-  if (!(output_error = broadcast_text(output_error)).empty()) {
-    if (root) std::cerr << "cnncert: error: " << output_error << "\n";
-    return root ? kExitBadInput : 0;
+  *exit_code = 0;
+  if (!(error = broadcast_text(error)).empty()) {
+    if (cluster().rank == 0) std::cerr << "cnncert: error: " << error << "\n";
+    *exit_code = kExitBadInput;
   }
-  json mine;
+  return error.empty() ? std::move(report) : nullptr;
+}
+
+/// This rank's results as JSON, or its error ({"error", "code"}).
+json certify_my_shard(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
+                      const std::string& targets_file, const std::string& shard_text, Report* report) {
+  const Cluster& c = cluster();
   try {
     if (!shard_text.empty()) throw InvalidArgument("--shard and an MPI launch both split the images: use one of them");
     // A test hook (tests/cpu/test_shard.cpp): the rank named here fails as a broken rank would.
     const char* fail = std::getenv("CNNCERT_TEST_FAIL_RANK");
     if (fail && std::to_string(c.rank) == fail)
       throw InvalidArgument("rank " + std::to_string(c.rank) + " failed on purpose (CNNCERT_TEST_FAIL_RANK)");
-    BoundCliOptions mine_bo = bo;
-    if (mine_bo.threads == 0) mine_bo.threads = default_threads();
+    BoundCliOptions mine = bo;
+    if (mine.threads == 0) mine.threads = default_threads();
     if (bo.device != "cpu" && cuda_device_count() > 0) cuda_use_device(c.local_rank % cuda_device_count());
-    mine = to_json(certify_images(in, mine_bo, so, targets_file, Shard{c.rank, c.size}, root));
+    return to_json(certify_images(in, mine, so, targets_file, Shard{c.rank, c.size}, report));
   } catch (...) {
     const auto [code, text] = describe_failure();
-    mine = {{"error", text}, {"code", code}};
+    return {{"error", text}, {"code", code}};
   }
-  // (Invalid UTF-8, e.g. in a file name of an error text, is replaced rather than thrown on.)
-  const std::vector<std::string> texts = gather_text(mine.dump(-1, ' ', false, json::error_handler_t::replace));
-  // Rank 0 reports a failed rank and returns the run's exit code: a non-zero code here would let
-  // mpirun kill rank 0 while it writes the other ranks' results.
-  if (!root) return 0;
+}
+
+/// The ranks' results in image order, with each failed rank's error in `errors` and the worst
+/// exit code in `code`.
+CertifyRun merge_ranks(const std::vector<std::string>& texts, json& errors, int& code) {
   CertifyRun all;
-  json errors = json::array();
-  int code = 0;
   for (size_t r = 0; r < texts.size(); ++r) {
     const json j = json::parse(texts[r]);
     if (j.contains("error")) {
@@ -310,6 +308,29 @@ int run_certify_ranks(const InputOptions& in, const BoundCliOptions& bo, const S
     for (auto& res : part.results) all.results.push_back(std::move(res));
   }
   std::sort(all.results.begin(), all.results.end(), [](const auto& a, const auto& b) { return a.image < b.image; });
+  return all;
+}
+
+/// `certify` as one rank of an MPI launch: every rank certifies its shard (rank r takes images r,
+/// r + N, ...; each rank's threads default to its share of the machine's cores; with GPUs, the
+/// local rank picks the GPU); rank 0 gathers the results, writes the outputs and the summary as a
+/// single process would, and reports each failed rank's error. A failed rank makes the run's exit
+/// code non-zero; the other ranks' results are still written.
+int run_certify_ranks(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
+                      const std::string& targets_file, const std::string& shard_text) {
+  const Cluster& c = cluster();
+  const auto t0 = std::chrono::steady_clock::now();
+  int code = 0;
+  std::unique_ptr<Report> report = open_root_outputs(so, &code);
+  if (code != 0) return c.rank == 0 ? code : 0;
+  const json mine = certify_my_shard(in, bo, so, targets_file, shard_text, report.get());
+  // (Invalid UTF-8, e.g. in a file name of an error text, is replaced rather than thrown on.)
+  const std::vector<std::string> texts = gather_text(mine.dump(-1, ' ', false, json::error_handler_t::replace));
+  // Rank 0 reports a failed rank and returns the run's exit code: a non-zero code here would let
+  // mpirun kill rank 0 while it writes the other ranks' results.
+  if (c.rank != 0) return 0;
+  json errors = json::array();
+  CertifyRun all = merge_ranks(texts, errors, code);
   all.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const bool same_error = !errors.empty() && std::all_of(errors.begin(), errors.end(), [&](const json& e) {
     return e["error"] == errors[0]["error"];
@@ -321,15 +342,38 @@ int run_certify_ranks(const InputOptions& in, const BoundCliOptions& bo, const S
   for (const auto& e : errors)
     std::cerr << "cnncert: error: rank " << e["rank"].get<int>() << " of " << c.size << ": "
               << e["error"].get<std::string>() << "\n";
-  if (!outputs) return code;  // rank 0 could not even open its outputs (said above)
   json extra{{"ranks", c.size}};
   if (!errors.empty()) extra["errors"] = errors;
-  report_certify(all, in, bo, so, targets_file, outputs->first, outputs->second, extra);
-  detail::commit_all({&outputs->first, &outputs->second});
+  report_certify(all, in, bo, so, targets_file, *report, extra);
+  report->commit();
   if (!errors.empty())
     std::cerr << "cnncert: " << errors.size() << " of " << c.size
               << " ranks failed; the outputs hold the other ranks' images\n";
   return code;
+}
+
+/// One image's bounds (its text lines); returns its JSON entry.
+json report_bounds_image(const BoundResult& r, int64_t image, int64_t label, int64_t c, int64_t classes, double eps,
+                         bool logits, std::ostream& text) {
+  text << "image " << image << " (label " << label << ", predicted " << c << ")"
+       << (r.error.empty() ? "" : ": " + r.error) << "\n";
+  json rows = json::array();
+  bool verified = !logits && r.error.empty();
+  int64_t row = 0;
+  for (int64_t k = 0; k < classes; ++k) {
+    if (!logits && k == c) continue;
+    const double lo = r.lower[static_cast<size_t>(row)], hi = r.upper[static_cast<size_t>(row)];
+    verified = verified && lo > 0;
+    text << "  " << (logits ? "logit " : "margin " + std::to_string(c) + "-") << k << ": [" << std::setprecision(8)
+         << lo << ", " << hi << "]\n";
+    rows.push_back({{logits ? "class" : "target", k}, {"lower", lo}, {"upper", hi}});
+    ++row;
+  }
+  if (!logits) text << "  " << (verified ? "certified" : "not certified") << " at eps " << eps << "\n";
+  json ji{{"image", image}, {"label", label}, {"predicted", c}, {logits ? "logits" : "margins", rows}};
+  if (!logits) ji["certified"] = verified;
+  if (!r.error.empty()) ji["error"] = r.error;
+  return ji;
 }
 
 }  // namespace
@@ -339,22 +383,22 @@ int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchC
   if (cluster().size > 1) return run_certify_ranks(in, bo, so, targets_file, shard_text);
   const Shard shard = shard_text.empty() ? Shard{} : parse_shard(shard_text);
   (void)so.options(bo);  // bad options fail before the outputs are checked
-  auto [json_out, csv_out] = search_outputs(so.json, so.csv);
-  const CertifyRun run = certify_images(in, bo, so, targets_file, shard, true);
+  Report report(so.quiet, so.json, so.csv);
+  const CertifyRun run = certify_images(in, bo, so, targets_file, shard, &report);
   json extra = json::object();
   if (shard.count > 1) extra["shard"] = shard_text;
-  report_certify(run, in, bo, so, targets_file, json_out, csv_out, extra);
-  detail::commit_all({&json_out, &csv_out});
+  report_certify(run, in, bo, so, targets_file, report, extra);
+  report.commit();
   return 0;
 }
 
-int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bool logits,
-               const std::string& json_path) {
+int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bool logits, const std::string& json_path,
+               bool quiet) {
   if (!std::isfinite(eps) || eps <= 0) throw InvalidArgument("--eps must be a positive finite radius");
   const BoundOptions opt = bo.options();
-  OutputFile json_out(json_path, "--json");
+  Report report(quiet, json_path);
   Network net = import_onnx(in.model);
-  print_notes(net);
+  report.notes(net);
   check_boundable(net);
   const ImageSet set = in.load(net);
   Preprocess pre = in.preprocess();
@@ -366,55 +410,25 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
   const std::vector<BoundProblem> problems = prediction_problems(net, x, eps, logits, predicted);
   auto engine = bo.engine(net);
   BoundOptions with_progress = opt;
-  Progress progress(true, false);  // one engine call: its layers, on a terminal
+  Progress progress(!quiet, false);  // one engine call: its layers, on a terminal
   progress.step(0, 1);
   with_progress.layer_progress = [&progress](int64_t d, int64_t t) { progress.layer(d, t); };
   const auto res = engine->bound(problems, with_progress);
   progress.step(1, 1);
   json jimages = json::array();
   for (int64_t i = 0; i < set.count; ++i) {
-    const auto& r = res[static_cast<size_t>(i)];
-    const int64_t c = predicted[static_cast<size_t>(i)];
     const int64_t label = set.labels.empty() ? -1 : set.labels[static_cast<size_t>(i)];
-    std::cout << "image " << in.offset + i << " (label " << label << ", predicted " << c << ")"
-              << (r.error.empty() ? "" : ": " + r.error) << "\n";
-    json ji;
-    ji["image"] = in.offset + i;
-    ji["label"] = label;
-    ji["predicted"] = c;
-    json rows = json::array();
-    bool verified = !logits && r.error.empty();
-    int64_t row = 0;
-    for (int64_t k = 0; k < classes; ++k) {
-      if (!logits && k == c) continue;
-      const double lo = r.lower[static_cast<size_t>(row)], hi = r.upper[static_cast<size_t>(row)];
-      verified = verified && lo > 0;
-      std::cout << "  " << (logits ? "logit " : "margin " + std::to_string(c) + "-") << k << ": ["
-                << std::setprecision(8) << lo << ", " << hi << "]\n";
-      json jr;
-      jr[logits ? "class" : "target"] = k;
-      jr["lower"] = lo;
-      jr["upper"] = hi;
-      rows.push_back(jr);
-      ++row;
-    }
-    if (!logits) std::cout << "  " << (verified ? "certified" : "not certified") << " at eps " << eps << "\n";
-    ji[logits ? "logits" : "margins"] = rows;
-    if (!logits) ji["certified"] = verified;
-    if (!r.error.empty()) ji["error"] = r.error;
-    jimages.push_back(ji);
+    jimages.push_back(report_bounds_image(res[static_cast<size_t>(i)], in.offset + i, label,
+                                          predicted[static_cast<size_t>(i)], classes, eps, logits, report.text()));
   }
-  if (!json_path.empty()) {
-    json j;
-    j["model"] = in.model;
-    j["eps"] = eps;
-    j["eps_space"] = bo.eps_space;
-    j["norm"] = bo.norm;
-    j["method"] = bo.method;
-    j["engine"] = engine->name();
-    j["images"] = jimages;
-    write_json(j, json_out);
-  }
+  report.json({{"model", in.model},
+               {"eps", eps},
+               {"eps_space", bo.eps_space},
+               {"norm", bo.norm},
+               {"method", bo.method},
+               {"engine", engine->name()},
+               {"images", jimages}});
+  report.commit();
   return 0;
 }
 

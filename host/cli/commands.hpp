@@ -5,10 +5,11 @@
 //   inspect.cpp  info, predict, convert, gpu      certify.cpp  certify (shards, MPI ranks), bounds
 //   proven.cpp   proven                           attack.cpp   attack
 //   vnnlib.cpp   vnnlib                           common.cpp   what the option groups check and load
+// and every one writes its text, JSON and CSV through a Report (report.hpp), the rules of -q and
+// of `--json -` included.
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 
@@ -17,7 +18,6 @@
 #include "cnncert/engine.hpp"
 #include "cnncert/images.hpp"
 #include "cnncert/network.hpp"
-#include "io/output_file.hpp"
 
 namespace cnncert::cli {
 
@@ -83,17 +83,6 @@ struct AttackCliOptions {
   void add(CLI::App& app);
 };
 
-/// Writes `j` to an output opened (and so checked) before the computation.
-void write_json(const nlohmann::json& j, detail::OutputFile& out);
-
-/// The --json and --csv outputs of a search, checked before it starts; the same file for both is an
-/// error (one would silently replace the other).
-std::pair<detail::OutputFile, detail::OutputFile> search_outputs(const std::string& json_path,
-                                                                 const std::string& csv_path);
-
-/// Prints the notes of the model import (what was stripped or assumed) on stderr.
-void print_notes(const Network& net);
-
 /// --eps-space pixel: the network on q = pixel · scale, with x = (q − mean) / std as its first layer
 /// (exact, per element), and the convention without mean and std; radii, --clip and --eps are then
 /// measured in q (e.g. [0, 1] pixels for scale 1/255). No-op for --eps-space input.
@@ -103,18 +92,18 @@ void apply_eps_space(const std::string& space, Network& net, Preprocess& pre, co
 std::pair<int, std::string> describe_failure();
 
 // The subcommands; each returns the exit code and throws cnncert::Error on bad input.
-int run_info(const std::string& model, const std::string& json_path);
+int run_info(const std::string& model, const std::string& json_path, bool quiet);
 int run_predict(const InputOptions& in, const std::string& json_path, bool quiet);
-int run_convert(const std::string& model, const std::string& out_path, bool to_dense);
-int run_gpu();
+int run_convert(const std::string& model, const std::string& out_path, bool to_dense, bool quiet);
+int run_gpu(bool quiet);
 int run_certify(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
                 const std::string& targets_file, const std::string& shard_text);
-int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bool logits,
-               const std::string& json_path);
+int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bool logits, const std::string& json_path,
+               bool quiet);
 int run_proven(const InputOptions& in, const BoundCliOptions& bo, const SearchCliOptions& so,
                const ProvenCliOptions& pc);
 int run_attack(const InputOptions& in, const AttackCliOptions& ac);
 int run_vnnlib(const std::string& model, const std::string& property, const BoundCliOptions& bo, double timeout,
-               bool attack, const std::string& result_path);
+               bool attack, const std::string& result_path, bool quiet);
 
 }  // namespace cnncert::cli

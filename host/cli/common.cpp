@@ -1,17 +1,24 @@
 // What several subcommands share: the option groups (their CLI11 declarations and checks), the
-// images, the notes of the model import, --eps-space and the text of a failure.
+// images, --eps-space and the text of a failure.
 #include <algorithm>
 #include <iostream>
 #include <new>
+#include <sstream>
 
 #include "cli/cluster.hpp"
 #include "cli/commands.hpp"
+#include "cli/report.hpp"
 #include "cnncert/cnncert.hpp"
-#include "io/output_file.hpp"
 
 namespace cnncert::cli {
 
 using detail::parse_list;
+
+namespace {
+constexpr const char* kQuietHelp =
+    "write only the --json/--csv outputs, warnings and errors (no per-image lines, no summary; no progress "
+    "unless --progress)";
+}  // namespace
 
 void InputOptions::add(CLI::App& app) {
   app.add_option("MODEL", model, "ONNX model file")->required();
@@ -39,10 +46,11 @@ ImageSet InputOptions::load(const Network& net) const {
   if (!convention.given(model) && cluster().rank == 0 && !set.pixels.empty()) {
     // Without a convention the stored values go in as they are: say so, with what they look like.
     const auto [lo, hi] = std::minmax_element(set.pixels.begin(), set.pixels.end());
-    std::cerr
-        << "cnncert: warning: no input convention for " << model << " (no " << model
-        << ".json sidecar, --sidecar or --scale/--mean/--std/--layout): the images go in as stored, NCHW, values in ["
-        << *lo << ", " << *hi << "]\n";
+    std::ostringstream range;
+    range << "[" << *lo << ", " << *hi << "]";
+    warn("no input convention for " + model + " (no " + model +
+         ".json sidecar, --sidecar or --scale/--mean/--std/--layout): the images go in as stored, NCHW, values in " +
+         range.str());
   }
   return set;
 }
@@ -109,7 +117,7 @@ void SearchCliOptions::add(CLI::App& app, const std::string& target_help) {
       ->capture_default_str();
   app.add_option("--json", json, "write the results as JSON to this file ('-' = stdout)");
   app.add_option("--csv", csv, "write the results as CSV to this file");
-  app.add_flag("-q,--quiet", quiet, "print only the summary");
+  app.add_flag("-q,--quiet", quiet, kQuietHelp);
   app.add_flag(
       "--progress", progress,
       "show progress on stderr even when it is not a terminal, as lines (default: a bar on a terminal unless -q)");
@@ -152,23 +160,7 @@ void AttackCliOptions::add(CLI::App& app) {
   app.add_option("--threads", threads, "images attacked in parallel (default: all cores)");
   app.add_option("--json", json, "write the results as JSON to this file ('-' = stdout)");
   app.add_option("--csv", csv, "write the results as CSV to this file");
-  app.add_flag("-q,--quiet", quiet, "print only the summary");
-}
-
-void write_json(const nlohmann::json& j, detail::OutputFile& out) {
-  out.stream() << j.dump(2) << "\n";
-  out.commit();
-}
-
-std::pair<detail::OutputFile, detail::OutputFile> search_outputs(const std::string& json_path,
-                                                                 const std::string& csv_path) {
-  if (!json_path.empty() && json_path == csv_path)
-    throw InvalidArgument("--json and --csv name the same file " + json_path);
-  return {detail::OutputFile(json_path, "--json"), detail::OutputFile(csv_path, "--csv")};
-}
-
-void print_notes(const Network& net) {
-  for (const auto& n : net.notes()) std::cerr << "note: " << n << "\n";
+  app.add_flag("-q,--quiet", quiet, kQuietHelp);
 }
 
 void apply_eps_space(const std::string& space, Network& net, Preprocess& pre, const ImageSet& set) {

@@ -35,12 +35,14 @@ int main(int argc, char** argv) {
   std::string info_model;
   info->add_option("MODEL", info_model, "ONNX model file")->required();
   info->add_option("--json", json_path, "also write the table as JSON to this file ('-' = stdout)");
+  info->add_flag("-q,--quiet", quiet, "no table: write only the --json output, warnings and errors");
 
   CLI::App* predict = app.add_subcommand("predict", "classify images and report the accuracy");
   cli::InputOptions predict_inputs;
   predict_inputs.add(*predict);
   predict->add_option("--json", json_path, "write per-image results as JSON to this file ('-' = stdout)");
-  predict->add_flag("-q,--quiet", quiet, "print only the summary");
+  predict->add_flag("-q,--quiet", quiet,
+                    "write only the --json output, warnings and errors (no per-image lines, no accuracy line)");
 
   CLI::App* certify = app.add_subcommand("certify", "certified robustness radius per image (CNN-Cert search)");
   cli::InputOptions certify_inputs;
@@ -68,6 +70,7 @@ int main(int argc, char** argv) {
   bounds->add_option("--eps", eps, "radius of the perturbation ball (in the network's input space)")->required();
   bounds->add_flag("--logits", logits, "bound the logits instead of the margins f_c - f_t");
   bounds->add_option("--json", json_path, "write the bounds as JSON to this file ('-' = stdout)");
+  bounds->add_flag("-q,--quiet", quiet, "write only the --json output, warnings and errors (no bounds text)");
 
   CLI::App* proven = app.add_subcommand("proven", "probabilistic robustness under random noise (PROVEN)");
   cli::InputOptions proven_inputs;
@@ -86,8 +89,10 @@ int main(int argc, char** argv) {
   convert->add_option("MODEL", conv_model, "ONNX model file")->required();
   convert->add_flag("--to-dense", to_dense, "unroll every convolution and average pooling into a dense layer");
   convert->add_option("-o,--output", conv_out, "output ONNX file")->required();
+  convert->add_flag("-q,--quiet", quiet, "write only the model (no 'wrote' line) and errors");
 
-  CLI::App* gpu = app.add_subcommand("gpu", "report whether a usable GPU is present");
+  CLI::App* gpu = app.add_subcommand("gpu", "report whether a usable GPU is present (exit code 0: yes, 1: no)");
+  gpu->add_flag("-q,--quiet", quiet, "no description of the GPU: the exit code alone answers");
 
   CLI::App* attack = app.add_subcommand("attack",
                                         "adversarial examples (PGD, Carlini-Wagner): upper bounds on the minimal "
@@ -108,6 +113,9 @@ int main(int argc, char** argv) {
   vnn->add_option("--timeout", vnn_timeout, "give up after this many seconds (checked between the cases; 0 = none)");
   vnn->add_option("--result", vnn_result, "write the answer (and a counterexample) in VNN-COMP's result format");
   vnn->add_flag("--no-attack", vnn_no_attack, "bounds only: never look for a counterexample");
+  vnn->add_flag("-q,--quiet", quiet,
+                "write only the answer line on stdout (VNN-COMP reads it; not with --result -, whose file begins "
+                "with it), the --result file and errors: no account of the answer on stderr");
   cli::BoundCliOptions vnnlib_bounds;
   vnnlib_bounds.add(*vnn);
 
@@ -126,7 +134,7 @@ int main(int argc, char** argv) {
 
   try {
     const int rc = [&]() -> int {
-      if (*info) return cli::run_info(info_model, json_path);
+      if (*info) return cli::run_info(info_model, json_path, quiet);
       if (*certify)
         if (const std::string why = cli::refuse_unsplit_certify(!shard.empty()); !why.empty())
           throw InvalidArgument(why);
@@ -135,12 +143,13 @@ int main(int argc, char** argv) {
                               app.get_subcommands().front()->get_name() + "' as one process");
       if (*predict) return cli::run_predict(predict_inputs, json_path, quiet);
       if (*certify) return cli::run_certify(certify_inputs, certify_bounds, certify_search, targets_file, shard);
-      if (*bounds) return cli::run_bounds(bounds_inputs, bounds_options, eps, logits, json_path);
+      if (*bounds) return cli::run_bounds(bounds_inputs, bounds_options, eps, logits, json_path, quiet);
       if (*proven) return cli::run_proven(proven_inputs, proven_bounds, proven_search, proven_options);
-      if (*convert) return cli::run_convert(conv_model, conv_out, to_dense);
+      if (*convert) return cli::run_convert(conv_model, conv_out, to_dense, quiet);
       if (*attack) return cli::run_attack(attack_inputs, attack_options);
-      if (*vnn) return cli::run_vnnlib(vnn_model, vnn_property, vnnlib_bounds, vnn_timeout, !vnn_no_attack, vnn_result);
-      if (*gpu) return cli::run_gpu();
+      if (*vnn)
+        return cli::run_vnnlib(vnn_model, vnn_property, vnnlib_bounds, vnn_timeout, !vnn_no_attack, vnn_result, quiet);
+      if (*gpu) return cli::run_gpu(quiet);
       return 0;
     }();
     // Results printed to the standard output count as written only once they were flushed.

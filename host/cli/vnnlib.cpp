@@ -9,24 +9,24 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli/report.hpp"
 #include "cnncert/cnncert.hpp"
-#include "io/output_file.hpp"
 
 namespace cnncert::cli {
 
 using json = nlohmann::json;
-using detail::OutputFile;
 
 /// `vnnlib`: a VNN-LIB property's answer, in VNN-COMP's result format with --result.
 int run_vnnlib(const std::string& model, const std::string& property, const BoundCliOptions& bo, double timeout,
-               bool attack, const std::string& result_path) {
+               bool attack, const std::string& result_path, bool quiet) {
   if (!std::isfinite(timeout) || timeout < 0)
     throw InvalidArgument("--timeout must be a non-negative number of seconds");
   if (bo.norm != "inf" || !bo.clip.empty() || bo.eps_space != "input")
     throw InvalidArgument("vnnlib: the property gives the input box (--norm, --clip and --eps-space do not apply)");
-  OutputFile out(result_path, "--result");
+  Report report(quiet);
+  detail::OutputFile& out = report.add_output(result_path, "--result");
   const Network net = import_onnx(model);
-  print_notes(net);
+  report.notes(net);
   const VnnProperty prop = load_vnnlib(property);
   VnnOptions vo;
   vo.bound = bo.options();
@@ -34,19 +34,17 @@ int run_vnnlib(const std::string& model, const std::string& property, const Boun
   vo.attack = attack;
   const VnnResult r = verify_vnnlib(net, prop, vo, bo.engine_options());
   const char* answer = vnn_answer_name(r.answer);
-  std::cout << answer << "\n";
-  std::cerr << "cnncert: " << answer << " in " << std::setprecision(3) << r.seconds << " s: " << r.note << "\n";
-  if (out.enabled()) {
-    std::ostream& f = out.stream();
-    f << answer << "\n";
-    if (r.answer == VnnAnswer::Sat) {  // the counterexample, as VNN-COMP reads it
-      f << std::setprecision(17);
-      for (size_t i = 0; i < r.x.size(); ++i) f << (i ? " (X_" : "((X_") << i << " " << r.x[i] << ")\n";
-      for (size_t j = 0; j < r.y.size(); ++j)
-        f << " (Y_" << j << " " << r.y[j] << ")" << (j + 1 == r.y.size() ? ")" : "") << "\n";
-    }
-    out.commit();
+  report.result_line(answer);
+  report.log() << "cnncert: " << answer << " in " << std::setprecision(3) << r.seconds << " s: " << r.note << "\n";
+  std::ostream& f = out.stream();
+  f << answer << "\n";
+  if (r.answer == VnnAnswer::Sat) {  // the counterexample, as VNN-COMP reads it
+    f << std::setprecision(17);
+    for (size_t i = 0; i < r.x.size(); ++i) f << (i ? " (X_" : "((X_") << i << " " << r.x[i] << ")\n";
+    for (size_t j = 0; j < r.y.size(); ++j)
+      f << " (Y_" << j << " " << r.y[j] << ")" << (j + 1 == r.y.size() ? ")" : "") << "\n";
   }
+  report.commit();
   return 0;
 }
 
