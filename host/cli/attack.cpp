@@ -47,6 +47,7 @@ struct Row {
   int64_t label = -1, predicted = -1, target = -1;
   bool skipped = false;
   AttackResult r;
+  double seconds = 0;  // this image's own attack (one image is one attack, on one thread)
 };
 
 /// Attacks every image (in parallel: each image is one attack), except the misclassified ones.
@@ -72,8 +73,10 @@ std::vector<Row> attack_images(const Network& net, const std::vector<double>& x,
       }
     }
     const std::vector<double> x0(x.begin() + i * n_in, x.begin() + (i + 1) * n_in);
+    const auto t0 = std::chrono::steady_clock::now();
     row.r = ac.method == "pgd" ? pgd_attack(net, x0, row.predicted, row.target, norm, ao)
                                : cw_l2_attack(net, x0, row.predicted, row.target, ao);
+    row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   });
   return rows;
 }
@@ -91,13 +94,14 @@ json report_row(const Row& row, int64_t image, Report& report) {
   text << "image " << image << ": label " << row.label << ", target "
        << (row.target < 0 ? std::string("untargeted") : std::to_string(row.target)) << ", ";
   if (row.r.found)
-    text << "distortion " << std::setprecision(6) << row.r.distortion << " (reached class " << row.r.target << ")\n";
+    text << "distortion " << std::setprecision(6) << row.r.distortion << " (reached class " << row.r.target << ")";
   else
-    text << "no adversarial example found\n";
+    text << "no adversarial example found";
+  text << ", time " << std::setprecision(3) << row.seconds << " s\n";
   csv << image << "," << row.label << "," << row.predicted << "," << row.target << "," << (row.r.found ? 1 : 0) << ","
       << std::setprecision(10) << (row.r.found ? row.r.distortion : std::numeric_limits<double>::infinity()) << ","
       << row.r.target << "\n";
-  ji["target"] = row.target, ji["found"] = row.r.found;
+  ji["target"] = row.target, ji["found"] = row.r.found, ji["time_s"] = row.seconds;
   if (row.r.found) ji["distortion"] = row.r.distortion, ji["reached"] = row.r.target;
   return ji;
 }

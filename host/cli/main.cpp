@@ -59,6 +59,12 @@ int main(int argc, char** argv) {
       "certify only images K, K+N, K+2N, ... (counted after --offset) of the selected images, numbered and "
       "targeted as in the whole run; K/N with 0 <= K < N (under mpirun each rank takes its shard itself)");
 
+  certify->footer(
+      "Times: the images are certified together (one engine call per search step), so an image has no time "
+      "of its own. Each image gets an equal share of the batch's wall time (JSON: batch_avg_time_s), and each "
+      "of its (image, target) searches an equal share of that (text: 'batch avg', CSV: batch_avg_time_s); "
+      "'avg run time' and total_seconds are the whole certification's.");
+
   CLI::App* bounds =
       app.add_subcommand("bounds", "certified lower/upper bounds of every margin (or logit) at a fixed eps");
   cli::InputOptions bounds_inputs;
@@ -81,6 +87,9 @@ int main(int argc, char** argv) {
   proven_search.add(*proven, "random, runnerup, least, all or untargeted (top-1, union bound)");
   cli::ProvenCliOptions proven_options;
   proven_options.add(*proven);
+  proven->footer(
+      "Times: totals only (worst_case_seconds, proven_seconds): the images are searched together, so there "
+      "is no per-image time.");
 
   CLI::App* convert =
       app.add_subcommand("convert", "rewrite a model (e.g. convolutions as dense layers: the Fast-Lin baseline)");
@@ -101,6 +110,9 @@ int main(int argc, char** argv) {
   attack_inputs.add(*attack);
   cli::AttackCliOptions attack_options;
   attack_options.add(*attack);
+  attack->footer(
+      "Times: every image is attacked on its own (images run in parallel, one per thread), so its time is "
+      "its own (text: 'time', JSON: time_s); seconds is the run's wall time.");
 
   CLI::App* vnn = app.add_subcommand("vnnlib",
                                      "check a VNN-LIB property (VNN-COMP): unsat (verified), sat (with a "

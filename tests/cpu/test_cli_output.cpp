@@ -1,5 +1,6 @@
 // The outputs of every subcommand (host/cli/report.hpp): -q leaves only the data and the
-// warnings, `--json -` / `--csv -` put the data alone on stdout.
+// warnings, `--json -` / `--csv -` put the data alone on stdout, and the per-image times say
+// whose time they are.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -122,6 +123,57 @@ TEST(CliOutput, JsonDashIsTheOnlyThingOnStdout) {
     EXPECT_EQ(rows, 2);
     EXPECT_NE(r.err.find("image 0:"), std::string::npos) << r.err;
   }
+}
+
+TEST(CliOutput, PerImageTimesSayWhoseTimeTheyAre) {
+  // certify bounds all images together (one engine call per search step): an image's time is the
+  // batch's wall time shared among its images, and says so.
+  const Result c = cli("certify " + kShipped + " -n 3 --target all --json -");
+  ASSERT_EQ(c.code, 0) << c.err;
+  const auto cj = nlohmann::json::parse(c.out);
+  double sum = 0;
+  for (const auto& im : cj["images"]) {
+    ASSERT_FALSE(im["skipped"].get<bool>());
+    EXPECT_FALSE(im.contains("seconds"));
+    EXPECT_FALSE(im.contains("time_s")) << "a share of a batch is not the image's own time";
+    const double t = im["batch_avg_time_s"].get<double>();
+    EXPECT_GT(t, 0.0);
+    EXPECT_EQ(t, cj["images"][0]["batch_avg_time_s"].get<double>()) << "equal shares of one batch";
+    sum += t;
+  }
+  EXPECT_LE(sum, cj["total_seconds"].get<double>() * (1 + 1e-9));
+  EXPECT_NE(c.err.find(", batch avg "), std::string::npos) << c.err;
+  // The CSV rows are (image, target) searches: each row's share, and the rows add up to the images.
+  const Result csv = cli("certify " + kShipped + " -n 3 --target all -q --csv -");
+  ASSERT_EQ(csv.code, 0) << csv.err;
+  std::istringstream in(csv.out);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "image,label,predicted,target,eps,steps,batch_avg_time_s,note");
+  int rows = 0;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    ASSERT_GE(f.size(), 7u) << line;
+    EXPECT_GT(std::stod(f[6]), 0.0) << line;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 27);  // 3 images x 9 targets
+  // attack runs one attack per image: each image's own time (with one thread they add up to at
+  // most the run's time).
+  const Result a = cli("attack " + kShipped + " -n 3 --threads 1 -q --json -");
+  ASSERT_EQ(a.code, 0) << a.err;
+  const auto aj = nlohmann::json::parse(a.out);
+  double own = 0;
+  for (const auto& im : aj["images"]) {
+    if (im["skipped"].get<bool>()) continue;
+    EXPECT_FALSE(im.contains("batch_avg_time_s"));
+    EXPECT_GT(im["time_s"].get<double>(), 0.0);
+    own += im["time_s"].get<double>();
+  }
+  EXPECT_GT(own, 0.0);
+  EXPECT_LE(own, aj["seconds"].get<double>() * (1 + 1e-9));
 }
 
 }  // namespace
