@@ -26,9 +26,7 @@ done
 # PROVEN vs worst case (uniform noise, l-inf, 99.99 %)
 for m in mnist_cnn_4layer_5_3 mnist_cnn_lenet mnist_cnn_4layer_5_3_sigmoid; do
   echo "== proven $m" >&2
-  # (the summary: -q would leave out all text, so the per-image lines are dropped instead)
-  build/cnncert proven "models/$m.onnx" "$images" -n "$N" --json "$out/proven_$m.json" | grep -v '^image ' \
-    >"$out/proven_$m.txt"
+  build/cnncert proven "models/$m.onnx" "$images" -n "$N" -q --json "$out/proven_$m.json" >"$out/proven_$m.txt"
 done
 py=python3
 /usr/bin/python3 -c "import matplotlib" 2>/dev/null && py=/usr/bin/python3

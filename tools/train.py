@@ -382,7 +382,7 @@ def write_readme(out_dir):
         "file with the sidecar convention (equal to the PyTorch accuracy; max |PyTorch - "
         "onnxruntime| logit difference < 1e-4). Re-check every file with "
         "`python3 tools/train.py --verify models/*.onnx` (a python with onnx + onnxruntime) or with "
-        "`build/cnncert predict models/NAME.onnx ../shared/data/images/mnist/t10k-images-idx3-ubyte.gz | tail -1`.",
+        "`build/cnncert predict models/NAME.onnx ../shared/data/images/mnist/t10k-images-idx3-ubyte.gz -q`.",
         "* Non-ReLU models train with 2x (tanh, atan) or 3x (sigmoid) the epochs of the ReLU model.",
         "",
         "| model | architecture | ONNX ops | neurons | parameters | epochs | test accuracy | reproduce |",

@@ -122,7 +122,7 @@ void report_attack(const std::vector<Row>& rows, double seconds, const InputOpti
   }
   const double avg = found ? sum / static_cast<double>(found) : 0.0;
   const int64_t skipped = static_cast<int64_t>(rows.size()) - attacked;
-  std::ostream& text = report.text();
+  std::ostream& text = report.summary();
   text << "[L" << ac.norm << "] attack = " << ac.method << ", target = " << ac.target << ", " << found << " of "
        << attacked << " attacked images fooled, " << skipped << " skipped\n";
   text << "avg distortion = " << std::setprecision(5) << std::fixed << avg

@@ -216,7 +216,7 @@ json report_image(const ImageResult& r, Report& report, CertifyTotals& totals) {
   return ji;
 }
 
-/// Writes the text lines, the summary, the CSV table and the JSON document of a certification
+/// Writes the text lines, the summary (kept under -q), the CSV table and the JSON document of a certification
 /// (committed by the caller); `extra` goes into the JSON (shard, ranks, errors).
 void report_certify(const CertifyRun& run, const InputOptions& in, const BoundCliOptions& bo,
                     const SearchCliOptions& so, const std::string& targets_file, Report& report, const json& extra) {
@@ -228,7 +228,7 @@ void report_certify(const CertifyRun& run, const InputOptions& in, const BoundCl
   const double avg_time = totals.images ? run.seconds / static_cast<double>(totals.images) : 0.0;
   const uint64_t seed = so.seed();
   const bool random = parse_target_mode(so.target) == TargetMode::Random && targets_file.empty();
-  std::ostream& text = report.text();
+  std::ostream& text = report.summary();
   text << "[L" << bo.norm << "] method = " << bo.method << ", target = " << (targets_file.empty() ? so.target : "file")
        << (random ? " (seed " + std::to_string(seed) + ")" : "") << ", search = " << so.search
        << ", engine = " << run.engine_mode << ", images = " << totals.images << " certified, " << totals.skipped

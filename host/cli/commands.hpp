@@ -60,7 +60,8 @@ struct SearchCliOptions {
   std::string seed_text = "1215";
   bool quiet = false, progress = false;
 
-  void add(CLI::App& app, const std::string& target_help);
+  /// `quiet_help`: what -q keeps of this subcommand's text (its summary).
+  void add(CLI::App& app, const std::string& target_help, const std::string& quiet_help);
   uint64_t seed() const;
   CertifyOptions options(const BoundCliOptions& bo) const;
 };

@@ -14,12 +14,6 @@ namespace cnncert::cli {
 
 using detail::parse_list;
 
-namespace {
-constexpr const char* kQuietHelp =
-    "write only the --json/--csv outputs, warnings and errors (no per-image lines, no summary; no progress "
-    "unless --progress)";
-}  // namespace
-
 void InputOptions::add(CLI::App& app) {
   app.add_option("MODEL", model, "ONNX model file")->required();
   app.add_option("IMAGES", images, "images: .npy, ERAN .csv, MNIST idx (.gz), CIFAR-10 .bin")->required();
@@ -110,14 +104,14 @@ BoundOptions BoundCliOptions::options() const {
   return o;
 }
 
-void SearchCliOptions::add(CLI::App& app, const std::string& target_help) {
+void SearchCliOptions::add(CLI::App& app, const std::string& target_help, const std::string& quiet_help) {
   app.add_option("--target", target, target_help)->capture_default_str();
   app.add_option("--seed", seed_text, "seed of the random targets (a non-negative integer)")->capture_default_str();
   app.add_option("--search", search, "cnncert (log-space, 15 steps) or deepcert (Algorithm 1, 1e-5)")
       ->capture_default_str();
   app.add_option("--json", json, "write the results as JSON to this file ('-' = stdout)");
   app.add_option("--csv", csv, "write the results as CSV to this file");
-  app.add_flag("-q,--quiet", quiet, kQuietHelp);
+  app.add_flag("-q,--quiet", quiet, quiet_help);
   app.add_flag(
       "--progress", progress,
       "show progress on stderr even when it is not a terminal, as lines (default: a bar on a terminal unless -q)");
@@ -160,7 +154,9 @@ void AttackCliOptions::add(CLI::App& app) {
   app.add_option("--threads", threads, "images attacked in parallel (default: all cores)");
   app.add_option("--json", json, "write the results as JSON to this file ('-' = stdout)");
   app.add_option("--csv", csv, "write the results as CSV to this file");
-  app.add_flag("-q,--quiet", quiet, kQuietHelp);
+  app.add_flag("-q,--quiet", quiet,
+               "print only the summary (its last 2 lines, '[L...] attack = ...' and 'avg distortion = ...'): no "
+               "per-image lines, no notes; warnings, errors and the --json/--csv outputs are still written");
 }
 
 void apply_eps_space(const std::string& space, Network& net, Preprocess& pre, const ImageSet& set) {

@@ -79,14 +79,14 @@ std::vector<double> forward_all(const Network& net, const std::vector<double>& x
   return logits;
 }
 
-/// The accuracy line, and the warning when it is near chance (within a tenth of the way from
+/// The accuracy line (predict's summary), and the warning when it is near chance (within a tenth of the way from
 /// chance to perfect: 19 % for 10 classes, 55 % for 2).
 void report_accuracy(int64_t correct, int64_t labelled, int64_t count, int64_t classes, Report& report) {
   if (labelled > 0)
-    report.text() << "accuracy: " << correct << "/" << labelled << " (" << std::fixed << std::setprecision(2)
-                  << 100.0 * static_cast<double>(correct) / static_cast<double>(labelled) << "%)\n";
+    report.summary() << "accuracy: " << correct << "/" << labelled << " (" << std::fixed << std::setprecision(2)
+                     << 100.0 * static_cast<double>(correct) / static_cast<double>(labelled) << "%)\n";
   else
-    report.text() << count << " images classified (no labels)\n";
+    report.summary() << count << " images classified (no labels)\n";
   const double chance = 1.0 / static_cast<double>(std::max<int64_t>(classes, 1));
   if (classes >= 2 && labelled >= 20 &&
       static_cast<double>(correct) < (chance + 0.1 * (1 - chance)) * static_cast<double>(labelled))
@@ -112,8 +112,8 @@ int run_info(const std::string& model, const std::string& json_path, bool quiet)
     params += net.nodes()[i].parameter_count();
     layers.push_back(report_layer(net.nodes()[i], i, text));
   }
-  text << "input " << shape_str(net.input_shape()) << ", output " << shape_str(net.output_shape()) << ", " << params
-       << " parameters, " << net.activation_neurons() << " activation neurons\n";
+  report.summary() << "input " << shape_str(net.input_shape()) << ", output " << shape_str(net.output_shape()) << ", "
+                   << params << " parameters, " << net.activation_neurons() << " activation neurons\n";
   report.json({{"model", model},
                {"input_shape", net.input_shape()},
                {"output_shape", net.output_shape()},
@@ -180,14 +180,14 @@ int run_convert(const std::string& model, const std::string& out_path, bool to_d
   report.commit();
   int64_t weights = 0;
   for (const auto& n : dense.nodes()) weights += n.parameter_count();
-  report.text() << "wrote " << out_path << ": " << dense.nodes().size() << " nodes, " << weights << " parameters\n";
+  report.summary() << "wrote " << out_path << ": " << dense.nodes().size() << " nodes, " << weights << " parameters\n";
   return 0;
 }
 
 /// `gpu`: exit code 0 when a usable GPU is present, else 1.
 int run_gpu(bool quiet) {
   Report report(quiet);
-  report.text() << cuda_device_info() << "\n";
+  report.summary() << cuda_device_info() << "\n";
   return cuda_available() ? 0 : 1;
 }
 

@@ -35,14 +35,17 @@ int main(int argc, char** argv) {
   std::string info_model;
   info->add_option("MODEL", info_model, "ONNX model file")->required();
   info->add_option("--json", json_path, "also write the table as JSON to this file ('-' = stdout)");
-  info->add_flag("-q,--quiet", quiet, "no table: write only the --json output, warnings and errors");
+  info->add_flag("-q,--quiet", quiet,
+                 "print only the summary (its last line: input, output, parameters, activation neurons): no layer "
+                 "table, no notes; warnings, errors and the --json output are still written");
 
   CLI::App* predict = app.add_subcommand("predict", "classify images and report the accuracy");
   cli::InputOptions predict_inputs;
   predict_inputs.add(*predict);
   predict->add_option("--json", json_path, "write per-image results as JSON to this file ('-' = stdout)");
   predict->add_flag("-q,--quiet", quiet,
-                    "write only the --json output, warnings and errors (no per-image lines, no accuracy line)");
+                    "print only the summary (the accuracy line): no per-image lines, no notes; warnings, errors and "
+                    "the --json output are still written");
 
   CLI::App* certify = app.add_subcommand("certify", "certified robustness radius per image (CNN-Cert search)");
   cli::InputOptions certify_inputs;
@@ -50,7 +53,10 @@ int main(int argc, char** argv) {
   cli::BoundCliOptions certify_bounds;
   certify_bounds.add(*certify);
   cli::SearchCliOptions certify_search;
-  certify_search.add(*certify, "random, runnerup, least, all or untargeted");
+  certify_search.add(*certify, "random, runnerup, least, all or untargeted",
+                     "print only the summary (its last 2 lines, '[L...] method = ...' and 'avg robustness = ...'): "
+                     "no per-image lines, no notes, no progress unless --progress; warnings, errors and the "
+                     "--json/--csv outputs are still written");
   std::string targets_file;
   certify->add_option("--targets", targets_file, "file with one target class per image (overrides --target)");
   std::string shard;
@@ -76,7 +82,9 @@ int main(int argc, char** argv) {
   bounds->add_option("--eps", eps, "radius of the perturbation ball (in the network's input space)")->required();
   bounds->add_flag("--logits", logits, "bound the logits instead of the margins f_c - f_t");
   bounds->add_option("--json", json_path, "write the bounds as JSON to this file ('-' = stdout)");
-  bounds->add_flag("-q,--quiet", quiet, "write only the --json output, warnings and errors (no bounds text)");
+  bounds->add_flag("-q,--quiet", quiet,
+                   "print only the summary: bounds has none, so no text at all (no per-image bounds, no notes, no "
+                   "progress); warnings, errors and the --json output are still written");
 
   CLI::App* proven = app.add_subcommand("proven", "probabilistic robustness under random noise (PROVEN)");
   cli::InputOptions proven_inputs;
@@ -84,7 +92,10 @@ int main(int argc, char** argv) {
   cli::BoundCliOptions proven_bounds;
   proven_bounds.add(*proven);
   cli::SearchCliOptions proven_search;
-  proven_search.add(*proven, "random, runnerup, least, all or untargeted (top-1, union bound)");
+  proven_search.add(*proven, "random, runnerup, least, all or untargeted (top-1, union bound)",
+                    "print only the summary (its last 3 lines: '[PROVEN ...]', the averages, the times; with --level "
+                    "its per-image lines, which are its result): no per-image search lines, no notes, no progress "
+                    "unless --progress; warnings, errors and the --json/--csv outputs are still written");
   cli::ProvenCliOptions proven_options;
   proven_options.add(*proven);
   proven->footer(
@@ -98,10 +109,13 @@ int main(int argc, char** argv) {
   convert->add_option("MODEL", conv_model, "ONNX model file")->required();
   convert->add_flag("--to-dense", to_dense, "unroll every convolution and average pooling into a dense layer");
   convert->add_option("-o,--output", conv_out, "output ONNX file")->required();
-  convert->add_flag("-q,--quiet", quiet, "write only the model (no 'wrote' line) and errors");
+  convert->add_flag("-q,--quiet", quiet,
+                    "print only the summary (the 'wrote FILE: ...' line, all that convert prints); the model and "
+                    "errors are still written");
 
   CLI::App* gpu = app.add_subcommand("gpu", "report whether a usable GPU is present (exit code 0: yes, 1: no)");
-  gpu->add_flag("-q,--quiet", quiet, "no description of the GPU: the exit code alone answers");
+  gpu->add_flag("-q,--quiet", quiet,
+                "print only the summary (the one-line answer, all that gpu prints; the exit code answers too)");
 
   CLI::App* attack = app.add_subcommand("attack",
                                         "adversarial examples (PGD, Carlini-Wagner): upper bounds on the minimal "
@@ -126,8 +140,9 @@ int main(int argc, char** argv) {
   vnn->add_option("--result", vnn_result, "write the answer (and a counterexample) in VNN-COMP's result format");
   vnn->add_flag("--no-attack", vnn_no_attack, "bounds only: never look for a counterexample");
   vnn->add_flag("-q,--quiet", quiet,
-                "write only the answer line on stdout (VNN-COMP reads it; not with --result -, whose file begins "
-                "with it), the --result file and errors: no account of the answer on stderr");
+                "print only the summary (the answer line, unsat/sat/unknown/timeout, which VNN-COMP reads): no "
+                "account of the answer on stderr, no notes; warnings, errors and the --result file are still "
+                "written");
   cli::BoundCliOptions vnnlib_bounds;
   vnnlib_bounds.add(*vnn);
 

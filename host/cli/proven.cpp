@@ -65,8 +65,9 @@ void report_level(const Network& net, BoundEngine& engine, const std::vector<dou
   json jimages = json::array();
   for (int64_t i = 0; i < set.count; ++i) {
     const double f = fail[static_cast<size_t>(i)];
-    report.text() << "image " << in.offset + i << ": P[prediction kept] >= " << std::setprecision(8) << 1 - f
-                  << (f <= 1 - confidence ? "  (certified at " : "  (not certified at ") << confidence << ")\n";
+    // (These lines are --level's result, its summary: kept under -q.)
+    report.summary() << "image " << in.offset + i << ": P[prediction kept] >= " << std::setprecision(8) << 1 - f
+                     << (f <= 1 - confidence ? "  (certified at " : "  (not certified at ") << confidence << ")\n";
     jimages.push_back({{"image", in.offset + i}, {"failure_bound", f}, {"certified", f <= 1 - confidence}});
   }
   report.json(
@@ -127,7 +128,7 @@ void report_proven(const ProvenRun& run, const InputOptions& in, const BoundCliO
                avg_worst = t.n ? t.sum_worst / static_cast<double>(t.n) : 0;
   const double avg_ratio = t.n_ratio ? t.sum_ratio / static_cast<double>(t.n_ratio) : 0;
   const char* level_name = po.noise.kind == NoiseKind::Gaussian ? "sigma" : "eps";
-  std::ostream& text = report.text();
+  std::ostream& text = report.summary();
   text << "[PROVEN " << pc.noise << ", confidence " << po.confidence << "] method = " << bo.method
        << ", target = " << so.target << ", " << t.n << " searches, " << t.skipped << " skipped\n";
   text << "avg probabilistic " << level_name << " = " << std::setprecision(5) << avg_noise;

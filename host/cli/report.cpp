@@ -21,11 +21,14 @@ detail::OutputFile& Report::add_output(const std::string& path, const std::strin
   for (size_t i = 0; i < outputs_.size(); ++i)
     if (!path.empty() && names_[i].first == path)
       throw InvalidArgument(names_[i].second + " and " + what + " name the same file " + path);
-  // (A data output on the standard output sends std::cout, and so text(), to stderr.)
+  // (A data output on the standard output sends std::cout, and so summary() and text(), to stderr.)
   outputs_.push_back(std::make_unique<detail::OutputFile>(path, what));
   names_.emplace_back(path, what);
-  stdout_taken_ = stdout_taken_ || outputs_.back()->is_stdout();
   return *outputs_.back();
+}
+
+std::ostream& Report::summary() {
+  return std::cout;
 }
 
 std::ostream& Report::text() {
@@ -38,10 +41,6 @@ std::ostream& Report::log() {
 
 void Report::notes(const Network& net) {
   for (const auto& n : net.notes()) log() << "note: " << n << "\n";
-}
-
-void Report::result_line(const std::string& line) {
-  (stdout_taken_ ? text() : std::cout) << line << "\n";
 }
 
 void Report::json(const nlohmann::json& doc) {

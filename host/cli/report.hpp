@@ -16,17 +16,20 @@ namespace cnncert::cli {
 /// "cnncert: warning: TEXT" on stderr: a warning that matters, said also under -q.
 void warn(const std::string& text);
 
-/// The outputs of one run of a subcommand:
+/// The outputs of one run of a subcommand, and the rule of -q ("print only the summary"):
 /// * data: the result files (--json, --csv, vnnlib's --result, convert's -o). Each is opened, and
 ///   so checked, when the Report is made or the output added (before the computation starts), and
 ///   commit() writes them whole, all of them or none (detail::OutputFile). "-" is the standard
-///   output, which then carries that data alone.
-/// * text(): the human text (per-image lines, tables, summaries): the standard output, or the
-///   standard error once a data output is the standard output; nothing under -q.
+///   output, which then carries that data alone. Written also under -q.
+/// * summary(): the summary (certify's "avg robustness" lines, predict's accuracy, vnnlib's
+///   answer, ...): the standard output, or the standard error once a data output is the standard
+///   output. Written also under -q: it is what -q keeps.
+/// * text(): the rest of the human text (per-image lines, tables): where summary() goes; nothing
+///   under -q.
 /// * log(): human text for the standard error only (the notes of the model import, vnnlib's
 ///   account of its answer); nothing under -q.
-/// * result_line(): a line of result on the standard output, also under -q (vnnlib's answer).
 /// * warn(): warnings that matter, on stderr, also under -q. Errors are exceptions, said by main().
+/// The progress display (progress.hpp) is off under -q unless --progress asks for it.
 class Report {
  public:
   /// `json_path`/`csv_path`: the --json and --csv outputs (empty: none).
@@ -39,13 +42,10 @@ class Report {
   detail::OutputFile& add_output(const std::string& path, const std::string& what);
 
   bool quiet() const { return quiet_; }
+  std::ostream& summary();
   std::ostream& text();
   std::ostream& log();
   void notes(const Network& net);
-  /// A line of result for the standard output (vnnlib's answer, which VNN-COMP's scripts read),
-  /// written also under -q; human text instead when a data output is the standard output (that
-  /// output holds the result then).
-  void result_line(const std::string& line);
 
   bool wants_json() const { return json_->enabled(); }
   bool wants_csv() const { return csv_->enabled(); }
@@ -62,8 +62,7 @@ class Report {
   std::vector<std::unique_ptr<detail::OutputFile>> outputs_;
   std::vector<std::pair<std::string, std::string>> names_;  // each output's path as given, and option
   detail::OutputFile *json_ = nullptr, *csv_ = nullptr;
-  bool stdout_taken_ = false;      // a data output is the standard output
-  std::ostream discard_{nullptr};  // the human text under -q
+  std::ostream discard_{nullptr};  // text() and log() under -q
 };
 
 }  // namespace cnncert::cli

@@ -32,7 +32,7 @@ TEST(Cli, PredictShippedModel) {
   ASSERT_EQ(p.code, 0) << p.err;
   // onnxruntime classifies 99 of the 100 shipped images correctly (tools/make_reference.py)
   EXPECT_NE(p.out.find("accuracy: 99/100"), std::string::npos) << p.out;
-  const Result j = cli("predict " + kModel + " " + kImages + " -n 10 --offset 5 --json -");
+  const Result j = cli("predict " + kModel + " " + kImages + " -q -n 10 --offset 5 --json -");
   ASSERT_EQ(j.code, 0) << j.err;
   const auto json = nlohmann::json::parse(j.out);  // stdout holds the JSON alone
   EXPECT_NE(j.err.find("accuracy: "), std::string::npos) << "the summary goes to stderr with --json -: " << j.err;
@@ -54,7 +54,7 @@ TEST(Cli, ModelsWithoutAnImageInputReadFlatRows) {
                                          (y.data.begin() + i * 3)));
   detail::write_npy((dir / "x.npy").string(), {x.shape[0], 5}, x.data, true);
   detail::write_npy((dir / "x.labels.npy").string(), {x.shape[0]}, labels, false);
-  const Result p = cli("predict " + model + " " + (dir / "x.npy").string());
+  const Result p = cli("predict " + model + " " + (dir / "x.npy").string() + " -q");
   ASSERT_EQ(p.code, 0) << p.err;
   EXPECT_NE(p.out.find("accuracy: 8/8"), std::string::npos) << p.out;
   const Result c = cli("certify " + model + " " + (dir / "x.npy").string() + " -n 2");
@@ -346,13 +346,13 @@ TEST(CliConventions, MissingConventionIsSaidAndSidecarFileGivesIt) {
   std::filesystem::copy_file(kModel + ".json", dir / "convention.json",
                              std::filesystem::copy_options::overwrite_existing);
   const Result with =
-      cli("predict " + bare.string() + " " + kImages + " -n 30 --sidecar " + (dir / "convention.json").string());
-  const Result shipped = cli("predict " + kModel + " " + kImages + " -n 30");
+      cli("predict " + bare.string() + " " + kImages + " -n 30 -q --sidecar " + (dir / "convention.json").string());
+  const Result shipped = cli("predict " + kModel + " " + kImages + " -n 30 -q");
   EXPECT_EQ(with.code, 0) << with.err;
   EXPECT_EQ(with.err, "");
   EXPECT_EQ(with.out, shipped.out);
   EXPECT_EQ(shipped.err, "");  // the shipped model has its sidecar: no warning
-  const Result flags = cli("predict " + bare.string() + " " + kImages + " -n 30 --scale 1/255 --mean 0.5");
+  const Result flags = cli("predict " + bare.string() + " " + kImages + " -n 30 -q --scale 1/255 --mean 0.5");
   EXPECT_EQ(flags.err, "");
   EXPECT_EQ(flags.out, shipped.out);
   expect_bad_input(cli("predict " + bare.string() + " " + kImages + " --sidecar " + (dir / "none.json").string()),

@@ -375,7 +375,7 @@ TEST(FastEngine, IsTheDefaultCpuEngine) {
 TEST(FastEngine, CliSaysWhichEngineRanAndExactEqualsTheReference) {
   // 6 images of the shipped model: the summary names the mode; --exact-cnncert and --engine
   // reference give the same radii in the CSV; a wrong engine name is bad input.
-  const std::string base = kModel + " " + kImages + " -n 6 --csv - ";
+  const std::string base = kModel + " " + kImages + " -n 6 -q --csv - ";
   const Result fast = cli("certify " + base), exact = cli("certify " + base + "--exact-cnncert"),
                ref = cli("certify " + base + "--engine reference");
   ASSERT_EQ(fast.code, 0) << fast.err;

@@ -148,7 +148,7 @@ TEST(Mpi, ProcessesThatCannotSeeEachOtherDoNotAllCertifyEveryImage) {
   // process is alone, so a certify without --shard would repeat the whole run 3 times.
   const std::string env = "SLURM_STEP_NUM_TASKS=3 " + std::string(CNNCERT_CLI_PATH);
   expect_bad_input(run(env, "certify " + kModel + " " + kImages + " -n 1 -q"), "each would certify every image");
-  const Result shard = run(env, "certify " + kModel + " " + kImages + " -n 3 --shard 1/3");
+  const Result shard = run(env, "certify " + kModel + " " + kImages + " -n 3 -q --shard 1/3");
   EXPECT_EQ(shard.code, 0) << shard.err;
   EXPECT_NE(shard.out.find("images = 1 certified"), std::string::npos) << shard.out;
   EXPECT_EQ(run(env, "info " + kModel).code, 0);
