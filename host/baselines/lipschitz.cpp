@@ -130,8 +130,7 @@ Network linear_part(const Network& net, int index, WeightMap m) {
 }
 
 bool is_linear(OpKind k) {
-  return k == OpKind::Conv || k == OpKind::Dense || k == OpKind::ScaleShift || k == OpKind::AvgPool ||
-         k == OpKind::Reshape || k == OpKind::Transpose || k == OpKind::Pad;
+  return op_traits(k).linear && op_traits(k).inputs == 1;
 }
 
 struct LinearOp {
@@ -304,22 +303,7 @@ void linear_norm(const Network& net, int index, Norm p, const LipschitzOptions& 
 }
 
 double activation_slope(const ActAttr& a) {
-  switch (a.kind) {
-    case ActKind::Relu: return 1;
-    case ActKind::LeakyRelu: return std::max(1.0, std::fabs(a.alpha));
-    case ActKind::Sigmoid: return 0.25;  // σ' = σ(1 − σ) ≤ 1/4
-    case ActKind::Tanh: return 1;
-    case ActKind::Atan: return 1;
-    case ActKind::Erf: return 1.1283791670955126;      // 2/√π
-    case ActKind::Elu: return std::max(1.0, a.alpha);  // α e^z ≤ α below 0
-    case ActKind::Softplus:
-      return 1;  // sigmoid
-    // The largest |f′| is at the inflection points (f′(√2) for GELU); rounded up (tests sample it).
-    case ActKind::Gelu: return 1.12890415;
-    case ActKind::GeluTanh: return 1.12899307;
-    case ActKind::Silu: return 1.09983933;
-  }
-  return 1;
+  return act_lipschitz(a.kind, a.alpha);
 }
 
 /// Largest number of pooling windows one input position lies in.

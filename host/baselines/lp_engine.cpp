@@ -91,12 +91,26 @@ class LpEngine final : public BoundEngine {
       res.error = pre.error;
       return res;
     }
+    LpBuilder lp;
+    const std::vector<std::vector<int>> var = build(p, pre, o, lp);
+    std::unique_ptr<glp_prob, GlpDeleter> prob = load(lp);
+    optimise(prob.get(), lp, var[static_cast<size_t>(net_.output())], p, o, res);
+    if (!res.error.empty()) {
+      for (double& v : res.lower) v = -INFINITY;
+      for (double& v : res.upper) v = INFINITY;
+    }
+    return res;
+  }
+
+  /// The LP of problem `p`: columns for the input region and every neuron, rows for the affine
+  /// maps and the ReLUs' triangle relaxations (from the intermediate bounds `pre`). Returns
+  /// var[node][element]: the element's GLPK column, or 0 for the constant 0 (padding).
+  std::vector<std::vector<int>> build(const BoundProblem& p, const BoundResult& pre, const BoundOptions& o,
+                                      LpBuilder& lp) const {
     const auto& nodes = net_.nodes();
     std::vector<const NodeBounds*> bounds(nodes.size(), nullptr);
     for (const NodeBounds& b : pre.intermediate) bounds[static_cast<size_t>(b.node)] = &b;
-    LpBuilder lp;
     const detail::InputBox region = detail::input_box(p, o);
-    // var[node][element]: GLPK column, or 0 for the constant 0 (padding)
     std::vector<std::vector<int>> var(nodes.size());
     for (size_t k = 0; k < nodes.size(); ++k) {
       const Node& n = nodes[k];
@@ -193,48 +207,47 @@ class LpEngine final : public BoundEngine {
           affine([&](size_t e, const auto& add) { add(x1[e], 1.0), add(x2[e], 1.0); }, [](size_t) { return 0.0; });
           break;
         }
-        case OpKind::Activation: {  // ReLU with the triangle relaxation
-          const NodeBounds* b = bounds[static_cast<size_t>(n.inputs[0])];
-          CNNCERT_ASSERT(b != nullptr);
-          const auto& z = in(0);
-          for (size_t e = 0; e < size; ++e) {
-            const double l = b->lower[e], u = b->upper[e];
-            if (u <= 0) {
-              v[e] = lp.add_col(0, 0, false);
-              lp.col_lo.back() = 0, lp.col_hi.back() = 0;
-            } else if (l >= 0) {
-              v[e] = z[e];
-            } else {
-              v[e] = lp.add_col(0, u, false);
-              const int r1 = lp.add_row(GLP_LO, 0, 0);  // y − z ≥ 0
-              lp.coef(r1, v[e], 1.0);
-              lp.coef(r1, z[e], -1.0);
-              const int r2 = lp.add_row(GLP_UP, 0, -u * l / (u - l));  // y − u/(u−l) z ≤ −u l/(u−l)
-              lp.coef(r2, v[e], 1.0);
-              lp.coef(r2, z[e], -u / (u - l));
-            }
-          }
+        case OpKind::Activation:  // ReLU with the triangle relaxation
+          CNNCERT_ASSERT(bounds[static_cast<size_t>(n.inputs[0])] != nullptr);
+          v = add_relu(lp, *bounds[static_cast<size_t>(n.inputs[0])], in(0));
           break;
-        }
-        case OpKind::Reshape: v = in(0); break;
+        case OpKind::Reshape:
         case OpKind::Transpose:
-        case OpKind::Pad: {
-          // re-index through the forward pass of the layout node on element numbers
-          const Node& src = nodes[static_cast<size_t>(n.inputs[0])];
-          NetworkBuilder one;
-          const int xi = one.input(src.shape);
-          const Network t =
-              one.build(n.op == OpKind::Transpose ? one.transpose(xi, n.as<TransposeAttr>().perm)
-                                                  : one.pad(xi, n.as<PadAttr>().begin, n.as<PadAttr>().end));
-          std::vector<double> idx(static_cast<size_t>(src.size()));
-          for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<double>(i + 1);
-          const auto m = t.forward(idx.data(), 1);
-          for (size_t e = 0; e < size; ++e) v[e] = m[e] > 0 ? in(0)[static_cast<size_t>(m[e]) - 1] : 0;
+        case OpKind::Pad: {  // the input's columns, re-indexed (0 for padding)
+          const std::vector<int64_t> m = detail::layout_map(n, nodes[static_cast<size_t>(n.inputs[0])]);
+          for (size_t e = 0; e < size; ++e) v[e] = m[e] >= 0 ? in(0)[static_cast<size_t>(m[e])] : 0;
           break;
         }
         case OpKind::MaxPool: CNNCERT_ASSERT(false); break;
       }
     }
+    return var;
+  }
+
+  /// The ReLU y = max(z, 0) of columns z, given z's bounds: y = 0 when u ≤ 0, y = z when l ≥ 0,
+  /// else a column in [0, u] above the two lines y ≥ z and below the chord u(z − l)/(u − l).
+  static std::vector<int> add_relu(LpBuilder& lp, const NodeBounds& b, const std::vector<int>& z) {
+    std::vector<int> v(z.size(), 0);
+    for (size_t e = 0; e < z.size(); ++e) {
+      const double l = b.lower[e], u = b.upper[e];
+      if (u <= 0) {
+        v[e] = lp.add_col(0, 0, false);
+      } else if (l >= 0) {
+        v[e] = z[e];
+      } else {
+        v[e] = lp.add_col(0, u, false);
+        const int r1 = lp.add_row(GLP_LO, 0, 0);  // y − z ≥ 0
+        lp.coef(r1, v[e], 1.0);
+        lp.coef(r1, z[e], -1.0);
+        const int r2 = lp.add_row(GLP_UP, 0, -u * l / (u - l));  // y − u/(u−l) z ≤ −u l/(u−l)
+        lp.coef(r2, v[e], 1.0);
+        lp.coef(r2, z[e], -u / (u - l));
+      }
+    }
+    return v;
+  }
+  /// The GLPK problem of the columns, rows and coefficients in `lp`.
+  static std::unique_ptr<glp_prob, GlpDeleter> load(const LpBuilder& lp) {
     std::unique_ptr<glp_prob, GlpDeleter> prob(glp_create_prob());
     glp_prob* g = prob.get();
     glp_add_cols(g, static_cast<int>(lp.col_lo.size()));
@@ -256,11 +269,17 @@ class LpEngine final : public BoundEngine {
     ja.insert(ja.end(), lp.ja.begin(), lp.ja.end());
     ar.insert(ar.end(), lp.ar.begin(), lp.ar.end());
     glp_load_matrix(g, static_cast<int>(lp.ar.size()), ia.data(), ja.data(), ar.data());
+    return prob;
+  }
+
+  /// Minimises (and with want_upper maximises) every specification row of `p` over the LP, the
+  /// output's columns being `outv`; a solver failure sets res.error.
+  void optimise(glp_prob* g, const LpBuilder& lp, const std::vector<int>& outv, const BoundProblem& p,
+                const BoundOptions& o, BoundResult& res) const {
     glp_smcp parm;
     glp_init_smcp(&parm);
     parm.msg_lev = GLP_MSG_OFF;
     parm.presolve = GLP_ON;
-    const std::vector<int>& outv = var[static_cast<size_t>(net_.output())];
     const int64_t classes = net_.output_size();
     for (int64_t r = 0; r < p.rows; ++r) {
       for (int dir : {GLP_MIN, GLP_MAX}) {
@@ -280,11 +299,6 @@ class LpEngine final : public BoundEngine {
         (dir == GLP_MIN ? res.lower : res.upper)[static_cast<size_t>(r)] = glp_get_obj_val(g);
       }
     }
-    if (!res.error.empty()) {
-      for (double& v : res.lower) v = -INFINITY;
-      for (double& v : res.upper) v = INFINITY;
-    }
-    return res;
   }
 
   const Network& net_;

@@ -221,10 +221,7 @@ class BatchedEngine final : public BoundEngine {
       this->eps = upload(o, eps);
       flags = upload(o, std::vector<int>(problem_count, 0));
       error.assign(problem_count, "");
-      norm = boxes                    ? RegionNorm::Box
-             : opt.norm == Norm::Linf ? RegionNorm::Linf
-             : opt.norm == Norm::L2   ? RegionNorm::L2
-                                      : RegionNorm::L1;
+      norm = cnncert::detail::region_norm(opt.norm, boxes);
     }
     const std::vector<BoundProblem>& problems;
     const BoundOptions& options;
@@ -497,7 +494,7 @@ class BatchedEngine final : public BoundEngine {
       }
       at += rows;
       if (b.error[p].empty() && !(cnncert::detail::all_finite(res.lower) && cnncert::detail::all_finite(res.upper)))
-        b.error[p] = "the output bounds are not finite";
+        b.error[p] = cnncert::detail::kNonFiniteOutputError;
       if (!b.error[p].empty()) {
         res.error = b.error[p];
         res.lower.assign(static_cast<size_t>(rows), -inf);

@@ -101,17 +101,6 @@ CNNCERT_HD inline double concretize_finish(bool upper, double centre, double nor
   return upper ? val + r : val - r;
 }
 
-/// The general activation (relaxation.hpp) of an activation kind that is one (Elu and after).
-CNNCERT_HD inline General general_of(ActKind k) {
-  switch (k) {
-    case ActKind::Elu: return General::Elu;
-    case ActKind::Softplus: return General::Softplus;
-    case ActKind::Gelu: return General::Gelu;
-    case ActKind::GeluTanh: return General::GeluTanh;
-    default: return General::Silu;
-  }
-}
-
 /// An activation node's function and the relaxation rules of the method.
 struct ActSpec {
   ActKind kind = ActKind::Relu;
@@ -122,15 +111,14 @@ struct ActSpec {
 
 /// Relaxation of one activation neuron from its input bounds (MATH.md §2), in double.
 CNNCERT_HD inline Relaxation<double> relax_activation(const ActSpec& s, double l, double u) {
-  switch (s.kind) {
-    case ActKind::Relu: return relax_relu(l, u, s.relu);
-    case ActKind::LeakyRelu: return relax_leaky_relu(l, u, s.alpha, s.relu);
-    case ActKind::Sigmoid: return relax_smooth(Smooth::Sigmoid, l, u, s.smooth);
-    case ActKind::Tanh: return relax_smooth(Smooth::Tanh, l, u, s.smooth);
-    case ActKind::Atan: return relax_smooth(Smooth::Atan, l, u, s.smooth);
-    case ActKind::Erf: return relax_smooth(Smooth::Erf, l, u, s.smooth);
-    default: return relax_general(general_of(s.kind), s.alpha, l, u);
+  const ActTraits t = act_traits(s.kind);
+  switch (t.family) {
+    case ActFamily::PiecewiseLinear:
+      return s.kind == ActKind::Relu ? relax_relu(l, u, s.relu) : relax_leaky_relu(l, u, s.alpha, s.relu);
+    case ActFamily::Smooth: return relax_smooth(t.smooth, l, u, s.smooth);
+    case ActFamily::General: break;
   }
+  return relax_general(t.general, s.alpha, l, u);
 }
 
 /// Intermediate bounds beyond this magnitude are not trusted: the engines compute in floating point
@@ -145,42 +133,30 @@ CNNCERT_HD inline bool reliable_bound(double v) {
   return fabs(v) <= kMaxReliableBound;
 }
 
-/// Whether the activation is monotone non-decreasing, so that [σ(l), σ(u)] bounds σ(z) on [l, u]
-/// (every activation but a LeakyRelu with a negative slope).
+/// Whether the activation is monotone non-decreasing, so that [σ(l), σ(u)] bounds σ(z) on [l, u].
 CNNCERT_HD inline bool activation_monotone(const ActSpec& s) {
-  switch (s.kind) {
-    case ActKind::LeakyRelu:
-    case ActKind::Elu: return s.alpha >= 0;
-    case ActKind::Gelu:
-    case ActKind::GeluTanh:
-    case ActKind::Silu: return false;
-    default: return true;
-  }
+  return act_monotone(s.kind, s.alpha);
 }
 
 /// σ(z) in double (the forward function of the activation).
 CNNCERT_HD inline double activation_value(const ActSpec& s, double z) {
-  switch (s.kind) {
-    case ActKind::Relu: return z > 0 ? z : 0.0;
-    case ActKind::LeakyRelu: return z >= 0 ? z : s.alpha * z;
-    case ActKind::Sigmoid: return cnncert::detail::smooth_f(Smooth::Sigmoid, z);
-    case ActKind::Tanh: return cnncert::detail::smooth_f(Smooth::Tanh, z);
-    case ActKind::Atan: return cnncert::detail::smooth_f(Smooth::Atan, z);
-    case ActKind::Erf: return cnncert::detail::smooth_f(Smooth::Erf, z);
-    case ActKind::Elu:
-    case ActKind::Softplus:
-    case ActKind::Gelu:
-    case ActKind::GeluTanh:
-    case ActKind::Silu: return cnncert::detail::general_f(general_of(s.kind), s.alpha, z);
+  const ActTraits t = act_traits(s.kind);
+  switch (t.family) {
+    case ActFamily::PiecewiseLinear:
+      if (s.kind == ActKind::Relu) return z > 0 ? z : 0.0;
+      return z >= 0 ? z : s.alpha * z;
+    case ActFamily::Smooth: return cnncert::detail::smooth_f(t.smooth, z);
+    case ActFamily::General: return cnncert::detail::general_f(t.general, s.alpha, z);
   }
   return z * NAN;  // no other kind: NaN bounds fail closed
 }
 
-/// Bounds of σ(z) for z in [l, u]: [σ(l), σ(u)] for a monotone activation, the range of GELU and
-/// SiLU (which dip below both ends around their minimum) otherwise.
+/// Bounds of σ(z) for z in [l, u]: [σ(l), σ(u)] for a monotone activation, the range of the
+/// general ones that are not (GELU and SiLU dip below both ends around their minimum).
 CNNCERT_HD inline void activation_range(const ActSpec& s, double l, double u, double& lo, double& hi) {
-  if (s.kind == ActKind::Gelu || s.kind == ActKind::GeluTanh || s.kind == ActKind::Silu) {
-    general_range(general_of(s.kind), s.alpha, l, u, lo, hi);
+  const ActTraits t = act_traits(s.kind);
+  if (t.family == ActFamily::General && !t.monotone) {
+    general_range(t.general, s.alpha, l, u, lo, hi);
     return;
   }
   lo = activation_value(s, l), hi = activation_value(s, u);

@@ -1,15 +1,141 @@
 // The pieces of engine_common.hpp that are not inline.
 #include "engine/engine_common.hpp"
 
+#include <cmath>
+#include <string>
+
 #include "cnncert/error.hpp"
 
-namespace cnncert::detail {
+namespace cnncert {
+
+Norm parse_norm(const std::string& s) {
+  if (s == "inf" || s == "linf" || s == "Linf" || s == "i") return Norm::Linf;
+  if (s == "2" || s == "l2" || s == "L2") return Norm::L2;
+  if (s == "1" || s == "l1" || s == "L1") return Norm::L1;
+  throw InvalidArgument("unknown norm '" + s + "' (use inf, 2 or 1)");
+}
+
+const char* norm_name(Norm n) {
+  return n == Norm::Linf ? "inf" : n == Norm::L2 ? "2" : "1";
+}
+
+Method parse_method(const std::string& s) {
+  if (s == "fastlin") return {ReluRule::Fastlin, SmoothRule::CnnCert, s};
+  if (s == "adaptive" || s == "cnncert") return {ReluRule::Adaptive, SmoothRule::CnnCert, s};
+  if (s == "deepcert") return {ReluRule::Adaptive, SmoothRule::DeepCert, s};
+  if (s == "crown") return {ReluRule::Adaptive, SmoothRule::Crown, s};
+  throw InvalidArgument("unknown method '" + s + "' (use fastlin, adaptive, cnncert, deepcert or crown)");
+}
+
+void check_boundable(const Network& net) {
+  for (const Node& n : net.nodes()) {
+    if (n.op == OpKind::Activation && n.as<ActAttr>().kind == ActKind::LeakyRelu) {
+      const double a = n.as<ActAttr>().alpha;
+      if (!(a >= 0 && a <= 1))
+        throw UnsupportedModel("node '" + n.name + "' (LeakyRelu): alpha " + std::to_string(a) +
+                               " outside [0, 1] is not supported by the bound engines");
+    }
+    if (n.op == OpKind::Activation && n.as<ActAttr>().kind == ActKind::Elu && !(n.as<ActAttr>().alpha >= 0))
+      throw UnsupportedModel("node '" + n.name + "' (Elu): a negative alpha is not supported by the bound engines");
+  }
+}
+
+void check_bound_problems(const Network& net, const std::vector<BoundProblem>& problems, const BoundOptions& options) {
+  for (const auto& p : problems) {
+    CNNCERT_CHECK(static_cast<int64_t>(p.x0.size()) == net.input_size(),
+                  "bound problem: x0 has " << p.x0.size() << " values, the network input needs " << net.input_size());
+    CNNCERT_CHECK(p.rows >= 0 && static_cast<int64_t>(p.spec.size()) == p.rows * net.output_size(),
+                  "bound problem: the specification must have rows × " << net.output_size() << " values");
+    CNNCERT_CHECK(std::isfinite(p.eps) && p.eps >= 0, "bound problem: eps must be finite and non-negative");
+    for (double v : p.x0) CNNCERT_CHECK(std::isfinite(v), "bound problem: x0 contains NaN or Inf");
+    if (!p.has_box()) continue;
+    CNNCERT_CHECK(options.norm == Norm::Linf, "bound problem: an input box needs the l-inf norm");
+    CNNCERT_CHECK(p.x_lower.size() == p.x0.size() && p.x_upper.size() == p.x0.size(),
+                  "bound problem: the box needs " << net.input_size() << " lower and upper values");
+    for (size_t j = 0; j < p.x0.size(); ++j) {
+      CNNCERT_CHECK(std::isfinite(p.x_lower[j]) && std::isfinite(p.x_upper[j]),
+                    "bound problem: the box contains NaN or Inf");
+      CNNCERT_CHECK(p.x_lower[j] <= p.x0[j] && p.x0[j] <= p.x_upper[j],
+                    "bound problem: input " << j << ": x0 = " << p.x0[j] << " lies outside its box [" << p.x_lower[j]
+                                            << ", " << p.x_upper[j] << "]");
+    }
+  }
+  CNNCERT_CHECK(!options.clip_to_box || options.norm == Norm::Linf,
+                "input box clipping applies to the l-inf norm only");
+  if (options.clip_to_box) {
+    CNNCERT_CHECK(options.box_lo < options.box_hi,
+                  "the input box [" << options.box_lo << ", " << options.box_hi << "] is empty");
+    // A centre outside the box would make the clipped region empty (or not contain x0): fail closed.
+    for (const auto& p : problems)
+      for (double v : p.x0)
+        CNNCERT_CHECK(v >= options.box_lo && v <= options.box_hi,
+                      "an input value " << v << " lies outside the box [" << options.box_lo << ", " << options.box_hi
+                                        << "] (check --clip against the network's input range)");
+  }
+}
+
+namespace detail {
+
+/// Index maps of layout nodes (output element → input element, −1 for padding).
+std::vector<int64_t> layout_map(const Node& n, const Node& src) {
+  const int64_t size = n.size();
+  std::vector<int64_t> m(static_cast<size_t>(size));
+  if (n.op == OpKind::Reshape) {
+    for (int64_t k = 0; k < size; ++k) m[static_cast<size_t>(k)] = k;
+    return m;
+  }
+  const size_t rank = src.shape.size();
+  std::vector<int64_t> in_strides(rank, 1);
+  for (size_t i = rank; i-- > 1;) in_strides[i - 1] = in_strides[i] * src.shape[i];
+  std::vector<int64_t> idx(rank, 0);
+  for (int64_t k = 0; k < size; ++k) {
+    int64_t s = 0;
+    bool pad = false;
+    for (size_t i = 0; i < rank; ++i) {
+      if (n.op == OpKind::Transpose) {
+        s += idx[i] * in_strides[static_cast<size_t>(n.as<TransposeAttr>().perm[i])];
+      } else {
+        const int64_t v = idx[i] - n.as<PadAttr>().begin[i];
+        if (v < 0 || v >= src.shape[i]) pad = true;
+        s += v * in_strides[i];
+      }
+    }
+    m[static_cast<size_t>(k)] = pad ? -1 : s;
+    for (size_t i = rank; i-- > 0;) {
+      if (++idx[i] < n.shape[i]) break;
+      idx[i] = 0;
+    }
+  }
+  return m;
+}
+
+/// Slopes of an average pool as a per-output-neuron map (1/count on counted positions).
+std::vector<double> avgpool_slopes(const Node& n, const Geometry& in) {
+  const PoolAttr& p = n.as<PoolAttr>();
+  const Geometry og = geometry(n);
+  const Window win = p.window();
+  const int64_t kk = win.kk();
+  std::vector<double> s(static_cast<size_t>(og.size() * kk), 0.0);
+  for (int64_t c = 0; c < og.c; ++c)
+    for (int64_t y = 0; y < og.h; ++y)
+      for (int64_t x = 0; x < og.w; ++x) {
+        const double inv = 1.0 / static_cast<double>(win.avg_divisor(in.h, in.w, y, x, p.count_include_pad));
+        double* sl = s.data() + ((c * og.h + y) * og.w + x) * kk;
+        for (int64_t ky = 0; ky < p.kernel_h; ++ky)
+          for (int64_t kx = 0; kx < p.kernel_w; ++kx) sl[ky * p.kernel_w + kx] = inv;
+      }
+  return s;
+}
+
+std::vector<double> avgpool_slopes(const Node& n, const Node& src) {
+  return avgpool_slopes(n, geometry(src));
+}
 
 std::vector<int> bound_schedule(const Network& net) {
   std::vector<int> s;
   const auto& nodes = net.nodes();
   for (size_t k = 0; k < nodes.size(); ++k)
-    if (nodes[k].op == OpKind::Activation || nodes[k].op == OpKind::MaxPool) s.push_back(static_cast<int>(k));
+    if (op_traits(nodes[k].op).relaxed) s.push_back(static_cast<int>(k));
   return s;
 }
 
@@ -63,4 +189,5 @@ PoolRelax relax_maxpool_node(const Node& n, const Geometry& in, const std::vecto
   return r;
 }
 
-}  // namespace cnncert::detail
+}  // namespace detail
+}  // namespace cnncert

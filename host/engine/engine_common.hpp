@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <exception>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "cnncert/network.hpp"
 #include "cnncert/shape_math.hpp"
 #include "engine/batched_kernels.hpp"
+#include "util/numeric.hpp"
 
 namespace cnncert::detail {
 
@@ -48,6 +50,15 @@ inline InputBox input_box(const BoundProblem& p, const BoundOptions& o) {
     b.lo[j] = lo, b.hi[j] = std::max(lo, hi);
   }
   return b;
+}
+
+/// The region norm of the concretization (batched_kernels.hpp): a box when per-element bounds
+/// apply, else the ball's norm.
+inline batched::RegionNorm region_norm(Norm norm, bool box) {
+  if (box) return batched::RegionNorm::Box;
+  return norm == Norm::Linf ? batched::RegionNorm::Linf
+         : norm == Norm::L2 ? batched::RegionNorm::L2
+                            : batched::RegionNorm::L1;
 }
 
 /// Window geometry of pooling node `n` over an input of geometry `in`.
@@ -105,7 +116,7 @@ void relax_cpu_node(const Network& net, const std::vector<Geometry>& geo, int k,
     return;
   }
   const auto i = static_cast<size_t>(k);
-  relax_activation_node(n, s.o->method, s.lo[src], s.hi[src], s.al[i], s.bl[i], s.au[i], s.bu[i]);
+  relax_activation_node(n, s.o->method, s.lo[src], s.hi[src], s.slope_l[i], s.icpt_l[i], s.slope_u[i], s.icpt_u[i]);
 }
 
 /// Per-thread cache of coefficient buffers: the back-substitutions allocate and free same-sized
@@ -142,15 +153,21 @@ class BufferPool {
 /// build has it), best of `repeats`: the peak the benchmark compares the back-substitution with.
 double gemm_peak_gflops(int64_t n = 1024, int repeats = 5);
 
+/// The error of a problem whose output bounds are not finite (every engine fails it closed).
+inline constexpr const char* kNonFiniteOutputError = "the output bounds are not finite";
+
+/// Fails `res` closed when its output bounds are not finite: the error, and bounds −∞ / +∞.
+inline void fail_closed_unless_finite(BoundResult& res) {
+  if (all_finite(res.lower) && all_finite(res.upper)) return;
+  res.error = kNonFiniteOutputError;
+  for (double& v : res.lower) v = -std::numeric_limits<double>::infinity();
+  for (double& v : res.upper) v = std::numeric_limits<double>::infinity();
+}
+
 /// The error of a problem whose intermediate bounds at node `name` fail reliable_bound.
 inline std::string unreliable_bounds_error(const std::string& name) {
   return "the bounds of node '" + name +
          "' are not finite or exceed 1e12 in magnitude (not reliable in floating point)";
-}
-
-/// Every value finite (no NaN, no ±inf).
-inline bool all_finite(const std::vector<double>& v) {
-  return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); });
 }
 
 /// For a Reshape/Transpose/Pad node `n` with input `src`: the input element each output element
@@ -159,6 +176,8 @@ std::vector<int64_t> layout_map(const Node& n, const Node& src);
 /// Slopes of average-pool node `n` over input `src`: out_size × kernel_h·kernel_w values
 /// (1/count on counted taps).
 std::vector<double> avgpool_slopes(const Node& n, const Node& src);
+/// The same over an input of geometry `in`.
+std::vector<double> avgpool_slopes(const Node& n, const Geometry& in);
 
 /// Calls f(i) for i in [0, n) on up to `threads` threads (dynamic assignment); rethrows the
 /// first exception.

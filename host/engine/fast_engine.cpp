@@ -442,7 +442,7 @@ class FastEngine final : public BoundEngine {
       geo_[i] = geometry(nodes[i]);
       for (int in : nodes[i].inputs) users[static_cast<size_t>(in)].push_back(static_cast<int>(i));
       const OpKind op = nodes[i].op;
-      if (op == OpKind::Transpose || op == OpKind::Pad || op == OpKind::Reshape)
+      if (op_traits(op).role == OpRole::Layout)
         maps_[static_cast<int>(i)] = detail::layout_map(nodes[i], nodes[static_cast<size_t>(nodes[i].inputs[0])]);
       if (op == OpKind::AvgPool)
         avg_slopes_[static_cast<int>(i)] =
@@ -458,7 +458,7 @@ class FastEngine final : public BoundEngine {
         if (un.op == OpKind::MaxPool) skippable_[i] = false;
         if (un.op != OpKind::Activation) continue;
         const ActKind kind = un.as<ActAttr>().kind;
-        if (kind != ActKind::Relu && kind != ActKind::LeakyRelu) skippable_[i] = false;
+        if (act_traits(kind).family != ActFamily::PiecewiseLinear) skippable_[i] = false;
         for (int uu : users[static_cast<size_t>(u)])
           if (nodes[static_cast<size_t>(uu)].op == OpKind::MaxPool) skippable_[i] = false;
       }
@@ -530,8 +530,8 @@ class FastEngine final : public BoundEngine {
     const BoundProblem* p = nullptr;
     const BoundOptions* o = nullptr;
     int threads = 1;
-    std::vector<std::vector<double>> lo, hi;          // bounds of nodes that need them
-    std::vector<std::vector<double>> al, bl, au, bu;  // activation relaxations
+    std::vector<std::vector<double>> lo, hi;                            // bounds of nodes that need them
+    std::vector<std::vector<double>> slope_l, icpt_l, slope_u, icpt_u;  // activation relaxations: α_L, β_L, α_U, β_U
     std::map<int, PoolRelax> pools;
     std::vector<std::vector<double>> box_lo, box_hi;  // interval bounds (valid where box_ok)
     std::vector<char> box_ok;
@@ -739,7 +739,7 @@ class FastEngine final : public BoundEngine {
         }
         case OpKind::Activation: {
           const auto i = static_cast<size_t>(k);
-          elementwise_back(a, g, s.au[i].data(), s.bu[i].data(), s.al[i].data(), s.bl[i].data(), b);
+          elementwise_back(a, g, s.slope_u[i].data(), s.icpt_u[i].data(), s.slope_l[i].data(), s.icpt_l[i].data(), b);
           push(src, std::move(a));
           break;
         }
@@ -777,65 +777,36 @@ class FastEngine final : public BoundEngine {
   /// Bounds of A·x + bias over the input region: upper half +, lower half −.
   void concretize(const State& s, const Rows& a, const double* bias, std::vector<double>& value) const {
     const Geometry& g = geo_[0];
-    const BoundOptions& o = *s.o;
     const std::vector<double>& x0 = s.p->x0;
-    const double eps = s.p->eps;
     const bool box = s.region.active();
+    const batched::RegionNorm rn = detail::region_norm(s.o->norm, box);
     const int64_t n = a.n, half = n / 2;
     std::vector<double> centre(static_cast<size_t>(n), 0.0), norm(static_cast<size_t>(n), 0.0);
     double* ce = centre.data();
     double* no = norm.data();
+    // The element's centre, or a box's lower and upper corners (batched::concretize_elem).
+    auto corners = [&](size_t j, double& x, double& x_hi) {
+      x = box ? s.region.lo[j] : x0[j], x_hi = box ? s.region.hi[j] : 0.0;
+    };
     for (int64_t ch = 0; ch < a.c; ++ch)
       for (int64_t y = 0; y < a.h; ++y)
         for (int64_t x = 0; x < a.w; ++x) {
           const double* v = a.at((ch * a.h + y) * a.w + x);
+          double xj = 0, xh = 0;
           if (!a.full) {  // per row: its own input element
             for (int64_t r = 0; r < n; ++r) {
               if (v[r] == 0) continue;  // also every position outside the map
-              const auto j = static_cast<size_t>(a.map_index(g, ch, y, x, r));
-              double m = x0[j], d = 1;
-              if (box) {
-                const double lo = s.region.lo[j], hi = s.region.hi[j];
-                m = (lo + hi) / 2, d = std::max(0.0, (hi - lo) / 2);
-              }
-              ce[r] += v[r] * m;
-              if (box || o.norm == Norm::Linf)
-                no[r] += std::fabs(v[r]) * d;
-              else if (o.norm == Norm::L2)
-                no[r] += v[r] * v[r];
-              else
-                no[r] = std::max(no[r], std::fabs(v[r]));
+              corners(static_cast<size_t>(a.map_index(g, ch, y, x, r)), xj, xh);
+              batched::concretize_elem(v[r], xj, xh, rn, ce[r], no[r]);
             }
             continue;
           }
-          const auto j = static_cast<size_t>((ch * g.h + y) * g.w + x);
-          if (box) {
-            const double lo = s.region.lo[j], hi = s.region.hi[j];
-            const double mid = (lo + hi) / 2, rad = std::max(0.0, (hi - lo) / 2);
-            for (int64_t r = 0; r < n; ++r) ce[r] += v[r] * mid, no[r] += std::fabs(v[r]) * rad;
-            continue;
-          }
-          const double xj = x0[j];
-          for (int64_t r = 0; r < n; ++r) ce[r] += v[r] * xj;
-          switch (o.norm) {
-            case Norm::Linf:
-              for (int64_t r = 0; r < n; ++r) no[r] += std::fabs(v[r]);
-              break;
-            case Norm::L2:
-              for (int64_t r = 0; r < n; ++r) no[r] += v[r] * v[r];
-              break;
-            case Norm::L1:
-              for (int64_t r = 0; r < n; ++r) no[r] = std::max(no[r], std::fabs(v[r]));
-              break;
-          }
+          corners(static_cast<size_t>((ch * g.h + y) * g.w + x), xj, xh);
+          for (int64_t r = 0; r < n; ++r) batched::concretize_elem(v[r], xj, xh, rn, ce[r], no[r]);
         }
     value.resize(static_cast<size_t>(n));
-    for (int64_t r = 0; r < n; ++r) {
-      double d = no[r];
-      if (!box) d = eps * (o.norm == Norm::L2 ? std::sqrt(d) : d);
-      const double val = ce[r] + bias[r];
-      value[static_cast<size_t>(r)] = r < half ? val + d : val - d;
-    }
+    for (int64_t r = 0; r < n; ++r)
+      value[static_cast<size_t>(r)] = batched::concretize_finish(r < half, ce[r], no[r], bias[r], s.p->eps, rn);
   }
 
   /// Identity rows (stacked twice) for `neurons` of node k: full rows for flat nodes, 1 × 1
@@ -932,7 +903,7 @@ class FastEngine final : public BoundEngine {
     s.p = &p, s.o = &o, s.threads = threads;
     s.region = detail::input_box(p, o);
     const size_t n = nodes.size();
-    s.lo.resize(n), s.hi.resize(n), s.al.resize(n), s.bl.resize(n), s.au.resize(n), s.bu.resize(n);
+    s.lo.resize(n), s.hi.resize(n), s.slope_l.resize(n), s.icpt_l.resize(n), s.slope_u.resize(n), s.icpt_u.resize(n);
     s.box_lo.resize(n), s.box_hi.resize(n), s.box_ok.assign(n, 0);
     BoundResult res;
     const bool report = o.layer_progress && report_layers;
@@ -1013,11 +984,7 @@ class FastEngine final : public BoundEngine {
     }
     s.stats.backsub_flops += scratch.flops;
     s.stats.seconds_final += since(t2);
-    if (!detail::all_finite(res.lower) || !detail::all_finite(res.upper)) {
-      res.error = "the output bounds are not finite";
-      for (double& v : res.lower) v = -std::numeric_limits<double>::infinity();
-      for (double& v : res.upper) v = std::numeric_limits<double>::infinity();
-    }
+    detail::fail_closed_unless_finite(res);
     finish_stats();
     return res;
   }

@@ -22,72 +22,6 @@
 
 namespace cnncert {
 
-Norm parse_norm(const std::string& s) {
-  if (s == "inf" || s == "linf" || s == "Linf" || s == "i") return Norm::Linf;
-  if (s == "2" || s == "l2" || s == "L2") return Norm::L2;
-  if (s == "1" || s == "l1" || s == "L1") return Norm::L1;
-  throw InvalidArgument("unknown norm '" + s + "' (use inf, 2 or 1)");
-}
-
-const char* norm_name(Norm n) {
-  return n == Norm::Linf ? "inf" : n == Norm::L2 ? "2" : "1";
-}
-
-Method parse_method(const std::string& s) {
-  if (s == "fastlin") return {ReluRule::Fastlin, SmoothRule::CnnCert, s};
-  if (s == "adaptive" || s == "cnncert") return {ReluRule::Adaptive, SmoothRule::CnnCert, s};
-  if (s == "deepcert") return {ReluRule::Adaptive, SmoothRule::DeepCert, s};
-  if (s == "crown") return {ReluRule::Adaptive, SmoothRule::Crown, s};
-  throw InvalidArgument("unknown method '" + s + "' (use fastlin, adaptive, cnncert, deepcert or crown)");
-}
-
-void check_boundable(const Network& net) {
-  for (const Node& n : net.nodes()) {
-    if (n.op == OpKind::Activation && n.as<ActAttr>().kind == ActKind::LeakyRelu) {
-      const double a = n.as<ActAttr>().alpha;
-      if (!(a >= 0 && a <= 1))
-        throw UnsupportedModel("node '" + n.name + "' (LeakyRelu): alpha " + std::to_string(a) +
-                               " outside [0, 1] is not supported by the bound engines");
-    }
-    if (n.op == OpKind::Activation && n.as<ActAttr>().kind == ActKind::Elu && !(n.as<ActAttr>().alpha >= 0))
-      throw UnsupportedModel("node '" + n.name + "' (Elu): a negative alpha is not supported by the bound engines");
-  }
-}
-
-void check_bound_problems(const Network& net, const std::vector<BoundProblem>& problems, const BoundOptions& options) {
-  for (const auto& p : problems) {
-    CNNCERT_CHECK(static_cast<int64_t>(p.x0.size()) == net.input_size(),
-                  "bound problem: x0 has " << p.x0.size() << " values, the network input needs " << net.input_size());
-    CNNCERT_CHECK(p.rows >= 0 && static_cast<int64_t>(p.spec.size()) == p.rows * net.output_size(),
-                  "bound problem: the specification must have rows × " << net.output_size() << " values");
-    CNNCERT_CHECK(std::isfinite(p.eps) && p.eps >= 0, "bound problem: eps must be finite and non-negative");
-    for (double v : p.x0) CNNCERT_CHECK(std::isfinite(v), "bound problem: x0 contains NaN or Inf");
-    if (!p.has_box()) continue;
-    CNNCERT_CHECK(options.norm == Norm::Linf, "bound problem: an input box needs the l-inf norm");
-    CNNCERT_CHECK(p.x_lower.size() == p.x0.size() && p.x_upper.size() == p.x0.size(),
-                  "bound problem: the box needs " << net.input_size() << " lower and upper values");
-    for (size_t j = 0; j < p.x0.size(); ++j) {
-      CNNCERT_CHECK(std::isfinite(p.x_lower[j]) && std::isfinite(p.x_upper[j]),
-                    "bound problem: the box contains NaN or Inf");
-      CNNCERT_CHECK(p.x_lower[j] <= p.x0[j] && p.x0[j] <= p.x_upper[j],
-                    "bound problem: input " << j << ": x0 = " << p.x0[j] << " lies outside its box [" << p.x_lower[j]
-                                            << ", " << p.x_upper[j] << "]");
-    }
-  }
-  CNNCERT_CHECK(!options.clip_to_box || options.norm == Norm::Linf,
-                "input box clipping applies to the l-inf norm only");
-  if (options.clip_to_box) {
-    CNNCERT_CHECK(options.box_lo < options.box_hi,
-                  "the input box [" << options.box_lo << ", " << options.box_hi << "] is empty");
-    // A centre outside the box would make the clipped region empty (or not contain x0): fail closed.
-    for (const auto& p : problems)
-      for (double v : p.x0)
-        CNNCERT_CHECK(v >= options.box_lo && v <= options.box_hi,
-                      "an input value " << v << " lies outside the box [" << options.box_lo << ", " << options.box_hi
-                                        << "] (check --clip against the network's input range)");
-  }
-}
-
 namespace cpu {
 namespace {
 
@@ -95,7 +29,9 @@ using detail::Geometry;
 using detail::geometry;
 
 using detail::all_finite;
+using detail::avgpool_slopes;
 using detail::BufferPool;
+using detail::layout_map;
 using detail::parallel_for;
 using detail::pool_geom;
 using detail::PoolRelax;
@@ -384,57 +320,6 @@ Coeffs reindex_back(Coeffs&& a_in, const Geometry& og, const Geometry& in, const
   return out;
 }
 
-/// Index maps of layout nodes (output element → input element, −1 for padding).
-std::vector<int64_t> layout_map(const Node& n, const Node& src) {
-  const int64_t size = n.size();
-  std::vector<int64_t> m(static_cast<size_t>(size));
-  if (n.op == OpKind::Reshape) {
-    for (int64_t k = 0; k < size; ++k) m[static_cast<size_t>(k)] = k;
-    return m;
-  }
-  const size_t rank = src.shape.size();
-  std::vector<int64_t> in_strides(rank, 1);
-  for (size_t i = rank; i-- > 1;) in_strides[i - 1] = in_strides[i] * src.shape[i];
-  std::vector<int64_t> idx(rank, 0);
-  for (int64_t k = 0; k < size; ++k) {
-    int64_t s = 0;
-    bool pad = false;
-    for (size_t i = 0; i < rank; ++i) {
-      if (n.op == OpKind::Transpose) {
-        s += idx[i] * in_strides[static_cast<size_t>(n.as<TransposeAttr>().perm[i])];
-      } else {
-        const int64_t v = idx[i] - n.as<PadAttr>().begin[i];
-        if (v < 0 || v >= src.shape[i]) pad = true;
-        s += v * in_strides[i];
-      }
-    }
-    m[static_cast<size_t>(k)] = pad ? -1 : s;
-    for (size_t i = rank; i-- > 0;) {
-      if (++idx[i] < n.shape[i]) break;
-      idx[i] = 0;
-    }
-  }
-  return m;
-}
-
-/// Slopes of an average pool as a per-output-neuron map (1/count on counted positions).
-std::vector<double> avgpool_slopes(const Node& n, const Geometry& in) {
-  const PoolAttr& p = n.as<PoolAttr>();
-  const Geometry og = geometry(n);
-  const Window win = p.window();
-  const int64_t kk = win.kk();
-  std::vector<double> s(static_cast<size_t>(og.size() * kk), 0.0);
-  for (int64_t c = 0; c < og.c; ++c)
-    for (int64_t y = 0; y < og.h; ++y)
-      for (int64_t x = 0; x < og.w; ++x) {
-        const double inv = 1.0 / static_cast<double>(win.avg_divisor(in.h, in.w, y, x, p.count_include_pad));
-        double* sl = s.data() + ((c * og.h + y) * og.w + x) * kk;
-        for (int64_t ky = 0; ky < p.kernel_h; ++ky)
-          for (int64_t kx = 0; kx < p.kernel_w; ++kx) sl[ky * p.kernel_w + kx] = inv;
-      }
-  return s;
-}
-
 class CpuEngine final : public BoundEngine {
  public:
   CpuEngine(const Network& net, int threads) : net_(net), threads_(threads > 0 ? threads : default_threads()) {
@@ -443,7 +328,7 @@ class CpuEngine final : public BoundEngine {
     geo_.resize(nodes.size());
     for (size_t i = 0; i < nodes.size(); ++i) {
       geo_[i] = geometry(nodes[i]);
-      if (nodes[i].op == OpKind::Transpose || nodes[i].op == OpKind::Pad || nodes[i].op == OpKind::Reshape)
+      if (op_traits(nodes[i].op).role == OpRole::Layout)
         maps_[static_cast<int>(i)] = layout_map(nodes[i], nodes[static_cast<size_t>(nodes[i].inputs[0])]);
       if (nodes[i].op == OpKind::AvgPool)
         avg_slopes_[static_cast<int>(i)] = avgpool_slopes(nodes[i], geo_[static_cast<size_t>(nodes[i].inputs[0])]);
@@ -475,10 +360,10 @@ class CpuEngine final : public BoundEngine {
     const BoundProblem* p;
     const BoundOptions* o;
     int threads;
-    std::vector<std::vector<double>> lo, hi;          // bounds of nodes that need them
-    std::vector<std::vector<double>> al, bl, au, bu;  // activation relaxations
-    std::map<int, PoolRelax> pools;                   // max-pool relaxations
-    detail::InputBox box;                             // the region as a box (a box or a clipped ball)
+    std::vector<std::vector<double>> lo, hi;                            // bounds of nodes that need them
+    std::vector<std::vector<double>> slope_l, icpt_l, slope_u, icpt_u;  // activation relaxations: α_L, β_L, α_U, β_U
+    std::map<int, PoolRelax> pools;                                     // max-pool relaxations
+    detail::InputBox box;                                               // the region as a box (a box or a clipped ball)
   };
 
   /// Back-substitutes the rows (`init` at node `start`) to the input; returns per row the
@@ -494,16 +379,16 @@ class CpuEngine final : public BoundEngine {
     for (int k = start; k >= 0; --k) {
       auto iu = pend_u.find(k);
       if (iu == pend_u.end()) continue;
-      Coeffs au = std::move(iu->second), al = std::move(pend_l[k]);
+      Coeffs coef_u = std::move(iu->second), coef_l = std::move(pend_l[k]);
       pend_u.erase(k);
       pend_l.erase(k);
       const Node& n = nodes[static_cast<size_t>(k)];
       const Geometry& g = geo_[static_cast<size_t>(k)];
       if (n.op == OpKind::Input) {
-        concretize(s, au, b_u, true, upper);
-        concretize(s, al, b_l, false, lower);
-        if (final_u) *final_u = to_full(std::move(au), g), *bias_u = b_u;
-        if (final_l) *final_l = to_full(std::move(al), g), *bias_l = b_l;
+        concretize(s, coef_u, b_u, true, upper);
+        concretize(s, coef_l, b_l, false, lower);
+        if (final_u) *final_u = to_full(std::move(coef_u), g), *bias_u = b_u;
+        if (final_l) *final_l = to_full(std::move(coef_l), g), *bias_l = b_l;
         continue;
       }
       const int src = n.inputs[0];
@@ -515,47 +400,49 @@ class CpuEngine final : public BoundEngine {
       switch (n.op) {
         case OpKind::Conv: {
           const ConvAttr& c = n.as<ConvAttr>();
-          push(src, conv_back(au, c, gi, b_u), conv_back(al, c, gi, b_l));
+          push(src, conv_back(coef_u, c, gi, b_u), conv_back(coef_l, c, gi, b_l));
           break;
         }
         case OpKind::Dense: {
           const DenseAttr& d = n.as<DenseAttr>();
-          push(src, dense_back(std::move(au), d, g, gi, b_u), dense_back(std::move(al), d, g, gi, b_l));
+          push(src, dense_back(std::move(coef_u), d, g, gi, b_u), dense_back(std::move(coef_l), d, g, gi, b_l));
           break;
         }
         case OpKind::ScaleShift: {
           const ScaleShiftAttr& a = n.as<ScaleShiftAttr>();
           const double *sc = a.scale.data(), *sh = a.shift.data();
-          elementwise_back(au, g, sc, sh, sc, sh, b_u);
-          elementwise_back(al, g, sc, sh, sc, sh, b_l);
-          push(src, std::move(au), std::move(al));
+          elementwise_back(coef_u, g, sc, sh, sc, sh, b_u);
+          elementwise_back(coef_l, g, sc, sh, sc, sh, b_l);
+          push(src, std::move(coef_u), std::move(coef_l));
           break;
         }
         case OpKind::Activation: {
           const auto i = static_cast<size_t>(k);
-          elementwise_back(au, g, s.au[i].data(), s.bu[i].data(), s.al[i].data(), s.bl[i].data(), b_u);
-          elementwise_back(al, g, s.al[i].data(), s.bl[i].data(), s.au[i].data(), s.bu[i].data(), b_l);
-          push(src, std::move(au), std::move(al));
+          elementwise_back(coef_u, g, s.slope_u[i].data(), s.icpt_u[i].data(), s.slope_l[i].data(), s.icpt_l[i].data(),
+                           b_u);
+          elementwise_back(coef_l, g, s.slope_l[i].data(), s.icpt_l[i].data(), s.slope_u[i].data(), s.icpt_u[i].data(),
+                           b_l);
+          push(src, std::move(coef_u), std::move(coef_l));
           break;
         }
         case OpKind::MaxPool: {
           const PoolRelax& pr = s.pools.at(k);
           const PoolAttr& p = n.as<PoolAttr>();
-          push(src, pool_back(au, p, gi, g, pr.slopes, &pr.beta_u, &pr.beta_l, b_u),
-               pool_back(al, p, gi, g, pr.slopes, &pr.beta_l, &pr.beta_u, b_l));
+          push(src, pool_back(coef_u, p, gi, g, pr.slopes, &pr.beta_u, &pr.beta_l, b_u),
+               pool_back(coef_l, p, gi, g, pr.slopes, &pr.beta_l, &pr.beta_u, b_l));
           break;
         }
         case OpKind::AvgPool: {
           const auto& sl = avg_slopes_.at(k);
           const PoolAttr& p = n.as<PoolAttr>();
-          push(src, pool_back(au, p, gi, g, sl, nullptr, nullptr, b_u),
-               pool_back(al, p, gi, g, sl, nullptr, nullptr, b_l));
+          push(src, pool_back(coef_u, p, gi, g, sl, nullptr, nullptr, b_u),
+               pool_back(coef_l, p, gi, g, sl, nullptr, nullptr, b_l));
           break;
         }
         case OpKind::Add: {
           const int src2 = n.inputs[1];
-          Coeffs cu = au, cl = al;
-          push(src, std::move(au), std::move(al));
+          Coeffs cu = coef_u, cl = coef_l;
+          push(src, std::move(coef_u), std::move(coef_l));
           push(src2, std::move(cu), std::move(cl));
           break;
         }
@@ -563,7 +450,7 @@ class CpuEngine final : public BoundEngine {
         case OpKind::Transpose:
         case OpKind::Pad: {
           const auto& m = maps_.at(k);
-          push(src, reindex_back(std::move(au), g, gi, m), reindex_back(std::move(al), g, gi, m));
+          push(src, reindex_back(std::move(coef_u), g, gi, m), reindex_back(std::move(coef_l), g, gi, m));
           break;
         }
         case OpKind::Input: break;
@@ -576,8 +463,8 @@ class CpuEngine final : public BoundEngine {
                   std::vector<double>& out) const {
     const Geometry& g = geo_[0];
     const std::vector<double>& x0 = s.p->x0;
-    const double eps = s.p->eps;
-    const BoundOptions& o = *s.o;
+    const bool box = s.box.active();
+    const batched::RegionNorm rn = detail::region_norm(s.o->norm, box);
     const int64_t rows = a.rows;
     std::vector<double> centre(static_cast<size_t>(rows), 0.0), norm(static_cast<size_t>(rows), 0.0);
     for (int64_t c = 0; c < a.c; ++c)
@@ -586,31 +473,16 @@ class CpuEngine final : public BoundEngine {
           const double* v = a.at((c * a.h + py) * a.w + px);
           const int64_t base = (c * g.h + py) * g.w + px;
           for (int64_t r = 0; r < rows; ++r) {
-            const double coef = v[r];
-            if (coef == 0) continue;
+            if (v[r] == 0) continue;
             const size_t j = static_cast<size_t>(a.full ? base : base + a.y0[r] * g.w + a.x0[r]);
             const size_t ri = static_cast<size_t>(r);
-            if (s.box.active()) {
-              const double lo = s.box.lo[j], hi = s.box.hi[j];
-              centre[ri] += coef * (lo + hi) / 2;
-              norm[ri] += std::fabs(coef) * std::max(0.0, (hi - lo) / 2);
-              continue;
-            }
-            centre[ri] += coef * x0[j];
-            switch (o.norm) {
-              case Norm::Linf: norm[ri] += std::fabs(coef); break;
-              case Norm::L2: norm[ri] += coef * coef; break;
-              case Norm::L1: norm[ri] = std::max(norm[ri], std::fabs(coef)); break;
-            }
+            batched::concretize_elem(v[r], box ? s.box.lo[j] : x0[j], box ? s.box.hi[j] : 0.0, rn, centre[ri],
+                                     norm[ri]);
           }
         }
     out.resize(static_cast<size_t>(rows));
-    for (size_t r = 0; r < static_cast<size_t>(rows); ++r) {
-      double n = norm[r];
-      if (!s.box.active()) n = eps * (o.norm == Norm::L2 ? std::sqrt(n) : n);
-      const double val = centre[r] + b[r];
-      out[r] = upper ? val + n : val - n;
-    }
+    for (size_t r = 0; r < static_cast<size_t>(rows); ++r)
+      out[r] = batched::concretize_finish(upper, centre[r], norm[r], b[r], s.p->eps, rn);
   }
 
   /// Identity rows for neurons [first, first + count) of node k.
@@ -668,7 +540,7 @@ class CpuEngine final : public BoundEngine {
     s.box = detail::input_box(p, o);
     s.threads = threads;
     const size_t n = nodes.size();
-    s.lo.resize(n), s.hi.resize(n), s.al.resize(n), s.bl.resize(n), s.au.resize(n), s.bu.resize(n);
+    s.lo.resize(n), s.hi.resize(n), s.slope_l.resize(n), s.icpt_l.resize(n), s.slope_u.resize(n), s.icpt_u.resize(n);
     BoundResult res;
     // Progress by layer, only where one problem at a time runs on the calling thread.
     const bool report = o.layer_progress && report_layers;
@@ -720,11 +592,7 @@ class CpuEngine final : public BoundEngine {
       res.a_lower = row_major(fl), res.a_upper = row_major(fu);
       res.b_lower = std::move(bl), res.b_upper = std::move(bu);
     }
-    if (!all_finite(res.lower) || !all_finite(res.upper)) {
-      res.error = "the output bounds are not finite";
-      for (double& v : res.lower) v = -std::numeric_limits<double>::infinity();
-      for (double& v : res.upper) v = std::numeric_limits<double>::infinity();
-    }
+    detail::fail_closed_unless_finite(res);
     return res;
   }
 
@@ -741,14 +609,5 @@ class CpuEngine final : public BoundEngine {
 std::unique_ptr<BoundEngine> make_cpu_engine(const Network& net, int threads) {
   return std::make_unique<cpu::CpuEngine>(net, threads);
 }
-
-namespace detail {
-std::vector<int64_t> layout_map(const Node& n, const Node& src) {
-  return cpu::layout_map(n, src);
-}
-std::vector<double> avgpool_slopes(const Node& n, const Node& src) {
-  return cpu::avgpool_slopes(n, geometry(src));
-}
-}  // namespace detail
 
 }  // namespace cnncert

@@ -9,7 +9,7 @@
 
 #include "cnncert/error.hpp"
 #include "cnncert/shape_math.hpp"
-#include "engine/engine_common.hpp"
+#include "util/numeric.hpp"
 
 namespace cnncert {
 
@@ -67,40 +67,6 @@ std::string shape_str(const Shape& s) {
   for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
   os << ")";
   return os.str();
-}
-
-const char* op_name(OpKind k) {
-  switch (k) {
-    case OpKind::Input: return "Input";
-    case OpKind::Conv: return "Conv";
-    case OpKind::Dense: return "Dense";
-    case OpKind::ScaleShift: return "ScaleShift";
-    case OpKind::Activation: return "Activation";
-    case OpKind::MaxPool: return "MaxPool";
-    case OpKind::AvgPool: return "AvgPool";
-    case OpKind::Add: return "Add";
-    case OpKind::Reshape: return "Reshape";
-    case OpKind::Transpose: return "Transpose";
-    case OpKind::Pad: return "Pad";
-  }
-  return "?";
-}
-
-const char* act_name(ActKind k) {
-  switch (k) {
-    case ActKind::Relu: return "Relu";
-    case ActKind::LeakyRelu: return "LeakyRelu";
-    case ActKind::Sigmoid: return "Sigmoid";
-    case ActKind::Tanh: return "Tanh";
-    case ActKind::Atan: return "Atan";
-    case ActKind::Erf: return "Erf";
-    case ActKind::Elu: return "Elu";
-    case ActKind::Softplus: return "Softplus";
-    case ActKind::Gelu: return "Gelu";
-    case ActKind::GeluTanh: return "GeluTanh";
-    case ActKind::Silu: return "Silu";
-  }
-  return "?";
 }
 
 template <class A>
@@ -471,7 +437,7 @@ T activate(const ActAttr& a, T v) {
     case ActKind::Softplus:
     case ActKind::Gelu:
     case ActKind::GeluTanh:
-    case ActKind::Silu: return detail::general_f(batched::general_of(a.kind), static_cast<T>(a.alpha), v);
+    case ActKind::Silu: return detail::general_f(act_traits(a.kind).general, static_cast<T>(a.alpha), v);
   }
   return v;
 }
@@ -696,7 +662,7 @@ std::vector<double> Network::input_gradient(const double* x, const double* grad_
             case ActKind::Softplus:
             case ActKind::Gelu:
             case ActKind::GeluTanh:
-            case ActKind::Silu: d = detail::general_df(batched::general_of(a.kind), a.alpha, z, false); break;
+            case ActKind::Silu: d = detail::general_df(act_traits(a.kind).general, a.alpha, z, false); break;
           }
           gi[i] = d * g[i];
         }
