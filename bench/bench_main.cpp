@@ -218,81 +218,99 @@ std::string default_data(const std::string& root) {
   return (std::filesystem::path(root).parent_path() / "shared" / "data").string();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  if (argc > 1 && std::string(argv[1]) == "compare") return run_compare(argc - 1, argv + 1);
-  if (argc > 1 && std::string(argv[1]) == "proven") return run_proven_bench(argc - 1, argv + 1);
-  CLI::App app{"cnncert-bench: certification time per image and peak memory, CPU and GPU engines"};
-  std::string root = default_root(), data = default_data(root), json_path, norms = "inf,2", method = "adaptive";
-  std::string model, images, devices = "reference,cpu";
+/// The command line of a benchmark run.
+struct BenchArgs {
+  std::string root, data, json_path, norms = "inf,2", method = "adaptive";
+  std::string model, images, devices = "reference,cpu", only;
   int64_t n = 100, n_large = 10, n_cpu_huge = 2;
   int repeat = 3, threads = 0;
-  app.add_option("--data", data, "shared data directory (real networks and images)")->capture_default_str();
-  app.add_option("--root", root, "source tree with models/ and data/ (the shipped networks and images)")
+};
+
+/// Declares the options of `app`, their defaults those of `a`.
+void add_options(CLI::App& app, BenchArgs& a) {
+  app.add_option("--data", a.data, "shared data directory (real networks and images)")->capture_default_str();
+  app.add_option("--root", a.root, "source tree with models/ and data/ (the shipped networks and images)")
       ->capture_default_str();
-  app.add_option("-n,--count", n, "images per network")->capture_default_str();
-  app.add_option("--count-large", n_large, "CPU images for the ResNet (slow on a CPU)")->capture_default_str();
-  app.add_option("--count-huge", n_cpu_huge, "CPU images for the 45k-ReLU all-conv network and mnist_cnn_7layer")
+  app.add_option("-n,--count", a.n, "images per network")->capture_default_str();
+  app.add_option("--count-large", a.n_large, "CPU images for the ResNet (slow on a CPU)")->capture_default_str();
+  app.add_option("--count-huge", a.n_cpu_huge, "CPU images for the 45k-ReLU all-conv network and mnist_cnn_7layer")
       ->capture_default_str();
-  app.add_option("--repeat", repeat, "runs per configuration (the median is reported)")->capture_default_str();
-  app.add_option("--norms", norms, "comma-separated norms")->capture_default_str();
-  app.add_option("--method", method, "relaxation method")->capture_default_str();
-  app.add_option("--threads", threads, "CPU threads (0 = all)");
+  app.add_option("--repeat", a.repeat, "runs per configuration (the median is reported)")->capture_default_str();
+  app.add_option("--norms", a.norms, "comma-separated norms")->capture_default_str();
+  app.add_option("--method", a.method, "relaxation method")->capture_default_str();
+  app.add_option("--threads", a.threads, "CPU threads (0 = all)");
   app.add_option(
-         "--devices", devices,
+         "--devices", a.devices,
          "comma-separated engines to time, interleaved run by run: reference (the plain CPU engine), cpu (the fast "
          "engine), cpu-exact (the fast engine with --exact-cnncert), gpu; speedup = first engine's time / this one's")
       ->capture_default_str();
-  app.add_option("--model", model, "benchmark this model only (with --images; conventions from its sidecar)");
-  app.add_option("--images", images, "images for --model");
-  std::string only;
-  app.add_option("--only", only,
+  app.add_option("--model", a.model, "benchmark this model only (with --images; conventions from its sidecar)");
+  app.add_option("--images", a.images, "images for --model");
+  app.add_option("--only", a.only,
                  "benchmark only the suite's networks whose name contains one of these comma-separated words");
-  app.add_option("--json", json_path, "write the results as JSON");
-  CLI11_PARSE(app, argc, argv);
+  app.add_option("--json", a.json_path, "write the results as JSON");
+}
 
-  const std::vector<std::string> norm_list = cnncert::detail::split_commas(norms),
-                                 device_list = cnncert::detail::split_commas(devices);
-  const bool with_gpu = std::find(device_list.begin(), device_list.end(), "gpu") != device_list.end();
+/// Whether every device is known and, when the GPU is among them, it is available (else says why
+/// on stderr).
+bool devices_usable(const std::vector<std::string>& device_list, bool with_gpu) {
   for (const auto& d : device_list)
     if (d != "cpu" && d != "gpu" && d != "reference" && d != "cpu-exact") {
       std::cerr << "cnncert-bench: unknown device '" << d << "' (use reference, cpu, cpu-exact, gpu)\n";
-      return 2;
+      return false;
     }
   if (with_gpu) {  // asked in a child: the GPU runs happen in forked children (environment.hpp)
     const cnncert::bench::GpuInfo gpu = cnncert::bench::gpu_info_in_child();
     if (!gpu.available) {
       std::cerr << "cnncert-bench: --devices gpu: " << gpu.info << "\n";
-      return 2;
+      return false;
     }
   }
-  cnncert::detail::OutputFile json_out;
+  return true;
+}
+
+/// Opens the --json output before hours of benchmarks; false (with the error on stderr) when it
+/// cannot be written.
+bool open_json_output(const std::string& json_path, cnncert::detail::OutputFile& json_out) {
   try {
-    json_out = cnncert::detail::OutputFile(json_path, "--json");  // checked before hours of benchmarks
+    json_out = cnncert::detail::OutputFile(json_path, "--json");
   } catch (const cnncert::Error& e) {
     std::cerr << "cnncert-bench: error: " << e.what() << "\n";
-    return 2;
+    return false;
   }
-  std::vector<Config> configs;
-  if (!model.empty()) {
-    configs.push_back({model, model, images, cnncert::load_sidecar(model).value_or(cnncert::Preprocess{}), n, n});
-  } else {
-    configs = suite(root, data, n, n_large, n_cpu_huge, with_gpu);
-    if (!only.empty()) {
-      const auto words = cnncert::detail::split_commas(only);
-      std::erase_if(configs, [&](const Config& c) {
-        return std::none_of(words.begin(), words.end(),
-                            [&](const std::string& w) { return c.name.find(w) != std::string::npos; });
-      });
-    }
-  }
+  return true;
+}
 
+/// The configurations to time: --model alone, else the suite (its networks named by --only).
+std::vector<Config> configs_to_run(const BenchArgs& a, bool with_gpu) {
+  std::vector<Config> configs;
+  if (!a.model.empty()) {
+    configs.push_back(
+        {a.model, a.model, a.images, cnncert::load_sidecar(a.model).value_or(cnncert::Preprocess{}), a.n, a.n});
+    return configs;
+  }
+  configs = suite(a.root, a.data, a.n, a.n_large, a.n_cpu_huge, with_gpu);
+  if (!a.only.empty()) {
+    const auto words = cnncert::detail::split_commas(a.only);
+    std::erase_if(configs, [&](const Config& c) {
+      return std::none_of(words.begin(), words.end(),
+                          [&](const std::string& w) { return c.name.find(w) != std::string::npos; });
+    });
+  }
+  return configs;
+}
+
+/// The machine, the method and the repeat count, and the one-thread GEMM peak (measured here).
+json bench_environment(const BenchArgs& a) {
   json env = cnncert::bench::environment();
-  env["method"] = method;
-  env["repeat"] = repeat;
-  const double gemm_peak = cnncert::detail::gemm_peak_gflops();
-  env["gemm_peak_gflops_one_thread"] = gemm_peak;
+  env["method"] = a.method;
+  env["repeat"] = a.repeat;
+  env["gemm_peak_gflops_one_thread"] = cnncert::detail::gemm_peak_gflops();
+  return env;
+}
+
+/// Prints the environment, the GEMM peak, the search and the table's column heads.
+void print_header(const json& env, const std::string& method, double gemm_peak) {
   std::cout << cnncert::bench::environment_line(env) << "\n";
   std::cout << "GEMM peak (one thread, 1024^3 dgemm, best of 5): " << std::fixed << std::setprecision(1) << gemm_peak
             << " GFLOP/s" << std::defaultfloat << "\n";
@@ -302,109 +320,151 @@ int main(int argc, char** argv) {
             << "total s" << std::setw(20) << "spread s/image" << std::setw(10) << "peak MiB" << std::setw(9)
             << "speedup"
             << "GFLOP/s, phases (bounds/relax/final s), radii = first engine's, rows skipped, GFLOP/image\n";
-  json rows = json::array();
-  for (const Config& c : configs) {
-    if (!std::ifstream(c.model)) {
-      std::cout << std::setw(34) << c.name << "skipped: " << c.model << " not found\n";
-      continue;
-    }
-    for (const std::string& norm : norm_list) {
-      double cpu_median = 0;
-      std::vector<double> cpu_radii;
-      // Interleaved: repeat i runs every engine once before repeat i + 1 (noisy machines).
-      std::vector<std::vector<Run>> all_runs(device_list.size());
-      for (int i = 0; i < repeat; ++i)
-        for (size_t d = 0; d < device_list.size(); ++d)
-          all_runs[d].push_back(run_child(c, norm, method, threads, device_list[d]));
-      for (size_t d = 0; d < device_list.size(); ++d) {
-        const std::string& device = device_list[d];
-        const std::vector<Run>& runs = all_runs[d];
-        if (!runs[0].error.empty()) {
-          std::cout << std::setw(34) << c.name << std::setw(6) << norm << std::setw(11) << device
-                    << "error: " << runs[0].error << "\n";
-          continue;
-        }
-        std::vector<double> t, totals;
-        long peak = 0;
-        for (const Run& r : runs)
-          t.push_back(r.seconds_per_image), totals.push_back(r.total_seconds), peak = std::max(peak, r.peak_kb);
-        std::sort(t.begin(), t.end());  // sorted for the spread and the JSON
-        const double median = cnncert::bench::median(t), total = cnncert::bench::median(totals);
-        std::ostringstream spread, extra;
-        spread << std::fixed << std::setprecision(5) << t.front() << ".." << t.back();
-        json row{{"network", c.name},
-                 {"norm", norm},
-                 {"device", device},
-                 {"images", runs[0].certified_images},
-                 {"skipped", runs[0].skipped},
-                 {"avg_eps", runs[0].avg_eps},
-                 {"seconds_per_image_median", median},
-                 {"seconds_per_image_all", t},
-                 {"total_seconds_median", total},
-                 {"peak_rss_mib", static_cast<double>(peak) / 1024.0},
-                 {"engine_stats", runs[0].stats}};
-        std::string speedup = "";
-        if (d == 0) {
-          cpu_median = median;
-          cpu_radii = runs[0].radii;
-        }
-        {
-          if (d > 0 && cpu_median > 0 && median > 0) {
-            std::ostringstream sp;
-            sp << std::fixed << std::setprecision(1) << cpu_median / median << "x";
-            speedup = sp.str();
-            row["speedup_vs_cpu"] = cpu_median / median;
-          }
-          const json& st = runs[0].stats;
-          const double busy = st.value("seconds_bounds", 0.0) + st.value("seconds_final", 0.0);
-          const double gflops = busy > 0 ? st.value("backsub_flops", 0.0) / busy / 1e9 : 0.0;
-          // Radii of the images both engines certified: same within the search's resolution.
-          int64_t compared = 0, differing = 0;
-          for (size_t i = 0; i < std::min(cpu_radii.size(), runs[0].radii.size()); ++i) {
-            const double a = cpu_radii[i], b = runs[0].radii[i];
-            if (a < 0 && b < 0) continue;
-            ++compared;
-            if (std::fabs(a - b) > 1e-3 * std::max(std::fabs(a), 1e-12)) ++differing;
-          }
-          extra << std::fixed << std::setprecision(0) << gflops << ", " << std::setprecision(3)
-                << st.value("seconds_bounds", 0.0) << "/" << st.value("seconds_relax", 0.0) << "/"
-                << st.value("seconds_final", 0.0);
-          if (d > 0 && compared) extra << ", " << (compared - differing) << "/" << compared << " radii = first";
-          const double rc = st.value("rows_computed", 0.0), rs = st.value("rows_skipped", 0.0);
-          if (rc + rs > 0) extra << ", rows " << std::setprecision(0) << 100 * rs / (rc + rs) << "% skipped";
-          extra << ", " << std::setprecision(3)
-                << st.value("backsub_flops", 0.0) / 1e9 /
-                       std::max<double>(1, static_cast<double>(runs[0].certified_images))
-                << " GFLOP/image";
-          if (st.value("gpu_launches", int64_t{0}) > 0) {
-            extra << ", conv cuDNN/failed/own " << st.value("conv_cudnn", int64_t{0}) << "/"
-                  << st.value("conv_cudnn_failed", int64_t{0}) << "/" << st.value("conv_own_kernel", int64_t{0})
-                  << ", GEMM cuBLAS/own " << st.value("gemm_cublas", int64_t{0}) << "/"
-                  << st.value("gemm_own_kernel", int64_t{0}) << ", " << st.value("gpu_launches", int64_t{0})
-                  << " launches, " << st.value("gpu_syncs", int64_t{0}) << " syncs";
-            for (const char* k : {"conv_cudnn", "conv_cudnn_failed", "conv_own_kernel", "gemm_cublas",
-                                  "gemm_own_kernel", "gpu_launches", "gpu_syncs"})
-              row[k] = st.value(k, int64_t{0});
-          }
-          row["gflop_per_image"] =
-              st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(runs[0].certified_images));
-          row["gflops_backsub"] = gflops;
-          if (gemm_peak > 0 && gflops > 0) {
-            extra << " (" << std::setprecision(0) << 100 * gflops / gemm_peak << "% of the GEMM peak)";
-            row["fraction_of_gemm_peak"] = gflops / gemm_peak;
-          }
-          row["radii_compared"] = compared;
-          row["radii_differing"] = differing;
-        }
-        std::cout << std::setw(34) << c.name << std::setw(6) << norm << std::setw(11) << device << std::setw(8)
-                  << runs[0].certified_images << std::setw(11) << std::setprecision(5) << runs[0].avg_eps
-                  << std::setw(12) << std::setprecision(4) << median << std::setw(11) << std::setprecision(4) << total
-                  << std::setw(20) << spread.str() << std::setw(10) << peak / 1024 << std::setw(9) << speedup
-                  << extra.str() << "\n";
-        rows.push_back(row);
-      }
-    }
+}
+
+/// The first engine's results, which the others are compared with.
+struct Baseline {
+  double median = 0;
+  std::vector<double> radii;
+};
+
+/// How many images either engine certified, and of those how many radii differ by more than the
+/// search's resolution.
+struct RadiiMatch {
+  int64_t compared = 0, differing = 0;
+};
+
+/// Compares the radii of the images both engines certified (−1 = skipped by both: not compared).
+RadiiMatch compare_radii(const std::vector<double>& first, const std::vector<double>& radii) {
+  RadiiMatch m;
+  for (size_t i = 0; i < std::min(first.size(), radii.size()); ++i) {
+    const double a = first[i], b = radii[i];
+    if (a < 0 && b < 0) continue;
+    ++m.compared;
+    if (std::fabs(a - b) > 1e-3 * std::max(std::fabs(a), 1e-12)) ++m.differing;
   }
+  return m;
+}
+
+/// The GPU counters (cuDNN/own convolutions, cuBLAS/own GEMMs, launches, syncs) into the table's
+/// last column and the row, for runs that used the GPU.
+void add_gpu_counters(const json& st, std::ostringstream& extra, json& row) {
+  if (st.value("gpu_launches", int64_t{0}) <= 0) return;
+  extra << ", conv cuDNN/failed/own " << st.value("conv_cudnn", int64_t{0}) << "/"
+        << st.value("conv_cudnn_failed", int64_t{0}) << "/" << st.value("conv_own_kernel", int64_t{0})
+        << ", GEMM cuBLAS/own " << st.value("gemm_cublas", int64_t{0}) << "/" << st.value("gemm_own_kernel", int64_t{0})
+        << ", " << st.value("gpu_launches", int64_t{0}) << " launches, " << st.value("gpu_syncs", int64_t{0})
+        << " syncs";
+  for (const char* k : {"conv_cudnn", "conv_cudnn_failed", "conv_own_kernel", "gemm_cublas", "gemm_own_kernel",
+                        "gpu_launches", "gpu_syncs"})
+    row[k] = st.value(k, int64_t{0});
+}
+
+/// The table's last column for engine number d (GFLOP/s, phase times, radii agreement with the
+/// first engine, rows skipped, GFLOP/image, GPU counters, fraction of the GEMM peak); adds the
+/// same figures to the row.
+std::string stats_column(const Run& first_run, size_t d, const Baseline& base, double gemm_peak, json& row) {
+  std::ostringstream extra;
+  const json& st = first_run.stats;
+  const double busy = st.value("seconds_bounds", 0.0) + st.value("seconds_final", 0.0);
+  const double gflops = busy > 0 ? st.value("backsub_flops", 0.0) / busy / 1e9 : 0.0;
+  // Radii of the images both engines certified: same within the search's resolution.
+  const RadiiMatch m = compare_radii(base.radii, first_run.radii);
+  extra << std::fixed << std::setprecision(0) << gflops << ", " << std::setprecision(3)
+        << st.value("seconds_bounds", 0.0) << "/" << st.value("seconds_relax", 0.0) << "/"
+        << st.value("seconds_final", 0.0);
+  if (d > 0 && m.compared) extra << ", " << (m.compared - m.differing) << "/" << m.compared << " radii = first";
+  const double rc = st.value("rows_computed", 0.0), rs = st.value("rows_skipped", 0.0);
+  if (rc + rs > 0) extra << ", rows " << std::setprecision(0) << 100 * rs / (rc + rs) << "% skipped";
+  extra << ", " << std::setprecision(3)
+        << st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(first_run.certified_images))
+        << " GFLOP/image";
+  add_gpu_counters(st, extra, row);
+  row["gflop_per_image"] =
+      st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(first_run.certified_images));
+  row["gflops_backsub"] = gflops;
+  if (gemm_peak > 0 && gflops > 0) {
+    extra << " (" << std::setprecision(0) << 100 * gflops / gemm_peak << "% of the GEMM peak)";
+    row["fraction_of_gemm_peak"] = gflops / gemm_peak;
+  }
+  row["radii_compared"] = m.compared;
+  row["radii_differing"] = m.differing;
+  return extra.str();
+}
+
+/// Every engine run `repeat` times on one configuration and norm, interleaved: repeat i runs every
+/// engine once before repeat i + 1 (noisy machines). The runs per engine.
+std::vector<std::vector<Run>> interleaved_runs(const Config& c, const std::string& norm, const BenchArgs& a,
+                                               const std::vector<std::string>& device_list) {
+  std::vector<std::vector<Run>> all_runs(device_list.size());
+  for (int i = 0; i < a.repeat; ++i)
+    for (size_t d = 0; d < device_list.size(); ++d)
+      all_runs[d].push_back(run_child(c, norm, a.method, a.threads, device_list[d]));
+  return all_runs;
+}
+
+/// Prints the table's line for engine number d's runs and adds its row to `rows`; the first
+/// engine's results become the baseline.
+void report_engine(const Config& c, const std::string& norm, size_t d, const std::string& device,
+                   const std::vector<Run>& runs, double gemm_peak, Baseline& base, json& rows) {
+  if (!runs[0].error.empty()) {
+    std::cout << std::setw(34) << c.name << std::setw(6) << norm << std::setw(11) << device
+              << "error: " << runs[0].error << "\n";
+    return;
+  }
+  std::vector<double> t, totals;
+  long peak = 0;
+  for (const Run& r : runs)
+    t.push_back(r.seconds_per_image), totals.push_back(r.total_seconds), peak = std::max(peak, r.peak_kb);
+  std::sort(t.begin(), t.end());  // sorted for the spread and the JSON
+  const double median = cnncert::bench::median(t), total = cnncert::bench::median(totals);
+  std::ostringstream spread;
+  spread << std::fixed << std::setprecision(5) << t.front() << ".." << t.back();
+  json row{{"network", c.name},
+           {"norm", norm},
+           {"device", device},
+           {"images", runs[0].certified_images},
+           {"skipped", runs[0].skipped},
+           {"avg_eps", runs[0].avg_eps},
+           {"seconds_per_image_median", median},
+           {"seconds_per_image_all", t},
+           {"total_seconds_median", total},
+           {"peak_rss_mib", static_cast<double>(peak) / 1024.0},
+           {"engine_stats", runs[0].stats}};
+  std::string speedup = "";
+  if (d == 0) base = {median, runs[0].radii};
+  if (d > 0 && base.median > 0 && median > 0) {
+    std::ostringstream sp;
+    sp << std::fixed << std::setprecision(1) << base.median / median << "x";
+    speedup = sp.str();
+    row["speedup_vs_cpu"] = base.median / median;
+  }
+  const std::string extra = stats_column(runs[0], d, base, gemm_peak, row);
+  std::cout << std::setw(34) << c.name << std::setw(6) << norm << std::setw(11) << device << std::setw(8)
+            << runs[0].certified_images << std::setw(11) << std::setprecision(5) << runs[0].avg_eps << std::setw(12)
+            << std::setprecision(4) << median << std::setw(11) << std::setprecision(4) << total << std::setw(20)
+            << spread.str() << std::setw(10) << peak / 1024 << std::setw(9) << speedup << extra << "\n";
+  rows.push_back(row);
+}
+
+/// Times one configuration under every norm and engine, printing a line and adding a row per
+/// engine and norm (a line saying so when its model is missing).
+void bench_config(const Config& c, const BenchArgs& a, const std::vector<std::string>& norm_list,
+                  const std::vector<std::string>& device_list, double gemm_peak, json& rows) {
+  if (!std::ifstream(c.model)) {
+    std::cout << std::setw(34) << c.name << "skipped: " << c.model << " not found\n";
+    return;
+  }
+  for (const std::string& norm : norm_list) {
+    Baseline base;
+    const std::vector<std::vector<Run>> all_runs = interleaved_runs(c, norm, a, device_list);
+    for (size_t d = 0; d < device_list.size(); ++d)
+      report_engine(c, norm, d, device_list[d], all_runs[d], gemm_peak, base, rows);
+  }
+}
+
+/// Writes the environment and the rows to the --json output and checks stdout; the exit status.
+int write_results(cnncert::detail::OutputFile& json_out, const json& env, const json& rows) {
   try {
     json_out.stream() << json{{"environment", env}, {"results", rows}}.dump(2) << "\n";
     json_out.commit();
@@ -414,4 +474,31 @@ int main(int argc, char** argv) {
     return 2;
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "compare") return run_compare(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "proven") return run_proven_bench(argc - 1, argv + 1);
+  CLI::App app{"cnncert-bench: certification time per image and peak memory, CPU and GPU engines"};
+  BenchArgs a;
+  a.root = default_root(), a.data = default_data(a.root);
+  add_options(app, a);
+  CLI11_PARSE(app, argc, argv);
+
+  const std::vector<std::string> norm_list = cnncert::detail::split_commas(a.norms),
+                                 device_list = cnncert::detail::split_commas(a.devices);
+  const bool with_gpu = std::find(device_list.begin(), device_list.end(), "gpu") != device_list.end();
+  if (!devices_usable(device_list, with_gpu)) return 2;
+  cnncert::detail::OutputFile json_out;
+  if (!open_json_output(a.json_path, json_out)) return 2;
+  const std::vector<Config> configs = configs_to_run(a, with_gpu);
+
+  const json env = bench_environment(a);
+  const double gemm_peak = env["gemm_peak_gflops_one_thread"];
+  print_header(env, a.method, gemm_peak);
+  json rows = json::array();
+  for (const Config& c : configs) bench_config(c, a, norm_list, device_list, gemm_peak, rows);
+  return write_results(json_out, env, rows);
 }

@@ -528,196 +528,266 @@ SplitOutcome split_case(const Network& net, const VnnCase& c, const VnnOptions& 
   return out;
 }
 
-}  // namespace
+/// The time since a verification started, against its timeout (none when not positive).
+class Stopwatch {
+ public:
+  explicit Stopwatch(double timeout_seconds) : timeout_(timeout_seconds) {}
+  double elapsed() const { return std::chrono::duration<double>(clock::now() - t0_).count(); }
+  bool out_of_time() const { return timeout_ > 0 && elapsed() > timeout_; }
 
-VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptions& o, const EngineOptions& eo) {
+ private:
   using clock = std::chrono::steady_clock;
-  const auto t0 = clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(clock::now() - t0).count(); };
-  auto out_of_time = [&] { return o.timeout_seconds > 0 && elapsed() > o.timeout_seconds; };
+  clock::time_point t0_ = clock::now();
+  double timeout_;
+};
+
+/// Whether constraint oc holds of the logits exactly when it holds of the outputs of the final
+/// normalization `stripped`: for LogSoftmax (y − logsumexp y) when its coefficients sum to 0, for
+/// Softmax (monotone in every difference) when it compares two outputs, Y_i ≤ Y_j.
+bool invariant_under(const std::string& stripped, const OutputConstraint& oc) {
+  double sum = 0;
+  int plus = 0, minus = 0, other = 0;
+  for (double v : oc.coef) {
+    sum += v;
+    if (v == 1)
+      ++plus;
+    else if (v == -1)
+      ++minus;
+    else if (v != 0)
+      ++other;
+  }
+  return stripped == "LogSoftmax" ? sum == 0 : plus == 1 && minus == 1 && other == 0 && oc.bound == 0;
+}
+
+/// Throws unless the property's variables match the model's inputs and outputs, the model can be
+/// bounded, and every constraint survives the importer's stripping of a final Softmax/LogSoftmax
+/// (the engines bound logits).
+void check_property_fits(const Network& net, const VnnProperty& p) {
   CNNCERT_CHECK(p.inputs == net.input_size(),
                 "the property declares " << p.inputs << " inputs X_i, the model has " << net.input_size());
   CNNCERT_CHECK(p.outputs == net.output_size(),
                 "the property declares " << p.outputs << " outputs Y_j, the model has " << net.output_size());
   check_boundable(net);
-  // The importer strips a final Softmax/LogSoftmax: the engines bound logits. A constraint on the
-  // model's outputs holds of the logits alike only when it is invariant under that normalization:
-  // for LogSoftmax (y − logsumexp y) when its coefficients sum to 0, for Softmax (monotone in
-  // every difference) when it compares two outputs, Y_i ≤ Y_j.
   if (!net.stripped_output().empty())
     for (const auto& c : p.cases)
-      for (const auto& oc : c.outputs) {
-        double sum = 0;
-        int plus = 0, minus = 0, other = 0;
-        for (double v : oc.coef) {
-          sum += v;
-          if (v == 1)
-            ++plus;
-          else if (v == -1)
-            ++minus;
-          else if (v != 0)
-            ++other;
-        }
-        const bool ok =
-            net.stripped_output() == "LogSoftmax" ? sum == 0 : plus == 1 && minus == 1 && other == 0 && oc.bound == 0;
-        if (!ok)
+      for (const auto& oc : c.outputs)
+        if (!invariant_under(net.stripped_output(), oc))
           throw UnsupportedModel(
               "the model ends in " + net.stripped_output() +
               ", which cnncert strips to bound the logits, and a constraint of the property depends on it");
-      }
-  VnnResult res;
-  const int64_t n = net.input_size(), classes = net.output_size();
-  std::vector<char> open(p.cases.size(), 1);  // not refuted yet
-  std::vector<double> y;                      // outputs of a candidate counterexample
-  // Cases with the same box (a robustness property: one per other class) are bounded together:
-  // one engine call on the box's network with all their constraint rows.
+}
+
+/// Sets `res` to Timeout; true (the answer is decided).
+bool timed_out(VnnResult& res) {
+  res.answer = VnnAnswer::Timeout;
+  return true;
+}
+
+/// The cases from ci on, not done yet, with the box of case ci (the cases of a robustness
+/// property: one per other class); marks them done.
+std::vector<size_t> take_same_box(const VnnProperty& p, size_t ci, std::vector<char>& done) {
+  const VnnCase& c = p.cases[ci];
+  std::vector<size_t> group;
+  for (size_t cj = ci; cj < p.cases.size(); ++cj)
+    if (!done[cj] && p.cases[cj].lower == c.lower && p.cases[cj].upper == c.upper) group.push_back(cj), done[cj] = 1;
+  return group;
+}
+
+/// Whether no input satisfies the case's box (a lower bound above its upper one).
+bool is_empty_box(const VnnCase& c, int64_t n) {
+  bool empty_box = false;
+  for (int64_t i = 0; i < n; ++i)
+    empty_box = empty_box || c.lower[static_cast<size_t>(i)] > c.upper[static_cast<size_t>(i)];
+  return empty_box;
+}
+
+/// Sets `res` to Sat when the box's centre is a counterexample of one of the group's cases.
+bool centre_is_counterexample(const Network& net, const VnnProperty& p, const std::vector<size_t>& group,
+                              const std::vector<double>& centre, VnnResult& res) {
+  std::vector<double> y;
+  for (size_t cj : group)
+    if (is_counterexample(net, p.cases[cj], centre, y)) {
+      res.answer = VnnAnswer::Sat, res.x = centre, res.y = y;
+      res.note = "the centre of case " + std::to_string(cj) + " is a counterexample";
+      return true;
+    }
+  return false;
+}
+
+/// Bounds the constraints of a group of cases with one box in one engine call (the box as the
+/// unit ℓ∞ ball of x ↦ net(centre + radius ⊙ x)) and closes the cases that the bounds refute.
+void refute_group(const Network& net, const VnnProperty& p, const std::vector<size_t>& group,
+                  const std::vector<double>& centre, const std::vector<double>& radius, const VnnOptions& o,
+                  const EngineOptions& eo, std::vector<char>& open, VnnResult& res) {
+  const Network boxed = with_input_affine(net, radius, centre);
+  BoundProblem bp;
+  bp.x0.assign(static_cast<size_t>(net.input_size()), 0.0);
+  bp.eps = 1.0;
+  for (size_t cj : group)
+    for (const auto& oc : p.cases[cj].outputs) bp.spec.insert(bp.spec.end(), oc.coef.begin(), oc.coef.end()), ++bp.rows;
+  if (bp.rows == 0) return;  // cases without output constraints: every input is a counterexample
+  auto engine = make_engine(boxed, eo);
+  BoundOptions bo = o.bound;
+  bo.norm = Norm::Linf, bo.clip_to_box = false, bo.want_upper = false;
+  const BoundResult r = engine->bound({bp}, bo)[0];
+  size_t row = 0;
+  for (size_t cj : group) {
+    bool refuted = false;
+    for (const auto& oc : p.cases[cj].outputs) {
+      // Σ coef·Y > bound on the whole box: this constraint, and so the case, cannot hold.
+      refuted = refuted || (r.error.empty() && proven_violated(r.lower[row], oc.bound));
+      ++row;
+    }
+    if (refuted) open[cj] = 0, ++res.cases_refuted;
+  }
+}
+
+/// The bounds over each case's box, the cases with the same box together: closes the refuted
+/// cases; true when `res` holds the answer (a box centre that is a counterexample, or the timeout).
+bool refute_by_box(const Network& net, const VnnProperty& p, const VnnOptions& o, const EngineOptions& eo,
+                   const Stopwatch& sw, std::vector<char>& open, VnnResult& res) {
   std::vector<char> done(p.cases.size(), 0);
   for (size_t ci = 0; ci < p.cases.size(); ++ci) {
     if (done[ci]) continue;
     const VnnCase& c = p.cases[ci];
-    std::vector<size_t> group;
-    for (size_t cj = ci; cj < p.cases.size(); ++cj)
-      if (!done[cj] && p.cases[cj].lower == c.lower && p.cases[cj].upper == c.upper) group.push_back(cj), done[cj] = 1;
-    bool empty_box = false;
-    for (int64_t i = 0; i < n; ++i)
-      empty_box = empty_box || c.lower[static_cast<size_t>(i)] > c.upper[static_cast<size_t>(i)];
+    const std::vector<size_t> group = take_same_box(p, ci, done);
+    const bool empty_box = is_empty_box(c, net.input_size());
     std::vector<double> centre, radius;
     centre_radius(c.lower, c.upper, centre, radius);
     if (empty_box) {  // no input satisfies these cases' box
       for (size_t cj : group) open[cj] = 0, ++res.cases_refuted;
       continue;
     }
-    // The centre itself may already be a counterexample.
-    if (o.attack)
-      for (size_t cj : group)
-        if (is_counterexample(net, p.cases[cj], centre, y)) {
-          res.answer = VnnAnswer::Sat, res.x = centre, res.y = y;
-          res.note = "the centre of case " + std::to_string(cj) + " is a counterexample";
-          res.seconds = elapsed();
-          return res;
-        }
-    if (out_of_time()) {
-      res.answer = VnnAnswer::Timeout, res.seconds = elapsed();
-      return res;
+    if (o.attack && centre_is_counterexample(net, p, group, centre, res)) return true;
+    if (sw.out_of_time()) return timed_out(res);
+    refute_group(net, p, group, centre, radius, o, eo, open, res);
+    if (sw.out_of_time()) return timed_out(res);
+  }
+  return false;
+}
+
+/// Input splitting for small inputs: refutes each open case piece by piece (split_case); true when
+/// `res` holds the answer (a counterexample at a piece's centre, or the timeout).
+bool refute_by_splitting(const Network& net, const VnnProperty& p, const VnnOptions& o, const EngineOptions& eo,
+                         const Stopwatch& sw, std::vector<char>& open, VnnResult& res) {
+  if (!(o.split_max_inputs > 0 && net.input_size() <= o.split_max_inputs)) return false;
+  const auto out_of_time = [&sw] { return sw.out_of_time(); };
+  for (size_t ci = 0; ci < p.cases.size(); ++ci) {
+    if (!open[ci] || p.cases[ci].outputs.empty()) continue;
+    const SplitOutcome s = split_case(net, p.cases[ci], o, eo, out_of_time, res.boxes);
+    if (s.sat) {
+      res.answer = VnnAnswer::Sat, res.x = s.x, res.y = s.y;
+      res.note = "a counterexample of case " + std::to_string(ci) + " at the centre of an input piece";
+      return true;
     }
-    // The bounds: the box as the unit ℓ∞ ball of x ↦ net(centre + radius ⊙ x).
-    const Network boxed = with_input_affine(net, radius, centre);
-    BoundProblem bp;
-    bp.x0.assign(static_cast<size_t>(n), 0.0);
-    bp.eps = 1.0;
-    for (size_t cj : group)
-      for (const auto& oc : p.cases[cj].outputs)
-        bp.spec.insert(bp.spec.end(), oc.coef.begin(), oc.coef.end()), ++bp.rows;
-    if (bp.rows == 0) continue;  // cases without output constraints: every input is a counterexample
-    auto engine = make_engine(boxed, eo);
-    BoundOptions bo = o.bound;
-    bo.norm = Norm::Linf, bo.clip_to_box = false, bo.want_upper = false;
-    const BoundResult r = engine->bound({bp}, bo)[0];
-    size_t row = 0;
-    for (size_t cj : group) {
-      bool refuted = false;
-      for (const auto& oc : p.cases[cj].outputs) {
-        // Σ coef·Y > bound on the whole box: this constraint, and so the case, cannot hold.
-        refuted = refuted || (r.error.empty() && proven_violated(r.lower[row], oc.bound));
-        ++row;
+    if (s.timeout) return timed_out(res);
+    if (s.refuted) open[ci] = 0, ++res.cases_refuted;
+  }
+  return false;
+}
+
+/// Sets `res` to Unsat when no case is left open.
+bool all_refuted(const std::vector<char>& open, const VnnOptions& o, VnnResult& res) {
+  if (!std::none_of(open.begin(), open.end(), [](char v) { return v != 0; })) return false;
+  res.answer = VnnAnswer::Unsat;
+  res.note = "every case has an output constraint proven impossible (" + std::string(o.bound.method.name) +
+             (res.boxes ? ", inputs split into " + std::to_string(res.boxes) + " pieces)" : ")");
+  return true;
+}
+
+/// Whether the case is one margin Y_pc − Y_pt ≤ 0 (coef = e_pc − e_pt, bound 0: the form of
+/// robustness properties), with its classes in pc and pt.
+bool margin_classes(const VnnCase& c, int64_t classes, int64_t& pc, int64_t& pt) {
+  const auto& coef = c.outputs[0].coef;
+  pc = -1, pt = -1;
+  bool margin = c.outputs.size() == 1 && c.outputs[0].bound == 0;
+  for (int64_t j = 0; j < classes && margin; ++j) {
+    const double v = coef[static_cast<size_t>(j)];
+    if (v == 1 && pc < 0)
+      pc = j;
+    else if (v == -1 && pt < 0)
+      pt = j;
+    else if (v != 0)
+      margin = false;
+  }
+  return margin && pc >= 0 && pt >= 0;
+}
+
+/// pgd_attack on the margin Y_pt − Y_pc inside the case's box; true with x a counterexample and y
+/// its outputs, re-checked on the original network in double.
+bool margin_attack(const Network& net, const VnnCase& c, int64_t pc, int64_t pt, const VnnOptions& o,
+                   std::vector<double>& x, std::vector<double>& y) {
+  const int64_t n = net.input_size();
+  std::vector<double> centre, radius;
+  centre_radius(c.lower, c.upper, centre, radius);
+  const Network boxed = with_input_affine(net, radius, centre);
+  AttackOptions ao;
+  ao.seed = o.seed;
+  ao.clip_to_box = true, ao.box_lo = -1, ao.box_hi = 1;
+  ao.pgd_eps_max = 1;
+  ao.pgd_bisection_steps = 0;
+  ao.refine_segment = false;
+  const AttackResult a = pgd_attack(boxed, std::vector<double>(static_cast<size_t>(n), 0.0), pc, pt, Norm::Linf, ao);
+  if (!a.found) return false;
+  x.assign(static_cast<size_t>(n), 0.0);
+  for (int64_t i = 0; i < n; ++i) {  // back to the network's input, kept inside the box
+    const double v = centre[static_cast<size_t>(i)] +
+                     radius[static_cast<size_t>(i)] * std::clamp(a.x[static_cast<size_t>(i)], -1.0, 1.0);
+    x[static_cast<size_t>(i)] = std::clamp(v, c.lower[static_cast<size_t>(i)], c.upper[static_cast<size_t>(i)]);
+  }
+  return is_counterexample(net, c, x, y);
+}
+
+/// Counterexamples by PGD inside the box of each open case: pgd_attack for one margin
+/// Y_t − Y_c ≥ 0, pgd_case for any other constraints; true when `res` holds the answer (Sat, or
+/// the timeout).
+bool attack_open_cases(const Network& net, const VnnProperty& p, const VnnOptions& o, const Stopwatch& sw,
+                       const std::vector<char>& open, VnnResult& res) {
+  if (!o.attack) return false;
+  const auto out_of_time = [&sw] { return sw.out_of_time(); };
+  for (size_t ci = 0; ci < p.cases.size(); ++ci) {
+    if (!open[ci]) continue;
+    const VnnCase& c = p.cases[ci];
+    if (c.outputs.empty()) continue;  // (its centre was tried: any point is a counterexample)
+    int64_t pc = -1, pt = -1;
+    const bool margin = margin_classes(c, net.output_size(), pc, pt);
+    if (sw.out_of_time()) return timed_out(res);
+    if (!margin) {  // any other conjunction of linear constraints
+      const PgdOutcome pgd = pgd_case(net, c, o.seed + ci, out_of_time, res.x, res.y);
+      if (pgd == PgdOutcome::Found) {
+        res.answer = VnnAnswer::Sat;
+        res.note = "PGD on the constraints found a counterexample for case " + std::to_string(ci);
+        return true;
       }
-      if (refuted) open[cj] = 0, ++res.cases_refuted;
+      if (pgd == PgdOutcome::TimedOut) return timed_out(res);
+      continue;
     }
-    if (out_of_time()) {
-      res.answer = VnnAnswer::Timeout, res.seconds = elapsed();
-      return res;
+    std::vector<double> x, y;
+    if (margin_attack(net, c, pc, pt, o, x, y)) {
+      res.answer = VnnAnswer::Sat, res.x = x, res.y = y;
+      res.note = "PGD found a counterexample for case " + std::to_string(ci);
+      return true;
     }
   }
-  // Input splitting for small inputs: refute each open case piece by piece.
-  if (o.split_max_inputs > 0 && n <= o.split_max_inputs)
-    for (size_t ci = 0; ci < p.cases.size(); ++ci) {
-      if (!open[ci] || p.cases[ci].outputs.empty()) continue;
-      const SplitOutcome s = split_case(net, p.cases[ci], o, eo, out_of_time, res.boxes);
-      if (s.sat) {
-        res.answer = VnnAnswer::Sat, res.x = s.x, res.y = s.y;
-        res.note = "a counterexample of case " + std::to_string(ci) + " at the centre of an input piece";
-        res.seconds = elapsed();
-        return res;
-      }
-      if (s.timeout) {
-        res.answer = VnnAnswer::Timeout, res.seconds = elapsed();
-        return res;
-      }
-      if (s.refuted) open[ci] = 0, ++res.cases_refuted;
-    }
-  if (std::none_of(open.begin(), open.end(), [](char v) { return v != 0; })) {
-    res.answer = VnnAnswer::Unsat;
-    res.note = "every case has an output constraint proven impossible (" + std::string(o.bound.method.name) +
-               (res.boxes ? ", inputs split into " + std::to_string(res.boxes) + " pieces)" : ")");
-    res.seconds = elapsed();
-    return res;
+  return false;
+}
+
+}  // namespace
+
+VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptions& o, const EngineOptions& eo) {
+  const Stopwatch sw(o.timeout_seconds);
+  check_property_fits(net, p);
+  VnnResult res;
+  std::vector<char> open(p.cases.size(), 1);  // not refuted yet
+  const bool decided = refute_by_box(net, p, o, eo, sw, open, res) ||
+                       refute_by_splitting(net, p, o, eo, sw, open, res) || all_refuted(open, o, res) ||
+                       attack_open_cases(net, p, o, sw, open, res);
+  if (!decided) {
+    res.answer = VnnAnswer::Unknown;
+    res.note = std::to_string(res.cases_refuted) + " of " + std::to_string(p.cases.size()) +
+               " cases refuted by the bounds; no counterexample found";
   }
-  // Counterexamples: PGD inside the box of each open case: pgd_attack for one margin
-  // Y_t − Y_c ≥ 0 (the form of robustness properties), pgd_case for any other constraints.
-  if (o.attack)
-    for (size_t ci = 0; ci < p.cases.size(); ++ci) {
-      if (!open[ci]) continue;
-      const VnnCase& c = p.cases[ci];
-      if (c.outputs.empty()) continue;       // (its centre was tried: any point is a counterexample)
-      const auto& coef = c.outputs[0].coef;  // coef·Y ≤ bound with coef = e_c − e_t, bound 0
-      int64_t pc = -1, pt = -1;
-      bool margin = c.outputs.size() == 1 && c.outputs[0].bound == 0;
-      for (int64_t j = 0; j < classes && margin; ++j) {
-        const double v = coef[static_cast<size_t>(j)];
-        if (v == 1 && pc < 0)
-          pc = j;
-        else if (v == -1 && pt < 0)
-          pt = j;
-        else if (v != 0)
-          margin = false;
-      }
-      if (out_of_time()) {
-        res.answer = VnnAnswer::Timeout, res.seconds = elapsed();
-        return res;
-      }
-      if (!margin || pc < 0 || pt < 0) {  // any other conjunction of linear constraints
-        const PgdOutcome pgd = pgd_case(net, c, o.seed + ci, out_of_time, res.x, res.y);
-        if (pgd == PgdOutcome::Found) {
-          res.answer = VnnAnswer::Sat;
-          res.note = "PGD on the constraints found a counterexample for case " + std::to_string(ci);
-          res.seconds = elapsed();
-          return res;
-        }
-        if (pgd == PgdOutcome::TimedOut) {
-          res.answer = VnnAnswer::Timeout, res.seconds = elapsed();
-          return res;
-        }
-        continue;
-      }
-      std::vector<double> centre, radius;
-      centre_radius(c.lower, c.upper, centre, radius);
-      const Network boxed = with_input_affine(net, radius, centre);
-      AttackOptions ao;
-      ao.seed = o.seed;
-      ao.clip_to_box = true, ao.box_lo = -1, ao.box_hi = 1;
-      ao.pgd_eps_max = 1;
-      ao.pgd_bisection_steps = 0;
-      ao.refine_segment = false;
-      const AttackResult a =
-          pgd_attack(boxed, std::vector<double>(static_cast<size_t>(n), 0.0), pc, pt, Norm::Linf, ao);
-      if (!a.found) continue;
-      std::vector<double> x(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) {  // back to the network's input, kept inside the box
-        const double v = centre[static_cast<size_t>(i)] +
-                         radius[static_cast<size_t>(i)] * std::clamp(a.x[static_cast<size_t>(i)], -1.0, 1.0);
-        x[static_cast<size_t>(i)] = std::clamp(v, c.lower[static_cast<size_t>(i)], c.upper[static_cast<size_t>(i)]);
-      }
-      if (is_counterexample(net, c, x, y)) {  // re-checked on the original network in double
-        res.answer = VnnAnswer::Sat, res.x = x, res.y = y;
-        res.note = "PGD found a counterexample for case " + std::to_string(ci);
-        res.seconds = elapsed();
-        return res;
-      }
-    }
-  res.answer = VnnAnswer::Unknown;
-  res.note = std::to_string(res.cases_refuted) + " of " + std::to_string(p.cases.size()) +
-             " cases refuted by the bounds; no counterexample found";
-  res.seconds = elapsed();
+  res.seconds = sw.elapsed();
   return res;
 }
 

@@ -38,6 +38,14 @@ struct Value {
   bool batchless = false;
 };
 
+/// The geometry of a 2-D ConvTranspose: groups, channels, kernel, strides, dilations, output
+/// padding, pads and output size.
+struct TransposedWindow {
+  int64_t groups = 1, cin = 0, cout_g = 0, cout = 0, kh = 0, kw = 0;
+  std::vector<int64_t> stride, dil, outpad, pads;
+  int64_t oh = 0, ow = 0;
+};
+
 class Importer {
  public:
   Importer(const detail::OnnxModel& m, std::string what) : m_(m), what_(std::move(what)) {}
@@ -154,6 +162,22 @@ class Importer {
 
   void import_node(const OnnxNode& n);
   void fold_constant(const OnnxNode& n);
+  /// Input i of n, which must be a constant (every input of a folded node is).
+  const Const& const_input(const OnnxNode& n, size_t i) const { return get_const(n, i, "input"); }
+  Const fold_cast(const OnnxNode& n) const;
+  Const fold_shape_or_size(const OnnxNode& n) const;
+  Const fold_unary(const OnnxNode& n) const;
+  Const fold_constant_of_shape(const OnnxNode& n) const;
+  Const fold_arithmetic(const OnnxNode& n) const;
+  Const fold_gather(const OnnxNode& n) const;
+  std::vector<int64_t> const_axes(const OnnxNode& n) const;
+  Const fold_unsqueeze(const OnnxNode& n) const;
+  Const fold_squeeze(const OnnxNode& n) const;
+  Const fold_concat(const OnnxNode& n) const;
+  Const fold_flatten(const OnnxNode& n) const;
+  Const fold_reshape(const OnnxNode& n) const;
+  Const fold_transpose(const OnnxNode& n) const;
+  Const fold_slice(const OnnxNode& n) const;
   void conv(const OnnxNode& n);
   void gemm(const OnnxNode& n);
   void matmul(const OnnxNode& n);
@@ -163,10 +187,20 @@ class Importer {
   void batchnorm(const OnnxNode& n);
   void pool(const OnnxNode& n, bool is_max, bool global);
   void reshape_like(const OnnxNode& n);
+  Shape flatten_shape(const OnnxNode& n, const Shape& in, const Shape& full, bool nb);
+  Shape reshape_shape(const OnnxNode& n, const Shape& in, const Shape& full, bool nb);
+  Shape squeeze_shape(const OnnxNode& n, const Shape& full, bool nb);
+  Shape batchless_squeeze(const OnnxNode& n, std::vector<int64_t> axes, Shape f) const;
+  Shape batched_unsqueeze(const OnnxNode& n, std::vector<int64_t> axes, Shape f) const;
+  Shape batched_squeeze(const OnnxNode& n, const std::vector<int64_t>& axes, const Shape& f) const;
   void transpose(const OnnxNode& n);
   void pad(const OnnxNode& n);
   void concat(const OnnxNode& n);
   void conv_transpose(const OnnxNode& n);
+  TransposedWindow conv_transpose_window(const OnnxNode& n, const Shape& in, const Const& w) const;
+  std::vector<int64_t> conv_transpose_pads(const OnnxNode& n, const Shape& in, const TransposedWindow& g) const;
+  void check_conv_transpose_cost(const OnnxNode& n, const Const& w, const TransposedWindow& g, int64_t in_size,
+                                 int64_t out_size) const;
   int gated_product(const OnnxNode& n, int a, int b);
   void window(const OnnxNode& n, const Shape& in, int64_t kh, int64_t kw, int64_t* stride, int64_t* pads,
               int64_t* dil) const;
@@ -493,202 +527,247 @@ void Importer::import_node(const OnnxNode& n) {
 
 void Importer::fold_constant(const OnnxNode& n) {
   const std::string& op = n.op_type;
-  auto in = [&](size_t i) -> const Const& { return get_const(n, i, "input"); };
-  if (op == "Identity" || op == "Dropout") return set_const(n, in(0));
-  if (op == "Cast") {
-    Const c = in(0);
-    const int64_t to = attr_i(n, "to", 1);
-    c.is_int = is_int_type(static_cast<int32_t>(to));
-    if (c.is_int)
-      for (double& x : c.v) x = std::trunc(x);
-    return set_const(n, c);
-  }
-  if (op == "Shape" || op == "Size") {
-    const Const& c = in(0);
-    if (op == "Size") return set_const(n, Const{{}, {static_cast<double>(c.v.size())}, true});
-    Const r{{static_cast<int64_t>(c.dims.size())}, {}, true};
-    for (int64_t d : c.dims) r.v.push_back(static_cast<double>(d));
-    return set_const(n, r);
-  }
-  if (op == "Neg" || op == "Sqrt" || op == "Reciprocal") {
-    Const c = in(0);
-    for (double& x : c.v) x = op == "Neg" ? -x : op == "Sqrt" ? std::sqrt(x) : 1.0 / x;
-    if (op != "Neg") c.is_int = false;
-    return set_const(n, c);
-  }
-  if (op == "ConstantOfShape") {
-    const auto dims = as_ints(in(0));
-    double value = 0;
-    bool is_int = false;
-    if (const OnnxAttribute* a = n.find("value"); a && a->has_t && !a->t.values.empty()) {
-      value = a->t.values[0];
-      is_int = is_int_type(a->t.data_type);
-    }
-    check_folded_size(dims, 0);
-    return set_const(n, Const{dims, std::vector<double>(static_cast<size_t>(count_of(dims)), value), is_int});
-  }
-  if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") {
-    const Const& a = in(0);
-    const Const& b = in(1);
-    const bool ints = a.is_int && b.is_int;
-    Const r;
-    try {
-      r = broadcast_binary(a, b, [&](double x, double y) {
-        if (op == "Add") return x + y;
-        if (op == "Sub") return x - y;
-        if (op == "Mul") return x * y;
-        return ints ? std::trunc(x / y) : x / y;
-      });
-    } catch (const InvalidArgument&) {
-      unsupported(
-          n, "constant operands of shapes " + shape_str(a.dims) + " and " + shape_str(b.dims) + " do not broadcast");
-    }
-    r.is_int = ints;
-    return set_const(n, r);
-  }
-  if (op == "Gather") {
-    const Const& data = in(0);
-    const Const& idx = in(1);
-    if (data.dims.empty()) unsupported(n, "gather from a scalar");
-    const int64_t axis = norm_axis(attr_i(n, "axis", 0), data.dims.size());
-    if (axis < 0 || axis >= static_cast<int64_t>(data.dims.size())) unsupported(n, "axis out of range");
-    const int64_t outer = count_of(std::vector<int64_t>(data.dims.begin(), data.dims.begin() + axis));
-    const int64_t inner = count_of(std::vector<int64_t>(data.dims.begin() + axis + 1, data.dims.end()));
-    const int64_t len = data.dims[static_cast<size_t>(axis)];
-    Const r;
-    r.is_int = data.is_int;
-    r.dims.assign(data.dims.begin(), data.dims.begin() + axis);
-    r.dims.insert(r.dims.end(), idx.dims.begin(), idx.dims.end());
-    r.dims.insert(r.dims.end(), data.dims.begin() + axis + 1, data.dims.end());
-    check_folded_size(r.dims, static_cast<int64_t>(data.v.size() + idx.v.size()));
-    r.v.reserve(static_cast<size_t>(count_of(r.dims)));
-    const std::vector<int64_t> indices = as_ints(idx);
-    for (int64_t o = 0; o < outer; ++o)
-      for (int64_t k : indices) {
-        if (k < 0) k += len;
-        if (k < 0 || k >= len) unsupported(n, "gather index out of range");
-        for (int64_t q = 0; q < inner; ++q) r.v.push_back(data.v[static_cast<size_t>((o * len + k) * inner + q)]);
-      }
-    return set_const(n, r);
-  }
-  if (op == "Unsqueeze" || op == "Squeeze") {
-    Const c = in(0);
-    std::vector<int64_t> axes = has_input(n, 1) ? as_ints(in(1)) : attr_ints(n, "axes");
-    if (op == "Unsqueeze") {
-      const size_t rank = c.dims.size() + axes.size();
-      for (int64_t& a : axes) a = norm_axis(a, rank);
-      std::sort(axes.begin(), axes.end());
-      for (int64_t a : axes) {
-        if (a < 0 || a > static_cast<int64_t>(c.dims.size())) unsupported(n, "axis out of range");
-        c.dims.insert(c.dims.begin() + a, 1);
-      }
-    } else {
-      std::vector<int64_t> dims;
-      for (size_t i = 0; i < c.dims.size(); ++i) {
-        const bool listed = std::any_of(axes.begin(), axes.end(), [&](int64_t a) {
-          return norm_axis(a, c.dims.size()) == static_cast<int64_t>(i);
-        });
-        if ((axes.empty() && c.dims[i] == 1) || listed) {
-          if (c.dims[i] != 1) unsupported(n, "squeeze of a dimension that is not 1");
-          continue;
-        }
-        dims.push_back(c.dims[i]);
-      }
-      c.dims = dims;
-    }
-    return set_const(n, c);
-  }
-  if (op == "Concat") {
-    const Const& first = in(0);
-    const int64_t axis = norm_axis(attr_i(n, "axis", 0), first.dims.size());
-    if (first.dims.empty() || axis < 0 || axis >= static_cast<int64_t>(first.dims.size())) unsupported(n, "bad axis");
-    const int64_t outer = count_of(std::vector<int64_t>(first.dims.begin(), first.dims.begin() + axis));
-    Const r{first.dims, {}, first.is_int};
-    r.dims[static_cast<size_t>(axis)] = 0;
-    std::vector<int64_t> inner_sizes;
-    for (size_t i = 0; i < n.inputs.size(); ++i) {
-      const Const& c = in(i);
-      if (c.dims.size() != first.dims.size()) unsupported(n, "inputs of different ranks");
-      for (size_t d = 0; d < c.dims.size(); ++d)
-        if (d != static_cast<size_t>(axis) && c.dims[d] != first.dims[d])
-          unsupported(
-              n, "inputs of shapes " + shape_str(first.dims) + " and " + shape_str(c.dims) + " do not concatenate");
-      int64_t& extent = r.dims[static_cast<size_t>(axis)];
-      if (__builtin_add_overflow(extent, c.dims[static_cast<size_t>(axis)], &extent))
-        unsupported(n, "concatenation too large");
-      inner_sizes.push_back(static_cast<int64_t>(c.v.size()) / std::max<int64_t>(outer, 1));
-    }
-    int64_t inputs_total = 0;
-    for (size_t i = 0; i < n.inputs.size(); ++i) inputs_total += static_cast<int64_t>(in(i).v.size());
-    check_folded_size(r.dims, inputs_total);
-    for (int64_t o = 0; o < outer; ++o)
-      for (size_t i = 0; i < n.inputs.size(); ++i) {
-        const Const& c = in(i);
-        const int64_t len = inner_sizes[i];
-        r.v.insert(r.v.end(), c.v.begin() + o * len, c.v.begin() + (o + 1) * len);
-      }
-    return set_const(n, r);
-  }
-  if (op == "Reshape" || op == "Flatten") {
-    Const c = in(0);
-    if (op == "Flatten") {
-      const int64_t axis = norm_axis(attr_i(n, "axis", 1), c.dims.size());
-      if (axis < 0 || axis > static_cast<int64_t>(c.dims.size())) unsupported(n, "flatten axis out of range");
-      const int64_t a = count_of(std::vector<int64_t>(c.dims.begin(), c.dims.begin() + axis));
-      c.dims = {a, count_of(std::vector<int64_t>(c.dims.begin() + axis, c.dims.end()))};
-      return set_const(n, c);
-    }
-    std::vector<int64_t> target = as_ints(in(1));
-    int64_t known = 1, infer = -1;
-    for (size_t i = 0; i < target.size(); ++i) {
-      if (target[i] == 0 && !attr_i(n, "allowzero", 0)) target[i] = i < c.dims.size() ? c.dims[i] : 1;
-      if (target[i] == -1) {
-        if (infer >= 0) unsupported(n, "more than one -1 in the target shape");
-        infer = static_cast<int64_t>(i);
-      } else {
-        if (target[i] < 0) unsupported(n, "negative dimension in the target shape");
-        known = checked_mul(known, target[i], "reshape target");
-      }
-    }
-    if (infer >= 0) target[static_cast<size_t>(infer)] = known ? static_cast<int64_t>(c.v.size()) / known : 0;
-    if (count_of(target) != static_cast<int64_t>(c.v.size())) unsupported(n, "reshape changes the number of elements");
-    c.dims = target;
-    return set_const(n, c);
-  }
-  if (op == "Transpose") {
-    const Const& c = in(0);
-    std::vector<int64_t> perm = attr_ints(n, "perm");
-    const size_t rank = c.dims.size();
-    if (perm.empty())
-      for (size_t i = 0; i < rank; ++i) perm.push_back(static_cast<int64_t>(rank - 1 - i));
-    if (perm.size() != rank) unsupported(n, "permutation rank mismatch");
-    NetworkBuilder tb;  // reuse the network's transpose through a one-node network
-    Shape s = c.dims.empty() ? Shape{1} : c.dims;
-    int x = tb.input(s);
-    int y = tb.transpose(x, perm);
-    Network tn = tb.build(y);
-    Const r{tn.output_shape(), tn.forward(c.v.data(), 1), c.is_int};
-    return set_const(n, r);
-  }
-  if (op == "Slice") {
-    const Const& c = in(0);
-    if (c.dims.size() != 1) unsupported(n, "slicing of constants is only supported for 1-D tensors");
-    std::vector<int64_t> starts = has_input(n, 1) ? as_ints(in(1), true) : attr_ints(n, "starts");
-    std::vector<int64_t> ends = has_input(n, 2) ? as_ints(in(2), true) : attr_ints(n, "ends");
-    std::vector<int64_t> steps = has_input(n, 4) ? as_ints(in(4)) : std::vector<int64_t>{1};
-    if (starts.size() != 1 || ends.size() != 1 || steps.size() != 1 || steps[0] == 0)
-      unsupported(n, "unsupported slice");
-    if (steps[0] > (int64_t{1} << 40) || steps[0] < -(int64_t{1} << 40)) unsupported(n, "slice step out of range");
-    const int64_t len = c.dims[0], step = steps[0];
-    auto clampi = [&](int64_t v, int64_t lo, int64_t hi) { return std::clamp(v < 0 ? v + len : v, lo, hi); };
-    const int64_t s = step > 0 ? clampi(starts[0], 0, len) : clampi(starts[0], -1, len - 1);
-    const int64_t e = step > 0 ? clampi(ends[0], 0, len) : clampi(ends[0], -1, len - 1);
-    Const r{{0}, {}, c.is_int};
-    for (int64_t i = s; step > 0 ? i < e : i > e; i += step) r.v.push_back(c.v[static_cast<size_t>(i)]);
-    r.dims[0] = static_cast<int64_t>(r.v.size());
-    return set_const(n, r);
-  }
+  if (op == "Identity" || op == "Dropout") return set_const(n, const_input(n, 0));
+  if (op == "Cast") return set_const(n, fold_cast(n));
+  if (op == "Shape" || op == "Size") return set_const(n, fold_shape_or_size(n));
+  if (op == "Neg" || op == "Sqrt" || op == "Reciprocal") return set_const(n, fold_unary(n));
+  if (op == "ConstantOfShape") return set_const(n, fold_constant_of_shape(n));
+  if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") return set_const(n, fold_arithmetic(n));
+  if (op == "Gather") return set_const(n, fold_gather(n));
+  if (op == "Unsqueeze") return set_const(n, fold_unsqueeze(n));
+  if (op == "Squeeze") return set_const(n, fold_squeeze(n));
+  if (op == "Concat") return set_const(n, fold_concat(n));
+  if (op == "Flatten") return set_const(n, fold_flatten(n));
+  if (op == "Reshape") return set_const(n, fold_reshape(n));
+  if (op == "Transpose") return set_const(n, fold_transpose(n));
+  if (op == "Slice") return set_const(n, fold_slice(n));
   unsupported(n, "cannot fold this constant operation");
+}
+
+// Cast: the values truncated when the target type is an integer one.
+Const Importer::fold_cast(const OnnxNode& n) const {
+  Const c = const_input(n, 0);
+  const int64_t to = attr_i(n, "to", 1);
+  c.is_int = is_int_type(static_cast<int32_t>(to));
+  if (c.is_int)
+    for (double& x : c.v) x = std::trunc(x);
+  return c;
+}
+
+// Shape: the input's dims as a 1-D integer constant; Size: its element count as a scalar.
+Const Importer::fold_shape_or_size(const OnnxNode& n) const {
+  const Const& c = const_input(n, 0);
+  if (n.op_type == "Size") return Const{{}, {static_cast<double>(c.v.size())}, true};
+  Const r{{static_cast<int64_t>(c.dims.size())}, {}, true};
+  for (int64_t d : c.dims) r.v.push_back(static_cast<double>(d));
+  return r;
+}
+
+// Neg, Sqrt, Reciprocal element by element (the latter two give floats).
+Const Importer::fold_unary(const OnnxNode& n) const {
+  const std::string& op = n.op_type;
+  Const c = const_input(n, 0);
+  for (double& x : c.v) x = op == "Neg" ? -x : op == "Sqrt" ? std::sqrt(x) : 1.0 / x;
+  if (op != "Neg") c.is_int = false;
+  return c;
+}
+
+// ConstantOfShape: a tensor of the given dims filled with the `value` attribute (0 by default).
+Const Importer::fold_constant_of_shape(const OnnxNode& n) const {
+  const auto dims = as_ints(const_input(n, 0));
+  double value = 0;
+  bool is_int = false;
+  if (const OnnxAttribute* a = n.find("value"); a && a->has_t && !a->t.values.empty()) {
+    value = a->t.values[0];
+    is_int = is_int_type(a->t.data_type);
+  }
+  check_folded_size(dims, 0);
+  return Const{dims, std::vector<double>(static_cast<size_t>(count_of(dims)), value), is_int};
+}
+
+// Add, Sub, Mul, Div with numpy broadcasting (Div of two integer constants truncates).
+Const Importer::fold_arithmetic(const OnnxNode& n) const {
+  const std::string& op = n.op_type;
+  const Const& a = const_input(n, 0);
+  const Const& b = const_input(n, 1);
+  const bool ints = a.is_int && b.is_int;
+  Const r;
+  try {
+    r = broadcast_binary(a, b, [&](double x, double y) {
+      if (op == "Add") return x + y;
+      if (op == "Sub") return x - y;
+      if (op == "Mul") return x * y;
+      return ints ? std::trunc(x / y) : x / y;
+    });
+  } catch (const InvalidArgument&) {
+    unsupported(n,
+                "constant operands of shapes " + shape_str(a.dims) + " and " + shape_str(b.dims) + " do not broadcast");
+  }
+  r.is_int = ints;
+  return r;
+}
+
+// Gather: the slices of the data at the given indices along `axis`.
+Const Importer::fold_gather(const OnnxNode& n) const {
+  const Const& data = const_input(n, 0);
+  const Const& idx = const_input(n, 1);
+  if (data.dims.empty()) unsupported(n, "gather from a scalar");
+  const int64_t axis = norm_axis(attr_i(n, "axis", 0), data.dims.size());
+  if (axis < 0 || axis >= static_cast<int64_t>(data.dims.size())) unsupported(n, "axis out of range");
+  const int64_t outer = count_of(std::vector<int64_t>(data.dims.begin(), data.dims.begin() + axis));
+  const int64_t inner = count_of(std::vector<int64_t>(data.dims.begin() + axis + 1, data.dims.end()));
+  const int64_t len = data.dims[static_cast<size_t>(axis)];
+  Const r;
+  r.is_int = data.is_int;
+  r.dims.assign(data.dims.begin(), data.dims.begin() + axis);
+  r.dims.insert(r.dims.end(), idx.dims.begin(), idx.dims.end());
+  r.dims.insert(r.dims.end(), data.dims.begin() + axis + 1, data.dims.end());
+  check_folded_size(r.dims, static_cast<int64_t>(data.v.size() + idx.v.size()));
+  r.v.reserve(static_cast<size_t>(count_of(r.dims)));
+  const std::vector<int64_t> indices = as_ints(idx);
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t k : indices) {
+      if (k < 0) k += len;
+      if (k < 0 || k >= len) unsupported(n, "gather index out of range");
+      for (int64_t q = 0; q < inner; ++q) r.v.push_back(data.v[static_cast<size_t>((o * len + k) * inner + q)]);
+    }
+  return r;
+}
+
+// The axes of a Squeeze/Unsqueeze: its second input (opset 13) or its `axes` attribute.
+std::vector<int64_t> Importer::const_axes(const OnnxNode& n) const {
+  return has_input(n, 1) ? as_ints(const_input(n, 1)) : attr_ints(n, "axes");
+}
+
+// Unsqueeze: a dimension of 1 inserted at each of the axes.
+Const Importer::fold_unsqueeze(const OnnxNode& n) const {
+  Const c = const_input(n, 0);
+  std::vector<int64_t> axes = const_axes(n);
+  const size_t rank = c.dims.size() + axes.size();
+  for (int64_t& a : axes) a = norm_axis(a, rank);
+  std::sort(axes.begin(), axes.end());
+  for (int64_t a : axes) {
+    if (a < 0 || a > static_cast<int64_t>(c.dims.size())) unsupported(n, "axis out of range");
+    c.dims.insert(c.dims.begin() + a, 1);
+  }
+  return c;
+}
+
+// Squeeze: the listed dimensions of 1 removed (all of them without axes).
+Const Importer::fold_squeeze(const OnnxNode& n) const {
+  Const c = const_input(n, 0);
+  const std::vector<int64_t> axes = const_axes(n);
+  std::vector<int64_t> dims;
+  for (size_t i = 0; i < c.dims.size(); ++i) {
+    const bool listed = std::any_of(axes.begin(), axes.end(),
+                                    [&](int64_t a) { return norm_axis(a, c.dims.size()) == static_cast<int64_t>(i); });
+    if ((axes.empty() && c.dims[i] == 1) || listed) {
+      if (c.dims[i] != 1) unsupported(n, "squeeze of a dimension that is not 1");
+      continue;
+    }
+    dims.push_back(c.dims[i]);
+  }
+  c.dims = dims;
+  return c;
+}
+
+// Concat: the inputs joined along `axis` (equal dims elsewhere).
+Const Importer::fold_concat(const OnnxNode& n) const {
+  const Const& first = const_input(n, 0);
+  const int64_t axis = norm_axis(attr_i(n, "axis", 0), first.dims.size());
+  if (first.dims.empty() || axis < 0 || axis >= static_cast<int64_t>(first.dims.size())) unsupported(n, "bad axis");
+  const int64_t outer = count_of(std::vector<int64_t>(first.dims.begin(), first.dims.begin() + axis));
+  Const r{first.dims, {}, first.is_int};
+  r.dims[static_cast<size_t>(axis)] = 0;
+  std::vector<int64_t> inner_sizes;
+  for (size_t i = 0; i < n.inputs.size(); ++i) {
+    const Const& c = const_input(n, i);
+    if (c.dims.size() != first.dims.size()) unsupported(n, "inputs of different ranks");
+    for (size_t d = 0; d < c.dims.size(); ++d)
+      if (d != static_cast<size_t>(axis) && c.dims[d] != first.dims[d])
+        unsupported(n,
+                    "inputs of shapes " + shape_str(first.dims) + " and " + shape_str(c.dims) + " do not concatenate");
+    int64_t& extent = r.dims[static_cast<size_t>(axis)];
+    if (__builtin_add_overflow(extent, c.dims[static_cast<size_t>(axis)], &extent))
+      unsupported(n, "concatenation too large");
+    inner_sizes.push_back(static_cast<int64_t>(c.v.size()) / std::max<int64_t>(outer, 1));
+  }
+  int64_t inputs_total = 0;
+  for (size_t i = 0; i < n.inputs.size(); ++i) inputs_total += static_cast<int64_t>(const_input(n, i).v.size());
+  check_folded_size(r.dims, inputs_total);
+  for (int64_t o = 0; o < outer; ++o)
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      const Const& c = const_input(n, i);
+      const int64_t len = inner_sizes[i];
+      r.v.insert(r.v.end(), c.v.begin() + o * len, c.v.begin() + (o + 1) * len);
+    }
+  return r;
+}
+
+// Flatten: the dims before and from `axis` each multiplied into one.
+Const Importer::fold_flatten(const OnnxNode& n) const {
+  Const c = const_input(n, 0);
+  const int64_t axis = norm_axis(attr_i(n, "axis", 1), c.dims.size());
+  if (axis < 0 || axis > static_cast<int64_t>(c.dims.size())) unsupported(n, "flatten axis out of range");
+  const int64_t a = count_of(std::vector<int64_t>(c.dims.begin(), c.dims.begin() + axis));
+  c.dims = {a, count_of(std::vector<int64_t>(c.dims.begin() + axis, c.dims.end()))};
+  return c;
+}
+
+// Reshape: the target shape, its 0s copied from the input (unless allowzero) and one -1 inferred.
+Const Importer::fold_reshape(const OnnxNode& n) const {
+  Const c = const_input(n, 0);
+  std::vector<int64_t> target = as_ints(const_input(n, 1));
+  int64_t known = 1, infer = -1;
+  for (size_t i = 0; i < target.size(); ++i) {
+    if (target[i] == 0 && !attr_i(n, "allowzero", 0)) target[i] = i < c.dims.size() ? c.dims[i] : 1;
+    if (target[i] == -1) {
+      if (infer >= 0) unsupported(n, "more than one -1 in the target shape");
+      infer = static_cast<int64_t>(i);
+    } else {
+      if (target[i] < 0) unsupported(n, "negative dimension in the target shape");
+      known = checked_mul(known, target[i], "reshape target");
+    }
+  }
+  if (infer >= 0) target[static_cast<size_t>(infer)] = known ? static_cast<int64_t>(c.v.size()) / known : 0;
+  if (count_of(target) != static_cast<int64_t>(c.v.size())) unsupported(n, "reshape changes the number of elements");
+  c.dims = target;
+  return c;
+}
+
+// Transpose by `perm` (reversed axes by default), through a one-node network's transpose.
+Const Importer::fold_transpose(const OnnxNode& n) const {
+  const Const& c = const_input(n, 0);
+  std::vector<int64_t> perm = attr_ints(n, "perm");
+  const size_t rank = c.dims.size();
+  if (perm.empty())
+    for (size_t i = 0; i < rank; ++i) perm.push_back(static_cast<int64_t>(rank - 1 - i));
+  if (perm.size() != rank) unsupported(n, "permutation rank mismatch");
+  NetworkBuilder tb;  // reuse the network's transpose through a one-node network
+  Shape s = c.dims.empty() ? Shape{1} : c.dims;
+  int x = tb.input(s);
+  int y = tb.transpose(x, perm);
+  Network tn = tb.build(y);
+  return Const{tn.output_shape(), tn.forward(c.v.data(), 1), c.is_int};
+}
+
+// Slice of a 1-D constant: one start, end and step (numpy semantics, clamped to the length).
+Const Importer::fold_slice(const OnnxNode& n) const {
+  const Const& c = const_input(n, 0);
+  if (c.dims.size() != 1) unsupported(n, "slicing of constants is only supported for 1-D tensors");
+  std::vector<int64_t> starts = has_input(n, 1) ? as_ints(const_input(n, 1), true) : attr_ints(n, "starts");
+  std::vector<int64_t> ends = has_input(n, 2) ? as_ints(const_input(n, 2), true) : attr_ints(n, "ends");
+  std::vector<int64_t> steps = has_input(n, 4) ? as_ints(const_input(n, 4)) : std::vector<int64_t>{1};
+  if (starts.size() != 1 || ends.size() != 1 || steps.size() != 1 || steps[0] == 0) unsupported(n, "unsupported slice");
+  if (steps[0] > (int64_t{1} << 40) || steps[0] < -(int64_t{1} << 40)) unsupported(n, "slice step out of range");
+  const int64_t len = c.dims[0], step = steps[0];
+  auto clampi = [&](int64_t v, int64_t lo, int64_t hi) { return std::clamp(v < 0 ? v + len : v, lo, hi); };
+  const int64_t s = step > 0 ? clampi(starts[0], 0, len) : clampi(starts[0], -1, len - 1);
+  const int64_t e = step > 0 ? clampi(ends[0], 0, len) : clampi(ends[0], -1, len - 1);
+  Const r{{0}, {}, c.is_int};
+  for (int64_t i = s; step > 0 ? i < e : i > e; i += step) r.v.push_back(c.v[static_cast<size_t>(i)]);
+  r.dims[0] = static_cast<int64_t>(r.v.size());
+  return r;
 }
 
 void Importer::window(const OnnxNode& n, const Shape& in, int64_t kh, int64_t kw, int64_t* stride, int64_t* pads,
@@ -1041,103 +1120,125 @@ void Importer::reshape_like(const OnnxNode& n) {
   const Shape in = shape(x);
   const bool nb = batchless(n, 0);
   const Shape full = onnx_shape(n, 0);
-  Shape out;  // per-sample
-  if (op == "Flatten" && nb) {
-    const int64_t axis = norm_axis(attr_i(n, "axis", 1), full.size());
-    if (axis < 0 || axis > static_cast<int64_t>(full.size())) unsupported(n, "flatten axis out of range");
-    out = from_batchless(
-        {count_of(Shape(full.begin(), full.begin() + axis)), count_of(Shape(full.begin() + axis, full.end()))});
-  } else if (op == "Flatten") {
-    const int64_t axis = norm_axis(attr_i(n, "axis", 1), full.size());
-    if (axis < 1) unsupported(n, "flattening into the batch dimension (axis 0) is not supported");
-    if (axis > static_cast<int64_t>(full.size())) unsupported(n, "flatten axis out of range");
-    const int64_t lead = count_of(Shape(full.begin() + 1, full.begin() + axis));
-    if (lead != 1) unsupported(n, "flatten with axis " + std::to_string(axis) + " would mix samples of the batch");
-    out = {numel(in)};
-  } else if (op == "Reshape") {
-    std::vector<int64_t> target = as_ints(get_const(n, 1, "the target shape"));
-    const bool allowzero = attr_i(n, "allowzero", 0) != 0;
-    int64_t known = 1, infer = -1;
-    for (size_t i = 0; i < target.size(); ++i) {
-      if (target[i] == 0 && !allowzero) {
-        if (i >= full.size()) unsupported(n, "0 in the target shape has no matching input dimension");
-        target[i] = full[i];
-      }
-      if (target[i] == -1) {
-        if (infer >= 0) unsupported(n, "more than one -1 in the target shape");
-        infer = static_cast<int64_t>(i);
-      } else {
-        if (target[i] < 1) unsupported(n, "target shape " + shape_str(target) + " has a dimension below 1");
-        known = checked_mul(known, target[i], "reshape target");
-      }
-    }
-    const int64_t total = numel(in);
-    if (infer >= 0) {
-      if (known <= 0 || total % known) unsupported(n, "cannot infer the -1 of the target shape");
-      target[static_cast<size_t>(infer)] = total / known;
-    }
-    if (numel(target) != total)
-      unsupported(n, "cannot reshape " + shape_str(in) + " (per sample) to " + shape_str(target));
-    if (nb)
-      out = from_batchless(target);
-    else if (!target.empty() && target[0] == 1 && target.size() > 1)
-      out.assign(target.begin() + 1, target.end());
-    else
-      out = target;  // target without a batch dimension (models exported with batch 1)
-    if (out.empty()) out = {1};
-  } else {  // Squeeze / Unsqueeze
-    std::vector<int64_t> axes = has_input(n, 1) ? as_ints(get_const(n, 1, "axes")) : attr_ints(n, "axes");
-    Shape f = full;
-    if (nb) {  // no batch axis to protect
-      const size_t rank = op == "Unsqueeze" ? f.size() + axes.size() : f.size();
-      for (int64_t& a : axes) a = norm_axis(a, rank);
-      std::sort(axes.begin(), axes.end());
-      if (op == "Unsqueeze") {
-        for (int64_t a : axes) {
-          if (a < 0 || a > static_cast<int64_t>(f.size()))
-            unsupported(n, "axis " + std::to_string(a) + " is out of range");
-          f.insert(f.begin() + a, 1);
-        }
-      } else {
-        for (int64_t a : axes)
-          if (a < 0 || a >= static_cast<int64_t>(f.size()))
-            unsupported(n, "axis " + std::to_string(a) + " is out of range");
-        Shape g;
-        for (size_t i = 0; i < f.size(); ++i) {
-          const bool listed = std::binary_search(axes.begin(), axes.end(), static_cast<int64_t>(i));
-          if (listed && f[i] != 1) unsupported(n, "squeeze of a dimension that is not 1");
-          if (!listed && !(axes.empty() && f[i] == 1)) g.push_back(f[i]);
-        }
-        f = g;
-      }
-      out = from_batchless(f);
-    } else if (op == "Unsqueeze") {
-      const size_t rank = f.size() + axes.size();
-      for (int64_t& a : axes) a = norm_axis(a, rank);
-      std::sort(axes.begin(), axes.end());
-      for (int64_t a : axes) {
-        if (a < 1 || a > static_cast<int64_t>(f.size()))
-          unsupported(n, "axis " + std::to_string(a) + " is out of range or the batch axis");
-        f.insert(f.begin() + a, 1);
-      }
-    } else {
-      Shape g{1};
-      for (size_t i = 1; i < f.size(); ++i) {
-        const bool listed = std::any_of(axes.begin(), axes.end(),
-                                        [&](int64_t a) { return norm_axis(a, f.size()) == static_cast<int64_t>(i); });
-        if (listed && f[i] != 1) unsupported(n, "squeeze of a dimension that is not 1");
-        if (listed || (axes.empty() && f[i] == 1)) continue;
-        g.push_back(f[i]);
-      }
-      if (std::any_of(axes.begin(), axes.end(), [&](int64_t a) { return norm_axis(a, f.size()) == 0; }))
-        unsupported(n, "squeeze of the batch axis");
-      f = g;
-    }
-    if (!nb) out.assign(f.begin() + 1, f.end());
-    if (out.empty()) out = {1};
-  }
+  const Shape out = op == "Flatten"   ? flatten_shape(n, in, full, nb)
+                    : op == "Reshape" ? reshape_shape(n, in, full, nb)
+                                      : squeeze_shape(n, full, nb);  // per sample
   if (out == in) return set_node(n, x);
   set_node(n, b_.reshape(x, out, info(n)));
+}
+
+// Flatten's per-sample shape: of a batchless tensor the two products before and from the axis;
+// else the whole sample in one dimension (the axis may not reach into the batch).
+Shape Importer::flatten_shape(const OnnxNode& n, const Shape& in, const Shape& full, bool nb) {
+  const int64_t axis = norm_axis(attr_i(n, "axis", 1), full.size());
+  if (nb) {
+    if (axis < 0 || axis > static_cast<int64_t>(full.size())) unsupported(n, "flatten axis out of range");
+    return from_batchless(
+        {count_of(Shape(full.begin(), full.begin() + axis)), count_of(Shape(full.begin() + axis, full.end()))});
+  }
+  if (axis < 1) unsupported(n, "flattening into the batch dimension (axis 0) is not supported");
+  if (axis > static_cast<int64_t>(full.size())) unsupported(n, "flatten axis out of range");
+  const int64_t lead = count_of(Shape(full.begin() + 1, full.begin() + axis));
+  if (lead != 1) unsupported(n, "flatten with axis " + std::to_string(axis) + " would mix samples of the batch");
+  return {numel(in)};
+}
+
+// Reshape's per-sample shape: the constant target, its 0s copied from the input (unless
+// allowzero) and one -1 inferred, less a leading batch 1.
+Shape Importer::reshape_shape(const OnnxNode& n, const Shape& in, const Shape& full, bool nb) {
+  std::vector<int64_t> target = as_ints(get_const(n, 1, "the target shape"));
+  const bool allowzero = attr_i(n, "allowzero", 0) != 0;
+  int64_t known = 1, infer = -1;
+  for (size_t i = 0; i < target.size(); ++i) {
+    if (target[i] == 0 && !allowzero) {
+      if (i >= full.size()) unsupported(n, "0 in the target shape has no matching input dimension");
+      target[i] = full[i];
+    }
+    if (target[i] == -1) {
+      if (infer >= 0) unsupported(n, "more than one -1 in the target shape");
+      infer = static_cast<int64_t>(i);
+    } else {
+      if (target[i] < 1) unsupported(n, "target shape " + shape_str(target) + " has a dimension below 1");
+      known = checked_mul(known, target[i], "reshape target");
+    }
+  }
+  const int64_t total = numel(in);
+  if (infer >= 0) {
+    if (known <= 0 || total % known) unsupported(n, "cannot infer the -1 of the target shape");
+    target[static_cast<size_t>(infer)] = total / known;
+  }
+  if (numel(target) != total)
+    unsupported(n, "cannot reshape " + shape_str(in) + " (per sample) to " + shape_str(target));
+  Shape out;
+  if (nb)
+    out = from_batchless(target);
+  else if (!target.empty() && target[0] == 1 && target.size() > 1)
+    out.assign(target.begin() + 1, target.end());
+  else
+    out = target;  // target without a batch dimension (models exported with batch 1)
+  if (out.empty()) out = {1};
+  return out;
+}
+
+// Squeeze's or Unsqueeze's per-sample shape, its axes from the second input or the attribute.
+Shape Importer::squeeze_shape(const OnnxNode& n, const Shape& full, bool nb) {
+  std::vector<int64_t> axes = has_input(n, 1) ? as_ints(get_const(n, 1, "axes")) : attr_ints(n, "axes");
+  if (nb) return from_batchless(batchless_squeeze(n, axes, full));  // no batch axis to protect
+  const Shape f = n.op_type == "Unsqueeze" ? batched_unsqueeze(n, axes, full) : batched_squeeze(n, axes, full);
+  Shape out(f.begin() + 1, f.end());
+  if (out.empty()) out = {1};
+  return out;
+}
+
+// The ONNX shape f of a batchless tensor after Squeeze/Unsqueeze on any of its axes.
+Shape Importer::batchless_squeeze(const OnnxNode& n, std::vector<int64_t> axes, Shape f) const {
+  const size_t rank = n.op_type == "Unsqueeze" ? f.size() + axes.size() : f.size();
+  for (int64_t& a : axes) a = norm_axis(a, rank);
+  std::sort(axes.begin(), axes.end());
+  if (n.op_type == "Unsqueeze") {
+    for (int64_t a : axes) {
+      if (a < 0 || a > static_cast<int64_t>(f.size())) unsupported(n, "axis " + std::to_string(a) + " is out of range");
+      f.insert(f.begin() + a, 1);
+    }
+    return f;
+  }
+  for (int64_t a : axes)
+    if (a < 0 || a >= static_cast<int64_t>(f.size())) unsupported(n, "axis " + std::to_string(a) + " is out of range");
+  Shape g;
+  for (size_t i = 0; i < f.size(); ++i) {
+    const bool listed = std::binary_search(axes.begin(), axes.end(), static_cast<int64_t>(i));
+    if (listed && f[i] != 1) unsupported(n, "squeeze of a dimension that is not 1");
+    if (!listed && !(axes.empty() && f[i] == 1)) g.push_back(f[i]);
+  }
+  return g;
+}
+
+// The ONNX shape f (batch first) after Unsqueeze at axes behind the batch axis.
+Shape Importer::batched_unsqueeze(const OnnxNode& n, std::vector<int64_t> axes, Shape f) const {
+  const size_t rank = f.size() + axes.size();
+  for (int64_t& a : axes) a = norm_axis(a, rank);
+  std::sort(axes.begin(), axes.end());
+  for (int64_t a : axes) {
+    if (a < 1 || a > static_cast<int64_t>(f.size()))
+      unsupported(n, "axis " + std::to_string(a) + " is out of range or the batch axis");
+    f.insert(f.begin() + a, 1);
+  }
+  return f;
+}
+
+// The ONNX shape f (batch first) after Squeeze of axes other than the batch axis.
+Shape Importer::batched_squeeze(const OnnxNode& n, const std::vector<int64_t>& axes, const Shape& f) const {
+  Shape g{1};
+  for (size_t i = 1; i < f.size(); ++i) {
+    const bool listed = std::any_of(axes.begin(), axes.end(),
+                                    [&](int64_t a) { return norm_axis(a, f.size()) == static_cast<int64_t>(i); });
+    if (listed && f[i] != 1) unsupported(n, "squeeze of a dimension that is not 1");
+    if (listed || (axes.empty() && f[i] == 1)) continue;
+    g.push_back(f[i]);
+  }
+  if (std::any_of(axes.begin(), axes.end(), [&](int64_t a) { return norm_axis(a, f.size()) == 0; }))
+    unsupported(n, "squeeze of the batch axis");
+  return g;
 }
 
 void Importer::transpose(const OnnxNode& n) {
@@ -1282,12 +1383,36 @@ void Importer::concat(const OnnxNode& n) {
   set_node(n, y);
 }
 
+// The dense map of a ConvTranspose (bias zero): each input position's kernel spread over the output.
+DenseAttr conv_transpose_dense(const Const& w, const Shape& in, const TransposedWindow& g, int64_t out_size) {
+  const int64_t in_size = numel(in), oh = g.oh, ow = g.ow, cout_g = g.cout_g, kh = g.kh, kw = g.kw;
+  DenseAttr d;
+  d.in_features = in_size, d.out_features = out_size;
+  d.weight.assign(static_cast<size_t>(in_size * out_size), 0.0);
+  d.bias.assign(static_cast<size_t>(out_size), 0.0);
+  const int64_t cin_g = g.cin / g.groups;
+  // Input position (iy, ix) reaches output (oy, ox) through tap (ky, kx) exactly where a forward
+  // window at "output" (iy, ix) over the (oh, ow) map would read (oy, ox).
+  const detail::Window win{kh, kw, g.stride[0], g.stride[1], g.pads[0], g.pads[1], g.dil[0], g.dil[1]};
+  for (int64_t c = 0; c < g.cin; ++c)
+    for (int64_t iy = 0; iy < in[1]; ++iy)
+      for (int64_t ix = 0; ix < in[2]; ++ix)
+        win.for_each_input(oh, ow, iy, ix, [&](int64_t ky, int64_t kx, int64_t oy, int64_t ox) {
+          const int64_t col = (c * in[1] + iy) * in[2] + ix;
+          for (int64_t ol = 0; ol < cout_g; ++ol) {
+            const int64_t o = (c / cin_g) * cout_g + ol, row = (o * oh + oy) * ow + ox;
+            d.weight[static_cast<size_t>(row * in_size + col)] +=
+                w.v[static_cast<size_t>(((c * cout_g + ol) * kh + ky) * kw + kx)];
+          }
+        });
+  return d;
+}
+
 // ConvTranspose as the dense linear map it is (each input position spreads its kernel over the
 // output), followed by a reshape to (C_out, H_out, W_out). Exact; the matrices of all of a model's
 // ConvTransposes together, and the work of filling them, are capped (a small crafted file must not
 // claim gigabytes or hours).
 void Importer::conv_transpose(const OnnxNode& n) {
-  constexpr int64_t kMaxDenseWeights = int64_t{1} << 25, kMaxTaps = int64_t{1} << 28;
   const int x = get_dyn(n, 0);
   const Const& w = get_const(n, 1, "the weight");
   const Shape in = shape(x);
@@ -1295,13 +1420,33 @@ void Importer::conv_transpose(const OnnxNode& n) {
   if (w.dims.size() != 4)
     unsupported(
         n, "only 2-D transposed convolutions are supported (weight has rank " + std::to_string(w.dims.size()) + ")");
-  const int64_t groups = attr_i(n, "group", 1);
-  const int64_t cin = w.dims[0], kh = w.dims[2], kw = w.dims[3];
-  if (groups < 1 || cin != in[0] || cin % groups)
+  const TransposedWindow g = conv_transpose_window(n, in, w);
+  const Shape out{g.cout, g.oh, g.ow};
+  const int64_t in_size = numel(in), out_size = checked_numel(out, "ConvTranspose output");
+  check_conv_transpose_cost(n, w, g, in_size, out_size);
+  dense_weights_ += in_size * out_size;
+  DenseAttr d = conv_transpose_dense(w, in, g, out_size);
+  if (has_input(n, 2)) {
+    const Const& bias = get_const(n, 2, "the bias");
+    if (static_cast<int64_t>(bias.v.size()) != g.cout) unsupported(n, "bias size does not match the output channels");
+    for (int64_t o = 0; o < out_size; ++o)
+      d.bias[static_cast<size_t>(o)] = bias.v[static_cast<size_t>(o / (g.oh * g.ow))];
+  }
+  const int y = b_.dense(x, std::move(d), {node_name(n) + "/dense", "ConvTranspose"});
+  set_node(n, b_.reshape(y, out, info(n)));
+}
+
+// A ConvTranspose's groups, channels, kernel, strides, dilations, output padding, pads and output
+// size from its attributes and weight, each checked.
+TransposedWindow Importer::conv_transpose_window(const OnnxNode& n, const Shape& in, const Const& w) const {
+  TransposedWindow g;
+  g.groups = attr_i(n, "group", 1);
+  g.cin = w.dims[0], g.kh = w.dims[2], g.kw = w.dims[3];
+  if (g.groups < 1 || g.cin != in[0] || g.cin % g.groups)
     unsupported(n, "weight " + shape_str(w.dims) + " does not match the input " + shape_str(in) + " in " +
-                       std::to_string(groups) + " groups");
-  const int64_t cout_g = w.dims[1], cout = checked_mul(cout_g, groups, "output channels");
-  if (const auto ks = attr_ints(n, "kernel_shape"); !ks.empty() && (ks.size() != 2 || ks[0] != kh || ks[1] != kw))
+                       std::to_string(g.groups) + " groups");
+  g.cout_g = w.dims[1], g.cout = checked_mul(g.cout_g, g.groups, "output channels");
+  if (const auto ks = attr_ints(n, "kernel_shape"); !ks.empty() && (ks.size() != 2 || ks[0] != g.kh || ks[1] != g.kw))
     unsupported(n, "kernel_shape does not match the weight");
   auto pair = [&](const char* attr, int64_t def) {
     std::vector<int64_t> v = attr_ints(n, attr);
@@ -1309,14 +1454,23 @@ void Importer::conv_transpose(const OnnxNode& n) {
     if (v.size() != 2) unsupported(n, std::string(attr) + " must have 2 entries");
     return v;
   };
-  const std::vector<int64_t> stride = pair("strides", 1), dil = pair("dilations", 1),
-                             outpad = pair("output_padding", 0);
-  for (int64_t v : {stride[0], stride[1], dil[0], dil[1], kh, kw})
+  g.stride = pair("strides", 1), g.dil = pair("dilations", 1), g.outpad = pair("output_padding", 0);
+  for (int64_t v : {g.stride[0], g.stride[1], g.dil[0], g.dil[1], g.kh, g.kw})
     if (v < 1 || v > kMaxWindowValue)
       unsupported(n, "kernel, strides and dilations must be between 1 and " + std::to_string(kMaxWindowValue));
   for (int i = 0; i < 2; ++i)
-    if (outpad[i] < 0 || (outpad[i] >= stride[i] && outpad[i] >= dil[i]))
+    if (g.outpad[i] < 0 || (g.outpad[i] >= g.stride[i] && g.outpad[i] >= g.dil[i]))
       unsupported(n, "output_padding must be below the stride or the dilation");
+  g.pads = conv_transpose_pads(n, in, g);
+  g.oh = g.stride[0] * (in[1] - 1) + g.outpad[0] + (g.kh - 1) * g.dil[0] + 1 - g.pads[0] - g.pads[2];
+  g.ow = g.stride[1] * (in[2] - 1) + g.outpad[1] + (g.kw - 1) * g.dil[1] + 1 - g.pads[1] - g.pads[3];
+  if (g.oh < 1 || g.ow < 1) unsupported(n, "the output would be empty");
+  return g;
+}
+
+// A ConvTranspose's pads: the attribute, or those that auto_pad or output_shape imply.
+std::vector<int64_t> Importer::conv_transpose_pads(const OnnxNode& n, const Shape& in,
+                                                   const TransposedWindow& g) const {
   std::vector<int64_t> pads = attr_ints(n, "pads");
   if (pads.empty()) pads = {0, 0, 0, 0};
   if (pads.size() != 4) unsupported(n, "pads must have 4 entries");
@@ -1329,8 +1483,8 @@ void Importer::conv_transpose(const OnnxNode& n) {
   if (auto_pad == "VALID") pads = {0, 0, 0, 0};
   if (!out_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
     for (int i = 0; i < 2; ++i) {  // ONNX: total padding from the requested (or SAME: input × stride) size
-      const int64_t full = stride[i] * (in[1 + i] - 1) + outpad[i] + ((i == 0 ? kh : kw) - 1) * dil[i] + 1;
-      const int64_t want = out_shape.empty() ? in[1 + i] * stride[i] : out_shape[static_cast<size_t>(i)];
+      const int64_t full = g.stride[i] * (in[1 + i] - 1) + g.outpad[i] + ((i == 0 ? g.kh : g.kw) - 1) * g.dil[i] + 1;
+      const int64_t want = out_shape.empty() ? in[1 + i] * g.stride[i] : out_shape[static_cast<size_t>(i)];
       const int64_t total = full - want;
       if (total < 0) unsupported(n, "output_shape is larger than the transposed convolution produces");
       // Where an odd padding's extra row goes differs between the ONNX text and onnxruntime: refuse
@@ -1343,47 +1497,23 @@ void Importer::conv_transpose(const OnnxNode& n) {
   }
   for (int64_t p : pads)
     if (p < 0 || p > kMaxWindowValue) unsupported(n, "pads must be between 0 and " + std::to_string(kMaxWindowValue));
-  const int64_t oh = stride[0] * (in[1] - 1) + outpad[0] + (kh - 1) * dil[0] + 1 - pads[0] - pads[2];
-  const int64_t ow = stride[1] * (in[2] - 1) + outpad[1] + (kw - 1) * dil[1] + 1 - pads[1] - pads[3];
-  if (oh < 1 || ow < 1) unsupported(n, "the output would be empty");
-  const Shape out{cout, oh, ow};
-  const int64_t in_size = numel(in), out_size = checked_numel(out, "ConvTranspose output");
+  return pads;
+}
+
+// Refuses a ConvTranspose whose dense matrix would pass the model's cap on such weights, whose
+// weight values do not match its shape, or whose kernel taps are too many to expand.
+void Importer::check_conv_transpose_cost(const OnnxNode& n, const Const& w, const TransposedWindow& g, int64_t in_size,
+                                         int64_t out_size) const {
+  constexpr int64_t kMaxDenseWeights = int64_t{1} << 25, kMaxTaps = int64_t{1} << 28;
   if (out_size > (kMaxDenseWeights - dense_weights_) / in_size)
     unsupported(n, "too large to bound as a dense map (" + std::to_string(in_size) + " × " + std::to_string(out_size) +
                        " weights; the limit for all transposed convolutions of a model is 2^25)");
-  if (static_cast<int64_t>(w.v.size()) != cin * cout_g * kh * kw)
+  if (static_cast<int64_t>(w.v.size()) != g.cin * g.cout_g * g.kh * g.kw)
     unsupported(n, "weight values do not match its shape");
-  const double taps =
-      static_cast<double>(in_size) * static_cast<double>(cout_g) * static_cast<double>(kh) * static_cast<double>(kw);
+  const double taps = static_cast<double>(in_size) * static_cast<double>(g.cout_g) * static_cast<double>(g.kh) *
+                      static_cast<double>(g.kw);
   if (taps > static_cast<double>(kMaxTaps))
     unsupported(n, "too many kernel taps (" + std::to_string(taps) + ") to expand");
-  dense_weights_ += in_size * out_size;
-  DenseAttr d;
-  d.in_features = in_size, d.out_features = out_size;
-  d.weight.assign(static_cast<size_t>(in_size * out_size), 0.0);
-  d.bias.assign(static_cast<size_t>(out_size), 0.0);
-  const int64_t cin_g = cin / groups;
-  // Input position (iy, ix) reaches output (oy, ox) through tap (ky, kx) exactly where a forward
-  // window at "output" (iy, ix) over the (oh, ow) map would read (oy, ox).
-  const detail::Window win{kh, kw, stride[0], stride[1], pads[0], pads[1], dil[0], dil[1]};
-  for (int64_t c = 0; c < cin; ++c)
-    for (int64_t iy = 0; iy < in[1]; ++iy)
-      for (int64_t ix = 0; ix < in[2]; ++ix)
-        win.for_each_input(oh, ow, iy, ix, [&](int64_t ky, int64_t kx, int64_t oy, int64_t ox) {
-          const int64_t col = (c * in[1] + iy) * in[2] + ix;
-          for (int64_t ol = 0; ol < cout_g; ++ol) {
-            const int64_t o = (c / cin_g) * cout_g + ol, row = (o * oh + oy) * ow + ox;
-            d.weight[static_cast<size_t>(row * in_size + col)] +=
-                w.v[static_cast<size_t>(((c * cout_g + ol) * kh + ky) * kw + kx)];
-          }
-        });
-  if (has_input(n, 2)) {
-    const Const& bias = get_const(n, 2, "the bias");
-    if (static_cast<int64_t>(bias.v.size()) != cout) unsupported(n, "bias size does not match the output channels");
-    for (int64_t o = 0; o < out_size; ++o) d.bias[static_cast<size_t>(o)] = bias.v[static_cast<size_t>(o / (oh * ow))];
-  }
-  const int y = b_.dense(x, std::move(d), {node_name(n) + "/dense", "ConvTranspose"});
-  set_node(n, b_.reshape(y, out, info(n)));
 }
 
 // x·g(x) for an element-wise gate g computed from x (possibly through a uniform scale of x itself):
