@@ -23,13 +23,13 @@ enum class ActKind { Relu, LeakyRelu, Sigmoid, Tanh, Atan, Erf, Elu, Softplus, G
 enum class ActFamily { PiecewiseLinear, Smooth, General };
 
 struct ActTraits {
-  const char* name;   ///< the ONNX operator name (GeluTanh: Gelu with approximate="tanh"; Silu: x·Sigmoid(x))
-  ActFamily family;   ///< which relaxation applies
-  Smooth smooth;      ///< the S-shaped function (family Smooth)
-  General general;    ///< the general function (family General)
-  bool uses_alpha;    ///< reads ActAttr::alpha
-  bool monotone;      ///< non-decreasing (kinds with alpha: when alpha >= 0)
-  double lipschitz;   ///< sup |f′|, rounded up (kinds with alpha: max(this, |alpha|))
+  const char* name;  ///< the ONNX operator name (GeluTanh: Gelu with approximate="tanh"; Silu: x·Sigmoid(x))
+  ActFamily family;  ///< which relaxation applies
+  Smooth smooth;     ///< the S-shaped function (family Smooth)
+  General general;   ///< the general function (family General)
+  bool uses_alpha;   ///< reads ActAttr::alpha
+  bool monotone;     ///< non-decreasing (kinds with alpha: when alpha >= 0)
+  double lipschitz;  ///< sup |f′|, rounded up (kinds with alpha: max(this, |alpha|))
 };
 
 /// The table. The largest |f′| of GELU and SiLU is at their inflection points (f′(√2) for GELU).

@@ -7,6 +7,7 @@
 #include <variant>
 #include <vector>
 
+#include "cnncert/activations.hpp"
 #include "cnncert/shape_math.hpp"
 
 namespace cnncert {
@@ -35,16 +36,51 @@ std::string shape_str(const Shape& s);
 
 /// Kind of an IR node.
 enum class OpKind { Input, Conv, Dense, ScaleShift, Activation, MaxPool, AvgPool, Add, Reshape, Transpose, Pad };
-/// Element-wise activation functions.
-/// Erf is S-shaped like tanh and relaxed by the sigmoid/tanh/arctan rules. Elu, Softplus, Gelu (erf form), GeluTanh
-/// (tanh approximation) and Silu (x·sigmoid(x)) are relaxed by the general construction of relaxation.hpp; `alpha` is
-/// Elu's alpha.
-enum class ActKind { Relu, LeakyRelu, Sigmoid, Tanh, Atan, Erf, Elu, Softplus, Gelu, GeluTanh, Silu };
+
+/// What an op kind is, for the code that treats kinds by their role rather than one by one.
+enum class OpRole {
+  Input,        ///< the network input
+  Affine,       ///< a weighted map: Conv, Dense, ScaleShift
+  Elementwise,  ///< an activation (act_traits in activations.hpp says which)
+  Pooling,      ///< a sliding window without weights: MaxPool, AvgPool
+  Merge,        ///< several operands into one: Add
+  Layout,       ///< moves or pads values without arithmetic: Reshape, Transpose, Pad
+};
+
+struct OpTraits {
+  const char* name;  ///< "Conv", "Dense", ...
+  OpRole role;
+  int inputs;    ///< operands (0 for the input)
+  bool linear;   ///< an affine map of its inputs
+  bool relaxed;  ///< nonlinear: the engines bound its input and relax it (the bound schedule)
+};
+
+/// The table of op kinds.
+constexpr OpTraits op_traits(OpKind k) {
+  switch (k) {
+    case OpKind::Input: return {"Input", OpRole::Input, 0, false, false};
+    case OpKind::Conv: return {"Conv", OpRole::Affine, 1, true, false};
+    case OpKind::Dense: return {"Dense", OpRole::Affine, 1, true, false};
+    case OpKind::ScaleShift: return {"ScaleShift", OpRole::Affine, 1, true, false};
+    case OpKind::Activation: return {"Activation", OpRole::Elementwise, 1, false, true};
+    case OpKind::MaxPool: return {"MaxPool", OpRole::Pooling, 1, false, true};
+    case OpKind::AvgPool: return {"AvgPool", OpRole::Pooling, 1, true, false};
+    case OpKind::Add: return {"Add", OpRole::Merge, 2, true, false};
+    case OpKind::Reshape: return {"Reshape", OpRole::Layout, 1, true, false};
+    case OpKind::Transpose: return {"Transpose", OpRole::Layout, 1, true, false};
+    case OpKind::Pad: return {"Pad", OpRole::Layout, 1, true, false};
+  }
+  return {"?", OpRole::Input, 0, false, false};
+}
 
 /// Name of an op kind ("Conv", "Dense", ...).
-const char* op_name(OpKind k);
+inline const char* op_name(OpKind k) {
+  return op_traits(k).name;
+}
 /// Name of an activation ("Relu", "Sigmoid", ...).
-const char* act_name(ActKind k);
+inline const char* act_name(ActKind k) {
+  return act_traits(k).name;
+}
 
 /// 2-D convolution over a (C, H, W) input. Weight layout [out][in/groups][kh][kw].
 struct ConvAttr {
