@@ -44,6 +44,12 @@ struct TransposedWindow {
   int64_t groups = 1, cin = 0, cout_g = 0, cout = 0, kh = 0, kw = 0;
   std::vector<int64_t> stride, dil, outpad, pads;
   int64_t oh = 0, ow = 0;
+  /// The window without its pads: its span over the input is the unpadded output's extent.
+  detail::Window unpadded() const { return {kh, kw, stride[0], stride[1], 0, 0, dil[0], dil[1]}; }
+  /// The output extent along axis i (0: H, 1: W) of an input of shape `in` before any padding is cut.
+  int64_t full_extent(int i, const Shape& in) const {
+    return (i == 0 ? unpadded().span_y(in[1]) : unpadded().span_x(in[2])) + outpad[static_cast<size_t>(i)];
+  }
 };
 
 class Importer {
@@ -793,7 +799,8 @@ void Importer::window(const OnnxNode& n, const Shape& in, int64_t kh, int64_t kw
     for (int a = 0; a < 2; ++a) {
       const int64_t extent = in[static_cast<size_t>(a) + 1];
       const int64_t out = (extent + stride[a] - 1) / stride[a];
-      const int64_t total = std::max<int64_t>(0, (out - 1) * stride[a] + (k[a] - 1) * dil[a] + 1 - extent);
+      const detail::Window axis{k[a], 1, stride[a], 1, 0, 0, dil[a], 1};  // this axis as a window's rows
+      const int64_t total = std::max<int64_t>(0, axis.span_y(out) - extent);
       const int64_t small = total / 2, big = total - small;
       pads[a] = auto_pad == "SAME_UPPER" ? small : big;
       pads[a + 2] = auto_pad == "SAME_UPPER" ? big : small;
@@ -1462,8 +1469,8 @@ TransposedWindow Importer::conv_transpose_window(const OnnxNode& n, const Shape&
     if (g.outpad[i] < 0 || (g.outpad[i] >= g.stride[i] && g.outpad[i] >= g.dil[i]))
       unsupported(n, "output_padding must be below the stride or the dilation");
   g.pads = conv_transpose_pads(n, in, g);
-  g.oh = g.stride[0] * (in[1] - 1) + g.outpad[0] + (g.kh - 1) * g.dil[0] + 1 - g.pads[0] - g.pads[2];
-  g.ow = g.stride[1] * (in[2] - 1) + g.outpad[1] + (g.kw - 1) * g.dil[1] + 1 - g.pads[1] - g.pads[3];
+  g.oh = g.full_extent(0, in) - g.pads[0] - g.pads[2];
+  g.ow = g.full_extent(1, in) - g.pads[1] - g.pads[3];
   if (g.oh < 1 || g.ow < 1) unsupported(n, "the output would be empty");
   return g;
 }
@@ -1483,7 +1490,7 @@ std::vector<int64_t> Importer::conv_transpose_pads(const OnnxNode& n, const Shap
   if (auto_pad == "VALID") pads = {0, 0, 0, 0};
   if (!out_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
     for (int i = 0; i < 2; ++i) {  // ONNX: total padding from the requested (or SAME: input × stride) size
-      const int64_t full = g.stride[i] * (in[1 + i] - 1) + g.outpad[i] + ((i == 0 ? g.kh : g.kw) - 1) * g.dil[i] + 1;
+      const int64_t full = g.full_extent(i, in);
       const int64_t want = out_shape.empty() ? in[1 + i] * g.stride[i] : out_shape[static_cast<size_t>(i)];
       const int64_t total = full - want;
       if (total < 0) unsupported(n, "output_shape is larger than the transposed convolution produces");
