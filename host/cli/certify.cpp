@@ -222,7 +222,7 @@ void report_certify(const CertifyRun& run, const InputOptions& in, const BoundCl
                     const SearchCliOptions& so, const std::string& targets_file, Report& report, const json& extra) {
   CertifyTotals totals;
   json jimages = json::array();
-  report.csv() << "image,label,predicted,target,eps,steps,batch_avg_time_s,note\n";
+  report.csv() << "image,label,predicted,target,eps,steps,batch_avg_time_per_target_s,note\n";
   for (const auto& r : run.results) jimages.push_back(report_image(r, report, totals));
   const double avg_eps = totals.targets ? totals.sum_eps / static_cast<double>(totals.targets) : 0.0;
   const double avg_time = totals.images ? run.seconds / static_cast<double>(totals.images) : 0.0;

@@ -129,8 +129,10 @@ void report_proven(const ProvenRun& run, const InputOptions& in, const BoundCliO
   const double avg_ratio = t.n_ratio ? t.sum_ratio / static_cast<double>(t.n_ratio) : 0;
   const char* level_name = po.noise.kind == NoiseKind::Gaussian ? "sigma" : "eps";
   std::ostream& text = report.summary();
-  text << "[PROVEN " << pc.noise << ", confidence " << po.confidence << "] method = " << bo.method
-       << ", target = " << so.target << ", " << t.n << " searches, " << t.skipped << " skipped\n";
+  // Its own precision: the per-image lines leave theirs on the stream, and -q has none of them.
+  text << "[PROVEN " << pc.noise << ", confidence " << std::setprecision(6) << po.confidence
+       << "] method = " << bo.method << ", target = " << so.target << ", " << t.n << " searches, " << t.skipped
+       << " skipped\n";
   text << "avg probabilistic " << level_name << " = " << std::setprecision(5) << avg_noise;
   if (po.worst_case)
     text << ", avg worst-case radius (L" << bo.norm << ") = " << avg_worst << ", avg ratio = " << std::setprecision(4)

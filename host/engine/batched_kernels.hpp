@@ -113,12 +113,15 @@ struct ActSpec {
 CNNCERT_HD inline Relaxation<double> relax_activation(const ActSpec& s, double l, double u) {
   const ActTraits t = act_traits(s.kind);
   switch (t.family) {
-    case ActFamily::PiecewiseLinear:
-      return s.kind == ActKind::Relu ? relax_relu(l, u, s.relu) : relax_leaky_relu(l, u, s.alpha, s.relu);
+    case ActFamily::PiecewiseLinear:  // each such kind has its own rule (a bend elsewhere than 0 needs one)
+      if (s.kind == ActKind::Relu) return relax_relu(l, u, s.relu);
+      if (s.kind == ActKind::LeakyRelu) return relax_leaky_relu(l, u, s.alpha, s.relu);
+      break;
     case ActFamily::Smooth: return relax_smooth(t.smooth, l, u, s.smooth);
     case ActFamily::General: break;
   }
-  return relax_general(t.general, s.alpha, l, u);
+  if (t.family == ActFamily::General) return relax_general(t.general, s.alpha, l, u);
+  return {NAN, NAN, NAN, NAN};  // no rule: NaN lines fail closed
 }
 
 /// Intermediate bounds beyond this magnitude are not trusted: the engines compute in floating point
@@ -144,7 +147,8 @@ CNNCERT_HD inline double activation_value(const ActSpec& s, double z) {
   switch (t.family) {
     case ActFamily::PiecewiseLinear:
       if (s.kind == ActKind::Relu) return z > 0 ? z : 0.0;
-      return z >= 0 ? z : s.alpha * z;
+      if (s.kind == ActKind::LeakyRelu) return z >= 0 ? z : s.alpha * z;
+      break;
     case ActFamily::Smooth: return cnncert::detail::smooth_f(t.smooth, z);
     case ActFamily::General: return cnncert::detail::general_f(t.general, s.alpha, z);
   }

@@ -207,9 +207,9 @@ void accumulate(Rows& dst, Rows&& src, const Geometry& g) {
 }
 
 /// The coefficients at the input of a sliding-window op: the whole input map for full rows, or
-/// windows grown by the kernel that start at each row's window start k.start(y0). Output position
-/// o reads, through tap t, coordinate k.in(o, t) − origin of the new coefficients: the origin is 0
-/// for the whole map and k.start(0) for windows.
+/// windows grown by the kernel that start at each row's window start k.start_y(y0), k.start_x(x0).
+/// Output position o reads, through tap t, coordinate k.in_y(o, t) − origin_y (and k.in_x − origin_x)
+/// of the new coefficients: the origin is 0 for the whole map and k.start_y(0), k.start_x(0) for windows.
 Rows window_input(const Rows& a, const Window& k, const Geometry& in, int64_t& origin_y, int64_t& origin_x) {
   if (a.full) {
     origin_y = origin_x = 0;
@@ -458,7 +458,8 @@ class FastEngine final : public BoundEngine {
         if (un.op == OpKind::MaxPool) skippable_[i] = false;
         if (un.op != OpKind::Activation) continue;
         const ActKind kind = un.as<ActAttr>().kind;
-        if (act_traits(kind).family != ActFamily::PiecewiseLinear) skippable_[i] = false;
+        if (kind != ActKind::Relu && kind != ActKind::LeakyRelu)
+          skippable_[i] = false;  // stable = one sign: a bend at 0
         for (int uu : users[static_cast<size_t>(u)])
           if (nodes[static_cast<size_t>(uu)].op == OpKind::MaxPool) skippable_[i] = false;
       }

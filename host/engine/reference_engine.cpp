@@ -173,7 +173,7 @@ Coeffs window_back(const Coeffs& a, const Window& k, const Geometry& in,
                    const std::function<void(int64_t co, int64_t oy, int64_t ox, const double* src, Coeffs& out,
                                             int64_t base_y, int64_t base_x)>& scatter) {
   // Input coordinates of the new coefficients start at 0 (whole map) or, for windows, at each
-  // row's window start: output position o of a window row is then at k.start(o) − k.start(0).
+  // row's window start: output position o of a window row is then at k.start_y(o) − k.start_y(0) (and k.start_x).
   Coeffs out;
   int64_t origin_y = 0, origin_x = 0;
   if (a.full) {

@@ -69,6 +69,14 @@ std::string shape_str(const Shape& s) {
   return os.str();
 }
 
+const char* op_name(OpKind k) {
+  return op_traits(k).name;
+}
+
+const char* act_name(ActKind k) {
+  return act_traits(k).name;
+}
+
 template <class A>
 const A& Node::as() const {
   const A* p = std::get_if<A>(&attr);

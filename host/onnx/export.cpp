@@ -126,7 +126,7 @@ std::string export_onnx_bytes(const Network& net) {
       case OpKind::Activation: {
         const ActAttr& a = n.as<ActAttr>();
         std::vector<std::string> attrs;
-        if (a.kind == ActKind::LeakyRelu || a.kind == ActKind::Elu) attrs.push_back(attr_f("alpha", a.alpha));
+        if (act_traits(a.kind).uses_alpha) attrs.push_back(attr_f("alpha", a.alpha));
         if (a.kind == ActKind::Silu) {  // x·sigmoid(x), as PyTorch writes it (the importer reads it back)
           nodes.push_back(node("Sigmoid", {x}, id + "_sigmoid", id + "_s"));
           nodes.push_back(node("Mul", {x, id + "_sigmoid"}, out, id));

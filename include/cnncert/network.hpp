@@ -73,14 +73,10 @@ constexpr OpTraits op_traits(OpKind k) {
   return {"?", OpRole::Input, 0, false, false};
 }
 
-/// Name of an op kind ("Conv", "Dense", ...).
-inline const char* op_name(OpKind k) {
-  return op_traits(k).name;
-}
-/// Name of an activation ("Relu", "Sigmoid", ...).
-inline const char* act_name(ActKind k) {
-  return act_traits(k).name;
-}
+/// Name of an op kind ("Conv", "Dense", ...): op_traits(k).name.
+const char* op_name(OpKind k);
+/// Name of an activation ("Relu", "Sigmoid", ...): act_traits(k).name.
+const char* act_name(ActKind k);
 
 /// 2-D convolution over a (C, H, W) input. Weight layout [out][in/groups][kh][kw].
 struct ConvAttr {

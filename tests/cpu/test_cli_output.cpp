@@ -270,7 +270,7 @@ TEST(CliOutput, PerImageTimesSayWhoseTimeTheyAre) {
   std::istringstream in(csv.out);
   std::string line;
   std::getline(in, line);
-  EXPECT_EQ(line, "image,label,predicted,target,eps,steps,batch_avg_time_s,note");
+  EXPECT_EQ(line, "image,label,predicted,target,eps,steps,batch_avg_time_per_target_s,note");
   int rows = 0;
   while (std::getline(in, line)) {
     std::vector<std::string> f;
