@@ -302,10 +302,6 @@ void linear_norm(const Network& net, int index, Norm p, const LipschitzOptions& 
   }
 }
 
-double activation_slope(const ActAttr& a) {
-  return act_lipschitz(a.kind, a.alpha);
-}
-
 /// Largest number of pooling windows one input position lies in.
 int64_t max_window_count(const PoolAttr& a, const Shape& is, const Shape& os) {
   const int64_t ih = is[1], iw = is[2], oh = os[1], ow = os[2];
@@ -343,7 +339,7 @@ LipschitzNorms lipschitz_norms(const Network& net, Norm p, const LipschitzOption
       case OpKind::ScaleShift:
       case OpKind::AvgPool: linear_norm(net, i, p, options, out); break;
       case OpKind::Activation:
-        out.factor = out.estimate = activation_slope(n.as<ActAttr>());
+        out.factor = out.estimate = act_lipschitz(n.as<ActAttr>().kind, n.as<ActAttr>().alpha);
         out.method = "slope";
         break;
       case OpKind::MaxPool: {

@@ -262,28 +262,24 @@ Shape pool_shape(const Node& src, const PoolAttr& a, const std::string& who) {
 }
 }  // namespace
 
-int NetworkBuilder::max_pool(int x, PoolAttr a, Info info) {
+int NetworkBuilder::pool(int x, PoolAttr a, Info info, OpKind op, const char* onnx_name) {
   const Node& src = in(x, info);
   Node n;
-  n.op = OpKind::MaxPool;
+  n.op = op;
   n.name = info.name;
-  n.onnx_op = info.onnx_op.empty() ? "MaxPool" : info.onnx_op;
+  n.onnx_op = info.onnx_op.empty() ? onnx_name : info.onnx_op;
   n.inputs = {x};
-  n.shape = pool_shape(src, a, label(info, "MaxPool"));
+  n.shape = pool_shape(src, a, label(info, onnx_name));
   n.attr = a;
   return push(std::move(n));
 }
 
+int NetworkBuilder::max_pool(int x, PoolAttr a, Info info) {
+  return pool(x, std::move(a), std::move(info), OpKind::MaxPool, "MaxPool");
+}
+
 int NetworkBuilder::avg_pool(int x, PoolAttr a, Info info) {
-  const Node& src = in(x, info);
-  Node n;
-  n.op = OpKind::AvgPool;
-  n.name = info.name;
-  n.onnx_op = info.onnx_op.empty() ? "AveragePool" : info.onnx_op;
-  n.inputs = {x};
-  n.shape = pool_shape(src, a, label(info, "AveragePool"));
-  n.attr = a;
-  return push(std::move(n));
+  return pool(x, std::move(a), std::move(info), OpKind::AvgPool, "AveragePool");
 }
 
 int NetworkBuilder::add(int a, int b, Info info) {

@@ -208,6 +208,14 @@ class Importer {
   void check_conv_transpose_cost(const OnnxNode& n, const Const& w, const TransposedWindow& g, int64_t in_size,
                                  int64_t out_size) const;
   int gated_product(const OnnxNode& n, int a, int b);
+  /// window() for a ConvAttr or PoolAttr `a` of known kernel size: sets its strides, pads, dilations.
+  template <class A>
+  void set_window(const OnnxNode& n, const Shape& in, A& a) const {
+    int64_t stride[2], pads[4], dil[2];
+    window(n, in, a.kernel_h, a.kernel_w, stride, pads, dil);
+    a.stride_h = stride[0], a.stride_w = stride[1], a.dilation_h = dil[0], a.dilation_w = dil[1];
+    a.pad_top = pads[0], a.pad_left = pads[1], a.pad_bottom = pads[2], a.pad_right = pads[3];
+  }
   void window(const OnnxNode& n, const Shape& in, int64_t kh, int64_t kw, int64_t* stride, int64_t* pads,
               int64_t* dil) const;
   int scale_shift(const OnnxNode& n, int x, std::vector<double> scale, std::vector<double> shift);
@@ -827,16 +835,7 @@ void Importer::conv(const OnnxNode& n) {
   if (!ks.empty() && (ks.size() != 2 || ks[0] != a.kernel_h || ks[1] != a.kernel_w))
     unsupported(n, "kernel_shape does not match the weight");
   a.groups = attr_i(n, "group", 1);
-  int64_t stride[2], pads[4], dil[2];
-  window(n, in, a.kernel_h, a.kernel_w, stride, pads, dil);
-  a.stride_h = stride[0];
-  a.stride_w = stride[1];
-  a.pad_top = pads[0];
-  a.pad_left = pads[1];
-  a.pad_bottom = pads[2];
-  a.pad_right = pads[3];
-  a.dilation_h = dil[0];
-  a.dilation_w = dil[1];
+  set_window(n, in, a);
   a.weight = w.v;
   if (has_input(n, 2)) {
     const Const& bias = get_const(n, 2, "the bias");
@@ -1038,16 +1037,7 @@ void Importer::pool(const OnnxNode& n, bool is_max, bool global) {
     if (ks.size() != 2) unsupported(n, "only 2-D pooling windows are supported");
     a.kernel_h = ks[0];
     a.kernel_w = ks[1];
-    int64_t stride[2], pads[4], dil[2];
-    window(n, in, a.kernel_h, a.kernel_w, stride, pads, dil);
-    a.stride_h = stride[0];
-    a.stride_w = stride[1];
-    a.pad_top = pads[0];
-    a.pad_left = pads[1];
-    a.pad_bottom = pads[2];
-    a.pad_right = pads[3];
-    a.dilation_h = dil[0];
-    a.dilation_w = dil[1];
+    set_window(n, in, a);
     a.ceil_mode = attr_i(n, "ceil_mode", 0) != 0;
     a.count_include_pad = attr_i(n, "count_include_pad", 0) != 0;
   }

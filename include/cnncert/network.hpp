@@ -244,6 +244,8 @@ class NetworkBuilder {
 
  private:
   int push(Node n);
+  /// A MaxPool or AvgPool node (`onnx_name` is its default ONNX op and error label).
+  int pool(int x, PoolAttr a, Info info, OpKind op, const char* onnx_name);
   const Node& in(int x, const Info& info) const;
   std::vector<Node> nodes_;
   std::string stripped_output_;
