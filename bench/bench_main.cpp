@@ -144,6 +144,7 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
                {"backsub_flops", st.backsub_flops},
                {"rows_computed", st.rows_computed},
                {"rows_skipped", st.rows_skipped},
+               {"rows_skipped_outer", st.rows_skipped_outer},
                {"peak_tensor_bytes", st.peak_tensor_bytes},
                {"conv_cudnn", st.conv_cudnn},
                {"conv_cudnn_failed", st.conv_cudnn_failed},
@@ -375,7 +376,9 @@ std::string stats_column(const Run& first_run, size_t d, const Baseline& base, d
         << st.value("seconds_final", 0.0);
   if (d > 0 && m.compared) extra << ", " << (m.compared - m.differing) << "/" << m.compared << " radii = first";
   const double rc = st.value("rows_computed", 0.0), rs = st.value("rows_skipped", 0.0);
-  if (rc + rs > 0) extra << ", rows " << std::setprecision(0) << 100 * rs / (rc + rs) << "% skipped";
+  if (rc + rs > 0)
+    extra << ", rows " << std::setprecision(0) << 100 * rs / (rc + rs) << "% skipped ("
+          << 100 * st.value("rows_skipped_outer", 0.0) / (rc + rs) << "% by larger radii)";
   extra << ", " << std::setprecision(3)
         << st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(first_run.certified_images))
         << " GFLOP/image";

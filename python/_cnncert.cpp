@@ -248,7 +248,7 @@ struct Common {
   /// What the outputs call the engine (as the command line).
   std::string mode(const cnncert::BoundEngine& e) const {
     if (e.name() != "cpu") return e.name();
-    return exact_cnncert ? "fast, exact CNN-Cert" : "fast, stable neurons by interval propagation";
+    return exact_cnncert ? "fast, exact CNN-Cert" : "fast, stable neurons by interval propagation and larger radii";
   }
 };
 

@@ -67,14 +67,16 @@ void BoundCliOptions::add(CLI::App& app) {
   app.add_option("--engine", cpu_engine,
                  "CPU engine: fast, or reference (the plain algorithm that defines the results)")
       ->capture_default_str();
-  app.add_flag("--exact-cnncert", exact_cnncert,
-               "back-substitute every neuron's bounds as the original CNN-Cert does (the fast engine's default skips "
-               "neurons that interval propagation proves stable, which can only differ where it proves more of them)");
+  app.add_flag(
+      "--exact-cnncert", exact_cnncert,
+      "back-substitute every neuron's bounds as the original CNN-Cert does (the fast engine's default skips "
+      "neurons that interval propagation, or the search's bounds at a larger radius, prove stable, which can only "
+      "differ where they prove more of them)");
 }
 
 std::string BoundCliOptions::mode(const BoundEngine& e) const {
   if (e.name() != "cpu") return e.name();
-  return exact_cnncert ? "fast, exact CNN-Cert" : "fast, stable neurons by interval propagation";
+  return exact_cnncert ? "fast, exact CNN-Cert" : "fast, stable neurons by interval propagation and larger radii";
 }
 
 EngineOptions BoundCliOptions::engine_options() const {

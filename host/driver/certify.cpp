@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "cnncert/error.hpp"
 #include "util/splitmix.hpp"
@@ -98,7 +99,13 @@ struct Item {
   double certified = 0;
   bool any_certified = false;
   std::string note;
+  /// The intermediate bounds of the latest step that failed: every later step's radius is smaller
+  /// (both searches only go below a failed radius), so they hold there too (BoundProblem::outer).
+  std::shared_ptr<const OuterBounds> outer;
 };
+
+/// Bytes the items' outer bounds may hold at once; beyond it, further items keep none.
+constexpr double kOuterBoundsBudget = 1024.0 * 1024 * 1024;
 
 double current_eps(const Item& it, SearchMode m) {
   return m == SearchMode::CnnCert ? std::exp(it.lambda) : it.eps;
@@ -129,6 +136,25 @@ void step(Item& it, bool ok, const CertifyOptions& o) {
     it.done = true;
     it.note = "search stopped after " + std::to_string(it.steps) + " steps";
   }
+}
+
+double bytes_of(const OuterBounds& ob) {
+  double b = static_cast<double>(ob.x0.size()) * sizeof(double);
+  for (const NodeBounds& nb : ob.nodes) b += static_cast<double>(nb.lower.size() + nb.upper.size()) * sizeof(double);
+  return b;
+}
+
+/// Keeps the bounds of a failed step for the item's later steps, within kOuterBoundsBudget.
+void keep_outer_bounds(Item& it, const BoundProblem& p, const BoundOptions& bo, std::vector<NodeBounds>&& nodes,
+                       double& total_bytes) {
+  auto ob = std::make_shared<OuterBounds>();
+  ob->x0 = p.x0, ob->eps = p.eps, ob->norm = bo.norm;
+  ob->clip_to_box = bo.clip_to_box, ob->box_lo = bo.box_lo, ob->box_hi = bo.box_hi;
+  ob->nodes = std::move(nodes);
+  const double old_bytes = it.outer ? bytes_of(*it.outer) : 0, new_bytes = bytes_of(*ob);
+  if (total_bytes - old_bytes + new_bytes > kOuterBoundsBudget) return;  // keep what it has
+  total_bytes += new_bytes - old_bytes;
+  it.outer = std::move(ob);
 }
 
 }  // namespace
@@ -253,6 +279,9 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
   int64_t done = 0;
   BoundOptions bo = o.bound;
   bo.want_upper = false;  // the decision needs the lower bounds only
+  const bool keep_outer = engine.uses_outer_bounds(bo);
+  if (keep_outer) bo.want_intermediate = true;
+  double outer_bytes = 0;
   while (done < total) {
     std::vector<size_t> active;
     std::vector<BoundProblem> batch;
@@ -266,6 +295,7 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
       p.eps = o.region_of_level ? o.region_of_level(level) : level;
       p.spec = items[k].spec;
       p.rows = items[k].rows;
+      p.outer = items[k].outer;
       batch.push_back(std::move(p));
     }
     // Radii the engine cannot represent are not certified.
@@ -289,7 +319,7 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
     }
     for (size_t b = 0; b < active.size(); ++b) {
       Item& it = items[active[b]];
-      const BoundResult& br = res[b];
+      BoundResult& br = res[b];
       bool ok = br.error.empty() && !br.lower.empty();
       if (ok && o.decide) {
         ok = o.decide(batch[b], br, current_eps(it, o.search), &it.note);
@@ -302,8 +332,14 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
         it.certified = current_eps(it, o.search);
         it.any_certified = true;
       }
+      if (keep_outer && !ok && br.error.empty() && !br.intermediate.empty())
+        keep_outer_bounds(it, batch[b], bo, std::move(br.intermediate), outer_bytes);
       step(it, ok, o);
-      if (it.done) ++done;
+      if (it.done) {
+        ++done;
+        if (it.outer) outer_bytes -= bytes_of(*it.outer);
+        it.outer.reset();
+      }
     }
     if (o.progress) {
       if (o.search == SearchMode::CnnCert) {  // a fixed number of steps: report steps for a smooth ETA

@@ -77,6 +77,21 @@ void check_bound_problems(const Network& net, const std::vector<BoundProblem>& p
 namespace detail {
 
 /// Index maps of layout nodes (output element → input element, −1 for padding).
+std::vector<const NodeBounds*> usable_outer(const Network& net, const BoundProblem& p, const BoundOptions& o) {
+  const OuterBounds* ob = p.outer.get();
+  if (!ob || p.has_box() || !(ob->eps >= p.eps) || ob->norm != o.norm || ob->x0 != p.x0 ||
+      ob->clip_to_box != o.clip_to_box || (o.clip_to_box && (ob->box_lo != o.box_lo || ob->box_hi != o.box_hi)))
+    return {};
+  std::vector<const NodeBounds*> by_node(net.nodes().size(), nullptr);
+  for (const NodeBounds& nb : ob->nodes) {
+    if (nb.node < 0 || static_cast<size_t>(nb.node) >= by_node.size()) return {};
+    const auto size = static_cast<size_t>(net.node(nb.node).size());
+    if (nb.lower.size() != size || nb.upper.size() != size) return {};
+    by_node[static_cast<size_t>(nb.node)] = &nb;
+  }
+  return by_node;
+}
+
 std::vector<int64_t> layout_map(const Node& n, const Node& src) {
   const int64_t size = n.size();
   std::vector<int64_t> m(static_cast<size_t>(size));

@@ -52,6 +52,10 @@ inline InputBox input_box(const BoundProblem& p, const BoundOptions& o) {
   return b;
 }
 
+/// The problem's outer bounds (BoundProblem::outer) when they apply to it under these options,
+/// indexed by node (nullptr where a node has none); empty when they do not apply.
+std::vector<const NodeBounds*> usable_outer(const Network& net, const BoundProblem& p, const BoundOptions& o);
+
 /// The region norm of the concretization (batched_kernels.hpp): a box when per-element bounds
 /// apply, else the ball's norm.
 inline batched::RegionNorm region_norm(Norm norm, bool box) {

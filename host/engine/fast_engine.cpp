@@ -11,8 +11,9 @@
 // * Rows only for neurons that need them: before the back-substitution of a node whose bounds
 //   only feed ReLU/LeakyReLU relaxations, interval propagation from the latest bounds proves
 //   neurons stable (l ≥ 0 or u ≤ 0); those get the interval as bounds (their relaxation is the
-//   exact linear function either way) and no row. With BoundOptions::exact_cnncert every neuron
-//   gets a row, as in the original CNN-Cert.
+//   exact linear function either way) and no row. The interval is intersected with the problem's
+//   outer bounds (BoundProblem::outer: a failed search step's bounds at a larger radius) when it
+//   has them. With BoundOptions::exact_cnncert every neuron gets a row, as in the original CNN-Cert.
 // * Threads: problems in parallel when there are enough of them, else the chunks of a layer, as
 //   many at once as the memory budget holds. The chunking depends on the network and the budget
 //   only, and BLAS runs single-threaded inside, so the results are bit-identical for any thread
@@ -137,6 +138,22 @@ double gemm_tn(int64_t m, int64_t n, int64_t k, const double* x, int64_t ldx, co
   return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
 }
 
+/// One kernel tap of interval propagation through a convolution, along a row of the map: centres
+/// mo += w·mi, radii ro += |w|·ri, magnitudes ao += |w|·ai (inputs at stride `stride`).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void interval_taps(int64_t n, int64_t stride, double w, const double* __restrict mi, const double* __restrict ri,
+                   const double* __restrict ai, double* __restrict mo, double* __restrict ro, double* __restrict ao) {
+  const double aw = std::fabs(w);
+  if (stride == 1) {
+    for (int64_t q = 0; q < n; ++q) mo[q] += w * mi[q], ro[q] += aw * ri[q], ao[q] += aw * ai[q];
+    return;
+  }
+  for (int64_t q = 0; q < n; ++q)
+    mo[q] += w * mi[q * stride], ro[q] += aw * ri[q * stride], ao[q] += aw * ai[q * stride];
+}
+
 /// The same coefficients over the whole map.
 Rows to_full(Rows&& in, const Geometry& g) {
   if (in.full) return std::move(in);
@@ -154,16 +171,24 @@ Rows to_full(Rows&& in, const Geometry& g) {
 /// Zeroes the window entries of rows that fall outside the map.
 void mask_outside(Rows& a, const Geometry& g) {
   if (a.full) return;
+  std::vector<int64_t> crossing, zero;  // rows whose window leaves the map; those outside at (y, x)
   for (int64_t r = 0; r < a.n; ++r) {
     const int64_t y0 = a.y0[static_cast<size_t>(r)], x0 = a.x0[static_cast<size_t>(r)];
-    if (y0 >= 0 && x0 >= 0 && y0 + a.h <= g.h && x0 + a.w <= g.w) continue;
-    for (int64_t ch = 0; ch < a.c; ++ch)
-      for (int64_t y = 0; y < a.h; ++y) {
-        const bool row_out = y0 + y < 0 || y0 + y >= g.h;
-        for (int64_t x = 0; x < a.w; ++x)
-          if (row_out || x0 + x < 0 || x0 + x >= g.w) a.at((ch * a.h + y) * a.w + x)[r] = 0;
-      }
+    if (y0 < 0 || x0 < 0 || y0 + a.h > g.h || x0 + a.w > g.w) crossing.push_back(r);
   }
+  if (crossing.empty()) return;
+  for (int64_t y = 0; y < a.h; ++y)
+    for (int64_t x = 0; x < a.w; ++x) {
+      zero.clear();
+      for (int64_t r : crossing) {
+        const int64_t yy = a.y0[static_cast<size_t>(r)] + y, xx = a.x0[static_cast<size_t>(r)] + x;
+        if (yy < 0 || yy >= g.h || xx < 0 || xx >= g.w) zero.push_back(r);
+      }
+      for (int64_t ch = 0; ch < a.c && !zero.empty(); ++ch) {
+        double* v = a.at((ch * a.h + y) * a.w + x);
+        for (int64_t r : zero) v[r] = 0;
+      }
+    }
 }
 
 /// A window as large as the map in either direction becomes the whole map.
@@ -321,36 +346,52 @@ Rows dense_back(Rows&& a_in, const DenseAttr& d, const Geometry& og, const Geome
   return out;
 }
 
-/// Element-wise linear relaxation: in the upper half (rows [0, half)) a positive coefficient
-/// takes (α_U, β_U) and a negative one (α_L, β_L); the lower half the reverse. `au`/`al` null:
-/// only the bias terms (the coefficients stay).
-void elementwise_back(Rows& a, const Geometry& g, const double* au, const double* bu, const double* al,
-                      const double* bl, double* bias) {
+/// An element-wise linear relaxation packed per neuron as (α_U, β_U, α_L, β_L): one cache line
+/// serves both signs of a row's coefficient.
+std::vector<double> pack_relaxation(const double* au, const double* bu, const double* al, const double* bl,
+                                    size_t size) {
+  std::vector<double> pk(4 * size);
+  for (size_t j = 0; j < size; ++j)
+    pk[4 * j] = au ? au[j] : 1, pk[4 * j + 1] = bu[j], pk[4 * j + 2] = al ? al[j] : 1, pk[4 * j + 3] = bl[j];
+  return pk;
+}
+
+/// Element-wise linear relaxation `pk` (pack_relaxation): in the upper half (rows [0, half)) a
+/// positive coefficient takes (α_U, β_U) and a negative one (α_L, β_L); the lower half the
+/// reverse. Without `slopes` only the bias terms (the coefficients stay).
+void elementwise_back(Rows& a, const Geometry& g, const double* pk, bool slopes, double* bias) {
   const int64_t n = a.n, half = n / 2;
   std::vector<int64_t> base;
   if (!a.full) {
     base.resize(static_cast<size_t>(n));
-    for (size_t r = 0; r < base.size(); ++r) base[r] = a.y0[r] * g.w + a.x0[r];
+    for (size_t r = 0; r < base.size(); ++r) base[r] = 4 * (a.y0[r] * g.w + a.x0[r]);
   }
   for (int64_t ch = 0; ch < a.c; ++ch)
     for (int64_t y = 0; y < a.h; ++y)
       for (int64_t x = 0; x < a.w; ++x) {
         double* v = a.at((ch * a.h + y) * a.w + x);
         if (!a.full) {
-          const int64_t pos = (ch * g.h + y) * g.w + x;
+          const double* at = pk + 4 * ((ch * g.h + y) * g.w + x);
           const int64_t* bs = base.data();
-          for (int64_t r = 0; r < n; ++r) {
+          // (α, β) of the upper relaxation at offset 0, of the lower one at offset 2
+          for (int64_t r = 0; r < half; ++r) {
             const double z = v[r];
             if (z == 0) continue;  // also every position outside the map
-            const int64_t j = pos + bs[r];
-            const bool up = (z > 0) == (r < half);
-            bias[r] += z * (up ? bu[j] : bl[j]);
-            if (au) v[r] = z * (up ? au[j] : al[j]);
+            const double* q = at + bs[r] + (z > 0 ? 0 : 2);
+            bias[r] += z * q[1];
+            if (slopes) v[r] = z * q[0];
+          }
+          for (int64_t r = half; r < n; ++r) {
+            const double z = v[r];
+            if (z == 0) continue;
+            const double* q = at + bs[r] + (z > 0 ? 2 : 0);
+            bias[r] += z * q[1];
+            if (slopes) v[r] = z * q[0];
           }
           continue;
         }
-        const int64_t j = (ch * g.h + y) * g.w + x;
-        const double su = au ? au[j] : 1, sl = al ? al[j] : 1, tu = bu[j], tl = bl[j];
+        const double* q = pk + 4 * ((ch * g.h + y) * g.w + x);
+        const double su = slopes ? q[0] : 1, sl = slopes ? q[2] : 1, tu = q[1], tl = q[3];
         if (su == sl && tu == tl) {  // the same linear function for both signs (stable neuron, affine op)
           if (tu != 0)
             for (int64_t r = 0; r < n; ++r) bias[r] += v[r] * tu;
@@ -374,10 +415,10 @@ void elementwise_back(Rows& a, const Geometry& g, const double* au, const double
 }
 
 /// Back through pooling with per-output-neuron slopes (out × kk) and, for max-pooling, the
-/// upper and lower intercepts (applied like an element-wise relaxation's).
+/// upper and lower intercepts (packed as an element-wise relaxation's, applied like one).
 Rows pool_back(Rows&& a, const PoolAttr& p, const Geometry& og, const Geometry& in, const double* slopes,
-               const double* beta_u, const double* beta_l, double* bias) {
-  if (beta_u) elementwise_back(a, og, nullptr, beta_u, nullptr, beta_l, bias);
+               const double* betas, double* bias) {
+  if (betas) elementwise_back(a, og, betas, false, bias);
   const Window win = p.window();
   int64_t origin_y, origin_x;
   Rows out = window_input(a, win, in, origin_y, origin_x);
@@ -444,6 +485,11 @@ class FastEngine final : public BoundEngine {
       const OpKind op = nodes[i].op;
       if (op_traits(op).role == OpRole::Layout)
         maps_[static_cast<int>(i)] = detail::layout_map(nodes[i], nodes[static_cast<size_t>(nodes[i].inputs[0])]);
+      if (op == OpKind::ScaleShift) {
+        const ScaleShiftAttr& at = nodes[i].as<ScaleShiftAttr>();
+        packed_[static_cast<int>(i)] =
+            pack_relaxation(at.scale.data(), at.shift.data(), at.scale.data(), at.shift.data(), at.scale.size());
+      }
       if (op == OpKind::AvgPool)
         avg_slopes_[static_cast<int>(i)] =
             detail::avgpool_slopes(nodes[i], nodes[static_cast<size_t>(nodes[i].inputs[0])]);
@@ -464,10 +510,16 @@ class FastEngine final : public BoundEngine {
           if (nodes[static_cast<size_t>(uu)].op == OpKind::MaxPool) skippable_[i] = false;
       }
     for (size_t i = 0; i < n; ++i) max_size_ = std::max(max_size_, nodes[i].size());
+    for (int k : detail::bound_schedule(net_))
+      any_skippable_ = any_skippable_ || skippable_[static_cast<size_t>(nodes[static_cast<size_t>(k)].inputs[0])];
   }
 
   std::string name() const override {
     return "cpu";
+  }
+
+  bool uses_outer_bounds(const BoundOptions& o) const override {
+    return !o.exact_cnncert && any_skippable_;
   }
 
   EngineStats stats() const override {
@@ -534,9 +586,11 @@ class FastEngine final : public BoundEngine {
     std::vector<std::vector<double>> lo, hi;                            // bounds of nodes that need them
     std::vector<std::vector<double>> slope_l, icpt_l, slope_u, icpt_u;  // activation relaxations: α_L, β_L, α_U, β_U
     std::map<int, PoolRelax> pools;
+    std::map<int, std::vector<double>> packed;        // activations and max-pools: pack_relaxation
     std::vector<std::vector<double>> box_lo, box_hi;  // interval bounds (valid where box_ok)
     std::vector<char> box_ok;
-    detail::InputBox region;  // the input region as a box (a box or a clipped ball)
+    detail::InputBox region;               // the input region as a box (a box or a clipped ball)
+    std::vector<const NodeBounds*> outer;  // BoundProblem::outer by node, when it applies
     EngineStats stats;
     std::mutex m;
   };
@@ -585,31 +639,56 @@ class FastEngine final : public BoundEngine {
     const Geometry& g = geo_[i];
     switch (n.op) {
       case OpKind::Conv: {
+        // Three convolutions of the inputs' centres (by W), radii and magnitudes (by |W|), row by
+        // row of the map; the widening counts every tap of the kernel (at least the real terms).
         const ConvAttr& c = n.as<ConvAttr>();
         const Window win = c.window();
         const int64_t cin_g = c.in_channels, cout_g = c.out_channels / c.groups, kk = c.kernel_h * c.kernel_w;
+        std::vector<double> mid_in(sl.size()), rad_in(sl.size()), mag_in(sl.size());
+        for (size_t j = 0; j < sl.size(); ++j)
+          mid_in[j] = (sl[j] + sh[j]) / 2, rad_in[j] = (sh[j] - sl[j]) / 2,
+          mag_in[j] = std::fabs(sl[j]) + std::fabs(sh[j]);
+        // Per kernel column: the output columns [first, last) whose tap lands inside the input.
+        std::vector<int64_t> first(static_cast<size_t>(c.kernel_w)), last(static_cast<size_t>(c.kernel_w));
+        for (int64_t kx = 0; kx < c.kernel_w; ++kx) {
+          int64_t f = 0, e = g.w;
+          while (f < g.w && win.in_x(f, kx) < 0) ++f;
+          while (e > f && win.in_x(e - 1, kx) >= gi.w) --e;
+          first[static_cast<size_t>(kx)] = f, last[static_cast<size_t>(kx)] = e;
+        }
+        const int64_t plane = g.h * g.w, sw = c.stride_w;
+        std::vector<double> mid(static_cast<size_t>(plane)), rad(mid.size()), mag(mid.size());
         for (int64_t co = 0; co < g.c; ++co) {
           const int64_t grp = co / cout_g;
           const double* wco = c.weight.data() + co * cin_g * kk;
-          for (int64_t oy = 0; oy < g.h; ++oy)
-            for (int64_t ox = 0; ox < g.w; ++ox) {
-              double mid = c.bias[static_cast<size_t>(co)], rad = 0, mag = std::fabs(mid);
-              int64_t terms = 1;
-              win.for_each_input(gi.h, gi.w, oy, ox, [&](int64_t ky, int64_t kx, int64_t iy, int64_t ix) {
-                for (int64_t ci = 0; ci < cin_g; ++ci) {
-                  const double w = wco[(ci * c.kernel_h + ky) * c.kernel_w + kx];
-                  const auto j = static_cast<size_t>(((grp * cin_g + ci) * gi.h + iy) * gi.w + ix);
-                  mid += w * (sl[j] + sh[j]) / 2;
-                  rad += std::fabs(w) * (sh[j] - sl[j]) / 2;
-                  mag += std::fabs(w) * (std::fabs(sl[j]) + std::fabs(sh[j]));
-                  ++terms;
+          const double b = c.bias[static_cast<size_t>(co)];
+          std::fill(mid.begin(), mid.end(), b), std::fill(rad.begin(), rad.end(), 0.0);
+          std::fill(mag.begin(), mag.end(), std::fabs(b));
+          for (int64_t ci = 0; ci < cin_g; ++ci)
+            for (int64_t ky = 0; ky < c.kernel_h; ++ky)
+              for (int64_t kx = 0; kx < c.kernel_w; ++kx) {
+                const double w = wco[(ci * c.kernel_h + ky) * c.kernel_w + kx];
+                const int64_t f = first[static_cast<size_t>(kx)], len = last[static_cast<size_t>(kx)] - f;
+                if (w == 0 || len <= 0) continue;
+                for (int64_t oy = 0; oy < g.h; ++oy) {
+                  const int64_t iy = win.in_y(oy, ky);
+                  if (iy < 0 || iy >= gi.h) continue;
+                  const int64_t in0 = ((grp * cin_g + ci) * gi.h + iy) * gi.w + win.in_x(f, kx);
+                  const double* mi = mid_in.data() + in0;
+                  const double* ri = rad_in.data() + in0;
+                  const double* ai = mag_in.data() + in0;
+                  double* mo = mid.data() + oy * g.w + f;
+                  double* ro = rad.data() + oy * g.w + f;
+                  double* ao = mag.data() + oy * g.w + f;
+                  interval_taps(len, sw, w, mi, ri, ai, mo, ro, ao);
                 }
-              });
-              double l = mid - rad, u = mid + rad;
-              widen(l, u, mag, terms);
-              const auto j = static_cast<size_t>((co * g.h + oy) * g.w + ox);
-              lo[j] = l, hi[j] = u;
-            }
+              }
+          for (int64_t j = 0; j < plane; ++j) {
+            double l = mid[static_cast<size_t>(j)] - rad[static_cast<size_t>(j)],
+                   u = mid[static_cast<size_t>(j)] + rad[static_cast<size_t>(j)];
+            widen(l, u, mag[static_cast<size_t>(j)], cin_g * kk + 1);
+            lo[static_cast<size_t>(co * plane + j)] = l, hi[static_cast<size_t>(co * plane + j)] = u;
+          }
         }
         break;
       }
@@ -733,25 +812,22 @@ class FastEngine final : public BoundEngine {
         case OpKind::Conv: push(src, conv_back(a, nd.as<ConvAttr>(), gi, b, scratch)); break;
         case OpKind::Dense: push(src, dense_back(std::move(a), nd.as<DenseAttr>(), g, gi, b, scratch)); break;
         case OpKind::ScaleShift: {
-          const ScaleShiftAttr& at = nd.as<ScaleShiftAttr>();
-          elementwise_back(a, g, at.scale.data(), at.shift.data(), at.scale.data(), at.shift.data(), b);
+          elementwise_back(a, g, packed_.at(k).data(), true, b);
           push(src, std::move(a));
           break;
         }
         case OpKind::Activation: {
-          const auto i = static_cast<size_t>(k);
-          elementwise_back(a, g, s.slope_u[i].data(), s.icpt_u[i].data(), s.slope_l[i].data(), s.icpt_l[i].data(), b);
+          elementwise_back(a, g, s.packed.at(k).data(), true, b);
           push(src, std::move(a));
           break;
         }
         case OpKind::MaxPool: {
-          const PoolRelax& pr = s.pools.at(k);
-          push(src, pool_back(std::move(a), nd.as<PoolAttr>(), g, gi, pr.slopes.data(), pr.beta_u.data(),
-                              pr.beta_l.data(), b));
+          push(src, pool_back(std::move(a), nd.as<PoolAttr>(), g, gi, s.pools.at(k).slopes.data(),
+                              s.packed.at(k).data(), b));
           break;
         }
         case OpKind::AvgPool:
-          push(src, pool_back(std::move(a), nd.as<PoolAttr>(), g, gi, avg_slopes_.at(k).data(), nullptr, nullptr, b));
+          push(src, pool_back(std::move(a), nd.as<PoolAttr>(), g, gi, avg_slopes_.at(k).data(), nullptr, b));
           break;
         case OpKind::Add: {
           Rows copy(a);
@@ -851,15 +927,28 @@ class FastEngine final : public BoundEngine {
       intervals(s, k);
       const auto& bl = s.box_lo[static_cast<size_t>(k)];
       const auto& bh = s.box_hi[static_cast<size_t>(k)];
+      // Bounds from a larger ball around the same centre (an earlier search step) hold here too:
+      // intersected with the intervals, they prove more neurons stable.
+      const NodeBounds* ob = s.outer.empty() ? nullptr : s.outer[static_cast<size_t>(k)];
+      int64_t by_outer = 0;
       for (int64_t j = 0; j < size; ++j) {
         const auto jj = static_cast<size_t>(j);
+        double lj = bl[jj], uj = bh[jj];
+        const bool interval_stable = !(lj < 0 && uj > 0);
+        if (ob) {
+          if (ob->lower[jj] > lj) lj = ob->lower[jj];  // (a NaN is ignored)
+          if (ob->upper[jj] < uj) uj = ob->upper[jj];
+        }
         // Stable and reliable (finite, ≤ 1e12): no row. Otherwise the neuron gets its back-substitution.
-        if ((bl[jj] < 0 && bh[jj] > 0) || !batched::reliable_bound(bl[jj]) || !batched::reliable_bound(bh[jj]))
+        if ((lj < 0 && uj > 0) || !(lj <= uj) || !batched::reliable_bound(lj) || !batched::reliable_bound(uj)) {
           need.push_back(j);
-        else
-          l[jj] = bl[jj], u[jj] = bh[jj];
+        } else {
+          l[jj] = lj, u[jj] = uj;
+          by_outer += interval_stable ? 0 : 1;
+        }
       }
       s.stats.rows_skipped += static_cast<double>(size - static_cast<int64_t>(need.size()));
+      s.stats.rows_skipped_outer += static_cast<double>(by_outer);
     } else {
       need.resize(static_cast<size_t>(size));
       for (int64_t j = 0; j < size; ++j) need[static_cast<size_t>(j)] = j;
@@ -894,6 +983,15 @@ class FastEngine final : public BoundEngine {
 
   void relax_node(State& s, int k) const {
     detail::relax_cpu_node(net_, geo_, k, s);
+    const auto i = static_cast<size_t>(k);
+    const auto size = static_cast<size_t>(net_.node(k).size());
+    if (net_.node(k).op == OpKind::MaxPool) {
+      const PoolRelax& pr = s.pools.at(k);
+      s.packed[k] = pack_relaxation(nullptr, pr.beta_u.data(), nullptr, pr.beta_l.data(), size);
+    } else {
+      s.packed[k] =
+          pack_relaxation(s.slope_u[i].data(), s.icpt_u[i].data(), s.slope_l[i].data(), s.icpt_l[i].data(), size);
+    }
   }
 
   BoundResult solve(const BoundProblem& p, const BoundOptions& o, int threads, bool report_layers) {
@@ -903,6 +1001,7 @@ class FastEngine final : public BoundEngine {
     State s;
     s.p = &p, s.o = &o, s.threads = threads;
     s.region = detail::input_box(p, o);
+    if (!o.exact_cnncert) s.outer = detail::usable_outer(net_, p, o);
     const size_t n = nodes.size();
     s.lo.resize(n), s.hi.resize(n), s.slope_l.resize(n), s.icpt_l.resize(n), s.slope_u.resize(n), s.icpt_u.resize(n);
     s.box_lo.resize(n), s.box_hi.resize(n), s.box_ok.assign(n, 0);
@@ -916,6 +1015,7 @@ class FastEngine final : public BoundEngine {
       stats_.seconds_bounds += s.stats.seconds_bounds, stats_.seconds_relax += s.stats.seconds_relax;
       stats_.seconds_final += s.stats.seconds_final, stats_.backsub_flops += s.stats.backsub_flops;
       stats_.rows_computed += s.stats.rows_computed, stats_.rows_skipped += s.stats.rows_skipped;
+      stats_.rows_skipped_outer += s.stats.rows_skipped_outer;
     };
     for (const int k : schedule) {
       const Node& node = nodes[static_cast<size_t>(k)];
@@ -996,8 +1096,10 @@ class FastEngine final : public BoundEngine {
   int64_t max_size_ = 1;
   std::vector<Geometry> geo_;
   std::vector<char> skippable_;
+  bool any_skippable_ = false;  // some node's rows may be skipped (else outer bounds are of no use)
   std::map<int, std::vector<int64_t>> maps_;
   std::map<int, std::vector<double>> avg_slopes_;
+  std::map<int, std::vector<double>> packed_;  // scale-shift nodes: pack_relaxation
   mutable std::mutex stats_mutex_;
   EngineStats stats_;
 };

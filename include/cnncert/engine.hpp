@@ -30,6 +30,25 @@ struct Method {
 /// CNN-Cert's general activations), "deepcert", "crown" (sound CROWN-style sigmoid/tanh/arctan).
 Method parse_method(const std::string& s);
 
+/// Bounds of one node's outputs.
+struct NodeBounds {
+  int node = -1;
+  std::vector<double> lower, upper;
+};
+
+/// Bounds that hold on a region containing a problem's: what a radius search knows from an
+/// earlier step at a larger radius around the same centre (BoundProblem::outer). A ball of
+/// radius eps around x0 under the same norm and box options contains every ball of a smaller
+/// radius around x0, so its sound bounds are sound bounds there too.
+struct OuterBounds {
+  std::vector<double> x0;  ///< the centre they were computed for
+  double eps = 0;          ///< the radius they were computed for
+  Norm norm = Norm::Linf;  ///< with these options
+  bool clip_to_box = false;
+  double box_lo = 0, box_hi = 1;
+  std::vector<NodeBounds> nodes;  ///< what BoundResult::intermediate returned there
+};
+
 /// One problem of a batch: an input region (a ball: a centre and a radius; or a box) and the
 /// linear functions of the logits to bound.
 struct BoundProblem {
@@ -43,6 +62,12 @@ struct BoundProblem {
   /// gives the same bounds either way.
   std::vector<double> x_lower, x_upper;
   bool has_box() const { return !x_lower.empty() || !x_upper.empty(); }
+  /// Optional: bounds from a larger ball around the same centre (see OuterBounds). Engines that
+  /// skip rows (the fast CPU engine without BoundOptions::exact_cnncert) use them only to prove
+  /// neurons stable; they never replace a back-substituted bound. Ignored (as if absent) unless
+  /// x0, the norm and the box options equal the problem's, eps ≥ the problem's eps, the problem is
+  /// a ball (no box) and every node's bounds have the node's size.
+  std::shared_ptr<const OuterBounds> outer;
 };
 
 /// Options shared by a batch.
@@ -67,20 +92,15 @@ struct BoundOptions {
   std::function<void(int64_t, int64_t)> layer_progress;
   /// Reproduce the original CNN-Cert number for number: every neuron's intermediate bounds come
   /// from its own back-substitution. Off (the default), the fast CPU engine first proves neurons
-  /// stable by interval propagation from the latest bounds and back-substitutes only the others
+  /// stable by interval propagation from the latest bounds, intersected with the problem's outer
+  /// bounds when it has some (BoundProblem::outer), and back-substitutes only the others
   /// (nodes whose bounds feed ReLU/LeakyReLU relaxations only). A neuron proven stable that
   /// CNN-Cert's own bounds leave unstable usually makes the result tighter than CNN-Cert's, but
   /// back-substitution is not monotone in the relaxations: rarely a bound comes out slightly looser
   /// (measured: 3 of 1170 bounds on random networks, by ≤ 0.5 % of the width). With
-  /// want_intermediate, the skipped neurons report their (widened) interval bounds. The reference
-  /// and the GPU engines always run exactly.
+  /// want_intermediate, the skipped neurons report their (widened) interval bounds, intersected with the outer ones.
+  /// The reference and the GPU engines always run exactly.
   bool exact_cnncert = false;
-};
-
-/// Bounds of one node's outputs.
-struct NodeBounds {
-  int node = -1;
-  std::vector<double> lower, upper;
 };
 
 /// Result of one problem.
@@ -95,13 +115,14 @@ struct BoundResult {
 
 /// Where an engine's time went (engines that keep no statistics report zeros).
 struct EngineStats {
-  int64_t calls = 0;          ///< bound() calls
-  double seconds_bounds = 0;  ///< intermediate bounds (back-substitution of identity rows)
-  double seconds_relax = 0;   ///< relaxation parameters
-  double seconds_final = 0;   ///< the specification rows
-  double backsub_flops = 0;   ///< floating-point operations of convolution and GEMM back-substitution
-  double rows_computed = 0;   ///< intermediate-bound neurons that got a back-substitution row
-  double rows_skipped = 0;    ///< neurons proven stable by interval propagation (no row)
+  int64_t calls = 0;              ///< bound() calls
+  double seconds_bounds = 0;      ///< intermediate bounds (back-substitution of identity rows)
+  double seconds_relax = 0;       ///< relaxation parameters
+  double seconds_final = 0;       ///< the specification rows
+  double backsub_flops = 0;       ///< floating-point operations of convolution and GEMM back-substitution
+  double rows_computed = 0;       ///< intermediate-bound neurons that got a back-substitution row
+  double rows_skipped = 0;        ///< neurons proven stable by interval propagation (no row)
+  double rows_skipped_outer = 0;  ///< of those, the ones only BoundProblem::outer proved stable
   /// Fast CPU engine: the largest size of the coefficient tensors during one call (counted over the
   /// whole process: approximate when several engines run at once).
   double peak_tensor_bytes = 0;
@@ -123,6 +144,9 @@ class BoundEngine {
   virtual std::vector<BoundResult> bound(const std::vector<BoundProblem>& problems, const BoundOptions& options) = 0;
   /// Time per phase since the engine was made.
   virtual EngineStats stats() const { return {}; }
+  /// Whether the engine uses BoundProblem::outer (under these options): a search then keeps the
+  /// intermediate bounds of its failed steps to pass them on.
+  virtual bool uses_outer_bounds(const BoundOptions&) const { return false; }
 };
 
 /// Throws UnsupportedModel when the network contains a node the engines cannot bound.

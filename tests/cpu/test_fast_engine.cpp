@@ -20,6 +20,8 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <functional>
+#include <memory>
 #include <sstream>
 
 #include "cnncert/certify.hpp"
@@ -174,6 +176,158 @@ TEST(FastEngine, WithoutSkippableNeuronsTheDefaultEqualsTheReference) {
     expect_equal(fast->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), case_name(c));
     EXPECT_EQ(fast->stats().rows_skipped, 0) << case_name(c);
   }
+}
+
+/// Outer bounds (BoundProblem::outer) of problem p computed at radius eps by `engine`.
+std::shared_ptr<const OuterBounds> outer_at(BoundEngine& engine, const BoundProblem& p, double eps, BoundOptions o) {
+  BoundProblem q = p;
+  q.eps = eps;
+  o.want_intermediate = true;
+  auto ob = std::make_shared<OuterBounds>();
+  ob->x0 = p.x0, ob->eps = eps, ob->norm = o.norm;
+  ob->clip_to_box = o.clip_to_box, ob->box_lo = o.box_lo, ob->box_hi = o.box_hi;
+  ob->nodes = engine.bound({q}, o)[0].intermediate;
+  return ob;
+}
+
+TEST(FastEngine, OuterBoundsOfALargerRadiusSkipMoreRowsStaySoundAndRarelyLoosen) {
+  // A search step below a failed radius passes that step's bounds: they prove more neurons stable.
+  uint64_t seed = 900;
+  Tightness t;
+  double skipped_plain = 0, skipped = 0, by_outer = 0;
+  for (const EngineCase& c : engine_cases()) {
+    if (c.act != ActKind::Relu && c.act != ActKind::LeakyRelu) continue;
+    const Network net = random_network(c.family, c.act, ++seed);
+    const BoundOptions o = options_of(c, false);
+    std::vector<BoundProblem> ps = margin_problems(net, 3, eps_of(c.norm), seed * 5);
+    auto plain = make_fast_engine(net, 1);
+    plain->bound(ps, o);
+    skipped_plain += plain->stats().rows_skipped;
+    auto fast = make_fast_engine(net, 1);
+    for (BoundProblem& p : ps) p.outer = outer_at(*fast, p, 1.1 * p.eps, o);
+    auto fresh = make_fast_engine(net, 1);
+    const auto with = fresh->bound(ps, o);
+    skipped += fresh->stats().rows_skipped, by_outer += fresh->stats().rows_skipped_outer;
+    t.add(with, make_cpu_engine(net, 1)->bound(ps, o), case_name(c));
+    SCOPED_TRACE(case_name(c));
+    for (size_t i = 0; i < ps.size(); ++i) check_sound(net, ps[i], with[i], c.norm, seed + i, 20, 5);
+  }
+  std::printf(
+      "rows skipped: %.0f with outer bounds (%.0f by them alone), %.0f without; of %d bounds %d tighter, %d "
+      "looser (worst by %.3g of the width)\n",
+      skipped, by_outer, skipped_plain, t.rows, t.tighter, t.looser, t.worst_looser);
+  EXPECT_GT(by_outer, 0) << "the outer bounds proved nothing stable";
+  EXPECT_GT(skipped, skipped_plain);
+  EXPECT_LE(t.looser, t.rows / 100) << "more than 1 % of the bounds looser than the reference";
+  EXPECT_LE(t.worst_looser, 0.01) << "a bound looser than the reference by more than 1 % of its width";
+}
+
+TEST(FastEngine, OuterBoundsThatDoNotApplyAreIgnored) {
+  // Bogus outer bounds that claim every neuron non-negative (l ≥ 0) change the result when they
+  // apply (so the check below could fail), and are ignored when anything does not match.
+  const Network net = random_network(Family::Cnn, ActKind::Relu, 77);
+  BoundOptions o;
+  o.want_intermediate = true;
+  BoundProblem p = margin_problem(net, random_input(78, net.input_size()), 0.05);
+  auto bogus = [&](auto&& edit) {
+    auto ob = std::make_shared<OuterBounds>(*outer_at(*make_fast_engine(net, 1), p, 0.05, o));
+    for (NodeBounds& nb : ob->nodes)
+      for (double& l : nb.lower) l = std::max(l, 0.0);
+    edit(*ob);
+    return ob;
+  };
+  auto run = [&](const BoundProblem& q, const BoundOptions& oo, double* by_outer = nullptr) {
+    auto e = make_fast_engine(net, 1);
+    auto r = e->bound({q}, oo);
+    if (by_outer) *by_outer = e->stats().rows_skipped_outer;
+    return r;
+  };
+  const auto plain = run(p, o);
+  BoundProblem q = p;
+  q.outer = bogus([](OuterBounds&) {});
+  double applied = 0;
+  const auto changed = run(q, o, &applied);
+  EXPECT_GT(applied, 0);
+  EXPECT_NE(changed[0].lower, plain[0].lower) << "matching outer bounds were not used";
+  const std::vector<std::pair<const char*, std::function<void(OuterBounds&)>>> mismatches = {
+      {"smaller eps", [](OuterBounds& b) { b.eps = 0.04; }},
+      {"other centre", [](OuterBounds& b) { b.x0[3] += 1e-9; }},
+      {"other norm", [](OuterBounds& b) { b.norm = Norm::L2; }},
+      {"other box", [](OuterBounds& b) { b.clip_to_box = true; }},
+      {"short node", [](OuterBounds& b) { b.nodes[0].upper.pop_back(); }},
+      {"no such node", [](OuterBounds& b) { b.nodes[0].node = 1000; }},
+  };
+  for (const auto& [what, edit] : mismatches) {
+    q.outer = bogus(edit);
+    double used = -1;
+    const auto r = run(q, o, &used);
+    EXPECT_EQ(used, 0) << what;
+    EXPECT_EQ(r[0].lower, plain[0].lower) << what;
+    EXPECT_EQ(r[0].upper, plain[0].upper) << what;
+  }
+  q.outer = bogus([](OuterBounds&) {});
+  BoundOptions exact = o;
+  exact.exact_cnncert = true;  // exact mode back-substitutes every neuron: outer bounds play no part
+  EXPECT_EQ(run(q, exact)[0].lower, run(p, exact)[0].lower);
+  BoundProblem boxed = q;  // a box problem: its region is not the ball the bounds are for
+  boxed.x_lower = boxed.x0, boxed.x_upper = boxed.x0;
+  for (size_t j = 0; j < boxed.x0.size(); ++j) boxed.x_lower[j] -= 0.05, boxed.x_upper[j] += 0.05;
+  BoundProblem boxed_plain = boxed;
+  boxed_plain.outer.reset();
+  EXPECT_EQ(run(boxed, o)[0].lower, run(boxed_plain, o)[0].lower);
+}
+
+/// The fast engine, recording what every problem of every call was given as outer bounds.
+class RecordingEngine final : public BoundEngine {
+ public:
+  explicit RecordingEngine(const Network& net) : inner_(make_fast_engine(net, 1)) {}
+  std::string name() const override { return "recording"; }
+  bool uses_outer_bounds(const BoundOptions& o) const override { return inner_->uses_outer_bounds(o); }
+  std::vector<BoundResult> bound(const std::vector<BoundProblem>& ps, const BoundOptions& o) override {
+    auto r = inner_->bound(ps, o);
+    for (size_t i = 0; i < ps.size(); ++i) {
+      seen.push_back({ps[i].eps, ps[i].outer ? ps[i].outer->eps : -1, !r[i].lower.empty() && r[i].lower[0] > 0});
+      if (ps[i].outer) EXPECT_EQ(ps[i].outer->x0, ps[i].x0);
+    }
+    return r;
+  }
+  EngineStats stats() const override { return inner_->stats(); }
+  struct Step {
+    double eps, outer_eps;
+    bool certified;
+  };
+  std::vector<Step> seen;
+
+ private:
+  std::unique_ptr<BoundEngine> inner_;
+};
+
+TEST(FastEngine, TheSearchPassesEachFailedStepsBoundsToTheLaterSteps) {
+  // One image, one target: the steps are the search's; each step after the first failure gets the
+  // bounds of the latest failed step, whose radius is larger than its own.
+  const Network net = random_network(Family::Cnn, ActKind::Relu, 12);
+  const std::vector<double> x = random_inputs(13, 1, net.input_size());
+  CertifyOptions o;
+  RecordingEngine e(net);
+  const auto res = certify(net, e, x, {}, o);
+  ASSERT_EQ(res.size(), 1u);
+  ASSERT_EQ(e.seen.size(), static_cast<size_t>(o.cnncert_steps));
+  double failed = -1;  // the latest failed step's radius
+  int with_outer = 0;
+  for (const auto& st : e.seen) {
+    EXPECT_EQ(st.outer_eps, failed) << "step at eps " << st.eps;
+    if (st.outer_eps >= 0) {
+      EXPECT_GT(st.outer_eps, st.eps);
+      ++with_outer;
+    }
+    if (!st.certified) failed = st.eps;
+  }
+  EXPECT_GT(with_outer, 5);
+  EXPECT_GT(e.stats().rows_skipped_outer, 0);
+  o.bound.exact_cnncert = true;  // nothing to pass on in exact mode
+  RecordingEngine exact(net);
+  certify(net, exact, x, {}, o);
+  for (const auto& st : exact.seen) EXPECT_EQ(st.outer_eps, -1);
 }
 
 /// Everything two results hold, compared exactly.
