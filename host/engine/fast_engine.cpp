@@ -6,14 +6,17 @@
 //   rows of a chunk, replaced by the whole map where the window covers it and at dense layers.
 // * Coefficients are stored position-major (a[pos · n + r]) with the upper-bound and the
 //   lower-bound pass stacked (rows [0, R) and [R, 2R)), so a convolution's back-substitution is
-//   one GEMM (Wᵀ · A over positions × rows, then a col2im of row vectors) and a dense layer's is
-//   one GEMM, both through BLAS when the build has it.
+//   GEMMs (wide ones: per input row, Wᵀ times the gathered taps, the kernel as the inner dimension;
+//   else Wᵀ · A over positions × rows, then a col2im of row vectors; narrow ones: long AXPYs) and
+//   a dense layer's is one GEMM, through BLAS when the build has it.
 // * Rows only for neurons that need them: before the back-substitution of a node whose bounds
 //   only feed ReLU/LeakyReLU relaxations, interval propagation from the latest bounds proves
 //   neurons stable (l ≥ 0 or u ≤ 0); those get the interval as bounds (their relaxation is the
 //   exact linear function either way) and no row. The interval is intersected with the problem's
 //   outer bounds (BoundProblem::outer: a failed search step's bounds at a larger radius) when it
-//   has them. With BoundOptions::exact_cnncert every neuron gets a row, as in the original CNN-Cert.
+//   has them. Before a max-pool that reads a ReLU only neurons proven ≤ 0 are skipped (the
+//   max-pool's input bounds are [0, 0] for them either way). With BoundOptions::exact_cnncert every
+//   neuron gets a row, as in the original CNN-Cert.
 // * Threads: problems in parallel when there are enough of them, else the chunks of a layer, as
 //   many at once as the memory budget holds. The chunking depends on the network and the budget
 //   only, and BLAS runs single-threaded inside, so the results are bit-identical for any thread
@@ -154,6 +157,28 @@ void interval_taps(int64_t n, int64_t stride, double w, const double* __restrict
     mo[q] += w * mi[q * stride], ro[q] += aw * ri[q * stride], ao[q] += aw * ai[q * stride];
 }
 
+/// C (M × N) = A · B for A: M × K (leading dimension lda), B: K × N (ldb), C overwritten.
+/// Returns the floating-point operations.
+double gemm_nn(int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b, int64_t ldb, double* c,
+               int64_t ldc) {
+#ifdef CNNCERT_HAVE_BLAS
+  constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
+  CNNCERT_CHECK(m <= kMaxInt && n <= kMaxInt && k <= kMaxInt && lda <= kMaxInt && ldb <= kMaxInt && ldc <= kMaxInt,
+                "a back-substitution GEMM is too large for BLAS's int sizes (use a smaller memory budget)");
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+              1.0, a, static_cast<int>(lda), b, static_cast<int>(ldb), 0.0, c, static_cast<int>(ldc));
+#else
+  for (int64_t i = 0; i < m; ++i) {
+    std::fill_n(c + i * ldc, n, 0.0);
+    for (int64_t p = 0; p < k; ++p) {
+      const double v = a[i * lda + p];
+      if (v != 0) axpy(n, v, b + p * ldb, c + i * ldc);
+    }
+  }
+#endif
+  return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+}
+
 /// The same coefficients over the whole map.
 Rows to_full(Rows&& in, const Geometry& g) {
   if (in.full) return std::move(in);
@@ -248,6 +273,9 @@ Rows window_input(const Rows& a, const Window& k, const Geometry& in, int64_t& o
 
 /// Convolutions with fewer output channels (per group) than this use direct AXPYs, not a GEMM.
 constexpr int64_t kGemmMinK = 16;
+/// Convolutions with at least this many input and output channels (per group) gather their taps
+/// (one GEMM per output row with the kernel as the inner dimension) instead of scattering them.
+constexpr int64_t kGatherMinChannels = 16;
 
 /// Scratch memory of one thread for the convolution GEMMs.
 struct Scratch {
@@ -255,6 +283,52 @@ struct Scratch {
   int64_t max_cols = int64_t{1} << 20;  ///< doubles of cols at most (but one output row of the window)
   double flops = 0;
 };
+
+/// The transposed convolution A_in = conv_transpose(A) of conv_back (without the bias), in gather
+/// form: row iy of input channel ci is Σ over (co, ky, kx) of W[co, ci, ky, kx] times the row of A
+/// that tap reads, so per piece of an input row one GEMM of Wᵀ (cin × cout·kk) with the gathered
+/// taps (cout·kk × columns · rows): no scatter, and the kernel as the GEMM's inner dimension.
+void conv_back_gather(const Rows& a, const ConvAttr& k, const Window& win, int64_t origin_y, int64_t origin_x,
+                      Rows& out, Scratch& s) {
+  const int64_t n = a.n, cin_g = k.in_channels, cout_g = k.out_channels / k.groups, kk = k.kernel_h * k.kernel_w;
+  const int64_t K = cout_g * kk, m = cin_g * kk;
+  // Columns of one GEMM: as many input columns as the scratch holds (at least one).
+  const int64_t piece = std::clamp<int64_t>(s.max_cols / std::max<int64_t>(K * n, 1), 1, out.w);
+  if (static_cast<int64_t>(s.cols.size()) < K * piece * n) s.cols.resize(static_cast<size_t>(K * piece * n));
+  std::vector<double> wt(static_cast<size_t>(cin_g * K));  // Wᵀ of one group: wt[ci · K + co · kk + t]
+  for (int64_t g = 0; g < k.groups; ++g) {
+    for (int64_t co = 0; co < cout_g; ++co)
+      for (int64_t ci = 0; ci < cin_g; ++ci)
+        for (int64_t t = 0; t < kk; ++t)
+          wt[static_cast<size_t>(ci * K + co * kk + t)] =
+              k.weight[static_cast<size_t>((g * cout_g + co) * m + ci * kk + t)];
+    for (int64_t iy = 0; iy < out.h; ++iy)
+      for (int64_t ix0 = 0; ix0 < out.w; ix0 += piece) {
+        const int64_t width = std::min(piece, out.w - ix0), cols = width * n;
+        bool any = false;
+        for (int64_t co = 0; co < cout_g; ++co)
+          for (int64_t ky = 0; ky < k.kernel_h; ++ky) {
+            const int64_t oy = win.out_y(iy + origin_y, ky, a.h);
+            for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
+              double* b = s.cols.data() + ((co * k.kernel_h + ky) * k.kernel_w + kx) * cols;
+              for (int64_t ix = 0; ix < width; ++ix) {
+                const int64_t ox = oy < 0 ? -1 : win.out_x(ix0 + ix + origin_x, kx, a.w);
+                if (ox < 0) {
+                  std::fill_n(b + ix * n, n, 0.0);
+                  continue;
+                }
+                const double* src = a.at(((g * cout_g + co) * a.h + oy) * a.w + ox);
+                std::copy(src, src + n, b + ix * n);
+                any = true;
+              }
+            }
+          }
+        if (!any) continue;  // no tap reaches this piece: it stays zero
+        s.flops += gemm_nn(cin_g, cols, K, wt.data(), K, s.cols.data(), cols,
+                           out.at(((g * cin_g) * out.h + iy) * out.w + ix0), out.h * out.w * n);
+      }
+  }
+}
 
 /// Back through a convolution: bias += ⟨A, b⟩, A_in = conv_transpose(A) as one GEMM (Wᵀ · A over
 /// output positions × rows) per block of window rows, then a col2im of row vectors.
@@ -294,6 +368,13 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
             s.flops += 2.0 * static_cast<double>(a.h * (ox1 - ox0) * n);
           }
     }
+    mask_outside(out, in);
+    return settle(std::move(out), in);
+  }
+  // The gather form computes every tap of every input position, also those that read outside a
+  // window of A (zeros): worth it while the input window is at most 1.5 × A's.
+  if (cout_g >= kGatherMinChannels && cin_g >= kGatherMinChannels && 2 * out.h * out.w <= 3 * a.h * a.w) {
+    conv_back_gather(a, k, win, origin_y, origin_x, out, s);
     mask_outside(out, in);
     return settle(std::move(out), in);
   }
@@ -477,7 +558,7 @@ class FastEngine final : public BoundEngine {
     const auto& nodes = net_.nodes();
     const size_t n = nodes.size();
     geo_.resize(n);
-    skippable_.assign(n, true);
+    skippable_.assign(n, kSkipStable);
     std::vector<std::vector<int>> users(n);
     for (size_t i = 0; i < n; ++i) {
       geo_[i] = geometry(nodes[i]);
@@ -496,22 +577,26 @@ class FastEngine final : public BoundEngine {
     }
     // Rows may be skipped for a node whose bounds feed only ReLU/LeakyReLU relaxations (a stable
     // neuron's relaxation is exact for any bounds proving it stable): not for max-pool inputs, nor
-    // for the pre-activations of an activation a max-pool reads (MATH.md §2.5 takes the max-pool's
-    // input bounds from them), nor for smooth activations.
+    // for smooth activations. The pre-activations of a ReLU that a max-pool reads give the
+    // max-pool its input bounds [max(l, 0), max(u, 0)] (MATH.md §2.5), which depend on l and u
+    // unless u ≤ 0 ([0, 0] for any such bounds): there only neurons proven ≤ 0 are skipped (none
+    // for LeakyReLU, whose [αl, αu] always depends on them).
     for (size_t i = 0; i < n; ++i)
       for (int u : users[i]) {
         const Node& un = nodes[static_cast<size_t>(u)];
-        if (un.op == OpKind::MaxPool) skippable_[i] = false;
+        if (un.op == OpKind::MaxPool) skippable_[i] = kSkipNone;
         if (un.op != OpKind::Activation) continue;
         const ActKind kind = un.as<ActAttr>().kind;
         if (kind != ActKind::Relu && kind != ActKind::LeakyRelu)
-          skippable_[i] = false;  // stable = one sign: a bend at 0
+          skippable_[i] = kSkipNone;  // stable = one sign: a bend at 0
         for (int uu : users[static_cast<size_t>(u)])
-          if (nodes[static_cast<size_t>(uu)].op == OpKind::MaxPool) skippable_[i] = false;
+          if (nodes[static_cast<size_t>(uu)].op == OpKind::MaxPool)
+            skippable_[i] = std::min(skippable_[i], kind == ActKind::Relu ? kSkipNonPositive : kSkipNone);
       }
     for (size_t i = 0; i < n; ++i) max_size_ = std::max(max_size_, nodes[i].size());
     for (int k : detail::bound_schedule(net_))
-      any_skippable_ = any_skippable_ || skippable_[static_cast<size_t>(nodes[static_cast<size_t>(k)].inputs[0])];
+      any_skippable_ =
+          any_skippable_ || skippable_[static_cast<size_t>(nodes[static_cast<size_t>(k)].inputs[0])] != kSkipNone;
   }
 
   std::string name() const override {
@@ -923,7 +1008,8 @@ class FastEngine final : public BoundEngine {
     auto& hi = s.hi[static_cast<size_t>(k)];
     std::vector<double> l(static_cast<size_t>(size), 0.0), u(static_cast<size_t>(size), 0.0);
     std::vector<int64_t> need;
-    if (!s.o->exact_cnncert && skippable_[static_cast<size_t>(k)]) {
+    const char skip = skippable_[static_cast<size_t>(k)];
+    if (!s.o->exact_cnncert && skip != kSkipNone) {
       intervals(s, k);
       const auto& bl = s.box_lo[static_cast<size_t>(k)];
       const auto& bh = s.box_hi[static_cast<size_t>(k)];
@@ -934,13 +1020,14 @@ class FastEngine final : public BoundEngine {
       for (int64_t j = 0; j < size; ++j) {
         const auto jj = static_cast<size_t>(j);
         double lj = bl[jj], uj = bh[jj];
-        const bool interval_stable = !(lj < 0 && uj > 0);
+        const bool interval_stable = skip == kSkipStable ? !(lj < 0 && uj > 0) : uj <= 0;
         if (ob) {
           if (ob->lower[jj] > lj) lj = ob->lower[jj];  // (a NaN is ignored)
           if (ob->upper[jj] < uj) uj = ob->upper[jj];
         }
         // Stable and reliable (finite, ≤ 1e12): no row. Otherwise the neuron gets its back-substitution.
-        if ((lj < 0 && uj > 0) || !(lj <= uj) || !batched::reliable_bound(lj) || !batched::reliable_bound(uj)) {
+        const bool stable = skip == kSkipStable ? !(lj < 0 && uj > 0) : uj <= 0;
+        if (!stable || !(lj <= uj) || !batched::reliable_bound(lj) || !batched::reliable_bound(uj)) {
           need.push_back(j);
         } else {
           l[jj] = lj, u[jj] = uj;
@@ -1095,6 +1182,8 @@ class FastEngine final : public BoundEngine {
   size_t memory_;
   int64_t max_size_ = 1;
   std::vector<Geometry> geo_;
+  /// Per node, which neurons may go without a row: any proven stable, only those proven ≤ 0, none.
+  static constexpr char kSkipNone = 0, kSkipNonPositive = 1, kSkipStable = 2;
   std::vector<char> skippable_;
   bool any_skippable_ = false;  // some node's rows may be skipped (else outer bounds are of no use)
   std::map<int, std::vector<int64_t>> maps_;
