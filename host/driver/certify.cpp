@@ -104,8 +104,9 @@ struct Item {
   std::shared_ptr<const OuterBounds> outer;
 };
 
-/// Bytes the items' outer bounds may hold at once; beyond it, further items keep none.
-constexpr double kOuterBoundsBudget = 1024.0 * 1024 * 1024;
+/// Bytes the items' outer bounds may hold at once; beyond it, further items keep none. A search
+/// whose steps' intermediate bounds (all items at once) would exceed it asks for none.
+constexpr double kOuterBoundsBudget = 2048.0 * 1024 * 1024;
 
 double current_eps(const Item& it, SearchMode m) {
   return m == SearchMode::CnnCert ? std::exp(it.lambda) : it.eps;
@@ -278,8 +279,13 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
   const int64_t total = static_cast<int64_t>(items.size());
   int64_t done = 0;
   BoundOptions bo = o.bound;
-  bo.want_upper = false;  // the decision needs the lower bounds only
-  const bool keep_outer = engine.uses_outer_bounds(bo);
+  bo.want_upper = false;      // the decision needs the lower bounds only
+  double bytes_per_item = 0;  // the bounds of every activation's and max-pool's input (what engines return)
+  for (const Node& nd : net.nodes())
+    if (nd.op == OpKind::Activation || nd.op == OpKind::MaxPool)
+      bytes_per_item += 2.0 * sizeof(double) * static_cast<double>(net.node(nd.inputs[0]).size());
+  const bool keep_outer =
+      engine.uses_outer_bounds(bo) && bytes_per_item * static_cast<double>(items.size()) <= kOuterBoundsBudget;
   if (keep_outer) bo.want_intermediate = true;
   double outer_bytes = 0;
   while (done < total) {

@@ -76,7 +76,6 @@ void check_bound_problems(const Network& net, const std::vector<BoundProblem>& p
 
 namespace detail {
 
-/// Index maps of layout nodes (output element → input element, −1 for padding).
 std::vector<const NodeBounds*> usable_outer(const Network& net, const BoundProblem& p, const BoundOptions& o) {
   const OuterBounds* ob = p.outer.get();
   if (!ob || p.has_box() || !(ob->eps >= p.eps) || ob->norm != o.norm || ob->x0 != p.x0 ||
@@ -92,6 +91,7 @@ std::vector<const NodeBounds*> usable_outer(const Network& net, const BoundProbl
   return by_node;
 }
 
+/// Index maps of layout nodes (output element → input element, −1 for padding).
 std::vector<int64_t> layout_map(const Node& n, const Node& src) {
   const int64_t size = n.size();
   std::vector<int64_t> m(static_cast<size_t>(size));

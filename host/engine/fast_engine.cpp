@@ -120,6 +120,22 @@ void axpy(int64_t n, double alpha, const double* __restrict x, double* __restric
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+/// y += a0·x0 + a1·x1 (+ a2·x2): two or three taps of a convolution row in one pass over y.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void axpy2(int64_t n, double a0, const double* __restrict x0, double a1, const double* __restrict x1,
+           double* __restrict y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a0 * x0[i] + a1 * x1[i];
+}
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void axpy3(int64_t n, double a0, const double* __restrict x0, double a1, const double* __restrict x1, double a2,
+           const double* __restrict x2, double* __restrict y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a0 * x0[i] + a1 * x1[i] + a2 * x2[i];
+}
+
 /// C (M × N) = Xᵀ · Y for X: K × M (leading dimension ldx), Y: K × N (ldy), C overwritten.
 /// Returns the floating-point operations.
 double gemm_tn(int64_t m, int64_t n, int64_t k, const double* x, int64_t ldx, const double* y, int64_t ldy, double* c,
@@ -345,28 +361,58 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
   const int64_t cin_g = k.in_channels, cout_g = k.out_channels / k.groups, kk = k.kernel_h * k.kernel_w, m = cin_g * kk;
   if (cout_g < kGemmMinK && k.stride_w == 1) {
     // Few output channels: a GEMM would be all memory traffic. With unit column stride the taps of
-    // one window row are contiguous, so each (co, ci, ky, kx, window row) is one long AXPY.
+    // one window row are contiguous, so each (co, ci, ky, window row) is one long pass that adds
+    // all of a kernel row's taps (three at a time) where they overlap, and AXPYs at the edges.
+    struct Tap {
+      double w;
+      int64_t off, lo, hi;  // window column ox reads column ox + off, for ox in [lo, hi)
+    };
+    std::vector<Tap> taps;
     for (int64_t co = 0; co < a.c; ++co) {
       const int64_t g = co / cout_g;
       const double* wco = k.weight.data() + co * m;
       for (int64_t ci = 0; ci < cin_g; ++ci)
-        for (int64_t ky = 0; ky < k.kernel_h; ++ky)
+        for (int64_t ky = 0; ky < k.kernel_h; ++ky) {
+          taps.clear();
           for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
             const double wv = wco[(ci * k.kernel_h + ky) * k.kernel_w + kx];
-            if (wv == 0) continue;
-            // Unit column stride: window column ox reads column ox + off, kept when inside [0, out.w).
             const int64_t off = win.in_x(0, kx) - origin_x;
             const int64_t ox0 = std::max(-off, int64_t{0}), ox1 = std::min(a.w, out.w - off);
-            if (ox1 <= ox0) continue;
+            if (wv != 0 && ox1 > ox0) taps.push_back({wv, off, ox0, ox1});
+          }
+          for (size_t t0 = 0; t0 < taps.size(); t0 += 3) {
+            const size_t nt = std::min<size_t>(3, taps.size() - t0);
+            const Tap* tp = taps.data() + t0;
+            // Output columns [L, R) that every tap of the group reaches.
+            int64_t L = std::numeric_limits<int64_t>::min(), R = std::numeric_limits<int64_t>::max();
+            for (size_t t = 0; t < nt; ++t)
+              L = std::max(L, tp[t].lo + tp[t].off), R = std::min(R, tp[t].hi + tp[t].off);
             for (int64_t oy = 0; oy < a.h; ++oy) {
               const int64_t iy = win.in_y(oy, ky) - origin_y;
               if (iy < 0 || iy >= out.h) continue;
-              const int64_t ix = ox0 + off;
-              axpy((ox1 - ox0) * n, wv, a.at((co * a.h + oy) * a.w + ox0),
-                   out.at(((g * cin_g + ci) * out.h + iy) * out.w + ix));
+              const double* src = a.at((co * a.h + oy) * a.w);
+              double* dst = out.at(((g * cin_g + ci) * out.h + iy) * out.w);
+              // Each tap alone outside [L, R) (everywhere when the taps share no column).
+              const int64_t cut0 = R > L ? L : std::numeric_limits<int64_t>::max(), cut1 = R > L ? R : cut0;
+              for (size_t t = 0; t < nt; ++t) {
+                const int64_t lo = tp[t].lo + tp[t].off, hi = tp[t].hi + tp[t].off;
+                const int64_t e0 = std::min(hi, cut0), e1 = std::max(e0, std::min(hi, cut1));
+                if (e0 > lo) axpy((e0 - lo) * n, tp[t].w, src + (lo - tp[t].off) * n, dst + lo * n);
+                if (hi > e1) axpy((hi - e1) * n, tp[t].w, src + (e1 - tp[t].off) * n, dst + e1 * n);
+              }
+              if (R <= L) continue;
+              const int64_t len = (R - L) * n;
+              if (nt == 3)
+                axpy3(len, tp[0].w, src + (L - tp[0].off) * n, tp[1].w, src + (L - tp[1].off) * n, tp[2].w,
+                      src + (L - tp[2].off) * n, dst + L * n);
+              else if (nt == 2)
+                axpy2(len, tp[0].w, src + (L - tp[0].off) * n, tp[1].w, src + (L - tp[1].off) * n, dst + L * n);
+              else
+                axpy(len, tp[0].w, src + (L - tp[0].off) * n, dst + L * n);
             }
-            s.flops += 2.0 * static_cast<double>(a.h * (ox1 - ox0) * n);
+            for (size_t t = 0; t < nt; ++t) s.flops += 2.0 * static_cast<double>(a.h * (tp[t].hi - tp[t].lo) * n);
           }
+        }
     }
     mask_outside(out, in);
     return settle(std::move(out), in);

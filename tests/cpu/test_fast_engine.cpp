@@ -179,6 +179,32 @@ TEST(FastEngine, WithoutSkippableNeuronsTheDefaultEqualsTheReference) {
   }
 }
 
+TEST(FastEngine, NarrowConvolutionKernelsMatchTheReference) {
+  // Narrow convolutions add a kernel row's taps three at a time where they overlap and one by one
+  // at the edges: kernel widths 5 (3 + 2 taps), 4 with padding 3 (taps that reach no column of
+  // small windows), 2, 1, a dilated 3, with windows and whole maps.
+  std::mt19937_64 rng(77);
+  NetworkBuilder b;
+  auto relu = [&](int h) { return b.activation(h, ActKind::Relu); };
+  int h = relu(b.conv(b.input({1, 9, 9}), random_conv(rng, 1, 4, 5, 1, 2)));
+  h = relu(b.conv(h, random_conv(rng, 4, 3, 4, 1, 3)));  // 12 × 12
+  h = relu(b.conv(h, random_conv(rng, 3, 4, 2)));        // 11 × 11
+  ConvAttr dilated = random_conv(rng, 4, 4, 3, 1, 1);
+  dilated.dilation_h = dilated.dilation_w = 2;
+  h = relu(b.conv(h, dilated));                    // 9 × 9
+  h = relu(b.conv(h, random_conv(rng, 4, 2, 1)));  // 9 × 9
+  h = b.reshape(h, {2 * 9 * 9});
+  const Network net = b.build(b.dense(h, random_dense(rng, 2 * 9 * 9, 4)));
+  for (Norm norm : {Norm::Linf, Norm::L1}) {
+    BoundOptions o;
+    o.norm = norm;
+    o.exact_cnncert = true;
+    o.want_intermediate = true;
+    const auto ps = margin_problems(net, 2, norm == Norm::Linf ? 0.02 : 0.3, 62);
+    expect_equal(make_fast_engine(net, 1)->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), norm_name(norm));
+  }
+}
+
 TEST(FastEngine, WideConvolutionsMatchTheReference) {
   // The random families' convolutions are narrow (≤ 3 channels: direct AXPYs). Here every path of
   // conv_back: 1 → 16 (scatter GEMM), 16 → 16 and a dilated 16 → 16 (gather GEMM), 16 → 32 and a
