@@ -104,8 +104,9 @@ struct Item {
   std::shared_ptr<const OuterBounds> outer;
 };
 
-/// Bytes the items' outer bounds may hold at once; beyond it, further items keep none. A search
-/// whose steps' intermediate bounds (all items at once) would exceed it asks for none.
+/// Bytes of outer bounds the items keep; beyond it, further items keep none. A search whose steps'
+/// intermediate bounds (all items at once) would exceed it asks for none. (While a step's batch
+/// is alive, the bounds an item replaced live on in its problem: up to twice this.)
 constexpr double kOuterBoundsBudget = 2048.0 * 1024 * 1024;
 
 double current_eps(const Item& it, SearchMode m) {

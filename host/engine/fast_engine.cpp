@@ -290,7 +290,8 @@ Rows window_input(const Rows& a, const Window& k, const Geometry& in, int64_t& o
 /// Convolutions with fewer output channels (per group) than this use direct AXPYs, not a GEMM.
 constexpr int64_t kGemmMinK = 16;
 /// Convolutions with at least this many input and output channels (per group) gather their taps
-/// (one GEMM per output row with the kernel as the inner dimension) instead of scattering them.
+/// (one GEMM per row of the convolution's input with the kernel as the inner dimension) instead of
+/// scattering them.
 constexpr int64_t kGatherMinChannels = 16;
 
 /// Scratch memory of one thread for the convolution GEMMs.
@@ -346,8 +347,10 @@ void conv_back_gather(const Rows& a, const ConvAttr& k, const Window& win, int64
   }
 }
 
-/// Back through a convolution: bias += ⟨A, b⟩, A_in = conv_transpose(A) as one GEMM (Wᵀ · A over
-/// output positions × rows) per block of window rows, then a col2im of row vectors.
+/// Back through a convolution: bias += ⟨A, b⟩ and A_in = conv_transpose(A), by one of three
+/// paths: long AXPYs (few output channels), the gather form (wide convolutions, conv_back_gather),
+/// or one GEMM (Wᵀ · A over output positions × rows) per block of window rows, then a col2im of
+/// row vectors.
 Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bias, Scratch& s) {
   const int64_t n = a.n, hw = a.h * a.w;
   for (int64_t co = 0; co < a.c; ++co) {
@@ -1121,9 +1124,12 @@ class FastEngine final : public BoundEngine {
     if (net_.node(k).op == OpKind::MaxPool) {
       const PoolRelax& pr = s.pools.at(k);
       s.packed[k] = pack_relaxation(nullptr, pr.beta_u.data(), nullptr, pr.beta_l.data(), size);
+      std::vector<double>().swap(s.pools.at(k).beta_u), std::vector<double>().swap(s.pools.at(k).beta_l);
     } else {
       s.packed[k] =
           pack_relaxation(s.slope_u[i].data(), s.icpt_u[i].data(), s.slope_l[i].data(), s.icpt_l[i].data(), size);
+      // (only the packed form is read from here on)
+      for (auto* v : {&s.slope_u[i], &s.icpt_u[i], &s.slope_l[i], &s.icpt_l[i]}) std::vector<double>().swap(*v);
     }
   }
 

@@ -94,7 +94,8 @@ struct BoundOptions {
   /// from its own back-substitution. Off (the default), the fast CPU engine first proves neurons
   /// stable by interval propagation from the latest bounds, intersected with the problem's outer
   /// bounds when it has some (BoundProblem::outer), and back-substitutes only the others
-  /// (nodes whose bounds feed ReLU/LeakyReLU relaxations only). A neuron proven stable that
+  /// (nodes whose bounds feed ReLU/LeakyReLU relaxations only; before a max-pool that reads a ReLU,
+  /// only neurons proven ≤ 0, whose max-pool input bounds are [0, 0] either way). A neuron proven stable that
   /// CNN-Cert's own bounds leave unstable usually makes the result tighter than CNN-Cert's, but
   /// back-substitution is not monotone in the relaxations: rarely a bound comes out slightly looser
   /// (measured: 3 of 1494 bounds on random networks, by ≤ 0.5 % of the width). With
@@ -121,7 +122,7 @@ struct EngineStats {
   double seconds_final = 0;       ///< the specification rows
   double backsub_flops = 0;       ///< floating-point operations of convolution and GEMM back-substitution
   double rows_computed = 0;       ///< intermediate-bound neurons that got a back-substitution row
-  double rows_skipped = 0;        ///< neurons proven stable by interval propagation (no row)
+  double rows_skipped = 0;        ///< neurons that got no row (proven stable, or ≤ 0 before a max-pool)
   double rows_skipped_outer = 0;  ///< of those, the ones only BoundProblem::outer proved stable
   /// Fast CPU engine: the largest size of the coefficient tensors during one call (counted over the
   /// whole process: approximate when several engines run at once).

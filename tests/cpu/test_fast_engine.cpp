@@ -179,6 +179,23 @@ TEST(FastEngine, WithoutSkippableNeuronsTheDefaultEqualsTheReference) {
   }
 }
 
+TEST(FastEngine, WideConvolutionsOnWindowsMatchTheReference) {
+  // The gather form on windows (not whole maps): it runs once a window is 9 × 9 or more on a map
+  // larger than the window, so six 16-channel convolutions on a 12 × 12 map (a deep neuron's
+  // window grows 1, 3, ..., 11).
+  std::mt19937_64 rng(4048);
+  NetworkBuilder b;
+  int h = b.activation(b.conv(b.input({1, 12, 12}), random_conv(rng, 1, 16, 3, 1, 1)), ActKind::Relu);
+  for (int i = 0; i < 5; ++i) h = b.activation(b.conv(h, random_conv(rng, 16, 16, 3, 1, 1)), ActKind::Relu);
+  h = b.reshape(h, {16 * 12 * 12});
+  const Network net = b.build(b.dense(h, random_dense(rng, 16 * 12 * 12, 3)));
+  BoundOptions o;
+  o.exact_cnncert = true;
+  o.want_intermediate = true;  // (at this radius the deep neurons are stable: compare their bounds)
+  const auto ps = margin_problems(net, 1, 0.002, 63);
+  expect_equal(make_fast_engine(net, 2)->bound(ps, o), make_cpu_engine(net, 2)->bound(ps, o), "windows");
+}
+
 TEST(FastEngine, NarrowConvolutionKernelsMatchTheReference) {
   // Narrow convolutions add a kernel row's taps three at a time where they overlap and one by one
   // at the edges: kernel widths 5 (3 + 2 taps), 4 with padding 3 (taps that reach no column of
@@ -325,6 +342,18 @@ TEST(FastEngine, OuterBoundsThatDoNotApplyAreIgnored) {
     EXPECT_EQ(r[0].lower, plain[0].lower) << what;
     EXPECT_EQ(r[0].upper, plain[0].upper) << what;
   }
+  {  // clipped to a box: outer bounds for another box are ignored, for the same box used
+    BoundOptions clipped = o;
+    clipped.clip_to_box = true;
+    const auto clipped_plain = run(p, clipped);
+    q.outer = bogus([](OuterBounds& b) { b.clip_to_box = true; });
+    double used = 0;
+    EXPECT_NE(run(q, clipped, &used)[0].lower, clipped_plain[0].lower);
+    EXPECT_GT(used, 0);
+    q.outer = bogus([](OuterBounds& b) { b.clip_to_box = true, b.box_hi = 0.9; });
+    EXPECT_EQ(run(q, clipped, &used)[0].lower, clipped_plain[0].lower);
+    EXPECT_EQ(used, 0);
+  }
   q.outer = bogus([](OuterBounds&) {});
   BoundOptions exact = o;
   exact.exact_cnncert = true;  // exact mode back-substitutes every neuron: outer bounds play no part
@@ -461,7 +490,7 @@ TEST(FastEngine, MaxPoolInputsAreSkippedOnlyWhereProvenNonPositive) {
           const double tl = dtol(w.lower[j], w.upper[j] - w.lower[j]), tu = dtol(w.upper[j], w.upper[j] - w.lower[j]);
           if (std::fabs(g.lower[j] - w.lower[j]) <= tl && std::fabs(g.upper[j] - w.upper[j]) <= tu) continue;
           // Otherwise only a neuron proven ≤ 0: a pre-activation with u ≤ 0 (where the reference
-          // has u ≤ 0 too, its lower bound is all that differs), or the ReLU output [0, 0].
+          // has u ≤ 0 too, only its lower bound differs), or the ReLU output [0, 0].
           skipped_nonpositive += pre_activation;
           EXPECT_LE(g.upper[j], 0) << "node " << w.node << " neuron " << j;
           if (!pre_activation) EXPECT_EQ(g.lower[j], 0) << "node " << w.node << " neuron " << j;
