@@ -136,22 +136,23 @@ void axpy3(int64_t n, double a0, const double* __restrict x0, double a1, const d
   for (int64_t i = 0; i < n; ++i) y[i] += a0 * x0[i] + a1 * x1[i] + a2 * x2[i];
 }
 
-/// C (M × N) = Xᵀ · Y for X: K × M (leading dimension ldx), Y: K × N (ldy), C overwritten.
-/// Returns the floating-point operations.
-double gemm_tn(int64_t m, int64_t n, int64_t k, const double* x, int64_t ldx, const double* y, int64_t ldy, double* c,
-               int64_t ldc) {
+/// C (M × N) = op(A) · B, C overwritten: op(A) = Aᵀ for A: K × M (`trans_a`), else A: M × K
+/// (leading dimension lda); B: K × N (ldb). Returns the floating-point operations.
+double gemm(bool trans_a, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b, int64_t ldb,
+            double* c, int64_t ldc) {
 #ifdef CNNCERT_HAVE_BLAS
   constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
-  CNNCERT_CHECK(m <= kMaxInt && n <= kMaxInt && k <= kMaxInt && ldx <= kMaxInt && ldy <= kMaxInt && ldc <= kMaxInt,
+  CNNCERT_CHECK(m <= kMaxInt && n <= kMaxInt && k <= kMaxInt && lda <= kMaxInt && ldb <= kMaxInt && ldc <= kMaxInt,
                 "a back-substitution GEMM is too large for BLAS's int sizes (use a smaller memory budget)");
-  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
-              1.0, x, static_cast<int>(ldx), y, static_cast<int>(ldy), 0.0, c, static_cast<int>(ldc));
+  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), 1.0, a, static_cast<int>(lda), b, static_cast<int>(ldb), 0.0, c,
+              static_cast<int>(ldc));
 #else
   for (int64_t i = 0; i < m; ++i) std::fill_n(c + i * ldc, n, 0.0);
   for (int64_t p = 0; p < k; ++p)
     for (int64_t i = 0; i < m; ++i) {
-      const double v = x[p * ldx + i];
-      if (v != 0) axpy(n, v, y + p * ldy, c + i * ldc);
+      const double v = trans_a ? a[p * lda + i] : a[i * lda + p];
+      if (v != 0) axpy(n, v, b + p * ldb, c + i * ldc);
     }
 #endif
   return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
@@ -171,28 +172,6 @@ void interval_taps(int64_t n, int64_t stride, double w, const double* __restrict
   }
   for (int64_t q = 0; q < n; ++q)
     mo[q] += w * mi[q * stride], ro[q] += aw * ri[q * stride], ao[q] += aw * ai[q * stride];
-}
-
-/// C (M × N) = A · B for A: M × K (leading dimension lda), B: K × N (ldb), C overwritten.
-/// Returns the floating-point operations.
-double gemm_nn(int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b, int64_t ldb, double* c,
-               int64_t ldc) {
-#ifdef CNNCERT_HAVE_BLAS
-  constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
-  CNNCERT_CHECK(m <= kMaxInt && n <= kMaxInt && k <= kMaxInt && lda <= kMaxInt && ldb <= kMaxInt && ldc <= kMaxInt,
-                "a back-substitution GEMM is too large for BLAS's int sizes (use a smaller memory budget)");
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
-              1.0, a, static_cast<int>(lda), b, static_cast<int>(ldb), 0.0, c, static_cast<int>(ldc));
-#else
-  for (int64_t i = 0; i < m; ++i) {
-    std::fill_n(c + i * ldc, n, 0.0);
-    for (int64_t p = 0; p < k; ++p) {
-      const double v = a[i * lda + p];
-      if (v != 0) axpy(n, v, b + p * ldb, c + i * ldc);
-    }
-  }
-#endif
-  return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
 }
 
 /// The same coefficients over the whole map.
@@ -341,8 +320,8 @@ void conv_back_gather(const Rows& a, const ConvAttr& k, const Window& win, int64
             }
           }
         if (!any) continue;  // no tap reaches this piece: it stays zero
-        s.flops += gemm_nn(cin_g, cols, K, wt.data(), K, s.cols.data(), cols,
-                           out.at(((g * cin_g) * out.h + iy) * out.w + ix0), out.h * out.w * n);
+        s.flops += gemm(false, cin_g, cols, K, wt.data(), K, s.cols.data(), cols,
+                        out.at(((g * cin_g) * out.h + iy) * out.w + ix0), out.h * out.w * n);
       }
   }
 }
@@ -441,8 +420,8 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
         // Window rows [by, by + rows_here), columns [bx, bx + width): contiguous in A.
         const int64_t rows_here = std::min(block, a.h - by), width = std::min(piece, a.w - bx),
                       cols = rows_here * width * n;
-        s.flops += gemm_tn(m, cols, cout_g, wg, m, a.a.data() + (g * cout_g * hw + by * a.w + bx) * n, hw * n,
-                           s.cols.data(), cols);
+        s.flops += gemm(true, m, cols, cout_g, wg, m, a.a.data() + (g * cout_g * hw + by * a.w + bx) * n, hw * n,
+                        s.cols.data(), cols);
         for (int64_t ci = 0; ci < cin_g; ++ci)
           for (int64_t ky = 0; ky < k.kernel_h; ++ky)
             for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
@@ -472,7 +451,8 @@ Rows dense_back(Rows&& a_in, const DenseAttr& d, const Geometry& og, const Geome
     if (b != 0) axpy(n, b, a.at(o), bias);
   }
   Rows out(n, in.c, in.h, in.w, true);
-  s.flops += gemm_tn(d.in_features, n, d.out_features, d.weight.data(), d.in_features, a.a.data(), n, out.a.data(), n);
+  s.flops +=
+      gemm(true, d.in_features, n, d.out_features, d.weight.data(), d.in_features, a.a.data(), n, out.a.data(), n);
   return out;
 }
 
@@ -1258,7 +1238,7 @@ double gemm_peak_gflops(int64_t n, int repeats) {
   double best = 0;
   for (int r = 0; r < repeats; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    const double flops = fast::gemm_tn(n, n, n, x.data(), n, y.data(), n, c.data(), n);
+    const double flops = fast::gemm(true, n, n, n, x.data(), n, y.data(), n, c.data(), n);
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (sec > 0) best = std::max(best, flops / sec / 1e9);
   }

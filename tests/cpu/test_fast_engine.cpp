@@ -179,6 +179,15 @@ TEST(FastEngine, WithoutSkippableNeuronsTheDefaultEqualsTheReference) {
   }
 }
 
+/// Exact mode (the reference's algorithm) with every node's bounds returned, for a norm.
+BoundOptions exact_with_intermediate(Norm norm) {
+  BoundOptions o;
+  o.norm = norm;
+  o.exact_cnncert = true;
+  o.want_intermediate = true;
+  return o;
+}
+
 TEST(FastEngine, WideConvolutionsOnWindowsMatchTheReference) {
   // The gather form on windows (not whole maps): it runs once a window is 9 × 9 or more on a map
   // larger than the window, so six 16-channel convolutions on a 12 × 12 map (a deep neuron's
@@ -189,9 +198,8 @@ TEST(FastEngine, WideConvolutionsOnWindowsMatchTheReference) {
   for (int i = 0; i < 5; ++i) h = b.activation(b.conv(h, random_conv(rng, 16, 16, 3, 1, 1)), ActKind::Relu);
   h = b.reshape(h, {16 * 12 * 12});
   const Network net = b.build(b.dense(h, random_dense(rng, 16 * 12 * 12, 3)));
-  BoundOptions o;
-  o.exact_cnncert = true;
-  o.want_intermediate = true;  // (at this radius the deep neurons are stable: compare their bounds)
+  const BoundOptions o =
+      exact_with_intermediate(Norm::Linf);  // (the deep neurons are stable here: compare their bounds)
   const auto ps = margin_problems(net, 1, 0.002, 63);
   expect_equal(make_fast_engine(net, 2)->bound(ps, o), make_cpu_engine(net, 2)->bound(ps, o), "windows");
 }
@@ -213,10 +221,7 @@ TEST(FastEngine, NarrowConvolutionKernelsMatchTheReference) {
   h = b.reshape(h, {2 * 9 * 9});
   const Network net = b.build(b.dense(h, random_dense(rng, 2 * 9 * 9, 4)));
   for (Norm norm : {Norm::Linf, Norm::L1}) {
-    BoundOptions o;
-    o.norm = norm;
-    o.exact_cnncert = true;
-    o.want_intermediate = true;
+    const BoundOptions o = exact_with_intermediate(norm);
     const auto ps = margin_problems(net, 2, norm == Norm::Linf ? 0.02 : 0.3, 62);
     expect_equal(make_fast_engine(net, 1)->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), norm_name(norm));
   }
@@ -244,10 +249,7 @@ TEST(FastEngine, WideConvolutionsMatchTheReference) {
   h = b.reshape(h, {16 * 4 * 4});
   const Network net = b.build(b.dense(h, random_dense(rng, 16 * 4 * 4, 4)));
   for (Norm norm : {Norm::Linf, Norm::L2}) {
-    BoundOptions o;
-    o.norm = norm;
-    o.exact_cnncert = true;
-    o.want_intermediate = true;
+    const BoundOptions o = exact_with_intermediate(norm);
     const auto ps = margin_problems(net, 2, norm == Norm::Linf ? 0.01 : 0.05, 61);
     const auto ref = make_cpu_engine(net, 1)->bound(ps, o);
     expect_equal(make_fast_engine(net, 2)->bound(ps, o), ref, std::string("default budget, ") + norm_name(norm));
