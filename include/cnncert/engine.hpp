@@ -39,7 +39,8 @@ struct NodeBounds {
 /// Bounds that hold on a region containing a problem's: what a radius search knows from an
 /// earlier step at a larger radius around the same centre (BoundProblem::outer). A ball of
 /// radius eps around x0 under the same norm and box options contains every ball of a smaller
-/// radius around x0, so its sound bounds are sound bounds there too.
+/// radius around x0, so its sound bounds are sound bounds there too. They must come from the same
+/// network (the engine checks the node sizes only) and be sound: the engine trusts them.
 struct OuterBounds {
   std::vector<double> x0;  ///< the centre they were computed for
   double eps = 0;          ///< the radius they were computed for
