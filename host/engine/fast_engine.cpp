@@ -1046,17 +1046,18 @@ class FastEngine final : public BoundEngine {
       // intersected with the intervals, they prove more neurons stable.
       const NodeBounds* ob = s.outer.empty() ? nullptr : s.outer[static_cast<size_t>(k)];
       int64_t by_outer = 0;
+      // Bounds [l, u] that let the neuron go without a row (at this node's skip level).
+      auto proven = [skip](double l, double u) { return skip == kSkipStable ? !(l < 0 && u > 0) : u <= 0; };
       for (int64_t j = 0; j < size; ++j) {
         const auto jj = static_cast<size_t>(j);
         double lj = bl[jj], uj = bh[jj];
-        const bool interval_stable = skip == kSkipStable ? !(lj < 0 && uj > 0) : uj <= 0;
+        const bool interval_stable = proven(lj, uj);
         if (ob) {
           if (ob->lower[jj] > lj) lj = ob->lower[jj];  // (a NaN is ignored)
           if (ob->upper[jj] < uj) uj = ob->upper[jj];
         }
         // Stable and reliable (finite, ≤ 1e12): no row. Otherwise the neuron gets its back-substitution.
-        const bool stable = skip == kSkipStable ? !(lj < 0 && uj > 0) : uj <= 0;
-        if (!stable || !(lj <= uj) || !batched::reliable_bound(lj) || !batched::reliable_bound(uj)) {
+        if (!proven(lj, uj) || !(lj <= uj) || !batched::reliable_bound(lj) || !batched::reliable_bound(uj)) {
           need.push_back(j);
         } else {
           l[jj] = lj, u[jj] = uj;
