@@ -115,8 +115,8 @@ __global__ void gather_kernel(int64_t rows, int64_t n_out, int64_t n_in, const i
   }
 }
 
-__global__ void identity_kernel(int64_t half, int64_t size, int64_t first, float* out) {
-  FOR_EACH_INDEX_IN_GRID(r, 2 * half) out[r * size + (first + r % half) % size] = 1.0f;
+__global__ void identity_kernel(int64_t half, int64_t size, const int64_t* pos, float* out) {
+  FOR_EACH_INDEX_IN_GRID(r, 2 * half) out[r * size + pos[r % half]] = 1.0f;
 }
 
 __global__ void concretize_kernel(int64_t half, int64_t n, const float* a, const int* prob, const double* x0,
@@ -166,6 +166,26 @@ __global__ void relax_maxpool_kernel(PoolGeom g, int64_t problems, const double*
     relax_maxpool_window(g, c, y, x, lo + p * in_size, hi + p * in_size, slopes + j * kk, bu, bl);
     beta_u[j] = static_cast<float>(bu), beta_l[j] = static_cast<float>(bl);
   }
+}
+
+__global__ void interval_kernel(IntervalStep s, int64_t problems, const double* lo, const double* hi, const double* lo2,
+                                const double* hi2, double* out_lo, double* out_hi) {
+  FOR_EACH_INDEX_IN_GRID(e, problems * s.n_out) {
+    const int64_t p = e / s.n_out, j = e % s.n_out;
+    interval_elem(s, lo + p * s.n_in, hi + p * s.n_in, lo2 ? lo2 + p * s.n_out : nullptr,
+                  hi2 ? hi2 + p * s.n_out : nullptr, j, out_lo[e], out_hi[e]);
+  }
+}
+
+__global__ void select_rows_kernel(int64_t count, SkipLevel level, const double* lo, const double* hi,
+                                   const double* outer_lo, const double* outer_hi, double* out_lo, double* out_hi,
+                                   unsigned char* mask) {
+  FOR_EACH_INDEX_IN_GRID(i, count)
+  mask[i] = select_elem(level, lo[i], hi[i], outer_lo, outer_hi, i, out_lo[i], out_hi[i]);
+}
+
+__global__ void scatter_kernel(int64_t n, const int64_t* idx, const double* src, double* dst) {
+  FOR_EACH_INDEX_IN_GRID(i, n) dst[idx[i]] = src[i];
 }
 
 __global__ void flag_nonfinite_kernel(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) {
@@ -319,9 +339,9 @@ class CudaOps final : public Ops {
     COUNTED_LAUNCH(gather_kernel, grid(rows * n_in), kBlock, 0, stream(), rows, n_out, n_in, inv, a, out);
   }
 
-  void identity(int64_t half, int64_t size, int64_t first, float* out) override {
+  void identity(int64_t half, int64_t size, const int64_t* pos, float* out) override {
     zero(out, static_cast<size_t>(2 * half * size) * sizeof(float));
-    COUNTED_LAUNCH(identity_kernel, grid(2 * half), kBlock, 0, stream(), half, size, first, out);
+    COUNTED_LAUNCH(identity_kernel, grid(2 * half), kBlock, 0, stream(), half, size, pos, out);
   }
 
   void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi,
@@ -345,6 +365,22 @@ class CudaOps final : public Ops {
                      float* beta_u, float* beta_l) override {
     COUNTED_LAUNCH(relax_maxpool_kernel, grid(problems * g.out_size()), kBlock, 0, stream(), g, problems, lo, hi,
                    slopes, beta_u, beta_l);
+  }
+
+  void interval(const IntervalStep& s, int64_t problems, const double* lo, const double* hi, const double* lo2,
+                const double* hi2, double* out_lo, double* out_hi) override {
+    COUNTED_LAUNCH(interval_kernel, grid(problems * s.n_out), kBlock, 0, stream(), s, problems, lo, hi, lo2, hi2,
+                   out_lo, out_hi);
+  }
+
+  void select_rows(int64_t count, SkipLevel level, const double* lo, const double* hi, const double* outer_lo,
+                   const double* outer_hi, double* out_lo, double* out_hi, unsigned char* mask) override {
+    COUNTED_LAUNCH(select_rows_kernel, grid(count), kBlock, 0, stream(), count, level, lo, hi, outer_lo, outer_hi,
+                   out_lo, out_hi, mask);
+  }
+
+  void scatter(int64_t n, const int64_t* idx, const double* src, double* dst) override {
+    COUNTED_LAUNCH(scatter_kernel, grid(n), kBlock, 0, stream(), n, idx, src, dst);
   }
 
   void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) override {

@@ -77,9 +77,10 @@ std::vector<float> to_float(const std::vector<double>& v) {
 
 /// Network constants on the device.
 struct NodeConst {
-  Buf weight, bias, scale, shift, inv, avg_slopes;
+  Buf weight, bias, scale, shift, inv, map, avg_slopes;
   ConvGeom conv;
   PoolGeom pool;
+  IntervalStep step;  // interval propagation through the node (pointers into the buffers above)
 };
 
 class BatchedEngine final : public BoundEngine {
@@ -131,12 +132,18 @@ class BatchedEngine final : public BoundEngine {
               inv[static_cast<size_t>(m[k])] = static_cast<int64_t>(k);
             }
           c.inv = upload(o, inv);
+          c.map = upload(o, m);
           break;
         }
         default: break;
       }
+      c.step = interval_step(n, src, c);
     }
+    levels_ = cnncert::detail::skip_levels(net_);
+    any_skippable_ = cnncert::detail::any_skippable(net_, levels_);
   }
+
+  bool uses_outer_bounds(const BoundOptions& o) const override { return !o.exact_cnncert && any_skippable_; }
 
   std::string name() const override { return ops_->name(); }
 
@@ -155,7 +162,7 @@ class BatchedEngine final : public BoundEngine {
     std::vector<BoundResult> out(problems.size());
     if (problems.empty()) return out;
     ++stats_.calls;
-    Batch b(*ops_, problems, options);
+    Batch b(*ops_, net_, problems, options);
     const auto& nodes = net_.nodes();
     using clock = std::chrono::steady_clock;
     auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
@@ -199,7 +206,8 @@ class BatchedEngine final : public BoundEngine {
  private:
   /// State of one bound() call.
   struct Batch {
-    Batch(Ops& o, const std::vector<BoundProblem>& pr, const BoundOptions& opt) : problems(pr), options(opt) {
+    Batch(Ops& o, const Network& net, const std::vector<BoundProblem>& pr, const BoundOptions& opt)
+        : problems(pr), options(opt) {
       problem_count = pr.size();
       const bool boxes =
           opt.clip_to_box || std::any_of(pr.begin(), pr.end(), [](const BoundProblem& p) { return p.has_box(); });
@@ -222,6 +230,21 @@ class BatchedEngine final : public BoundEngine {
       flags = upload(o, std::vector<int>(problem_count, 0));
       error.assign(problem_count, "");
       norm = cnncert::detail::region_norm(opt.norm, boxes);
+      if (opt.exact_cnncert) return;
+      // The input region as intervals (the ℓ2 and ℓ1 balls lie inside the ℓ∞ ball), and the
+      // problems' outer bounds where they apply: interval propagation's starting point.
+      std::vector<double> lo, hi;
+      for (const auto& p : pr) {
+        const ::cnncert::detail::InputBox box = ::cnncert::detail::input_box(p, opt);
+        for (size_t j = 0; j < p.x0.size(); ++j) {
+          double l = box.active() ? box.lo[j] : p.x0[j] - p.eps, u = box.active() ? box.hi[j] : p.x0[j] + p.eps;
+          widen_interval(l, u);
+          lo.push_back(l), hi.push_back(u);
+        }
+        outer.push_back(::cnncert::detail::usable_outer(net, p, opt));
+      }
+      in_lo = upload(o, lo), in_hi = upload(o, hi);
+      interval_ok.assign(net.nodes().size(), 0);
     }
     const std::vector<BoundProblem>& problems;
     const BoundOptions& options;
@@ -232,7 +255,81 @@ class BatchedEngine final : public BoundEngine {
     std::map<int, Buf> lo, hi;                  // bounds of nodes that need them (problems × size, double)
     std::map<int, Buf> al, bl, au, bu;          // activation relaxations (problems × size, float)
     std::map<int, Buf> slopes, beta_u, beta_l;  // max-pool relaxations
+    // Interval propagation (not with exact_cnncert): the input region's intervals, per node the
+    // propagated intervals of nodes without bounds (valid where interval_ok), per problem its
+    // usable outer bounds by node.
+    Buf in_lo, in_hi;
+    std::map<int, Buf> ilo, ihi;
+    std::vector<char> interval_ok;
+    std::vector<std::vector<const NodeBounds*>> outer;
   };
+
+  /// The interval propagation step of node n (input src) over the constants c.
+  static IntervalStep interval_step(const Node& n, const Node& src, const NodeConst& c) {
+    IntervalStep s;
+    s.n_in = src.size(), s.n_out = n.size();
+    switch (n.op) {
+      case OpKind::Conv:
+        s.op = IntervalOp::Conv, s.conv = c.conv, s.w = c.weight.as<float>(), s.b = c.bias.as<float>();
+        break;
+      case OpKind::Dense: s.op = IntervalOp::Dense, s.w = c.weight.as<float>(), s.b = c.bias.as<float>(); break;
+      case OpKind::ScaleShift:
+        s.op = IntervalOp::ScaleShift, s.w = c.scale.as<float>(), s.b = c.shift.as<float>();
+        break;
+      case OpKind::Activation: {
+        const ActAttr& a = n.as<ActAttr>();
+        s.op = IntervalOp::Activation, s.act.kind = a.kind, s.act.alpha = a.alpha;
+        break;
+      }
+      case OpKind::MaxPool: s.op = IntervalOp::MaxPool, s.pool = c.pool; break;
+      case OpKind::AvgPool: s.op = IntervalOp::AvgPool, s.pool = c.pool, s.w = c.avg_slopes.as<float>(); break;
+      case OpKind::Add: s.op = IntervalOp::Add; break;
+      case OpKind::Transpose:
+      case OpKind::Pad: s.op = IntervalOp::Layout, s.map = c.map.as<int64_t>(); break;
+      case OpKind::Reshape:  // a copy (interval_node)
+      case OpKind::Input: break;
+    }
+    return s;
+  }
+
+  /// Bounds of node k for interval propagation: its bounds when known, else its intervals.
+  static const double* interval_lo(const Batch& b, int k) {
+    const auto it = b.lo.find(k);
+    return (it != b.lo.end() ? it->second : b.ilo.at(k)).as<double>();
+  }
+  static const double* interval_hi(const Batch& b, int k) {
+    const auto it = b.hi.find(k);
+    return (it != b.hi.end() ? it->second : b.ihi.at(k)).as<double>();
+  }
+
+  /// Propagates intervals to every node up to `upto` that has neither bounds nor valid intervals.
+  void intervals(Batch& b, int upto) {
+    Ops& o = *ops_;
+    const auto problems = static_cast<int64_t>(b.problem_count);
+    for (int k = 0; k <= upto; ++k) {
+      const auto i = static_cast<size_t>(k);
+      if (b.interval_ok[i] || b.lo.count(k)) continue;
+      const Node& n = net_.node(k);
+      const size_t bytes = static_cast<size_t>(problems * n.size()) * sizeof(double);
+      Buf lo(o, bytes), hi(o, bytes);
+      if (n.op == OpKind::Input || n.op == OpKind::Reshape) {  // the region, or the same values
+        o.copy(lo.as<void>(), n.op == OpKind::Input ? b.in_lo.as<void>() : interval_lo(b, n.inputs[0]), bytes);
+        o.copy(hi.as<void>(), n.op == OpKind::Input ? b.in_hi.as<void>() : interval_hi(b, n.inputs[0]), bytes);
+      } else {
+        const bool add = n.op == OpKind::Add;
+        o.interval(consts_[i].step, problems, interval_lo(b, n.inputs[0]), interval_hi(b, n.inputs[0]),
+                   add ? interval_lo(b, n.inputs[1]) : nullptr, add ? interval_hi(b, n.inputs[1]) : nullptr,
+                   lo.as<double>(), hi.as<double>());
+      }
+      b.ilo[k] = std::move(lo), b.ihi[k] = std::move(hi);
+      b.interval_ok[i] = 1;
+    }
+  }
+
+  /// Node k got bounds: the intervals after it are to be propagated again from them.
+  static void invalidate_intervals_after(Batch& b, int k) {
+    for (size_t j = static_cast<size_t>(k) + 1; j < b.interval_ok.size(); ++j) b.interval_ok[j] = 0;
+  }
 
   /// Rows (per pass) of one chunk of a back-substitution starting at node `start`.
   int64_t chunk_rows(int start) const {
@@ -346,27 +443,65 @@ class BatchedEngine final : public BoundEngine {
     CNNCERT_ASSERT(pend.empty());
   }
 
-  /// Bounds of every neuron of node k for all problems.
+  /// Bounds of node k for all problems: back-substitution rows for the neurons that interval
+  /// propagation (with the outer bounds) does not settle at the node's skip level; for every
+  /// neuron with exact_cnncert or where no skip applies.
   void compute_bounds(Batch& b, int k) {
     Ops& o = *ops_;
     const int64_t size = net_.node(k).size(), total = size * static_cast<int64_t>(b.problem_count);
     Buf lo(o, static_cast<size_t>(total) * sizeof(double)), hi(o, static_cast<size_t>(total) * sizeof(double));
-    const int64_t chunk = chunk_rows(k);
-    for (int64_t first = 0; first < total; first += chunk) {
-      const int64_t half = std::min(chunk, total - first);
+    const SkipLevel level = levels_[static_cast<size_t>(k)];
+    std::vector<int64_t> need;  // (problem, neuron) pairs as problem · size + neuron
+    if (!b.options.exact_cnncert && level != SkipLevel::None) {
+      intervals(b, k);
+      // Bounds from a larger ball around the same centre (an earlier search step) hold here too:
+      // intersected with the intervals, they prove more neurons stable. NaN = none.
+      Buf olo, ohi;
+      if (std::any_of(b.outer.begin(), b.outer.end(),
+                      [k](const auto& v) { return !v.empty() && v[static_cast<size_t>(k)]; })) {
+        std::vector<double> l(static_cast<size_t>(total), NAN), u(static_cast<size_t>(total), NAN);
+        for (size_t p = 0; p < b.problem_count; ++p)
+          if (const NodeBounds* nb = b.outer[p].empty() ? nullptr : b.outer[p][static_cast<size_t>(k)]) {
+            std::copy(nb->lower.begin(), nb->lower.end(), l.begin() + static_cast<long>(p) * size);
+            std::copy(nb->upper.begin(), nb->upper.end(), u.begin() + static_cast<long>(p) * size);
+          }
+        olo = upload(o, l), ohi = upload(o, u);
+      }
+      Buf dmask(o, static_cast<size_t>(total));
+      o.select_rows(total, level, b.ilo.at(k).as<double>(), b.ihi.at(k).as<double>(), olo.as<double>(),
+                    ohi.as<double>(), lo.as<double>(), hi.as<double>(), dmask.as<unsigned char>());
+      const auto mask = download<unsigned char>(o, dmask, static_cast<size_t>(total));
+      for (int64_t i = 0; i < total; ++i) {
+        if (mask[static_cast<size_t>(i)] == kRowNeeded) need.push_back(i);
+        stats_.rows_skipped_outer += mask[static_cast<size_t>(i)] == kRowSkippedByOuter ? 1 : 0;
+      }
+      stats_.rows_skipped += static_cast<double>(total - static_cast<int64_t>(need.size()));
+    } else {
+      need.resize(static_cast<size_t>(total));
+      for (int64_t i = 0; i < total; ++i) need[static_cast<size_t>(i)] = i;
+    }
+    stats_.rows_computed += static_cast<double>(need.size());
+    const int64_t chunk = chunk_rows(k), rows = static_cast<int64_t>(need.size());
+    for (int64_t first = 0; first < rows; first += chunk) {
+      const int64_t half = std::min(chunk, rows - first);
+      const std::vector<int64_t> idx(need.begin() + first, need.begin() + first + half);
       std::vector<int> prob(static_cast<size_t>(half));
-      for (int64_t r = 0; r < half; ++r) prob[static_cast<size_t>(r)] = static_cast<int>((first + r) / size);
-      Buf dprob = upload(o, prob);
+      std::vector<int64_t> pos(static_cast<size_t>(half));
+      for (size_t r = 0; r < idx.size(); ++r) prob[r] = static_cast<int>(idx[r] / size), pos[r] = idx[r] % size;
+      Buf dprob = upload(o, prob), dpos = upload(o, pos), didx = upload(o, idx);
       Buf a(o, static_cast<size_t>(2 * half * size) * sizeof(float));
-      o.identity(half, size, first, a.as<float>());
+      o.identity(half, size, dpos.as<int64_t>(), a.as<float>());
       Buf bias(o, static_cast<size_t>(2 * half) * sizeof(double));
       o.zero(bias.as<void>(), bias.bytes());
-      backsub(b, k, half, std::move(a), dprob.as<int>(), bias.as<double>(), hi.as<double>() + first,
-              lo.as<double>() + first, nullptr);
+      Buf up(o, static_cast<size_t>(half) * sizeof(double)), lw(o, static_cast<size_t>(half) * sizeof(double));
+      backsub(b, k, half, std::move(a), dprob.as<int>(), bias.as<double>(), up.as<double>(), lw.as<double>(), nullptr);
+      o.scatter(half, didx.as<int64_t>(), up.as<double>(), hi.as<double>());
+      o.scatter(half, didx.as<int64_t>(), lw.as<double>(), lo.as<double>());
     }
     o.flag_nonfinite(static_cast<int64_t>(b.problem_count), size, lo.as<double>(), hi.as<double>(), b.flags.as<int>());
     b.lo.emplace(k, std::move(lo));
     b.hi.emplace(k, std::move(hi));
+    if (!b.interval_ok.empty()) invalidate_intervals_after(b, k);
   }
 
   /// MATH.md §2.5: a max-pool k reading a monotone activation takes [σ(l'), σ(u')] of that
@@ -388,6 +523,7 @@ class BatchedEngine final : public BoundEngine {
                      b.flags.as<int>());
     b.lo.emplace(src, std::move(lo));
     b.hi.emplace(src, std::move(hi));
+    if (!b.interval_ok.empty()) invalidate_intervals_after(b, src);
     return true;
   }
 
@@ -508,6 +644,8 @@ class BatchedEngine final : public BoundEngine {
   std::unique_ptr<Ops> ops_;
   std::vector<Geometry> geo_;
   std::vector<NodeConst> consts_;
+  std::vector<SkipLevel> levels_;  // detail::skip_levels
+  bool any_skippable_ = false;     // some node's rows may be skipped (else outer bounds are of no use)
   EngineStats stats_;
 };
 

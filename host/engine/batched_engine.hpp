@@ -61,8 +61,8 @@ class Ops {
   virtual void add(int64_t n, const float* x, float* y) = 0;
   /// out[r][i] = inv[i] >= 0 ? a[r][inv[i]] : 0 (a: rows × n_out, out: rows × n_in).
   virtual void gather(int64_t rows, int64_t n_out, int64_t n_in, const int64_t* inv, const float* a, float* out) = 0;
-  /// Zeroes out (2·half rows × size) and sets out[r][(first + r % half) % size] = 1.
-  virtual void identity(int64_t half, int64_t size, int64_t first, float* out) = 0;
+  /// Zeroes out (2·half rows × size) and sets out[r][pos[r % half]] = 1 (pos: half values in [0, size)).
+  virtual void identity(int64_t half, int64_t size, const int64_t* pos, float* out) = 0;
   /// Concretizes every row at the input: x0 (problems × n) the centres and eps per problem, or
   /// for RegionNorm::Box x0 the lower and x_hi the upper corners of each problem's box (x_hi is
   /// read for boxes only); rows of the upper half write upper[r], of the lower half lower[r − half].
@@ -81,6 +81,17 @@ class Ops {
   /// problems × out_size × kk; betas: problems × out_size).
   virtual void relax_maxpool(const PoolGeom& g, int64_t problems, const double* lo, const double* hi, float* slopes,
                              float* beta_u, float* beta_l) = 0;
+  /// Interval propagation through one node for `problems` problems (interval_elem): out_lo/out_hi
+  /// (problems × s.n_out) from the input bounds lo/hi (problems × s.n_in) and, for Add, lo2/hi2
+  /// (problems × s.n_out).
+  virtual void interval(const IntervalStep& s, int64_t problems, const double* lo, const double* hi, const double* lo2,
+                        const double* hi2, double* out_lo, double* out_hi) = 0;
+  /// Row selection of `count` neurons at skip level `level` (select_elem): out_lo/out_hi get
+  /// [lo, hi] ∩ [outer_lo, outer_hi] (outer_* may be null: no outer bounds), mask the verdicts.
+  virtual void select_rows(int64_t count, SkipLevel level, const double* lo, const double* hi, const double* outer_lo,
+                           const double* outer_hi, double* out_lo, double* out_hi, unsigned char* mask) = 0;
+  /// dst[idx[i]] = src[i] for i < n.
+  virtual void scatter(int64_t n, const int64_t* idx, const double* src, double* dst) = 0;
   /// flags[p] = 1 for each problem p whose `size` values of lo or hi contain a NaN, an infinity or a
   /// magnitude beyond kMaxReliableBound (reliable_bound; other flags unchanged).
   virtual void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) = 0;

@@ -6,6 +6,7 @@
 // Layout: a coefficient tensor of a batch holds 2·half rows; rows [0, half) are the upper-bound
 // pass, rows [half, 2·half) the lower-bound pass of the same linear functions. Row r belongs to
 // problem prob[r % half]. Each row is the node's tensor in row-major (C, H, W) order.
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 
@@ -164,6 +165,138 @@ CNNCERT_HD inline void activation_range(const ActSpec& s, double l, double u, do
     return;
   }
   lo = activation_value(s, l), hi = activation_value(s, u);
+}
+
+// ---- interval propagation and row selection (the fast algorithm's stability test) ----
+
+/// Widening of every propagated interval: the interval arithmetic is not outward rounded. A sum
+/// of `terms` products whose magnitudes add up to `mag` is off by at most about terms · 2⁻⁵³ · mag
+/// (the standard bound for recursive summation); the slack is 8× that plus 1e-12 of the result,
+/// so the intervals contain the exact ones and the stability decisions stay sound.
+CNNCERT_HD inline void widen_interval(double& lo, double& hi, double mag = 0, int64_t terms = 0) {
+  const double m = 1e-12 * (fabs(lo) + fabs(hi)) + 8.0 * static_cast<double>(terms + 2) * 0x1p-53 * mag + DBL_MIN;
+  lo -= m, hi += m;
+}
+
+/// The node kinds of interval propagation (every kind of op but the input).
+enum class IntervalOp : int { Conv, Dense, ScaleShift, Activation, MaxPool, AvgPool, Add, Layout };
+
+/// One node of interval propagation: its kind and constants ("device" pointers).
+struct IntervalStep {
+  IntervalOp op = IntervalOp::Layout;
+  ConvGeom conv;                 ///< Conv
+  PoolGeom pool;                 ///< MaxPool, AvgPool
+  int64_t n_in = 0, n_out = 0;   ///< elements of the (first) input and of the output, per problem
+  const float* w = nullptr;      ///< Conv/Dense weights, ScaleShift scales, AvgPool slopes (n_out × kk)
+  const float* b = nullptr;      ///< Conv/Dense biases, ScaleShift shifts
+  const int64_t* map = nullptr;  ///< Layout: the input element of each output element (−1: padding, 0)
+  ActSpec act;                   ///< Activation
+};
+
+/// Interval bounds [l, u] of output element j of one problem from its input bounds lo/hi (and,
+/// for Add, the second input's lo2/hi2), widened (widen_interval) except for pure copies.
+CNNCERT_HD inline void interval_elem(const IntervalStep& s, const double* lo, const double* hi, const double* lo2,
+                                     const double* hi2, int64_t j, double& l, double& u) {
+  double mid = 0, rad = 0, mag = 0;
+  int64_t terms = 0;
+  auto term = [&](double w, double lj, double hj) {  // mid ± rad += w · [lj, hj]
+    const double m = (lj + hj) / 2, r = (hj - lj) / 2;
+    mid += w * m, rad += fabs(w) * r, mag += fabs(w) * (fabs(m) + r);
+  };
+  switch (s.op) {
+    case IntervalOp::Conv: {
+      const ConvGeom& g = s.conv;
+      const int64_t plane = g.hout * g.wout, co = j / plane, oy = (j % plane) / g.wout, ox = j % g.wout;
+      const int64_t cin_g = g.cin / g.groups, cout_g = g.cout / g.groups, grp = co / cout_g;
+      mid = s.b[co], mag = fabs(mid), terms = cin_g * g.kk() + 1;
+      for (int64_t cl = 0; cl < cin_g; ++cl) {
+        const float* wc = s.w + (co * cin_g + cl) * g.kk();
+        const int64_t base = (grp * cin_g + cl) * g.hin;
+        g.for_each_input(g.hin, g.win, oy, ox, [&](int64_t ky, int64_t kx, int64_t iy, int64_t ix) {
+          const int64_t i = (base + iy) * g.win + ix;
+          term(wc[ky * g.kw + kx], lo[i], hi[i]);
+        });
+      }
+      break;
+    }
+    case IntervalOp::Dense: {
+      const float* wr = s.w + j * s.n_in;
+      mid = s.b[j], mag = fabs(mid), terms = s.n_in + 1;
+      for (int64_t i = 0; i < s.n_in; ++i) term(wr[i], lo[i], hi[i]);
+      break;
+    }
+    case IntervalOp::AvgPool: {
+      const PoolGeom& g = s.pool;
+      const int64_t plane = g.hout * g.wout, c = j / plane, oy = (j % plane) / g.wout, ox = j % g.wout;
+      terms = g.kk();
+      g.for_each_input(g.hin, g.win, oy, ox, [&](int64_t ky, int64_t kx, int64_t iy, int64_t ix) {
+        const int64_t i = (c * g.hin + iy) * g.win + ix;
+        term(s.w[j * g.kk() + ky * g.kw + kx], lo[i], hi[i]);
+      });
+      break;
+    }
+    case IntervalOp::MaxPool: {
+      const PoolGeom& g = s.pool;
+      const int64_t plane = g.hout * g.wout, c = j / plane, oy = (j % plane) / g.wout, ox = j % g.wout;
+      l = -INFINITY, u = -INFINITY;
+      g.for_each_input(g.hin, g.win, oy, ox, [&](int64_t, int64_t, int64_t iy, int64_t ix) {
+        const int64_t i = (c * g.hin + iy) * g.win + ix;
+        l = lo[i] > l ? lo[i] : l, u = hi[i] > u ? hi[i] : u;
+      });
+      widen_interval(l, u, 0, g.kk());
+      return;
+    }
+    case IntervalOp::ScaleShift: {
+      const double x = s.w[j] * lo[j] + s.b[j], y = s.w[j] * hi[j] + s.b[j];
+      l = x < y ? x : y, u = x < y ? y : x;
+      widen_interval(l, u);
+      return;
+    }
+    case IntervalOp::Activation:  // the range (GELU/SiLU dip below both ends)
+      activation_range(s.act, lo[j], hi[j], l, u);
+      widen_interval(l, u);
+      return;
+    case IntervalOp::Add:
+      l = lo[j] + lo2[j], u = hi[j] + hi2[j];
+      widen_interval(l, u, fabs(lo[j]) + fabs(lo2[j]) + fabs(hi[j]) + fabs(hi2[j]), 2);
+      return;
+    case IntervalOp::Layout: {
+      const int64_t m = s.map[j];
+      l = m >= 0 ? lo[m] : 0.0, u = m >= 0 ? hi[m] : 0.0;
+      return;
+    }
+  }
+  l = mid - rad, u = mid + rad;
+  widen_interval(l, u, mag, terms);
+}
+
+/// Which neurons of a node may go without a back-substitution row when cheaper sound bounds
+/// (interval propagation, outer bounds) settle them: none, only those proven ≤ 0, or any proven
+/// stable (one sign). detail::skip_levels gives each node its level.
+enum class SkipLevel : char { None = 0, NonPositive = 1, Stable = 2 };
+
+/// Whether bounds [l, u] let a neuron go without a row at skip level `s`.
+CNNCERT_HD inline bool skip_proven(SkipLevel s, double l, double u) {
+  return s == SkipLevel::Stable ? !(l < 0 && u > 0) : s == SkipLevel::NonPositive && u <= 0;
+}
+
+/// Verdicts of select_elem.
+enum : unsigned char { kRowSkipped = 0, kRowNeeded = 1, kRowSkippedByOuter = 2 };
+
+/// Row selection of one neuron with interval bounds [l, u] and, when `olo` is given, outer
+/// bounds [olo, ohi] (of a larger ball): [l, u] ∩ [olo, ohi] goes to out_l/out_u (a NaN outer
+/// bound is ignored); returns kRowNeeded unless that proves the neuron at skip level `level` with
+/// reliable bounds (kRowSkipped when the interval alone does, kRowSkippedByOuter otherwise).
+CNNCERT_HD inline unsigned char select_elem(SkipLevel level, double l, double u, const double* olo, const double* ohi,
+                                            int64_t i, double& out_l, double& out_u) {
+  const bool by_interval = skip_proven(level, l, u);
+  if (olo) {
+    if (olo[i] > l) l = olo[i];
+    if (ohi[i] < u) u = ohi[i];
+  }
+  out_l = l, out_u = u;
+  if (!skip_proven(level, l, u) || !(l <= u) || !reliable_bound(l) || !reliable_bound(u)) return kRowNeeded;
+  return by_interval ? kRowSkipped : kRowSkippedByOuter;
 }
 
 namespace detail {

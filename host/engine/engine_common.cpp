@@ -91,6 +91,34 @@ std::vector<const NodeBounds*> usable_outer(const Network& net, const BoundProbl
   return by_node;
 }
 
+std::vector<SkipLevel> skip_levels(const Network& net) {
+  const auto& nodes = net.nodes();
+  const size_t n = nodes.size();
+  std::vector<SkipLevel> level(n, SkipLevel::Stable);
+  std::vector<std::vector<int>> users(n);
+  for (size_t i = 0; i < n; ++i)
+    for (int in : nodes[i].inputs) users[static_cast<size_t>(in)].push_back(static_cast<int>(i));
+  for (size_t i = 0; i < n; ++i)
+    for (int u : users[i]) {
+      const Node& un = nodes[static_cast<size_t>(u)];
+      if (un.op == OpKind::MaxPool) level[i] = SkipLevel::None;
+      if (un.op != OpKind::Activation) continue;
+      const ActKind kind = un.as<ActAttr>().kind;
+      if (kind != ActKind::Relu && kind != ActKind::LeakyRelu)
+        level[i] = SkipLevel::None;  // stable = one sign: a bend at 0
+      for (int uu : users[static_cast<size_t>(u)])
+        if (nodes[static_cast<size_t>(uu)].op == OpKind::MaxPool)
+          level[i] = std::min(level[i], kind == ActKind::Relu ? SkipLevel::NonPositive : SkipLevel::None);
+    }
+  return level;
+}
+
+bool any_skippable(const Network& net, const std::vector<SkipLevel>& levels) {
+  for (int k : bound_schedule(net))
+    if (levels[static_cast<size_t>(net.node(k).inputs[0])] != SkipLevel::None) return true;
+  return false;
+}
+
 /// Index maps of layout nodes (output element → input element, −1 for padding).
 std::vector<int64_t> layout_map(const Node& n, const Node& src) {
   const int64_t size = n.size();

@@ -76,6 +76,21 @@ inline batched::PoolGeom pool_geom(const Node& n, const Geometry& in) {
 /// relaxes them; the last "layer" of a bound() call is the specification rows.
 std::vector<int> bound_schedule(const Network& net);
 
+using batched::skip_proven;
+using batched::SkipLevel;
+
+/// Per node, its skip level. Rows may be skipped for a node whose bounds feed only
+/// ReLU/LeakyReLU relaxations (a stable neuron's relaxation is exact for any bounds proving it
+/// stable): not for max-pool inputs, nor for smooth activations. The pre-activations of a ReLU
+/// that a max-pool reads give the max-pool its input bounds [max(l, 0), max(u, 0)] (MATH.md
+/// §2.5), which depend on l and u unless u ≤ 0 ([0, 0] for any such bounds): there only neurons
+/// proven ≤ 0 are skipped (none for LeakyReLU, whose [αl, αu] always depends on them). Nodes that
+/// get no bounds have level Stable (unused).
+std::vector<SkipLevel> skip_levels(const Network& net);
+
+/// Whether some node of the bound schedule has its input at a skip level other than None.
+bool any_skippable(const Network& net, const std::vector<SkipLevel>& levels);
+
 /// MATH.md §2.5: when max-pool node k reads a monotone activation, its input bounds are
 /// [σ(l'), σ(u')] of that activation's pre-activation bounds (for ReLU [max(l',0), max(u',0)], the
 /// original CNN-Cert's rule), not a back-substitution. Returns the activation's spec and sets

@@ -561,18 +561,6 @@ Rows pool_back(Rows&& a, const PoolAttr& p, const Geometry& og, const Geometry& 
 
 // ---- interval propagation ------------------------------------------------------------------------
 
-/// Widening of every propagated interval: the interval arithmetic is not outward rounded. A sum
-/// of `terms` products whose magnitudes add up to `mag` is off by at most about terms · 2⁻⁵³ · mag
-/// (the standard bound for recursive summation); the slack is 8× that plus 1e-12 of the result,
-/// so the intervals contain the exact ones and the stability decisions stay sound.
-constexpr double kWiden = 1e-12;
-
-inline void widen(double& lo, double& hi, double mag = 0, int64_t terms = 0) {
-  const double m = kWiden * (std::fabs(lo) + std::fabs(hi)) + 8.0 * static_cast<double>(terms + 2) * 0x1p-53 * mag +
-                   std::numeric_limits<double>::min();
-  lo -= m, hi += m;
-}
-
 }  // namespace
 
 /// The fast engine.
@@ -587,11 +575,8 @@ class FastEngine final : public BoundEngine {
     const auto& nodes = net_.nodes();
     const size_t n = nodes.size();
     geo_.resize(n);
-    skippable_.assign(n, kSkipStable);
-    std::vector<std::vector<int>> users(n);
     for (size_t i = 0; i < n; ++i) {
       geo_[i] = geometry(nodes[i]);
-      for (int in : nodes[i].inputs) users[static_cast<size_t>(in)].push_back(static_cast<int>(i));
       const OpKind op = nodes[i].op;
       if (op_traits(op).role == OpRole::Layout)
         maps_[static_cast<int>(i)] = detail::layout_map(nodes[i], nodes[static_cast<size_t>(nodes[i].inputs[0])]);
@@ -604,28 +589,9 @@ class FastEngine final : public BoundEngine {
         avg_slopes_[static_cast<int>(i)] =
             detail::avgpool_slopes(nodes[i], nodes[static_cast<size_t>(nodes[i].inputs[0])]);
     }
-    // Rows may be skipped for a node whose bounds feed only ReLU/LeakyReLU relaxations (a stable
-    // neuron's relaxation is exact for any bounds proving it stable): not for max-pool inputs, nor
-    // for smooth activations. The pre-activations of a ReLU that a max-pool reads give the
-    // max-pool its input bounds [max(l, 0), max(u, 0)] (MATH.md §2.5), which depend on l and u
-    // unless u ≤ 0 ([0, 0] for any such bounds): there only neurons proven ≤ 0 are skipped (none
-    // for LeakyReLU, whose [αl, αu] always depends on them).
-    for (size_t i = 0; i < n; ++i)
-      for (int u : users[i]) {
-        const Node& un = nodes[static_cast<size_t>(u)];
-        if (un.op == OpKind::MaxPool) skippable_[i] = kSkipNone;
-        if (un.op != OpKind::Activation) continue;
-        const ActKind kind = un.as<ActAttr>().kind;
-        if (kind != ActKind::Relu && kind != ActKind::LeakyRelu)
-          skippable_[i] = kSkipNone;  // stable = one sign: a bend at 0
-        for (int uu : users[static_cast<size_t>(u)])
-          if (nodes[static_cast<size_t>(uu)].op == OpKind::MaxPool)
-            skippable_[i] = std::min(skippable_[i], kind == ActKind::Relu ? kSkipNonPositive : kSkipNone);
-      }
+    skippable_ = detail::skip_levels(net_);  // (its comment says which neurons may go without a row)
+    any_skippable_ = detail::any_skippable(net_, skippable_);
     for (size_t i = 0; i < n; ++i) max_size_ = std::max(max_size_, nodes[i].size());
-    for (int k : detail::bound_schedule(net_))
-      any_skippable_ =
-          any_skippable_ || skippable_[static_cast<size_t>(nodes[static_cast<size_t>(k)].inputs[0])] != kSkipNone;
   }
 
   std::string name() const override {
@@ -741,7 +707,7 @@ class FastEngine final : public BoundEngine {
         const auto jj = static_cast<size_t>(j);
         double l = s.p->x0[jj] - s.p->eps, u = s.p->x0[jj] + s.p->eps;  // the ℓ2 and ℓ1 balls lie inside the ℓ∞ ball
         if (s.region.active()) l = s.region.lo[jj], u = s.region.hi[jj];
-        widen(l, u);
+        batched::widen_interval(l, u);
         lo[static_cast<size_t>(j)] = l, hi[static_cast<size_t>(j)] = u;
       }
       return;
@@ -800,7 +766,7 @@ class FastEngine final : public BoundEngine {
           for (int64_t j = 0; j < plane; ++j) {
             double l = mid[static_cast<size_t>(j)] - rad[static_cast<size_t>(j)],
                    u = mid[static_cast<size_t>(j)] + rad[static_cast<size_t>(j)];
-            widen(l, u, mag[static_cast<size_t>(j)], cin_g * kk + 1);
+            batched::widen_interval(l, u, mag[static_cast<size_t>(j)], cin_g * kk + 1);
             lo[static_cast<size_t>(co * plane + j)] = l, hi[static_cast<size_t>(co * plane + j)] = u;
           }
         }
@@ -819,7 +785,7 @@ class FastEngine final : public BoundEngine {
             mag += std::fabs(w[j]) * (std::fabs(mid_in[jj]) + rad_in[jj]);
           }
           double l = mid - rad, u = mid + rad;
-          widen(l, u, mag, d.in_features + 1);
+          batched::widen_interval(l, u, mag, d.in_features + 1);
           lo[static_cast<size_t>(r)] = l, hi[static_cast<size_t>(r)] = u;
         }
         break;
@@ -829,7 +795,7 @@ class FastEngine final : public BoundEngine {
         for (size_t j = 0; j < lo.size(); ++j) {
           const double x = a.scale[j] * sl[j] + a.shift[j], y = a.scale[j] * sh[j] + a.shift[j];
           double l = std::min(x, y), u = std::max(x, y);
-          widen(l, u);
+          batched::widen_interval(l, u);
           lo[j] = l, hi[j] = u;
         }
         break;
@@ -840,7 +806,7 @@ class FastEngine final : public BoundEngine {
         for (size_t j = 0; j < lo.size(); ++j) {  // the range (GELU/SiLU dip below both ends)
           double l = 0, u = 0;
           batched::activation_range(spec, sl[j], sh[j], l, u);
-          widen(l, u);
+          batched::widen_interval(l, u);
           lo[j] = l, hi[j] = u;
         }
         break;
@@ -867,7 +833,7 @@ class FastEngine final : public BoundEngine {
                   l = std::max(l, sl[j]), u = std::max(u, sh[j]);
                 }
               });
-              widen(l, u, mag, kk);
+              batched::widen_interval(l, u, mag, kk);
               lo[static_cast<size_t>(o_idx)] = l, hi[static_cast<size_t>(o_idx)] = u;
             }
         break;
@@ -877,7 +843,7 @@ class FastEngine final : public BoundEngine {
         const std::vector<double>& th = ihi(s, n.inputs[1]);
         for (size_t j = 0; j < lo.size(); ++j) {
           double l = sl[j] + tl[j], u = sh[j] + th[j];
-          widen(l, u, std::fabs(sl[j]) + std::fabs(tl[j]) + std::fabs(sh[j]) + std::fabs(th[j]), 2);
+          batched::widen_interval(l, u, std::fabs(sl[j]) + std::fabs(tl[j]) + std::fabs(sh[j]) + std::fabs(th[j]), 2);
           lo[j] = l, hi[j] = u;
         }
         break;
@@ -1037,8 +1003,8 @@ class FastEngine final : public BoundEngine {
     auto& hi = s.hi[static_cast<size_t>(k)];
     std::vector<double> l(static_cast<size_t>(size), 0.0), u(static_cast<size_t>(size), 0.0);
     std::vector<int64_t> need;
-    const char skip = skippable_[static_cast<size_t>(k)];
-    if (!s.o->exact_cnncert && skip != kSkipNone) {
+    const detail::SkipLevel skip = skippable_[static_cast<size_t>(k)];
+    if (!s.o->exact_cnncert && skip != detail::SkipLevel::None) {
       intervals(s, k);
       const auto& bl = s.box_lo[static_cast<size_t>(k)];
       const auto& bh = s.box_hi[static_cast<size_t>(k)];
@@ -1046,23 +1012,13 @@ class FastEngine final : public BoundEngine {
       // intersected with the intervals, they prove more neurons stable.
       const NodeBounds* ob = s.outer.empty() ? nullptr : s.outer[static_cast<size_t>(k)];
       int64_t by_outer = 0;
-      // Bounds [l, u] that let the neuron go without a row (at this node's skip level).
-      auto proven = [skip](double l, double u) { return skip == kSkipStable ? !(l < 0 && u > 0) : u <= 0; };
       for (int64_t j = 0; j < size; ++j) {
         const auto jj = static_cast<size_t>(j);
-        double lj = bl[jj], uj = bh[jj];
-        const bool interval_stable = proven(lj, uj);
-        if (ob) {
-          if (ob->lower[jj] > lj) lj = ob->lower[jj];  // (a NaN is ignored)
-          if (ob->upper[jj] < uj) uj = ob->upper[jj];
-        }
         // Stable and reliable (finite, ≤ 1e12): no row. Otherwise the neuron gets its back-substitution.
-        if (!proven(lj, uj) || !(lj <= uj) || !batched::reliable_bound(lj) || !batched::reliable_bound(uj)) {
-          need.push_back(j);
-        } else {
-          l[jj] = lj, u[jj] = uj;
-          by_outer += interval_stable ? 0 : 1;
-        }
+        const unsigned char v = batched::select_elem(skip, bl[jj], bh[jj], ob ? ob->lower.data() : nullptr,
+                                                     ob ? ob->upper.data() : nullptr, j, l[jj], u[jj]);
+        if (v == batched::kRowNeeded) need.push_back(j);
+        by_outer += v == batched::kRowSkippedByOuter ? 1 : 0;
       }
       s.stats.rows_skipped += static_cast<double>(size - static_cast<int64_t>(need.size()));
       s.stats.rows_skipped_outer += static_cast<double>(by_outer);
@@ -1216,8 +1172,7 @@ class FastEngine final : public BoundEngine {
   int64_t max_size_ = 1;
   std::vector<Geometry> geo_;
   /// Per node, which neurons may go without a row: any proven stable, only those proven ≤ 0, none.
-  static constexpr char kSkipNone = 0, kSkipNonPositive = 1, kSkipStable = 2;
-  std::vector<char> skippable_;
+  std::vector<detail::SkipLevel> skippable_;
   bool any_skippable_ = false;  // some node's rows may be skipped (else outer bounds are of no use)
   std::map<int, std::vector<int64_t>> maps_;
   std::map<int, std::vector<double>> avg_slopes_;

@@ -90,9 +90,9 @@ class HostOps final : public Ops {
       for (int64_t i = 0; i < n_in; ++i) out[r * n_in + i] = inv[i] >= 0 ? a[r * n_out + inv[i]] : 0.0f;
   }
 
-  void identity(int64_t half, int64_t size, int64_t first, float* out) override {
+  void identity(int64_t half, int64_t size, const int64_t* pos, float* out) override {
     std::memset(out, 0, static_cast<size_t>(2 * half * size) * sizeof(float));
-    for (int64_t r = 0; r < 2 * half; ++r) out[r * size + (first + r % half) % size] = 1;
+    for (int64_t r = 0; r < 2 * half; ++r) out[r * size + pos[r % half]] = 1;
   }
 
   void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi,
@@ -138,6 +138,26 @@ class HostOps final : public Ops {
             relax_maxpool_window(g, c, y, x, lo + p * in_size, hi + p * in_size, slopes + j * kk, bu_d, bl_d);
             beta_u[j] = static_cast<float>(bu_d), beta_l[j] = static_cast<float>(bl_d);
           }
+  }
+
+  void interval(const IntervalStep& s, int64_t problems, const double* lo, const double* hi, const double* lo2,
+                const double* hi2, double* out_lo, double* out_hi) override {
+    for (int64_t p = 0; p < problems; ++p)
+      for (int64_t j = 0; j < s.n_out; ++j) {
+        const int64_t e = p * s.n_out + j;
+        interval_elem(s, lo + p * s.n_in, hi + p * s.n_in, lo2 ? lo2 + p * s.n_out : nullptr,
+                      hi2 ? hi2 + p * s.n_out : nullptr, j, out_lo[e], out_hi[e]);
+      }
+  }
+
+  void select_rows(int64_t count, SkipLevel level, const double* lo, const double* hi, const double* outer_lo,
+                   const double* outer_hi, double* out_lo, double* out_hi, unsigned char* mask) override {
+    for (int64_t i = 0; i < count; ++i)
+      mask[i] = select_elem(level, lo[i], hi[i], outer_lo, outer_hi, i, out_lo[i], out_hi[i]);
+  }
+
+  void scatter(int64_t n, const int64_t* idx, const double* src, double* dst) override {
+    for (int64_t i = 0; i < n; ++i) dst[idx[i]] = src[i];
   }
 
   void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) override {

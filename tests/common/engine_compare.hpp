@@ -17,7 +17,9 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <initializer_list>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -131,9 +133,10 @@ inline std::vector<EngineCase> engine_cases() {
   return cases;
 }
 
-/// Runs every case through `test` and the CPU reference; returns the worst ratio seen.
+/// Runs every case through `test` and the CPU reference, in exact mode (BoundOptions::
+/// exact_cnncert: every neuron gets its row, as in the reference); returns the worst ratio seen.
 template <class MakeEngine>
-double compare_on_random_networks(MakeEngine&& make_test_engine, int problems = 3) {
+double compare_on_random_networks(MakeEngine&& make_test_engine, int problems = 3, bool exact = true) {
   double worst = 0;
   uint64_t seed = 100;
   for (const EngineCase& c : engine_cases()) {
@@ -146,6 +149,7 @@ double compare_on_random_networks(MakeEngine&& make_test_engine, int problems = 
     o.method = parse_method(c.method);
     o.want_intermediate = true;
     o.want_linear = true;
+    o.exact_cnncert = exact;
     const double eps = c.norm == Norm::Linf ? 0.05 : c.norm == Norm::L2 ? 0.2 : 0.5;
     const auto ps = margin_problems(net, problems, eps, seed * 7);
     const std::string what =
@@ -153,6 +157,60 @@ double compare_on_random_networks(MakeEngine&& make_test_engine, int problems = 
     worst = std::max(worst, compare_results(test->bound(ps, o), ref->bound(ps, o), what));
   }
   return worst;
+}
+
+/// How `got` (row skipping) compares with `want` (the reference), row by row.
+/// `tol(ref, width)` is the agreement expected of the same bound (rounding).
+struct Tightness {
+  std::function<double(double, double)> tol;
+  int rows = 0, tighter = 0, looser = 0;
+  double worst_looser = 0;  ///< largest loosening, relative to the reference's width upper − lower
+  void add(const std::vector<BoundResult>& got, const std::vector<BoundResult>& want, const std::string& what) {
+    EXPECT_EQ(got.size(), want.size()) << what;
+    for (size_t p = 0; p < std::min(got.size(), want.size()); ++p) {
+      EXPECT_EQ(got[p].error, want[p].error) << what;
+      for (size_t r = 0; r < want[p].lower.size(); ++r) {
+        const double l = want[p].lower[r], u = want[p].upper[r], t = tol(l, u - l);
+        const double loss = std::max(l - got[p].lower[r], got[p].upper[r] - u);
+        ++rows;
+        if (loss > t) {
+          ++looser;
+          worst_looser = std::max(worst_looser, loss / (u - l));
+          std::printf("  looser: %s problem %zu row %zu by %.3g of the width\n", what.c_str(), p, r, loss / (u - l));
+        }
+        tighter += got[p].lower[r] > l + t || got[p].upper[r] < u - t;
+      }
+    }
+  }
+};
+
+inline BoundOptions options_of(const EngineCase& c, bool exact) {
+  BoundOptions o;
+  o.norm = c.norm;
+  o.method = parse_method(c.method);
+  o.exact_cnncert = exact;
+  return o;
+}
+
+inline double eps_of(Norm n) {
+  return n == Norm::Linf ? 0.05 : n == Norm::L2 ? 0.2 : 0.5;
+}
+
+inline std::string case_name(const EngineCase& c) {
+  return std::string(family_name(c.family)) + "/" + act_name(c.act) + "/" + norm_name(c.norm) + "/" + c.method;
+}
+
+/// Outer bounds (BoundProblem::outer) of problem p computed at radius eps by `engine`.
+inline std::shared_ptr<const OuterBounds> outer_at(BoundEngine& engine, const BoundProblem& p, double eps,
+                                                   BoundOptions o) {
+  BoundProblem q = p;
+  q.eps = eps;
+  o.want_intermediate = true;
+  auto ob = std::make_shared<OuterBounds>();
+  ob->x0 = p.x0, ob->eps = eps, ob->norm = o.norm;
+  ob->clip_to_box = o.clip_to_box, ob->box_lo = o.box_lo, ob->box_hi = o.box_hi;
+  ob->nodes = engine.bound({q}, o)[0].intermediate;
+  return ob;
 }
 
 /// Margin problems (all targets of the predicted class, radius eps) at the first `count` reference
@@ -182,6 +240,7 @@ double compare_on_fixtures(MakeEngine&& make_test_engine, const std::filesystem:
   o.norm = norm;
   o.method = parse_method(method);
   o.want_intermediate = true;
+  o.exact_cnncert = true;  // every neuron's row, as in the reference
   const double worst = compare_results(make_test_engine(net)->bound(ps, o), make_cpu_engine(net)->bound(ps, o), what);
   std::printf("%s: largest |float - double| / tolerance %.3g\n", what.c_str(), worst);
   return worst;
@@ -231,7 +290,8 @@ inline int expect_same_radii(const Network& net, BoundEngine& cpu, const std::ve
 }
 
 /// Certified radii (all targets) of 6 random inputs on random ReLU networks of `families`:
-/// engine `test` against the CPU engine, with expect_same_radii.
+/// engine `test` against the CPU engine, with expect_same_radii, in exact mode (the reference's
+/// algorithm; the default's row skipping gives some larger radii).
 template <class MakeEngine>
 void compare_radii_on_random_networks(MakeEngine&& make_test_engine, std::initializer_list<Family> families, Norm norm,
                                       int images = 6) {
@@ -241,6 +301,7 @@ void compare_radii_on_random_networks(MakeEngine&& make_test_engine, std::initia
     CertifyOptions o;
     o.target = TargetMode::All;
     o.bound.norm = norm;
+    o.bound.exact_cnncert = true;
     auto cpu = make_cpu_engine(net, 1);
     auto test = make_test_engine(net);
     expect_same_radii(net, *cpu, x, certify(net, *cpu, x, {}, o), certify(net, *test, x, {}, o), o.bound,

@@ -79,45 +79,6 @@ void expect_equal(const std::vector<BoundResult>& got, const std::vector<BoundRe
   }
 }
 
-/// How `got` (row skipping) compares with `want` (the reference), row by row.
-struct Tightness {
-  int rows = 0, tighter = 0, looser = 0;
-  double worst_looser = 0;  ///< largest loosening, relative to the reference's width upper − lower
-  void add(const std::vector<BoundResult>& got, const std::vector<BoundResult>& want, const std::string& what) {
-    EXPECT_EQ(got.size(), want.size()) << what;
-    for (size_t p = 0; p < std::min(got.size(), want.size()); ++p) {
-      EXPECT_EQ(got[p].error, want[p].error) << what;
-      for (size_t r = 0; r < want[p].lower.size(); ++r) {
-        const double l = want[p].lower[r], u = want[p].upper[r], t = dtol(l, u - l);
-        const double loss = std::max(l - got[p].lower[r], got[p].upper[r] - u);
-        ++rows;
-        if (loss > t) {
-          ++looser;
-          worst_looser = std::max(worst_looser, loss / (u - l));
-          std::printf("  looser: %s problem %zu row %zu by %.3g of the width\n", what.c_str(), p, r, loss / (u - l));
-        }
-        tighter += got[p].lower[r] > l + t || got[p].upper[r] < u - t;
-      }
-    }
-  }
-};
-
-BoundOptions options_of(const EngineCase& c, bool exact) {
-  BoundOptions o;
-  o.norm = c.norm;
-  o.method = parse_method(c.method);
-  o.exact_cnncert = exact;
-  return o;
-}
-
-double eps_of(Norm n) {
-  return n == Norm::Linf ? 0.05 : n == Norm::L2 ? 0.2 : 0.5;
-}
-
-std::string case_name(const EngineCase& c) {
-  return std::string(family_name(c.family)) + "/" + act_name(c.act) + "/" + norm_name(c.norm) + "/" + c.method;
-}
-
 TEST(FastEngine, ExactModeMatchesTheReferenceOnEveryFamilyMethodAndNorm) {
   uint64_t seed = 300;
   for (const EngineCase& c : engine_cases()) {
@@ -132,7 +93,7 @@ TEST(FastEngine, ExactModeMatchesTheReferenceOnEveryFamilyMethodAndNorm) {
 TEST(FastEngine, RowSkippingSkipsRowsAndRarelyLoosensABound) {
   // Radii from small (most neurons stable: rows skipped) to large (most unstable).
   uint64_t seed = 500;
-  Tightness t;
+  Tightness t{dtol};
   double skipped = 0, computed = 0;
   for (const EngineCase& c : engine_cases())
     for (double scale : {0.1, 1.0}) {
@@ -257,22 +218,10 @@ TEST(FastEngine, WideConvolutionsMatchTheReference) {
   }
 }
 
-/// Outer bounds (BoundProblem::outer) of problem p computed at radius eps by `engine`.
-std::shared_ptr<const OuterBounds> outer_at(BoundEngine& engine, const BoundProblem& p, double eps, BoundOptions o) {
-  BoundProblem q = p;
-  q.eps = eps;
-  o.want_intermediate = true;
-  auto ob = std::make_shared<OuterBounds>();
-  ob->x0 = p.x0, ob->eps = eps, ob->norm = o.norm;
-  ob->clip_to_box = o.clip_to_box, ob->box_lo = o.box_lo, ob->box_hi = o.box_hi;
-  ob->nodes = engine.bound({q}, o)[0].intermediate;
-  return ob;
-}
-
 TEST(FastEngine, OuterBoundsOfALargerRadiusSkipMoreRowsStaySoundAndRarelyLoosen) {
   // A search step below a failed radius passes that step's bounds: they prove more neurons stable.
   uint64_t seed = 900;
-  Tightness t;
+  Tightness t{dtol};
   double skipped_plain = 0, skipped = 0, by_outer = 0;
   for (const EngineCase& c : engine_cases()) {
     if (c.act != ActKind::Relu && c.act != ActKind::LeakyRelu) continue;
@@ -578,7 +527,7 @@ TEST(FastEngine, ShippedAndSharedNetworksMatchTheReference) {
     expect_equal(make_fast_engine(net)->bound(ps, o), want, stem + " exact");
     o.exact_cnncert = false;
     o.want_intermediate = false;
-    Tightness t;
+    Tightness t{dtol};
     t.add(make_fast_engine(net)->bound(ps, o), ref, stem + " default");
     std::printf("%s: of %d bounds %d tighter, %d looser\n", stem.c_str(), t.rows, t.tighter, t.looser);
     EXPECT_EQ(t.looser, 0) << stem;

@@ -13,6 +13,7 @@
 #include "common/engine_compare.hpp"
 #include "common/test_util.hpp"
 #include "engine/batched_engine.hpp"
+#include "engine/engine_common.hpp"
 #include "io/npy.hpp"
 
 namespace cnncert::test {
@@ -54,6 +55,7 @@ TEST(FloatEngine, ProblemsWithDifferentRowCountsAndEmptySpecs) {
   ps[2].rows = 1;
   ps[2].spec.resize(static_cast<size_t>(net.output_size()));
   BoundOptions o;
+  o.exact_cnncert = true;  // (this and the comparisons below: the reference's algorithm)
   compare_results(make_float_engine(net)->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), "mixed rows");
   EXPECT_TRUE(make_float_engine(net)->bound({}, o).empty());
 }
@@ -66,6 +68,7 @@ TEST(FloatEngine, InputBoxClippingMatchesTheCpuEngine) {
   BoundOptions o;
   o.clip_to_box = true;
   o.box_lo = 0, o.box_hi = 1;
+  o.exact_cnncert = true;
   compare_results(make_float_engine(net)->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), "clip");
 }
 
@@ -92,6 +95,7 @@ TEST(FloatEngine, ShippedModelMatchesTheCpuEngine) {
     ps.push_back(margin_problem(net, std::vector<double>(x.begin() + i * n, x.begin() + (i + 1) * n), 0.01 * (i + 1)));
   BoundOptions o;
   o.want_intermediate = true;
+  o.exact_cnncert = true;
   const double worst =
       compare_results(make_float_engine(net, 256)->bound(ps, o), make_cpu_engine(net)->bound(ps, o), "shipped");
   std::printf("largest |float - double| / tolerance: %.3g\n", worst);
@@ -112,6 +116,135 @@ TEST(FloatEngine, SharedNetworksMatchTheCpuEngine) {
 
 TEST(FloatEngine, ProvenRadiiMatchTheCpuEngine) {
   compare_proven([](const Network& net) { return make_float_engine(net); });
+}
+
+// ---- the fast algorithm (the default): rows only for neurons that interval propagation (and
+// the outer bounds of a larger radius) do not prove stable, as the fast CPU engine does ----
+
+double ftol(double ref, double width) {
+  return float_tol(ref, width);
+}
+
+/// The float engine bounds the float32-rounded network; check_sound evaluates the double one.
+/// They differ by about 2⁻²⁴ of each layer's sums: 1e-5 relative leaves a margin over 8 layers.
+constexpr double kSoundTol = 1e-5;
+
+TEST(FloatEngine, RowSkippingSkipsTheFastEnginesRowsAndRarelyLoosensABound) {
+  // The same selection as the fast CPU engine (in double, with double weights): the rows skipped
+  // agree up to decisions within rounding of 0; the bounds are the reference's or tighter, up to
+  // the rare loosening that test_fast_engine.cpp explains (and float rounding).
+  uint64_t seed = 500;
+  Tightness t{ftol};
+  double skipped = 0, computed = 0, skipped_fast = 0;
+  for (const EngineCase& c : engine_cases())
+    for (double scale : {0.1, 1.0}) {
+      const Network net = random_network(c.family, c.act, ++seed);
+      const BoundOptions o = options_of(c, false);
+      const auto ps = margin_problems(net, 3, scale * eps_of(c.norm), seed * 3);
+      auto flt = make_float_engine(net);
+      auto fast = make_fast_engine(net, 1);
+      t.add(flt->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), case_name(c));
+      fast->bound(ps, o);
+      skipped_fast += fast->stats().rows_skipped;
+      if (c.act == ActKind::Relu || c.act == ActKind::LeakyRelu)  // only their rows can be skipped
+        skipped += flt->stats().rows_skipped, computed += flt->stats().rows_computed;
+      else
+        EXPECT_EQ(flt->stats().rows_skipped, 0) << case_name(c);
+    }
+  std::printf(
+      "rows skipped %.0f of %.0f (fast CPU engine: %.0f); of %d bounds %d tighter, %d looser (worst by %.3g "
+      "of the width)\n",
+      skipped, skipped + computed, skipped_fast, t.rows, t.tighter, t.looser, t.worst_looser);
+  EXPECT_GT(skipped, 0.2 * (skipped + computed)) << "interval propagation proved almost nothing stable";
+  EXPECT_NEAR(skipped, skipped_fast, 0.001 * (skipped + computed)) << "not the fast CPU engine's selection";
+  EXPECT_LE(t.looser, t.rows / 100) << "more than 1 % of the bounds looser than the reference";
+  EXPECT_LE(t.worst_looser, 0.01) << "a bound looser than the reference by more than 1 % of its width";
+  EXPECT_GT(t.tighter, 10 * t.looser);
+}
+
+TEST(FloatEngine, DefaultModeBoundsAreSound) {
+  // Sampled and gradient-searched points of the region stay inside the bounds, with and without
+  // clipping to a box.
+  uint64_t seed = 700;
+  for (const EngineCase& c : engine_cases())
+    for (bool clip : {false, true}) {
+      if (clip && c.norm != Norm::Linf) continue;
+      const Network net = random_network(c.family, c.act, ++seed);
+      BoundProblem p = margin_problem(net, random_input(seed, net.input_size()), eps_of(c.norm));
+      BoundOptions o = options_of(c, false);
+      if (clip) {
+        for (double& v : p.x0) v = 0.5 + 0.4 * std::tanh(v);
+        o.clip_to_box = true, o.box_lo = 0, o.box_hi = 1;
+        p.eps = 0.3;
+      }
+      const auto r = make_float_engine(net)->bound({p}, o);
+      ASSERT_TRUE(r[0].error.empty()) << r[0].error;
+      SCOPED_TRACE(case_name(c) + (clip ? " clipped" : ""));
+      check_sound(net, p, r[0], c.norm, seed, 40, 10, clip ? &o : nullptr, kSoundTol);
+    }
+}
+
+TEST(FloatEngine, OuterBoundsOfALargerRadiusSkipMoreRowsStaySoundAndRarelyLoosen) {
+  uint64_t seed = 900;
+  Tightness t{ftol};
+  double skipped_plain = 0, skipped = 0, by_outer = 0;
+  for (const EngineCase& c : engine_cases()) {
+    if (c.act != ActKind::Relu && c.act != ActKind::LeakyRelu) continue;
+    const Network net = random_network(c.family, c.act, ++seed);
+    const BoundOptions o = options_of(c, false);
+    std::vector<BoundProblem> ps = margin_problems(net, 3, eps_of(c.norm), seed * 5);
+    auto plain = make_float_engine(net);
+    plain->bound(ps, o);
+    skipped_plain += plain->stats().rows_skipped;
+    EXPECT_TRUE(plain->uses_outer_bounds(o));
+    EXPECT_FALSE(plain->uses_outer_bounds(options_of(c, true)));
+    auto flt = make_float_engine(net);
+    for (BoundProblem& p : ps) p.outer = outer_at(*flt, p, 1.1 * p.eps, o);
+    auto fresh = make_float_engine(net);
+    const auto with = fresh->bound(ps, o);
+    skipped += fresh->stats().rows_skipped, by_outer += fresh->stats().rows_skipped_outer;
+    t.add(with, make_cpu_engine(net, 1)->bound(ps, o), case_name(c));
+    SCOPED_TRACE(case_name(c));
+    for (size_t i = 0; i < ps.size(); ++i)
+      check_sound(net, ps[i], with[i], c.norm, seed + i, 20, 5, nullptr, kSoundTol);
+    // exact mode ignores them: the reference's algorithm
+    BoundOptions e = options_of(c, true);
+    compare_results(make_float_engine(net)->bound(ps, e), make_cpu_engine(net, 1)->bound(ps, e), case_name(c));
+  }
+  std::printf(
+      "rows skipped: %.0f with outer bounds (%.0f by them alone), %.0f without; of %d bounds %d tighter, "
+      "%d looser\n",
+      skipped, by_outer, skipped_plain, t.rows, t.tighter, t.looser);
+  EXPECT_GT(by_outer, 0) << "the outer bounds proved nothing stable";
+  EXPECT_GT(skipped, skipped_plain);
+  EXPECT_LE(t.looser, t.rows / 100) << "more than 1 % of the bounds looser than the reference";
+  EXPECT_LE(t.worst_looser, 0.01) << "a bound looser than the reference by more than 1 % of its width";
+}
+
+TEST(FloatEngine, MismatchedOuterBoundsAreIgnored) {
+  // Bogus outer bounds (every neuron ≥ 0) change the result when they apply, and are ignored for
+  // a smaller radius, another centre or another norm.
+  const Network net = random_network(Family::Cnn, ActKind::Relu, 31);
+  BoundProblem p = margin_problem(net, random_input(3, net.input_size()), 0.05);
+  BoundOptions o;
+  o.want_intermediate = true;
+  const auto plain = make_float_engine(net)->bound({p}, o)[0];
+  auto bogus = [&](double eps, const std::vector<double>& x0, Norm norm) {
+    auto ob = std::make_shared<OuterBounds>();
+    ob->x0 = x0, ob->eps = eps, ob->norm = norm;
+    for (const NodeBounds& nb : plain.intermediate)
+      ob->nodes.push_back({nb.node, std::vector<double>(nb.lower.size(), 0.0), nb.upper});
+    return ob;
+  };
+  BoundProblem q = p;
+  q.outer = bogus(0.06, p.x0, Norm::Linf);
+  EXPECT_NE(make_float_engine(net)->bound({q}, o)[0].lower, plain.lower) << "matching outer bounds were not used";
+  std::vector<double> other = p.x0;
+  other[0] += 1e-3;
+  for (const auto& ob : {bogus(0.04, p.x0, Norm::Linf), bogus(0.06, other, Norm::Linf), bogus(0.06, p.x0, Norm::L2)}) {
+    q.outer = ob;
+    EXPECT_EQ(make_float_engine(net)->bound({q}, o)[0].lower, plain.lower);
+  }
 }
 
 TEST(EngineSelection, DevicesParseAndGpuFailsClearlyWithoutOne) {

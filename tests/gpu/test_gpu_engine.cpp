@@ -51,13 +51,50 @@ TEST_F(GpuTest, ResultsAreBitIdenticalRunToRun) {
 
 TEST_F(GpuTest, SmallMemoryBudgetsGiveTheSameBounds) {
   const Network net = random_network(Family::Residual, ActKind::Relu, 8);
-  BoundOptions o;
-  o.want_intermediate = true;
-  const auto ps = margin_problems(net, 6, 0.05, 9);
-  const auto big = make_gpu_engine(net)->bound(ps, o);
-  const auto tiny = batched::make_batched_engine(net, batched::make_cuda_ops(4096))->bound(ps, o);
-  compare_results(tiny, big, "4 KiB budget");
-  compare_results(tiny, make_cpu_engine(net, 1)->bound(ps, o), "4 KiB budget vs cpu");
+  for (bool exact : {true, false}) {
+    BoundOptions o;
+    o.want_intermediate = true;
+    o.exact_cnncert = exact;
+    const auto ps = margin_problems(net, 6, 0.05, 9);
+    const auto big = make_gpu_engine(net)->bound(ps, o);
+    const auto tiny = batched::make_batched_engine(net, batched::make_cuda_ops(4096))->bound(ps, o);
+    compare_results(tiny, big, exact ? "4 KiB budget, exact" : "4 KiB budget");
+    if (exact) compare_results(tiny, make_cpu_engine(net, 1)->bound(ps, o), "4 KiB budget vs cpu");
+  }
+}
+
+TEST_F(GpuTest, FastAlgorithmMatchesTheHostBackend) {
+  // The default mode (rows only for neurons interval propagation does not prove stable, outer
+  // bounds of a larger radius) on every family against the same algorithm on the host: the same
+  // rows skipped and the same bounds within float rounding.
+  uint64_t seed = 500;
+  double skipped = 0, by_outer = 0;
+  for (const EngineCase& c : engine_cases()) {
+    const Network net = random_network(c.family, c.act, ++seed);
+    BoundOptions o = options_of(c, false);
+    o.want_intermediate = true;
+    std::vector<BoundProblem> ps = margin_problems(net, 2, 0.5 * eps_of(c.norm), seed * 3);
+    for (bool outer : {false, true}) {
+      if (outer) {
+        auto e = make_float_engine(net);
+        for (BoundProblem& p : ps) p.outer = outer_at(*e, p, 1.2 * p.eps, o);
+      }
+      auto gpu = make_gpu_engine(net), host = make_float_engine(net);
+      const std::string what = case_name(c) + (outer ? " with outer bounds" : "");
+      compare_results(gpu->bound(ps, o), host->bound(ps, o), what);
+      // Under the emulation the same arithmetic: the same decisions. On a GPU cuDNN/cuBLAS round
+      // the bounds differently, which may move a decision within rounding of 0.
+      const EngineStats g = gpu->stats(), h = host->stats();
+      const double slack = cuda_emulated() ? 0.0 : 1e-3 * (h.rows_skipped + h.rows_computed);
+      EXPECT_NEAR(g.rows_skipped, h.rows_skipped, slack) << what;
+      EXPECT_NEAR(g.rows_skipped_outer, h.rows_skipped_outer, slack) << what;
+      EXPECT_NEAR(g.rows_computed, h.rows_computed, slack) << what;
+      skipped += gpu->stats().rows_skipped, by_outer += gpu->stats().rows_skipped_outer;
+    }
+  }
+  std::printf("rows skipped on the GPU: %.0f (%.0f by the outer bounds)\n", skipped, by_outer);
+  EXPECT_GT(skipped, 0);
+  EXPECT_GT(by_outer, 0);
 }
 
 TEST_F(GpuTest, AgreesWithTheSameAlgorithmOnTheCpu) {
@@ -107,6 +144,7 @@ TEST_F(GpuTest, CertifiedRadiiMatchTheCpuEngine) {
   if (!cuda_emulated()) {
     const auto x = fixture_inputs("mnist_cnn_3layer_5_3", 0, 10);
     CertifyOptions o;
+    o.bound.exact_cnncert = true;  // the reference's algorithm
     auto cpu = make_cpu_engine(net);
     auto gpu = make_gpu_engine(net);
     const auto a = certify(net, *cpu, x, {}, o), b = certify(net, *gpu, x, {}, o);

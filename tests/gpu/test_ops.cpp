@@ -141,21 +141,24 @@ double sum_tol(int64_t n, double abs_sum) {
   return 2.0 * static_cast<double>(n) * std::ldexp(1.0, -53) * abs_sum + 1e-300;
 }
 
+/// A square convolution geometry (top/left padding pt/pl, the same at the bottom/right).
+ConvGeom conv_geo(int64_t cin, int64_t hin, int64_t cout, int64_t k, int64_t s, int64_t pt, int64_t pl, int64_t d,
+                  int64_t groups) {
+  ConvGeom g;
+  g.cin = cin, g.hin = g.win = hin, g.cout = cout, g.kh = g.kw = k, g.sh = g.sw = s, g.pt = pt, g.pl = pl,
+  g.dh = g.dw = d;
+  g.groups = groups;
+  g.hout = (hin + 2 * pt - d * (k - 1) - 1) / s + 1;
+  g.wout = (hin + 2 * pl - d * (k - 1) - 1) / s + 1;
+  return g;
+}
+
 TEST_F(GpuTest, ConvBackMatchesTheHost) {
   struct Case {
     ConvGeom g;
     const char* name;
   };
-  const auto geo = [](int64_t cin, int64_t hin, int64_t cout, int64_t k, int64_t s, int64_t pt, int64_t pl, int64_t d,
-                      int64_t groups) {
-    ConvGeom g;
-    g.cin = cin, g.hin = g.win = hin, g.cout = cout, g.kh = g.kw = k, g.sh = g.sw = s, g.pt = pt, g.pl = pl,
-    g.dh = g.dw = d;
-    g.groups = groups;
-    g.hout = (hin + 2 * pt - d * (k - 1) - 1) / s + 1;
-    g.wout = (hin + 2 * pl - d * (k - 1) - 1) / s + 1;
-    return g;
-  };
+  const auto geo = conv_geo;
   const std::vector<Case> cases = {
       {geo(3, 7, 4, 3, 1, 1, 1, 1, 1), "3x3 same padding"},   {geo(2, 9, 3, 3, 2, 0, 0, 1, 1), "stride 2"},
       {geo(2, 8, 2, 3, 1, 2, 2, 2, 1), "dilation 2"},         {geo(4, 6, 4, 3, 1, 1, 1, 1, 2), "2 groups"},
@@ -295,18 +298,35 @@ TEST_F(GpuTest, AddGatherIdentityCopyAndZeroMatchTheHost) {
         exact());
   }
   for (int64_t half : {1, 3, 700})
-    for (int64_t first : {0, 2}) {
-      const int64_t size = 4;
+    for (int64_t size : {1, 4}) {
+      std::vector<int64_t> pos(static_cast<size_t>(half));
+      for (int64_t r = 0; r < half; ++r) pos[static_cast<size_t>(r)] = (r * 3 + 1) % size;
       const std::vector<float> out(static_cast<size_t>(2 * half * size), -7.25f);
       check_primitive(
-          "identity half " + std::to_string(half) + " first " + std::to_string(first),
+          "identity half " + std::to_string(half) + " size " + std::to_string(size),
           [&](Ops& o) {
             Dev<float> dout(o, out);
-            o.identity(half, size, first, dout.get());
+            Dev<int64_t> dpos(o, pos);
+            o.identity(half, size, dpos.get(), dout.get());
             return Outputs{dout.read()};
           },
           exact());
     }
+  for (int64_t n : {0, 1, 700}) {
+    std::vector<int64_t> idx(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = n - 1 - i + 2;  // a permutation, shifted by 2
+    const auto src = random_doubles(static_cast<size_t>(n), 55);
+    const std::vector<double> dst(static_cast<size_t>(n + 3), -7.25);
+    check_primitive(
+        "scatter " + std::to_string(n),
+        [&](Ops& o) {
+          Dev<double> ds(o, src), dd(o, dst);
+          Dev<int64_t> di(o, idx);
+          o.scatter(n, di.get(), ds.get(), dd.get());
+          return Outputs{dd.read()};
+        },
+        exact());
+  }
   const auto v = random_floats(37, 54);
   check_primitive(
       "copy and zero",
@@ -449,6 +469,197 @@ TEST_F(GpuTest, NonFiniteFlagsMatchTheHost) {
   Dev<int> df(*host, flags);
   host->flag_nonfinite(problems, size, dlo.get(), dhi.get(), df.get());
   EXPECT_EQ(df.read(), (Values{0, 1, 1, 1, 1}));
+}
+
+TEST_F(GpuTest, IntervalPropagationMatchesTheHostAndContainsTheValues) {
+  struct Case {
+    std::string name;
+    IntervalStep s;
+  };
+  const int64_t problems = 3;
+  // Constants live in host vectors; each backend gets its own copies (pointers set per run).
+  const ConvGeom cg[] = {conv_geo(3, 7, 4, 3, 1, 1, 1, 1, 1), conv_geo(4, 6, 4, 3, 2, 1, 1, 1, 2),
+                         conv_geo(2, 8, 2, 3, 1, 2, 2, 2, 1), conv_geo(2, 6, 3, 2, 2, 1, 0, 1, 1)};
+  const PoolGeom pg[] = {pool_geom(2, 6, 2, 2, 0), pool_geom(2, 5, 3, 2, 1)};
+  std::vector<Case> cases;
+  for (const ConvGeom& g : cg) {
+    IntervalStep s;
+    s.op = IntervalOp::Conv, s.conv = g, s.n_in = g.cin * g.hin * g.win, s.n_out = g.cout * g.hout * g.wout;
+    cases.push_back({"conv k" + std::to_string(g.kh) + " s" + std::to_string(g.sh) + " groups " +
+                         std::to_string(g.groups) + " d" + std::to_string(g.dh),
+                     s});
+  }
+  for (int64_t n_in : {1, 300}) {
+    IntervalStep s;
+    s.op = IntervalOp::Dense, s.n_in = n_in, s.n_out = 7;
+    cases.push_back({"dense " + std::to_string(n_in), s});
+  }
+  for (const PoolGeom& g : pg)
+    for (IntervalOp op : {IntervalOp::MaxPool, IntervalOp::AvgPool}) {
+      IntervalStep s;
+      s.op = op, s.pool = g, s.n_in = g.in_size(), s.n_out = g.out_size();
+      cases.push_back({std::string(op == IntervalOp::MaxPool ? "max" : "avg") + "pool k" + std::to_string(g.kh), s});
+    }
+  for (IntervalOp op : {IntervalOp::ScaleShift, IntervalOp::Add, IntervalOp::Layout}) {
+    IntervalStep s;
+    s.op = op, s.n_in = 300, s.n_out = op == IntervalOp::Layout ? 250 : 300;
+    cases.push_back({op == IntervalOp::ScaleShift ? "scale-shift" : op == IntervalOp::Add ? "add" : "layout", s});
+  }
+  for (ActKind kind : {ActKind::Relu, ActKind::LeakyRelu, ActKind::Sigmoid, ActKind::Tanh, ActKind::Gelu}) {
+    IntervalStep s;
+    s.op = IntervalOp::Activation, s.n_in = s.n_out = 1000, s.act.kind = kind, s.act.alpha = 0.1;
+    cases.push_back({std::string("activation ") + act_name(kind), s});
+  }
+  const bool real_gpu = !cuda_emulated();
+  for (const Case& c : cases) {
+    const IntervalStep& st = c.s;
+    std::vector<double> lo, hi, lo2, hi2;
+    neuron_bounds(problems * st.n_in, 101, lo, hi);
+    neuron_bounds(problems * st.n_out, 102, lo2, hi2);
+    const size_t n_w = st.op == IntervalOp::Conv
+                           ? static_cast<size_t>(st.conv.cout * st.conv.cin / st.conv.groups * st.conv.kk())
+                       : st.op == IntervalOp::Dense   ? static_cast<size_t>(st.n_out * st.n_in)
+                       : st.op == IntervalOp::AvgPool ? static_cast<size_t>(st.n_out * st.pool.kk())
+                                                      : static_cast<size_t>(st.n_out);
+    auto w = random_floats(n_w, 103, 0.1);
+    if (st.op == IntervalOp::AvgPool)
+      for (auto& x : w) x = std::fabs(x);
+    const auto b = random_floats(static_cast<size_t>(st.n_out), 104);
+    std::vector<int64_t> map(static_cast<size_t>(st.n_out));
+    for (int64_t j = 0; j < st.n_out; ++j) map[static_cast<size_t>(j)] = j % 5 == 2 ? -1 : (j * 7) % st.n_in;
+    const std::vector<double> init(static_cast<size_t>(problems * st.n_out), -7.25);
+    const bool smooth =
+        st.op == IntervalOp::Activation && st.act.kind != ActKind::Relu && st.act.kind != ActKind::LeakyRelu;
+    const double tol = real_gpu && smooth ? 1e-14 : 0.0;  // device libm (see the top)
+    Outputs host_out;
+    check_primitive(
+        "interval " + c.name,
+        [&](Ops& o) {
+          Dev<double> dlo(o, lo), dhi(o, hi), dlo2(o, lo2), dhi2(o, hi2), olo(o, init), ohi(o, init);
+          Dev<float> dw(o, w), db(o, b);
+          Dev<int64_t> dm(o, map);
+          IntervalStep s = st;
+          s.w = dw.get(), s.b = db.get(), s.map = dm.get();
+          const bool add = s.op == IntervalOp::Add;
+          o.interval(s, problems, dlo.get(), dhi.get(), add ? dlo2.get() : nullptr, add ? dhi2.get() : nullptr,
+                     olo.get(), ohi.get());
+          Outputs r{olo.read(), ohi.read()};
+          if (o.name() == "host-float") host_out = r;
+          return r;
+        },
+        [&](bool) {
+          return std::vector<double>{tol, tol};
+        });
+    // Independent of the implementations: σ/W·x + b at random points of the input box lie inside.
+    ASSERT_EQ(host_out.size(), 2u) << c.name;
+    std::mt19937_64 rng(105);
+    std::uniform_real_distribution<double> u01(0, 1);
+    for (int trial = 0; trial < 20; ++trial)
+      for (int64_t p = 0; p < problems; ++p) {
+        std::vector<double> x(static_cast<size_t>(st.n_in)), x2(static_cast<size_t>(st.n_out));
+        for (int64_t i = 0; i < st.n_in; ++i) {
+          const auto k = static_cast<size_t>(p * st.n_in + i);
+          x[static_cast<size_t>(i)] = trial == 0 ? lo[k] : trial == 1 ? hi[k] : lo[k] + u01(rng) * (hi[k] - lo[k]);
+        }
+        for (int64_t i = 0; i < st.n_out; ++i) {
+          const auto k = static_cast<size_t>(p * st.n_out + i);
+          x2[static_cast<size_t>(i)] = lo2[k] + u01(rng) * (hi2[k] - lo2[k]);
+        }
+        for (int64_t j = 0; j < st.n_out; ++j) {
+          double y = 0;
+          const auto J = static_cast<size_t>(j);
+          switch (st.op) {
+            case IntervalOp::Conv: {
+              const ConvGeom& g = st.conv;
+              const int64_t plane = g.hout * g.wout, co = j / plane, oy = (j % plane) / g.wout, ox = j % g.wout;
+              const int64_t cin_g = g.cin / g.groups, grp = co / (g.cout / g.groups);
+              y = b[static_cast<size_t>(co)];
+              for (int64_t cl = 0; cl < cin_g; ++cl)
+                for (int64_t ky = 0; ky < g.kh; ++ky)
+                  for (int64_t kx = 0; kx < g.kw; ++kx) {
+                    const int64_t iy = oy * g.sh - g.pt + ky * g.dh, ix = ox * g.sw - g.pl + kx * g.dw;
+                    if (iy < 0 || iy >= g.hin || ix < 0 || ix >= g.win) continue;
+                    y += w[static_cast<size_t>(((co * cin_g + cl) * g.kh + ky) * g.kw + kx)] *
+                         x[static_cast<size_t>(((grp * cin_g + cl) * g.hin + iy) * g.win + ix)];
+                  }
+              break;
+            }
+            case IntervalOp::Dense:
+              y = b[J];
+              for (int64_t i = 0; i < st.n_in; ++i)
+                y += w[static_cast<size_t>(j * st.n_in + i)] * x[static_cast<size_t>(i)];
+              break;
+            case IntervalOp::MaxPool:
+            case IntervalOp::AvgPool: {
+              const PoolGeom& g = st.pool;
+              const int64_t plane = g.hout * g.wout, ch = j / plane, oy = (j % plane) / g.wout, ox = j % g.wout;
+              const bool avg = st.op == IntervalOp::AvgPool;
+              y = avg ? 0.0 : -INFINITY;
+              for (int64_t ky = 0; ky < g.kh; ++ky)
+                for (int64_t kx = 0; kx < g.kw; ++kx) {
+                  const int64_t iy = oy * g.sh - g.pt + ky, ix = ox * g.sw - g.pl + kx;
+                  if (iy < 0 || iy >= g.hin || ix < 0 || ix >= g.win) continue;
+                  const double v = x[static_cast<size_t>((ch * g.hin + iy) * g.win + ix)];
+                  y = avg ? y + w[static_cast<size_t>(j * g.kk() + ky * g.kw + kx)] * v : std::max(y, v);
+                }
+              break;
+            }
+            case IntervalOp::ScaleShift: y = w[J] * x[J] + b[J]; break;
+            case IntervalOp::Add: y = x[J] + x2[J]; break;
+            case IntervalOp::Layout: y = map[J] >= 0 ? x[static_cast<size_t>(map[J])] : 0.0; break;
+            case IntervalOp::Activation: y = activation_value(st.act, x[J]); break;
+          }
+          const auto k = static_cast<size_t>(p * st.n_out + j);
+          ASSERT_TRUE(host_out[0][k] <= y && y <= host_out[1][k])
+              << c.name << ": problem " << p << " element " << j << " value " << y << " outside [" << host_out[0][k]
+              << ", " << host_out[1][k] << "]";
+        }
+      }
+  }
+}
+
+TEST_F(GpuTest, RowSelectionMatchesTheHost) {
+  const int64_t count = 1000;
+  std::vector<double> lo, hi;
+  neuron_bounds(count, 111, lo, hi);
+  lo[5] = NAN, hi[6] = 2e12, lo[7] = -INFINITY;  // unreliable: rows
+  auto olo = random_doubles(static_cast<size_t>(count), 112, -1, 0.5),
+       ohi = random_doubles(static_cast<size_t>(count), 113, -0.5, 1);
+  olo[9] = NAN;  // ignored
+  const std::vector<double> init(static_cast<size_t>(count), -7.25);
+  const std::vector<unsigned char> init_m(static_cast<size_t>(count), 7);
+  for (SkipLevel level : {SkipLevel::None, SkipLevel::NonPositive, SkipLevel::Stable})
+    for (bool outer : {false, true}) {
+      Outputs host_out;
+      check_primitive(
+          "select_rows level " + std::to_string(static_cast<int>(level)) + (outer ? " with outer bounds" : ""),
+          [&](Ops& o) {
+            Dev<double> dlo(o, lo), dhi(o, hi), dolo(o, olo), dohi(o, ohi), l(o, init), u(o, init);
+            Dev<unsigned char> m(o, init_m);
+            o.select_rows(count, level, dlo.get(), dhi.get(), outer ? dolo.get() : nullptr,
+                          outer ? dohi.get() : nullptr, l.get(), u.get(), m.get());
+            Outputs r{l.read(), u.read(), m.read()};
+            if (o.name() == "host-float") host_out = r;
+            return r;
+          },
+          exact());
+      // The verdicts themselves (so that a host bug cannot hide behind agreement).
+      ASSERT_EQ(host_out.size(), 3u);
+      for (int64_t i = 0; i < count; ++i) {
+        const auto k = static_cast<size_t>(i);
+        double l = lo[k], u = hi[k];
+        if (outer && olo[k] > l) l = olo[k];
+        if (outer && ohi[k] < u) u = ohi[k];
+        const bool settled =
+            level == SkipLevel::Stable ? (l >= 0 || u <= 0) : level == SkipLevel::NonPositive && u <= 0;
+        const bool ok = settled && l <= u && std::fabs(l) <= 1e12 && std::fabs(u) <= 1e12;
+        const bool by_interval =
+            level == SkipLevel::Stable ? (lo[k] >= 0 || hi[k] <= 0) : level == SkipLevel::NonPositive && hi[k] <= 0;
+        const double want = !ok ? kRowNeeded : by_interval ? kRowSkipped : kRowSkippedByOuter;
+        EXPECT_EQ(host_out[2][k], want) << "element " << i;
+        if (ok) EXPECT_TRUE(host_out[0][k] == l && host_out[1][k] == u) << "element " << i;
+      }
+    }
 }
 
 }  // namespace
