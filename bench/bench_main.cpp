@@ -113,7 +113,7 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
       eo.cpu_engine = device == "reference" ? cnncert::CpuEngine::Reference : cnncert::CpuEngine::Fast;
       o.bound.exact_cnncert = device == "cpu-exact";
       eo.threads = threads;
-      auto engine = cnncert::make_engine(net, eo);
+      auto engine = device == "float" ? cnncert::make_float_engine(net, 1024) : cnncert::make_engine(net, eo);
       const auto t0 = std::chrono::steady_clock::now();
       const auto res = cnncert::certify(net, *engine, x, set.labels, o);
       const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -152,7 +152,11 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
                {"gemm_cublas", st.gemm_cublas},
                {"gemm_own_kernel", st.gemm_own_kernel},
                {"gpu_launches", st.gpu_launches},
-               {"gpu_syncs", st.gpu_syncs}}}};
+               {"gpu_syncs", st.gpu_syncs},
+               {"model_flops", st.model_flops},
+               {"model_bytes", st.model_bytes},
+               {"model_launches", st.model_launches},
+               {"model_syncs", st.model_syncs}}}};
     } catch (const std::exception& e) {
       out = {{"error", e.what()}};
     }
@@ -243,7 +247,8 @@ void add_options(CLI::App& app, BenchArgs& a) {
   app.add_option(
          "--devices", a.devices,
          "comma-separated engines to time, interleaved run by run: reference (the plain CPU engine), cpu (the fast "
-         "engine), cpu-exact (the fast engine with --exact-cnncert), gpu; speedup = first engine's time / this one's")
+         "engine), cpu-exact (the fast engine with --exact-cnncert), float (the GPU engine's algorithm on the CPU, "
+         "in float32: slow, but it measures the GPU cost model), gpu; speedup = first engine's time / this one's")
       ->capture_default_str();
   app.add_option("--model", a.model, "benchmark this model only (with --images; conventions from its sidecar)");
   app.add_option("--images", a.images, "images for --model");
@@ -256,8 +261,8 @@ void add_options(CLI::App& app, BenchArgs& a) {
 /// on stderr).
 bool devices_usable(const std::vector<std::string>& device_list, bool with_gpu) {
   for (const auto& d : device_list)
-    if (d != "cpu" && d != "gpu" && d != "reference" && d != "cpu-exact") {
-      std::cerr << "cnncert-bench: unknown device '" << d << "' (use reference, cpu, cpu-exact, gpu)\n";
+    if (d != "cpu" && d != "gpu" && d != "reference" && d != "cpu-exact" && d != "float") {
+      std::cerr << "cnncert-bench: unknown device '" << d << "' (use reference, cpu, cpu-exact, float, gpu)\n";
       return false;
     }
   if (with_gpu) {  // asked in a child: the GPU runs happen in forked children (environment.hpp)
@@ -361,6 +366,29 @@ void add_gpu_counters(const json& st, std::ostringstream& extra, json& row) {
     row[k] = st.value(k, int64_t{0});
 }
 
+/// The GPU cost model of a batched-engine run (GPU or host-float, EngineStats::model_*) per 100
+/// images, and the time it implies on an H200: 60 TFLOP/s fp32, 4.8 TB/s, 5 µs per launch or host
+/// wait, the three terms added (no overlap assumed: an upper estimate of the model).
+void add_cost_model(const json& st, int64_t images, std::ostringstream& extra, json& row) {
+  if (st.value("model_launches", int64_t{0}) <= 0 || images <= 0) return;
+  const double per = 100.0 / static_cast<double>(images);
+  const double flops = st.value("model_flops", 0.0) * per, bytes = st.value("model_bytes", 0.0) * per;
+  const double launches = static_cast<double>(st.value("model_launches", int64_t{0})) * per,
+               syncs = static_cast<double>(st.value("model_syncs", int64_t{0})) * per;
+  const double t_flops = flops / 60e12, t_bytes = bytes / 4.8e12, t_calls = (launches + syncs) * 5e-6;
+  extra << "; H200 model per 100 images: " << std::setprecision(3) << flops / 1e12 << " TFLOP, " << bytes / 1e12
+        << " TB, " << std::setprecision(0) << launches << " launches, " << syncs << " syncs -> " << std::setprecision(3)
+        << t_flops + t_bytes + t_calls << " s (" << t_flops << " + " << t_bytes << " + " << t_calls << ")";
+  row["model_per_100_images"] = {{"flops", flops},
+                                 {"bytes", bytes},
+                                 {"launches", launches},
+                                 {"syncs", syncs},
+                                 {"seconds_h200", t_flops + t_bytes + t_calls},
+                                 {"seconds_flops", t_flops},
+                                 {"seconds_bytes", t_bytes},
+                                 {"seconds_calls", t_calls}};
+}
+
 /// The table's last column for engine number d (GFLOP/s, phase times, radii agreement with the
 /// first engine, rows skipped, GFLOP/image, GPU counters, fraction of the GEMM peak); adds the
 /// same figures to the row.
@@ -383,6 +411,7 @@ std::string stats_column(const Run& first_run, size_t d, const Baseline& base, d
         << st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(first_run.certified_images))
         << " GFLOP/image";
   add_gpu_counters(st, extra, row);
+  add_cost_model(st, first_run.certified_images + first_run.skipped, extra, row);
   row["gflop_per_image"] =
       st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(first_run.certified_images));
   row["gflops_backsub"] = gflops;

@@ -154,6 +154,8 @@ class BatchedEngine final : public BoundEngine {
     s.conv_cudnn = c.conv_library, s.conv_cudnn_failed = c.conv_library_failed, s.conv_own_kernel = c.conv_own;
     s.gemm_cublas = c.gemm_library, s.gemm_own_kernel = c.gemm_own;
     s.gpu_launches = c.launches, s.gpu_syncs = c.syncs;
+    const CostCounts m = ops_->cost_counts();
+    s.model_flops = m.flops, s.model_bytes = m.bytes, s.model_launches = m.launches, s.model_syncs = m.syncs;
     return s;
   }
 
@@ -652,7 +654,7 @@ class BatchedEngine final : public BoundEngine {
 }  // namespace
 
 std::unique_ptr<BoundEngine> make_batched_engine(const Network& net, std::unique_ptr<Ops> ops) {
-  return std::make_unique<BatchedEngine>(net, std::move(ops));
+  return std::make_unique<BatchedEngine>(net, make_metered_ops(std::move(ops)));
 }
 
 }  // namespace cnncert::batched

@@ -26,6 +26,12 @@ struct PathCounts {
   int64_t syncs = 0;                ///< host waits for the stream (downloads, synchronize)
 };
 
+/// The cost model's counts of the operations issued so far (EngineStats::model_*).
+struct CostCounts {
+  double flops = 0, bytes = 0;
+  int64_t launches = 0, syncs = 0;
+};
+
 /// Primitive operations of the batched engine. Pointers are "device" pointers of the
 /// implementation (host memory for the host implementation). Rows: see batched_kernels.hpp.
 class Ops {
@@ -102,7 +108,13 @@ class Ops {
   virtual double backsub_flops() const { return 0; }
   /// Convolutions and GEMMs per path so far (zeros on the host).
   virtual PathCounts path_counts() const { return {}; }
+  /// The cost model's counts so far (zeros except for make_metered_ops).
+  virtual CostCounts cost_counts() const { return {}; }
 };
+
+/// `inner` with the cost model's counts (CostCounts) of every call; make_batched_engine wraps
+/// its backend in it.
+std::unique_ptr<Ops> make_metered_ops(std::unique_ptr<Ops> inner);
 
 /// The host implementation (float32 on the CPU), with a memory budget in bytes.
 std::unique_ptr<Ops> make_host_ops(size_t budget_bytes);

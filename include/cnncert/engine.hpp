@@ -134,6 +134,12 @@ struct EngineStats {
   int64_t conv_cudnn = 0, conv_cudnn_failed = 0, conv_own_kernel = 0, gemm_cublas = 0, gemm_own_kernel = 0;
   /// GPU engine: kernel launches (library calls counted once) and host waits for the GPU.
   int64_t gpu_launches = 0, gpu_syncs = 0;
+  /// Batched engine (GPU and host-float), the GPU cost model's inputs, counted alike on both
+  /// backends: floating-point operations and device-memory bytes of every primitive operation
+  /// (each array read or written once), one kernel launch per primitive call and upload, and the
+  /// host waits (downloads and synchronizations).
+  double model_flops = 0, model_bytes = 0;
+  int64_t model_launches = 0, model_syncs = 0;
 };
 
 /// Computes certified bounds of linear functions of the logits over an input region.

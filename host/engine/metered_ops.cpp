@@ -1,0 +1,151 @@
+// The GPU cost model's counter: an Ops that forwards every call to another and counts what the
+// call costs a GPU, the same for every backend (so that the host-float engine measures on a CPU
+// what the CUDA engine will issue): floating-point operations, bytes of device memory read and
+// written (each array once, float32 coefficients and double bounds as the engine stores them),
+// one kernel launch per call and per upload, one host wait per download or synchronization.
+// bench/RESULTS.md turns the counts into a time on an H200.
+#include "engine/batched_engine.hpp"
+
+namespace cnncert::batched {
+namespace {
+
+constexpr double kF = sizeof(float), kD = sizeof(double), kI = sizeof(int64_t);
+
+class MeteredOps final : public Ops {
+ public:
+  explicit MeteredOps(std::unique_ptr<Ops> inner) : in_(std::move(inner)) {}
+
+  std::string name() const override { return in_->name(); }
+  size_t memory_budget() const override { return in_->memory_budget(); }
+  void* alloc(size_t bytes) override { return in_->alloc(bytes); }
+  void release(void* p) noexcept override { in_->release(p); }
+
+  void to_device(void* dst, const void* src, size_t bytes) override {
+    count(0, static_cast<double>(bytes));
+    in_->to_device(dst, src, bytes);
+  }
+  void to_host(void* dst, const void* src, size_t bytes) override {
+    ++c_.syncs;
+    c_.bytes += static_cast<double>(bytes);
+    in_->to_host(dst, src, bytes);
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    count(0, 2.0 * static_cast<double>(bytes));
+    in_->copy(dst, src, bytes);
+  }
+  void zero(void* dst, size_t bytes) override {
+    count(0, static_cast<double>(bytes));
+    in_->zero(dst, bytes);
+  }
+
+  void conv_back(const ConvGeom& g, int64_t rows, const float* w, const float* a, float* out) override {
+    const double r = static_cast<double>(rows), in = static_cast<double>(g.cin * g.hin * g.win),
+                 out_n = static_cast<double>(g.cout * g.hout * g.wout), taps = static_cast<double>(g.cin / g.groups * g.kk());
+    count(2 * r * out_n * taps, kF * (r * (in + out_n) + out_n / static_cast<double>(g.hout * g.wout) * taps));
+    in_->conv_back(g, rows, w, a, out);
+  }
+  void dense_back(int64_t rows, int64_t n_out, int64_t n_in, const float* w, const float* a, float* out) override {
+    const double r = static_cast<double>(rows), o = static_cast<double>(n_out), i = static_cast<double>(n_in);
+    count(2 * r * o * i, kF * (r * (o + i) + o * i));
+    in_->dense_back(rows, n_out, n_in, w, a, out);
+  }
+  void elementwise_back(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div,
+                        const float* al, const float* bl, const float* au, const float* bu, double* bias) override {
+    const double n = 2.0 * static_cast<double>(half) * static_cast<double>(size);
+    count(3 * n, kF * n * (al ? 4 : 2) + 2 * kD * static_cast<double>(half));  // row, 1-2 parameters, new row
+    in_->elementwise_back(half, size, a, prob, stride, div, al, bl, au, bu, bias);
+  }
+  void pool_back(const PoolGeom& g, int64_t half, const int* prob, int64_t stride, const float* slopes, const float* a,
+                 float* out) override {
+    const double r = 2.0 * static_cast<double>(half), o = static_cast<double>(g.out_size());
+    count(2 * r * o * static_cast<double>(g.kk()),
+          kF * (r * (static_cast<double>(g.in_size()) + o) + r * o * static_cast<double>(g.kk())));
+    in_->pool_back(g, half, prob, stride, slopes, a, out);
+  }
+  void add(int64_t n, const float* x, float* y) override {
+    count(static_cast<double>(n), 3 * kF * static_cast<double>(n));
+    in_->add(n, x, y);
+  }
+  void gather(int64_t rows, int64_t n_out, int64_t n_in, const int64_t* inv, const float* a, float* out) override {
+    count(0, kF * static_cast<double>(rows) * static_cast<double>(n_out + n_in) + kI * static_cast<double>(n_in));
+    in_->gather(rows, n_out, n_in, inv, a, out);
+  }
+  void identity(int64_t half, int64_t size, const int64_t* pos, float* out) override {
+    count(0, kF * 2.0 * static_cast<double>(half) * static_cast<double>(size) + kI * static_cast<double>(half));
+    ++c_.launches;  // the zeroing and the ones
+    in_->identity(half, size, pos, out);
+  }
+  void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi,
+                  const double* eps, RegionNorm norm, const double* bias, double* upper, double* lower) override {
+    const double e = 2.0 * static_cast<double>(half) * static_cast<double>(n);
+    count(4 * e, kF * e + kD * e * (norm == RegionNorm::Box ? 2 : 1));
+    in_->concretize(half, n, a, prob, x0, x_hi, eps, norm, bias, upper, lower);
+  }
+  void relax_activation(int64_t count_n, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl,
+                        float* au, float* bu) override {
+    count(20 * static_cast<double>(count_n), (2 * kD + 4 * kF) * static_cast<double>(count_n));
+    in_->relax_activation(count_n, s, lo, hi, al, bl, au, bu);
+  }
+  void activation_bounds(int64_t count_n, const ActSpec& s, const double* lo, const double* hi, double* out_lo,
+                         double* out_hi) override {
+    count(4 * static_cast<double>(count_n), 4 * kD * static_cast<double>(count_n));
+    in_->activation_bounds(count_n, s, lo, hi, out_lo, out_hi);
+  }
+  void relax_maxpool(const PoolGeom& g, int64_t problems, const double* lo, const double* hi, float* slopes,
+                     float* beta_u, float* beta_l) override {
+    const double p = static_cast<double>(problems), o = static_cast<double>(g.out_size()),
+                 kk = static_cast<double>(g.kk());
+    count(10 * p * o * kk, p * (2 * kD * static_cast<double>(g.in_size()) + kF * o * (kk + 2)));
+    in_->relax_maxpool(g, problems, lo, hi, slopes, beta_u, beta_l);
+  }
+  void interval(const IntervalStep& s, int64_t problems, const double* lo, const double* hi, const double* lo2,
+                const double* hi2, double* out_lo, double* out_hi) override {
+    const double p = static_cast<double>(problems), o = static_cast<double>(s.n_out);
+    double taps = 1;  // terms per output element
+    if (s.op == IntervalOp::Conv) taps = static_cast<double>(s.conv.cin / s.conv.groups * s.conv.kk());
+    if (s.op == IntervalOp::Dense) taps = static_cast<double>(s.n_in);
+    if (s.op == IntervalOp::MaxPool || s.op == IntervalOp::AvgPool) taps = static_cast<double>(s.pool.kk());
+    const double weights = s.op == IntervalOp::Dense ? o * taps : s.op == IntervalOp::Conv ? o / static_cast<double>(s.conv.hout * s.conv.wout) * taps : 0;
+    count(8 * p * o * taps, 2 * kD * p * (static_cast<double>(s.n_in) + o * (lo2 ? 2 : 1)) + kF * weights);
+    in_->interval(s, problems, lo, hi, lo2, hi2, out_lo, out_hi);
+  }
+  void select_rows(int64_t count_n, SkipLevel level, const double* lo, const double* hi, const double* outer_lo,
+                   const double* outer_hi, double* out_lo, double* out_hi, unsigned char* mask) override {
+    const double n = static_cast<double>(count_n);
+    count(6 * n, n * (kD * (outer_lo ? 6 : 4) + 1));
+    in_->select_rows(count_n, level, lo, hi, outer_lo, outer_hi, out_lo, out_hi, mask);
+  }
+  void scatter(int64_t n, const int64_t* idx, const double* src, double* dst) override {
+    count(0, static_cast<double>(n) * (kI + 2 * kD));
+    in_->scatter(n, idx, src, dst);
+  }
+  void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) override {
+    const double n = static_cast<double>(problems) * static_cast<double>(size);
+    count(2 * n, 2 * kD * n);
+    in_->flag_nonfinite(problems, size, lo, hi, flags);
+  }
+
+  void synchronize() override {
+    ++c_.syncs;
+    in_->synchronize();
+  }
+  double backsub_flops() const override { return in_->backsub_flops(); }
+  PathCounts path_counts() const override { return in_->path_counts(); }
+  CostCounts cost_counts() const override { return c_; }
+
+ private:
+  void count(double flops, double bytes) {
+    c_.flops += flops, c_.bytes += bytes;
+    ++c_.launches;
+  }
+  std::unique_ptr<Ops> in_;
+  CostCounts c_;
+};
+
+}  // namespace
+
+std::unique_ptr<Ops> make_metered_ops(std::unique_ptr<Ops> inner) {
+  return std::make_unique<MeteredOps>(std::move(inner));
+}
+
+}  // namespace cnncert::batched
