@@ -88,7 +88,7 @@ struct Run {
 
 /// One certification in a child process; the parent reads its result and its peak memory.
 Run run_child(const Config& c, const std::string& norm, const std::string& method, int threads,
-              const std::string& device) {
+              const std::string& device, size_t float_mib) {
   int fd[2];
   if (pipe(fd) != 0) {
     Run r;
@@ -113,7 +113,7 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
       eo.cpu_engine = device == "reference" ? cnncert::CpuEngine::Reference : cnncert::CpuEngine::Fast;
       o.bound.exact_cnncert = device == "cpu-exact";
       eo.threads = threads;
-      auto engine = device == "float" ? cnncert::make_float_engine(net, 1024) : cnncert::make_engine(net, eo);
+      auto engine = device == "float" ? cnncert::make_float_engine(net, float_mib) : cnncert::make_engine(net, eo);
       const auto t0 = std::chrono::steady_clock::now();
       const auto res = cnncert::certify(net, *engine, x, set.labels, o);
       const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -229,6 +229,7 @@ struct BenchArgs {
   std::string model, images, devices = "reference,cpu", only;
   int64_t n = 100, n_large = 10, n_cpu_huge = 2;
   int repeat = 3, threads = 0;
+  size_t float_mib = 1024;
 };
 
 /// Declares the options of `app`, their defaults those of `a`.
@@ -244,6 +245,11 @@ void add_options(CLI::App& app, BenchArgs& a) {
   app.add_option("--norms", a.norms, "comma-separated norms")->capture_default_str();
   app.add_option("--method", a.method, "relaxation method")->capture_default_str();
   app.add_option("--threads", a.threads, "CPU threads (0 = all)");
+  app.add_option("--float-memory", a.float_mib,
+                 "MiB of coefficient tensors for --devices float (its chunks: give it a GPU's budget to count the "
+                 "GPU's launches; windowed rows use far less than the budget)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
+      ->capture_default_str();
   app.add_option(
          "--devices", a.devices,
          "comma-separated engines to time, interleaved run by run: reference (the plain CPU engine), cpu (the fast "
@@ -431,7 +437,7 @@ std::vector<std::vector<Run>> interleaved_runs(const Config& c, const std::strin
   std::vector<std::vector<Run>> all_runs(device_list.size());
   for (int i = 0; i < a.repeat; ++i)
     for (size_t d = 0; d < device_list.size(); ++d)
-      all_runs[d].push_back(run_child(c, norm, a.method, a.threads, device_list[d]));
+      all_runs[d].push_back(run_child(c, norm, a.method, a.threads, device_list[d], a.float_mib));
   return all_runs;
 }
 

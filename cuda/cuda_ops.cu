@@ -103,6 +103,53 @@ __global__ void pool_back_kernel(PoolGeom g, int64_t half, const int* prob, int6
   }
 }
 
+__global__ void conv_back_window_kernel(ConvGeom g, int64_t half, int64_t h, int64_t w, const int64_t* org,
+                                        const float* wt, const float* a, float* out) {
+  const int64_t ih = g.span_y(h), iw = g.span_x(w), in_size = g.cin * ih * iw, out_size = g.cout * h * w;
+  FOR_EACH_INDEX_IN_GRID(e, 2 * half * in_size) {
+    const int64_t r = e / in_size, rem = e % in_size;
+    const int64_t ci = rem / (ih * iw), y = (rem / iw) % ih, x = rem % iw;
+    out[e] =
+        conv_back_window_elem(g, h, w, org[2 * (r % half)], org[2 * (r % half) + 1], a + r * out_size, wt, ci, y, x);
+  }
+}
+
+__global__ void pool_back_window_kernel(PoolGeom g, int64_t half, int64_t h, int64_t w, const int64_t* org,
+                                        const int* prob, int64_t stride, const float* slopes, const float* a,
+                                        float* out) {
+  const int64_t ih = g.span_y(h), iw = g.span_x(w), in_size = g.c * ih * iw, out_size = g.c * h * w;
+  FOR_EACH_INDEX_IN_GRID(e, 2 * half * in_size) {
+    const int64_t r = e / in_size, rem = e % in_size;
+    const int64_t c = rem / (ih * iw), y = (rem / iw) % ih, x = rem % iw;
+    out[e] = pool_back_window_elem(g, h, w, org[2 * (r % half)], org[2 * (r % half) + 1], a + r * out_size,
+                                   slopes + prob[r % half] * stride, c, y, x);
+  }
+}
+
+__global__ void elementwise_window_kernel(WinGeom wg, int64_t half, const int64_t* org, float* a, const int* prob,
+                                          int64_t stride, int64_t div, const float* al, const float* bl,
+                                          const float* au, const float* bu, double* bias) {
+  const int64_t r = blockIdx.x, size = wg.size();
+  const int64_t base = prob[r % half] * stride, y0 = org[2 * (r % half)], x0 = org[2 * (r % half) + 1];
+  const bool upper = r < half;
+  float* row = a + r * size;
+  double sum = 0;
+  for (int64_t e = threadIdx.x; e < size; e += blockDim.x) {
+    const int64_t m = wg.map_index(y0, x0, e);
+    if (m >= 0) sum += elementwise_elem(row[e], upper, al, bl, au, bu, base + m / div);
+  }
+  sum = block_reduce(sum, false);
+  if (threadIdx.x == 0) bias[r] += sum;
+}
+
+__global__ void window_to_dense_kernel(WinGeom wg, int64_t half, const int64_t* org, const float* a, float* out) {
+  const int64_t size = wg.size(), dense = wg.c * wg.map_h * wg.map_w;
+  FOR_EACH_INDEX_IN_GRID(e, 2 * half * size) {
+    const int64_t r = e / size, m = wg.map_index(org[2 * (r % half)], org[2 * (r % half) + 1], e % size);
+    if (m >= 0) out[r * dense + m] = a[e];
+  }
+}
+
 __global__ void add_kernel(int64_t n, const float* x, float* y) {
   FOR_EACH_INDEX_IN_GRID(i, n) y[i] += x[i];
 }
@@ -329,6 +376,36 @@ class CudaOps final : public Ops {
                  float* out) override {
     COUNTED_LAUNCH(pool_back_kernel, grid(2 * half * g.in_size()), kBlock, 0, stream(), g, half, prob, stride, slopes,
                    a, out);
+  }
+
+  void conv_back_window(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const float* wt,
+                        const float* a, float* out) override {
+    if (half == 0) return;
+    flops_ += 2.0 * static_cast<double>(2 * half * g.cout * h * w) * static_cast<double>(g.cin / g.groups * g.kk());
+    ++paths_.conv_own;
+    COUNTED_LAUNCH(conv_back_window_kernel, grid(2 * half * g.cin * g.span_y(h) * g.span_x(w)), kBlock, 0, stream(), g,
+                   half, h, w, org, wt, a, out);
+  }
+
+  void pool_back_window(const PoolGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const int* prob,
+                        int64_t stride, const float* slopes, const float* a, float* out) override {
+    if (half == 0) return;
+    COUNTED_LAUNCH(pool_back_window_kernel, grid(2 * half * g.c * g.span_y(h) * g.span_x(w)), kBlock, 0, stream(), g,
+                   half, h, w, org, prob, stride, slopes, a, out);
+  }
+
+  void elementwise_back_window(const WinGeom& wg, int64_t half, const int64_t* org, float* a, const int* prob,
+                               int64_t stride, int64_t div, const float* al, const float* bl, const float* au,
+                               const float* bu, double* bias) override {
+    if (half == 0) return;
+    COUNTED_LAUNCH(elementwise_window_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), wg, half, org, a,
+                   prob, stride, div, al, bl, au, bu, bias);
+  }
+
+  void window_to_dense(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, float* out) override {
+    zero(out, static_cast<size_t>(2 * half * wg.c * wg.map_h * wg.map_w) * sizeof(float));
+    if (half == 0) return;
+    COUNTED_LAUNCH(window_to_dense_kernel, grid(2 * half * wg.size()), kBlock, 0, stream(), wg, half, org, a, out);
   }
 
   void add(int64_t n, const float* x, float* y) override {

@@ -346,87 +346,186 @@ class BatchedEngine final : public BoundEngine {
     return std::max<int64_t>(1, static_cast<int64_t>(std::min({by_budget, by_index, 1e6})));
   }
 
-  /// Back-substitutes `a` (2·half rows at node `start`) to the input and concretizes: the upper
-  /// half's bounds go to upper[r], the lower half's to lower[r]. `bias` (2·half doubles) starts
-  /// at zero and ends as the rows' constant terms; `final_a` receives the input coefficients.
-  void backsub(Batch& b, int start, int64_t half, Buf a_start, const int* prob, double* bias, double* upper,
+  /// A back-substitution tensor at a node: 2·half dense rows of the node's size, or (patches)
+  /// rows that hold a window of the node's map (WinGeom, origins `org` on the host and `dorg` on
+  /// the device, 2 per row of the upper half).
+  struct Coef {
+    Buf a;
+    bool windowed = false;
+    WinGeom win;
+    std::vector<int64_t> org;
+    Buf dorg;
+  };
+
+  /// Windowed rows of a (C, H, W) node: each of `half` (problem, neuron) rows starts as the
+  /// C × 1 × 1 window at its neuron's position.
+  Coef window_start(int k, int64_t half, const std::vector<int64_t>& pos, Buf& dpos_channel) {
+    Ops& o = *ops_;
+    const Geometry& g = geo_[static_cast<size_t>(k)];
+    Coef c;
+    c.windowed = true;
+    c.win = {g.c, 1, 1, g.h, g.w};
+    c.org.resize(static_cast<size_t>(2 * half));
+    std::vector<int64_t> channel(static_cast<size_t>(half));
+    for (size_t r = 0; r < pos.size(); ++r) {
+      const int64_t plane = g.h * g.w, n = pos[r];
+      channel[r] = n / plane, c.org[2 * r] = (n % plane) / g.w, c.org[2 * r + 1] = n % g.w;
+    }
+    c.dorg = upload(o, c.org);
+    dpos_channel = upload(o, channel);
+    c.a = Buf(o, static_cast<size_t>(2 * half * g.c) * sizeof(float));
+    o.identity(half, g.c, dpos_channel.as<int64_t>(), c.a.as<float>());
+    return c;
+  }
+
+  /// The rows of `c` (at node `node`) in dense form.
+  Coef dense(Coef&& c, int node, int64_t half) {
+    if (!c.windowed) return std::move(c);
+    Coef d;
+    d.a = Buf(*ops_, static_cast<size_t>(2 * half * net_.node(node).size()) * sizeof(float));
+    ops_->window_to_dense(c.win, half, c.dorg.as<int64_t>(), c.a.as<float>(), d.a.as<float>());
+    return d;
+  }
+
+  /// Windowed rows at the input of a sliding-window node (geometry `wg` of the op: conv or pool)
+  /// for windowed rows `c` at its output: the input window's geometry and origins, or false when
+  /// that window would be at least as large as the input map (then the rows go dense).
+  template <class G>
+  bool input_window(const G& wg, int64_t c_in, int64_t hin, int64_t win, int64_t half, const Coef& c, Coef& out) {
+    const int64_t ih = wg.span_y(c.win.h), iw = wg.span_x(c.win.w);
+    if (ih * iw >= hin * win) return false;
+    out.windowed = true;
+    out.win = {c_in, ih, iw, hin, win};
+    out.org.resize(c.org.size());
+    for (int64_t r = 0; r < half; ++r) {
+      const auto i = static_cast<size_t>(2 * r);
+      out.org[i] = wg.start_y(c.org[i]), out.org[i + 1] = wg.start_x(c.org[i + 1]);
+    }
+    out.dorg = upload(*ops_, out.org);
+    out.a = Buf(*ops_, static_cast<size_t>(2 * half * out.win.size()) * sizeof(float));
+    return true;
+  }
+
+  /// The element-wise pass (elementwise_back) over dense or windowed rows.
+  void elementwise(Coef& c, int64_t half, int64_t size, const int* prob, int64_t stride, int64_t div, const float* al,
+                   const float* bl, const float* au, const float* bu, double* bias) {
+    if (c.windowed)
+      ops_->elementwise_back_window(c.win, half, c.dorg.as<int64_t>(), c.a.as<float>(), prob, stride, div, al, bl, au,
+                                    bu, bias);
+    else
+      ops_->elementwise_back(half, size, c.a.as<float>(), prob, stride, div, al, bl, au, bu, bias);
+  }
+
+  /// Back-substitutes `a_start` (2·half rows at node `start`) to the input and concretizes: the
+  /// upper half's bounds go to upper[r], the lower half's to lower[r]. `bias` (2·half doubles)
+  /// starts at zero and ends as the rows' constant terms; `final_a` receives the input coefficients.
+  /// Windowed rows stay windowed through convolutions, pooling and element-wise nodes until their
+  /// window covers the map, and become dense at every other node or where two branches meet.
+  void backsub(Batch& b, int start, int64_t half, Coef a_start, const int* prob, double* bias, double* upper,
                double* lower, Buf* final_a) {
     Ops& o = *ops_;
     const int64_t rows = 2 * half;
-    std::map<int, Buf> pend;
+    std::map<int, Coef> pend;
     pend.emplace(start, std::move(a_start));
     const auto& nodes = net_.nodes();
-    auto push = [&](int node, Buf&& buf) {
+    auto push = [&](int node, Coef&& c) {
       auto it = pend.find(node);
       if (it == pend.end()) {
-        pend.emplace(node, std::move(buf));
+        pend.emplace(node, std::move(c));
         return;
       }
-      o.add(rows * net_.node(node).size(), buf.as<float>(), it->second.as<float>());
+      it->second = dense(std::move(it->second), node, half);
+      const Coef d = dense(std::move(c), node, half);
+      o.add(rows * net_.node(node).size(), d.a.as<float>(), it->second.a.as<float>());
     };
-    auto fresh = [&](int node) { return Buf(o, static_cast<size_t>(rows * net_.node(node).size()) * sizeof(float)); };
+    auto fresh = [&](int node) {
+      Coef c;
+      c.a = Buf(o, static_cast<size_t>(rows * net_.node(node).size()) * sizeof(float));
+      return c;
+    };
     for (int k = start; k >= 0; --k) {
       auto it = pend.find(k);
       if (it == pend.end()) continue;
-      Buf a = std::move(it->second);
+      Coef a = std::move(it->second);
       pend.erase(it);
       const Node& n = nodes[static_cast<size_t>(k)];
+      const OpKind op = n.op;
+      const bool keeps_window = op == OpKind::Conv || op == OpKind::ScaleShift || op == OpKind::Activation ||
+                                op == OpKind::MaxPool || op == OpKind::AvgPool || op == OpKind::Add;
+      if (!keeps_window) a = dense(std::move(a), k, half);
       const Geometry& g = geo_[static_cast<size_t>(k)];
       const NodeConst& c = consts_[static_cast<size_t>(k)];
-      float* av = a.as<float>();
-      if (n.op == OpKind::Input) {
-        o.concretize(half, g.size(), av, prob, b.x0.as<double>(),
+      if (op == OpKind::Input) {
+        o.concretize(half, g.size(), a.a.as<float>(), prob, b.x0.as<double>(),
                      b.norm == RegionNorm::Box ? b.x_hi.as<double>() : nullptr, b.eps.as<double>(), b.norm, bias, upper,
                      lower);
-        if (final_a) *final_a = std::move(a);
+        if (final_a) *final_a = std::move(a.a);
         continue;
       }
       const int src = n.inputs[0];
       const int64_t size = g.size();
-      switch (n.op) {
+      const Geometry& gs = geo_[static_cast<size_t>(src)];
+      switch (op) {
         case OpKind::Conv: {
-          o.elementwise_back(half, size, av, prob, 0, g.h * g.w, nullptr, c.bias.as<float>(), nullptr,
-                             c.bias.as<float>(), bias);
-          Buf out = fresh(src);
-          o.conv_back(c.conv, rows, c.weight.as<float>(), av, out.as<float>());
+          elementwise(a, half, size, prob, 0, g.h * g.w, nullptr, c.bias.as<float>(), nullptr, c.bias.as<float>(),
+                      bias);
+          Coef out;
+          if (a.windowed && input_window(c.conv, gs.c, gs.h, gs.w, half, a, out)) {
+            o.conv_back_window(c.conv, half, a.win.h, a.win.w, a.dorg.as<int64_t>(), c.weight.as<float>(),
+                               a.a.as<float>(), out.a.as<float>());
+          } else {
+            a = dense(std::move(a), k, half);
+            out = fresh(src);
+            o.conv_back(c.conv, rows, c.weight.as<float>(), a.a.as<float>(), out.a.as<float>());
+          }
           push(src, std::move(out));
           break;
         }
         case OpKind::Dense: {
-          o.elementwise_back(half, size, av, prob, 0, 1, nullptr, c.bias.as<float>(), nullptr, c.bias.as<float>(),
-                             bias);
-          Buf out = fresh(src);
-          o.dense_back(rows, size, net_.node(src).size(), c.weight.as<float>(), av, out.as<float>());
+          o.elementwise_back(half, size, a.a.as<float>(), prob, 0, 1, nullptr, c.bias.as<float>(), nullptr,
+                             c.bias.as<float>(), bias);
+          Coef out = fresh(src);
+          o.dense_back(rows, size, net_.node(src).size(), c.weight.as<float>(), a.a.as<float>(), out.a.as<float>());
           push(src, std::move(out));
           break;
         }
         case OpKind::ScaleShift:
-          o.elementwise_back(half, size, av, prob, 0, 1, c.scale.as<float>(), c.shift.as<float>(), c.scale.as<float>(),
-                             c.shift.as<float>(), bias);
+          elementwise(a, half, size, prob, 0, 1, c.scale.as<float>(), c.shift.as<float>(), c.scale.as<float>(),
+                      c.shift.as<float>(), bias);
           push(src, std::move(a));
           break;
         case OpKind::Activation:
-          o.elementwise_back(half, size, av, prob, size, 1, b.al.at(k).as<float>(), b.bl.at(k).as<float>(),
-                             b.au.at(k).as<float>(), b.bu.at(k).as<float>(), bias);
+          elementwise(a, half, size, prob, size, 1, b.al.at(k).as<float>(), b.bl.at(k).as<float>(),
+                      b.au.at(k).as<float>(), b.bu.at(k).as<float>(), bias);
           push(src, std::move(a));
           break;
-        case OpKind::MaxPool: {
-          o.elementwise_back(half, size, av, prob, size, 1, nullptr, b.beta_l.at(k).as<float>(), nullptr,
-                             b.beta_u.at(k).as<float>(), bias);
-          Buf out = fresh(src);
-          o.pool_back(c.pool, half, prob, size * c.pool.kk(), b.slopes.at(k).as<float>(), av, out.as<float>());
-          push(src, std::move(out));
-          break;
-        }
+        case OpKind::MaxPool:
         case OpKind::AvgPool: {
-          Buf out = fresh(src);
-          o.pool_back(c.pool, half, prob, 0, c.avg_slopes.as<float>(), av, out.as<float>());
+          const bool max = op == OpKind::MaxPool;
+          if (max)
+            elementwise(a, half, size, prob, size, 1, nullptr, b.beta_l.at(k).as<float>(), nullptr,
+                        b.beta_u.at(k).as<float>(), bias);
+          const int64_t stride = max ? size * c.pool.kk() : 0;
+          const float* slopes = max ? b.slopes.at(k).as<float>() : c.avg_slopes.as<float>();
+          Coef out;
+          if (a.windowed && input_window(c.pool, gs.c, gs.h, gs.w, half, a, out)) {
+            o.pool_back_window(c.pool, half, a.win.h, a.win.w, a.dorg.as<int64_t>(), prob, stride, slopes,
+                               a.a.as<float>(), out.a.as<float>());
+          } else {
+            a = dense(std::move(a), k, half);
+            out = fresh(src);
+            o.pool_back(c.pool, half, prob, stride, slopes, a.a.as<float>(), out.a.as<float>());
+          }
           push(src, std::move(out));
           break;
         }
         case OpKind::Add: {
-          Buf copy = fresh(k);
-          o.copy(copy.as<void>(), av, static_cast<size_t>(rows * size) * sizeof(float));
+          Coef copy;
+          const size_t bytes = static_cast<size_t>(rows * (a.windowed ? a.win.size() : size)) * sizeof(float);
+          copy.a = Buf(o, bytes);
+          o.copy(copy.a.as<void>(), a.a.as<void>(), bytes);
+          copy.windowed = a.windowed, copy.win = a.win, copy.org = a.org;
+          if (a.windowed) copy.dorg = upload(o, copy.org);
           push(src, std::move(a));
           push(n.inputs[1], std::move(copy));
           break;
@@ -434,8 +533,8 @@ class BatchedEngine final : public BoundEngine {
         case OpKind::Reshape: push(src, std::move(a)); break;  // same row-major order
         case OpKind::Transpose:
         case OpKind::Pad: {
-          Buf out = fresh(src);
-          o.gather(rows, size, net_.node(src).size(), c.inv.as<int64_t>(), av, out.as<float>());
+          Coef out = fresh(src);
+          o.gather(rows, size, net_.node(src).size(), c.inv.as<int64_t>(), a.a.as<float>(), out.a.as<float>());
           push(src, std::move(out));
           break;
         }
@@ -490,9 +589,15 @@ class BatchedEngine final : public BoundEngine {
       std::vector<int> prob(static_cast<size_t>(half));
       std::vector<int64_t> pos(static_cast<size_t>(half));
       for (size_t r = 0; r < idx.size(); ++r) prob[r] = static_cast<int>(idx[r] / size), pos[r] = idx[r] % size;
-      Buf dprob = upload(o, prob), dpos = upload(o, pos), didx = upload(o, idx);
-      Buf a(o, static_cast<size_t>(2 * half * size) * sizeof(float));
-      o.identity(half, size, dpos.as<int64_t>(), a.as<float>());
+      Buf dprob = upload(o, prob), didx = upload(o, idx), dpos;
+      Coef a;
+      if (geo_[static_cast<size_t>(k)].h * geo_[static_cast<size_t>(k)].w > 1) {  // patches
+        a = window_start(k, half, pos, dpos);
+      } else {
+        dpos = upload(o, pos);
+        a.a = Buf(o, static_cast<size_t>(2 * half * size) * sizeof(float));
+        o.identity(half, size, dpos.as<int64_t>(), a.a.as<float>());
+      }
       Buf bias(o, static_cast<size_t>(2 * half) * sizeof(double));
       o.zero(bias.as<void>(), bias.bytes());
       Buf up(o, static_cast<size_t>(half) * sizeof(double)), lw(o, static_cast<size_t>(half) * sizeof(double));
@@ -598,7 +703,9 @@ class BatchedEngine final : public BoundEngine {
           init[static_cast<size_t>((half + r) * classes + c)] = v;
         }
       }
-      Buf dprob = upload(o, prob), a = upload(o, init);
+      Buf dprob = upload(o, prob);
+      Coef a;
+      a.a = upload(o, init);
       Buf bias(o, static_cast<size_t>(2 * half) * sizeof(double));
       o.zero(bias.as<void>(), bias.bytes());
       Buf final_a;

@@ -63,6 +63,22 @@ class Ops {
   /// (slopes + prob·stride; stride 0 = shared slopes).
   virtual void pool_back(const PoolGeom& g, int64_t half, const int* prob, int64_t stride, const float* slopes,
                          const float* a, float* out) = 0;
+  /// Windowed rows (patches; origins `org`, WinGeom): conv_back of 2·half rows that hold an
+  /// (h, w) window of the output map, into their windows at the input (conv_back_window_elem;
+  /// out: 2·half × cin·span_y(h)·span_x(w), overwritten).
+  virtual void conv_back_window(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org,
+                                const float* wt, const float* a, float* out) = 0;
+  /// pool_back of windowed rows (pool_back_window_elem), slopes as for pool_back.
+  virtual void pool_back_window(const PoolGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org,
+                                const int* prob, int64_t stride, const float* slopes, const float* a, float* out) = 0;
+  /// elementwise_back of windowed rows (2·half rows of wg.size() values): the parameter index of
+  /// element e is prob[r % half]·stride + wg.map_index(origin, e) / div; elements outside the map
+  /// are skipped (they are 0).
+  virtual void elementwise_back_window(const WinGeom& wg, int64_t half, const int64_t* org, float* a, const int* prob,
+                                       int64_t stride, int64_t div, const float* al, const float* bl, const float* au,
+                                       const float* bu, double* bias) = 0;
+  /// The dense rows (2·half × wg.c·map_h·map_w, overwritten) of windowed rows.
+  virtual void window_to_dense(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, float* out) = 0;
   /// y += x (n values).
   virtual void add(int64_t n, const float* x, float* y) = 0;
   /// out[r][i] = inv[i] >= 0 ? a[r][inv[i]] : 0 (a: rows × n_out, out: rows × n_in).

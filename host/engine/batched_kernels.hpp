@@ -55,6 +55,58 @@ CNNCERT_HD inline float pool_back_elem(const PoolGeom& g, const float* a_row, co
   return sum;
 }
 
+// ---- patches: rows that hold a window of their node's map (the fast algorithm) ----
+
+/// The window of a (C, map_h, map_w) map that windowed rows hold: all c channels, h rows and w
+/// columns from each row's own origin (y0, x0) (origins: 2 values per row of the upper half, the
+/// lower half's rows use their upper twin's). A window may reach outside the map; its values
+/// there are 0.
+struct WinGeom {
+  int64_t c = 1, h = 1, w = 1, map_h = 1, map_w = 1;
+  CNNCERT_HD int64_t size() const { return c * h * w; }
+  /// The map index of window element e of a row with origin (y0, x0), or −1 outside the map.
+  CNNCERT_HD int64_t map_index(int64_t y0, int64_t x0, int64_t e) const {
+    const int64_t ch = e / (h * w), y = y0 + (e / w) % h, x = x0 + e % w;
+    return (y < 0 || y >= map_h || x < 0 || x >= map_w) ? -1 : (ch * map_h + y) * map_w + x;
+  }
+};
+
+/// conv_back_elem for windowed rows: the row holds an (h, w) window of the output map from
+/// (oy0, ox0); the result is element (ci, wy, wx) of its window at the input, which starts at
+/// (start_y(oy0), start_x(ox0)) and spans span_y(h) × span_x(w). The same terms in the same order
+/// as conv_back_elem of the row made dense (0 outside the map).
+CNNCERT_HD inline float conv_back_window_elem(const ConvGeom& g, int64_t h, int64_t w, int64_t oy0, int64_t ox0,
+                                              const float* a_row, const float* wt, int64_t ci, int64_t wy, int64_t wx) {
+  const int64_t iy = g.start_y(oy0) + wy, ix = g.start_x(ox0) + wx;
+  if (iy < 0 || iy >= g.hin || ix < 0 || ix >= g.win) return 0;
+  const int64_t cin_g = g.cin / g.groups, cout_g = g.cout / g.groups;
+  const int64_t grp = ci / cin_g, cl = ci % cin_g;
+  float sum = 0;
+  g.for_each_output(g.hout, g.wout, iy, ix, [&](int64_t oy, int64_t ox, int64_t ky, int64_t kx) {
+    const int64_t ly = oy - oy0, lx = ox - ox0;
+    if (ly < 0 || ly >= h || lx < 0 || lx >= w) return;
+    for (int64_t co = grp * cout_g; co < (grp + 1) * cout_g; ++co)
+      sum += a_row[(co * h + ly) * w + lx] * wt[((co * cin_g + cl) * g.kh + ky) * g.kw + kx];
+  });
+  return sum;
+}
+
+/// pool_back_elem for windowed rows (as conv_back_window_elem); `slopes` as for pool_back_elem.
+CNNCERT_HD inline float pool_back_window_elem(const PoolGeom& g, int64_t h, int64_t w, int64_t oy0, int64_t ox0,
+                                              const float* a_row, const float* slopes, int64_t c, int64_t wy,
+                                              int64_t wx) {
+  const int64_t iy = g.start_y(oy0) + wy, ix = g.start_x(ox0) + wx;
+  if (iy < 0 || iy >= g.hin || ix < 0 || ix >= g.win) return 0;
+  float sum = 0;
+  g.for_each_output(g.hout, g.wout, iy, ix, [&](int64_t oy, int64_t ox, int64_t ky, int64_t kx) {
+    const int64_t ly = oy - oy0, lx = ox - ox0;
+    if (ly < 0 || ly >= h || lx < 0 || lx >= w) return;
+    const int64_t j = (c * g.hout + oy) * g.wout + ox;
+    sum += a_row[(c * h + ly) * w + lx] * slopes[j * g.kk() + ky * g.kw + kx];
+  });
+  return sum;
+}
+
 /// One coefficient through an element-wise relaxation. The upper pass uses (α_U, β_U) for a
 /// positive coefficient and (α_L, β_L) for a negative one; the lower pass the reverse.
 /// Writes the new coefficient (when `al` is given) and returns the bias contribution.

@@ -81,6 +81,61 @@ class HostOps final : public Ops {
     }
   }
 
+  void conv_back_window(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const float* wt,
+                        const float* a, float* out) override {
+    const int64_t ih = g.span_y(h), iw = g.span_x(w), in_size = g.cin * ih * iw, out_size = g.cout * h * w;
+    flops_ += 2.0 * static_cast<double>(2 * half * out_size) * static_cast<double>(g.cin / g.groups * g.kk());
+    for (int64_t r = 0; r < 2 * half; ++r) {
+      const int64_t y0 = org[2 * (r % half)], x0 = org[2 * (r % half) + 1];
+      for (int64_t ci = 0; ci < g.cin; ++ci)
+        for (int64_t y = 0; y < ih; ++y)
+          for (int64_t x = 0; x < iw; ++x)
+            out[r * in_size + (ci * ih + y) * iw + x] =
+                conv_back_window_elem(g, h, w, y0, x0, a + r * out_size, wt, ci, y, x);
+    }
+  }
+
+  void pool_back_window(const PoolGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const int* prob,
+                        int64_t stride, const float* slopes, const float* a, float* out) override {
+    const int64_t ih = g.span_y(h), iw = g.span_x(w), in_size = g.c * ih * iw, out_size = g.c * h * w;
+    for (int64_t r = 0; r < 2 * half; ++r) {
+      const int64_t y0 = org[2 * (r % half)], x0 = org[2 * (r % half) + 1];
+      const float* sl = slopes + prob[r % half] * stride;
+      for (int64_t c = 0; c < g.c; ++c)
+        for (int64_t y = 0; y < ih; ++y)
+          for (int64_t x = 0; x < iw; ++x)
+            out[r * in_size + (c * ih + y) * iw + x] =
+                pool_back_window_elem(g, h, w, y0, x0, a + r * out_size, sl, c, y, x);
+    }
+  }
+
+  void elementwise_back_window(const WinGeom& wg, int64_t half, const int64_t* org, float* a, const int* prob,
+                               int64_t stride, int64_t div, const float* al, const float* bl, const float* au,
+                               const float* bu, double* bias) override {
+    const int64_t size = wg.size();
+    for (int64_t r = 0; r < 2 * half; ++r) {
+      const int64_t base = prob[r % half] * stride, y0 = org[2 * (r % half)], x0 = org[2 * (r % half) + 1];
+      const bool upper = r < half;
+      double sum = 0;
+      float* row = a + r * size;
+      for (int64_t e = 0; e < size; ++e) {
+        const int64_t m = wg.map_index(y0, x0, e);
+        if (m >= 0) sum += elementwise_elem(row[e], upper, al, bl, au, bu, base + m / div);
+      }
+      bias[r] += sum;
+    }
+  }
+
+  void window_to_dense(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, float* out) override {
+    const int64_t size = wg.size(), dense = wg.c * wg.map_h * wg.map_w;
+    std::memset(out, 0, static_cast<size_t>(2 * half * dense) * sizeof(float));
+    for (int64_t r = 0; r < 2 * half; ++r)
+      for (int64_t e = 0; e < size; ++e) {
+        const int64_t m = wg.map_index(org[2 * (r % half)], org[2 * (r % half) + 1], e);
+        if (m >= 0) out[r * dense + m] = a[r * size + e];
+      }
+  }
+
   void add(int64_t n, const float* x, float* y) override {
     for (int64_t i = 0; i < n; ++i) y[i] += x[i];
   }

@@ -40,7 +40,8 @@ class MeteredOps final : public Ops {
 
   void conv_back(const ConvGeom& g, int64_t rows, const float* w, const float* a, float* out) override {
     const double r = static_cast<double>(rows), in = static_cast<double>(g.cin * g.hin * g.win),
-                 out_n = static_cast<double>(g.cout * g.hout * g.wout), taps = static_cast<double>(g.cin / g.groups * g.kk());
+                 out_n = static_cast<double>(g.cout * g.hout * g.wout),
+                 taps = static_cast<double>(g.cin / g.groups * g.kk());
     count(2 * r * out_n * taps, kF * (r * (in + out_n) + out_n / static_cast<double>(g.hout * g.wout) * taps));
     in_->conv_back(g, rows, w, a, out);
   }
@@ -61,6 +62,34 @@ class MeteredOps final : public Ops {
     count(2 * r * o * static_cast<double>(g.kk()),
           kF * (r * (static_cast<double>(g.in_size()) + o) + r * o * static_cast<double>(g.kk())));
     in_->pool_back(g, half, prob, stride, slopes, a, out);
+  }
+  void conv_back_window(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const float* wt,
+                        const float* a, float* out) override {
+    const double r = 2.0 * static_cast<double>(half), out_n = static_cast<double>(g.cout * h * w),
+                 in = static_cast<double>(g.cin * g.span_y(h) * g.span_x(w)),
+                 taps = static_cast<double>(g.cin / g.groups * g.kk());
+    count(2 * r * out_n * taps, kF * (r * (in + out_n) + static_cast<double>(g.cout) * taps) + kI * r);
+    in_->conv_back_window(g, half, h, w, org, wt, a, out);
+  }
+  void pool_back_window(const PoolGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const int* prob,
+                        int64_t stride, const float* slopes, const float* a, float* out) override {
+    const double r = 2.0 * static_cast<double>(half), o = static_cast<double>(g.c * h * w);
+    count(2 * r * o * static_cast<double>(g.kk()),
+          kF * (r * (static_cast<double>(g.c * g.span_y(h) * g.span_x(w)) + o) + r * o * static_cast<double>(g.kk())));
+    in_->pool_back_window(g, half, h, w, org, prob, stride, slopes, a, out);
+  }
+  void elementwise_back_window(const WinGeom& wg, int64_t half, const int64_t* org, float* a, const int* prob,
+                               int64_t stride, int64_t div, const float* al, const float* bl, const float* au,
+                               const float* bu, double* bias) override {
+    const double n = 2.0 * static_cast<double>(half) * static_cast<double>(wg.size());
+    count(3 * n, kF * n * (al ? 4 : 2) + 2 * kD * static_cast<double>(half));
+    in_->elementwise_back_window(wg, half, org, a, prob, stride, div, al, bl, au, bu, bias);
+  }
+  void window_to_dense(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, float* out) override {
+    const double r = 2.0 * static_cast<double>(half);
+    count(0, kF * r * static_cast<double>(wg.size() + wg.c * wg.map_h * wg.map_w));
+    ++c_.launches;  // the zeroing and the scatter
+    in_->window_to_dense(wg, half, org, a, out);
   }
   void add(int64_t n, const float* x, float* y) override {
     count(static_cast<double>(n), 3 * kF * static_cast<double>(n));
@@ -105,7 +134,9 @@ class MeteredOps final : public Ops {
     if (s.op == IntervalOp::Conv) taps = static_cast<double>(s.conv.cin / s.conv.groups * s.conv.kk());
     if (s.op == IntervalOp::Dense) taps = static_cast<double>(s.n_in);
     if (s.op == IntervalOp::MaxPool || s.op == IntervalOp::AvgPool) taps = static_cast<double>(s.pool.kk());
-    const double weights = s.op == IntervalOp::Dense ? o * taps : s.op == IntervalOp::Conv ? o / static_cast<double>(s.conv.hout * s.conv.wout) * taps : 0;
+    const double weights = s.op == IntervalOp::Dense  ? o * taps
+                           : s.op == IntervalOp::Conv ? o / static_cast<double>(s.conv.hout * s.conv.wout) * taps
+                                                      : 0;
     count(8 * p * o * taps, 2 * kD * p * (static_cast<double>(s.n_in) + o * (lo2 ? 2 : 1)) + kF * weights);
     in_->interval(s, problems, lo, hi, lo2, hi2, out_lo, out_hi);
   }

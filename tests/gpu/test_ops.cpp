@@ -270,6 +270,181 @@ TEST_F(GpuTest, PoolBackMatchesTheHost) {
       }
 }
 
+/// Windowed rows (patches) for a map of `wg`: random values in the map, 0 outside it; and the
+/// same rows made dense by the test's own loop.
+void windowed_rows(const WinGeom& wg, int64_t half, const std::vector<int64_t>& org, uint64_t seed,
+                   std::vector<float>& a, std::vector<float>& dense) {
+  a = random_floats(static_cast<size_t>(2 * half * wg.size()), seed, 0.2);
+  const int64_t n = wg.c * wg.map_h * wg.map_w;
+  dense.assign(static_cast<size_t>(2 * half * n), 0.0f);
+  for (int64_t r = 0; r < 2 * half; ++r)
+    for (int64_t ch = 0; ch < wg.c; ++ch)
+      for (int64_t y = 0; y < wg.h; ++y)
+        for (int64_t x = 0; x < wg.w; ++x) {
+          const int64_t my = org[static_cast<size_t>(2 * (r % half))] + y,
+                        mx = org[static_cast<size_t>(2 * (r % half) + 1)] + x;
+          float& v = a[static_cast<size_t>(r * wg.size() + (ch * wg.h + y) * wg.w + x)];
+          if (my < 0 || my >= wg.map_h || mx < 0 || mx >= wg.map_w)
+            v = 0;
+          else
+            dense[static_cast<size_t>(r * n + (ch * wg.map_h + my) * wg.map_w + mx)] = v;
+        }
+}
+
+/// Checks windowed results `win` (input windows of geometry `in`, origins `org_in`) against the
+/// dense results `dense` of the same rows: equal inside the map, 0 outside it, and the dense
+/// results 0 outside the windows.
+void expect_window_of_dense(const WinGeom& in, int64_t half, const std::vector<int64_t>& org_in, const Values& win,
+                            const Values& dense, const std::string& what) {
+  const int64_t n = in.c * in.map_h * in.map_w;
+  std::vector<char> covered(dense.size(), 0);
+  int bad = 0;
+  for (int64_t r = 0; r < 2 * half && bad < 5; ++r)
+    for (int64_t e = 0; e < in.size() && bad < 5; ++e) {
+      const int64_t m =
+          in.map_index(org_in[static_cast<size_t>(2 * (r % half))], org_in[static_cast<size_t>(2 * (r % half) + 1)], e);
+      const double got = win[static_cast<size_t>(r * in.size() + e)];
+      const double want = m < 0 ? 0.0 : dense[static_cast<size_t>(r * n + m)];
+      if (m >= 0) covered[static_cast<size_t>(r * n + m)] = 1;
+      if (got != want)
+        ++bad, ADD_FAILURE() << what << ": row " << r << " window element " << e << ": " << got << ", dense " << want;
+    }
+  for (size_t i = 0; i < dense.size() && bad < 5; ++i)
+    if (!covered[i] && dense[i] != 0) ++bad, ADD_FAILURE() << what << ": dense element " << i << " outside the window";
+}
+
+TEST_F(GpuTest, WindowedRowsMatchTheHostAndTheDenseRows) {
+  // Windows at the map's corner, partly outside it (negative origins, past the far edge) and inside.
+  const int64_t half = 3;
+  auto origins = [](int64_t map_h, int64_t map_w) { return std::vector<int64_t>{0, 0, -1, map_w - 2, map_h - 1, 1}; };
+  const ConvGeom convs[] = {conv_geo(3, 7, 4, 3, 1, 1, 1, 1, 1), conv_geo(2, 9, 3, 3, 2, 0, 0, 1, 1),
+                            conv_geo(2, 8, 2, 3, 1, 2, 2, 2, 1), conv_geo(4, 6, 4, 3, 1, 1, 1, 1, 2),
+                            conv_geo(2, 6, 3, 2, 2, 1, 0, 1, 1)};
+  for (const ConvGeom& g : convs)
+    for (int64_t h : {1, 2}) {
+      const int64_t w = 3;
+      const WinGeom wout{g.cout, h, w, g.hout, g.wout};
+      const WinGeom win{g.cin, g.span_y(h), g.span_x(w), g.hin, g.win};
+      const auto org = origins(g.hout, g.wout);
+      std::vector<int64_t> org_in(org.size());
+      for (size_t r = 0; r < org.size(); r += 2) org_in[r] = g.start_y(org[r]), org_in[r + 1] = g.start_x(org[r + 1]);
+      std::vector<float> a, a_dense;
+      windowed_rows(wout, half, org, 121, a, a_dense);
+      const auto wt = random_floats(static_cast<size_t>(g.cout * g.cin / g.groups * g.kk()), 122);
+      const std::string what = "conv_back_window k" + std::to_string(g.kh) + " s" + std::to_string(g.sh) + " d" +
+                               std::to_string(g.dh) + " groups " + std::to_string(g.groups) + " h" + std::to_string(h);
+      Outputs host;
+      check_primitive(
+          what,
+          [&](Ops& o) {
+            Dev<float> da(o, a), dw(o, wt),
+                dout(o, std::vector<float>(static_cast<size_t>(2 * half * win.size()), -7.25f)),
+                dd(o, std::vector<float>(static_cast<size_t>(2 * half * g.cout * g.hout * g.wout), -7.25f));
+            Dev<int64_t> dorg(o, org);
+            o.conv_back_window(g, half, h, w, dorg.get(), dw.get(), da.get(), dout.get());
+            o.window_to_dense(wout, half, dorg.get(), da.get(), dd.get());
+            Outputs r{dout.read(), dd.read()};
+            if (o.name() == "host-float") host = r;
+            return r;
+          },
+          exact());
+      // against the dense primitive on the same rows made dense by the test
+      auto h_ops = make_host_ops(64 << 20);
+      Dev<float> da(*h_ops, a_dense), dw(*h_ops, wt),
+          dout(*h_ops, std::vector<float>(static_cast<size_t>(2 * half * g.cin * g.hin * g.win), -7.25f));
+      h_ops->conv_back(g, 2 * half, dw.get(), da.get(), dout.get());
+      ASSERT_EQ(host.size(), 2u);
+      expect_window_of_dense(win, half, org_in, host[0], dout.read(), what);
+      EXPECT_EQ(host[1], Values(a_dense.begin(), a_dense.end())) << what << ": window_to_dense";
+    }
+  for (const PoolGeom& g : {pool_geom(2, 6, 2, 2, 0), pool_geom(3, 5, 3, 1, 1)})
+    for (int64_t stride_problems : {0, 1}) {
+      const int64_t h = 2, w = 2, problems = 2, stride = stride_problems * g.out_size() * g.kk();
+      const WinGeom wout{g.c, h, w, g.hout, g.wout};
+      const WinGeom win{g.c, g.span_y(h), g.span_x(w), g.hin, g.win};
+      const auto org = origins(g.hout, g.wout);
+      std::vector<int64_t> org_in(org.size());
+      for (size_t r = 0; r < org.size(); r += 2) org_in[r] = g.start_y(org[r]), org_in[r + 1] = g.start_x(org[r + 1]);
+      std::vector<float> a, a_dense;
+      windowed_rows(wout, half, org, 123, a, a_dense);
+      const auto slopes = random_floats(static_cast<size_t>(problems * g.out_size() * g.kk()), 124);
+      const std::vector<int> prob = {1, 0, 1};
+      const std::string what = "pool_back_window k" + std::to_string(g.kh) + (stride ? " per-problem" : " shared");
+      Outputs host;
+      check_primitive(
+          what,
+          [&](Ops& o) {
+            Dev<float> da(o, a), ds(o, slopes),
+                dout(o, std::vector<float>(static_cast<size_t>(2 * half * win.size()), -7.25f));
+            Dev<int64_t> dorg(o, org);
+            Dev<int> dp(o, prob);
+            o.pool_back_window(g, half, h, w, dorg.get(), dp.get(), stride, ds.get(), da.get(), dout.get());
+            Outputs r{dout.read()};
+            if (o.name() == "host-float") host = r;
+            return r;
+          },
+          exact());
+      auto h_ops = make_host_ops(64 << 20);
+      Dev<float> da(*h_ops, a_dense), ds(*h_ops, slopes),
+          dout(*h_ops, std::vector<float>(static_cast<size_t>(2 * half * g.in_size()), -7.25f));
+      Dev<int> dp(*h_ops, prob);
+      h_ops->pool_back(g, half, dp.get(), stride, ds.get(), da.get(), dout.get());
+      ASSERT_EQ(host.size(), 1u);
+      expect_window_of_dense(win, half, org_in, host[0], dout.read(), what);
+    }
+  // element-wise passes over windows of a 3 × 5 × 6 map (size 90 < 256: and a 4 × 20 × 20 one, 400 > 256)
+  for (const WinGeom& wg : {WinGeom{3, 2, 3, 5, 6}, WinGeom{4, 10, 10, 20, 20}})
+    for (int64_t div : {1, 30}) {
+      const int64_t problems = 2, map = wg.c * wg.map_h * wg.map_w, stride = (map + div - 1) / div;
+      const auto org = origins(wg.map_h, wg.map_w);
+      std::vector<float> a, a_dense;
+      windowed_rows(wg, half, org, 125, a, a_dense);
+      const auto al = random_floats(static_cast<size_t>(problems * stride), 126),
+                 bl = random_floats(static_cast<size_t>(problems * stride), 127),
+                 au = random_floats(static_cast<size_t>(problems * stride), 128),
+                 bu = random_floats(static_cast<size_t>(problems * stride), 129);
+      const std::vector<int> prob = {0, 1, 1};
+      const auto bias = random_doubles(static_cast<size_t>(2 * half), 130);
+      const std::string what = "elementwise_back_window " + std::to_string(wg.size()) + " div " + std::to_string(div);
+      Outputs host;
+      check_primitive(
+          what,
+          [&](Ops& o) {
+            Dev<float> da(o, a), dal(o, al), dbl(o, bl), dau(o, au), dbu(o, bu);
+            Dev<int64_t> dorg(o, org);
+            Dev<int> dp(o, prob);
+            Dev<double> db(o, bias);
+            o.elementwise_back_window(wg, half, dorg.get(), da.get(), dp.get(), stride, div, dal.get(), dbl.get(),
+                                      dau.get(), dbu.get(), db.get());
+            Outputs r{da.read(), db.read()};
+            if (o.name() == "host-float") host = r;
+            return r;
+          },
+          [&](bool) {
+            return std::vector<double>{0.0, sum_tol(wg.size(), static_cast<double>(wg.size()))};
+          });
+      // the dense pass over the same rows: the same coefficients, the same bias (same terms, same order)
+      auto h_ops = make_host_ops(64 << 20);
+      Dev<float> da(*h_ops, a_dense), dal(*h_ops, al), dbl(*h_ops, bl), dau(*h_ops, au), dbu(*h_ops, bu);
+      Dev<int> dp(*h_ops, prob);
+      Dev<double> db(*h_ops, bias);
+      h_ops->elementwise_back(half, map, da.get(), dp.get(), stride, div, dal.get(), dbl.get(), dau.get(), dbu.get(),
+                              db.get());
+      ASSERT_EQ(host.size(), 2u);
+      std::vector<float> win_f(host[0].begin(), host[0].end());
+      // densify the windowed result with the test's loop (out-of-map entries are 0 by construction)
+      std::vector<float> d(static_cast<size_t>(2 * half * map), 0.0f);
+      for (int64_t r = 0; r < 2 * half; ++r)
+        for (int64_t e = 0; e < wg.size(); ++e) {
+          const int64_t m =
+              wg.map_index(org[static_cast<size_t>(2 * (r % half))], org[static_cast<size_t>(2 * (r % half) + 1)], e);
+          if (m >= 0) d[static_cast<size_t>(r * map + m)] = win_f[static_cast<size_t>(r * wg.size() + e)];
+        }
+      EXPECT_EQ(Values(d.begin(), d.end()), da.read()) << what;
+      EXPECT_EQ(host[1], db.read()) << what;
+    }
+}
+
 TEST_F(GpuTest, AddGatherIdentityCopyAndZeroMatchTheHost) {
   for (int64_t n : {0, 1, 1000}) {
     const auto x = random_floats(static_cast<size_t>(n), 51), y = random_floats(static_cast<size_t>(n), 52);
