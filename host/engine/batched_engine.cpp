@@ -6,6 +6,15 @@
 // input) and the consumer's relaxation is computed for all problems by one operation; finally
 // the specification rows of all problems are back-substituted the same way. Upper and lower
 // passes travel stacked in one tensor (2·half rows), so each layer is one convolution/GEMM call.
+//
+// The fast algorithm (the fast CPU engine's, unless BoundOptions::exact_cnncert):
+// * rows only for the neurons that interval propagation (Ops::interval, from the bounds already
+//   computed and the input region) and the outer bounds of a larger radius do not prove stable at
+//   the node's skip level (detail::skip_levels; Ops::select_rows); the others keep those bounds;
+// * patches: rows of a (C, H, W) node start as the C × 1 × 1 window at their neuron and stay
+//   windows of each map through convolutions, pooling and element-wise nodes (per-row origins),
+//   until the window covers the map; dense at dense layers, layout nodes and where branches meet.
+//   Windowed and dense rows give bit-identical results (the same terms in the same order).
 #include "engine/batched_engine.hpp"
 
 #include <algorithm>

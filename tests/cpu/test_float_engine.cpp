@@ -247,6 +247,35 @@ TEST(FloatEngine, MismatchedOuterBoundsAreIgnored) {
   }
 }
 
+TEST(FloatEngine, CostModelCountsWhatTheEngineIssues) {
+  // The GPU cost model (EngineStats::model_*): the convolution/GEMM FLOPs are part of it, at
+  // least one host wait per bounded node (its flags), the same counts for the same call (after
+  // the engine's one-time uploads), and less work where rows are skipped.
+  const Network net = random_network(Family::CnnMaxPool, ActKind::Relu, 17);
+  const auto ps = margin_problems(net, 3, 0.01, 4);  // a small radius: most neurons stable
+  BoundOptions exact;
+  exact.exact_cnncert = true;
+  auto e = make_float_engine(net), d = make_float_engine(net);
+  const EngineStats s0 = e->stats();  // the network's constants, uploaded once
+  EXPECT_GT(s0.model_launches, 0);
+  e->bound(ps, exact);
+  d->bound(ps, BoundOptions{});
+  const EngineStats se = e->stats(), sd = d->stats();
+  EXPECT_GE(se.model_flops, se.backsub_flops);
+  EXPECT_GT(se.backsub_flops, 0);
+  const auto nodes = static_cast<int64_t>(detail::bound_schedule(net).size());
+  EXPECT_GE(se.model_syncs, nodes);
+  EXPECT_GT(sd.rows_skipped, 0);
+  EXPECT_LT(sd.model_flops, se.model_flops) << "skipped rows cost nothing";
+  EXPECT_LT(sd.model_bytes, se.model_bytes);
+  e->bound(ps, exact);
+  const EngineStats twice = e->stats();
+  EXPECT_EQ(twice.model_flops - se.model_flops, se.model_flops - s0.model_flops);
+  EXPECT_EQ(twice.model_bytes - se.model_bytes, se.model_bytes - s0.model_bytes);
+  EXPECT_EQ(twice.model_launches - se.model_launches, se.model_launches - s0.model_launches);
+  EXPECT_EQ(twice.model_syncs - se.model_syncs, se.model_syncs - s0.model_syncs);
+}
+
 TEST(EngineSelection, DevicesParseAndGpuFailsClearlyWithoutOne) {
   EXPECT_EQ(parse_device("cpu"), Device::Cpu);
   EXPECT_EQ(parse_device("gpu"), Device::Gpu);
