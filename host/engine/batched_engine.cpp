@@ -11,10 +11,13 @@
 // * rows only for the neurons that interval propagation (Ops::interval, from the bounds already
 //   computed and the input region) and the outer bounds of a larger radius do not prove stable at
 //   the node's skip level (detail::skip_levels; Ops::select_rows); the others keep those bounds;
+// and in every mode:
 // * patches: rows of a (C, H, W) node start as the C × 1 × 1 window at their neuron and stay
 //   windows of each map through convolutions, pooling and element-wise nodes (per-row origins),
 //   until the window covers the map; dense at dense layers, layout nodes and where branches meet.
-//   Windowed and dense rows give bit-identical results (the same terms in the same order).
+//   On the host backend windowed and dense rows give bit-identical results (the same terms in the
+//   same order); on the GPU they differ by rounding (the block reductions split the terms
+//   differently, and dense convolutions may run in cuDNN).
 #include "engine/batched_engine.hpp"
 
 #include <algorithm>
@@ -303,15 +306,15 @@ class BatchedEngine final : public BoundEngine {
     return s;
   }
 
-  /// Bounds of node k for interval propagation: its bounds when known, else its intervals.
-  static const double* interval_lo(const Batch& b, int k) {
-    const auto it = b.lo.find(k);
-    return (it != b.lo.end() ? it->second : b.ilo.at(k)).as<double>();
+  /// Bounds of node k for interval propagation (lower or upper): its bounds when known, else its
+  /// intervals.
+  static const double* interval_bound(const Batch& b, int k, bool upper) {
+    const std::map<int, Buf>& known = upper ? b.hi : b.lo;
+    const auto it = known.find(k);
+    return (it != known.end() ? it->second : (upper ? b.ihi : b.ilo).at(k)).as<double>();
   }
-  static const double* interval_hi(const Batch& b, int k) {
-    const auto it = b.hi.find(k);
-    return (it != b.hi.end() ? it->second : b.ihi.at(k)).as<double>();
-  }
+  static const double* interval_lo(const Batch& b, int k) { return interval_bound(b, k, false); }
+  static const double* interval_hi(const Batch& b, int k) { return interval_bound(b, k, true); }
 
   /// Propagates intervals to every node up to `upto` that has neither bounds nor valid intervals.
   void intervals(Batch& b, int upto) {

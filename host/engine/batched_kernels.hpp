@@ -224,7 +224,8 @@ CNNCERT_HD inline void activation_range(const ActSpec& s, double l, double u, do
 /// Widening of every propagated interval: the interval arithmetic is not outward rounded. A sum
 /// of `terms` products whose magnitudes add up to `mag` is off by at most about terms · 2⁻⁵³ · mag
 /// (the standard bound for recursive summation); the slack is 8× that plus 1e-12 of the result,
-/// so the intervals contain the exact ones and the stability decisions stay sound.
+/// so the intervals contain the exact ones (of the network as the engine holds it: float32
+/// weights in the batched engine) and the stability decisions stay sound.
 CNNCERT_HD inline void widen_interval(double& lo, double& hi, double mag = 0, int64_t terms = 0) {
   const double m = 1e-12 * (fabs(lo) + fabs(hi)) + 8.0 * static_cast<double>(terms + 2) * 0x1p-53 * mag + DBL_MIN;
   lo -= m, hi += m;
@@ -301,7 +302,7 @@ CNNCERT_HD inline void interval_elem(const IntervalStep& s, const double* lo, co
     case IntervalOp::ScaleShift: {
       const double x = s.w[j] * lo[j] + s.b[j], y = s.w[j] * hi[j] + s.b[j];
       l = x < y ? x : y, u = x < y ? y : x;
-      widen_interval(l, u);
+      widen_interval(l, u, fabs(s.w[j]) * (fabs(lo[j]) + fabs(hi[j])) + fabs(s.b[j]), 2);  // (the shift may cancel)
       return;
     }
     case IntervalOp::Activation:  // the range (GELU/SiLU dip below both ends)

@@ -795,7 +795,9 @@ class FastEngine final : public BoundEngine {
         for (size_t j = 0; j < lo.size(); ++j) {
           const double x = a.scale[j] * sl[j] + a.shift[j], y = a.scale[j] * sh[j] + a.shift[j];
           double l = std::min(x, y), u = std::max(x, y);
-          batched::widen_interval(l, u);
+          // (the shift may cancel the product: the slack counts both terms' magnitudes)
+          batched::widen_interval(
+              l, u, std::fabs(a.scale[j]) * (std::fabs(sl[j]) + std::fabs(sh[j])) + std::fabs(a.shift[j]), 2);
           lo[j] = l, hi[j] = u;
         }
         break;

@@ -53,14 +53,14 @@ class MeteredOps final : public Ops {
   void elementwise_back(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div,
                         const float* al, const float* bl, const float* au, const float* bu, double* bias) override {
     const double n = 2.0 * static_cast<double>(half) * static_cast<double>(size);
-    count(3 * n, kF * n * (al ? 4 : 2) + 2 * kD * static_cast<double>(half));  // row, 1-2 parameters, new row
+    count(3 * n, kF * n * (al ? 4 : 2) + 4 * kD * static_cast<double>(half));  // row, 1-2 parameters, new row; bias
     in_->elementwise_back(half, size, a, prob, stride, div, al, bl, au, bu, bias);
   }
   void pool_back(const PoolGeom& g, int64_t half, const int* prob, int64_t stride, const float* slopes, const float* a,
                  float* out) override {
     const double r = 2.0 * static_cast<double>(half), o = static_cast<double>(g.out_size());
     count(2 * r * o * static_cast<double>(g.kk()),
-          kF * (r * (static_cast<double>(g.in_size()) + o) + r * o * static_cast<double>(g.kk())));
+          kF * (r * (static_cast<double>(g.in_size()) + o) + (stride ? r : 1) * o * static_cast<double>(g.kk())));
     in_->pool_back(g, half, prob, stride, slopes, a, out);
   }
   void conv_back_window(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const float* wt,
@@ -75,20 +75,21 @@ class MeteredOps final : public Ops {
                         int64_t stride, const float* slopes, const float* a, float* out) override {
     const double r = 2.0 * static_cast<double>(half), o = static_cast<double>(g.c * h * w);
     count(2 * r * o * static_cast<double>(g.kk()),
-          kF * (r * (static_cast<double>(g.c * g.span_y(h) * g.span_x(w)) + o) + r * o * static_cast<double>(g.kk())));
+          kF * (r * (static_cast<double>(g.c * g.span_y(h) * g.span_x(w)) + o) +
+                (stride ? r : 1) * o * static_cast<double>(g.kk())));
     in_->pool_back_window(g, half, h, w, org, prob, stride, slopes, a, out);
   }
   void elementwise_back_window(const WinGeom& wg, int64_t half, const int64_t* org, float* a, const int* prob,
                                int64_t stride, int64_t div, const float* al, const float* bl, const float* au,
                                const float* bu, double* bias) override {
     const double n = 2.0 * static_cast<double>(half) * static_cast<double>(wg.size());
-    count(3 * n, kF * n * (al ? 4 : 2) + 2 * kD * static_cast<double>(half));
+    count(3 * n, kF * n * (al ? 4 : 2) + 4 * kD * static_cast<double>(half));
     in_->elementwise_back_window(wg, half, org, a, prob, stride, div, al, bl, au, bu, bias);
   }
   void window_to_dense(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, float* out) override {
     const double r = 2.0 * static_cast<double>(half);
-    count(0, kF * r * static_cast<double>(wg.size() + wg.c * wg.map_h * wg.map_w));
-    ++c_.launches;  // the zeroing and the scatter
+    count(0, kF * r * static_cast<double>(2 * wg.size() + wg.c * wg.map_h * wg.map_w));  // zero, read, write
+    ++c_.launches;                                                                       // the zeroing and the scatter
     in_->window_to_dense(wg, half, org, a, out);
   }
   void add(int64_t n, const float* x, float* y) override {

@@ -213,6 +213,51 @@ inline std::shared_ptr<const OuterBounds> outer_at(BoundEngine& engine, const Bo
   return ob;
 }
 
+/// A search step below a failed radius passes that step's bounds (BoundProblem::outer): on every
+/// ReLU/LeakyReLU family, outer bounds of a 1.1× radius (from the engine itself) must make the
+/// engine skip more rows (some by them alone), stay sound (check_sound up to `sound_tol`) and
+/// rarely loosen a bound against the reference (`tol`: the engine's rounding). With `exact_too`,
+/// exact mode must still give the reference's bounds (it ignores them).
+template <class MakeEngine>
+void expect_outer_bounds_skip_more_rows(MakeEngine&& make_engine, const std::function<double(double, double)>& tol,
+                                        double sound_tol, bool exact_too) {
+  uint64_t seed = 900;
+  Tightness t{tol};
+  double skipped_plain = 0, skipped = 0, by_outer = 0;
+  for (const EngineCase& c : engine_cases()) {
+    if (c.act != ActKind::Relu && c.act != ActKind::LeakyRelu) continue;
+    const Network net = random_network(c.family, c.act, ++seed);
+    const BoundOptions o = options_of(c, false);
+    std::vector<BoundProblem> ps = margin_problems(net, 3, eps_of(c.norm), seed * 5);
+    auto plain = make_engine(net);
+    plain->bound(ps, o);
+    skipped_plain += plain->stats().rows_skipped;
+    EXPECT_TRUE(plain->uses_outer_bounds(o));
+    EXPECT_FALSE(plain->uses_outer_bounds(options_of(c, true)));
+    auto first = make_engine(net);
+    for (BoundProblem& p : ps) p.outer = outer_at(*first, p, 1.1 * p.eps, o);
+    auto fresh = make_engine(net);
+    const auto with = fresh->bound(ps, o);
+    skipped += fresh->stats().rows_skipped, by_outer += fresh->stats().rows_skipped_outer;
+    t.add(with, make_cpu_engine(net, 1)->bound(ps, o), case_name(c));
+    SCOPED_TRACE(case_name(c));
+    for (size_t i = 0; i < ps.size(); ++i)
+      check_sound(net, ps[i], with[i], c.norm, seed + i, 20, 5, nullptr, sound_tol);
+    if (exact_too) {
+      const BoundOptions e = options_of(c, true);
+      compare_results(make_engine(net)->bound(ps, e), make_cpu_engine(net, 1)->bound(ps, e), case_name(c));
+    }
+  }
+  std::printf(
+      "rows skipped: %.0f with outer bounds (%.0f by them alone), %.0f without; of %d bounds %d tighter, %d "
+      "looser (worst by %.3g of the width)\n",
+      skipped, by_outer, skipped_plain, t.rows, t.tighter, t.looser, t.worst_looser);
+  EXPECT_GT(by_outer, 0) << "the outer bounds proved nothing stable";
+  EXPECT_GT(skipped, skipped_plain);
+  EXPECT_LE(t.looser, t.rows / 100) << "more than 1 % of the bounds looser than the reference";
+  EXPECT_LE(t.worst_looser, 0.01) << "a bound looser than the reference by more than 1 % of its width";
+}
+
 /// Margin problems (all targets of the predicted class, radius eps) at the first `count` reference
 /// images of model `stem` (tests/fixtures/reference/STEM.input.npy).
 inline std::vector<BoundProblem> fixture_problems(const Network& net, const std::string& stem, int count, double eps) {

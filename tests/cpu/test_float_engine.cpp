@@ -185,40 +185,7 @@ TEST(FloatEngine, DefaultModeBoundsAreSound) {
 }
 
 TEST(FloatEngine, OuterBoundsOfALargerRadiusSkipMoreRowsStaySoundAndRarelyLoosen) {
-  uint64_t seed = 900;
-  Tightness t{ftol};
-  double skipped_plain = 0, skipped = 0, by_outer = 0;
-  for (const EngineCase& c : engine_cases()) {
-    if (c.act != ActKind::Relu && c.act != ActKind::LeakyRelu) continue;
-    const Network net = random_network(c.family, c.act, ++seed);
-    const BoundOptions o = options_of(c, false);
-    std::vector<BoundProblem> ps = margin_problems(net, 3, eps_of(c.norm), seed * 5);
-    auto plain = make_float_engine(net);
-    plain->bound(ps, o);
-    skipped_plain += plain->stats().rows_skipped;
-    EXPECT_TRUE(plain->uses_outer_bounds(o));
-    EXPECT_FALSE(plain->uses_outer_bounds(options_of(c, true)));
-    auto flt = make_float_engine(net);
-    for (BoundProblem& p : ps) p.outer = outer_at(*flt, p, 1.1 * p.eps, o);
-    auto fresh = make_float_engine(net);
-    const auto with = fresh->bound(ps, o);
-    skipped += fresh->stats().rows_skipped, by_outer += fresh->stats().rows_skipped_outer;
-    t.add(with, make_cpu_engine(net, 1)->bound(ps, o), case_name(c));
-    SCOPED_TRACE(case_name(c));
-    for (size_t i = 0; i < ps.size(); ++i)
-      check_sound(net, ps[i], with[i], c.norm, seed + i, 20, 5, nullptr, kSoundTol);
-    // exact mode ignores them: the reference's algorithm
-    BoundOptions e = options_of(c, true);
-    compare_results(make_float_engine(net)->bound(ps, e), make_cpu_engine(net, 1)->bound(ps, e), case_name(c));
-  }
-  std::printf(
-      "rows skipped: %.0f with outer bounds (%.0f by them alone), %.0f without; of %d bounds %d tighter, "
-      "%d looser\n",
-      skipped, by_outer, skipped_plain, t.rows, t.tighter, t.looser);
-  EXPECT_GT(by_outer, 0) << "the outer bounds proved nothing stable";
-  EXPECT_GT(skipped, skipped_plain);
-  EXPECT_LE(t.looser, t.rows / 100) << "more than 1 % of the bounds looser than the reference";
-  EXPECT_LE(t.worst_looser, 0.01) << "a bound looser than the reference by more than 1 % of its width";
+  expect_outer_bounds_skip_more_rows([](const Network& net) { return make_float_engine(net); }, ftol, kSoundTol, true);
 }
 
 TEST(FloatEngine, MismatchedOuterBoundsAreIgnored) {

@@ -313,6 +313,14 @@ void expect_window_of_dense(const WinGeom& in, int64_t half, const std::vector<i
     if (!covered[i] && dense[i] != 0) ++bad, ADD_FAILURE() << what << ": dense element " << i << " outside the window";
 }
 
+/// The origins at the input of a sliding-window op (conv or pool geometry) of windows at `org`.
+template <class G>
+std::vector<int64_t> input_origins(const G& g, const std::vector<int64_t>& org) {
+  std::vector<int64_t> in(org.size());
+  for (size_t r = 0; r < org.size(); r += 2) in[r] = g.start_y(org[r]), in[r + 1] = g.start_x(org[r + 1]);
+  return in;
+}
+
 TEST_F(GpuTest, WindowedRowsMatchTheHostAndTheDenseRows) {
   // Windows at the map's corner, partly outside it (negative origins, past the far edge) and inside.
   const int64_t half = 3;
@@ -325,9 +333,7 @@ TEST_F(GpuTest, WindowedRowsMatchTheHostAndTheDenseRows) {
       const int64_t w = 3;
       const WinGeom wout{g.cout, h, w, g.hout, g.wout};
       const WinGeom win{g.cin, g.span_y(h), g.span_x(w), g.hin, g.win};
-      const auto org = origins(g.hout, g.wout);
-      std::vector<int64_t> org_in(org.size());
-      for (size_t r = 0; r < org.size(); r += 2) org_in[r] = g.start_y(org[r]), org_in[r + 1] = g.start_x(org[r + 1]);
+      const auto org = origins(g.hout, g.wout), org_in = input_origins(g, org);
       std::vector<float> a, a_dense;
       windowed_rows(wout, half, org, 121, a, a_dense);
       const auto wt = random_floats(static_cast<size_t>(g.cout * g.cin / g.groups * g.kk()), 122);
@@ -362,9 +368,7 @@ TEST_F(GpuTest, WindowedRowsMatchTheHostAndTheDenseRows) {
       const int64_t h = 2, w = 2, problems = 2, stride = stride_problems * g.out_size() * g.kk();
       const WinGeom wout{g.c, h, w, g.hout, g.wout};
       const WinGeom win{g.c, g.span_y(h), g.span_x(w), g.hin, g.win};
-      const auto org = origins(g.hout, g.wout);
-      std::vector<int64_t> org_in(org.size());
-      for (size_t r = 0; r < org.size(); r += 2) org_in[r] = g.start_y(org[r]), org_in[r + 1] = g.start_x(org[r + 1]);
+      const auto org = origins(g.hout, g.wout), org_in = input_origins(g, org);
       std::vector<float> a, a_dense;
       windowed_rows(wout, half, org, 123, a, a_dense);
       const auto slopes = random_floats(static_cast<size_t>(problems * g.out_size() * g.kk()), 124);
