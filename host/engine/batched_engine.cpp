@@ -371,7 +371,7 @@ class BatchedEngine final : public BoundEngine {
 
   /// Windowed rows of a (C, H, W) node: each of `half` (problem, neuron) rows starts as the
   /// C × 1 × 1 window at its neuron's position.
-  Coef window_start(int k, int64_t half, const std::vector<int64_t>& pos, Buf& dpos_channel) {
+  Coef window_start(int k, int64_t half, const std::vector<int64_t>& pos) {
     Ops& o = *ops_;
     const Geometry& g = geo_[static_cast<size_t>(k)];
     Coef c;
@@ -384,9 +384,9 @@ class BatchedEngine final : public BoundEngine {
       channel[r] = n / plane, c.org[2 * r] = (n % plane) / g.w, c.org[2 * r + 1] = n % g.w;
     }
     c.dorg = upload(o, c.org);
-    dpos_channel = upload(o, channel);
+    const Buf dchannel = upload(o, channel);  // (released in stream order: after the identity)
     c.a = Buf(o, static_cast<size_t>(2 * half * g.c) * sizeof(float));
-    o.identity(half, g.c, dpos_channel.as<int64_t>(), c.a.as<float>());
+    o.identity(half, g.c, dchannel.as<int64_t>(), c.a.as<float>());
     return c;
   }
 
@@ -601,12 +601,12 @@ class BatchedEngine final : public BoundEngine {
       std::vector<int> prob(static_cast<size_t>(half));
       std::vector<int64_t> pos(static_cast<size_t>(half));
       for (size_t r = 0; r < idx.size(); ++r) prob[r] = static_cast<int>(idx[r] / size), pos[r] = idx[r] % size;
-      Buf dprob = upload(o, prob), didx = upload(o, idx), dpos;
+      Buf dprob = upload(o, prob), didx = upload(o, idx);
       Coef a;
       if (geo_[static_cast<size_t>(k)].h * geo_[static_cast<size_t>(k)].w > 1) {  // patches
-        a = window_start(k, half, pos, dpos);
+        a = window_start(k, half, pos);
       } else {
-        dpos = upload(o, pos);
+        const Buf dpos = upload(o, pos);
         a.a = Buf(o, static_cast<size_t>(2 * half * size) * sizeof(float));
         o.identity(half, size, dpos.as<int64_t>(), a.a.as<float>());
       }

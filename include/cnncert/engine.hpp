@@ -92,7 +92,7 @@ struct BoundOptions {
   /// batch over threads problem by problem do not call it.
   std::function<void(int64_t, int64_t)> layer_progress;
   /// Reproduce the original CNN-Cert number for number: every neuron's intermediate bounds come
-  /// from its own back-substitution. Off (the default), the fast CPU engine first proves neurons
+  /// from its own back-substitution. Off (the default), the fast CPU and the GPU (batched) engines first prove neurons
   /// stable by interval propagation from the latest bounds, intersected with the problem's outer
   /// bounds when it has some (BoundProblem::outer), and back-substitutes only the others
   /// (nodes whose bounds feed ReLU/LeakyReLU relaxations only; before a max-pool that reads a ReLU,
@@ -101,7 +101,7 @@ struct BoundOptions {
   /// back-substitution is not monotone in the relaxations: rarely a bound comes out slightly looser
   /// (measured: 3 of 1494 bounds on random networks, by ≤ 0.5 % of the width). With
   /// want_intermediate, the skipped neurons report their (widened) interval bounds, intersected with the outer ones.
-  /// The reference and the GPU engines always run exactly.
+  /// The reference engine always runs exactly.
   bool exact_cnncert = false;
 };
 
