@@ -237,11 +237,18 @@ void add_options(CLI::App& app, BenchArgs& a) {
   app.add_option("--data", a.data, "shared data directory (real networks and images)")->capture_default_str();
   app.add_option("--root", a.root, "source tree with models/ and data/ (the shipped networks and images)")
       ->capture_default_str();
-  app.add_option("-n,--count", a.n, "images per network")->capture_default_str();
-  app.add_option("--count-large", a.n_large, "CPU images for the ResNet (slow on a CPU)")->capture_default_str();
-  app.add_option("--count-huge", a.n_cpu_huge, "CPU images for the 45k-ReLU all-conv network and mnist_cnn_7layer")
+  app.add_option("-n,--count", a.n, "images per network")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
       ->capture_default_str();
-  app.add_option("--repeat", a.repeat, "runs per configuration (the median is reported)")->capture_default_str();
+  app.add_option("--count-large", a.n_large, "CPU images for the ResNet (slow on a CPU)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--count-huge", a.n_cpu_huge, "CPU images for the 45k-ReLU all-conv network and mnist_cnn_7layer")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--repeat", a.repeat, "runs per configuration (the median is reported)")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
   app.add_option("--norms", a.norms, "comma-separated norms")->capture_default_str();
   app.add_option("--method", a.method, "relaxation method")->capture_default_str();
   app.add_option("--threads", a.threads, "CPU threads (0 = all)");
@@ -524,7 +531,14 @@ int main(int argc, char** argv) {
   BenchArgs a;
   a.root = default_root(), a.data = default_data(a.root);
   add_options(app, a);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;  // bad input
+  }
 
   const std::vector<std::string> norm_list = cnncert::detail::split_commas(a.norms),
                                  device_list = cnncert::detail::split_commas(a.devices);

@@ -311,6 +311,19 @@ TEST(Bench, ProvenTimesThreeRunsWithTheSameRadii) {
   EXPECT_NE(bad.err.find("--repeat"), std::string::npos) << bad.err;
 }
 
+TEST(Bench, BadOptionsExitWithTwoAndTheFloatDeviceReportsTheCostModel) {
+  // --repeat -1 used to crash (no run to report); a bad value or unknown option exits with 2.
+  for (const char* args : {"--repeat -1", "--repeat 0", "-n -3", "--float-memory 0", "--bogus", "--devices tpu"}) {
+    const Result bad = run(CNNCERT_BENCH_PATH, args);
+    EXPECT_EQ(bad.code, 2) << args << ": " << bad.err;
+    EXPECT_FALSE(bad.err.empty()) << args;
+  }
+  const Result r = run(CNNCERT_BENCH_PATH, "--model " + kModel + " --images " + kImages +
+                                               " -n 2 --repeat 1 --norms inf --devices cpu,float");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("H200 model for 100 images"), std::string::npos) << r.out;
+}
+
 TEST(Bench, CompareRunsTheMethodsThatApplyAndExplainsTheOthers) {
   const std::string sigmoid = (source_dir() / "models/mnist_cnn_4layer_5_3_sigmoid.onnx").string();
   const Result r = run(CNNCERT_BENCH_PATH, "compare --model " + sigmoid + " --images " + kImages +
