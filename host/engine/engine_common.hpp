@@ -140,21 +140,22 @@ void relax_cpu_node(const Network& net, const std::vector<Geometry>& geo, int k,
 
 /// Per-thread cache of coefficient buffers: the back-substitutions allocate and free same-sized
 /// tensors at every step, and fresh large allocations cost page faults.
-class BufferPool {
+template <class T>
+class BufferPoolOf {
  public:
   /// A buffer of n zeros.
-  static std::vector<double> take(size_t n) {
+  static std::vector<T> take(size_t n) {
     auto& free = list();
     for (size_t i = free.size(); i-- > 0;)
       if (free[i].capacity() >= n) {
-        std::vector<double> v = std::move(free[i]);
+        std::vector<T> v = std::move(free[i]);
         free.erase(free.begin() + static_cast<long>(i));
-        v.assign(n, 0.0);
+        v.assign(n, T(0));
         return v;
       }
-    return std::vector<double>(n, 0.0);
+    return std::vector<T>(n, T(0));
   }
-  static void give(std::vector<double>&& v) {
+  static void give(std::vector<T>&& v) {
     if (v.capacity() == 0) return;
     auto& free = list();
     if (free.size() >= 16) free.erase(free.begin());  // bound the cache
@@ -162,11 +163,12 @@ class BufferPool {
   }
 
  private:
-  static std::vector<std::vector<double>>& list() {
-    thread_local std::vector<std::vector<double>> free;
+  static std::vector<std::vector<T>>& list() {
+    thread_local std::vector<std::vector<T>> free;
     return free;
   }
 };
+using BufferPool = BufferPoolOf<double>;
 
 /// GFLOP/s of one thread's n × n × n GEMM through the fast engine's GEMM routine (BLAS when the
 /// build has it), best of `repeats`: the peak the benchmark compares the back-substitution with.

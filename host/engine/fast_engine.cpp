@@ -1,5 +1,6 @@
 // The fast CPU bound engine: the reference engine's back-substitution (same relaxations, same
-// bound schedule, double precision), organised for speed.
+// bound schedule), organised for speed, with float32 coefficients (bias terms, bounds and
+// intervals in double).
 //
 // * Receptive-field windows ("patches"), as in the reference: through convolutions and pooling a
 //   row's coefficients are a window of the map at the row's own offset, the same shape for all
@@ -48,7 +49,11 @@ using detail::parallel_for;
 
 // ---- buffers ------------------------------------------------------------------------------------
 
-using Pool = detail::BufferPool;
+/// The coefficients' precision. float32 as on the GPU (and as in the original CNN-Cert code): twice
+/// the SIMD width and half the memory traffic of double. Bias terms, bounds, intervals and the
+/// concretization accumulate in double.
+using Real = float;
+using Pool = detail::BufferPoolOf<Real>;
 using detail::Window;
 
 /// Bytes of coefficient tensors alive (all threads), and the peak since the last reset.
@@ -69,7 +74,7 @@ struct Rows {
   int64_t n = 0, c = 0, h = 0, w = 0;
   bool full = true;
   std::vector<int64_t> y0, x0;
-  std::vector<double> a;
+  std::vector<Real> a;
   Rows() = default;
   Rows(int64_t n_, int64_t c_, int64_t h_, int64_t w_, bool full_)
       : n(n_), c(c_), h(h_), w(w_), full(full_), a(Pool::take(static_cast<size_t>(n_ * c_ * h_ * w_))) {
@@ -95,15 +100,15 @@ struct Rows {
   }
   Rows& operator=(const Rows&) = delete;
   ~Rows() { release(); }
-  int64_t bytes() const { return static_cast<int64_t>(a.size() * sizeof(double)); }
+  int64_t bytes() const { return static_cast<int64_t>(a.size() * sizeof(Real)); }
   void release() {
     count_bytes(-bytes());
     Pool::give(std::move(a));
     a.clear();
   }
   bool empty() const { return n == 0; }
-  double* at(int64_t pos) { return a.data() + pos * n; }
-  const double* at(int64_t pos) const { return a.data() + pos * n; }
+  Real* at(int64_t pos) { return a.data() + pos * n; }
+  const Real* at(int64_t pos) const { return a.data() + pos * n; }
   /// Map index of window position (ch, y, x) of row r.
   int64_t map_index(const Geometry& g, int64_t ch, int64_t y, int64_t x, int64_t r) const {
     return full ? (ch * g.h + y) * g.w + x
@@ -116,42 +121,61 @@ struct Rows {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-void axpy(int64_t n, double alpha, const double* __restrict x, double* __restrict y) {
+void axpy(int64_t n, Real alpha, const Real* __restrict x, Real* __restrict y) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+/// y += alpha·x into double accumulators (the bias terms).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void axpy_acc(int64_t n, double alpha, const Real* __restrict x, double* __restrict y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * static_cast<double>(x[i]);
 }
 
 /// y += a0·x0 + a1·x1 (+ a2·x2): two or three taps of a convolution row in one pass over y.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-void axpy2(int64_t n, double a0, const double* __restrict x0, double a1, const double* __restrict x1,
-           double* __restrict y) {
+void axpy2(int64_t n, Real a0, const Real* __restrict x0, Real a1, const Real* __restrict x1, Real* __restrict y) {
   for (int64_t i = 0; i < n; ++i) y[i] += a0 * x0[i] + a1 * x1[i];
 }
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-void axpy3(int64_t n, double a0, const double* __restrict x0, double a1, const double* __restrict x1, double a2,
-           const double* __restrict x2, double* __restrict y) {
+void axpy3(int64_t n, Real a0, const Real* __restrict x0, Real a1, const Real* __restrict x1, Real a2,
+           const Real* __restrict x2, Real* __restrict y) {
   for (int64_t i = 0; i < n; ++i) y[i] += a0 * x0[i] + a1 * x1[i] + a2 * x2[i];
 }
 
+#ifdef CNNCERT_HAVE_BLAS
+/// Row-major C = op(A) · B in the precision of the coefficients.
+void blas_gemm(CBLAS_TRANSPOSE op, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
+               int ldc) {
+  cblas_sgemm(CblasRowMajor, op, CblasNoTrans, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+}
+[[maybe_unused]] void blas_gemm(CBLAS_TRANSPOSE op, int m, int n, int k, const double* a, int lda, const double* b,
+                                int ldb, double* c, int ldc) {
+  cblas_dgemm(CblasRowMajor, op, CblasNoTrans, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+}
+#endif
+
 /// C (M × N) = op(A) · B, C overwritten: op(A) = Aᵀ for A: K × M (`trans_a`), else A: M × K
 /// (leading dimension lda); B: K × N (ldb). Returns the floating-point operations.
-double gemm(bool trans_a, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b, int64_t ldb,
-            double* c, int64_t ldc) {
+double gemm(bool trans_a, int64_t m, int64_t n, int64_t k, const Real* a, int64_t lda, const Real* b, int64_t ldb,
+            Real* c, int64_t ldc) {
 #ifdef CNNCERT_HAVE_BLAS
   constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
   CNNCERT_CHECK(m <= kMaxInt && n <= kMaxInt && k <= kMaxInt && lda <= kMaxInt && ldb <= kMaxInt && ldc <= kMaxInt,
                 "a back-substitution GEMM is too large for BLAS's int sizes (use a smaller memory budget)");
-  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans, static_cast<int>(m),
-              static_cast<int>(n), static_cast<int>(k), 1.0, a, static_cast<int>(lda), b, static_cast<int>(ldb), 0.0, c,
-              static_cast<int>(ldc));
+  const auto op = trans_a ? CblasTrans : CblasNoTrans;
+  const int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
+  blas_gemm(op, M, N, K, a, static_cast<int>(lda), b, static_cast<int>(ldb), c, static_cast<int>(ldc));
 #else
-  for (int64_t i = 0; i < m; ++i) std::fill_n(c + i * ldc, n, 0.0);
+  for (int64_t i = 0; i < m; ++i) std::fill_n(c + i * ldc, n, Real(0));
   for (int64_t p = 0; p < k; ++p)
     for (int64_t i = 0; i < m; ++i) {
-      const double v = trans_a ? a[p * lda + i] : a[i * lda + p];
+      const Real v = trans_a ? a[p * lda + i] : a[i * lda + p];
       if (v != 0) axpy(n, v, b + p * ldb, c + i * ldc);
     }
 #endif
@@ -181,7 +205,7 @@ Rows to_full(Rows&& in, const Geometry& g) {
   for (int64_t ch = 0; ch < in.c; ++ch)
     for (int64_t y = 0; y < in.h; ++y)
       for (int64_t x = 0; x < in.w; ++x) {
-        const double* v = in.at((ch * in.h + y) * in.w + x);
+        const Real* v = in.at((ch * in.h + y) * in.w + x);
         for (int64_t r = 0; r < in.n; ++r)
           if (v[r] != 0) out.a[static_cast<size_t>(in.map_index(g, ch, y, x, r) * in.n + r)] += v[r];
       }
@@ -205,7 +229,7 @@ void mask_outside(Rows& a, const Geometry& g) {
         if (yy < 0 || yy >= g.h || xx < 0 || xx >= g.w) zero.push_back(r);
       }
       for (int64_t ch = 0; ch < a.c && !zero.empty(); ++ch) {
-        double* v = a.at((ch * a.h + y) * a.w + x);
+        Real* v = a.at((ch * a.h + y) * a.w + x);
         for (int64_t r : zero) v[r] = 0;
       }
     }
@@ -275,8 +299,8 @@ constexpr int64_t kGatherMinChannels = 16;
 
 /// Scratch memory of one thread for the convolution GEMMs.
 struct Scratch {
-  std::vector<double> cols;
-  int64_t max_cols = int64_t{1} << 20;  ///< doubles of cols at most (but one output row of the window)
+  std::vector<Real> cols;
+  int64_t max_cols = int64_t{1} << 20;  ///< values of cols at most (but one output row of the window)
   double flops = 0;
 };
 
@@ -291,13 +315,13 @@ void conv_back_gather(const Rows& a, const ConvAttr& k, const Window& win, int64
   // Columns of one GEMM: as many input columns as the scratch holds (at least one).
   const int64_t piece = std::clamp<int64_t>(s.max_cols / std::max<int64_t>(K * n, 1), 1, out.w);
   if (static_cast<int64_t>(s.cols.size()) < K * piece * n) s.cols.resize(static_cast<size_t>(K * piece * n));
-  std::vector<double> wt(static_cast<size_t>(cin_g * K));  // Wᵀ of one group: wt[ci · K + co · kk + t]
+  std::vector<Real> wt(static_cast<size_t>(cin_g * K));  // Wᵀ of one group: wt[ci · K + co · kk + t]
   for (int64_t g = 0; g < k.groups; ++g) {
     for (int64_t co = 0; co < cout_g; ++co)
       for (int64_t ci = 0; ci < cin_g; ++ci)
         for (int64_t t = 0; t < kk; ++t)
           wt[static_cast<size_t>(ci * K + co * kk + t)] =
-              k.weight[static_cast<size_t>((g * cout_g + co) * m + ci * kk + t)];
+              static_cast<Real>(k.weight[static_cast<size_t>((g * cout_g + co) * m + ci * kk + t)]);
     for (int64_t iy = 0; iy < out.h; ++iy)
       for (int64_t ix0 = 0; ix0 < out.w; ix0 += piece) {
         const int64_t width = std::min(piece, out.w - ix0), cols = width * n;
@@ -306,14 +330,14 @@ void conv_back_gather(const Rows& a, const ConvAttr& k, const Window& win, int64
           for (int64_t ky = 0; ky < k.kernel_h; ++ky) {
             const int64_t oy = win.out_y(iy + origin_y, ky, a.h);
             for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
-              double* b = s.cols.data() + ((co * k.kernel_h + ky) * k.kernel_w + kx) * cols;
+              Real* b = s.cols.data() + ((co * k.kernel_h + ky) * k.kernel_w + kx) * cols;
               for (int64_t ix = 0; ix < width; ++ix) {
                 const int64_t ox = oy < 0 ? -1 : win.out_x(ix0 + ix + origin_x, kx, a.w);
                 if (ox < 0) {
-                  std::fill_n(b + ix * n, n, 0.0);
+                  std::fill_n(b + ix * n, n, Real(0));
                   continue;
                 }
-                const double* src = a.at(((g * cout_g + co) * a.h + oy) * a.w + ox);
+                const Real* src = a.at(((g * cout_g + co) * a.h + oy) * a.w + ox);
                 std::copy(src, src + n, b + ix * n);
                 any = true;
               }
@@ -330,12 +354,12 @@ void conv_back_gather(const Rows& a, const ConvAttr& k, const Window& win, int64
 /// paths: long AXPYs (few output channels), the gather form (wide convolutions, conv_back_gather),
 /// or one GEMM (Wᵀ · A over output positions × rows) per block of window rows, then a col2im of
 /// row vectors.
-Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bias, Scratch& s) {
+Rows conv_back(const Rows& a, const ConvAttr& k, const Real* weight, const Geometry& in, double* bias, Scratch& s) {
   const int64_t n = a.n, hw = a.h * a.w;
   for (int64_t co = 0; co < a.c; ++co) {
     const double b = k.bias[static_cast<size_t>(co)];
     if (b != 0)
-      for (int64_t p = 0; p < hw; ++p) axpy(n, b, a.at(co * hw + p), bias);
+      for (int64_t p = 0; p < hw; ++p) axpy_acc(n, b, a.at(co * hw + p), bias);
   }
   const Window win = k.window();
   int64_t origin_y, origin_x;
@@ -346,18 +370,18 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
     // one window row are contiguous, so each (co, ci, ky, window row) is one long pass that adds
     // all of a kernel row's taps (three at a time) where they overlap, and AXPYs at the edges.
     struct Tap {
-      double w;
+      Real w;
       int64_t off, lo, hi;  // window column ox reads column ox + off, for ox in [lo, hi)
     };
     std::vector<Tap> taps;
     for (int64_t co = 0; co < a.c; ++co) {
       const int64_t g = co / cout_g;
-      const double* wco = k.weight.data() + co * m;
+      const Real* wco = weight + co * m;
       for (int64_t ci = 0; ci < cin_g; ++ci)
         for (int64_t ky = 0; ky < k.kernel_h; ++ky) {
           taps.clear();
           for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
-            const double wv = wco[(ci * k.kernel_h + ky) * k.kernel_w + kx];
+            const Real wv = wco[(ci * k.kernel_h + ky) * k.kernel_w + kx];
             const int64_t off = win.in_x(0, kx) - origin_x;
             const int64_t ox0 = std::max(-off, int64_t{0}), ox1 = std::min(a.w, out.w - off);
             if (wv != 0 && ox1 > ox0) taps.push_back({wv, off, ox0, ox1});
@@ -372,8 +396,8 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
             for (int64_t oy = 0; oy < a.h; ++oy) {
               const int64_t iy = win.in_y(oy, ky) - origin_y;
               if (iy < 0 || iy >= out.h) continue;
-              const double* src = a.at((co * a.h + oy) * a.w);
-              double* dst = out.at(((g * cin_g + ci) * out.h + iy) * out.w);
+              const Real* src = a.at((co * a.h + oy) * a.w);
+              Real* dst = out.at(((g * cin_g + ci) * out.h + iy) * out.w);
               // Each tap alone outside [L, R) (everywhere when the taps share no column).
               const int64_t cut0 = R > L ? L : std::numeric_limits<int64_t>::max(), cut1 = R > L ? R : cut0;
               for (size_t t = 0; t < nt; ++t) {
@@ -414,7 +438,7 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
   const int64_t need = block > 1 || piece == a.w ? per_row * block : per_pos * piece;
   if (static_cast<int64_t>(s.cols.size()) < need) s.cols.resize(static_cast<size_t>(need));
   for (int64_t g = 0; g < k.groups; ++g) {
-    const double* wg = k.weight.data() + g * cout_g * m;
+    const Real* wg = weight + g * cout_g * m;
     for (int64_t by = 0; by < a.h; by += block)
       for (int64_t bx = 0; bx < a.w; bx += piece) {
         // Window rows [by, by + rows_here), columns [bx, bx + width): contiguous in A.
@@ -425,7 +449,7 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
         for (int64_t ci = 0; ci < cin_g; ++ci)
           for (int64_t ky = 0; ky < k.kernel_h; ++ky)
             for (int64_t kx = 0; kx < k.kernel_w; ++kx) {
-              const double* crow = s.cols.data() + ((ci * k.kernel_h + ky) * k.kernel_w + kx) * cols;
+              const Real* crow = s.cols.data() + ((ci * k.kernel_h + ky) * k.kernel_w + kx) * cols;
               for (int64_t oy = 0; oy < rows_here; ++oy) {
                 const int64_t iy = win.in_y(by + oy, ky) - origin_y;
                 if (iy < 0 || iy >= out.h) continue;
@@ -443,16 +467,16 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Geometry& in, double* bia
 }
 
 /// Back through a dense layer: bias += ⟨A, b⟩, A_in = Wᵀ · A over the whole input.
-Rows dense_back(Rows&& a_in, const DenseAttr& d, const Geometry& og, const Geometry& in, double* bias, Scratch& s) {
+Rows dense_back(Rows&& a_in, const DenseAttr& d, const Real* weight, const Geometry& og, const Geometry& in,
+                double* bias, Scratch& s) {
   const Rows a = to_full(std::move(a_in), og);
   const int64_t n = a.n;
   for (int64_t o = 0; o < d.out_features; ++o) {
     const double b = d.bias[static_cast<size_t>(o)];
-    if (b != 0) axpy(n, b, a.at(o), bias);
+    if (b != 0) axpy_acc(n, b, a.at(o), bias);
   }
   Rows out(n, in.c, in.h, in.w, true);
-  s.flops +=
-      gemm(true, d.in_features, n, d.out_features, d.weight.data(), d.in_features, a.a.data(), n, out.a.data(), n);
+  s.flops += gemm(true, d.in_features, n, d.out_features, weight, d.in_features, a.a.data(), n, out.a.data(), n);
   return out;
 }
 
@@ -479,7 +503,7 @@ void elementwise_back(Rows& a, const Geometry& g, const double* pk, bool slopes,
   for (int64_t ch = 0; ch < a.c; ++ch)
     for (int64_t y = 0; y < a.h; ++y)
       for (int64_t x = 0; x < a.w; ++x) {
-        double* v = a.at((ch * a.h + y) * a.w + x);
+        Real* v = a.at((ch * a.h + y) * a.w + x);
         if (!a.full) {
           const double* at = pk + 4 * ((ch * g.h + y) * g.w + x);
           const int64_t* bs = base.data();
@@ -489,14 +513,14 @@ void elementwise_back(Rows& a, const Geometry& g, const double* pk, bool slopes,
             if (z == 0) continue;  // also every position outside the map
             const double* q = at + bs[r] + (z > 0 ? 0 : 2);
             bias[r] += z * q[1];
-            if (slopes) v[r] = z * q[0];
+            if (slopes) v[r] = static_cast<Real>(z * q[0]);
           }
           for (int64_t r = half; r < n; ++r) {
             const double z = v[r];
             if (z == 0) continue;
             const double* q = at + bs[r] + (z > 0 ? 2 : 0);
             bias[r] += z * q[1];
-            if (slopes) v[r] = z * q[0];
+            if (slopes) v[r] = static_cast<Real>(z * q[0]);
           }
           continue;
         }
@@ -506,20 +530,20 @@ void elementwise_back(Rows& a, const Geometry& g, const double* pk, bool slopes,
           if (tu != 0)
             for (int64_t r = 0; r < n; ++r) bias[r] += v[r] * tu;
           if (su != 1)
-            for (int64_t r = 0; r < n; ++r) v[r] *= su;
+            for (int64_t r = 0; r < n; ++r) v[r] = static_cast<Real>(v[r] * su);
           continue;
         }
         for (int64_t r = 0; r < half; ++r) {
           const double z = v[r];
           const bool pos = z > 0;
           bias[r] += z * (pos ? tu : tl);
-          v[r] = z * (pos ? su : sl);
+          v[r] = static_cast<Real>(z * (pos ? su : sl));
         }
         for (int64_t r = half; r < n; ++r) {
           const double z = v[r];
           const bool pos = z > 0;
           bias[r] += z * (pos ? tl : tu);
-          v[r] = z * (pos ? sl : su);
+          v[r] = static_cast<Real>(z * (pos ? sl : su));
         }
       }
 }
@@ -536,22 +560,22 @@ Rows pool_back(Rows&& a, const PoolAttr& p, const Geometry& og, const Geometry& 
   for (int64_t ch = 0; ch < a.c; ++ch)
     for (int64_t oy = 0; oy < a.h; ++oy)
       for (int64_t ox = 0; ox < a.w; ++ox) {
-        const double* v = a.at((ch * a.h + oy) * a.w + ox);
+        const Real* v = a.at((ch * a.h + oy) * a.w + ox);
         for (int64_t ky = 0; ky < p.kernel_h; ++ky) {
           const int64_t iy = win.in_y(oy, ky) - origin_y;
           if (iy < 0 || iy >= out.h) continue;
           for (int64_t kx = 0; kx < p.kernel_w; ++kx) {
             const int64_t ix = win.in_x(ox, kx) - origin_x;
             if (ix < 0 || ix >= out.w) continue;
-            double* o = out.at((ch * out.h + iy) * out.w + ix);
+            Real* o = out.at((ch * out.h + iy) * out.w + ix);
             const int64_t q = ky * p.kernel_w + kx;
             if (a.full) {
-              const double w = slopes[((ch * og.h + oy) * og.w + ox) * kk + q];
+              const auto w = static_cast<Real>(slopes[((ch * og.h + oy) * og.w + ox) * kk + q]);
               if (w != 0) axpy(a.n, w, v, o);
               continue;
             }
             for (int64_t r = 0; r < a.n; ++r)
-              if (v[r] != 0) o[r] += v[r] * slopes[a.map_index(og, ch, oy, ox, r) * kk + q];
+              if (v[r] != 0) o[r] += static_cast<Real>(v[r] * slopes[a.map_index(og, ch, oy, ox, r) * kk + q]);
           }
         }
       }
@@ -580,6 +604,11 @@ class FastEngine final : public BoundEngine {
       const OpKind op = nodes[i].op;
       if (op_traits(op).role == OpRole::Layout)
         maps_[static_cast<int>(i)] = detail::layout_map(nodes[i], nodes[static_cast<size_t>(nodes[i].inputs[0])]);
+      if (op == OpKind::Conv || op == OpKind::Dense) {
+        const std::vector<double>& w =
+            op == OpKind::Conv ? nodes[i].as<ConvAttr>().weight : nodes[i].as<DenseAttr>().weight;
+        weights_[static_cast<int>(i)].assign(w.begin(), w.end());
+      }
       if (op == OpKind::ScaleShift) {
         const ScaleShiftAttr& at = nodes[i].as<ScaleShiftAttr>();
         packed_[static_cast<int>(i)] =
@@ -631,7 +660,7 @@ class FastEngine final : public BoundEngine {
   /// Rows (per pass) of one chunk: four stacked tensors of the largest node within three quarters
   /// of the memory budget, at most 256. Independent of the thread count (so are the results).
   int64_t max_rows() const {
-    const double per_row = 2.0 * 4.0 * static_cast<double>(max_size_) * sizeof(double);
+    const double per_row = 2.0 * 4.0 * static_cast<double>(max_size_) * sizeof(Real);
     return std::clamp<int64_t>(static_cast<int64_t>(0.75 * static_cast<double>(memory_) / per_row), 1, 256);
   }
 
@@ -639,8 +668,8 @@ class FastEngine final : public BoundEngine {
   /// the requested threads, at least one.
   int workers() const {
     const double per_thread =
-        2.0 * 4.0 * static_cast<double>(max_size_) * sizeof(double) * static_cast<double>(max_rows()) +
-        static_cast<double>(make_scratch().max_cols) * sizeof(double);
+        2.0 * 4.0 * static_cast<double>(max_size_) * sizeof(Real) * static_cast<double>(max_rows()) +
+        static_cast<double>(make_scratch().max_cols) * sizeof(Real);
     return static_cast<int>(std::clamp<double>(std::floor(static_cast<double>(memory_) / per_thread), 1, threads_));
   }
 
@@ -648,7 +677,7 @@ class FastEngine final : public BoundEngine {
   /// independent of the thread count.
   Scratch make_scratch() const {
     Scratch s;
-    s.max_cols = std::clamp<int64_t>(static_cast<int64_t>(memory_ / 8 / sizeof(double)), 1, int64_t{1} << 20);
+    s.max_cols = std::clamp<int64_t>(static_cast<int64_t>(memory_ / 8 / sizeof(Real)), 1, int64_t{1} << 20);
     return s;
   }
 
@@ -891,8 +920,10 @@ class FastEngine final : public BoundEngine {
       const Geometry& gi = geo_[static_cast<size_t>(src)];
       auto push = [&](int node, Rows&& r) { accumulate(pend[node], std::move(r), geo_[static_cast<size_t>(node)]); };
       switch (nd.op) {
-        case OpKind::Conv: push(src, conv_back(a, nd.as<ConvAttr>(), gi, b, scratch)); break;
-        case OpKind::Dense: push(src, dense_back(std::move(a), nd.as<DenseAttr>(), g, gi, b, scratch)); break;
+        case OpKind::Conv: push(src, conv_back(a, nd.as<ConvAttr>(), weights_.at(k).data(), gi, b, scratch)); break;
+        case OpKind::Dense:
+          push(src, dense_back(std::move(a), nd.as<DenseAttr>(), weights_.at(k).data(), g, gi, b, scratch));
+          break;
         case OpKind::ScaleShift: {
           elementwise_back(a, g, packed_.at(k).data(), true, b);
           push(src, std::move(a));
@@ -950,7 +981,7 @@ class FastEngine final : public BoundEngine {
     for (int64_t ch = 0; ch < a.c; ++ch)
       for (int64_t y = 0; y < a.h; ++y)
         for (int64_t x = 0; x < a.w; ++x) {
-          const double* v = a.at((ch * a.h + y) * a.w + x);
+          const Real* v = a.at((ch * a.h + y) * a.w + x);
           double xj = 0, xh = 0;
           if (!a.full) {  // per row: its own input element
             for (int64_t r = 0; r < n; ++r) {
@@ -980,7 +1011,7 @@ class FastEngine final : public BoundEngine {
       const int64_t ch = j / (g.h * g.w), rem = j % (g.h * g.w);
       if (!flat)
         for (int64_t q : {i, R + i}) r.y0[static_cast<size_t>(q)] = rem / g.w, r.x0[static_cast<size_t>(q)] = rem % g.w;
-      double* v = r.at(ch);
+      Real* v = r.at(ch);
       v[i] = 1, v[R + i] = 1;
     }
     return r;
@@ -1139,8 +1170,12 @@ class FastEngine final : public BoundEngine {
       Rows init(2 * R, g.c, g.h, g.w, true);
       for (int64_t r = 0; r < R; ++r)
         for (int64_t c = 0; c < classes; ++c) {
+          // (a specification coefficient that float32 cannot hold exactly is not supported silently)
           const double v = p.spec[static_cast<size_t>((first + r) * classes + c)];
-          init.at(c)[r] = v, init.at(c)[R + r] = v;
+          const auto vf = static_cast<Real>(v);
+          CNNCERT_CHECK(static_cast<double>(vf) == v, "the fast engine holds specification coefficients in float32; "
+                                                          << v << " is not exact there (use --engine reference)");
+          init.at(c)[r] = vf, init.at(c)[R + r] = vf;
         }
       std::vector<double> value, bias;
       Rows fa;
@@ -1179,6 +1214,7 @@ class FastEngine final : public BoundEngine {
   std::map<int, std::vector<int64_t>> maps_;
   std::map<int, std::vector<double>> avg_slopes_;
   std::map<int, std::vector<double>> packed_;  // scale-shift nodes: pack_relaxation
+  std::map<int, std::vector<Real>> weights_;   // conv and dense nodes: the weights in Real
   mutable std::mutex stats_mutex_;
   EngineStats stats_;
 };
@@ -1190,9 +1226,10 @@ double gemm_peak_gflops(int64_t n, int repeats) {
 #if defined(CNNCERT_HAVE_BLAS) && defined(CNNCERT_HAVE_OPENBLAS)
   openblas_set_num_threads(1);
 #endif
-  std::vector<double> x(static_cast<size_t>(n * n)), y(static_cast<size_t>(n * n)), c(static_cast<size_t>(n * n));
+  std::vector<fast::Real> x(static_cast<size_t>(n * n)), y(x.size()), c(x.size());
   for (size_t i = 0; i < x.size(); ++i)
-    x[i] = 1.0 / static_cast<double>(1 + i % 7), y[i] = 1.0 / static_cast<double>(1 + i % 5);
+    x[i] = static_cast<fast::Real>(1.0 / static_cast<double>(1 + i % 7)),
+    y[i] = static_cast<fast::Real>(1.0 / static_cast<double>(1 + i % 5));
   double best = 0;
   for (int r = 0; r < repeats; ++r) {
     const auto t0 = std::chrono::steady_clock::now();

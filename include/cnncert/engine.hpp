@@ -169,9 +169,10 @@ void check_bound_problems(const Network& net, const std::vector<BoundProblem>& p
 /// concurrency). Every faster engine is tested against it. Reports itself as "cpu-reference".
 std::unique_ptr<BoundEngine> make_cpu_engine(const Network& net, int threads = 0);
 
-/// The fast CPU engine (the default for Device::Cpu): the reference's algorithm in double
-/// precision with per-row receptive-field windows, GEMM-shaped back-substitution (BLAS when the build has
-/// it), rows only for neurons not proven stable (see BoundOptions::exact_cnncert) and `threads`
+/// The fast CPU engine (the default for Device::Cpu): the reference's algorithm with float32
+/// coefficients (bias terms, bounds and intervals in double; the results equal the reference's to
+/// float rounding, ~1e-6 relative per layer) and per-row receptive-field windows, GEMM-shaped back-substitution (BLAS
+/// when the build has it), rows only for neurons not proven stable (see BoundOptions::exact_cnncert) and `threads`
 /// worker threads (0 = all cores; as many run at once as the memory budget holds). `memory_mib`
 /// bounds the coefficient tensors of all threads together: rows are chunked to it. For a given
 /// budget, the results are bit-identical for any thread count. With OpenBLAS, it sets OpenBLAS's own

@@ -193,7 +193,8 @@ TEST(OnnxOps, BoundsThroughTheNewOpsContainSampledOutputs) {
                                : make_float_engine(net);
         const BoundResult r = e->bound({p}, o)[0];
         ASSERT_TRUE(r.error.empty()) << r.error;
-        const double slack = engine == 2 ? 1e-4 : 1e-9;  // the float engine rounds to float
+        // the float engine rounds everything to float, the fast engine its coefficients (weights too)
+        const double slack = engine == 2 ? 1e-4 : engine == 1 ? 1e-5 : 1e-9;
         for (int k = 0; k < 300; ++k) {
           std::vector<double> x(p.x0);
           for (double& v : x)
