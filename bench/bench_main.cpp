@@ -331,8 +331,8 @@ json bench_environment(const BenchArgs& a) {
 /// Prints the environment, the GEMM peak, the search and the table's column heads.
 void print_header(const json& env, const std::string& method, double gemm_peak) {
   std::cout << cnncert::bench::environment_line(env) << "\n";
-  std::cout << "GEMM peak (one thread, 1024^3 dgemm, best of 5): " << std::fixed << std::setprecision(1) << gemm_peak
-            << " GFLOP/s" << std::defaultfloat << "\n";
+  std::cout << "GEMM peak (one thread, 1024^3 sgemm: the fast engine's precision, best of 5): " << std::fixed
+            << std::setprecision(1) << gemm_peak << " GFLOP/s" << std::defaultfloat << "\n";
   std::cout << "method " << method << ", CNN-Cert search (15 steps from 0.05), random targets (seed 1215)\n\n";
   std::cout << std::left << std::setw(34) << "network" << std::setw(6) << "norm" << std::setw(11) << "engine"
             << std::setw(8) << "images" << std::setw(11) << "avg eps" << std::setw(12) << "s/image" << std::setw(11)

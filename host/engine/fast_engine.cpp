@@ -753,6 +753,58 @@ class FastEngine final : public BoundEngine {
         const ConvAttr& c = n.as<ConvAttr>();
         const Window win = c.window();
         const int64_t cin_g = c.in_channels, cout_g = c.out_channels / c.groups, kk = c.kernel_h * c.kernel_w;
+        const int64_t plane = g.h * g.w, sw = c.stride_w;
+        auto finish = [&](int64_t co, const double* mid, const double* rad, const double* mag, int64_t stride) {
+          for (int64_t oy = 0; oy < g.h; ++oy)
+            for (int64_t ox = 0; ox < g.w; ++ox) {
+              const int64_t q = oy * stride + ox;
+              double l = mid[q] - rad[q], u = mid[q] + rad[q];
+              batched::widen_interval(l, u, mag[q], cin_g * kk + 1);
+              lo[static_cast<size_t>(co * plane + oy * g.w + ox)] = l,
+                                                             hi[static_cast<size_t>(co * plane + oy * g.w + ox)] = u;
+            }
+        };
+        if (c.stride_h == 1 && sw == 1) {
+          // Unit strides: the input planes zero-padded to cover every tap, and the outputs kept at
+          // the padded row stride, so that each tap is one pass over all the output rows (the
+          // padding adds exact zeros: the same sums as skipping those taps).
+          const int64_t top = std::max<int64_t>(0, -win.in_y(0, 0)), left = std::max<int64_t>(0, -win.in_x(0, 0));
+          const int64_t bottom = std::max<int64_t>(0, win.in_y(g.h - 1, c.kernel_h - 1) - (gi.h - 1));
+          const int64_t right = std::max<int64_t>(0, win.in_x(g.w - 1, c.kernel_w - 1) - (gi.w - 1));
+          const int64_t wp = gi.w + left + right, hp = gi.h + top + bottom, pplane = hp * wp;
+          const auto padded = static_cast<size_t>(gi.c * pplane);
+          std::vector<double> mid_in(padded, 0.0), rad_in(padded, 0.0), mag_in(padded, 0.0);
+          for (int64_t ch = 0; ch < gi.c; ++ch)
+            for (int64_t y = 0; y < gi.h; ++y)
+              for (int64_t x = 0; x < gi.w; ++x) {
+                const auto j = static_cast<size_t>((ch * gi.h + y) * gi.w + x);
+                const auto q = static_cast<size_t>(ch * pplane + (y + top) * wp + x + left);
+                mid_in[q] = (sl[j] + sh[j]) / 2, rad_in[q] = (sh[j] - sl[j]) / 2;
+                mag_in[q] = std::fabs(sl[j]) + std::fabs(sh[j]);
+              }
+          // Outputs q = oy · wp + ox for ox < g.w; the columns in between are never read.
+          const int64_t len = (g.h - 1) * wp + g.w;
+          std::vector<double> mid(static_cast<size_t>(len)), rad(mid.size()), mag(mid.size());
+          for (int64_t co = 0; co < g.c; ++co) {
+            const int64_t grp = co / cout_g;
+            const double* wco = c.weight.data() + co * cin_g * kk;
+            const double b = c.bias[static_cast<size_t>(co)];
+            std::fill(mid.begin(), mid.end(), b), std::fill(rad.begin(), rad.end(), 0.0);
+            std::fill(mag.begin(), mag.end(), std::fabs(b));
+            for (int64_t ci = 0; ci < cin_g; ++ci)
+              for (int64_t ky = 0; ky < c.kernel_h; ++ky)
+                for (int64_t kx = 0; kx < c.kernel_w; ++kx) {
+                  const double w = wco[(ci * c.kernel_h + ky) * c.kernel_w + kx];
+                  if (w == 0) continue;
+                  const int64_t in0 =
+                      (grp * cin_g + ci) * pplane + (win.in_y(0, ky) + top) * wp + win.in_x(0, kx) + left;
+                  interval_taps(len, 1, w, mid_in.data() + in0, rad_in.data() + in0, mag_in.data() + in0, mid.data(),
+                                rad.data(), mag.data());
+                }
+            finish(co, mid.data(), rad.data(), mag.data(), wp);
+          }
+          break;
+        }
         std::vector<double> mid_in(sl.size()), rad_in(sl.size()), mag_in(sl.size());
         for (size_t j = 0; j < sl.size(); ++j)
           mid_in[j] = (sl[j] + sh[j]) / 2, rad_in[j] = (sh[j] - sl[j]) / 2,
@@ -765,7 +817,6 @@ class FastEngine final : public BoundEngine {
           while (e > f && win.in_x(e - 1, kx) >= gi.w) --e;
           first[static_cast<size_t>(kx)] = f, last[static_cast<size_t>(kx)] = e;
         }
-        const int64_t plane = g.h * g.w, sw = c.stride_w;
         std::vector<double> mid(static_cast<size_t>(plane)), rad(mid.size()), mag(mid.size());
         for (int64_t co = 0; co < g.c; ++co) {
           const int64_t grp = co / cout_g;
@@ -792,12 +843,7 @@ class FastEngine final : public BoundEngine {
                   interval_taps(len, sw, w, mi, ri, ai, mo, ro, ao);
                 }
               }
-          for (int64_t j = 0; j < plane; ++j) {
-            double l = mid[static_cast<size_t>(j)] - rad[static_cast<size_t>(j)],
-                   u = mid[static_cast<size_t>(j)] + rad[static_cast<size_t>(j)];
-            batched::widen_interval(l, u, mag[static_cast<size_t>(j)], cin_g * kk + 1);
-            lo[static_cast<size_t>(co * plane + j)] = l, hi[static_cast<size_t>(co * plane + j)] = u;
-          }
+          finish(co, mid.data(), rad.data(), mag.data(), g.w);
         }
         break;
       }
