@@ -490,12 +490,39 @@ std::vector<double> pack_relaxation(const double* au, const double* bu, const do
   return pk;
 }
 
+/// One window position of elementwise_back for `count` rows: row r's neuron is at pk + at +
+/// base[r]; a positive coefficient takes the pair at offset `pos` (0: upper, 2: lower), a negative
+/// one the other. Branch-free so that it vectorizes (gathers): a row's position outside the map
+/// has coefficient 0 (mask_outside), so it may read any neuron's pair (the index is clamped to
+/// the map) and adds ±0.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void window_relax(int64_t count, Real* __restrict v, const int64_t* __restrict base, int64_t at, int64_t last,
+                  const double* __restrict pk, int64_t pos, bool slopes, double* __restrict bias) {
+  const int64_t neg = 2 - pos;
+  if (slopes)
+    for (int64_t r = 0; r < count; ++r) {
+      const double z = v[r];
+      const int64_t j = std::clamp<int64_t>(at + base[r], 0, last) + (z > 0 ? pos : neg);
+      bias[r] += z * pk[j + 1];
+      v[r] = static_cast<Real>(z * pk[j]);
+    }
+  else
+    for (int64_t r = 0; r < count; ++r) {
+      const double z = v[r];
+      const int64_t j = std::clamp<int64_t>(at + base[r], 0, last) + (z > 0 ? pos : neg);
+      bias[r] += z * pk[j + 1];
+    }
+}
+
 /// Element-wise linear relaxation `pk` (pack_relaxation): in the upper half (rows [0, half)) a
 /// positive coefficient takes (α_U, β_U) and a negative one (α_L, β_L); the lower half the
 /// reverse. Without `slopes` only the bias terms (the coefficients stay).
 void elementwise_back(Rows& a, const Geometry& g, const double* pk, bool slopes, double* bias) {
   const int64_t n = a.n, half = n / 2;
   std::vector<int64_t> base;
+  const int64_t last = 4 * (g.c * g.h * g.w - 1);
   if (!a.full) {
     base.resize(static_cast<size_t>(n));
     for (size_t r = 0; r < base.size(); ++r) base[r] = 4 * (a.y0[r] * g.w + a.x0[r]);
@@ -505,23 +532,10 @@ void elementwise_back(Rows& a, const Geometry& g, const double* pk, bool slopes,
       for (int64_t x = 0; x < a.w; ++x) {
         Real* v = a.at((ch * a.h + y) * a.w + x);
         if (!a.full) {
-          const double* at = pk + 4 * ((ch * g.h + y) * g.w + x);
-          const int64_t* bs = base.data();
           // (α, β) of the upper relaxation at offset 0, of the lower one at offset 2
-          for (int64_t r = 0; r < half; ++r) {
-            const double z = v[r];
-            if (z == 0) continue;  // also every position outside the map
-            const double* q = at + bs[r] + (z > 0 ? 0 : 2);
-            bias[r] += z * q[1];
-            if (slopes) v[r] = static_cast<Real>(z * q[0]);
-          }
-          for (int64_t r = half; r < n; ++r) {
-            const double z = v[r];
-            if (z == 0) continue;
-            const double* q = at + bs[r] + (z > 0 ? 2 : 0);
-            bias[r] += z * q[1];
-            if (slopes) v[r] = static_cast<Real>(z * q[0]);
-          }
+          const int64_t at = 4 * ((ch * g.h + y) * g.w + x);
+          window_relax(half, v, base.data(), at, last, pk, 0, slopes, bias);
+          window_relax(n - half, v + half, base.data() + half, at, last, pk, 2, slopes, bias + half);
           continue;
         }
         const double* q = pk + 4 * ((ch * g.h + y) * g.w + x);
