@@ -490,6 +490,47 @@ std::vector<double> pack_relaxation(const double* au, const double* bu, const do
   return pk;
 }
 
+/// One window position of the concretization for n rows: row r's input element is base[r] + at,
+/// its centre (or a box's lower corner) xc, a box's upper corner xh (batched::concretize_elem,
+/// whose zero coefficients add nothing). Branch-free as window_relax: a row's position outside the
+/// map has coefficient 0, reads a clamped index and adds ±0.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void window_concretize(int64_t n, const Real* __restrict v, const int64_t* __restrict base, int64_t at, int64_t last,
+                       const double* __restrict xc, const double* __restrict xh, batched::RegionNorm rn,
+                       double* __restrict ce, double* __restrict no) {
+  using batched::RegionNorm;
+  auto index = [&](int64_t r) { return std::clamp<int64_t>(at + base[r], 0, last); };
+  switch (rn) {
+    case RegionNorm::Linf:
+      for (int64_t r = 0; r < n; ++r) {
+        const double c = v[r];
+        ce[r] += c * xc[index(r)], no[r] += std::fabs(c);
+      }
+      return;
+    case RegionNorm::L2:
+      for (int64_t r = 0; r < n; ++r) {
+        const double c = v[r];
+        ce[r] += c * xc[index(r)], no[r] += c * c;
+      }
+      return;
+    case RegionNorm::L1:
+      for (int64_t r = 0; r < n; ++r) {
+        const double c = v[r];
+        ce[r] += c * xc[index(r)], no[r] = std::fabs(c) > no[r] ? std::fabs(c) : no[r];
+      }
+      return;
+    case RegionNorm::Box:
+      for (int64_t r = 0; r < n; ++r) {
+        if (v[r] == 0) continue;
+        const auto j = index(r);
+        batched::concretize_elem(v[r], xc[j], xh[j], rn, ce[r], no[r]);
+      }
+      return;
+  }
+}
+
 /// One window position of elementwise_back for `count` rows: row r's neuron is at pk + at +
 /// base[r]; a positive coefficient takes the pair at offset `pos` (0: upper, 2: lower), a negative
 /// one the other. Branch-free so that it vectorizes (gathers): a row's position outside the map
@@ -1034,6 +1075,12 @@ class FastEngine final : public BoundEngine {
     std::vector<double> centre(static_cast<size_t>(n), 0.0), norm(static_cast<size_t>(n), 0.0);
     double* ce = centre.data();
     double* no = norm.data();
+    std::vector<int64_t> base;  // windows: row r's position (0, y, x) is input element base[r] + (0, y, x)
+    const int64_t last = g.c * g.h * g.w - 1;
+    if (!a.full) {
+      base.resize(static_cast<size_t>(n));
+      for (size_t r = 0; r < base.size(); ++r) base[r] = a.y0[r] * g.w + a.x0[r];
+    }
     // The element's centre, or a box's lower and upper corners (batched::concretize_elem).
     auto corners = [&](size_t j, double& x, double& x_hi) {
       x = box ? s.region.lo[j] : x0[j], x_hi = box ? s.region.hi[j] : 0.0;
@@ -1044,11 +1091,8 @@ class FastEngine final : public BoundEngine {
           const Real* v = a.at((ch * a.h + y) * a.w + x);
           double xj = 0, xh = 0;
           if (!a.full) {  // per row: its own input element
-            for (int64_t r = 0; r < n; ++r) {
-              if (v[r] == 0) continue;  // also every position outside the map
-              corners(static_cast<size_t>(a.map_index(g, ch, y, x, r)), xj, xh);
-              batched::concretize_elem(v[r], xj, xh, rn, ce[r], no[r]);
-            }
+            window_concretize(n, v, base.data(), (ch * g.h + y) * g.w + x, last, box ? s.region.lo.data() : x0.data(),
+                              box ? s.region.hi.data() : nullptr, rn, ce, no);
             continue;
           }
           corners(static_cast<size_t>((ch * g.h + y) * g.w + x), xj, xh);
