@@ -490,6 +490,45 @@ std::vector<double> pack_relaxation(const double* au, const double* bu, const do
   return pk;
 }
 
+/// The concretization over a whole input map: `count` positions of n stacked rows each
+/// (contiguous), position p's centre (or a box's lower corner) xc[p], a box's upper corner xh[p]
+/// (batched::concretize_elem; a zero coefficient adds ±0).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void full_concretize(int64_t count, int64_t n, const Real* __restrict a, const double* __restrict xc,
+                     const double* __restrict xh, batched::RegionNorm rn, double* __restrict ce,
+                     double* __restrict no) {
+  using batched::RegionNorm;
+  for (int64_t p = 0; p < count; ++p) {
+    const Real* v = a + p * n;
+    const double x = xc[p];
+    switch (rn) {
+      case RegionNorm::Linf:
+        for (int64_t r = 0; r < n; ++r) {
+          const double c = v[r];
+          no[r] += std::fabs(c), ce[r] += c * x;
+        }
+        break;
+      case RegionNorm::L2:
+        for (int64_t r = 0; r < n; ++r) {
+          const double c = v[r];
+          no[r] += c * c, ce[r] += c * x;
+        }
+        break;
+      case RegionNorm::L1:
+        for (int64_t r = 0; r < n; ++r) {
+          const double c = v[r];
+          no[r] = std::fabs(c) > no[r] ? std::fabs(c) : no[r], ce[r] += c * x;
+        }
+        break;
+      case RegionNorm::Box:
+        for (int64_t r = 0; r < n; ++r) batched::concretize_elem(v[r], x, xh[p], rn, ce[r], no[r]);
+        break;
+    }
+  }
+}
+
 /// One window position of the concretization for n rows: row r's input element is base[r] + at,
 /// its centre (or a box's lower corner) xc, a box's upper corner xh (batched::concretize_elem,
 /// whose zero coefficients add nothing). Branch-free as window_relax: a row's position outside the
@@ -531,6 +570,40 @@ void window_concretize(int64_t n, const Real* __restrict v, const int64_t* __res
   }
 }
 
+/// elementwise_back over a whole map: `count` positions of n stacked rows each (contiguous),
+/// position p's relaxation at pk + 4p.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void full_relax(int64_t count, int64_t n, Real* __restrict a, const double* __restrict pk, bool slopes,
+                double* __restrict bias) {
+  const int64_t half = n / 2;
+  for (int64_t p = 0; p < count; ++p) {
+    Real* v = a + p * n;
+    const double* q = pk + 4 * p;
+    const double su = slopes ? q[0] : 1, sl = slopes ? q[2] : 1, tu = q[1], tl = q[3];
+    if (su == sl && tu == tl) {  // the same linear function for both signs (stable neuron, affine op)
+      if (tu != 0)
+        for (int64_t r = 0; r < n; ++r) bias[r] += v[r] * tu;
+      if (su != 1)
+        for (int64_t r = 0; r < n; ++r) v[r] = static_cast<Real>(v[r] * su);
+      continue;
+    }
+    for (int64_t r = 0; r < half; ++r) {
+      const double z = v[r];
+      const bool pos = z > 0;
+      bias[r] += z * (pos ? tu : tl);
+      v[r] = static_cast<Real>(z * (pos ? su : sl));
+    }
+    for (int64_t r = half; r < n; ++r) {
+      const double z = v[r];
+      const bool pos = z > 0;
+      bias[r] += z * (pos ? tl : tu);
+      v[r] = static_cast<Real>(z * (pos ? sl : su));
+    }
+  }
+}
+
 /// One window position of elementwise_back for `count` rows: row r's neuron is at pk + at +
 /// base[r]; a positive coefficient takes the pair at offset `pos` (0: upper, 2: lower), a negative
 /// one the other. Branch-free so that it vectorizes (gathers): a row's position outside the map
@@ -562,44 +635,21 @@ void window_relax(int64_t count, Real* __restrict v, const int64_t* __restrict b
 /// reverse. Without `slopes` only the bias terms (the coefficients stay).
 void elementwise_back(Rows& a, const Geometry& g, const double* pk, bool slopes, double* bias) {
   const int64_t n = a.n, half = n / 2;
-  std::vector<int64_t> base;
-  const int64_t last = 4 * (g.c * g.h * g.w - 1);
-  if (!a.full) {
-    base.resize(static_cast<size_t>(n));
-    for (size_t r = 0; r < base.size(); ++r) base[r] = 4 * (a.y0[r] * g.w + a.x0[r]);
+  if (a.full) {
+    full_relax(a.c * a.h * a.w, n, a.a.data(), pk, slopes, bias);
+    return;
   }
+  std::vector<int64_t> base(static_cast<size_t>(n));
+  const int64_t last = 4 * (g.c * g.h * g.w - 1);
+  for (size_t r = 0; r < base.size(); ++r) base[r] = 4 * (a.y0[r] * g.w + a.x0[r]);
   for (int64_t ch = 0; ch < a.c; ++ch)
     for (int64_t y = 0; y < a.h; ++y)
       for (int64_t x = 0; x < a.w; ++x) {
         Real* v = a.at((ch * a.h + y) * a.w + x);
-        if (!a.full) {
-          // (α, β) of the upper relaxation at offset 0, of the lower one at offset 2
-          const int64_t at = 4 * ((ch * g.h + y) * g.w + x);
-          window_relax(half, v, base.data(), at, last, pk, 0, slopes, bias);
-          window_relax(n - half, v + half, base.data() + half, at, last, pk, 2, slopes, bias + half);
-          continue;
-        }
-        const double* q = pk + 4 * ((ch * g.h + y) * g.w + x);
-        const double su = slopes ? q[0] : 1, sl = slopes ? q[2] : 1, tu = q[1], tl = q[3];
-        if (su == sl && tu == tl) {  // the same linear function for both signs (stable neuron, affine op)
-          if (tu != 0)
-            for (int64_t r = 0; r < n; ++r) bias[r] += v[r] * tu;
-          if (su != 1)
-            for (int64_t r = 0; r < n; ++r) v[r] = static_cast<Real>(v[r] * su);
-          continue;
-        }
-        for (int64_t r = 0; r < half; ++r) {
-          const double z = v[r];
-          const bool pos = z > 0;
-          bias[r] += z * (pos ? tu : tl);
-          v[r] = static_cast<Real>(z * (pos ? su : sl));
-        }
-        for (int64_t r = half; r < n; ++r) {
-          const double z = v[r];
-          const bool pos = z > 0;
-          bias[r] += z * (pos ? tl : tu);
-          v[r] = static_cast<Real>(z * (pos ? sl : su));
-        }
+        // (α, β) of the upper relaxation at offset 0, of the lower one at offset 2
+        const int64_t at = 4 * ((ch * g.h + y) * g.w + x);
+        window_relax(half, v, base.data(), at, last, pk, 0, slopes, bias);
+        window_relax(n - half, v + half, base.data() + half, at, last, pk, 2, slopes, bias + half);
       }
 }
 
@@ -1082,22 +1132,16 @@ class FastEngine final : public BoundEngine {
       for (size_t r = 0; r < base.size(); ++r) base[r] = a.y0[r] * g.w + a.x0[r];
     }
     // The element's centre, or a box's lower and upper corners (batched::concretize_elem).
-    auto corners = [&](size_t j, double& x, double& x_hi) {
-      x = box ? s.region.lo[j] : x0[j], x_hi = box ? s.region.hi[j] : 0.0;
-    };
-    for (int64_t ch = 0; ch < a.c; ++ch)
-      for (int64_t y = 0; y < a.h; ++y)
-        for (int64_t x = 0; x < a.w; ++x) {
-          const Real* v = a.at((ch * a.h + y) * a.w + x);
-          double xj = 0, xh = 0;
-          if (!a.full) {  // per row: its own input element
-            window_concretize(n, v, base.data(), (ch * g.h + y) * g.w + x, last, box ? s.region.lo.data() : x0.data(),
-                              box ? s.region.hi.data() : nullptr, rn, ce, no);
-            continue;
-          }
-          corners(static_cast<size_t>((ch * g.h + y) * g.w + x), xj, xh);
-          for (int64_t r = 0; r < n; ++r) batched::concretize_elem(v[r], xj, xh, rn, ce[r], no[r]);
-        }
+    const double* xc = box ? s.region.lo.data() : x0.data();
+    const double* xh = box ? s.region.hi.data() : nullptr;
+    if (a.full)
+      full_concretize(a.c * a.h * a.w, n, a.a.data(), xc, xh, rn, ce, no);
+    else  // per row: its own input element
+      for (int64_t ch = 0; ch < a.c; ++ch)
+        for (int64_t y = 0; y < a.h; ++y)
+          for (int64_t x = 0; x < a.w; ++x)
+            window_concretize(n, a.at((ch * a.h + y) * a.w + x), base.data(), (ch * g.h + y) * g.w + x, last, xc, xh,
+                              rn, ce, no);
     value.resize(static_cast<size_t>(n));
     for (int64_t r = 0; r < n; ++r)
       value[static_cast<size_t>(r)] = batched::concretize_finish(r < half, ce[r], no[r], bias[r], s.p->eps, rn);
