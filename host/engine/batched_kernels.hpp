@@ -6,7 +6,6 @@
 // Layout: a coefficient tensor of a batch holds 2·half rows; rows [0, half) are the upper-bound
 // pass, rows [half, 2·half) the lower-bound pass of the same linear functions. Row r belongs to
 // problem prob[r % half]. Each row is the node's tensor in row-major (C, H, W) order.
-#include <cfloat>
 #include <cmath>
 #include <cstdint>
 

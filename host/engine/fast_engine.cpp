@@ -39,6 +39,13 @@
 #include <cblas.h>
 #endif
 
+// Hot loops get an AVX2 clone chosen at run time (GCC on x86-64); the build stays portable.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CNNCERT_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
+#else
+#define CNNCERT_AVX2_CLONE
+#endif
+
 namespace cnncert {
 namespace fast {
 namespace {
@@ -118,31 +125,23 @@ struct Rows {
 
 // y += alpha·x, with an AVX2 clone picked at run time (no FMA contraction: the same results on
 // every x86-64 machine, as in the reference engine).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+CNNCERT_AVX2_CLONE
 void axpy(int64_t n, Real alpha, const Real* __restrict x, Real* __restrict y) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
 /// y += alpha·x into double accumulators (the bias terms).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+CNNCERT_AVX2_CLONE
 void axpy_acc(int64_t n, double alpha, const Real* __restrict x, double* __restrict y) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * static_cast<double>(x[i]);
 }
 
 /// y += a0·x0 + a1·x1 (+ a2·x2): two or three taps of a convolution row in one pass over y.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+CNNCERT_AVX2_CLONE
 void axpy2(int64_t n, Real a0, const Real* __restrict x0, Real a1, const Real* __restrict x1, Real* __restrict y) {
   for (int64_t i = 0; i < n; ++i) y[i] += a0 * x0[i] + a1 * x1[i];
 }
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+CNNCERT_AVX2_CLONE
 void axpy3(int64_t n, Real a0, const Real* __restrict x0, Real a1, const Real* __restrict x1, Real a2,
            const Real* __restrict x2, Real* __restrict y) {
   for (int64_t i = 0; i < n; ++i) y[i] += a0 * x0[i] + a1 * x1[i] + a2 * x2[i];
@@ -150,8 +149,8 @@ void axpy3(int64_t n, Real a0, const Real* __restrict x0, Real a1, const Real* _
 
 #ifdef CNNCERT_HAVE_BLAS
 /// Row-major C = op(A) · B in the precision of the coefficients.
-void blas_gemm(CBLAS_TRANSPOSE op, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c,
-               int ldc) {
+[[maybe_unused]] void blas_gemm(CBLAS_TRANSPOSE op, int m, int n, int k, const float* a, int lda, const float* b,
+                                int ldb, float* c, int ldc) {
   cblas_sgemm(CblasRowMajor, op, CblasNoTrans, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
 }
 [[maybe_unused]] void blas_gemm(CBLAS_TRANSPOSE op, int m, int n, int k, const double* a, int lda, const double* b,
@@ -184,9 +183,7 @@ double gemm(bool trans_a, int64_t m, int64_t n, int64_t k, const Real* a, int64_
 
 /// One kernel tap of interval propagation through a convolution, along a row of the map: centres
 /// mo += w·mi, radii ro += |w|·ri, magnitudes ao += |w|·ai (inputs at stride `stride`).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+CNNCERT_AVX2_CLONE
 void interval_taps(int64_t n, int64_t stride, double w, const double* __restrict mi, const double* __restrict ri,
                    const double* __restrict ai, double* __restrict mo, double* __restrict ro, double* __restrict ao) {
   const double aw = std::fabs(w);
@@ -308,8 +305,8 @@ struct Scratch {
 /// form: row iy of input channel ci is Σ over (co, ky, kx) of W[co, ci, ky, kx] times the row of A
 /// that tap reads, so per piece of an input row one GEMM of Wᵀ (cin × cout·kk) with the gathered
 /// taps (cout·kk × columns · rows): no scatter, and the kernel as the GEMM's inner dimension.
-void conv_back_gather(const Rows& a, const ConvAttr& k, const Window& win, int64_t origin_y, int64_t origin_x,
-                      Rows& out, Scratch& s) {
+void conv_back_gather(const Rows& a, const ConvAttr& k, const Real* weight, const Window& win, int64_t origin_y,
+                      int64_t origin_x, Rows& out, Scratch& s) {
   const int64_t n = a.n, cin_g = k.in_channels, cout_g = k.out_channels / k.groups, kk = k.kernel_h * k.kernel_w;
   const int64_t K = cout_g * kk, m = cin_g * kk;
   // Columns of one GEMM: as many input columns as the scratch holds (at least one).
@@ -320,8 +317,7 @@ void conv_back_gather(const Rows& a, const ConvAttr& k, const Window& win, int64
     for (int64_t co = 0; co < cout_g; ++co)
       for (int64_t ci = 0; ci < cin_g; ++ci)
         for (int64_t t = 0; t < kk; ++t)
-          wt[static_cast<size_t>(ci * K + co * kk + t)] =
-              static_cast<Real>(k.weight[static_cast<size_t>((g * cout_g + co) * m + ci * kk + t)]);
+          wt[static_cast<size_t>(ci * K + co * kk + t)] = weight[(g * cout_g + co) * m + ci * kk + t];
     for (int64_t iy = 0; iy < out.h; ++iy)
       for (int64_t ix0 = 0; ix0 < out.w; ix0 += piece) {
         const int64_t width = std::min(piece, out.w - ix0), cols = width * n;
@@ -426,7 +422,7 @@ Rows conv_back(const Rows& a, const ConvAttr& k, const Real* weight, const Geome
   // The gather form computes every tap of every input position, also those that read outside a
   // window of A (zeros): worth it while the input window is at most 1.5 × A's.
   if (cout_g >= kGatherMinChannels && cin_g >= kGatherMinChannels && 2 * out.h * out.w <= 3 * a.h * a.w) {
-    conv_back_gather(a, k, win, origin_y, origin_x, out, s);
+    conv_back_gather(a, k, weight, win, origin_y, origin_x, out, s);
     mask_outside(out, in);
     return settle(std::move(out), in);
   }
@@ -493,9 +489,7 @@ std::vector<double> pack_relaxation(const double* au, const double* bu, const do
 /// The concretization over a whole input map: `count` positions of n stacked rows each
 /// (contiguous), position p's centre (or a box's lower corner) xc[p], a box's upper corner xh[p]
 /// (batched::concretize_elem; a zero coefficient adds ±0).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+CNNCERT_AVX2_CLONE
 void full_concretize(int64_t count, int64_t n, const Real* __restrict a, const double* __restrict xc,
                      const double* __restrict xh, batched::RegionNorm rn, double* __restrict ce,
                      double* __restrict no) {
@@ -533,9 +527,7 @@ void full_concretize(int64_t count, int64_t n, const Real* __restrict a, const d
 /// its centre (or a box's lower corner) xc, a box's upper corner xh (batched::concretize_elem,
 /// whose zero coefficients add nothing). Branch-free as window_relax: a row's position outside the
 /// map has coefficient 0, reads a clamped index and adds ±0.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+CNNCERT_AVX2_CLONE
 void window_concretize(int64_t n, const Real* __restrict v, const int64_t* __restrict base, int64_t at, int64_t last,
                        const double* __restrict xc, const double* __restrict xh, batched::RegionNorm rn,
                        double* __restrict ce, double* __restrict no) {
@@ -572,9 +564,7 @@ void window_concretize(int64_t n, const Real* __restrict v, const int64_t* __res
 
 /// elementwise_back over a whole map: `count` positions of n stacked rows each (contiguous),
 /// position p's relaxation at pk + 4p.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+CNNCERT_AVX2_CLONE
 void full_relax(int64_t count, int64_t n, Real* __restrict a, const double* __restrict pk, bool slopes,
                 double* __restrict bias) {
   const int64_t half = n / 2;
@@ -609,9 +599,7 @@ void full_relax(int64_t count, int64_t n, Real* __restrict a, const double* __re
 /// one the other. Branch-free so that it vectorizes (gathers): a row's position outside the map
 /// has coefficient 0 (mask_outside), so it may read any neuron's pair (the index is clamped to
 /// the map) and adds ±0.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+CNNCERT_AVX2_CLONE
 void window_relax(int64_t count, Real* __restrict v, const int64_t* __restrict base, int64_t at, int64_t last,
                   const double* __restrict pk, int64_t pos, bool slopes, double* __restrict bias) {
   const int64_t neg = 2 - pos;
@@ -712,6 +700,10 @@ class FastEngine final : public BoundEngine {
       if (op == OpKind::Conv || op == OpKind::Dense) {
         const std::vector<double>& w =
             op == OpKind::Conv ? nodes[i].as<ConvAttr>().weight : nodes[i].as<DenseAttr>().weight;
+        for (double v : w)
+          CNNCERT_CHECK(std::fabs(v) <= std::numeric_limits<Real>::max(),
+                        "node " << i << " has a weight (" << v
+                                << ") beyond float32, which the fast engine computes in (use --engine reference)");
         weights_[static_cast<int>(i)].assign(w.begin(), w.end());
       }
       if (op == OpKind::ScaleShift) {
@@ -865,18 +857,20 @@ class FastEngine final : public BoundEngine {
               const int64_t q = oy * stride + ox;
               double l = mid[q] - rad[q], u = mid[q] + rad[q];
               batched::widen_interval(l, u, mag[q], cin_g * kk + 1);
-              lo[static_cast<size_t>(co * plane + oy * g.w + ox)] = l,
-                                                             hi[static_cast<size_t>(co * plane + oy * g.w + ox)] = u;
+              const auto at = static_cast<size_t>(co * plane + oy * g.w + ox);
+              lo[at] = l, hi[at] = u;
             }
         };
-        if (c.stride_h == 1 && sw == 1) {
-          // Unit strides: the input planes zero-padded to cover every tap, and the outputs kept at
-          // the padded row stride, so that each tap is one pass over all the output rows (the
-          // padding adds exact zeros: the same sums as skipping those taps).
-          const int64_t top = std::max<int64_t>(0, -win.in_y(0, 0)), left = std::max<int64_t>(0, -win.in_x(0, 0));
-          const int64_t bottom = std::max<int64_t>(0, win.in_y(g.h - 1, c.kernel_h - 1) - (gi.h - 1));
-          const int64_t right = std::max<int64_t>(0, win.in_x(g.w - 1, c.kernel_w - 1) - (gi.w - 1));
-          const int64_t wp = gi.w + left + right, hp = gi.h + top + bottom, pplane = hp * wp;
+        // Unit strides: the input planes zero-padded to cover every tap, and the outputs kept at the
+        // padded row stride, so that each tap is one pass over all the output rows (the padding
+        // adds exact zeros: the same sums as skipping those taps). Only while the padded plane is
+        // not much larger than the input and output planes (a huge padding or dilation, which a
+        // file may claim, takes the row-by-row loop below).
+        const int64_t top = std::max<int64_t>(0, -win.in_y(0, 0)), left = std::max<int64_t>(0, -win.in_x(0, 0));
+        const int64_t bottom = std::max<int64_t>(0, win.in_y(g.h - 1, c.kernel_h - 1) - (gi.h - 1));
+        const int64_t right = std::max<int64_t>(0, win.in_x(g.w - 1, c.kernel_w - 1) - (gi.w - 1));
+        const int64_t wp = gi.w + left + right, hp = gi.h + top + bottom, pplane = hp * wp;
+        if (c.stride_h == 1 && sw == 1 && pplane <= 4 * (gi.h * gi.w + plane)) {
           const auto padded = static_cast<size_t>(gi.c * pplane);
           std::vector<double> mid_in(padded, 0.0), rad_in(padded, 0.0), mag_in(padded, 0.0);
           for (int64_t ch = 0; ch < gi.c; ++ch)
@@ -1311,6 +1305,33 @@ class FastEngine final : public BoundEngine {
       res.a_lower.resize(static_cast<size_t>(p.rows * n_in)), res.a_upper.resize(static_cast<size_t>(p.rows * n_in));
       res.b_lower.resize(static_cast<size_t>(p.rows)), res.b_upper.resize(static_cast<size_t>(p.rows));
     }
+    // The specification in float32 as c̃ = c − δ. Where a coefficient is not a float, the bounds
+    // of c̃ᵀy are corrected by those of δᵀy over the output's interval bounds (sound for cᵀy).
+    std::vector<Real> spec(p.spec.size());
+    std::vector<double> fix_lo(static_cast<size_t>(p.rows), 0.0), fix_hi(fix_lo.size(), 0.0);
+    bool inexact = false;
+    for (size_t i = 0; i < spec.size(); ++i) {
+      CNNCERT_CHECK(std::fabs(p.spec[i]) <= std::numeric_limits<Real>::max(),
+                    "specification coefficient " << p.spec[i] << " is beyond float32 (use --engine reference)");
+      spec[i] = static_cast<Real>(p.spec[i]);
+      inexact = inexact || static_cast<double>(spec[i]) != p.spec[i];
+    }
+    if (inexact) {
+      intervals(s, out);
+      const std::vector<double>& yl = ilo(s, out);
+      const std::vector<double>& yh = ihi(s, out);
+      for (int64_t r = 0; r < p.rows; ++r)
+        for (int64_t c = 0; c < classes; ++c) {
+          const auto i = static_cast<size_t>(r * classes + c), cc = static_cast<size_t>(c);
+          const double d = p.spec[i] - static_cast<double>(spec[i]);
+          if (d == 0) continue;
+          fix_lo[static_cast<size_t>(r)] += std::min(d * yl[cc], d * yh[cc]);
+          fix_hi[static_cast<size_t>(r)] += std::max(d * yl[cc], d * yh[cc]);
+        }
+      for (size_t r = 0; r < fix_lo.size(); ++r)  // outward for the rounding of the correction itself
+        fix_lo[r] -= 1e-12 * std::fabs(fix_lo[r]) + batched::kWidenFloor,
+            fix_hi[r] += 1e-12 * std::fabs(fix_hi[r]) + batched::kWidenFloor;
+    }
     const int64_t cap = max_rows();
     Scratch scratch = make_scratch();
     for (int64_t first = 0; first < p.rows; first += cap) {
@@ -1318,19 +1339,17 @@ class FastEngine final : public BoundEngine {
       Rows init(2 * R, g.c, g.h, g.w, true);
       for (int64_t r = 0; r < R; ++r)
         for (int64_t c = 0; c < classes; ++c) {
-          // (a specification coefficient that float32 cannot hold exactly is not supported silently)
-          const double v = p.spec[static_cast<size_t>((first + r) * classes + c)];
-          const auto vf = static_cast<Real>(v);
-          CNNCERT_CHECK(static_cast<double>(vf) == v, "the fast engine holds specification coefficients in float32; "
-                                                          << v << " is not exact there (use --engine reference)");
-          init.at(c)[r] = vf, init.at(c)[R + r] = vf;
+          const Real v = spec[static_cast<size_t>((first + r) * classes + c)];
+          init.at(c)[r] = v, init.at(c)[R + r] = v;
         }
       std::vector<double> value, bias;
       Rows fa;
       backsub(s, out, std::move(init), value, lin ? &fa : nullptr, lin ? &bias : nullptr, scratch);
       for (int64_t r = 0; r < R; ++r) {
-        res.upper[static_cast<size_t>(first + r)] = value[static_cast<size_t>(r)];
-        res.lower[static_cast<size_t>(first + r)] = value[static_cast<size_t>(R + r)];
+        const auto q = static_cast<size_t>(first + r);
+        res.upper[q] = value[static_cast<size_t>(r)] + fix_hi[q];
+        res.lower[q] = value[static_cast<size_t>(R + r)] + fix_lo[q];
+        if (lin) bias[static_cast<size_t>(r)] += fix_hi[q], bias[static_cast<size_t>(R + r)] += fix_lo[q];
       }
       if (lin) {
         for (int64_t pos = 0; pos < n_in; ++pos)

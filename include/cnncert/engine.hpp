@@ -91,8 +91,9 @@ struct BoundOptions {
   /// rows), from the calling thread, for progress displays on long calls. Engines that spread a
   /// batch over threads problem by problem do not call it.
   std::function<void(int64_t, int64_t)> layer_progress;
-  /// Reproduce the original CNN-Cert number for number: every neuron's intermediate bounds come
-  /// from its own back-substitution. Off (the default), the fast CPU and the GPU (batched) engines first prove neurons
+  /// Reproduce the original CNN-Cert's algorithm: every neuron's intermediate bounds come from its
+  /// own back-substitution (the reference engine's numbers; the fast CPU and the GPU engines
+  /// equal them to float32 rounding). Off (the default), the fast CPU and the GPU (batched) engines first prove neurons
   /// stable by interval propagation from the latest bounds, intersected with the problem's outer
   /// bounds when it has some (BoundProblem::outer), and back-substitutes only the others
   /// (nodes whose bounds feed ReLU/LeakyReLU relaxations only; before a max-pool that reads a ReLU,
@@ -170,8 +171,10 @@ void check_bound_problems(const Network& net, const std::vector<BoundProblem>& p
 std::unique_ptr<BoundEngine> make_cpu_engine(const Network& net, int threads = 0);
 
 /// The fast CPU engine (the default for Device::Cpu): the reference's algorithm with float32
-/// coefficients (bias terms, bounds and intervals in double; the results equal the reference's to
-/// float rounding, ~1e-6 relative per layer) and per-row receptive-field windows, GEMM-shaped back-substitution (BLAS
+/// coefficients and weights (bias terms, bounds and intervals in double; the results equal the
+/// reference's to float rounding, about 2⁻²⁴ of each layer's sums per layer; specification
+/// coefficients that float32 cannot hold are corrected for soundly; weights or coefficients beyond
+/// float32's range are an InvalidArgument) and per-row receptive-field windows, GEMM-shaped back-substitution (BLAS
 /// when the build has it), rows only for neurons not proven stable (see BoundOptions::exact_cnncert) and `threads`
 /// worker threads (0 = all cores; as many run at once as the memory budget holds). `memory_mib`
 /// bounds the coefficient tensors of all threads together: rows are chunked to it. For a given

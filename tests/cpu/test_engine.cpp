@@ -8,6 +8,7 @@
 #include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
 #include "cnncert/vnnlib.hpp"
+#include "common/engine_compare.hpp"
 #include "common/net_factory.hpp"
 #include "common/test_util.hpp"
 #include "io/npy.hpp"
@@ -192,7 +193,9 @@ TEST(Engine, AnInputBoxEqualsTheBallItDescribes) {
       for (size_t e = 0; e < engines.size(); ++e) {
         const BoundOptions o = opts(Norm::Linf, act == ActKind::Relu ? "adaptive" : "crown");
         const auto a = engines[e]->bound({ball}, o)[0], b = engines[e]->bound({box, ball}, o)[0];
-        const double tol = e == 2 ? 1e-5 : 1e-12;  // the float engine: centre ± radius vs the corners
+        // The reference to rounding; the fast engine (float32 coefficients) and the float engine:
+        // centre ± radius against the corners, rounded to float.
+        const double tol = e == 0 ? 1e-12 : 1e-5;
         for (size_t k = 0; k < a.lower.size(); ++k) {
           EXPECT_NEAR(a.lower[k], b.lower[k], tol * (1 + std::fabs(a.lower[k]))) << engines[e]->name();
           EXPECT_NEAR(a.upper[k], b.upper[k], tol * (1 + std::fabs(a.upper[k]))) << engines[e]->name();
@@ -224,7 +227,7 @@ TEST(Engine, PerElementBoxesAreSoundAndEqualAnAffineInputLayer) {
       for (size_t e = 0; e < engines.size(); ++e) {
         const BoundResult r = engines[e]->bound({p}, o)[0];
         ASSERT_TRUE(r.error.empty()) << r.error;
-        const double tol = e == 2 ? 1e-4 : 1e-9;
+        const double tol = e == 0 ? 1e-9 : e == 1 ? kFloatSoundTol : 1e-4;  // (the fast engine: float32 coefficients)
         for (size_t k = 0; k < r.lower.size(); ++k) {
           if (e == 0) {  // the reference: the two formulations agree up to rounding
             EXPECT_NEAR(r.lower[k], want.lower[k], 1e-9 * (1 + std::fabs(want.lower[k])));

@@ -121,13 +121,11 @@ TEST(FloatEngine, ProvenRadiiMatchTheCpuEngine) {
 // ---- the fast algorithm (the default): rows only for neurons that interval propagation (and
 // the outer bounds of a larger radius) do not prove stable, as the fast CPU engine does ----
 
+/// The GPU algorithm's tolerance (float everywhere). The float engine bounds the float32-rounded
+/// network; check_sound evaluates the double one (kFloatSoundTol).
 double ftol(double ref, double width) {
   return float_tol(ref, width);
 }
-
-/// The float engine bounds the float32-rounded network; check_sound evaluates the double one.
-/// They differ by about 2⁻²⁴ of each layer's sums: 1e-5 relative leaves a margin over 8 layers.
-constexpr double kSoundTol = 1e-5;
 
 TEST(FloatEngine, RowSkippingSkipsTheFastEnginesRowsAndRarelyLoosensABound) {
   // The same selection as the fast CPU engine (in double, with double weights): the rows skipped
@@ -180,12 +178,13 @@ TEST(FloatEngine, DefaultModeBoundsAreSound) {
       const auto r = make_float_engine(net)->bound({p}, o);
       ASSERT_TRUE(r[0].error.empty()) << r[0].error;
       SCOPED_TRACE(case_name(c) + (clip ? " clipped" : ""));
-      check_sound(net, p, r[0], c.norm, seed, 40, 10, clip ? &o : nullptr, kSoundTol);
+      check_sound(net, p, r[0], c.norm, seed, 40, 10, clip ? &o : nullptr, kFloatSoundTol);
     }
 }
 
 TEST(FloatEngine, OuterBoundsOfALargerRadiusSkipMoreRowsStaySoundAndRarelyLoosen) {
-  expect_outer_bounds_skip_more_rows([](const Network& net) { return make_float_engine(net); }, ftol, kSoundTol, true);
+  expect_outer_bounds_skip_more_rows([](const Network& net) { return make_float_engine(net); }, ftol, kFloatSoundTol,
+                                     true);
 }
 
 TEST(FloatEngine, MismatchedOuterBoundsAreIgnored) {
