@@ -861,31 +861,11 @@ class FastEngine final : public BoundEngine {
               lo[at] = l, hi[at] = u;
             }
         };
-        // Unit strides: the input planes zero-padded to cover every tap, and the outputs kept at the
-        // padded row stride, so that each tap is one pass over all the output rows (the padding
-        // adds exact zeros: the same sums as skipping those taps). Only while the padded plane is
-        // not much larger than the input and output planes (a huge padding or dilation, which a
-        // file may claim, takes the row-by-row loop below).
-        const int64_t top = std::max<int64_t>(0, -win.in_y(0, 0)), left = std::max<int64_t>(0, -win.in_x(0, 0));
-        const int64_t bottom = std::max<int64_t>(0, win.in_y(g.h - 1, c.kernel_h - 1) - (gi.h - 1));
-        const int64_t right = std::max<int64_t>(0, win.in_x(g.w - 1, c.kernel_w - 1) - (gi.w - 1));
-        const int64_t wp = gi.w + left + right, hp = gi.h + top + bottom, pplane = hp * wp;
-        if (c.stride_h == 1 && sw == 1 && pplane <= 4 * (gi.h * gi.w + plane)) {
-          const auto padded = static_cast<size_t>(gi.c * pplane);
-          std::vector<double> mid_in(padded, 0.0), rad_in(padded, 0.0), mag_in(padded, 0.0);
-          for (int64_t ch = 0; ch < gi.c; ++ch)
-            for (int64_t y = 0; y < gi.h; ++y)
-              for (int64_t x = 0; x < gi.w; ++x) {
-                const auto j = static_cast<size_t>((ch * gi.h + y) * gi.w + x);
-                const auto q = static_cast<size_t>(ch * pplane + (y + top) * wp + x + left);
-                mid_in[q] = (sl[j] + sh[j]) / 2, rad_in[q] = (sh[j] - sl[j]) / 2;
-                mag_in[q] = std::fabs(sl[j]) + std::fabs(sh[j]);
-              }
-          // Outputs q = oy · wp + ox for ox < g.w; the columns in between are never read.
-          const int64_t len = (g.h - 1) * wp + g.w;
-          std::vector<double> mid(static_cast<size_t>(len)), rad(mid.size()), mag(mid.size());
+        // Per output channel: the bias, then tap(group, ci, ky, kx, w) for every non-zero weight,
+        // then the channel's bounds from outputs at row stride `stride`.
+        std::vector<double> mid, rad, mag;
+        auto each_channel = [&](int64_t stride, auto&& tap) {
           for (int64_t co = 0; co < g.c; ++co) {
-            const int64_t grp = co / cout_g;
             const double* wco = c.weight.data() + co * cin_g * kk;
             const double b = c.bias[static_cast<size_t>(co)];
             std::fill(mid.begin(), mid.end(), b), std::fill(rad.begin(), rad.end(), 0.0);
@@ -894,20 +874,45 @@ class FastEngine final : public BoundEngine {
               for (int64_t ky = 0; ky < c.kernel_h; ++ky)
                 for (int64_t kx = 0; kx < c.kernel_w; ++kx) {
                   const double w = wco[(ci * c.kernel_h + ky) * c.kernel_w + kx];
-                  if (w == 0) continue;
-                  const int64_t in0 =
-                      (grp * cin_g + ci) * pplane + (win.in_y(0, ky) + top) * wp + win.in_x(0, kx) + left;
-                  interval_taps(len, 1, w, mid_in.data() + in0, rad_in.data() + in0, mag_in.data() + in0, mid.data(),
-                                rad.data(), mag.data());
+                  if (w != 0) tap(co / cout_g, ci, ky, kx, w);
                 }
-            finish(co, mid.data(), rad.data(), mag.data(), wp);
+            finish(co, mid.data(), rad.data(), mag.data(), stride);
           }
+        };
+        // Unit strides: the input planes zero-padded to cover every tap, and the outputs kept at the
+        // padded row stride, so that each tap is one pass over all the output rows (the padding
+        // adds exact zeros: the same sums as skipping those taps). Only while the padded plane is
+        // not much larger than the input and output planes (a huge padding or dilation, which a
+        // file may claim, takes the row-by-row loop below).
+        const int64_t top = std::max<int64_t>(0, -win.in_y(0, 0)), left = std::max<int64_t>(0, -win.in_x(0, 0));
+        const int64_t bottom = std::max<int64_t>(0, win.in_y(g.h - 1, c.kernel_h - 1) - (gi.h - 1));
+        const int64_t right = std::max<int64_t>(0, win.in_x(g.w - 1, c.kernel_w - 1) - (gi.w - 1));
+        const bool one_pass =
+            c.stride_h == 1 && sw == 1 && (gi.h + top + bottom) * (gi.w + left + right) <= 4 * (gi.h * gi.w + plane);
+        // The inputs' centres, radii and magnitudes, zero-padded for the one-pass form.
+        const int64_t pt = one_pass ? top : 0, pl = one_pass ? left : 0;
+        const int64_t wp = gi.w + (one_pass ? left + right : 0), pplane = (gi.h + (one_pass ? top + bottom : 0)) * wp;
+        const auto padded = static_cast<size_t>(gi.c * pplane);
+        std::vector<double> mid_in(padded, 0.0), rad_in(padded, 0.0), mag_in(padded, 0.0);
+        for (int64_t ch = 0; ch < gi.c; ++ch)
+          for (int64_t y = 0; y < gi.h; ++y)
+            for (int64_t x = 0; x < gi.w; ++x) {
+              const auto j = static_cast<size_t>((ch * gi.h + y) * gi.w + x);
+              const auto q = static_cast<size_t>(ch * pplane + (y + pt) * wp + x + pl);
+              mid_in[q] = (sl[j] + sh[j]) / 2, rad_in[q] = (sh[j] - sl[j]) / 2;
+              mag_in[q] = std::fabs(sl[j]) + std::fabs(sh[j]);
+            }
+        if (one_pass) {
+          // Outputs q = oy · wp + ox for ox < g.w; the columns in between are never read.
+          const int64_t len = (g.h - 1) * wp + g.w;
+          mid.resize(static_cast<size_t>(len)), rad.resize(mid.size()), mag.resize(mid.size());
+          each_channel(wp, [&](int64_t grp, int64_t ci, int64_t ky, int64_t kx, double w) {
+            const int64_t in0 = (grp * cin_g + ci) * pplane + (win.in_y(0, ky) + pt) * wp + win.in_x(0, kx) + pl;
+            interval_taps(len, 1, w, mid_in.data() + in0, rad_in.data() + in0, mag_in.data() + in0, mid.data(),
+                          rad.data(), mag.data());
+          });
           break;
         }
-        std::vector<double> mid_in(sl.size()), rad_in(sl.size()), mag_in(sl.size());
-        for (size_t j = 0; j < sl.size(); ++j)
-          mid_in[j] = (sl[j] + sh[j]) / 2, rad_in[j] = (sh[j] - sl[j]) / 2,
-          mag_in[j] = std::fabs(sl[j]) + std::fabs(sh[j]);
         // Per kernel column: the output columns [first, last) whose tap lands inside the input.
         std::vector<int64_t> first(static_cast<size_t>(c.kernel_w)), last(static_cast<size_t>(c.kernel_w));
         for (int64_t kx = 0; kx < c.kernel_w; ++kx) {
@@ -916,34 +921,18 @@ class FastEngine final : public BoundEngine {
           while (e > f && win.in_x(e - 1, kx) >= gi.w) --e;
           first[static_cast<size_t>(kx)] = f, last[static_cast<size_t>(kx)] = e;
         }
-        std::vector<double> mid(static_cast<size_t>(plane)), rad(mid.size()), mag(mid.size());
-        for (int64_t co = 0; co < g.c; ++co) {
-          const int64_t grp = co / cout_g;
-          const double* wco = c.weight.data() + co * cin_g * kk;
-          const double b = c.bias[static_cast<size_t>(co)];
-          std::fill(mid.begin(), mid.end(), b), std::fill(rad.begin(), rad.end(), 0.0);
-          std::fill(mag.begin(), mag.end(), std::fabs(b));
-          for (int64_t ci = 0; ci < cin_g; ++ci)
-            for (int64_t ky = 0; ky < c.kernel_h; ++ky)
-              for (int64_t kx = 0; kx < c.kernel_w; ++kx) {
-                const double w = wco[(ci * c.kernel_h + ky) * c.kernel_w + kx];
-                const int64_t f = first[static_cast<size_t>(kx)], len = last[static_cast<size_t>(kx)] - f;
-                if (w == 0 || len <= 0) continue;
-                for (int64_t oy = 0; oy < g.h; ++oy) {
-                  const int64_t iy = win.in_y(oy, ky);
-                  if (iy < 0 || iy >= gi.h) continue;
-                  const int64_t in0 = ((grp * cin_g + ci) * gi.h + iy) * gi.w + win.in_x(f, kx);
-                  const double* mi = mid_in.data() + in0;
-                  const double* ri = rad_in.data() + in0;
-                  const double* ai = mag_in.data() + in0;
-                  double* mo = mid.data() + oy * g.w + f;
-                  double* ro = rad.data() + oy * g.w + f;
-                  double* ao = mag.data() + oy * g.w + f;
-                  interval_taps(len, sw, w, mi, ri, ai, mo, ro, ao);
-                }
-              }
-          finish(co, mid.data(), rad.data(), mag.data(), g.w);
-        }
+        mid.resize(static_cast<size_t>(plane)), rad.resize(mid.size()), mag.resize(mid.size());
+        each_channel(g.w, [&](int64_t grp, int64_t ci, int64_t ky, int64_t kx, double w) {
+          const int64_t f = first[static_cast<size_t>(kx)], len = last[static_cast<size_t>(kx)] - f;
+          if (len <= 0) return;
+          for (int64_t oy = 0; oy < g.h; ++oy) {
+            const int64_t iy = win.in_y(oy, ky);
+            if (iy < 0 || iy >= gi.h) continue;
+            const int64_t in0 = ((grp * cin_g + ci) * gi.h + iy) * gi.w + win.in_x(f, kx);
+            interval_taps(len, sw, w, mid_in.data() + in0, rad_in.data() + in0, mag_in.data() + in0,
+                          mid.data() + oy * g.w + f, rad.data() + oy * g.w + f, mag.data() + oy * g.w + f);
+          }
+        });
         break;
       }
       case OpKind::Dense: {
