@@ -129,13 +129,17 @@ BoundOptions exact_with_intermediate(Norm norm) {
 }
 
 TEST(FastEngine, WideConvolutionsOnWindowsMatchTheReference) {
-  // The gather form on windows (not whole maps): it runs once a window is 9 × 9 or more on a map
-  // larger than the window, so six 16-channel convolutions on a 12 × 12 map (a deep neuron's
-  // window grows 1, 3, ..., 11).
+  // The gather form on windows (not whole maps): it runs where the input window is no larger
+  // than the rows' window, i.e. for 1 × 1 kernels, so 16-channel 1 × 1 convolutions between 3 × 3
+  // ones on a 12 × 12 map (a deep neuron's window grows 1, 3, ..., 9, and the 3 × 3 ones take
+  // the scatter form on windows).
   std::mt19937_64 rng(4048);
   NetworkBuilder b;
   int h = b.activation(b.conv(b.input({1, 12, 12}), random_conv(rng, 1, 16, 3, 1, 1)), ActKind::Relu);
-  for (int i = 0; i < 5; ++i) h = b.activation(b.conv(h, random_conv(rng, 16, 16, 3, 1, 1)), ActKind::Relu);
+  for (int i = 0; i < 4; ++i) {
+    h = b.activation(b.conv(h, random_conv(rng, 16, 16, 1)), ActKind::Relu);
+    h = b.activation(b.conv(h, random_conv(rng, 16, 16, 3, 1, 1)), ActKind::Relu);
+  }
   h = b.reshape(h, {16 * 12 * 12});
   const Network net = b.build(b.dense(h, random_dense(rng, 16 * 12 * 12, 3)));
   const BoundOptions o =
@@ -169,10 +173,10 @@ TEST(FastEngine, NarrowConvolutionKernelsMatchTheReference) {
 
 TEST(FastEngine, WideConvolutionsMatchTheReference) {
   // The random families' convolutions are narrow (≤ 3 channels: direct AXPYs). Here every path of
-  // conv_back: 1 → 16 (scatter GEMM), 16 → 16 and a dilated 16 → 16 (gather GEMM), 16 → 32 and a
-  // grouped 32 → 32 (gather, 2 groups), a strided 32 → 16 (scatter: the gather would waste 3 of 4
-  // taps), with windows and whole maps, and a budget small enough that the gather GEMMs split a
-  // row into pieces.
+  // conv_back: 1 → 16 (scatter GEMM), 16 → 16 and a dilated 16 → 16 (gather GEMM on whole maps,
+  // scatter on windows), 16 → 32 and a grouped 32 → 32 (the same, 2 groups), a strided 32 → 16
+  // (scatter: the gather would waste 3 of 4 taps), and a budget small enough that the gather
+  // GEMMs split a row into pieces.
   std::mt19937_64 rng(2024);
   NetworkBuilder b;
   auto relu = [&](int h) { return b.activation(h, ActKind::Relu); };
