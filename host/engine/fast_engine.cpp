@@ -489,80 +489,62 @@ std::vector<double> pack_relaxation(const double* au, const double* bu, const do
   return pk;
 }
 
-/// The concretization over a whole input map: `count` positions of n stacked rows each
-/// (contiguous), position p's centre (or a box's lower corner) xc[p], a box's upper corner xh[p]
-/// (batched::concretize_elem; a zero coefficient adds ±0).
-CNNCERT_AVX2_CLONE
-void full_concretize(int64_t count, int64_t n, const Real* __restrict a, const double* __restrict xc,
-                     const double* __restrict xh, batched::RegionNorm rn, double* __restrict ce,
-                     double* __restrict no) {
+/// Concretization terms of n rows: row r's coefficient v[r] at input element index(r), whose
+/// centre (or a box's lower corner) is xc and a box's upper corner xh (batched::concretize_elem;
+/// the norm fixed per instance so that the loop vectorizes; a zero coefficient adds ±0).
+template <batched::RegionNorm N, class Index>
+inline __attribute__((always_inline)) void concretize_terms(int64_t n, const Real* __restrict v, Index index,
+                                                            const double* __restrict xc, const double* __restrict xh,
+                                                            double* __restrict ce, double* __restrict no) {
   using batched::RegionNorm;
-  for (int64_t p = 0; p < count; ++p) {
-    const Real* v = a + p * n;
-    const double x = xc[p];
-    switch (rn) {
-      case RegionNorm::Linf:
-        for (int64_t r = 0; r < n; ++r) {
-          const double c = v[r];
-          no[r] += std::fabs(c), ce[r] += c * x;
-        }
-        break;
-      case RegionNorm::L2:
-        for (int64_t r = 0; r < n; ++r) {
-          const double c = v[r];
-          no[r] += c * c, ce[r] += c * x;
-        }
-        break;
-      case RegionNorm::L1:
-        for (int64_t r = 0; r < n; ++r) {
-          const double c = v[r];
-          no[r] = std::fabs(c) > no[r] ? std::fabs(c) : no[r], ce[r] += c * x;
-        }
-        break;
-      case RegionNorm::Box:
-        for (int64_t r = 0; r < n; ++r) batched::concretize_elem(v[r], x, xh[p], rn, ce[r], no[r]);
-        break;
+  for (int64_t r = 0; r < n; ++r) {
+    const double c = v[r];
+    const int64_t j = index(r);
+    if constexpr (N == RegionNorm::Box) {
+      batched::concretize_elem(c, xc[j], xh[j], N, ce[r], no[r]);
+    } else {
+      ce[r] += c * xc[j];
+      if constexpr (N == RegionNorm::Linf) no[r] += std::fabs(c);
+      if constexpr (N == RegionNorm::L2) no[r] += c * c;
+      if constexpr (N == RegionNorm::L1) no[r] = std::fabs(c) > no[r] ? std::fabs(c) : no[r];
     }
   }
 }
 
-/// One window position of the concretization for n rows: row r's input element is base[r] + at,
-/// its centre (or a box's lower corner) xc, a box's upper corner xh (batched::concretize_elem,
-/// whose zero coefficients add nothing). Branch-free as window_relax: a row's position outside the
-/// map has coefficient 0, reads a clamped index and adds ±0.
+/// concretize_terms for the norm `rn`.
+template <class Index>
+inline __attribute__((always_inline)) void concretize_terms(batched::RegionNorm rn, int64_t n, const Real* v,
+                                                            Index index, const double* xc, const double* xh, double* ce,
+                                                            double* no) {
+  using batched::RegionNorm;
+  switch (rn) {
+    case RegionNorm::Linf: return concretize_terms<RegionNorm::Linf>(n, v, index, xc, xh, ce, no);
+    case RegionNorm::L2: return concretize_terms<RegionNorm::L2>(n, v, index, xc, xh, ce, no);
+    case RegionNorm::L1: return concretize_terms<RegionNorm::L1>(n, v, index, xc, xh, ce, no);
+    case RegionNorm::Box: return concretize_terms<RegionNorm::Box>(n, v, index, xc, xh, ce, no);
+  }
+}
+
+/// The concretization over a whole input map: `count` positions of n stacked rows each
+/// (contiguous), position p at input element p.
+CNNCERT_AVX2_CLONE
+void full_concretize(int64_t count, int64_t n, const Real* __restrict a, const double* __restrict xc,
+                     const double* __restrict xh, batched::RegionNorm rn, double* __restrict ce,
+                     double* __restrict no) {
+  for (int64_t p = 0; p < count; ++p)
+    concretize_terms(
+        rn, n, a + p * n, [p](int64_t) { return p; }, xc, xh, ce, no);
+}
+
+/// One window position of the concretization for n rows: row r's input element is base[r] + at.
+/// Branch-free as window_relax: a row's position outside the map has coefficient 0, reads a
+/// clamped index and adds ±0.
 CNNCERT_AVX2_CLONE
 void window_concretize(int64_t n, const Real* __restrict v, const int64_t* __restrict base, int64_t at, int64_t last,
                        const double* __restrict xc, const double* __restrict xh, batched::RegionNorm rn,
                        double* __restrict ce, double* __restrict no) {
-  using batched::RegionNorm;
-  auto index = [&](int64_t r) { return std::clamp<int64_t>(at + base[r], 0, last); };
-  switch (rn) {
-    case RegionNorm::Linf:
-      for (int64_t r = 0; r < n; ++r) {
-        const double c = v[r];
-        ce[r] += c * xc[index(r)], no[r] += std::fabs(c);
-      }
-      return;
-    case RegionNorm::L2:
-      for (int64_t r = 0; r < n; ++r) {
-        const double c = v[r];
-        ce[r] += c * xc[index(r)], no[r] += c * c;
-      }
-      return;
-    case RegionNorm::L1:
-      for (int64_t r = 0; r < n; ++r) {
-        const double c = v[r];
-        ce[r] += c * xc[index(r)], no[r] = std::fabs(c) > no[r] ? std::fabs(c) : no[r];
-      }
-      return;
-    case RegionNorm::Box:
-      for (int64_t r = 0; r < n; ++r) {
-        if (v[r] == 0) continue;
-        const auto j = index(r);
-        batched::concretize_elem(v[r], xc[j], xh[j], rn, ce[r], no[r]);
-      }
-      return;
-  }
+  concretize_terms(
+      rn, n, v, [&](int64_t r) { return std::clamp<int64_t>(at + base[r], 0, last); }, xc, xh, ce, no);
 }
 
 /// elementwise_back over a whole map: `count` positions of n stacked rows each (contiguous),
