@@ -235,9 +235,11 @@ __global__ void scatter_kernel(int64_t n, const int64_t* idx, const double* src,
   FOR_EACH_INDEX_IN_GRID(i, n) dst[idx[i]] = src[i];
 }
 
-__global__ void flag_nonfinite_kernel(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) {
+__global__ void flag_nonfinite_kernel(int64_t problems, int64_t size, const double* lo, const double* hi, int code,
+                                      int* flags) {
   FOR_EACH_INDEX_IN_GRID(i, problems * size) {
-    if (!reliable_bound(lo[i]) || !reliable_bound(hi[i])) flags[i / size] = 1;  // every writer writes 1
+    // Every writer of one launch writes the same code; a flag set by an earlier launch stays.
+    if ((!reliable_bound(lo[i]) || !reliable_bound(hi[i])) && flags[i / size] == 0) flags[i / size] = code;
   }
 }
 
@@ -460,8 +462,10 @@ class CudaOps final : public Ops {
     COUNTED_LAUNCH(scatter_kernel, grid(n), kBlock, 0, stream(), n, idx, src, dst);
   }
 
-  void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) override {
-    COUNTED_LAUNCH(flag_nonfinite_kernel, grid(problems * size), kBlock, 0, stream(), problems, size, lo, hi, flags);
+  void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int code,
+                      int* flags) override {
+    COUNTED_LAUNCH(flag_nonfinite_kernel, grid(problems * size), kBlock, 0, stream(), problems, size, lo, hi, code,
+                   flags);
   }
 
  private:

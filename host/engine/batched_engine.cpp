@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 
@@ -83,7 +84,14 @@ std::vector<T> download(Ops& ops, const Buf& b, size_t n) {
   return v;
 }
 
+/// The network's constants in float32, which the engine computes in; a value beyond float32's
+/// range is refused (it would become infinite).
 std::vector<float> to_float(const std::vector<double>& v) {
+  for (const double x : v)
+    CNNCERT_CHECK(std::fabs(x) <= std::numeric_limits<float>::max(),
+                  "network constant " << x
+                                      << " is beyond float32, which the GPU engine computes in (use --engine "
+                                         "reference)");
   return std::vector<float>(v.begin(), v.end());
 }
 
@@ -190,24 +198,23 @@ class BatchedEngine final : public BoundEngine {
       if (!b.lo.count(src)) {
         const auto t0 = clock::now();
         if (!pool_input_from_activation(b, k)) compute_bounds(b, src);
-        check_flags(b, src);  // waits for the device
         stats_.seconds_bounds += since(t0);
         if (options.want_intermediate) {
           const size_t size = static_cast<size_t>(net_.node(src).size());
           const auto lo = download<double>(*ops_, b.lo.at(src), size * b.problem_count),
                      hi = download<double>(*ops_, b.hi.at(src), size * b.problem_count);
           for (size_t p = 0; p < b.problem_count; ++p)
-            if (b.error[p].empty())
-              out[p].intermediate.push_back({src,
-                                             std::vector<double>(lo.begin() + static_cast<long>(p * size),
-                                                                 lo.begin() + static_cast<long>((p + 1) * size)),
-                                             std::vector<double>(hi.begin() + static_cast<long>(p * size),
-                                                                 hi.begin() + static_cast<long>((p + 1) * size))});
+            out[p].intermediate.push_back({src,
+                                           std::vector<double>(lo.begin() + static_cast<long>(p * size),
+                                                               lo.begin() + static_cast<long>((p + 1) * size)),
+                                           std::vector<double>(hi.begin() + static_cast<long>(p * size),
+                                                               hi.begin() + static_cast<long>((p + 1) * size))});
         }
       }
+      // No wait here: the device runs ahead, and the host waits only where it needs data (the
+      // rows to compute, the results). On a GPU the phase times are split at those waits.
       const auto t1 = clock::now();
       relax(b, k);
-      ops_->synchronize();
       stats_.seconds_relax += since(t1);
     }
     if (options.layer_progress) options.layer_progress(layers_done, layers);  // the specification rows
@@ -244,9 +251,9 @@ class BatchedEngine final : public BoundEngine {
       flags = upload(o, std::vector<int>(problem_count, 0));
       error.assign(problem_count, "");
       norm = cnncert::detail::region_norm(opt.norm, boxes);
-      if (opt.exact_cnncert) return;
-      // The input region as intervals (the ℓ2 and ℓ1 balls lie inside the ℓ∞ ball), and the
-      // problems' outer bounds where they apply: interval propagation's starting point.
+      // The input region as intervals (the ℓ2 and ℓ1 balls lie inside the ℓ∞ ball): interval
+      // propagation's starting point, for row selection and for the specification's rounding
+      // (final_rows, also with exact_cnncert); the problems' outer bounds where they apply.
       std::vector<double> lo, hi;
       for (const auto& p : pr) {
         const ::cnncert::detail::InputBox box = ::cnncert::detail::input_box(p, opt);
@@ -255,7 +262,7 @@ class BatchedEngine final : public BoundEngine {
           widen_interval(l, u);
           lo.push_back(l), hi.push_back(u);
         }
-        outer.push_back(::cnncert::detail::usable_outer(net, p, opt));
+        if (!opt.exact_cnncert) outer.push_back(::cnncert::detail::usable_outer(net, p, opt));
       }
       in_lo = upload(o, lo), in_hi = upload(o, hi);
       interval_ok.assign(net.nodes().size(), 0);
@@ -617,7 +624,8 @@ class BatchedEngine final : public BoundEngine {
       o.scatter(half, didx.as<int64_t>(), up.as<double>(), hi.as<double>());
       o.scatter(half, didx.as<int64_t>(), lw.as<double>(), lo.as<double>());
     }
-    o.flag_nonfinite(static_cast<int64_t>(b.problem_count), size, lo.as<double>(), hi.as<double>(), b.flags.as<int>());
+    o.flag_nonfinite(static_cast<int64_t>(b.problem_count), size, lo.as<double>(), hi.as<double>(), k + 1,
+                     b.flags.as<int>());
     b.lo.emplace(k, std::move(lo));
     b.hi.emplace(k, std::move(hi));
     if (!b.interval_ok.empty()) invalidate_intervals_after(b, k);
@@ -638,7 +646,7 @@ class BatchedEngine final : public BoundEngine {
     Buf lo(o, static_cast<size_t>(total) * sizeof(double)), hi(o, static_cast<size_t>(total) * sizeof(double));
     o.activation_bounds(total, s, b.lo.at(pre).as<double>(), b.hi.at(pre).as<double>(), lo.as<double>(),
                         hi.as<double>());
-    o.flag_nonfinite(static_cast<int64_t>(b.problem_count), act.size(), lo.as<double>(), hi.as<double>(),
+    o.flag_nonfinite(static_cast<int64_t>(b.problem_count), act.size(), lo.as<double>(), hi.as<double>(), src + 1,
                      b.flags.as<int>());
     b.lo.emplace(src, std::move(lo));
     b.hi.emplace(src, std::move(hi));
@@ -646,11 +654,19 @@ class BatchedEngine final : public BoundEngine {
     return true;
   }
 
-  /// Marks the problems whose bounds at node `src` are not reliable_bound (as the CPU engine reports).
-  void check_flags(Batch& b, int src) {
-    const auto flags = download<int>(*ops_, b.flags, b.problem_count);
-    for (size_t p = 0; p < b.problem_count; ++p)
-      if (flags[p] && b.error[p].empty()) b.error[p] = cnncert::detail::unreliable_bounds_error(net_.node(src).name);
+  /// Marks the problems whose bounds at some node were not reliable_bound, naming the first such
+  /// node (its index + 1 is the problem's flag, set on the device as the nodes were bounded and
+  /// downloaded with the results), as the CPU engine reports; their intermediate bounds stop
+  /// before it.
+  void check_flags(Batch& b, const int* flags, std::vector<BoundResult>& out) {
+    for (size_t p = 0; p < b.problem_count; ++p) {
+      if (!flags[p]) continue;
+      const int node = flags[p] - 1;
+      CNNCERT_ASSERT(node >= 0 && node < static_cast<int>(net_.nodes().size()));
+      if (b.error[p].empty()) b.error[p] = cnncert::detail::unreliable_bounds_error(net_.node(node).name);
+      auto& im = out[p].intermediate;
+      im.erase(std::find_if(im.begin(), im.end(), [node](const NodeBounds& nb) { return nb.node == node; }), im.end());
+    }
   }
 
   /// Relaxation of activation/max-pool node k for all problems.
@@ -684,6 +700,49 @@ class BatchedEngine final : public BoundEngine {
     b.bu.emplace(k, std::move(bu));
   }
 
+  /// The specification c of each row in float32 as c̃ = c − δ: where a coefficient is not a float
+  /// (0.1), the bounds of δᵀy over the output's interval bounds y, added to those of c̃ᵀy, keep
+  /// them sound for cᵀy (as in the fast engine). Returns the corrections of the flattened rows
+  /// (owner, local), lower ones then upper ones, or nothing when every coefficient is a float.
+  std::vector<double> spec_rounding(Batch& b, const std::vector<int>& owner, const std::vector<int64_t>& local) {
+    const int64_t classes = net_.output_size();
+    bool inexact = false;
+    for (const BoundProblem& p : b.problems)
+      for (const double c : p.spec) {
+        CNNCERT_CHECK(std::fabs(c) <= std::numeric_limits<float>::max(),
+                      "specification coefficient " << c << " is beyond float32 (use --engine reference)");
+        inexact = inexact || static_cast<double>(static_cast<float>(c)) != c;
+      }
+    if (!inexact) return {};
+    const int outn = net_.output();
+    intervals(b, outn);
+    const size_t n = static_cast<size_t>(classes) * b.problem_count;
+    std::vector<double> yl(n), yh(n);
+    ops_->to_host(yl.data(), interval_lo(b, outn), n * sizeof(double));
+    ops_->to_host(yh.data(), interval_hi(b, outn), n * sizeof(double));
+    const size_t total = owner.size();
+    std::vector<double> fix(2 * total, 0.0);
+    for (size_t r = 0; r < total; ++r) {
+      const auto p = static_cast<size_t>(owner[r]);
+      const BoundProblem& pr = b.problems[p];
+      double lo = 0, hi = 0;
+      for (int64_t c = 0; c < classes; ++c) {
+        const double coef = pr.spec[static_cast<size_t>(local[r] * classes + c)];
+        const double d = coef - static_cast<double>(static_cast<float>(coef));
+        if (d == 0) continue;
+        const size_t y = p * static_cast<size_t>(classes) + static_cast<size_t>(c);
+        if (!std::isfinite(yl[y]) || !std::isfinite(yh[y])) {  // no interval: fail closed
+          lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
+          break;
+        }
+        lo += std::min(d * yl[y], d * yh[y]), hi += std::max(d * yl[y], d * yh[y]);
+      }
+      // Outward for the rounding of the correction itself.
+      fix[r] = lo - (1e-12 * std::fabs(lo) + kWidenFloor), fix[total + r] = hi + (1e-12 * std::fabs(hi) + kWidenFloor);
+    }
+    return fix;
+  }
+
   /// The specification rows of every problem.
   void final_rows(Batch& b, std::vector<BoundResult>& out) {
     Ops& o = *ops_;
@@ -695,12 +754,17 @@ class BatchedEngine final : public BoundEngine {
     for (size_t p = 0; p < b.problem_count; ++p)
       for (int64_t r = 0; r < b.problems[p].rows; ++r) owner.push_back(static_cast<int>(p)), local.push_back(r);
     const auto total = static_cast<int64_t>(owner.size());
-    Buf up(o, static_cast<size_t>(std::max<int64_t>(total, 1)) * sizeof(double)),
-        lw(o, static_cast<size_t>(std::max<int64_t>(total, 1)) * sizeof(double));
+    // The upper bounds, then the lower ones, then the problems' flags: one download at the end.
+    const int64_t slots = std::max<int64_t>(total, 1);
+    const size_t flag_slots = (b.problem_count * sizeof(int) + sizeof(double) - 1) / sizeof(double);
+    Buf bounds(o, (static_cast<size_t>(2 * slots) + flag_slots) * sizeof(double));
+    double* const up = bounds.as<double>();
+    double* const lw = up + slots;
     const bool lin = b.options.want_linear;
     std::vector<float> a_lin;      // rows × n_in per pass, in flattened order
     std::vector<double> bias_lin;  // 2 × total
     if (lin) a_lin.resize(static_cast<size_t>(2 * total * n_in)), bias_lin.resize(static_cast<size_t>(2 * total));
+    const std::vector<double> fix = spec_rounding(b, owner, local);  // lower fixes, then upper ones
     const int64_t chunk = chunk_rows(outn);
     for (int64_t first = 0; first < total; first += chunk) {
       const int64_t half = std::min(chunk, total - first);
@@ -721,8 +785,8 @@ class BatchedEngine final : public BoundEngine {
       Buf bias(o, static_cast<size_t>(2 * half) * sizeof(double));
       o.zero(bias.as<void>(), bias.bytes());
       Buf final_a;
-      backsub(b, outn, half, std::move(a), dprob.as<int>(), bias.as<double>(), up.as<double>() + first,
-              lw.as<double>() + first, lin ? &final_a : nullptr);
+      backsub(b, outn, half, std::move(a), dprob.as<int>(), bias.as<double>(), up + first, lw + first,
+              lin ? &final_a : nullptr);
       if (lin) {
         const auto fa = download<float>(o, final_a, static_cast<size_t>(2 * half * n_in));
         const auto fb = download<double>(o, bias, static_cast<size_t>(2 * half));
@@ -734,8 +798,19 @@ class BatchedEngine final : public BoundEngine {
         }
       }
     }
-    const auto upper = download<double>(o, up, static_cast<size_t>(total)),
-               lower = download<double>(o, lw, static_cast<size_t>(total));
+    o.copy(lw + slots, b.flags.as<void>(), b.problem_count * sizeof(int));
+    const auto both = download<double>(o, bounds, static_cast<size_t>(2 * slots) + flag_slots);  // the one wait
+    std::vector<int> flags(b.problem_count);
+    std::memcpy(flags.data(), both.data() + 2 * slots, flags.size() * sizeof(int));
+    check_flags(b, flags.data(), out);
+    std::vector<double> upper(both.begin(), both.begin() + total),
+        lower(both.begin() + slots, both.begin() + slots + total);
+    if (!fix.empty())
+      for (int64_t r = 0; r < total; ++r) {
+        const auto q = static_cast<size_t>(r), qu = static_cast<size_t>(total + r);
+        lower[q] += fix[q], upper[q] += fix[qu];
+        if (lin) bias_lin[q] += fix[qu], bias_lin[qu] += fix[q];
+      }
     int64_t at = 0;
     const double inf = std::numeric_limits<double>::infinity();
     for (size_t p = 0; p < b.problem_count; ++p) {

@@ -114,11 +114,13 @@ class Ops {
                            const double* outer_hi, double* out_lo, double* out_hi, unsigned char* mask) = 0;
   /// dst[idx[i]] = src[i] for i < n.
   virtual void scatter(int64_t n, const int64_t* idx, const double* src, double* dst) = 0;
-  /// flags[p] = 1 for each problem p whose `size` values of lo or hi contain a NaN, an infinity or a
-  /// magnitude beyond kMaxReliableBound (reliable_bound; other flags unchanged).
-  virtual void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) = 0;
+  /// flags[p] = code (> 0) for each problem p whose `size` values of lo or hi contain a NaN, an
+  /// infinity or a magnitude beyond kMaxReliableBound (reliable_bound) and whose flag is still 0
+  /// (the first code set stays; other flags unchanged).
+  virtual void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int code,
+                              int* flags) = 0;
 
-  /// Waits until every operation issued so far has finished (for phase timings).
+  /// Waits until every operation issued so far has finished.
   virtual void synchronize() {}
   /// Floating-point operations of the convolution and GEMM back-substitutions so far.
   virtual double backsub_flops() const { return 0; }

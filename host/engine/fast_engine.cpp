@@ -1299,6 +1299,11 @@ class FastEngine final : public BoundEngine {
           const auto i = static_cast<size_t>(r * classes + c), cc = static_cast<size_t>(c);
           const double d = p.spec[i] - static_cast<double>(spec[i]);
           if (d == 0) continue;
+          if (!std::isfinite(yl[cc]) || !std::isfinite(yh[cc])) {  // no interval: fail closed
+            fix_lo[static_cast<size_t>(r)] = -std::numeric_limits<double>::infinity();
+            fix_hi[static_cast<size_t>(r)] = std::numeric_limits<double>::infinity();
+            break;
+          }
           fix_lo[static_cast<size_t>(r)] += std::min(d * yl[cc], d * yh[cc]);
           fix_hi[static_cast<size_t>(r)] += std::max(d * yl[cc], d * yh[cc]);
         }

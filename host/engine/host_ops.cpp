@@ -215,13 +215,11 @@ class HostOps final : public Ops {
     for (int64_t i = 0; i < n; ++i) dst[idx[i]] = src[i];
   }
 
-  void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) override {
+  void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int code,
+                      int* flags) override {
     for (int64_t p = 0; p < problems; ++p)
-      for (int64_t i = 0; i < size; ++i)
-        if (!reliable_bound(lo[p * size + i]) || !reliable_bound(hi[p * size + i])) {
-          flags[p] = 1;
-          break;
-        }
+      for (int64_t i = 0; i < size && flags[p] == 0; ++i)
+        if (!reliable_bound(lo[p * size + i]) || !reliable_bound(hi[p * size + i])) flags[p] = code;
   }
 
  private:

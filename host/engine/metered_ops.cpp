@@ -151,10 +151,11 @@ class MeteredOps final : public Ops {
     count(0, static_cast<double>(n) * (kI + 2 * kD));
     in_->scatter(n, idx, src, dst);
   }
-  void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int* flags) override {
+  void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int code,
+                      int* flags) override {
     const double n = static_cast<double>(problems) * static_cast<double>(size);
     count(2 * n, 2 * kD * n);
-    in_->flag_nonfinite(problems, size, lo, hi, flags);
+    in_->flag_nonfinite(problems, size, lo, hi, code, flags);
   }
 
   void synchronize() override {

@@ -26,6 +26,7 @@
 
 #include "cnncert/certify.hpp"
 #include "cnncert/engine.hpp"
+#include "cnncert/error.hpp"
 #include "cnncert/onnx.hpp"
 #include "cnncert/proven.hpp"
 #include "common/net_factory.hpp"
@@ -263,6 +264,53 @@ void expect_outer_bounds_skip_more_rows(MakeEngine&& make_engine, const std::fun
   EXPECT_GT(skipped, skipped_plain);
   EXPECT_LE(t.looser, t.rows / 100) << "more than 1 % of the bounds looser than the reference";
   EXPECT_LE(t.worst_looser, 0.01) << "a bound looser than the reference by more than 1 % of its width";
+}
+
+/// Specification coefficients float32 cannot hold (0.1, 1/3): a float32 engine bounds the rounded
+/// specification and adds the bounds of the rounding's part over the outputs' intervals. Its
+/// results must contain the exact specification's values (sampled), stay within the float
+/// tolerance (`rtol`) of the reference, differ from those of the pre-rounded specification (the
+/// correction is there) by no more than its size, move the linear bounds' constants with them,
+/// and a coefficient beyond float32 is refused. With `exact`, in exact_cnncert mode.
+template <class MakeEngine>
+void expect_inexact_specification_corrected(MakeEngine&& make_engine, double rtol, bool exact) {
+  const Network net = random_network(Family::Cnn, ActKind::Relu, 44);
+  BoundProblem p = margin_problem(net, random_input(45, net.input_size()), 0.03);
+  const int64_t classes = net.output_size();
+  p.rows = 2;
+  p.spec.assign(static_cast<size_t>(2 * classes), 0.0);
+  p.spec[0] = 0.1, p.spec[1] = -1.0 / 3, p.spec[static_cast<size_t>(classes)] = 1e-3 / 7,
+  p.spec[static_cast<size_t>(classes) + 2] = 2.0 / 3;
+  BoundOptions o;
+  o.want_linear = true;
+  o.exact_cnncert = exact;
+  // A second problem with an exact specification shares the batch: its bounds are unchanged.
+  const BoundProblem q = margin_problem(net, random_input(47, net.input_size()), 0.02);
+  const auto got = make_engine(net)->bound({p, q}, o), ref = make_cpu_engine(net, 1)->bound({p, q}, o);
+  compare_results(got, ref, "inexact specification", rtol);
+  check_sound(net, p, got[0], Norm::Linf, 46, 100, 10, nullptr, kFloatSoundTol);
+  // The specification rounded to float beforehand: the same back-substitution without the
+  // correction, which moves each bound by about 6e-8 of the terms (both rows have an inexact
+  // coefficient).
+  BoundProblem rounded = p;
+  for (double& v : rounded.spec) v = static_cast<double>(static_cast<float>(v));
+  const auto plain = make_engine(net)->bound({rounded, q}, o);
+  for (size_t r = 0; r < 2; ++r) {
+    EXPECT_NE(got[0].lower[r], plain[0].lower[r]) << "row " << r << ": no correction";
+    EXPECT_NE(got[0].upper[r], plain[0].upper[r]) << "row " << r << ": no correction";
+    EXPECT_NEAR(got[0].lower[r], plain[0].lower[r], 1e-6 * (1 + std::fabs(plain[0].lower[r])));
+    EXPECT_NEAR(got[0].upper[r], plain[0].upper[r], 1e-6 * (1 + std::fabs(plain[0].upper[r])));
+    EXPECT_NEAR(got[0].b_lower[r] - plain[0].b_lower[r], got[0].lower[r] - plain[0].lower[r],
+                1e-14 * (1 + std::fabs(plain[0].b_lower[r]) + std::fabs(plain[0].lower[r])))
+        << "row " << r;
+    EXPECT_NEAR(got[0].b_upper[r] - plain[0].b_upper[r], got[0].upper[r] - plain[0].upper[r],
+                1e-14 * (1 + std::fabs(plain[0].b_upper[r]) + std::fabs(plain[0].upper[r])))
+        << "row " << r;
+  }
+  EXPECT_EQ(got[1].lower, plain[1].lower);
+  EXPECT_EQ(got[1].upper, plain[1].upper);
+  p.spec[0] = 1e39;  // beyond float32
+  EXPECT_THROW(make_engine(net)->bound({p}, o), InvalidArgument);
 }
 
 /// Margin problems (all targets of the predicted class, radius eps) at the first `count` reference

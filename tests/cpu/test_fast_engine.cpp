@@ -293,38 +293,9 @@ TEST(FastEngine, IntervalsThroughConvolutionsOfEveryGeometryAreThePlainOnes) {
 }
 
 TEST(FastEngine, SpecificationCoefficientsFloatCannotHoldStaySound) {
-  // 0.1 and 1/3 are not float32 numbers: the engine bounds the rounded specification and adds the
-  // bounds of the rounding's part over the outputs' intervals. The result must contain the
-  // exact specification's values and stay within the float tolerance of the reference.
-  const Network net = random_network(Family::Cnn, ActKind::Relu, 44);
-  BoundProblem p = margin_problem(net, random_input(45, net.input_size()), 0.03);
-  const int64_t classes = net.output_size();
-  p.rows = 2;
-  p.spec.assign(static_cast<size_t>(2 * classes), 0.0);
-  p.spec[0] = 0.1, p.spec[1] = -1.0 / 3, p.spec[static_cast<size_t>(classes)] = 1e-3 / 7,
-  p.spec[static_cast<size_t>(classes) + 2] = 2.0 / 3;
-  BoundOptions o;
-  o.want_linear = true;
-  const auto fast = make_fast_engine(net, 1)->bound({p}, o), ref = make_cpu_engine(net, 1)->bound({p}, o);
-  expect_equal(fast, ref, "inexact specification");
-  check_sound(net, p, fast[0], Norm::Linf, 46, 100, 10, nullptr, kFloatSoundTol);
-  // The specification rounded to float beforehand: the same back-substitution without the
-  // correction, which moves each bound by about 6e-8 of the terms (both rows have an inexact
-  // coefficient); the linear bounds' constants move with them.
-  BoundProblem rounded = p;
-  for (double& v : rounded.spec) v = static_cast<double>(static_cast<float>(v));
-  const auto plain = make_fast_engine(net, 1)->bound({rounded}, o);
-  for (size_t r = 0; r < 2; ++r) {
-    EXPECT_NE(fast[0].lower[r], plain[0].lower[r]) << "row " << r << ": no correction";
-    EXPECT_NE(fast[0].upper[r], plain[0].upper[r]) << "row " << r << ": no correction";
-    EXPECT_NEAR(fast[0].lower[r], plain[0].lower[r], 1e-6 * (1 + std::fabs(plain[0].lower[r])));
-    EXPECT_NEAR(fast[0].upper[r], plain[0].upper[r], 1e-6 * (1 + std::fabs(plain[0].upper[r])));
-    EXPECT_NEAR(fast[0].b_lower[r] - plain[0].b_lower[r], fast[0].lower[r] - plain[0].lower[r],
-                1e-14 * (1 + std::fabs(plain[0].b_lower[r]) + std::fabs(plain[0].lower[r])))
-        << "row " << r;
-  }
-  p.spec[0] = 1e39;  // beyond float32
-  EXPECT_THROW(make_fast_engine(net, 1)->bound({p}, o), InvalidArgument);
+  for (const bool exact : {false, true})
+    expect_inexact_specification_corrected([](const Network& net) { return make_fast_engine(net, 1); }, kFastRtol,
+                                           exact);
 }
 
 TEST(FastEngine, WeightsBeyondFloat32AreRefused) {
@@ -332,6 +303,7 @@ TEST(FastEngine, WeightsBeyondFloat32AreRefused) {
   const int x = b.input({2});
   const Network net = b.build(b.dense(x, DenseAttr{1, 2, {1e39, 1}, {0}}));
   EXPECT_THROW(make_fast_engine(net, 1), InvalidArgument);
+  EXPECT_THROW(make_float_engine(net), InvalidArgument);  // the GPU engine's algorithm, in float32 too
   EXPECT_NO_THROW(make_cpu_engine(net, 1));
 }
 

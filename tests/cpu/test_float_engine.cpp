@@ -47,6 +47,12 @@ TEST(FloatEngine, ChunksOfAnySizeGiveBitIdenticalResults) {
   }
 }
 
+TEST(FloatEngine, SpecificationCoefficientsFloatCannotHoldStaySound) {
+  for (const bool exact : {false, true})
+    expect_inexact_specification_corrected([](const Network& net) { return make_float_engine(net); }, kFloatRtol,
+                                           exact);
+}
+
 TEST(FloatEngine, ProblemsWithDifferentRowCountsAndEmptySpecs) {
   const Network net = random_network(Family::Cnn, ActKind::Relu, 3);
   auto ps = margin_problems(net, 3, 0.03, 11);
@@ -214,9 +220,10 @@ TEST(FloatEngine, MismatchedOuterBoundsAreIgnored) {
 }
 
 TEST(FloatEngine, CostModelCountsWhatTheEngineIssues) {
-  // The GPU cost model (EngineStats::model_*): the convolution/GEMM FLOPs are part of it, at
-  // least one host wait per bounded node (its flags), the same counts for the same call (after
-  // the engine's one-time uploads), and less work where rows are skipped.
+  // The GPU cost model (EngineStats::model_*): the convolution/GEMM FLOPs are part of it, one
+  // host wait per call in exact mode (the results, with the flags) and one more per bounded node
+  // otherwise (the rows to compute), the same counts for the same call (after the engine's
+  // one-time uploads), and less work where rows are skipped.
   const Network net = random_network(Family::CnnMaxPool, ActKind::Relu, 17);
   const auto ps = margin_problems(net, 3, 0.01, 4);  // a small radius: most neurons stable
   BoundOptions exact;
@@ -230,7 +237,9 @@ TEST(FloatEngine, CostModelCountsWhatTheEngineIssues) {
   EXPECT_GE(se.model_flops, se.backsub_flops);
   EXPECT_GT(se.backsub_flops, 0);
   const auto nodes = static_cast<int64_t>(detail::bound_schedule(net).size());
-  EXPECT_GE(se.model_syncs, nodes);
+  EXPECT_EQ(se.model_syncs - s0.model_syncs, 1);
+  EXPECT_GT(sd.model_syncs - s0.model_syncs, 1);  // (no rows to select where no neuron can be skipped)
+  EXPECT_LE(sd.model_syncs - s0.model_syncs, nodes + 1);
   EXPECT_GT(sd.rows_skipped, 0);
   EXPECT_LT(sd.model_flops, se.model_flops) << "skipped rows cost nothing";
   EXPECT_LT(sd.model_bytes, se.model_bytes);

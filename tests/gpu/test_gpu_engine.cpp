@@ -98,6 +98,11 @@ TEST_F(GpuTest, FastAlgorithmMatchesTheHostBackend) {
   EXPECT_GT(by_outer, 0);
 }
 
+TEST_F(GpuTest, SpecificationCoefficientsFloatCannotHoldStaySound) {
+  for (const bool exact : {false, true})
+    expect_inexact_specification_corrected([](const Network& net) { return make_gpu_engine(net); }, kFloatRtol, exact);
+}
+
 TEST_F(GpuTest, AgreesWithTheSameAlgorithmOnTheCpu) {
   const Network net = random_network(Family::CnnAvgPoolPadded, ActKind::Tanh, 4);
   BoundOptions o;

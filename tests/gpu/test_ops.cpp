@@ -632,13 +632,13 @@ TEST_F(GpuTest, NonFiniteFlagsMatchTheHost) {
   lo[1 * size + 299] = NAN;
   hi[2 * size + 0] = INFINITY;
   lo[3 * size + 150] = -1e13;                      // beyond kMaxReliableBound
-  const std::vector<int> flags = {0, 0, 0, 0, 1};  // a flag already set stays set
+  const std::vector<int> flags = {0, 0, 0, 0, 7};  // a flag already set stays as it is
   check_primitive(
       "flag_nonfinite",
       [&](Ops& o) {
         Dev<double> dlo(o, lo), dhi(o, hi);
         Dev<int> df(o, flags);
-        o.flag_nonfinite(problems, size, dlo.get(), dhi.get(), df.get());
+        o.flag_nonfinite(problems, size, dlo.get(), dhi.get(), 3, df.get());
         return Outputs{df.read()};
       },
       exact());
@@ -646,8 +646,8 @@ TEST_F(GpuTest, NonFiniteFlagsMatchTheHost) {
   auto host = make_host_ops(1 << 20);
   Dev<double> dlo(*host, lo), dhi(*host, hi);
   Dev<int> df(*host, flags);
-  host->flag_nonfinite(problems, size, dlo.get(), dhi.get(), df.get());
-  EXPECT_EQ(df.read(), (Values{0, 1, 1, 1, 1}));
+  host->flag_nonfinite(problems, size, dlo.get(), dhi.get(), 3, df.get());
+  EXPECT_EQ(df.read(), (Values{0, 3, 3, 3, 7}));
 }
 
 TEST_F(GpuTest, IntervalPropagationMatchesTheHostAndContainsTheValues) {
