@@ -184,6 +184,7 @@ class BatchedEngine final : public BoundEngine {
     std::vector<BoundResult> out(problems.size());
     if (problems.empty()) return out;
     ++stats_.calls;
+    ops_->set_problems(static_cast<int64_t>(problems.size()));
     Batch b(*ops_, net_, problems, options);
     const auto& nodes = net_.nodes();
     using clock = std::chrono::steady_clock;

@@ -122,6 +122,9 @@ class Ops {
 
   /// Waits until every operation issued so far has finished.
   virtual void synchronize() {}
+  /// The number of problems of the bound() call about to be issued: the cost model counts each
+  /// problem's arrays (centres, relaxations) once per primitive call. The backends ignore it.
+  virtual void set_problems(int64_t /*problems*/) {}
   /// Floating-point operations of the convolution and GEMM back-substitutions so far.
   virtual double backsub_flops() const { return 0; }
   /// Convolutions and GEMMs per path so far (zeros on the host).

@@ -3,7 +3,13 @@
 // what the CUDA engine will issue): floating-point operations, bytes of device memory read and
 // written (each array once, float32 coefficients and double bounds as the engine stores them),
 // one kernel launch per call and per upload, one host wait per download or synchronization.
-// bench/RESULTS.md turns the counts into a time on an H200.
+// bench/RESULTS.md turns the counts into a time on an H200. With CNNCERT_COST_BREAKDOWN set in the
+// environment, the counts per primitive are printed to stderr when the engine is destroyed.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+
 #include "engine/batched_engine.hpp"
 
 namespace cnncert::batched {
@@ -14,6 +20,12 @@ constexpr double kF = sizeof(float), kD = sizeof(double), kI = sizeof(int64_t);
 class MeteredOps final : public Ops {
  public:
   explicit MeteredOps(std::unique_ptr<Ops> inner) : in_(std::move(inner)) {}
+  ~MeteredOps() override {
+    if (!std::getenv("CNNCERT_COST_BREAKDOWN")) return;
+    for (const auto& [name, c] : by_primitive_)
+      std::fprintf(stderr, "cost model: %-24s %10.4g GFLOP %10.4g GB %8lld launches\n", name.c_str(), c.flops / 1e9,
+                   c.bytes / 1e9, static_cast<long long>(c.launches));
+  }
 
   std::string name() const override { return in_->name(); }
   size_t memory_budget() const override { return in_->memory_budget(); }
@@ -21,7 +33,7 @@ class MeteredOps final : public Ops {
   void release(void* p) noexcept override { in_->release(p); }
 
   void to_device(void* dst, const void* src, size_t bytes) override {
-    count(0, static_cast<double>(bytes));
+    count(0, static_cast<double>(bytes), "to_device");
     in_->to_device(dst, src, bytes);
   }
   void to_host(void* dst, const void* src, size_t bytes) override {
@@ -30,11 +42,11 @@ class MeteredOps final : public Ops {
     in_->to_host(dst, src, bytes);
   }
   void copy(void* dst, const void* src, size_t bytes) override {
-    count(0, 2.0 * static_cast<double>(bytes));
+    count(0, 2.0 * static_cast<double>(bytes), "copy");
     in_->copy(dst, src, bytes);
   }
   void zero(void* dst, size_t bytes) override {
-    count(0, static_cast<double>(bytes));
+    count(0, static_cast<double>(bytes), "zero");
     in_->zero(dst, bytes);
   }
 
@@ -42,25 +54,33 @@ class MeteredOps final : public Ops {
     const double r = static_cast<double>(rows), in = static_cast<double>(g.cin * g.hin * g.win),
                  out_n = static_cast<double>(g.cout * g.hout * g.wout),
                  taps = static_cast<double>(g.cin / g.groups * g.kk());
-    count(2 * r * out_n * taps, kF * (r * (in + out_n) + out_n / static_cast<double>(g.hout * g.wout) * taps));
+    count(2 * r * out_n * taps, kF * (r * (in + out_n) + out_n / static_cast<double>(g.hout * g.wout) * taps),
+          "conv_back");
     in_->conv_back(g, rows, w, a, out);
   }
   void dense_back(int64_t rows, int64_t n_out, int64_t n_in, const float* w, const float* a, float* out) override {
     const double r = static_cast<double>(rows), o = static_cast<double>(n_out), i = static_cast<double>(n_in);
-    count(2 * r * o * i, kF * (r * (o + i) + o * i));
+    count(2 * r * o * i, kF * (r * (o + i) + o * i), "dense_back");
     in_->dense_back(rows, n_out, n_in, w, a, out);
   }
   void elementwise_back(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div,
                         const float* al, const float* bl, const float* au, const float* bu, double* bias) override {
     const double n = 2.0 * static_cast<double>(half) * static_cast<double>(size);
-    count(3 * n, kF * n * (al ? 4 : 2) + 4 * kD * static_cast<double>(half));  // row, 1-2 parameters, new row; bias
+    // The row (read, and written when relaxed), each parameter array once per problem, the bias.
+    const double per_problem = std::min(stride ? static_cast<double>(stride) : 1e300, ceil_div(size, div));
+    count(3 * n,
+          kF * (n * (al ? 2 : 1) + (al ? 4 : 1) * problems_of(half, stride) * per_problem) +
+              4 * kD * static_cast<double>(half),
+          "elementwise_back");
     in_->elementwise_back(half, size, a, prob, stride, div, al, bl, au, bu, bias);
   }
   void pool_back(const PoolGeom& g, int64_t half, const int* prob, int64_t stride, const float* slopes, const float* a,
                  float* out) override {
     const double r = 2.0 * static_cast<double>(half), o = static_cast<double>(g.out_size());
-    count(2 * r * o * static_cast<double>(g.kk()),
-          kF * (r * (static_cast<double>(g.in_size()) + o) + (stride ? r : 1) * o * static_cast<double>(g.kk())));
+    count(
+        2 * r * o * static_cast<double>(g.kk()),
+        kF * (r * (static_cast<double>(g.in_size()) + o) + problems_of(half, stride) * o * static_cast<double>(g.kk())),
+        "pool_back");
     in_->pool_back(g, half, prob, stride, slopes, a, out);
   }
   void conv_back_window(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const float* wt,
@@ -68,7 +88,8 @@ class MeteredOps final : public Ops {
     const double r = 2.0 * static_cast<double>(half), out_n = static_cast<double>(g.cout * h * w),
                  in = static_cast<double>(g.cin * g.span_y(h) * g.span_x(w)),
                  taps = static_cast<double>(g.cin / g.groups * g.kk());
-    count(2 * r * out_n * taps, kF * (r * (in + out_n) + static_cast<double>(g.cout) * taps) + kI * r);
+    count(2 * r * out_n * taps, kF * (r * (in + out_n) + static_cast<double>(g.cout) * taps) + kI * r,
+          "conv_back_window");
     in_->conv_back_window(g, half, h, w, org, wt, a, out);
   }
   void pool_back_window(const PoolGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const int* prob,
@@ -76,56 +97,69 @@ class MeteredOps final : public Ops {
     const double r = 2.0 * static_cast<double>(half), o = static_cast<double>(g.c * h * w);
     count(2 * r * o * static_cast<double>(g.kk()),
           kF * (r * (static_cast<double>(g.c * g.span_y(h) * g.span_x(w)) + o) +
-                (stride ? r : 1) * o * static_cast<double>(g.kk())));
+                std::min(problems_of(half, stride) * static_cast<double>(g.out_size()), static_cast<double>(half) * o) *
+                    static_cast<double>(g.kk())),
+          "pool_back_window");  // the rows; each problem's slopes once, at most those of its rows' windows
     in_->pool_back_window(g, half, h, w, org, prob, stride, slopes, a, out);
   }
   void elementwise_back_window(const WinGeom& wg, int64_t half, const int64_t* org, float* a, const int* prob,
                                int64_t stride, int64_t div, const float* al, const float* bl, const float* au,
                                const float* bu, double* bias) override {
     const double n = 2.0 * static_cast<double>(half) * static_cast<double>(wg.size());
-    count(3 * n, kF * n * (al ? 4 : 2) + 4 * kD * static_cast<double>(half));
+    // As elementwise_back; a problem's parameters read are at most its map's or its rows' windows'.
+    const double map = ceil_div(wg.c * wg.map_h * wg.map_w, div),
+                 per_problem = stride ? std::min(static_cast<double>(stride), map) : map;
+    const double params =
+        std::min(problems_of(half, stride) * per_problem, static_cast<double>(half) * ceil_div(wg.size(), div));
+    count(3 * n, kF * (n * (al ? 2 : 1) + (al ? 4 : 1) * params) + 4 * kD * static_cast<double>(half),
+          "elementwise_back_window");
     in_->elementwise_back_window(wg, half, org, a, prob, stride, div, al, bl, au, bu, bias);
   }
   void window_to_dense(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, float* out) override {
     const double r = 2.0 * static_cast<double>(half);
-    count(0, kF * r * static_cast<double>(2 * wg.size() + wg.c * wg.map_h * wg.map_w));  // zero, read, write
-    ++c_.launches;                                                                       // the zeroing and the scatter
+    count(0, kF * r * static_cast<double>(2 * wg.size() + wg.c * wg.map_h * wg.map_w),
+          "window_to_dense");  // zero, read, write
+    ++c_.launches;             // the zeroing and the scatter
     in_->window_to_dense(wg, half, org, a, out);
   }
   void add(int64_t n, const float* x, float* y) override {
-    count(static_cast<double>(n), 3 * kF * static_cast<double>(n));
+    count(static_cast<double>(n), 3 * kF * static_cast<double>(n), "add");
     in_->add(n, x, y);
   }
   void gather(int64_t rows, int64_t n_out, int64_t n_in, const int64_t* inv, const float* a, float* out) override {
-    count(0, kF * static_cast<double>(rows) * static_cast<double>(n_out + n_in) + kI * static_cast<double>(n_in));
+    count(0, kF * static_cast<double>(rows) * static_cast<double>(n_out + n_in) + kI * static_cast<double>(n_in),
+          "gather");
     in_->gather(rows, n_out, n_in, inv, a, out);
   }
   void identity(int64_t half, int64_t size, const int64_t* pos, float* out) override {
-    count(0, kF * 2.0 * static_cast<double>(half) * static_cast<double>(size) + kI * static_cast<double>(half));
+    count(0, kF * 2.0 * static_cast<double>(half) * static_cast<double>(size) + kI * static_cast<double>(half),
+          "identity");
     ++c_.launches;  // the zeroing and the ones
     in_->identity(half, size, pos, out);
   }
   void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi,
                   const double* eps, RegionNorm norm, const double* bias, double* upper, double* lower) override {
     const double e = 2.0 * static_cast<double>(half) * static_cast<double>(n);
-    count(4 * e, kF * e + kD * e * (norm == RegionNorm::Box ? 2 : 1));
+    // The rows, and each problem's centre (or box corners) once.
+    count(4 * e, kF * e + kD * problems_of(half, 1) * static_cast<double>(n) * (norm == RegionNorm::Box ? 2 : 1),
+          "concretize");
     in_->concretize(half, n, a, prob, x0, x_hi, eps, norm, bias, upper, lower);
   }
   void relax_activation(int64_t count_n, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl,
                         float* au, float* bu) override {
-    count(20 * static_cast<double>(count_n), (2 * kD + 4 * kF) * static_cast<double>(count_n));
+    count(20 * static_cast<double>(count_n), (2 * kD + 4 * kF) * static_cast<double>(count_n), "relax_activation");
     in_->relax_activation(count_n, s, lo, hi, al, bl, au, bu);
   }
   void activation_bounds(int64_t count_n, const ActSpec& s, const double* lo, const double* hi, double* out_lo,
                          double* out_hi) override {
-    count(4 * static_cast<double>(count_n), 4 * kD * static_cast<double>(count_n));
+    count(4 * static_cast<double>(count_n), 4 * kD * static_cast<double>(count_n), "activation_bounds");
     in_->activation_bounds(count_n, s, lo, hi, out_lo, out_hi);
   }
   void relax_maxpool(const PoolGeom& g, int64_t problems, const double* lo, const double* hi, float* slopes,
                      float* beta_u, float* beta_l) override {
     const double p = static_cast<double>(problems), o = static_cast<double>(g.out_size()),
                  kk = static_cast<double>(g.kk());
-    count(10 * p * o * kk, p * (2 * kD * static_cast<double>(g.in_size()) + kF * o * (kk + 2)));
+    count(10 * p * o * kk, p * (2 * kD * static_cast<double>(g.in_size()) + kF * o * (kk + 2)), "relax_maxpool");
     in_->relax_maxpool(g, problems, lo, hi, slopes, beta_u, beta_l);
   }
   void interval(const IntervalStep& s, int64_t problems, const double* lo, const double* hi, const double* lo2,
@@ -138,26 +172,30 @@ class MeteredOps final : public Ops {
     const double weights = s.op == IntervalOp::Dense  ? o * taps
                            : s.op == IntervalOp::Conv ? o / static_cast<double>(s.conv.hout * s.conv.wout) * taps
                                                       : 0;
-    count(8 * p * o * taps, 2 * kD * p * (static_cast<double>(s.n_in) + o * (lo2 ? 2 : 1)) + kF * weights);
+    count(8 * p * o * taps, 2 * kD * p * (static_cast<double>(s.n_in) + o * (lo2 ? 2 : 1)) + kF * weights, "interval");
     in_->interval(s, problems, lo, hi, lo2, hi2, out_lo, out_hi);
   }
   void select_rows(int64_t count_n, SkipLevel level, const double* lo, const double* hi, const double* outer_lo,
                    const double* outer_hi, double* out_lo, double* out_hi, unsigned char* mask) override {
     const double n = static_cast<double>(count_n);
-    count(6 * n, n * (kD * (outer_lo ? 6 : 4) + 1));
+    count(6 * n, n * (kD * (outer_lo ? 6 : 4) + 1), "select_rows");
     in_->select_rows(count_n, level, lo, hi, outer_lo, outer_hi, out_lo, out_hi, mask);
   }
   void scatter(int64_t n, const int64_t* idx, const double* src, double* dst) override {
-    count(0, static_cast<double>(n) * (kI + 2 * kD));
+    count(0, static_cast<double>(n) * (kI + 2 * kD), "scatter");
     in_->scatter(n, idx, src, dst);
   }
   void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int code,
                       int* flags) override {
     const double n = static_cast<double>(problems) * static_cast<double>(size);
-    count(2 * n, 2 * kD * n);
+    count(2 * n, 2 * kD * n, "flag_nonfinite");
     in_->flag_nonfinite(problems, size, lo, hi, code, flags);
   }
 
+  void set_problems(int64_t problems) override {
+    problems_ = problems;
+    in_->set_problems(problems);
+  }
   void synchronize() override {
     ++c_.syncs;
     in_->synchronize();
@@ -167,12 +205,23 @@ class MeteredOps final : public Ops {
   CostCounts cost_counts() const override { return c_; }
 
  private:
-  void count(double flops, double bytes) {
+  void count(double flops, double bytes, const char* primitive) {
     c_.flops += flops, c_.bytes += bytes;
     ++c_.launches;
+    CostCounts& t = by_primitive_[primitive];
+    t.flops += flops, t.bytes += bytes, ++t.launches;
   }
+  /// The problems whose per-problem arrays (stride > 0; else one shared array) a call of `half`
+  /// rows per pass reads: at most the call's problems (set_problems) and at most its rows.
+  double problems_of(int64_t half, int64_t stride) const {
+    if (!stride) return 1;
+    return static_cast<double>(problems_ > 0 ? std::min(problems_, half) : half);
+  }
+  static double ceil_div(int64_t a, int64_t b) { return static_cast<double>((a + b - 1) / std::max<int64_t>(b, 1)); }
   std::unique_ptr<Ops> in_;
   CostCounts c_;
+  int64_t problems_ = 0;  // set_problems; 0 = unknown (every row its own problem)
+  std::map<std::string, CostCounts> by_primitive_;
 };
 
 }  // namespace

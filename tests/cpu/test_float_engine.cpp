@@ -219,6 +219,28 @@ TEST(FloatEngine, MismatchedOuterBoundsAreIgnored) {
   }
 }
 
+TEST(FloatEngine, CostModelCountsEachProblemsArraysOncePerCall) {
+  // elementwise_back of 4 rows per pass (8 rows) of 10 values with one problem's relaxation
+  // (4 parameter arrays of 10): the rows are read and written (8 · 10 · 2 floats), each parameter
+  // array read once (4 · 10 floats), the 8 biases read and written (16 doubles); 3 FLOPs per
+  // row value. Without set_problems every row counts as its own problem (4 · 4 · 10 floats).
+  auto count = [](bool hint) {
+    auto o = batched::make_metered_ops(batched::make_host_ops(1 << 20));
+    if (hint) o->set_problems(1);
+    std::vector<float> a(80, 0.5f), p(10, 0.25f);
+    std::vector<double> bias(8, 0.0);
+    const std::vector<int> prob(4, 0);
+    o->elementwise_back(4, 10, a.data(), prob.data(), 10, 1, p.data(), p.data(), p.data(), p.data(), bias.data());
+    return o->cost_counts();
+  };
+  const batched::CostCounts once = count(true), per_row = count(false);
+  EXPECT_EQ(once.bytes, 4.0 * (8 * 10 * 2 + 4 * 10) + 8.0 * 16);
+  EXPECT_EQ(per_row.bytes, 4.0 * (8 * 10 * 2 + 4 * 4 * 10) + 8.0 * 16);
+  EXPECT_EQ(once.flops, 3.0 * 80);
+  EXPECT_EQ(once.launches, 1);
+  EXPECT_EQ(once.syncs, 0);
+}
+
 TEST(FloatEngine, CostModelCountsWhatTheEngineIssues) {
   // The GPU cost model (EngineStats::model_*): the convolution/GEMM FLOPs are part of it, one
   // host wait per call in exact mode (the results, with the flags) and one more per bounded node
