@@ -80,17 +80,26 @@ __global__ void dense_back_kernel(int64_t rows, int64_t n_out, int64_t n_in, con
   if (r < rows && i < n_in) out[r * n_in + i] = sum;
 }
 
+// One block per row. With then_bias, each thread also sums the bias pass of the node below over
+// the new coefficients, in the order a second launch would, reduced and added after the first.
 __global__ void elementwise_kernel(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div,
-                                   const float* al, const float* bl, const float* au, const float* bu, double* bias) {
+                                   const float* al, const float* bl, const float* au, const float* bu, double* bias,
+                                   const float* then_bias, int64_t then_div) {
   const int64_t r = blockIdx.x;
   const int64_t base = prob[r % half] * stride;
   const bool upper = r < half;
   float* row = a + r * size;
-  double sum = 0;
-  for (int64_t j = threadIdx.x; j < size; j += blockDim.x)
+  double sum = 0, then_sum = 0;
+  for (int64_t j = threadIdx.x; j < size; j += blockDim.x) {
     sum += elementwise_elem(row[j], upper, al, bl, au, bu, base + j / div);
+    if (then_bias) then_sum += elementwise_elem(row[j], upper, nullptr, then_bias, nullptr, then_bias, j / then_div);
+  }
   sum = block_reduce(sum, false);
-  if (threadIdx.x == 0) bias[r] += sum;
+  if (then_bias) then_sum = block_reduce(then_sum, false);  // (uniform in the block)
+  if (threadIdx.x == 0) {
+    bias[r] += sum;
+    if (then_bias) bias[r] += then_sum;
+  }
 }
 
 __global__ void pool_back_kernel(PoolGeom g, int64_t half, const int* prob, int64_t stride, const float* slopes,
@@ -128,18 +137,25 @@ __global__ void pool_back_window_kernel(PoolGeom g, int64_t half, int64_t h, int
 
 __global__ void elementwise_window_kernel(WinGeom wg, int64_t half, const int64_t* org, float* a, const int* prob,
                                           int64_t stride, int64_t div, const float* al, const float* bl,
-                                          const float* au, const float* bu, double* bias) {
+                                          const float* au, const float* bu, double* bias, const float* then_bias,
+                                          int64_t then_div) {
   const int64_t r = blockIdx.x, size = wg.size();
   const int64_t base = prob[r % half] * stride, y0 = org[2 * (r % half)], x0 = org[2 * (r % half) + 1];
   const bool upper = r < half;
   float* row = a + r * size;
-  double sum = 0;
+  double sum = 0, then_sum = 0;
   for (int64_t e = threadIdx.x; e < size; e += blockDim.x) {
     const int64_t m = wg.map_index(y0, x0, e);
-    if (m >= 0) sum += elementwise_elem(row[e], upper, al, bl, au, bu, base + m / div);
+    if (m < 0) continue;
+    sum += elementwise_elem(row[e], upper, al, bl, au, bu, base + m / div);
+    if (then_bias) then_sum += elementwise_elem(row[e], upper, nullptr, then_bias, nullptr, then_bias, m / then_div);
   }
   sum = block_reduce(sum, false);
-  if (threadIdx.x == 0) bias[r] += sum;
+  if (then_bias) then_sum = block_reduce(then_sum, false);
+  if (threadIdx.x == 0) {
+    bias[r] += sum;
+    if (then_bias) bias[r] += then_sum;
+  }
 }
 
 __global__ void window_to_dense_kernel(WinGeom wg, int64_t half, const int64_t* org, const float* a, float* out) {
@@ -368,10 +384,11 @@ class CudaOps final : public Ops {
   }
 
   void elementwise_back(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div,
-                        const float* al, const float* bl, const float* au, const float* bu, double* bias) override {
+                        const float* al, const float* bl, const float* au, const float* bu, double* bias,
+                        const float* then_bias, int64_t then_div) override {
     if (half == 0) return;
     COUNTED_LAUNCH(elementwise_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), half, size, a, prob,
-                   stride, div, al, bl, au, bu, bias);
+                   stride, div, al, bl, au, bu, bias, then_bias, then_div);
   }
 
   void pool_back(const PoolGeom& g, int64_t half, const int* prob, int64_t stride, const float* slopes, const float* a,
@@ -398,10 +415,10 @@ class CudaOps final : public Ops {
 
   void elementwise_back_window(const WinGeom& wg, int64_t half, const int64_t* org, float* a, const int* prob,
                                int64_t stride, int64_t div, const float* al, const float* bl, const float* au,
-                               const float* bu, double* bias) override {
+                               const float* bu, double* bias, const float* then_bias, int64_t then_div) override {
     if (half == 0) return;
     COUNTED_LAUNCH(elementwise_window_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), wg, half, org, a,
-                   prob, stride, div, al, bl, au, bu, bias);
+                   prob, stride, div, al, bl, au, bu, bias, then_bias, then_div);
   }
 
   void window_to_dense(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, float* out) override {

@@ -160,6 +160,9 @@ class BatchedEngine final : public BoundEngine {
       c.step = interval_step(n, src, c);
     }
     levels_ = cnncert::detail::skip_levels(net_);
+    consumers_.assign(nodes.size(), 0);
+    for (const Node& n : nodes)
+      for (const int i : n.inputs) ++consumers_[static_cast<size_t>(i)];
     any_skippable_ = cnncert::detail::any_skippable(net_, levels_);
   }
 
@@ -372,6 +375,7 @@ class BatchedEngine final : public BoundEngine {
   struct Coef {
     Buf a;
     bool windowed = false;
+    bool bias_done = false;  // the node's bias term is in (fused into the relaxation above it)
     WinGeom win;
     std::vector<int64_t> org;
     Buf dorg;
@@ -426,14 +430,29 @@ class BatchedEngine final : public BoundEngine {
     return true;
   }
 
-  /// The element-wise pass (elementwise_back) over dense or windowed rows.
+  /// The element-wise pass (elementwise_back) over dense or windowed rows, with the bias pass of
+  /// the node below when `then_bias` is given.
   void elementwise(Coef& c, int64_t half, int64_t size, const int* prob, int64_t stride, int64_t div, const float* al,
-                   const float* bl, const float* au, const float* bu, double* bias) {
+                   const float* bl, const float* au, const float* bu, double* bias, const float* then_bias = nullptr,
+                   int64_t then_div = 1) {
     if (c.windowed)
       ops_->elementwise_back_window(c.win, half, c.dorg.as<int64_t>(), c.a.as<float>(), prob, stride, div, al, bl, au,
-                                    bu, bias);
+                                    bu, bias, then_bias, then_div);
     else
-      ops_->elementwise_back(half, size, c.a.as<float>(), prob, stride, div, al, bl, au, bu, bias);
+      ops_->elementwise_back(half, size, c.a.as<float>(), prob, stride, div, al, bl, au, bu, bias, then_bias, then_div);
+  }
+
+  /// The bias term that the relaxation at activation node k takes over from its input node (one
+  /// pass over the rows instead of two, the same sums): the input's bias and divisor when it is a
+  /// conv, or a dense node for dense rows, that k alone reads; else null.
+  std::pair<const float*, int64_t> fused_bias(int k, const Coef& a) const {
+    const int src = net_.node(k).inputs[0];
+    const Node& s = net_.node(src);
+    const auto i = static_cast<size_t>(src);
+    if (consumers_[i] != 1) return {nullptr, 1};
+    if (s.op == OpKind::Conv) return {consts_[i].bias.as<float>(), geo_[i].h * geo_[i].w};
+    if (s.op == OpKind::Dense && !a.windowed) return {consts_[i].bias.as<float>(), 1};
+    return {nullptr, 1};
   }
 
   /// Back-substitutes `a_start` (2·half rows at node `start`) to the input and concretizes: the
@@ -487,8 +506,9 @@ class BatchedEngine final : public BoundEngine {
       const Geometry& gs = geo_[static_cast<size_t>(src)];
       switch (op) {
         case OpKind::Conv: {
-          elementwise(a, half, size, prob, 0, g.h * g.w, nullptr, c.bias.as<float>(), nullptr, c.bias.as<float>(),
-                      bias);
+          if (!a.bias_done)
+            elementwise(a, half, size, prob, 0, g.h * g.w, nullptr, c.bias.as<float>(), nullptr, c.bias.as<float>(),
+                        bias);
           Coef out;
           if (a.windowed && input_window(c.conv, gs.c, gs.h, gs.w, half, a, out)) {
             o.conv_back_window(c.conv, half, a.win.h, a.win.w, a.dorg.as<int64_t>(), c.weight.as<float>(),
@@ -502,8 +522,9 @@ class BatchedEngine final : public BoundEngine {
           break;
         }
         case OpKind::Dense: {
-          o.elementwise_back(half, size, a.a.as<float>(), prob, 0, 1, nullptr, c.bias.as<float>(), nullptr,
-                             c.bias.as<float>(), bias);
+          if (!a.bias_done)
+            o.elementwise_back(half, size, a.a.as<float>(), prob, 0, 1, nullptr, c.bias.as<float>(), nullptr,
+                               c.bias.as<float>(), bias, nullptr, 1);
           Coef out = fresh(src);
           o.dense_back(rows, size, net_.node(src).size(), c.weight.as<float>(), a.a.as<float>(), out.a.as<float>());
           push(src, std::move(out));
@@ -514,11 +535,14 @@ class BatchedEngine final : public BoundEngine {
                       c.shift.as<float>(), bias);
           push(src, std::move(a));
           break;
-        case OpKind::Activation:
+        case OpKind::Activation: {
+          const auto [then_bias, then_div] = fused_bias(k, a);
           elementwise(a, half, size, prob, size, 1, b.al.at(k).as<float>(), b.bl.at(k).as<float>(),
-                      b.au.at(k).as<float>(), b.bu.at(k).as<float>(), bias);
+                      b.au.at(k).as<float>(), b.bu.at(k).as<float>(), bias, then_bias, then_div);
+          a.bias_done = then_bias != nullptr;
           push(src, std::move(a));
           break;
+        }
         case OpKind::MaxPool:
         case OpKind::AvgPool: {
           const bool max = op == OpKind::MaxPool;
@@ -842,6 +866,7 @@ class BatchedEngine final : public BoundEngine {
   std::vector<Geometry> geo_;
   std::vector<NodeConst> consts_;
   std::vector<SkipLevel> levels_;  // detail::skip_levels
+  std::vector<int> consumers_;     // per node, the nodes that read it
   bool any_skippable_ = false;     // some node's rows may be skipped (else outer bounds are of no use)
   EngineStats stats_;
 };

@@ -56,9 +56,13 @@ class Ops {
   virtual void dense_back(int64_t rows, int64_t n_out, int64_t n_in, const float* w, const float* a, float* out) = 0;
   /// For every row r of `a` (2·half rows of `size` values) and element j, with parameter index
   /// i = prob[r % half]·stride + j / div: bias[r] += the bias contribution of elementwise_elem,
-  /// and, when `al` is given, a[r][j] becomes its relaxed coefficient.
+  /// and, when `al` is given, a[r][j] becomes its relaxed coefficient. Then, when `then_bias` is
+  /// given, the bias pass of the node below (a conv or dense node's bias: this call again with
+  /// stride 0, div then_div, al = au = null, bl = bu = then_bias) over the new coefficients, its sum
+  /// added after the first: the same values as the two calls, with the rows read once.
   virtual void elementwise_back(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div,
-                                const float* al, const float* bl, const float* au, const float* bu, double* bias) = 0;
+                                const float* al, const float* bl, const float* au, const float* bu, double* bias,
+                                const float* then_bias, int64_t then_div) = 0;
   /// out[r] = pooling back-substitution of a[r] with the slopes of problem prob[r % half]
   /// (slopes + prob·stride; stride 0 = shared slopes).
   virtual void pool_back(const PoolGeom& g, int64_t half, const int* prob, int64_t stride, const float* slopes,
@@ -73,10 +77,10 @@ class Ops {
                                 const int* prob, int64_t stride, const float* slopes, const float* a, float* out) = 0;
   /// elementwise_back of windowed rows (2·half rows of wg.size() values): the parameter index of
   /// element e is prob[r % half]·stride + wg.map_index(origin, e) / div; elements outside the map
-  /// are skipped (they are 0).
+  /// are skipped (they are 0); `then_bias` as for elementwise_back.
   virtual void elementwise_back_window(const WinGeom& wg, int64_t half, const int64_t* org, float* a, const int* prob,
                                        int64_t stride, int64_t div, const float* al, const float* bl, const float* au,
-                                       const float* bu, double* bias) = 0;
+                                       const float* bu, double* bias, const float* then_bias, int64_t then_div) = 0;
   /// The dense rows (2·half × wg.c·map_h·map_w, overwritten) of windowed rows.
   virtual void window_to_dense(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, float* out) = 0;
   /// y += x (n values).

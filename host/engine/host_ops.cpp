@@ -58,14 +58,20 @@ class HostOps final : public Ops {
   }
 
   void elementwise_back(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div,
-                        const float* al, const float* bl, const float* au, const float* bu, double* bias) override {
+                        const float* al, const float* bl, const float* au, const float* bu, double* bias,
+                        const float* then_bias, int64_t then_div) override {
     for (int64_t r = 0; r < 2 * half; ++r) {
       const int64_t base = prob[r % half] * stride;
       const bool upper = r < half;
-      double sum = 0;
+      double sum = 0, then_sum = 0;
       float* row = a + r * size;
-      for (int64_t j = 0; j < size; ++j) sum += elementwise_elem(row[j], upper, al, bl, au, bu, base + j / div);
+      for (int64_t j = 0; j < size; ++j) {
+        sum += elementwise_elem(row[j], upper, al, bl, au, bu, base + j / div);
+        if (then_bias)
+          then_sum += elementwise_elem(row[j], upper, nullptr, then_bias, nullptr, then_bias, j / then_div);
+      }
       bias[r] += sum;
+      if (then_bias) bias[r] += then_sum;
     }
   }
 
@@ -111,18 +117,22 @@ class HostOps final : public Ops {
 
   void elementwise_back_window(const WinGeom& wg, int64_t half, const int64_t* org, float* a, const int* prob,
                                int64_t stride, int64_t div, const float* al, const float* bl, const float* au,
-                               const float* bu, double* bias) override {
+                               const float* bu, double* bias, const float* then_bias, int64_t then_div) override {
     const int64_t size = wg.size();
     for (int64_t r = 0; r < 2 * half; ++r) {
       const int64_t base = prob[r % half] * stride, y0 = org[2 * (r % half)], x0 = org[2 * (r % half) + 1];
       const bool upper = r < half;
-      double sum = 0;
+      double sum = 0, then_sum = 0;
       float* row = a + r * size;
       for (int64_t e = 0; e < size; ++e) {
         const int64_t m = wg.map_index(y0, x0, e);
-        if (m >= 0) sum += elementwise_elem(row[e], upper, al, bl, au, bu, base + m / div);
+        if (m < 0) continue;
+        sum += elementwise_elem(row[e], upper, al, bl, au, bu, base + m / div);
+        if (then_bias)
+          then_sum += elementwise_elem(row[e], upper, nullptr, then_bias, nullptr, then_bias, m / then_div);
       }
       bias[r] += sum;
+      if (then_bias) bias[r] += then_sum;
     }
   }
 

@@ -64,15 +64,18 @@ class MeteredOps final : public Ops {
     in_->dense_back(rows, n_out, n_in, w, a, out);
   }
   void elementwise_back(int64_t half, int64_t size, float* a, const int* prob, int64_t stride, int64_t div,
-                        const float* al, const float* bl, const float* au, const float* bu, double* bias) override {
+                        const float* al, const float* bl, const float* au, const float* bu, double* bias,
+                        const float* then_bias, int64_t then_div) override {
     const double n = 2.0 * static_cast<double>(half) * static_cast<double>(size);
-    // The row (read, and written when relaxed), each parameter array once per problem, the bias.
+    // The row (read, and written when relaxed), each parameter array once per problem, the bias;
+    // the fused bias pass of the node below reads its (shared) bias once more.
     const double per_problem = std::min(stride ? static_cast<double>(stride) : 1e300, ceil_div(size, div));
-    count(3 * n,
-          kF * (n * (al ? 2 : 1) + (al ? 4 : 1) * problems_of(half, stride) * per_problem) +
+    const double then_params = then_bias ? ceil_div(size, then_div) : 0;
+    count((then_bias ? 6 : 3) * n,
+          kF * (n * (al ? 2 : 1) + (al ? 4 : 1) * problems_of(half, stride) * per_problem + then_params) +
               4 * kD * static_cast<double>(half),
           "elementwise_back");
-    in_->elementwise_back(half, size, a, prob, stride, div, al, bl, au, bu, bias);
+    in_->elementwise_back(half, size, a, prob, stride, div, al, bl, au, bu, bias, then_bias, then_div);
   }
   void pool_back(const PoolGeom& g, int64_t half, const int* prob, int64_t stride, const float* slopes, const float* a,
                  float* out) override {
@@ -104,16 +107,20 @@ class MeteredOps final : public Ops {
   }
   void elementwise_back_window(const WinGeom& wg, int64_t half, const int64_t* org, float* a, const int* prob,
                                int64_t stride, int64_t div, const float* al, const float* bl, const float* au,
-                               const float* bu, double* bias) override {
+                               const float* bu, double* bias, const float* then_bias, int64_t then_div) override {
     const double n = 2.0 * static_cast<double>(half) * static_cast<double>(wg.size());
     // As elementwise_back; a problem's parameters read are at most its map's or its rows' windows'.
     const double map = ceil_div(wg.c * wg.map_h * wg.map_w, div),
                  per_problem = stride ? std::min(static_cast<double>(stride), map) : map;
     const double params =
         std::min(problems_of(half, stride) * per_problem, static_cast<double>(half) * ceil_div(wg.size(), div));
-    count(3 * n, kF * (n * (al ? 2 : 1) + (al ? 4 : 1) * params) + 4 * kD * static_cast<double>(half),
+    const double then_params = then_bias ? std::min(ceil_div(wg.c * wg.map_h * wg.map_w, then_div),
+                                                    static_cast<double>(half) * ceil_div(wg.size(), then_div))
+                                         : 0;
+    count((then_bias ? 6 : 3) * n,
+          kF * (n * (al ? 2 : 1) + (al ? 4 : 1) * params + then_params) + 4 * kD * static_cast<double>(half),
           "elementwise_back_window");
-    in_->elementwise_back_window(wg, half, org, a, prob, stride, div, al, bl, au, bu, bias);
+    in_->elementwise_back_window(wg, half, org, a, prob, stride, div, al, bl, au, bu, bias, then_bias, then_div);
   }
   void window_to_dense(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, float* out) override {
     const double r = 2.0 * static_cast<double>(half);

@@ -230,7 +230,8 @@ TEST(FloatEngine, CostModelCountsEachProblemsArraysOncePerCall) {
     std::vector<float> a(80, 0.5f), p(10, 0.25f);
     std::vector<double> bias(8, 0.0);
     const std::vector<int> prob(4, 0);
-    o->elementwise_back(4, 10, a.data(), prob.data(), 10, 1, p.data(), p.data(), p.data(), p.data(), bias.data());
+    o->elementwise_back(4, 10, a.data(), prob.data(), 10, 1, p.data(), p.data(), p.data(), p.data(), bias.data(),
+                        nullptr, 1);
     return o->cost_counts();
   };
   const batched::CostCounts once = count(true), per_row = count(false);

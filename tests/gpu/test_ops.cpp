@@ -231,13 +231,65 @@ TEST_F(GpuTest, ElementwiseBackMatchesTheHost) {
               Dev<int> dp(o, prob);
               Dev<double> db(o, bias);
               o.elementwise_back(half, size, da.get(), dp.get(), stride, div, coefficients ? dal.get() : nullptr,
-                                 dbl.get(), dau.get(), dbu.get(), db.get());
+                                 dbl.get(), dau.get(), dbu.get(), db.get(), nullptr, 1);
               return Outputs{da.read(), db.read()};
             },
             [&](bool) {
               return std::vector<double>{0.0, sum_tol(size, abs_sum)};
             });
       }
+}
+
+TEST_F(GpuTest, FusedBiasPassEqualsTheTwoPasses) {
+  // elementwise_back with then_bias (the relaxation and the bias pass of the conv below, in one
+  // pass over the rows) gives, on each backend, exactly what the relaxation and then the bias
+  // pass as a second call give; dense rows of a 2 × 12 × 12 map (288 values: some threads take
+  // two) and windowed rows of it, channels by divisor 144 (a conv's bias is per output channel).
+  const int64_t half = 3, problems = 2, size = 2 * 12 * 12, map_div = 144;
+  const std::vector<int> prob = {0, 1, 1};
+  const WinGeom wg{2, 3, 4, 12, 12};
+  const std::vector<int64_t> org = {-1, 0, 0, 0, 10, 9};  // the first and third windows leave the map
+  const auto al = random_floats(static_cast<size_t>(problems * size), 141),
+             bl = random_floats(static_cast<size_t>(problems * size), 142),
+             au = random_floats(static_cast<size_t>(problems * size), 143),
+             bu = random_floats(static_cast<size_t>(problems * size), 144);
+  const auto conv_bias = random_floats(2, 145);
+  const auto bias = random_doubles(static_cast<size_t>(2 * half), 146);
+  for (const bool windowed : {false, true}) {
+    const int64_t n = windowed ? wg.size() : size;
+    const auto a = random_floats(static_cast<size_t>(2 * half * n), windowed ? 147 : 148, 0.25);
+    auto run = [&](Ops& o, bool fused) {
+      Dev<float> da(o, a), dal(o, al), dbl(o, bl), dau(o, au), dbu(o, bu), dcb(o, conv_bias);
+      Dev<int> dp(o, prob);
+      Dev<int64_t> dorg(o, org);
+      Dev<double> db(o, bias);
+      if (windowed) {
+        o.elementwise_back_window(wg, half, dorg.get(), da.get(), dp.get(), size, 1, dal.get(), dbl.get(), dau.get(),
+                                  dbu.get(), db.get(), fused ? dcb.get() : nullptr, map_div);
+        if (!fused)
+          o.elementwise_back_window(wg, half, dorg.get(), da.get(), dp.get(), 0, map_div, nullptr, dcb.get(), nullptr,
+                                    dcb.get(), db.get(), nullptr, 1);
+      } else {
+        o.elementwise_back(half, size, da.get(), dp.get(), size, 1, dal.get(), dbl.get(), dau.get(), dbu.get(),
+                           db.get(), fused ? dcb.get() : nullptr, map_div);
+        if (!fused)
+          o.elementwise_back(half, size, da.get(), dp.get(), 0, map_div, nullptr, dcb.get(), nullptr, dcb.get(),
+                             db.get(), nullptr, 1);
+      }
+      return Outputs{da.read(), db.read()};
+    };
+    check_primitive(
+        windowed ? "fused elementwise_back_window" : "fused elementwise_back",
+        [&](Ops& o) {
+          const Outputs fused = run(o, true), two = run(o, false);
+          EXPECT_EQ(fused, two) << o.name() << (windowed ? " windowed" : " dense");
+          EXPECT_NE(fused[1], bias) << "no bias terms";
+          return fused;
+        },
+        [&](bool) {
+          return std::vector<double>{0.0, sum_tol(2 * n, static_cast<double>(2 * n))};
+        });
+  }
 }
 
 /// A square pooling window: c channels of hin × hin, k × k window, stride s, padding p.
@@ -419,7 +471,7 @@ TEST_F(GpuTest, WindowedRowsMatchTheHostAndTheDenseRows) {
             Dev<int> dp(o, prob);
             Dev<double> db(o, bias);
             o.elementwise_back_window(wg, half, dorg.get(), da.get(), dp.get(), stride, div, dal.get(), dbl.get(),
-                                      dau.get(), dbu.get(), db.get());
+                                      dau.get(), dbu.get(), db.get(), nullptr, 1);
             Outputs r{da.read(), db.read()};
             if (o.name() == "host-float") host = r;
             return r;
@@ -433,7 +485,7 @@ TEST_F(GpuTest, WindowedRowsMatchTheHostAndTheDenseRows) {
       Dev<int> dp(*h_ops, prob);
       Dev<double> db(*h_ops, bias);
       h_ops->elementwise_back(half, map, da.get(), dp.get(), stride, div, dal.get(), dbl.get(), dau.get(), dbu.get(),
-                              db.get());
+                              db.get(), nullptr, 1);
       ASSERT_EQ(host.size(), 2u);
       std::vector<float> win_f(host[0].begin(), host[0].end());
       // densify the windowed result with the test's loop (out-of-map entries are 0 by construction)
