@@ -205,6 +205,32 @@ __global__ void concretize_kernel(int64_t half, int64_t n, const float* a, const
   }
 }
 
+__global__ void concretize_window_kernel(WinGeom wg, int64_t half, const int64_t* org, const float* a, const int* prob,
+                                         const double* x0, const double* x_hi, const double* eps, RegionNorm norm,
+                                         const double* bias, double* upper, double* lower) {
+  const int64_t r = blockIdx.x, size = wg.size(), n = wg.c * wg.map_h * wg.map_w;
+  const int p = prob[r % half];
+  const int64_t y0 = org[2 * (r % half)], ox = org[2 * (r % half) + 1];
+  const float* row = a + r * size;
+  const double* x = x0 + p * n;
+  const double* xh = norm == RegionNorm::Box ? x_hi + p * n : nullptr;
+  double centre = 0, nrm = 0;
+  for (int64_t e = threadIdx.x; e < size; e += blockDim.x) {
+    const int64_t m = wg.map_index(y0, ox, e);
+    if (m >= 0) concretize_elem(row[e], x[m], xh ? xh[m] : 0.0, norm, centre, nrm);
+  }
+  centre = block_reduce(centre, false);
+  nrm = block_reduce(nrm, norm == RegionNorm::L1);
+  if (threadIdx.x == 0) {
+    const bool up = r < half;
+    const double v = concretize_finish(up, centre, nrm, bias[r], eps[p], norm);
+    if (up)
+      upper[r] = v;
+    else
+      lower[r - half] = v;
+  }
+}
+
 __global__ void relax_activation_kernel(int64_t count, ActSpec s, const double* lo, const double* hi, float* al,
                                         float* bl, float* au, float* bu) {
   FOR_EACH_INDEX_IN_GRID(i, count) {
@@ -445,6 +471,14 @@ class CudaOps final : public Ops {
     if (half == 0) return;
     COUNTED_LAUNCH(concretize_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), half, n, a, prob, x0, x_hi,
                    eps, norm, bias, upper, lower);
+  }
+
+  void concretize_window(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, const int* prob,
+                         const double* x0, const double* x_hi, const double* eps, RegionNorm norm, const double* bias,
+                         double* upper, double* lower) override {
+    if (half == 0) return;
+    COUNTED_LAUNCH(concretize_window_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), wg, half, org, a,
+                   prob, x0, x_hi, eps, norm, bias, upper, lower);
   }
 
   void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl,

@@ -184,6 +184,10 @@ class BatchedEngine final : public BoundEngine {
 
   std::vector<BoundResult> bound(const std::vector<BoundProblem>& problems, const BoundOptions& options) override {
     check_bound_problems(net_, problems, options);
+    for (const BoundProblem& p : problems)  // (before any work; spec_rounding corrects the rounding)
+      for (const double c : p.spec)
+        CNNCERT_CHECK(std::fabs(c) <= std::numeric_limits<float>::max(),
+                      "specification coefficient " << c << " is beyond float32 (use --engine reference)");
     std::vector<BoundResult> out(problems.size());
     if (problems.empty()) return out;
     ++stats_.calls;
@@ -203,17 +207,7 @@ class BatchedEngine final : public BoundEngine {
         const auto t0 = clock::now();
         if (!pool_input_from_activation(b, k)) compute_bounds(b, src);
         stats_.seconds_bounds += since(t0);
-        if (options.want_intermediate) {
-          const size_t size = static_cast<size_t>(net_.node(src).size());
-          const auto lo = download<double>(*ops_, b.lo.at(src), size * b.problem_count),
-                     hi = download<double>(*ops_, b.hi.at(src), size * b.problem_count);
-          for (size_t p = 0; p < b.problem_count; ++p)
-            out[p].intermediate.push_back({src,
-                                           std::vector<double>(lo.begin() + static_cast<long>(p * size),
-                                                               lo.begin() + static_cast<long>((p + 1) * size)),
-                                           std::vector<double>(hi.begin() + static_cast<long>(p * size),
-                                                               hi.begin() + static_cast<long>((p + 1) * size))});
-        }
+        if (options.want_intermediate) b.reported.push_back(src);  // downloaded with the results
       }
       // No wait here: the device runs ahead, and the host waits only where it needs data (the
       // rows to compute, the results). On a GPU the phase times are split at those waits.
@@ -287,6 +281,7 @@ class BatchedEngine final : public BoundEngine {
     std::map<int, Buf> ilo, ihi;
     std::vector<char> interval_ok;
     std::vector<std::vector<const NodeBounds*>> outer;
+    std::vector<int> reported;  // with want_intermediate: the nodes whose bounds are reported, in order
   };
 
   /// The interval propagation step of node n (input src) over the constants c.
@@ -405,6 +400,7 @@ class BatchedEngine final : public BoundEngine {
   /// The rows of `c` (at node `node`) in dense form.
   Coef dense(Coef&& c, int node, int64_t half) {
     if (!c.windowed) return std::move(c);
+    CNNCERT_ASSERT(!c.bias_done);  // (fused_bias never leaves windowed rows to be made dense)
     Coef d;
     d.a = Buf(*ops_, static_cast<size_t>(2 * half * net_.node(node).size()) * sizeof(float));
     ops_->window_to_dense(c.win, half, c.dorg.as<int64_t>(), c.a.as<float>(), d.a.as<float>());
@@ -473,6 +469,7 @@ class BatchedEngine final : public BoundEngine {
         pend.emplace(node, std::move(c));
         return;
       }
+      CNNCERT_ASSERT(!c.bias_done && !it->second.bias_done);  // fused only where one consumer reads the node
       it->second = dense(std::move(it->second), node, half);
       const Coef d = dense(std::move(c), node, half);
       o.add(rows * net_.node(node).size(), d.a.as<float>(), it->second.a.as<float>());
@@ -490,14 +487,19 @@ class BatchedEngine final : public BoundEngine {
       const Node& n = nodes[static_cast<size_t>(k)];
       const OpKind op = n.op;
       const bool keeps_window = op == OpKind::Conv || op == OpKind::ScaleShift || op == OpKind::Activation ||
-                                op == OpKind::MaxPool || op == OpKind::AvgPool || op == OpKind::Add;
+                                op == OpKind::MaxPool || op == OpKind::AvgPool || op == OpKind::Add ||
+                                (op == OpKind::Input && !final_a);
       if (!keeps_window) a = dense(std::move(a), k, half);
       const Geometry& g = geo_[static_cast<size_t>(k)];
       const NodeConst& c = consts_[static_cast<size_t>(k)];
-      if (op == OpKind::Input) {
-        o.concretize(half, g.size(), a.a.as<float>(), prob, b.x0.as<double>(),
-                     b.norm == RegionNorm::Box ? b.x_hi.as<double>() : nullptr, b.eps.as<double>(), b.norm, bias, upper,
-                     lower);
+      if (op == OpKind::Input) {  // windowed rows without their dense form, unless it is asked for
+        const double* x_hi = b.norm == RegionNorm::Box ? b.x_hi.as<double>() : nullptr;
+        if (a.windowed)
+          o.concretize_window(a.win, half, a.dorg.as<int64_t>(), a.a.as<float>(), prob, b.x0.as<double>(), x_hi,
+                              b.eps.as<double>(), b.norm, bias, upper, lower);
+        else
+          o.concretize(half, g.size(), a.a.as<float>(), prob, b.x0.as<double>(), x_hi, b.eps.as<double>(), b.norm, bias,
+                       upper, lower);
         if (final_a) *final_a = std::move(a.a);
         continue;
       }
@@ -509,6 +511,7 @@ class BatchedEngine final : public BoundEngine {
           if (!a.bias_done)
             elementwise(a, half, size, prob, 0, g.h * g.w, nullptr, c.bias.as<float>(), nullptr, c.bias.as<float>(),
                         bias);
+          a.bias_done = false;  // (consumed)
           Coef out;
           if (a.windowed && input_window(c.conv, gs.c, gs.h, gs.w, half, a, out)) {
             o.conv_back_window(c.conv, half, a.win.h, a.win.w, a.dorg.as<int64_t>(), c.weight.as<float>(),
@@ -525,6 +528,7 @@ class BatchedEngine final : public BoundEngine {
           if (!a.bias_done)
             o.elementwise_back(half, size, a.a.as<float>(), prob, 0, 1, nullptr, c.bias.as<float>(), nullptr,
                                c.bias.as<float>(), bias, nullptr, 1);
+          a.bias_done = false;
           Coef out = fresh(src);
           o.dense_back(rows, size, net_.node(src).size(), c.weight.as<float>(), a.a.as<float>(), out.a.as<float>());
           push(src, std::move(out));
@@ -733,11 +737,7 @@ class BatchedEngine final : public BoundEngine {
     const int64_t classes = net_.output_size();
     bool inexact = false;
     for (const BoundProblem& p : b.problems)
-      for (const double c : p.spec) {
-        CNNCERT_CHECK(std::fabs(c) <= std::numeric_limits<float>::max(),
-                      "specification coefficient " << c << " is beyond float32 (use --engine reference)");
-        inexact = inexact || static_cast<double>(static_cast<float>(c)) != c;
-      }
+      for (const double c : p.spec) inexact = inexact || static_cast<double>(static_cast<float>(c)) != c;
     if (!inexact) return {};
     const int outn = net_.output();
     intervals(b, outn);
@@ -745,6 +745,8 @@ class BatchedEngine final : public BoundEngine {
     std::vector<double> yl(n), yh(n);
     ops_->to_host(yl.data(), interval_lo(b, outn), n * sizeof(double));
     ops_->to_host(yh.data(), interval_hi(b, outn), n * sizeof(double));
+    b.ilo.clear(), b.ihi.clear();  // (the last use of the intervals)
+    std::fill(b.interval_ok.begin(), b.interval_ok.end(), 0);
     const size_t total = owner.size();
     std::vector<double> fix(2 * total, 0.0);
     for (size_t r = 0; r < total; ++r) {
@@ -779,10 +781,13 @@ class BatchedEngine final : public BoundEngine {
     for (size_t p = 0; p < b.problem_count; ++p)
       for (int64_t r = 0; r < b.problems[p].rows; ++r) owner.push_back(static_cast<int>(p)), local.push_back(r);
     const auto total = static_cast<int64_t>(owner.size());
-    // The upper bounds, then the lower ones, then the problems' flags: one download at the end.
+    // The upper bounds, then the lower ones, the reported intermediate bounds (each node's lower
+    // then upper, problems × size each) and the problems' flags: one download at the end.
     const int64_t slots = std::max<int64_t>(total, 1);
+    size_t inter_slots = 0;
+    for (const int k : b.reported) inter_slots += 2 * static_cast<size_t>(net_.node(k).size()) * b.problem_count;
     const size_t flag_slots = (b.problem_count * sizeof(int) + sizeof(double) - 1) / sizeof(double);
-    Buf bounds(o, (static_cast<size_t>(2 * slots) + flag_slots) * sizeof(double));
+    Buf bounds(o, (static_cast<size_t>(2 * slots) + inter_slots + flag_slots) * sizeof(double));
     double* const up = bounds.as<double>();
     double* const lw = up + slots;
     const bool lin = b.options.want_linear;
@@ -823,10 +828,26 @@ class BatchedEngine final : public BoundEngine {
         }
       }
     }
-    o.copy(lw + slots, b.flags.as<void>(), b.problem_count * sizeof(int));
-    const auto both = download<double>(o, bounds, static_cast<size_t>(2 * slots) + flag_slots);  // the one wait
+    double* at_inter = lw + slots;
+    for (const int k : b.reported) {
+      const size_t n = static_cast<size_t>(net_.node(k).size()) * b.problem_count;
+      o.copy(at_inter, b.lo.at(k).as<void>(), n * sizeof(double));
+      o.copy(at_inter + n, b.hi.at(k).as<void>(), n * sizeof(double));
+      at_inter += 2 * n;
+    }
+    o.copy(at_inter, b.flags.as<void>(), b.problem_count * sizeof(int));
+    const auto both = download<double>(o, bounds, static_cast<size_t>(2 * slots) + inter_slots + flag_slots);
+    auto from = both.begin() + 2 * slots;
+    for (const int k : b.reported) {
+      const auto size = static_cast<long>(net_.node(k).size()), n = size * static_cast<long>(b.problem_count);
+      for (size_t p = 0; p < b.problem_count; ++p) {
+        const auto lo = from + static_cast<long>(p) * size, hi = lo + n;
+        out[p].intermediate.push_back({k, std::vector<double>(lo, lo + size), std::vector<double>(hi, hi + size)});
+      }
+      from += 2 * n;
+    }
     std::vector<int> flags(b.problem_count);
-    std::memcpy(flags.data(), both.data() + 2 * slots, flags.size() * sizeof(int));
+    std::memcpy(flags.data(), &*from, flags.size() * sizeof(int));
     check_flags(b, flags.data(), out);
     std::vector<double> upper(both.begin(), both.begin() + total),
         lower(both.begin() + slots, both.begin() + slots + total);

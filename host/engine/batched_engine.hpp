@@ -95,6 +95,13 @@ class Ops {
   virtual void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0,
                           const double* x_hi, const double* eps, RegionNorm norm, const double* bias, double* upper,
                           double* lower) = 0;
+  /// concretize for windowed rows (2·half rows of wg.size() values, origins `org`) of the input
+  /// map (wg.c × wg.map_h × wg.map_w = n values): the terms of the window's elements inside the
+  /// map, in the order of their map index (on the host the sums of concretize over the rows made
+  /// dense, which add nothing for their zeros).
+  virtual void concretize_window(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, const int* prob,
+                                 const double* x0, const double* x_hi, const double* eps, RegionNorm norm,
+                                 const double* bias, double* upper, double* lower) = 0;
   /// Relaxations of `count` activation neurons from their bounds.
   virtual void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al,
                                 float* bl, float* au, float* bu) = 0;

@@ -177,6 +177,29 @@ class HostOps final : public Ops {
     }
   }
 
+  void concretize_window(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, const int* prob,
+                         const double* x0, const double* x_hi, const double* eps, RegionNorm norm, const double* bias,
+                         double* upper, double* lower) override {
+    const int64_t size = wg.size(), n = wg.c * wg.map_h * wg.map_w;
+    for (int64_t r = 0; r < 2 * half; ++r) {
+      const int p = prob[r % half];
+      const int64_t y0 = org[2 * (r % half)], ox = org[2 * (r % half) + 1];
+      double centre = 0, nrm = 0;
+      for (int64_t e = 0; e < size; ++e) {
+        const int64_t m = wg.map_index(y0, ox, e);
+        if (m >= 0)
+          concretize_elem(a[r * size + e], x0[p * n + m], norm == RegionNorm::Box ? x_hi[p * n + m] : 0.0, norm, centre,
+                          nrm);
+      }
+      const bool up = r < half;
+      const double v = concretize_finish(up, centre, nrm, bias[r], eps[p], norm);
+      if (up)
+        upper[r] = v;
+      else
+        lower[r - half] = v;
+    }
+  }
+
   void relax_activation(int64_t count, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl,
                         float* au, float* bu) override {
     for (int64_t i = 0; i < count; ++i) {

@@ -23,8 +23,8 @@ class MeteredOps final : public Ops {
   ~MeteredOps() override {
     if (!std::getenv("CNNCERT_COST_BREAKDOWN")) return;
     for (const auto& [name, c] : by_primitive_)
-      std::fprintf(stderr, "cost model: %-24s %10.4g GFLOP %10.4g GB %8lld launches\n", name.c_str(), c.flops / 1e9,
-                   c.bytes / 1e9, static_cast<long long>(c.launches));
+      std::fprintf(stderr, "cost model: %-24s %10.4g GFLOP %10.4g GB %8lld launches %6lld waits\n", name.c_str(),
+                   c.flops / 1e9, c.bytes / 1e9, static_cast<long long>(c.launches), static_cast<long long>(c.syncs));
   }
 
   std::string name() const override { return in_->name(); }
@@ -39,6 +39,8 @@ class MeteredOps final : public Ops {
   void to_host(void* dst, const void* src, size_t bytes) override {
     ++c_.syncs;
     c_.bytes += static_cast<double>(bytes);
+    by_primitive_["to_host"].bytes += static_cast<double>(bytes);
+    ++by_primitive_["to_host"].syncs;
     in_->to_host(dst, src, bytes);
   }
   void copy(void* dst, const void* src, size_t bytes) override {
@@ -72,7 +74,7 @@ class MeteredOps final : public Ops {
     const double per_problem = std::min(stride ? static_cast<double>(stride) : 1e300, ceil_div(size, div));
     const double then_params = then_bias ? ceil_div(size, then_div) : 0;
     count((then_bias ? 6 : 3) * n,
-          kF * (n * (al ? 2 : 1) + (al ? 4 : 1) * problems_of(half, stride) * per_problem + then_params) +
+          kF * (n * (al ? 2 : 1) + arrays(al, bl, au, bu) * problems_of(half, stride) * per_problem + then_params) +
               4 * kD * static_cast<double>(half),
           "elementwise_back");
     in_->elementwise_back(half, size, a, prob, stride, div, al, bl, au, bu, bias, then_bias, then_div);
@@ -112,21 +114,20 @@ class MeteredOps final : public Ops {
     // As elementwise_back; a problem's parameters read are at most its map's or its rows' windows'.
     const double map = ceil_div(wg.c * wg.map_h * wg.map_w, div),
                  per_problem = stride ? std::min(static_cast<double>(stride), map) : map;
-    const double params =
-        std::min(problems_of(half, stride) * per_problem, static_cast<double>(half) * ceil_div(wg.size(), div));
-    const double then_params = then_bias ? std::min(ceil_div(wg.c * wg.map_h * wg.map_w, then_div),
-                                                    static_cast<double>(half) * ceil_div(wg.size(), then_div))
-                                         : 0;
+    // (each row element reads at most one value of each array)
+    const double params = std::min(problems_of(half, stride) * per_problem, static_cast<double>(half * wg.size()));
+    const double then_params =
+        then_bias ? std::min(ceil_div(wg.c * wg.map_h * wg.map_w, then_div), static_cast<double>(half * wg.size())) : 0;
     count((then_bias ? 6 : 3) * n,
-          kF * (n * (al ? 2 : 1) + (al ? 4 : 1) * params + then_params) + 4 * kD * static_cast<double>(half),
+          kF * (n * (al ? 2 : 1) + arrays(al, bl, au, bu) * params + then_params) + 4 * kD * static_cast<double>(half),
           "elementwise_back_window");
     in_->elementwise_back_window(wg, half, org, a, prob, stride, div, al, bl, au, bu, bias, then_bias, then_div);
   }
   void window_to_dense(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, float* out) override {
     const double r = 2.0 * static_cast<double>(half);
     count(0, kF * r * static_cast<double>(2 * wg.size() + wg.c * wg.map_h * wg.map_w),
-          "window_to_dense");  // zero, read, write
-    ++c_.launches;             // the zeroing and the scatter
+          "window_to_dense");                                    // zero, read, write
+    ++c_.launches, ++by_primitive_["window_to_dense"].launches;  // the zeroing and the scatter
     in_->window_to_dense(wg, half, org, a, out);
   }
   void add(int64_t n, const float* x, float* y) override {
@@ -141,7 +142,7 @@ class MeteredOps final : public Ops {
   void identity(int64_t half, int64_t size, const int64_t* pos, float* out) override {
     count(0, kF * 2.0 * static_cast<double>(half) * static_cast<double>(size) + kI * static_cast<double>(half),
           "identity");
-    ++c_.launches;  // the zeroing and the ones
+    ++c_.launches, ++by_primitive_["identity"].launches;  // the zeroing and the ones
     in_->identity(half, size, pos, out);
   }
   void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi,
@@ -151,6 +152,17 @@ class MeteredOps final : public Ops {
     count(4 * e, kF * e + kD * problems_of(half, 1) * static_cast<double>(n) * (norm == RegionNorm::Box ? 2 : 1),
           "concretize");
     in_->concretize(half, n, a, prob, x0, x_hi, eps, norm, bias, upper, lower);
+  }
+  void concretize_window(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, const int* prob,
+                         const double* x0, const double* x_hi, const double* eps, RegionNorm norm, const double* bias,
+                         double* upper, double* lower) override {
+    const double e = 2.0 * static_cast<double>(half) * static_cast<double>(wg.size());
+    const double n = static_cast<double>(wg.c * wg.map_h * wg.map_w);
+    // The windows, and of each problem's centre (or box corners) at most the map or the windows.
+    const double centres = std::min(problems_of(half, 1) * n, static_cast<double>(half * wg.size()));
+    count(4 * e, kF * e + kD * centres * (norm == RegionNorm::Box ? 2 : 1) + kI * static_cast<double>(half),
+          "concretize_window");
+    in_->concretize_window(wg, half, org, a, prob, x0, x_hi, eps, norm, bias, upper, lower);
   }
   void relax_activation(int64_t count_n, const ActSpec& s, const double* lo, const double* hi, float* al, float* bl,
                         float* au, float* bu) override {
@@ -204,7 +216,7 @@ class MeteredOps final : public Ops {
     in_->set_problems(problems);
   }
   void synchronize() override {
-    ++c_.syncs;
+    ++c_.syncs, ++by_primitive_["synchronize"].syncs;
     in_->synchronize();
   }
   double backsub_flops() const override { return in_->backsub_flops(); }
@@ -223,6 +235,14 @@ class MeteredOps final : public Ops {
   double problems_of(int64_t half, int64_t stride) const {
     if (!stride) return 1;
     return static_cast<double>(problems_ > 0 ? std::min(problems_, half) : half);
+  }
+  /// The distinct parameter arrays an element-wise pass reads (ScaleShift passes one array twice).
+  static double arrays(const float* al, const float* bl, const float* au, const float* bu) {
+    const float* seen[4] = {al, bl, au, bu};
+    double n = 0;
+    for (int i = 0; i < 4; ++i)
+      if (seen[i] && std::find(seen, seen + i, seen[i]) == seen + i) ++n;
+    return n;
   }
   static double ceil_div(int64_t a, int64_t b) { return static_cast<double>((a + b - 1) / std::max<int64_t>(b, 1)); }
   std::unique_ptr<Ops> in_;

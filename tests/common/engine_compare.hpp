@@ -309,6 +309,23 @@ void expect_inexact_specification_corrected(MakeEngine&& make_engine, double rto
   }
   EXPECT_EQ(got[1].lower, plain[1].lower);
   EXPECT_EQ(got[1].upper, plain[1].upper);
+  // The corrections themselves bracket the rounded-off part δᵀf(x) at sampled points of the ball
+  // (δ = c − c̃ exactly in double): a correction of the wrong sign, or the lower and upper ones
+  // swapped, fails here (the corrections are about 1e-8; the slack is the rounding of the sums).
+  BoundProblem delta = p;
+  for (size_t i = 0; i < delta.spec.size(); ++i) delta.spec[i] = p.spec[i] - rounded.spec[i];
+  std::mt19937_64 rng(48);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  for (int s = 0; s < 50; ++s) {
+    std::vector<double> x = p.x0;
+    for (double& v : x) v += p.eps * (s % 2 ? (u(rng) > 0 ? 1.0 : -1.0) : u(rng));
+    const auto d = spec_values(net, delta, x);
+    for (size_t r = 0; r < 2; ++r) {
+      const double slack = 1e-13 * (1 + std::fabs(plain[0].lower[r]) + std::fabs(plain[0].upper[r]));
+      EXPECT_LE(got[0].lower[r] - plain[0].lower[r], d[r] + slack) << "row " << r << " sample " << s;
+      EXPECT_GE(got[0].upper[r] - plain[0].upper[r], d[r] - slack) << "row " << r << " sample " << s;
+    }
+  }
   p.spec[0] = 1e39;  // beyond float32
   EXPECT_THROW(make_engine(net)->bound({p}, o), InvalidArgument);
 }

@@ -219,6 +219,39 @@ TEST(FloatEngine, MismatchedOuterBoundsAreIgnored) {
   }
 }
 
+TEST(FloatEngine, AProblemWhoseBoundsBecomeUnreliableFailsAloneNamingTheFirstNode) {
+  // Weights of 1e7: the first hidden layer's bounds stay below 1e12 for both problems, the
+  // second's exceed it for the problem at x0 = 1 only. Its error names the second layer, its
+  // intermediate bounds stop before it, and the other problem of the batch is unaffected: as the
+  // reference engine reports (the GPU engine's flags are downloaded once, with the results).
+  NetworkBuilder nb;
+  const int x = nb.input({1});
+  const int h1 = nb.activation(nb.dense(x, DenseAttr{2, 1, {1e7, -1e7}, {1, 1}}), ActKind::Relu);
+  const int h2 = nb.activation(nb.dense(h1, DenseAttr{2, 2, {1e7, 1, 1, -1e7}, {0, 0}}), ActKind::Relu);
+  const Network net = nb.build(nb.dense(h2, DenseAttr{1, 2, {1, 1}, {0}}));
+  const BoundProblem tame{{1e-6}, 1e-7, {1.0}, 1}, wild{{1.0}, 1e-3, {1.0}, 1};
+  BoundOptions o;
+  o.want_intermediate = true;
+  for (const bool exact : {false, true}) {
+    o.exact_cnncert = exact;
+    const auto got = make_float_engine(net)->bound({wild, tame, wild}, o),
+               ref = make_cpu_engine(net, 1)->bound({wild, tame, wild}, o);
+    ASSERT_EQ(got.size(), 3u);
+    for (size_t p = 0; p < 3; ++p) {
+      SCOPED_TRACE(p);
+      EXPECT_EQ(got[p].error, ref[p].error);
+      ASSERT_EQ(got[p].intermediate.size(), ref[p].intermediate.size());
+      for (size_t i = 0; i < got[p].intermediate.size(); ++i)
+        EXPECT_EQ(got[p].intermediate[i].node, ref[p].intermediate[i].node);
+    }
+    EXPECT_NE(got[0].error.find("exceed 1e12"), std::string::npos) << got[0].error;
+    EXPECT_TRUE(got[1].error.empty()) << got[1].error;
+    EXPECT_EQ(got[1].intermediate.size(), 2u);
+    EXPECT_EQ(got[0].intermediate.size(), 1u);  // the first layer's, before the unreliable one
+    compare_results({got[1]}, {ref[1]}, exact ? "tame problem, exact" : "tame problem");
+  }
+}
+
 TEST(FloatEngine, CostModelCountsEachProblemsArraysOncePerCall) {
   // elementwise_back of 4 rows per pass (8 rows) of 10 values with one problem's relaxation
   // (4 parameter arrays of 10): the rows are read and written (8 · 10 · 2 floats), each parameter
@@ -227,10 +260,10 @@ TEST(FloatEngine, CostModelCountsEachProblemsArraysOncePerCall) {
   auto count = [](bool hint) {
     auto o = batched::make_metered_ops(batched::make_host_ops(1 << 20));
     if (hint) o->set_problems(1);
-    std::vector<float> a(80, 0.5f), p(10, 0.25f);
+    std::vector<float> a(80, 0.5f), al(10, 0.25f), bl(10, 0.5f), au(10, 0.75f), bu(10, 1.0f);
     std::vector<double> bias(8, 0.0);
     const std::vector<int> prob(4, 0);
-    o->elementwise_back(4, 10, a.data(), prob.data(), 10, 1, p.data(), p.data(), p.data(), p.data(), bias.data(),
+    o->elementwise_back(4, 10, a.data(), prob.data(), 10, 1, al.data(), bl.data(), au.data(), bu.data(), bias.data(),
                         nullptr, 1);
     return o->cost_counts();
   };
@@ -261,6 +294,12 @@ TEST(FloatEngine, CostModelCountsWhatTheEngineIssues) {
   EXPECT_GT(se.backsub_flops, 0);
   const auto nodes = static_cast<int64_t>(detail::bound_schedule(net).size());
   EXPECT_EQ(se.model_syncs - s0.model_syncs, 1);
+  BoundOptions exact_all = exact;  // the intermediate bounds come with the results
+  exact_all.want_intermediate = true;
+  auto f = make_float_engine(net);
+  const EngineStats f0 = f->stats();
+  EXPECT_FALSE(f->bound(ps, exact_all)[0].intermediate.empty());
+  EXPECT_EQ(f->stats().model_syncs - f0.model_syncs, 1);
   EXPECT_GT(sd.model_syncs - s0.model_syncs, 1);  // (no rows to select where no neuron can be skipped)
   EXPECT_LE(sd.model_syncs - s0.model_syncs, nodes + 1);
   EXPECT_GT(sd.rows_skipped, 0);

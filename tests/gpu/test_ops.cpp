@@ -605,6 +605,58 @@ TEST_F(GpuTest, ConcretizeMatchesTheHost) {
       }
 }
 
+TEST_F(GpuTest, WindowedConcretizeMatchesTheHostAndTheDenseRows) {
+  // Windows of a 3 × 12 × 12 input map (432 values) that leave it on every side; the entries
+  // outside the map hold garbage, which concretize_window must skip. On the host the result is
+  // that of concretize over the rows made dense, bit for bit; the CUDA one within the sums' tolerance.
+  const WinGeom wg{3, 5, 7, 12, 12};
+  const int64_t half = 3, problems = 2, n = 3 * 12 * 12;
+  const std::vector<int64_t> org = {-2, -3, 4, 2, 9, 8};
+  const std::vector<int> prob = {1, 0, 1};
+  std::vector<float> a, a_dense;
+  windowed_rows(wg, half, org, 151, a, a_dense);
+  for (int64_t r = 0; r < 2 * half; ++r)
+    for (int64_t e = 0; e < wg.size(); ++e)
+      if (wg.map_index(org[static_cast<size_t>(2 * (r % half))], org[static_cast<size_t>(2 * (r % half) + 1)], e) < 0)
+        a[static_cast<size_t>(r * wg.size() + e)] = 1e6f;  // outside the map: must not count
+  const auto x0 = random_doubles(static_cast<size_t>(problems * n), 152, 0, 1);
+  std::vector<double> x_hi = random_doubles(static_cast<size_t>(problems * n), 153, 0, 0.3);
+  for (size_t j = 0; j < x_hi.size(); ++j) x_hi[j] += x0[j];
+  const std::vector<double> eps = {0.03, 0.2};
+  const auto bias = random_doubles(static_cast<size_t>(2 * half), 154);
+  const std::vector<double> init(static_cast<size_t>(half), -7.25);
+  for (RegionNorm norm : {RegionNorm::Linf, RegionNorm::L2, RegionNorm::L1, RegionNorm::Box}) {
+    const std::string what = "concretize_window norm " + std::to_string(static_cast<int>(norm));
+    const double* no_box = nullptr;
+    Outputs host;
+    check_primitive(
+        what,
+        [&](Ops& o) {
+          Dev<float> da(o, a);
+          Dev<int> dp(o, prob);
+          Dev<int64_t> dorg(o, org);
+          Dev<double> dx(o, x0), dh(o, x_hi), de(o, eps), db(o, bias), du(o, init), dl(o, init);
+          o.concretize_window(wg, half, dorg.get(), da.get(), dp.get(), dx.get(),
+                              norm == RegionNorm::Box ? dh.get() : no_box, de.get(), norm, db.get(), du.get(),
+                              dl.get());
+          Outputs r{du.read(), dl.read()};
+          if (o.name() == "host-float") host = r;
+          return r;
+        },
+        [&](bool) {
+          const double tol = sum_tol(wg.size() + 1, 2.0 * static_cast<double>(wg.size()) + 1);
+          return std::vector<double>{tol, tol};
+        });
+    auto h = make_host_ops(64 << 20);
+    Dev<float> da(*h, a_dense);
+    Dev<int> dp(*h, prob);
+    Dev<double> dx(*h, x0), dh(*h, x_hi), de(*h, eps), db(*h, bias), du(*h, init), dl(*h, init);
+    h->concretize(half, n, da.get(), dp.get(), dx.get(), norm == RegionNorm::Box ? dh.get() : no_box, de.get(), norm,
+                  db.get(), du.get(), dl.get());
+    EXPECT_EQ(host, (Outputs{du.read(), dl.read()})) << what;
+  }
+}
+
 /// Neuron bounds that visit every case of a relaxation: unstable, both signs stable, a point
 /// interval, wide and narrow intervals.
 void neuron_bounds(int64_t count, uint64_t seed, std::vector<double>& lo, std::vector<double>& hi) {
@@ -683,8 +735,9 @@ TEST_F(GpuTest, NonFiniteFlagsMatchTheHost) {
        hi = random_doubles(static_cast<size_t>(problems * size), 92);
   lo[1 * size + 299] = NAN;
   hi[2 * size + 0] = INFINITY;
-  lo[3 * size + 150] = -1e13;                      // beyond kMaxReliableBound
-  const std::vector<int> flags = {0, 0, 0, 0, 7};  // a flag already set stays as it is
+  lo[3 * size + 150] = -1e13;  // beyond kMaxReliableBound
+  hi[4 * size + 10] = NAN;     // (a flag already set stays as it is)
+  const std::vector<int> flags = {0, 0, 0, 0, 7};
   check_primitive(
       "flag_nonfinite",
       [&](Ops& o) {
