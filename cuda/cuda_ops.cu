@@ -196,12 +196,7 @@ __global__ void concretize_kernel(int64_t half, int64_t n, const float* a, const
   centre = block_reduce(centre, false);
   nrm = block_reduce(nrm, norm == RegionNorm::L1);
   if (threadIdx.x == 0) {
-    const bool up = r < half;
-    const double v = concretize_finish(up, centre, nrm, bias[r], eps[p], norm);
-    if (up)
-      upper[r] = v;
-    else
-      lower[r - half] = v;
+    store_bound(r, half, concretize_finish(r < half, centre, nrm, bias[r], eps[p], norm), upper, lower);
   }
 }
 
@@ -222,12 +217,7 @@ __global__ void concretize_window_kernel(WinGeom wg, int64_t half, const int64_t
   centre = block_reduce(centre, false);
   nrm = block_reduce(nrm, norm == RegionNorm::L1);
   if (threadIdx.x == 0) {
-    const bool up = r < half;
-    const double v = concretize_finish(up, centre, nrm, bias[r], eps[p], norm);
-    if (up)
-      upper[r] = v;
-    else
-      lower[r - half] = v;
+    store_bound(r, half, concretize_finish(r < half, centre, nrm, bias[r], eps[p], norm), upper, lower);
   }
 }
 

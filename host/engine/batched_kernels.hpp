@@ -153,6 +153,15 @@ CNNCERT_HD inline double concretize_finish(bool upper, double centre, double nor
   return upper ? val + r : val - r;
 }
 
+/// Stores row r's concretized bound: rows of the upper half in upper[r], of the lower half in
+/// lower[r − half].
+CNNCERT_HD inline void store_bound(int64_t r, int64_t half, double v, double* upper, double* lower) {
+  if (r < half)
+    upper[r] = v;
+  else
+    lower[r - half] = v;
+}
+
 /// An activation node's function and the relaxation rules of the method.
 struct ActSpec {
   ActKind kind = ActKind::Relu;

@@ -168,12 +168,7 @@ class HostOps final : public Ops {
       for (int64_t j = 0; j < n; ++j)
         concretize_elem(a[r * n + j], x0[p * n + j], norm == RegionNorm::Box ? x_hi[p * n + j] : 0.0, norm, centre,
                         nrm);
-      const bool up = r < half;
-      const double v = concretize_finish(up, centre, nrm, bias[r], eps[p], norm);
-      if (up)
-        upper[r] = v;
-      else
-        lower[r - half] = v;
+      store_bound(r, half, concretize_finish(r < half, centre, nrm, bias[r], eps[p], norm), upper, lower);
     }
   }
 
@@ -191,12 +186,7 @@ class HostOps final : public Ops {
           concretize_elem(a[r * size + e], x0[p * n + m], norm == RegionNorm::Box ? x_hi[p * n + m] : 0.0, norm, centre,
                           nrm);
       }
-      const bool up = r < half;
-      const double v = concretize_finish(up, centre, nrm, bias[r], eps[p], norm);
-      if (up)
-        upper[r] = v;
-      else
-        lower[r - half] = v;
+      store_bound(r, half, concretize_finish(r < half, centre, nrm, bias[r], eps[p], norm), upper, lower);
     }
   }
 
