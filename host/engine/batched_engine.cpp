@@ -87,11 +87,7 @@ std::vector<T> download(Ops& ops, const Buf& b, size_t n) {
 /// The network's constants in float32, which the engine computes in; a value beyond float32's
 /// range is refused (it would become infinite).
 std::vector<float> to_float(const std::vector<double>& v) {
-  for (const double x : v)
-    CNNCERT_CHECK(std::fabs(x) <= std::numeric_limits<float>::max(),
-                  "network constant " << x
-                                      << " is beyond float32, which the GPU engine computes in (use --engine "
-                                         "reference)");
+  cnncert::detail::check_float32_range(v, "a network constant", "GPU engine");
   return std::vector<float>(v.begin(), v.end());
 }
 
@@ -184,10 +180,6 @@ class BatchedEngine final : public BoundEngine {
 
   std::vector<BoundResult> bound(const std::vector<BoundProblem>& problems, const BoundOptions& options) override {
     check_bound_problems(net_, problems, options);
-    for (const BoundProblem& p : problems)  // (before any work; spec_rounding corrects the rounding)
-      for (const double c : p.spec)
-        CNNCERT_CHECK(std::fabs(c) <= std::numeric_limits<float>::max(),
-                      "specification coefficient " << c << " is beyond float32 (use --engine reference)");
     std::vector<BoundResult> out(problems.size());
     if (problems.empty()) return out;
     ++stats_.calls;
@@ -249,9 +241,13 @@ class BatchedEngine final : public BoundEngine {
       flags = upload(o, std::vector<int>(problem_count, 0));
       error.assign(problem_count, "");
       norm = cnncert::detail::region_norm(opt.norm, boxes);
+      // (before any work: refuses coefficients beyond float32)
+      for (const auto& p : pr)
+        spec_inexact = cnncert::detail::spec_inexact_in_float32(p.spec, "GPU engine") || spec_inexact;
+      if (opt.exact_cnncert && !spec_inexact) return;
       // The input region as intervals (the ℓ2 and ℓ1 balls lie inside the ℓ∞ ball): interval
       // propagation's starting point, for row selection and for the specification's rounding
-      // (final_rows, also with exact_cnncert); the problems' outer bounds where they apply.
+      // (spec_rounding, also with exact_cnncert); the problems' outer bounds where they apply.
       std::vector<double> lo, hi;
       for (const auto& p : pr) {
         const ::cnncert::detail::InputBox box = ::cnncert::detail::input_box(p, opt);
@@ -268,6 +264,7 @@ class BatchedEngine final : public BoundEngine {
     const std::vector<BoundProblem>& problems;
     const BoundOptions& options;
     size_t problem_count = 0;
+    bool spec_inexact = false;  // some specification coefficient is not a float32 number
     RegionNorm norm = RegionNorm::Linf;
     Buf x0, x_hi, eps, flags;  // x0: centres, or the lower corners of boxes (norm Box) and x_hi the upper ones
     std::vector<std::string> error;
@@ -657,7 +654,7 @@ class BatchedEngine final : public BoundEngine {
                      b.flags.as<int>());
     b.lo.emplace(k, std::move(lo));
     b.hi.emplace(k, std::move(hi));
-    if (!b.interval_ok.empty()) invalidate_intervals_after(b, k);
+    invalidate_intervals_after(b, k);
   }
 
   /// MATH.md §2.5: a max-pool k reading a monotone activation takes [σ(l'), σ(u')] of that
@@ -679,7 +676,7 @@ class BatchedEngine final : public BoundEngine {
                      b.flags.as<int>());
     b.lo.emplace(src, std::move(lo));
     b.hi.emplace(src, std::move(hi));
-    if (!b.interval_ok.empty()) invalidate_intervals_after(b, src);
+    invalidate_intervals_after(b, src);
     return true;
   }
 
@@ -735,10 +732,7 @@ class BatchedEngine final : public BoundEngine {
   /// (owner, local), lower ones then upper ones, or nothing when every coefficient is a float.
   std::vector<double> spec_rounding(Batch& b, const std::vector<int>& owner, const std::vector<int64_t>& local) {
     const int64_t classes = net_.output_size();
-    bool inexact = false;
-    for (const BoundProblem& p : b.problems)
-      for (const double c : p.spec) inexact = inexact || static_cast<double>(static_cast<float>(c)) != c;
-    if (!inexact) return {};
+    if (!b.spec_inexact) return {};
     const int outn = net_.output();
     intervals(b, outn);
     const size_t n = static_cast<size_t>(classes) * b.problem_count;
@@ -747,25 +741,16 @@ class BatchedEngine final : public BoundEngine {
     ops_->to_host(yh.data(), interval_hi(b, outn), n * sizeof(double));
     b.ilo.clear(), b.ihi.clear();  // (the last use of the intervals)
     std::fill(b.interval_ok.begin(), b.interval_ok.end(), 0);
+    // The flattened rows are each problem's rows in turn.
     const size_t total = owner.size();
     std::vector<double> fix(2 * total, 0.0);
-    for (size_t r = 0; r < total; ++r) {
-      const auto p = static_cast<size_t>(owner[r]);
+    size_t at = 0;
+    for (size_t p = 0; p < b.problem_count; ++p) {
       const BoundProblem& pr = b.problems[p];
-      double lo = 0, hi = 0;
-      for (int64_t c = 0; c < classes; ++c) {
-        const double coef = pr.spec[static_cast<size_t>(local[r] * classes + c)];
-        const double d = coef - static_cast<double>(static_cast<float>(coef));
-        if (d == 0) continue;
-        const size_t y = p * static_cast<size_t>(classes) + static_cast<size_t>(c);
-        if (!std::isfinite(yl[y]) || !std::isfinite(yh[y])) {  // no interval: fail closed
-          lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
-          break;
-        }
-        lo += std::min(d * yl[y], d * yh[y]), hi += std::max(d * yl[y], d * yh[y]);
-      }
-      // Outward for the rounding of the correction itself.
-      fix[r] = lo - (1e-12 * std::fabs(lo) + kWidenFloor), fix[total + r] = hi + (1e-12 * std::fabs(hi) + kWidenFloor);
+      CNNCERT_ASSERT(pr.rows == 0 || (owner[at] == static_cast<int>(p) && local[at] == 0));
+      cnncert::detail::spec_rounding_bounds(pr.spec.data(), pr.rows, classes, yl.data() + p * classes,
+                                            yh.data() + p * classes, fix.data() + at, fix.data() + total + at);
+      at += static_cast<size_t>(pr.rows);
     }
     return fix;
   }

@@ -232,5 +232,37 @@ PoolRelax relax_maxpool_node(const Node& n, const Geometry& in, const std::vecto
   return r;
 }
 
+void check_float32_range(const std::vector<double>& values, const std::string& what, const char* engine) {
+  for (const double v : values)
+    CNNCERT_CHECK(std::fabs(v) <= std::numeric_limits<float>::max(), what << " (" << v
+                                                                          << ") is beyond float32, which the " << engine
+                                                                          << " computes in (use --engine reference)");
+}
+
+bool spec_inexact_in_float32(const std::vector<double>& spec, const char* engine) {
+  check_float32_range(spec, "a specification coefficient", engine);
+  return std::any_of(spec.begin(), spec.end(),
+                     [](double c) { return static_cast<double>(static_cast<float>(c)) != c; });
+}
+
+void spec_rounding_bounds(const double* spec, int64_t rows, int64_t classes, const double* yl, const double* yh,
+                          double* lo, double* hi) {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (int64_t r = 0; r < rows; ++r) {
+    double l = 0, h = 0;
+    for (int64_t c = 0; c < classes; ++c) {
+      const double coef = spec[r * classes + c], d = coef - static_cast<double>(static_cast<float>(coef));
+      if (d == 0) continue;
+      if (!std::isfinite(yl[c]) || !std::isfinite(yh[c])) {  // no interval: fail closed
+        l = -inf, h = inf;
+        break;
+      }
+      l += std::min(d * yl[c], d * yh[c]), h += std::max(d * yl[c], d * yh[c]);
+    }
+    lo[r] = l - (1e-12 * std::fabs(l) + batched::kWidenFloor),
+    hi[r] = h + (1e-12 * std::fabs(h) + batched::kWidenFloor);
+  }
+}
+
 }  // namespace detail
 }  // namespace cnncert

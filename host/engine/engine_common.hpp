@@ -191,6 +191,23 @@ inline std::string unreliable_bounds_error(const std::string& name) {
          "' are not finite or exceed 1e12 in magnitude (not reliable in floating point)";
 }
 
+/// The float32 engines hold weights and coefficients in float32: a value of `values` beyond its
+/// range is an InvalidArgument naming `what` and the engine (pointing to --engine reference).
+void check_float32_range(const std::vector<double>& values, const std::string& what, const char* engine);
+
+/// Whether specification `spec` has a coefficient that float32 cannot hold exactly (0.1), which
+/// spec_rounding_bounds then corrects for; refuses coefficients beyond float32's range
+/// (check_float32_range).
+bool spec_inexact_in_float32(const std::vector<double>& spec, const char* engine);
+
+/// The float32 engines bound c̃ᵀy for a specification row c held as c̃ = float32(c). Per row r of
+/// `rows` rows of `classes` coefficients, [lo[r], hi[r]] bounds δᵀy (δ = c − c̃, exact in double)
+/// over the output's interval bounds [yl, yh] (`classes` values), widened outward for its own
+/// rounding, ±∞ where an interval needed is not finite (fails closed): added to c̃ᵀy's bounds, it
+/// keeps them sound for cᵀy.
+void spec_rounding_bounds(const double* spec, int64_t rows, int64_t classes, const double* yl, const double* yh,
+                          double* lo, double* hi);
+
 /// For a Reshape/Transpose/Pad node `n` with input `src`: the input element each output element
 /// reads (−1 for padding).
 std::vector<int64_t> layout_map(const Node& n, const Node& src);

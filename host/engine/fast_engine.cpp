@@ -685,10 +685,7 @@ class FastEngine final : public BoundEngine {
       if (op == OpKind::Conv || op == OpKind::Dense) {
         const std::vector<double>& w =
             op == OpKind::Conv ? nodes[i].as<ConvAttr>().weight : nodes[i].as<DenseAttr>().weight;
-        for (double v : w)
-          CNNCERT_CHECK(std::fabs(v) <= std::numeric_limits<Real>::max(),
-                        "node " << i << " has a weight (" << v
-                                << ") beyond float32, which the fast engine computes in (use --engine reference)");
+        detail::check_float32_range(w, "a weight of node '" + nodes[i].name + "'", "fast engine");
         weights_[static_cast<int>(i)].assign(w.begin(), w.end());
       }
       if (op == OpKind::ScaleShift) {
@@ -1281,35 +1278,12 @@ class FastEngine final : public BoundEngine {
     }
     // The specification in float32 as c̃ = c − δ. Where a coefficient is not a float, the bounds
     // of c̃ᵀy are corrected by those of δᵀy over the output's interval bounds (sound for cᵀy).
-    std::vector<Real> spec(p.spec.size());
+    const std::vector<Real> spec(p.spec.begin(), p.spec.end());
     std::vector<double> fix_lo(static_cast<size_t>(p.rows), 0.0), fix_hi(fix_lo.size(), 0.0);
-    bool inexact = false;
-    for (size_t i = 0; i < spec.size(); ++i) {
-      CNNCERT_CHECK(std::fabs(p.spec[i]) <= std::numeric_limits<Real>::max(),
-                    "specification coefficient " << p.spec[i] << " is beyond float32 (use --engine reference)");
-      spec[i] = static_cast<Real>(p.spec[i]);
-      inexact = inexact || static_cast<double>(spec[i]) != p.spec[i];
-    }
-    if (inexact) {
+    if (detail::spec_inexact_in_float32(p.spec, "fast engine")) {
       intervals(s, out);
-      const std::vector<double>& yl = ilo(s, out);
-      const std::vector<double>& yh = ihi(s, out);
-      for (int64_t r = 0; r < p.rows; ++r)
-        for (int64_t c = 0; c < classes; ++c) {
-          const auto i = static_cast<size_t>(r * classes + c), cc = static_cast<size_t>(c);
-          const double d = p.spec[i] - static_cast<double>(spec[i]);
-          if (d == 0) continue;
-          if (!std::isfinite(yl[cc]) || !std::isfinite(yh[cc])) {  // no interval: fail closed
-            fix_lo[static_cast<size_t>(r)] = -std::numeric_limits<double>::infinity();
-            fix_hi[static_cast<size_t>(r)] = std::numeric_limits<double>::infinity();
-            break;
-          }
-          fix_lo[static_cast<size_t>(r)] += std::min(d * yl[cc], d * yh[cc]);
-          fix_hi[static_cast<size_t>(r)] += std::max(d * yl[cc], d * yh[cc]);
-        }
-      for (size_t r = 0; r < fix_lo.size(); ++r)  // outward for the rounding of the correction itself
-        fix_lo[r] -= 1e-12 * std::fabs(fix_lo[r]) + batched::kWidenFloor,
-            fix_hi[r] += 1e-12 * std::fabs(fix_hi[r]) + batched::kWidenFloor;
+      detail::spec_rounding_bounds(p.spec.data(), p.rows, classes, ilo(s, out).data(), ihi(s, out).data(),
+                                   fix_lo.data(), fix_hi.data());
     }
     const int64_t cap = max_rows();
     Scratch scratch = make_scratch();
