@@ -21,7 +21,7 @@ class MeteredOps final : public Ops {
  public:
   explicit MeteredOps(std::unique_ptr<Ops> inner) : in_(std::move(inner)) {}
   ~MeteredOps() override {
-    if (!std::getenv("CNNCERT_COST_BREAKDOWN")) return;
+    if (!breakdown_) return;
     for (const auto& [name, c] : by_primitive_)
       std::fprintf(stderr, "cost model: %-24s %10.4g GFLOP %10.4g GB %8lld launches %6lld waits\n", name.c_str(),
                    c.flops / 1e9, c.bytes / 1e9, static_cast<long long>(c.launches), static_cast<long long>(c.syncs));
@@ -39,8 +39,7 @@ class MeteredOps final : public Ops {
   void to_host(void* dst, const void* src, size_t bytes) override {
     ++c_.syncs;
     c_.bytes += static_cast<double>(bytes);
-    by_primitive_["to_host"].bytes += static_cast<double>(bytes);
-    ++by_primitive_["to_host"].syncs;
+    tally("to_host", 0, static_cast<double>(bytes), 0, 1);
     in_->to_host(dst, src, bytes);
   }
   void copy(void* dst, const void* src, size_t bytes) override {
@@ -126,8 +125,8 @@ class MeteredOps final : public Ops {
   void window_to_dense(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, float* out) override {
     const double r = 2.0 * static_cast<double>(half);
     count(0, kF * r * static_cast<double>(2 * wg.size() + wg.c * wg.map_h * wg.map_w),
-          "window_to_dense");                                    // zero, read, write
-    ++c_.launches, ++by_primitive_["window_to_dense"].launches;  // the zeroing and the scatter
+          "window_to_dense");                             // zero, read, write
+    ++c_.launches, tally("window_to_dense", 0, 0, 1, 0);  // the zeroing and the scatter
     in_->window_to_dense(wg, half, org, a, out);
   }
   void add(int64_t n, const float* x, float* y) override {
@@ -142,7 +141,7 @@ class MeteredOps final : public Ops {
   void identity(int64_t half, int64_t size, const int64_t* pos, float* out) override {
     count(0, kF * 2.0 * static_cast<double>(half) * static_cast<double>(size) + kI * static_cast<double>(half),
           "identity");
-    ++c_.launches, ++by_primitive_["identity"].launches;  // the zeroing and the ones
+    ++c_.launches, tally("identity", 0, 0, 1, 0);  // the zeroing and the ones
     in_->identity(half, size, pos, out);
   }
   void concretize(int64_t half, int64_t n, const float* a, const int* prob, const double* x0, const double* x_hi,
@@ -216,7 +215,7 @@ class MeteredOps final : public Ops {
     in_->set_problems(problems);
   }
   void synchronize() override {
-    ++c_.syncs, ++by_primitive_["synchronize"].syncs;
+    ++c_.syncs, tally("synchronize", 0, 0, 0, 1);
     in_->synchronize();
   }
   double backsub_flops() const override { return in_->backsub_flops(); }
@@ -227,8 +226,13 @@ class MeteredOps final : public Ops {
   void count(double flops, double bytes, const char* primitive) {
     c_.flops += flops, c_.bytes += bytes;
     ++c_.launches;
+    tally(primitive, flops, bytes, 1, 0);
+  }
+  /// The per-primitive counts, kept only for CNNCERT_COST_BREAKDOWN (a map lookup per call).
+  void tally(const char* primitive, double flops, double bytes, int64_t launches, int64_t syncs) {
+    if (!breakdown_) return;
     CostCounts& t = by_primitive_[primitive];
-    t.flops += flops, t.bytes += bytes, ++t.launches;
+    t.flops += flops, t.bytes += bytes, t.launches += launches, t.syncs += syncs;
   }
   /// The problems whose per-problem arrays (stride > 0; else one shared array) a call of `half`
   /// rows per pass reads: at most the call's problems (set_problems) and at most its rows.
@@ -248,6 +252,7 @@ class MeteredOps final : public Ops {
   std::unique_ptr<Ops> in_;
   CostCounts c_;
   int64_t problems_ = 0;  // set_problems; 0 = unknown (every row its own problem)
+  const bool breakdown_ = std::getenv("CNNCERT_COST_BREAKDOWN") != nullptr;
   std::map<std::string, CostCounts> by_primitive_;
 };
 
