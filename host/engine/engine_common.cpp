@@ -233,10 +233,12 @@ PoolRelax relax_maxpool_node(const Node& n, const Geometry& in, const std::vecto
 }
 
 void check_float32_range(const std::vector<double>& values, const std::string& what, const char* engine) {
-  for (const double v : values)
+  for (const double v : values) {
+    CNNCERT_CHECK(!std::isnan(v), what << " is NaN");
     CNNCERT_CHECK(std::fabs(v) <= std::numeric_limits<float>::max(), what << " (" << v
                                                                           << ") is beyond float32, which the " << engine
                                                                           << " computes in (use --engine reference)");
+  }
 }
 
 bool spec_inexact_in_float32(const std::vector<double>& spec, const char* engine) {

@@ -328,6 +328,13 @@ void expect_inexact_specification_corrected(MakeEngine&& make_engine, double rto
   }
   p.spec[0] = 1e39;  // beyond float32
   EXPECT_THROW(make_engine(net)->bound({p}, o), InvalidArgument);
+  p.spec[0] = NAN;
+  try {
+    make_engine(net)->bound({p}, o);
+    ADD_FAILURE() << "a NaN coefficient was accepted";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos) << e.what();
+  }
 }
 
 /// Margin problems (all targets of the predicted class, radius eps) at the first `count` reference
