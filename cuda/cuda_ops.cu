@@ -123,6 +123,39 @@ __global__ void conv_back_window_kernel(ConvGeom g, int64_t half, int64_t h, int
   }
 }
 
+// conv_back_window_kernel and elementwise_window_kernel in one: one block per row; each thread
+// computes its elements of the output window (the elements elementwise_window_kernel's thread
+// would take, in the same order), relaxes them at once and sums their bias terms, so the
+// reductions are those of the two launches.
+__global__ void conv_back_window_relax_kernel(ConvGeom g, int64_t half, int64_t h, int64_t w, const int64_t* org,
+                                              const float* wt, const float* a, WinGeom wg, const int64_t* out_org,
+                                              float* out, RelaxStep rx) {
+  const int64_t r = blockIdx.x, size = wg.size(), ih = g.span_y(h), iw = g.span_x(w);
+  const int64_t oy0 = org[2 * (r % half)], ox0 = org[2 * (r % half) + 1];
+  const int64_t y0 = out_org[2 * (r % half)], x0 = out_org[2 * (r % half) + 1];
+  const int64_t base = rx.prob[r % half] * rx.stride;
+  const bool upper = r < half;
+  const float* a_row = a + r * g.cout * h * w;
+  float* row = out + r * size;
+  double sum = 0, then_sum = 0;
+  for (int64_t e = threadIdx.x; e < size; e += blockDim.x) {
+    float v = conv_back_window_elem(g, h, w, oy0, ox0, a_row, wt, e / (ih * iw), (e / iw) % ih, e % iw);
+    const int64_t m = wg.map_index(y0, x0, e);
+    if (m >= 0) {
+      sum += elementwise_elem(v, upper, rx.al, rx.bl, rx.au, rx.bu, base + m / rx.div);
+      if (rx.then_bias)
+        then_sum += elementwise_elem(v, upper, nullptr, rx.then_bias, nullptr, rx.then_bias, m / rx.then_div);
+    }
+    row[e] = v;
+  }
+  sum = block_reduce(sum, false);
+  if (rx.then_bias) then_sum = block_reduce(then_sum, false);
+  if (threadIdx.x == 0) {
+    rx.bias[r] += sum;
+    if (rx.then_bias) rx.bias[r] += then_sum;
+  }
+}
+
 __global__ void pool_back_window_kernel(PoolGeom g, int64_t half, int64_t h, int64_t w, const int64_t* org,
                                         const int* prob, int64_t stride, const float* slopes, const float* a,
                                         float* out) {
@@ -420,6 +453,17 @@ class CudaOps final : public Ops {
     ++paths_.conv_own;
     COUNTED_LAUNCH(conv_back_window_kernel, grid(2 * half * g.cin * g.span_y(h) * g.span_x(w)), kBlock, 0, stream(), g,
                    half, h, w, org, wt, a, out);
+  }
+
+  void conv_back_window_relax(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org,
+                              const float* wt, const float* a, const WinGeom& out_wg, const int64_t* out_org,
+                              float* out, const RelaxStep& rx) override {
+    CNNCERT_ASSERT(out_wg.size() == g.cin * g.span_y(h) * g.span_x(w));
+    if (half == 0) return;
+    flops_ += 2.0 * static_cast<double>(2 * half * g.cout * h * w) * static_cast<double>(g.cin / g.groups * g.kk());
+    ++paths_.conv_own;
+    COUNTED_LAUNCH(conv_back_window_relax_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), g, half, h, w,
+                   org, wt, a, out_wg, out_org, out, rx);
   }
 
   void pool_back_window(const PoolGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const int* prob,

@@ -18,6 +18,10 @@
 //   On the host backend windowed and dense rows give bit-identical results (the same terms in the
 //   same order); on the GPU they differ by rounding (the block reductions split the terms
 //   differently, and dense convolutions may run in cuDNN).
+// * fusions (the same sums in the same order per backend, fewer passes over the rows): an
+//   activation's relaxation pass adds the bias term of the conv or dense node below it
+//   (fused_bias), and a windowed convolution whose input is an activation that it alone reads
+//   relaxes the values it computes (fused_relaxation, Ops::conv_back_window_relax).
 #include "engine/batched_engine.hpp"
 
 #include <algorithm>
@@ -368,6 +372,7 @@ class BatchedEngine final : public BoundEngine {
     Buf a;
     bool windowed = false;
     bool bias_done = false;  // the node's bias term is in (fused into the relaxation above it)
+    bool relaxed = false;    // the node's relaxation is applied (fused into the convolution above it)
     WinGeom win;
     std::vector<int64_t> org;
     Buf dorg;
@@ -397,7 +402,7 @@ class BatchedEngine final : public BoundEngine {
   /// The rows of `c` (at node `node`) in dense form.
   Coef dense(Coef&& c, int node, int64_t half) {
     if (!c.windowed) return std::move(c);
-    CNNCERT_ASSERT(!c.bias_done);  // (fused_bias never leaves windowed rows to be made dense)
+    CNNCERT_ASSERT(!c.bias_done && !c.relaxed);  // (the fusions never leave windowed rows to be made dense)
     Coef d;
     d.a = Buf(*ops_, static_cast<size_t>(2 * half * net_.node(node).size()) * sizeof(float));
     ops_->window_to_dense(c.win, half, c.dorg.as<int64_t>(), c.a.as<float>(), d.a.as<float>());
@@ -448,6 +453,26 @@ class BatchedEngine final : public BoundEngine {
     return {nullptr, 1};
   }
 
+  /// The relaxation that a windowed convolution at the output of node `src` applies to its
+  /// output rows `out` in the same pass (Ops::conv_back_window_relax): that of the activation
+  /// `src` when the convolution alone reads it (the arguments its own pass would get); else false.
+  bool fused_relaxation(Batch& b, int src, const Coef& out, const int* prob, double* bias, RelaxStep& rx) const {
+    const Node& s = net_.node(src);
+    if (s.op != OpKind::Activation || consumers_[static_cast<size_t>(src)] != 1) return false;
+    const auto [then_bias, then_div] = fused_bias(src, out);
+    rx = {prob,
+          s.size(),
+          1,
+          b.al.at(src).as<float>(),
+          b.bl.at(src).as<float>(),
+          b.au.at(src).as<float>(),
+          b.bu.at(src).as<float>(),
+          bias,
+          then_bias,
+          then_div};
+    return true;
+  }
+
   /// Back-substitutes `a_start` (2·half rows at node `start`) to the input and concretizes: the
   /// upper half's bounds go to upper[r], the lower half's to lower[r]. `bias` (2·half doubles)
   /// starts at zero and ends as the rows' constant terms; `final_a` receives the input coefficients.
@@ -466,7 +491,8 @@ class BatchedEngine final : public BoundEngine {
         pend.emplace(node, std::move(c));
         return;
       }
-      CNNCERT_ASSERT(!c.bias_done && !it->second.bias_done);  // fused only where one consumer reads the node
+      CNNCERT_ASSERT(!c.bias_done && !it->second.bias_done && !c.relaxed &&
+                     !it->second.relaxed);  // fused only where one consumer reads the node
       it->second = dense(std::move(it->second), node, half);
       const Coef d = dense(std::move(c), node, half);
       o.add(rows * net_.node(node).size(), d.a.as<float>(), it->second.a.as<float>());
@@ -510,9 +536,16 @@ class BatchedEngine final : public BoundEngine {
                         bias);
           a.bias_done = false;  // (consumed)
           Coef out;
+          RelaxStep rx;
           if (a.windowed && input_window(c.conv, gs.c, gs.h, gs.w, half, a, out)) {
-            o.conv_back_window(c.conv, half, a.win.h, a.win.w, a.dorg.as<int64_t>(), c.weight.as<float>(),
-                               a.a.as<float>(), out.a.as<float>());
+            if (fused_relaxation(b, src, out, prob, bias, rx)) {
+              o.conv_back_window_relax(c.conv, half, a.win.h, a.win.w, a.dorg.as<int64_t>(), c.weight.as<float>(),
+                                       a.a.as<float>(), out.win, out.dorg.as<int64_t>(), out.a.as<float>(), rx);
+              out.relaxed = true, out.bias_done = rx.then_bias != nullptr;
+            } else {
+              o.conv_back_window(c.conv, half, a.win.h, a.win.w, a.dorg.as<int64_t>(), c.weight.as<float>(),
+                                 a.a.as<float>(), out.a.as<float>());
+            }
           } else {
             a = dense(std::move(a), k, half);
             out = fresh(src);
@@ -537,6 +570,11 @@ class BatchedEngine final : public BoundEngine {
           push(src, std::move(a));
           break;
         case OpKind::Activation: {
+          if (a.relaxed) {  // (by the convolution above, with the bias pass below when bias_done)
+            a.relaxed = false;
+            push(src, std::move(a));
+            break;
+          }
           const auto [then_bias, then_div] = fused_bias(k, a);
           elementwise(a, half, size, prob, size, 1, b.al.at(k).as<float>(), b.bl.at(k).as<float>(),
                       b.au.at(k).as<float>(), b.bu.at(k).as<float>(), bias, then_bias, then_div);

@@ -72,6 +72,12 @@ class Ops {
   /// out: 2·half × cin·span_y(h)·span_x(w), overwritten).
   virtual void conv_back_window(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org,
                                 const float* wt, const float* a, float* out) = 0;
+  /// conv_back_window, then elementwise_back_window with `rx` over its output (the rows' windows
+  /// at the input: geometry `out_wg`, origins `out_org`), in one pass over the output: on every
+  /// backend the same values as the two calls, without writing and reading the rows between them.
+  virtual void conv_back_window_relax(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org,
+                                      const float* wt, const float* a, const WinGeom& out_wg, const int64_t* out_org,
+                                      float* out, const RelaxStep& rx) = 0;
   /// pool_back of windowed rows (pool_back_window_elem), slopes as for pool_back.
   virtual void pool_back_window(const PoolGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org,
                                 const int* prob, int64_t stride, const float* slopes, const float* a, float* out) = 0;

@@ -70,6 +70,17 @@ struct WinGeom {
   }
 };
 
+/// The element-wise relaxation that a fused back-substitution (Ops::conv_back_window_relax)
+/// applies to its output rows: the arguments of elementwise_back_window after its rows.
+struct RelaxStep {
+  const int* prob = nullptr;
+  int64_t stride = 0, div = 1;
+  const float *al = nullptr, *bl = nullptr, *au = nullptr, *bu = nullptr;
+  double* bias = nullptr;
+  const float* then_bias = nullptr;
+  int64_t then_div = 1;
+};
+
 /// conv_back_elem for windowed rows: the row holds an (h, w) window of the output map from
 /// (oy0, ox0); the result is element (ci, wy, wx) of its window at the input, which starts at
 /// (start_y(oy0), start_x(ox0)) and spans span_y(h) × span_x(w). The same terms in the same order

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <new>
 
+#include "cnncert/error.hpp"
 #include "engine/batched_engine.hpp"
 
 namespace cnncert::batched {
@@ -89,16 +90,10 @@ class HostOps final : public Ops {
 
   void conv_back_window(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const float* wt,
                         const float* a, float* out) override {
-    const int64_t ih = g.span_y(h), iw = g.span_x(w), in_size = g.cin * ih * iw, out_size = g.cout * h * w;
+    const int64_t in_size = g.cin * g.span_y(h) * g.span_x(w), out_size = g.cout * h * w;
     flops_ += 2.0 * static_cast<double>(2 * half * out_size) * static_cast<double>(g.cin / g.groups * g.kk());
-    for (int64_t r = 0; r < 2 * half; ++r) {
-      const int64_t y0 = org[2 * (r % half)], x0 = org[2 * (r % half) + 1];
-      for (int64_t ci = 0; ci < g.cin; ++ci)
-        for (int64_t y = 0; y < ih; ++y)
-          for (int64_t x = 0; x < iw; ++x)
-            out[r * in_size + (ci * ih + y) * iw + x] =
-                conv_back_window_elem(g, h, w, y0, x0, a + r * out_size, wt, ci, y, x);
-    }
+    for (int64_t r = 0; r < 2 * half; ++r)
+      conv_window_row(g, h, w, org[2 * (r % half)], org[2 * (r % half) + 1], a + r * out_size, wt, out + r * in_size);
   }
 
   void pool_back_window(const PoolGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const int* prob,
@@ -115,25 +110,26 @@ class HostOps final : public Ops {
     }
   }
 
+  void conv_back_window_relax(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org,
+                              const float* wt, const float* a, const WinGeom& out_wg, const int64_t* out_org,
+                              float* out, const RelaxStep& rx) override {
+    // Row by row: the row's convolution, then its relaxation while the row is still in cache.
+    CNNCERT_ASSERT(out_wg.size() == g.cin * g.span_y(h) * g.span_x(w));
+    const int64_t out_size = g.cout * h * w;
+    flops_ += 2.0 * static_cast<double>(2 * half * out_size) * static_cast<double>(g.cin / g.groups * g.kk());
+    for (int64_t r = 0; r < 2 * half; ++r) {
+      conv_window_row(g, h, w, org[2 * (r % half)], org[2 * (r % half) + 1], a + r * out_size, wt,
+                      out + r * out_wg.size());
+      relax_window_row(out_wg, half, r, out_org, out, rx.prob, rx.stride, rx.div, rx.al, rx.bl, rx.au, rx.bu, rx.bias,
+                       rx.then_bias, rx.then_div);
+    }
+  }
+
   void elementwise_back_window(const WinGeom& wg, int64_t half, const int64_t* org, float* a, const int* prob,
                                int64_t stride, int64_t div, const float* al, const float* bl, const float* au,
                                const float* bu, double* bias, const float* then_bias, int64_t then_div) override {
-    const int64_t size = wg.size();
-    for (int64_t r = 0; r < 2 * half; ++r) {
-      const int64_t base = prob[r % half] * stride, y0 = org[2 * (r % half)], x0 = org[2 * (r % half) + 1];
-      const bool upper = r < half;
-      double sum = 0, then_sum = 0;
-      float* row = a + r * size;
-      for (int64_t e = 0; e < size; ++e) {
-        const int64_t m = wg.map_index(y0, x0, e);
-        if (m < 0) continue;
-        sum += elementwise_elem(row[e], upper, al, bl, au, bu, base + m / div);
-        if (then_bias)
-          then_sum += elementwise_elem(row[e], upper, nullptr, then_bias, nullptr, then_bias, m / then_div);
-      }
-      bias[r] += sum;
-      if (then_bias) bias[r] += then_sum;
-    }
+    for (int64_t r = 0; r < 2 * half; ++r)
+      relax_window_row(wg, half, r, org, a, prob, stride, div, al, bl, au, bu, bias, then_bias, then_div);
   }
 
   void window_to_dense(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, float* out) override {
@@ -246,6 +242,37 @@ class HostOps final : public Ops {
   }
 
  private:
+  /// One windowed row (origin (y0, x0) at the output) through the convolution into its window at
+  /// the input (`out`: cin · span_y(h) · span_x(w) values).
+  static void conv_window_row(const ConvGeom& g, int64_t h, int64_t w, int64_t y0, int64_t x0, const float* a_row,
+                              const float* wt, float* out) {
+    const int64_t ih = g.span_y(h), iw = g.span_x(w);
+    for (int64_t ci = 0; ci < g.cin; ++ci)
+      for (int64_t y = 0; y < ih; ++y)
+        for (int64_t x = 0; x < iw; ++x)
+          out[(ci * ih + y) * iw + x] = conv_back_window_elem(g, h, w, y0, x0, a_row, wt, ci, y, x);
+  }
+
+  /// elementwise_back_window of row r of `a`.
+  static void relax_window_row(const WinGeom& wg, int64_t half, int64_t r, const int64_t* org, float* a,
+                               const int* prob, int64_t stride, int64_t div, const float* al, const float* bl,
+                               const float* au, const float* bu, double* bias, const float* then_bias,
+                               int64_t then_div) {
+    const int64_t size = wg.size();
+    const int64_t base = prob[r % half] * stride, y0 = org[2 * (r % half)], x0 = org[2 * (r % half) + 1];
+    const bool upper = r < half;
+    double sum = 0, then_sum = 0;
+    float* row = a + r * size;
+    for (int64_t e = 0; e < size; ++e) {
+      const int64_t m = wg.map_index(y0, x0, e);
+      if (m < 0) continue;
+      sum += elementwise_elem(row[e], upper, al, bl, au, bu, base + m / div);
+      if (then_bias) then_sum += elementwise_elem(row[e], upper, nullptr, then_bias, nullptr, then_bias, m / then_div);
+    }
+    bias[r] += sum;
+    if (then_bias) bias[r] += then_sum;
+  }
+
   size_t budget_;
   double flops_ = 0;
 };

@@ -89,12 +89,22 @@ class MeteredOps final : public Ops {
   }
   void conv_back_window(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const float* wt,
                         const float* a, float* out) override {
-    const double r = 2.0 * static_cast<double>(half), out_n = static_cast<double>(g.cout * h * w),
-                 in = static_cast<double>(g.cin * g.span_y(h) * g.span_x(w)),
-                 taps = static_cast<double>(g.cin / g.groups * g.kk());
-    count(2 * r * out_n * taps, kF * (r * (in + out_n) + static_cast<double>(g.cout) * taps) + kI * r,
-          "conv_back_window");
+    const Cost c = conv_window_cost(g, half, h, w);
+    count(c.flops, c.bytes, "conv_back_window");
     in_->conv_back_window(g, half, h, w, org, wt, a, out);
+  }
+  void conv_back_window_relax(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org,
+                              const float* wt, const float* a, const WinGeom& out_wg, const int64_t* out_org,
+                              float* out, const RelaxStep& rx) override {
+    // The two calls' counts less the relaxation's read and write of the rows (the convolution
+    // writes the relaxed values), plus the second origins.
+    const Cost c = conv_window_cost(g, half, h, w),
+               e = elementwise_window_cost(out_wg, half, rx.stride, rx.div, rx.al, rx.bl, rx.au, rx.bu, rx.then_bias,
+                                           rx.then_div);
+    const double n = 2.0 * static_cast<double>(half) * static_cast<double>(out_wg.size());
+    count(c.flops + e.flops, c.bytes + e.bytes - kF * n * (rx.al ? 2 : 1) + kI * 2.0 * static_cast<double>(half),
+          "conv_back_window_relax");
+    in_->conv_back_window_relax(g, half, h, w, org, wt, a, out_wg, out_org, out, rx);
   }
   void pool_back_window(const PoolGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const int* prob,
                         int64_t stride, const float* slopes, const float* a, float* out) override {
@@ -109,17 +119,8 @@ class MeteredOps final : public Ops {
   void elementwise_back_window(const WinGeom& wg, int64_t half, const int64_t* org, float* a, const int* prob,
                                int64_t stride, int64_t div, const float* al, const float* bl, const float* au,
                                const float* bu, double* bias, const float* then_bias, int64_t then_div) override {
-    const double n = 2.0 * static_cast<double>(half) * static_cast<double>(wg.size());
-    // As elementwise_back; a problem's parameters read are at most its map's or its rows' windows'.
-    const double map = ceil_div(wg.c * wg.map_h * wg.map_w, div),
-                 per_problem = stride ? std::min(static_cast<double>(stride), map) : map;
-    // (each row element reads at most one value of each array)
-    const double params = std::min(problems_of(half, stride) * per_problem, static_cast<double>(half * wg.size()));
-    const double then_params =
-        then_bias ? std::min(ceil_div(wg.c * wg.map_h * wg.map_w, then_div), static_cast<double>(half * wg.size())) : 0;
-    count((then_bias ? 6 : 3) * n,
-          kF * (n * (al ? 2 : 1) + arrays(al, bl, au, bu) * params + then_params) + 4 * kD * static_cast<double>(half),
-          "elementwise_back_window");
+    const Cost c = elementwise_window_cost(wg, half, stride, div, al, bl, au, bu, then_bias, then_div);
+    count(c.flops, c.bytes, "elementwise_back_window");
     in_->elementwise_back_window(wg, half, org, a, prob, stride, div, al, bl, au, bu, bias, then_bias, then_div);
   }
   void window_to_dense(const WinGeom& wg, int64_t half, const int64_t* org, const float* a, float* out) override {
@@ -223,6 +224,31 @@ class MeteredOps final : public Ops {
   CostCounts cost_counts() const override { return c_; }
 
  private:
+  struct Cost {
+    double flops, bytes;
+  };
+  /// conv_back_window: the rows read and written, the weights, the origins.
+  static Cost conv_window_cost(const ConvGeom& g, int64_t half, int64_t h, int64_t w) {
+    const double r = 2.0 * static_cast<double>(half), out_n = static_cast<double>(g.cout * h * w),
+                 in = static_cast<double>(g.cin * g.span_y(h) * g.span_x(w)),
+                 taps = static_cast<double>(g.cin / g.groups * g.kk());
+    return {2 * r * out_n * taps, kF * (r * (in + out_n) + static_cast<double>(g.cout) * taps) + kI * r};
+  }
+  /// elementwise_back_window: as elementwise_back; a problem's parameters read are at most its
+  /// map's or its rows' windows'.
+  Cost elementwise_window_cost(const WinGeom& wg, int64_t half, int64_t stride, int64_t div, const float* al,
+                               const float* bl, const float* au, const float* bu, const float* then_bias,
+                               int64_t then_div) const {
+    const double n = 2.0 * static_cast<double>(half) * static_cast<double>(wg.size());
+    const double map = ceil_div(wg.c * wg.map_h * wg.map_w, div),
+                 per_problem = stride ? std::min(static_cast<double>(stride), map) : map;
+    // (each row element reads at most one value of each array)
+    const double params = std::min(problems_of(half, stride) * per_problem, static_cast<double>(half * wg.size()));
+    const double then_params =
+        then_bias ? std::min(ceil_div(wg.c * wg.map_h * wg.map_w, then_div), static_cast<double>(half * wg.size())) : 0;
+    return {(then_bias ? 6 : 3) * n, kF * (n * (al ? 2 : 1) + arrays(al, bl, au, bu) * params + then_params) +
+                                         4 * kD * static_cast<double>(half)};
+  }
   void count(double flops, double bytes, const char* primitive) {
     c_.flops += flops, c_.bytes += bytes;
     ++c_.launches;

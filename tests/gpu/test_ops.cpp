@@ -501,6 +501,73 @@ TEST_F(GpuTest, WindowedRowsMatchTheHostAndTheDenseRows) {
     }
 }
 
+TEST_F(GpuTest, FusedConvolutionAndRelaxationEqualsTheTwoCalls) {
+  // conv_back_window_relax (a windowed convolution whose output rows the relaxation of the
+  // activation below takes in the same pass, with or without that node's bias pass) gives, on
+  // each backend, exactly what conv_back_window and then elementwise_back_window give. Windows
+  // partly outside the map; an input window of 4 × 9 × 9 = 324 > 256 values, so that threads of a
+  // row's block take two elements; two problems with their own relaxations.
+  const int64_t half = 3, problems = 2;
+  const std::vector<int> prob = {0, 1, 1};
+  const ConvGeom convs[] = {conv_geo(3, 7, 4, 3, 1, 1, 1, 1, 1), conv_geo(4, 16, 8, 3, 2, 1, 1, 1, 1),
+                            conv_geo(4, 6, 4, 3, 1, 1, 1, 1, 2)};
+  for (const ConvGeom& g : convs)
+    for (const bool then_bias : {false, true}) {
+      const int64_t h = 3, w = 4;
+      const WinGeom wout{g.cout, h, w, g.hout, g.wout}, win{g.cin, g.span_y(h), g.span_x(w), g.hin, g.win};
+      const std::vector<int64_t> org = {0, 0, -1, g.wout - 2, g.hout - 2, 1};
+      const auto org_in = input_origins(g, org);
+      std::vector<float> a, a_dense;
+      windowed_rows(wout, half, org, 161, a, a_dense);
+      const int64_t map = g.cin * g.hin * g.win;
+      const auto wt = random_floats(static_cast<size_t>(g.cout * g.cin / g.groups * g.kk()), 162);
+      const auto al = random_floats(static_cast<size_t>(problems * map), 163, 0.3),
+                 bl = random_floats(static_cast<size_t>(problems * map), 164),
+                 au = random_floats(static_cast<size_t>(problems * map), 165, 0.3),
+                 bu = random_floats(static_cast<size_t>(problems * map), 166);
+      const auto conv_bias = random_floats(static_cast<size_t>(g.cin), 167);
+      const auto bias = random_doubles(static_cast<size_t>(2 * half), 168);
+      const std::string what = std::string("conv_back_window_relax k") + std::to_string(g.kh) + " s" +
+                               std::to_string(g.sh) + " groups " + std::to_string(g.groups) +
+                               (then_bias ? ", with the bias pass" : "");
+      auto run = [&](Ops& o, bool fused, bool relax = true) {
+        Dev<float> da(o, a), dw(o, wt), dal(o, al), dbl(o, bl), dau(o, au), dbu(o, bu), dcb(o, conv_bias),
+            dout(o, std::vector<float>(static_cast<size_t>(2 * half * win.size()), -7.25f));
+        Dev<int> dp(o, prob);
+        Dev<int64_t> dorg(o, org), dorg_in(o, org_in);
+        Dev<double> db(o, bias);
+        const float* tb = then_bias ? dcb.get() : nullptr;
+        if (fused) {
+          const RelaxStep rx{dp.get(), map, 1, dal.get(), dbl.get(), dau.get(), dbu.get(), db.get(), tb, g.hin * g.win};
+          o.conv_back_window_relax(g, half, h, w, dorg.get(), dw.get(), da.get(), win, dorg_in.get(), dout.get(), rx);
+        } else {
+          o.conv_back_window(g, half, h, w, dorg.get(), dw.get(), da.get(), dout.get());
+          if (relax)
+            o.elementwise_back_window(win, half, dorg_in.get(), dout.get(), dp.get(), map, 1, dal.get(), dbl.get(),
+                                      dau.get(), dbu.get(), db.get(), tb, g.hin * g.win);
+        }
+        return Outputs{dout.read(), db.read()};
+      };
+      check_primitive(
+          what,
+          [&](Ops& o) {
+            const Outputs fused = run(o, true), two = run(o, false);
+            EXPECT_EQ(fused, two) << what << " on " << o.name();
+            EXPECT_NE(fused[1], bias) << "no bias terms";
+            EXPECT_NE(fused[0], run(o, false, false)[0]) << "the relaxation changed no coefficient";
+            return fused;
+          },
+          [&](bool library) {
+            // the convolution is the own kernel on every backend (bit-identical), the bias sums
+            // block reductions: at most 2 · size terms of magnitude ≤ |a·w| sums · max|β|
+            (void)library;
+            const double terms = static_cast<double>(2 * win.size()),
+                         per = static_cast<double>(g.cout / g.groups * g.kk());
+            return std::vector<double>{0.0, sum_tol(2 * win.size(), terms * per)};
+          });
+    }
+}
+
 TEST_F(GpuTest, AddGatherIdentityCopyAndZeroMatchTheHost) {
   for (int64_t n : {0, 1, 1000}) {
     const auto x = random_floats(static_cast<size_t>(n), 51), y = random_floats(static_cast<size_t>(n), 52);
