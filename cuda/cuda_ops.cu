@@ -458,7 +458,8 @@ class CudaOps final : public Ops {
   void conv_back_window_relax(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org,
                               const float* wt, const float* a, const WinGeom& out_wg, const int64_t* out_org,
                               float* out, const RelaxStep& rx) override {
-    CNNCERT_ASSERT(out_wg.size() == g.cin * g.span_y(h) * g.span_x(w));
+    CNNCERT_ASSERT(out_wg.c == g.cin && out_wg.h == g.span_y(h) && out_wg.w == g.span_x(w) && out_wg.map_h == g.hin &&
+                   out_wg.map_w == g.win);
     if (half == 0) return;
     flops_ += 2.0 * static_cast<double>(2 * half * g.cout * h * w) * static_cast<double>(g.cin / g.groups * g.kk());
     ++paths_.conv_own;

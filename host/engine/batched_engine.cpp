@@ -18,7 +18,9 @@
 //   On the host backend windowed and dense rows give bit-identical results (the same terms in the
 //   same order); on the GPU they differ by rounding (the block reductions split the terms
 //   differently, and dense convolutions may run in cuDNN).
-// * fusions (the same sums in the same order per backend, fewer passes over the rows): an
+// * fusions (the same terms, fewer passes over the rows; a row's terms in the same order, but on
+//   networks with branches a fused pass may add them to the row's constant before those of
+//   another branch's nodes, a rounding difference of that double sum): an
 //   activation's relaxation pass adds the bias term of the conv or dense node below it
 //   (fused_bias), and a windowed convolution whose input is an activation that it alone reads
 //   relaxes the values it computes (fused_relaxation, Ops::conv_back_window_relax).

@@ -114,7 +114,8 @@ class HostOps final : public Ops {
                               const float* wt, const float* a, const WinGeom& out_wg, const int64_t* out_org,
                               float* out, const RelaxStep& rx) override {
     // Row by row: the row's convolution, then its relaxation while the row is still in cache.
-    CNNCERT_ASSERT(out_wg.size() == g.cin * g.span_y(h) * g.span_x(w));
+    CNNCERT_ASSERT(out_wg.c == g.cin && out_wg.h == g.span_y(h) && out_wg.w == g.span_x(w) && out_wg.map_h == g.hin &&
+                   out_wg.map_w == g.win);
     const int64_t out_size = g.cout * h * w;
     flops_ += 2.0 * static_cast<double>(2 * half * out_size) * static_cast<double>(g.cin / g.groups * g.kk());
     for (int64_t r = 0; r < 2 * half; ++r) {

@@ -97,13 +97,12 @@ class MeteredOps final : public Ops {
                               const float* wt, const float* a, const WinGeom& out_wg, const int64_t* out_org,
                               float* out, const RelaxStep& rx) override {
     // The two calls' counts less the relaxation's read and write of the rows (the convolution
-    // writes the relaxed values), plus the second origins.
+    // writes the relaxed values).
     const Cost c = conv_window_cost(g, half, h, w),
                e = elementwise_window_cost(out_wg, half, rx.stride, rx.div, rx.al, rx.bl, rx.au, rx.bu, rx.then_bias,
                                            rx.then_div);
     const double n = 2.0 * static_cast<double>(half) * static_cast<double>(out_wg.size());
-    count(c.flops + e.flops, c.bytes + e.bytes - kF * n * (rx.al ? 2 : 1) + kI * 2.0 * static_cast<double>(half),
-          "conv_back_window_relax");
+    count(c.flops + e.flops, c.bytes + e.bytes - kF * n * (rx.al ? 2 : 1), "conv_back_window_relax");
     in_->conv_back_window_relax(g, half, h, w, org, wt, a, out_wg, out_org, out, rx);
   }
   void pool_back_window(const PoolGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const int* prob,
@@ -234,8 +233,8 @@ class MeteredOps final : public Ops {
                  taps = static_cast<double>(g.cin / g.groups * g.kk());
     return {2 * r * out_n * taps, kF * (r * (in + out_n) + static_cast<double>(g.cout) * taps) + kI * r};
   }
-  /// elementwise_back_window: as elementwise_back; a problem's parameters read are at most its
-  /// map's or its rows' windows'.
+  /// elementwise_back_window: as elementwise_back, and the origins (2 per row of the upper half);
+  /// a problem's parameters read are at most its map's or its rows' windows'.
   Cost elementwise_window_cost(const WinGeom& wg, int64_t half, int64_t stride, int64_t div, const float* al,
                                const float* bl, const float* au, const float* bu, const float* then_bias,
                                int64_t then_div) const {
@@ -247,7 +246,7 @@ class MeteredOps final : public Ops {
     const double then_params =
         then_bias ? std::min(ceil_div(wg.c * wg.map_h * wg.map_w, then_div), static_cast<double>(half * wg.size())) : 0;
     return {(then_bias ? 6 : 3) * n, kF * (n * (al ? 2 : 1) + arrays(al, bl, au, bu) * params + then_params) +
-                                         4 * kD * static_cast<double>(half)};
+                                         (4 * kD + 2 * kI) * static_cast<double>(half)};
   }
   void count(double flops, double bytes, const char* primitive) {
     c_.flops += flops, c_.bytes += bytes;

@@ -275,6 +275,41 @@ TEST(FloatEngine, CostModelCountsEachProblemsArraysOncePerCall) {
   EXPECT_EQ(once.syncs, 0);
 }
 
+TEST(FloatEngine, CostModelCountsTheFusedConvolutionAsTheTwoCallsLessTheirPassOverTheRows) {
+  // conv_back_window_relax does the work of conv_back_window and elementwise_back_window (the
+  // same FLOPs) in one launch, and its rows are written once by the convolution instead of also
+  // being read and written by the relaxation: 2 · n floats fewer, n the output rows' values.
+  batched::ConvGeom g;
+  g.cin = 2, g.hin = g.win = 6, g.cout = 3, g.hout = g.wout = 6, g.kh = g.kw = 3, g.pt = g.pl = 1;
+  const int64_t half = 2, h = 2, w = 3;
+  const batched::WinGeom out_wg{g.cin, g.span_y(h), g.span_x(w), g.hin, g.win};
+  const int64_t n = 2 * half * out_wg.size(), map = g.cin * g.hin * g.win;
+  std::vector<float> a(static_cast<size_t>(2 * half * g.cout * h * w), 0.5f), wt(3 * 2 * 9, 0.25f),
+      out(static_cast<size_t>(n)), params(static_cast<size_t>(map), 0.5f), conv_bias(2, 1.0f);
+  std::vector<double> bias(static_cast<size_t>(2 * half), 0.0);
+  const std::vector<int> prob(static_cast<size_t>(half), 0);
+  const std::vector<int64_t> org = {0, 0, 3, 2}, out_org = {-1, -1, 2, 1};
+  auto counts = [&](bool fused) {
+    auto o = batched::make_metered_ops(batched::make_host_ops(1 << 20));
+    o->set_problems(1);
+    const float* p = params.data();
+    if (fused) {
+      const batched::RelaxStep rx{prob.data(), map, 1, p, p, p, p, bias.data(), conv_bias.data(), g.hin * g.win};
+      o->conv_back_window_relax(g, half, h, w, org.data(), wt.data(), a.data(), out_wg, out_org.data(), out.data(), rx);
+    } else {
+      o->conv_back_window(g, half, h, w, org.data(), wt.data(), a.data(), out.data());
+      o->elementwise_back_window(out_wg, half, out_org.data(), out.data(), prob.data(), map, 1, p, p, p, p, bias.data(),
+                                 conv_bias.data(), g.hin * g.win);
+    }
+    return o->cost_counts();
+  };
+  const batched::CostCounts fused = counts(true), two = counts(false);
+  EXPECT_EQ(fused.flops, two.flops);
+  EXPECT_EQ(fused.bytes, two.bytes - 2.0 * 4.0 * static_cast<double>(n));
+  EXPECT_EQ(fused.launches, two.launches - 1);
+  EXPECT_EQ(fused.syncs, 0);
+}
+
 TEST(FloatEngine, CostModelCountsWhatTheEngineIssues) {
   // The GPU cost model (EngineStats::model_*): the convolution/GEMM FLOPs are part of it, one
   // host wait per call in exact mode (the results, with the flags) and one more per bounded node

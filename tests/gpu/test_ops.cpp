@@ -505,16 +505,19 @@ TEST_F(GpuTest, FusedConvolutionAndRelaxationEqualsTheTwoCalls) {
   // conv_back_window_relax (a windowed convolution whose output rows the relaxation of the
   // activation below takes in the same pass, with or without that node's bias pass) gives, on
   // each backend, exactly what conv_back_window and then elementwise_back_window give. Windows
-  // partly outside the map; an input window of 4 × 9 × 9 = 324 > 256 values, so that threads of a
-  // row's block take two elements; two problems with their own relaxations.
+  // partly outside the map; 4 × 4 windows whose input window is 4 × 9 × 9 = 324 > 256 values for the
+  // stride-2 conv, so that threads of a row's block take two elements (checked); two problems with
+  // their own relaxations.
   const int64_t half = 3, problems = 2;
   const std::vector<int> prob = {0, 1, 1};
   const ConvGeom convs[] = {conv_geo(3, 7, 4, 3, 1, 1, 1, 1, 1), conv_geo(4, 16, 8, 3, 2, 1, 1, 1, 1),
                             conv_geo(4, 6, 4, 3, 1, 1, 1, 1, 2)};
+  int64_t largest = 0;
   for (const ConvGeom& g : convs)
     for (const bool then_bias : {false, true}) {
-      const int64_t h = 3, w = 4;
+      const int64_t h = 4, w = 4;
       const WinGeom wout{g.cout, h, w, g.hout, g.wout}, win{g.cin, g.span_y(h), g.span_x(w), g.hin, g.win};
+      largest = std::max(largest, win.size());
       const std::vector<int64_t> org = {0, 0, -1, g.wout - 2, g.hout - 2, 1};
       const auto org_in = input_origins(g, org);
       std::vector<float> a, a_dense;
@@ -566,6 +569,7 @@ TEST_F(GpuTest, FusedConvolutionAndRelaxationEqualsTheTwoCalls) {
             return std::vector<double>{0.0, sum_tol(2 * win.size(), terms * per)};
           });
     }
+  EXPECT_GT(largest, 256) << "no row has more elements than a block has threads";
 }
 
 TEST_F(GpuTest, AddGatherIdentityCopyAndZeroMatchTheHost) {
