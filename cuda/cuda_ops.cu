@@ -52,6 +52,17 @@ __device__ double block_reduce(double v, bool use_max) {
   return r;
 }
 
+/// The end of a per-row relaxation pass (one block per row): the block's sums of the row's bias
+/// terms, and of the fused bias pass's when `has_then` (uniform in the block), added to bias[r].
+__device__ void add_row_bias(int64_t r, double sum, double then_sum, bool has_then, double* bias) {
+  sum = block_reduce(sum, false);
+  if (has_then) then_sum = block_reduce(then_sum, false);
+  if (threadIdx.x == 0) {
+    bias[r] += sum;
+    if (has_then) bias[r] += then_sum;
+  }
+}
+
 __global__ void conv_back_kernel(ConvGeom g, int64_t rows, const float* w, const float* a, float* out) {
   const int64_t in_size = g.cin * g.hin * g.win, out_size = g.cout * g.hout * g.wout;
   FOR_EACH_INDEX_IN_GRID(e, rows * in_size) {
@@ -94,12 +105,7 @@ __global__ void elementwise_kernel(int64_t half, int64_t size, float* a, const i
     sum += elementwise_elem(row[j], upper, al, bl, au, bu, base + j / div);
     if (then_bias) then_sum += elementwise_elem(row[j], upper, nullptr, then_bias, nullptr, then_bias, j / then_div);
   }
-  sum = block_reduce(sum, false);
-  if (then_bias) then_sum = block_reduce(then_sum, false);  // (uniform in the block)
-  if (threadIdx.x == 0) {
-    bias[r] += sum;
-    if (then_bias) bias[r] += then_sum;
-  }
+  add_row_bias(r, sum, then_sum, then_bias != nullptr, bias);
 }
 
 __global__ void pool_back_kernel(PoolGeom g, int64_t half, const int* prob, int64_t stride, const float* slopes,
@@ -148,12 +154,7 @@ __global__ void conv_back_window_relax_kernel(ConvGeom g, int64_t half, int64_t 
     }
     row[e] = v;
   }
-  sum = block_reduce(sum, false);
-  if (rx.then_bias) then_sum = block_reduce(then_sum, false);
-  if (threadIdx.x == 0) {
-    rx.bias[r] += sum;
-    if (rx.then_bias) rx.bias[r] += then_sum;
-  }
+  add_row_bias(r, sum, then_sum, rx.then_bias != nullptr, rx.bias);
 }
 
 __global__ void pool_back_window_kernel(PoolGeom g, int64_t half, int64_t h, int64_t w, const int64_t* org,
@@ -183,12 +184,7 @@ __global__ void elementwise_window_kernel(WinGeom wg, int64_t half, const int64_
     sum += elementwise_elem(row[e], upper, al, bl, au, bu, base + m / div);
     if (then_bias) then_sum += elementwise_elem(row[e], upper, nullptr, then_bias, nullptr, then_bias, m / then_div);
   }
-  sum = block_reduce(sum, false);
-  if (then_bias) then_sum = block_reduce(then_sum, false);
-  if (threadIdx.x == 0) {
-    bias[r] += sum;
-    if (then_bias) bias[r] += then_sum;
-  }
+  add_row_bias(r, sum, then_sum, then_bias != nullptr, bias);
 }
 
 __global__ void window_to_dense_kernel(WinGeom wg, int64_t half, const int64_t* org, const float* a, float* out) {
@@ -382,8 +378,7 @@ class CudaOps final : public Ops {
 
   void conv_back(const ConvGeom& g, int64_t rows, const float* w, const float* a, float* out) override {
     if (rows == 0) return;
-    flops_ += 2.0 * static_cast<double>(rows) * static_cast<double>(g.cout * g.hout * g.wout) *
-              static_cast<double>(g.cin / g.groups * g.kh * g.kw);
+    flops_ += conv_back_flops(g, rows);
 #if CNNCERT_HAVE_CUDNN
     if (use_libs_) {
       Plan& plan = conv_plan(g, rows);
@@ -449,7 +444,7 @@ class CudaOps final : public Ops {
   void conv_back_window(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const float* wt,
                         const float* a, float* out) override {
     if (half == 0) return;
-    flops_ += 2.0 * static_cast<double>(2 * half * g.cout * h * w) * static_cast<double>(g.cin / g.groups * g.kk());
+    flops_ += conv_back_window_flops(g, half, h, w);
     ++paths_.conv_own;
     COUNTED_LAUNCH(conv_back_window_kernel, grid(2 * half * g.cin * g.span_y(h) * g.span_x(w)), kBlock, 0, stream(), g,
                    half, h, w, org, wt, a, out);
@@ -461,7 +456,7 @@ class CudaOps final : public Ops {
     CNNCERT_ASSERT(out_wg.c == g.cin && out_wg.h == g.span_y(h) && out_wg.w == g.span_x(w) && out_wg.map_h == g.hin &&
                    out_wg.map_w == g.win);
     if (half == 0) return;
-    flops_ += 2.0 * static_cast<double>(2 * half * g.cout * h * w) * static_cast<double>(g.cin / g.groups * g.kk());
+    flops_ += conv_back_window_flops(g, half, h, w);
     ++paths_.conv_own;
     COUNTED_LAUNCH(conv_back_window_relax_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), g, half, h, w,
                    org, wt, a, out_wg, out_org, out, rx);

@@ -538,9 +538,8 @@ class BatchedEngine final : public BoundEngine {
                         bias);
           a.bias_done = false;  // (consumed)
           Coef out;
-          RelaxStep rx;
           if (a.windowed && input_window(c.conv, gs.c, gs.h, gs.w, half, a, out)) {
-            if (fused_relaxation(b, src, out, prob, bias, rx)) {
+            if (RelaxStep rx; fused_relaxation(b, src, out, prob, bias, rx)) {
               o.conv_back_window_relax(c.conv, half, a.win.h, a.win.w, a.dorg.as<int64_t>(), c.weight.as<float>(),
                                        a.a.as<float>(), out.win, out.dorg.as<int64_t>(), out.a.as<float>(), rx);
               out.relaxed = true, out.bias_done = rx.then_bias != nullptr;

@@ -27,6 +27,13 @@ struct PoolGeom : detail::Window {
   CNNCERT_HD int64_t out_size() const { return c * hout * wout; }
 };
 
+/// Floating-point operations of conv_back over `rows` rows: a multiply and an add per output
+/// value and tap (padding taps included, as a library convolution computes them).
+inline double conv_back_flops(const ConvGeom& g, int64_t rows) {
+  return 2.0 * static_cast<double>(rows) * static_cast<double>(g.cout * g.hout * g.wout) *
+         static_cast<double>(g.cin / g.groups * g.kh * g.kw);
+}
+
 /// conv_transpose of one row at one input element (ci, iy, ix): Σ over taps and output
 /// channels of the row's coefficient times the weight.
 CNNCERT_HD inline float conv_back_elem(const ConvGeom& g, const float* a_row, const float* w, int64_t ci, int64_t iy,
@@ -80,6 +87,12 @@ struct RelaxStep {
   const float* then_bias = nullptr;
   int64_t then_div = 1;
 };
+
+/// Floating-point operations of conv_back_window over 2·half rows of (h, w) windows (as
+/// conv_back_flops, per window value).
+inline double conv_back_window_flops(const ConvGeom& g, int64_t half, int64_t h, int64_t w) {
+  return 2.0 * static_cast<double>(2 * half * g.cout * h * w) * static_cast<double>(g.cin / g.groups * g.kh * g.kw);
+}
 
 /// conv_back_elem for windowed rows: the row holds an (h, w) window of the output map from
 /// (oy0, ox0); the result is element (ci, wy, wx) of its window at the input, which starts at

@@ -34,8 +34,7 @@ class HostOps final : public Ops {
   double backsub_flops() const override { return flops_; }
 
   void conv_back(const ConvGeom& g, int64_t rows, const float* w, const float* a, float* out) override {
-    flops_ += 2.0 * static_cast<double>(rows) * static_cast<double>(g.cout * g.hout * g.wout) *
-              static_cast<double>(g.cin / g.groups * g.kh * g.kw);
+    flops_ += conv_back_flops(g, rows);
     const int64_t in_size = g.cin * g.hin * g.win, out_size = g.cout * g.hout * g.wout;
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t ci = 0; ci < g.cin; ++ci)
@@ -91,7 +90,7 @@ class HostOps final : public Ops {
   void conv_back_window(const ConvGeom& g, int64_t half, int64_t h, int64_t w, const int64_t* org, const float* wt,
                         const float* a, float* out) override {
     const int64_t in_size = g.cin * g.span_y(h) * g.span_x(w), out_size = g.cout * h * w;
-    flops_ += 2.0 * static_cast<double>(2 * half * out_size) * static_cast<double>(g.cin / g.groups * g.kk());
+    flops_ += conv_back_window_flops(g, half, h, w);
     for (int64_t r = 0; r < 2 * half; ++r)
       conv_window_row(g, h, w, org[2 * (r % half)], org[2 * (r % half) + 1], a + r * out_size, wt, out + r * in_size);
   }
@@ -117,7 +116,7 @@ class HostOps final : public Ops {
     CNNCERT_ASSERT(out_wg.c == g.cin && out_wg.h == g.span_y(h) && out_wg.w == g.span_x(w) && out_wg.map_h == g.hin &&
                    out_wg.map_w == g.win);
     const int64_t out_size = g.cout * h * w;
-    flops_ += 2.0 * static_cast<double>(2 * half * out_size) * static_cast<double>(g.cin / g.groups * g.kk());
+    flops_ += conv_back_window_flops(g, half, h, w);
     for (int64_t r = 0; r < 2 * half; ++r) {
       conv_window_row(g, h, w, org[2 * (r % half)], org[2 * (r % half) + 1], a + r * out_size, wt,
                       out + r * out_wg.size());

@@ -55,7 +55,7 @@ class MeteredOps final : public Ops {
     const double r = static_cast<double>(rows), in = static_cast<double>(g.cin * g.hin * g.win),
                  out_n = static_cast<double>(g.cout * g.hout * g.wout),
                  taps = static_cast<double>(g.cin / g.groups * g.kk());
-    count(2 * r * out_n * taps, kF * (r * (in + out_n) + out_n / static_cast<double>(g.hout * g.wout) * taps),
+    count(conv_back_flops(g, rows), kF * (r * (in + out_n) + out_n / static_cast<double>(g.hout * g.wout) * taps),
           "conv_back");
     in_->conv_back(g, rows, w, a, out);
   }
@@ -231,7 +231,8 @@ class MeteredOps final : public Ops {
     const double r = 2.0 * static_cast<double>(half), out_n = static_cast<double>(g.cout * h * w),
                  in = static_cast<double>(g.cin * g.span_y(h) * g.span_x(w)),
                  taps = static_cast<double>(g.cin / g.groups * g.kk());
-    return {2 * r * out_n * taps, kF * (r * (in + out_n) + static_cast<double>(g.cout) * taps) + kI * r};
+    return {conv_back_window_flops(g, half, h, w),
+            kF * (r * (in + out_n) + static_cast<double>(g.cout) * taps) + kI * r};
   }
   /// elementwise_back_window: as elementwise_back, and the origins (2 per row of the upper half);
   /// a problem's parameters read are at most its map's or its rows' windows'.
