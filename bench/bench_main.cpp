@@ -149,6 +149,7 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
                {"conv_cudnn", st.conv_cudnn},
                {"conv_cudnn_failed", st.conv_cudnn_failed},
                {"conv_own_kernel", st.conv_own_kernel},
+               {"conv_windowed", st.conv_windowed},
                {"gemm_cublas", st.gemm_cublas},
                {"gemm_own_kernel", st.gemm_own_kernel},
                {"gpu_launches", st.gpu_launches},
@@ -370,12 +371,13 @@ RadiiMatch compare_radii(const std::vector<double>& first, const std::vector<dou
 void add_gpu_counters(const json& st, std::ostringstream& extra, json& row) {
   if (st.value("gpu_launches", int64_t{0}) <= 0) return;
   extra << ", conv cuDNN/failed/own " << st.value("conv_cudnn", int64_t{0}) << "/"
-        << st.value("conv_cudnn_failed", int64_t{0}) << "/" << st.value("conv_own_kernel", int64_t{0})
+        << st.value("conv_cudnn_failed", int64_t{0}) << "/" << st.value("conv_own_kernel", int64_t{0}) << " (windowed "
+        << st.value("conv_windowed", int64_t{0}) << ")"
         << ", GEMM cuBLAS/own " << st.value("gemm_cublas", int64_t{0}) << "/" << st.value("gemm_own_kernel", int64_t{0})
         << ", " << st.value("gpu_launches", int64_t{0}) << " launches, " << st.value("gpu_syncs", int64_t{0})
         << " syncs";
-  for (const char* k : {"conv_cudnn", "conv_cudnn_failed", "conv_own_kernel", "gemm_cublas", "gemm_own_kernel",
-                        "gpu_launches", "gpu_syncs"})
+  for (const char* k : {"conv_cudnn", "conv_cudnn_failed", "conv_own_kernel", "conv_windowed", "gemm_cublas",
+                        "gemm_own_kernel", "gpu_launches", "gpu_syncs"})
     row[k] = st.value(k, int64_t{0});
 }
 

@@ -445,7 +445,7 @@ class CudaOps final : public Ops {
                         const float* a, float* out) override {
     if (half == 0) return;
     flops_ += conv_back_window_flops(g, half, h, w);
-    ++paths_.conv_own;
+    ++paths_.conv_windowed;
     COUNTED_LAUNCH(conv_back_window_kernel, grid(2 * half * g.cin * g.span_y(h) * g.span_x(w)), kBlock, 0, stream(), g,
                    half, h, w, org, wt, a, out);
   }
@@ -457,7 +457,7 @@ class CudaOps final : public Ops {
                    out_wg.map_w == g.win);
     if (half == 0) return;
     flops_ += conv_back_window_flops(g, half, h, w);
-    ++paths_.conv_own;
+    ++paths_.conv_windowed;
     COUNTED_LAUNCH(conv_back_window_relax_kernel, static_cast<unsigned>(2 * half), kBlock, 0, stream(), g, half, h, w,
                    org, wt, a, out_wg, out_org, out, rx);
   }

@@ -6,7 +6,7 @@
 // runs every block in turn on the calling thread, each of its threads as a fiber, so that
 // __syncthreads() is a real barrier and __shared__ storage is one per block. Launch limits,
 // barrier divergence and writes just past an allocation are reported like the hardware reports
-// faults (sticky errors), and cuBLAS/cuDNN are absent (the engine's own kernels run).
+// faults (sticky errors). cuBLAS and cuDNN are stand-ins (cublas_v2.h, cudnn.h) or absent.
 // Test builds only: nothing here is fast, and no GPU is involved.
 #include <cmath>
 #include <cstddef>
@@ -143,6 +143,13 @@ extern CNNCERT_EMU_TLS ThreadVars g_vars;
 
 /// The barrier of the running block.
 void syncthreads();
+
+/// Whether [p, p + bytes) lies inside one device allocation (for the library stand-ins).
+bool device_range(const void* p, size_t bytes);
+/// Reports a fault as the hardware would (printed, then a sticky cudaErrorIllegalAddress).
+void device_fault(const char* what);
+/// Whether a fault is pending (sticky): library calls then fail, as on a GPU.
+bool device_faulted();
 
 /// Runs `run(ctx)` as every thread of a grid (after checking the launch configuration like the
 /// hardware does); errors go where the runtime's go (cudaGetLastError, sticky faults).

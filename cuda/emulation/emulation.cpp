@@ -314,6 +314,16 @@ void run_block(Block& blk, const dim3& b) {
 
 }  // namespace
 
+bool device_range(const void* p, size_t bytes) {
+  return on_device(p, bytes);
+}
+void device_fault(const char* what) {
+  fault(cudaErrorIllegalAddress, what);
+}
+bool device_faulted() {
+  return device().sticky != cudaSuccess;
+}
+
 void syncthreads() {
   Block& blk = t_block;
   if (!blk.in_kernel) return;

@@ -177,6 +177,7 @@ class BatchedEngine final : public BoundEngine {
     s.backsub_flops = ops_->backsub_flops();
     const PathCounts c = ops_->path_counts();
     s.conv_cudnn = c.conv_library, s.conv_cudnn_failed = c.conv_library_failed, s.conv_own_kernel = c.conv_own;
+    s.conv_windowed = c.conv_windowed;
     s.gemm_cublas = c.gemm_library, s.gemm_own_kernel = c.gemm_own;
     s.gpu_launches = c.launches, s.gpu_syncs = c.syncs;
     const CostCounts m = ops_->cost_counts();

@@ -19,7 +19,8 @@ namespace cnncert::batched {
 struct PathCounts {
   int64_t conv_library = 0;         ///< cuDNN backward-data convolutions
   int64_t conv_library_failed = 0;  ///< cuDNN failed at execution time; the own kernel ran instead
-  int64_t conv_own = 0;             ///< the engine's own convolution kernel
+  int64_t conv_own = 0;             ///< the engine's own kernel for a dense-row convolution
+  int64_t conv_windowed = 0;        ///< windowed-row convolutions (own kernels only: no library form)
   int64_t gemm_library = 0;         ///< cuBLAS GEMMs
   int64_t gemm_own = 0;             ///< the engine's own GEMM kernel
   int64_t launches = 0;             ///< kernel launches and library calls (each launches ≥ 1 kernel)

@@ -12,7 +12,8 @@ bool cuda_compiled();
 /// True when the CUDA engine's sources were built for the CPU emulation (-DCNNCERT_CUDA_EMULATION=ON,
 /// a test build: its "GPU" is the host, docs/CUDA_EMULATION.md).
 bool cuda_emulated();
-/// The NVIDIA libraries the CUDA engine was built with (without one, its own kernels run).
+/// The NVIDIA libraries the CUDA engine was built with (without one, its own kernels run). Under the
+/// emulation: its stand-ins of them (cuda/emulation, with -DCNNCERT_EMULATE_CUDA_LIBS=ON, the default).
 struct CudaLibraries {
   bool cublas = false, cudnn = false;
 };

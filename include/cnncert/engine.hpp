@@ -129,10 +129,12 @@ struct EngineStats {
   /// Fast CPU engine: the largest size of the coefficient tensors during one call (counted over the
   /// whole process: approximate when several engines run at once).
   double peak_tensor_bytes = 0;
-  /// GPU engine: back-substitutions through convolutions by cuDNN, by cuDNN that failed at
-  /// execution time (the own kernel ran instead), by the own kernel; GEMMs by cuBLAS and by the
-  /// own kernel (calls).
-  int64_t conv_cudnn = 0, conv_cudnn_failed = 0, conv_own_kernel = 0, gemm_cublas = 0, gemm_own_kernel = 0;
+  /// GPU engine: back-substitutions of dense rows through convolutions by cuDNN, by cuDNN that
+  /// failed at execution time (the own kernel ran instead), by the own kernel; of windowed rows
+  /// (always the own kernels: cuDNN has no per-row window); GEMMs by cuBLAS and by the own kernel
+  /// (calls).
+  int64_t conv_cudnn = 0, conv_cudnn_failed = 0, conv_own_kernel = 0, conv_windowed = 0, gemm_cublas = 0,
+          gemm_own_kernel = 0;
   /// GPU engine: kernel launches (library calls counted once) and host waits for the GPU.
   int64_t gpu_launches = 0, gpu_syncs = 0;
   /// Batched engine (GPU and host-float), the GPU cost model's inputs, counted alike on both

@@ -162,11 +162,12 @@ TEST_F(GpuTest, CertifiedRadiiMatchTheCpuEngine) {
 }
 
 TEST_F(GpuTest, ConvolutionsAndGemmsRunOnTheExpectedPath) {
-  // The shipped CNN's convolutions are valid-padded 3×3 (symmetric): cuDNN applies wherever it is
-  // built in, and must not have failed; the dense layer goes to cuBLAS. Without the libraries (and
-  // under the emulation) the own kernels run; asked for the own kernels, no library call happens.
-  // (Under the CPU emulation, where no library exists and a bound of the shipped CNN takes ~15 s, a
-  // small random CNN with a dense layer instead.)
+  // The shipped CNN's convolutions are valid-padded 3×3 (symmetric): the dense-row convolutions go
+  // to cuDNN wherever it is built in (the real library on a GPU, its stand-in under the emulation)
+  // and must not have failed; the dense layer goes to cuBLAS. Windowed rows (patches) always run the
+  // own windowed kernels, counted apart. Without the libraries the own kernels run; asked for the
+  // own kernels, no library call happens. (Under the CPU emulation, where a bound of the shipped CNN
+  // takes seconds, a small random CNN with a dense layer instead.)
   const Network net = cuda_emulated() ? random_network(Family::Cnn, ActKind::Relu, 3)
                                       : import_onnx((source_dir() / "models/mnist_cnn_3layer_5_3.onnx").string());
   const auto ps = margin_problems(net, 3, 0.02, 4);
@@ -175,15 +176,16 @@ TEST_F(GpuTest, ConvolutionsAndGemmsRunOnTheExpectedPath) {
   lib->bound(ps, BoundOptions{});
   const EngineStats s = lib->stats();
   std::printf(
-      "convolutions: cuDNN %lld, cuDNN failed %lld, own %lld; GEMMs: cuBLAS %lld, own %lld; %lld launches, %lld "
-      "syncs\n",
+      "convolutions: cuDNN %lld, cuDNN failed %lld, own %lld, windowed %lld; GEMMs: cuBLAS %lld, own %lld; %lld "
+      "launches, %lld syncs\n",
       static_cast<long long>(s.conv_cudnn), static_cast<long long>(s.conv_cudnn_failed),
-      static_cast<long long>(s.conv_own_kernel), static_cast<long long>(s.gemm_cublas),
-      static_cast<long long>(s.gemm_own_kernel), static_cast<long long>(s.gpu_launches),
-      static_cast<long long>(s.gpu_syncs));
-  EXPECT_GE(s.gpu_launches, s.conv_cudnn + s.conv_own_kernel + s.gemm_cublas + s.gemm_own_kernel);
+      static_cast<long long>(s.conv_own_kernel), static_cast<long long>(s.conv_windowed),
+      static_cast<long long>(s.gemm_cublas), static_cast<long long>(s.gemm_own_kernel),
+      static_cast<long long>(s.gpu_launches), static_cast<long long>(s.gpu_syncs));
+  EXPECT_GE(s.gpu_launches, s.conv_cudnn + s.conv_own_kernel + s.conv_windowed + s.gemm_cublas + s.gemm_own_kernel);
   EXPECT_GT(s.gpu_syncs, 0);
   EXPECT_EQ(s.conv_cudnn_failed, 0);
+  EXPECT_GT(s.conv_windowed, 0);  // the fast algorithm's patches
   EXPECT_GT(libs.cudnn ? s.conv_cudnn : s.conv_own_kernel, 0);
   EXPECT_EQ(libs.cudnn ? s.conv_own_kernel : s.conv_cudnn, 0);
   EXPECT_GT(libs.cublas ? s.gemm_cublas : s.gemm_own_kernel, 0);
@@ -196,7 +198,8 @@ TEST_F(GpuTest, ConvolutionsAndGemmsRunOnTheExpectedPath) {
   own->bound(ps, BoundOptions{});
   const EngineStats t = own->stats();
   EXPECT_EQ(t.conv_cudnn + t.gemm_cublas, 0);
-  EXPECT_GT(t.conv_own_kernel, 0);
+  EXPECT_EQ(t.conv_own_kernel, s.conv_cudnn + s.conv_own_kernel);
+  EXPECT_EQ(t.conv_windowed, s.conv_windowed);
   EXPECT_GT(t.gemm_own_kernel, 0);
 }
 

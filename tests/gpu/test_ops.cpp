@@ -15,7 +15,8 @@
 //   two, and the relaxation's tangent searches start from those values, so the float32 slopes and
 //   intercepts (all O(1) here) may differ by a few float ulps: 8e-6 absolute, a guess with margin
 //   that no GPU has confirmed yet (exact under the emulation, where the same libm runs);
-// * cuDNN and cuBLAS (real GPU only) against the own kernels: two float32 sums of the same T terms
+// * cuDNN and cuBLAS on a GPU against the own kernels (their stand-ins under the emulation sum in
+//   the own kernels' order: bit-identical): two float32 sums of the same T terms
 //   in different orders each err by at most (T − 1) · 2⁻²⁴ · Σ|term|, with Σ|term| ≤ T · max|a| ·
 //   max|w| (both ≤ 1 here), so they differ by at most 2 · T² · 2⁻²⁴.
 #include <cmath>
@@ -79,7 +80,8 @@ std::vector<double> random_doubles(size_t n, uint64_t seed, double lo = -1, doub
 
 /// The backends under test: the library path, the own kernels, and the own kernels with grids
 /// capped at 2 blocks (every grid-stride loop repeats). `library` says which one calls
-/// cuDNN/cuBLAS (only where they are compiled in and a real GPU runs).
+/// cuDNN/cuBLAS (where they are compiled in: the real libraries on a GPU, the stand-ins of
+/// cuda/emulation under the emulation).
 struct Backend {
   std::string name;
   std::unique_ptr<Ops> ops;
@@ -128,7 +130,9 @@ void check_primitive(const std::string& what, const std::function<Outputs(Ops&)>
   const Outputs want = run(*host);
   for (auto& b : gpu_backends()) {
     SCOPED_TRACE(what + " on " + b.name);
-    expect_agree(run(*b.ops), want, tol(b.library), what + " [" + b.name + "]");
+    // cuDNN/cuBLAS sum in their own orders on a GPU; their stand-ins under the emulation sum in
+    // the own kernels' order, so there they must be bit-identical.
+    expect_agree(run(*b.ops), want, tol(b.library && !cuda_emulated()), what + " [" + b.name + "]");
   }
 }
 
@@ -139,6 +143,17 @@ std::function<std::vector<double>(bool)> exact() {
 /// Tolerance of a double sum of n terms whose magnitudes add up to `abs_sum` (see the top).
 double sum_tol(int64_t n, double abs_sum) {
   return 2.0 * static_cast<double>(n) * std::ldexp(1.0, -53) * abs_sum + 1e-300;
+}
+
+/// A geometry whose every parameter differs between height and width: a swapped pair of
+/// arguments (to cuDNN, say) changes the result.
+ConvGeom non_square() {
+  ConvGeom g;
+  g.cin = 2, g.hin = 7, g.win = 9, g.cout = 3, g.kh = 3, g.kw = 2, g.sh = 2, g.sw = 1, g.pt = g.pb = 1, g.pl = g.pr = 0,
+  g.dh = 1, g.dw = 2, g.groups = 1;
+  g.hout = (g.hin + 2 * g.pt - g.dh * (g.kh - 1) - 1) / g.sh + 1;  // 4
+  g.wout = (g.win + 2 * g.pl - g.dw * (g.kw - 1) - 1) / g.sw + 1;  // 7
+  return g;
 }
 
 /// A square convolution geometry (top/left padding pt/pl, the same at the bottom/right).
@@ -163,8 +178,10 @@ TEST_F(GpuTest, ConvBackMatchesTheHost) {
       {geo(3, 7, 4, 3, 1, 1, 1, 1, 1), "3x3 same padding"},   {geo(2, 9, 3, 3, 2, 0, 0, 1, 1), "stride 2"},
       {geo(2, 8, 2, 3, 1, 2, 2, 2, 1), "dilation 2"},         {geo(4, 6, 4, 3, 1, 1, 1, 1, 2), "2 groups"},
       {geo(2, 6, 3, 2, 2, 1, 0, 1, 1), "asymmetric padding"}, {geo(5, 4, 1, 1, 1, 0, 0, 1, 1), "1x1"},
-      {geo(1, 1, 1, 1, 1, 0, 0, 1, 1), "1 element"},
+      {geo(1, 1, 1, 1, 1, 0, 0, 1, 1), "1 element"},          {non_square(), "non-square"},
   };
+  const PathCounts before = gpu_backends()[0].ops->path_counts();
+  int64_t calls = 0;
   for (const auto& c : cases)
     for (int64_t rows : {0, 1, 5}) {
       const ConvGeom& g = c.g;
@@ -182,10 +199,25 @@ TEST_F(GpuTest, ConvBackMatchesTheHost) {
           [&](bool library) {
             return library ? std::vector<double>{2 * terms * terms * std::ldexp(1.0, -24)} : std::vector<double>{};
           });
+      calls += rows > 0;
     }
+  // The library backend really called cuDNN (real, or its stand-in under the emulation) and it
+  // never failed. Every geometry here is one cuDNN expresses; whether a real cuDNN offers its
+  // deterministic direct algorithm for each is for a GPU run to show, so the exact count is asserted
+  // under the emulation only.
+  const PathCounts after = gpu_backends()[0].ops->path_counts();
+  if (cuda_libraries().cudnn) {
+    EXPECT_EQ(after.conv_library_failed, before.conv_library_failed);
+    EXPECT_GT(after.conv_library, before.conv_library);
+    if (cuda_emulated()) EXPECT_EQ(after.conv_library - before.conv_library, calls);
+  } else {
+    EXPECT_EQ(after.conv_own - before.conv_own, calls);
+  }
 }
 
 TEST_F(GpuTest, DenseBackMatchesTheHost) {
+  const PathCounts before = gpu_backends()[0].ops->path_counts();
+  int64_t calls = 0;
   for (int64_t rows : {0, 1, 17})
     for (int64_t n_out : {1, 33})
       for (int64_t n_in : {1, 40}) {
@@ -203,7 +235,12 @@ TEST_F(GpuTest, DenseBackMatchesTheHost) {
               const double t = static_cast<double>(n_out);
               return library ? std::vector<double>{2 * t * t * std::ldexp(1.0, -24)} : std::vector<double>{};
             });
+        calls += rows > 0;
       }
+  // Every GEMM with rows went to cuBLAS (real, or its stand-in under the emulation) where built in.
+  const PathCounts after = gpu_backends()[0].ops->path_counts();
+  EXPECT_EQ((cuda_libraries().cublas ? after.gemm_library - before.gemm_library : after.gemm_own - before.gemm_own),
+            calls);
 }
 
 TEST_F(GpuTest, ElementwiseBackMatchesTheHost) {

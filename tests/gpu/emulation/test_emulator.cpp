@@ -1,7 +1,9 @@
 // The CPU emulation of CUDA itself (emulated build only): barriers and shared memory behave as on
 // the hardware, launch limits and faults are reported as errors of the kinds the hardware reports
 // (at the launch itself, where a GPU reports a fault at a later call), and errors reach the
-// project's checks (cuda/check.cuh) attributed to the call that caused them.
+// project's checks (cuda/check.cuh) attributed to the call that caused them. With the cuBLAS/cuDNN
+// stand-ins: they check what the libraries check, fault on operands outside device memory, follow
+// the math mode, and the engine's fallback after a cuDNN failure at execution time runs.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -12,6 +14,12 @@
 #include "cnncert/error.hpp"
 #include "device_buffer.cuh"
 #include "engine/batched_engine.hpp"
+#if CNNCERT_EMULATED_CUDA_LIBS
+#include "common/engine_compare.hpp"
+#include "common/net_factory.hpp"
+#include "cublas_v2.h"
+#include "cudnn.h"
+#endif
 
 namespace {
 
@@ -194,5 +202,110 @@ TEST_F(Emulator, AnExplicitBudgetIsClampedToTheFreeMemory) {
   EXPECT_LE(ops->memory_budget(), free_b / 10 * 9);
   EXPECT_GT(ops->memory_budget(), 0u);
 }
+
+#if CNNCERT_EMULATED_CUDA_LIBS
+TEST_F(Emulator, TheSgemmStandInChecksItsArgumentsAndOperands) {
+  cublasHandle_t h = nullptr;
+  ASSERT_EQ(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+  // C (2 × 2) = A (2 × 3) · B (3 × 2), column-major: A = [1 2 3; 4 5 6], B = [1 0; 0 1; 1 1].
+  const std::vector<float> a = {1, 4, 2, 5, 3, 6}, b = {1, 0, 1, 0, 1, 1};
+  cnncert::cuda::DeviceBuffer<float> da(a.size()), db(b.size()), dc(4);
+  da.upload(a, nullptr), db.upload(b, nullptr);
+  const float one = 1, zero = 0;
+  ASSERT_EQ(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, da.data(), 2, db.data(), 3, &zero, dc.data(), 2),
+            CUBLAS_STATUS_SUCCESS);  // C is fresh memory (NaN): beta 0 must not read it
+  EXPECT_EQ(dc.download(nullptr), (std::vector<float>{4, 10, 5, 11}));
+  EXPECT_EQ(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, da.data(), 1, db.data(), 3, &zero, dc.data(), 2),
+            CUBLAS_STATUS_INVALID_VALUE);  // lda < m
+  // TF32 math rounds the operands: 1 + 2^-20 becomes 1.
+  ASSERT_EQ(cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH), CUBLAS_STATUS_SUCCESS);
+  const std::vector<float> fine = {1 + 0x1p-20f};
+  cnncert::cuda::DeviceBuffer<float> dx(1), dy(1);
+  dx.upload(fine, nullptr);
+  ASSERT_EQ(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, dx.data(), 1, dx.data(), 1, &zero, dy.data(), 1),
+            CUBLAS_STATUS_SUCCESS);
+  EXPECT_EQ(dy.download(nullptr)[0], 1.0f);
+  // A host pointer as an operand: the call returns, the fault is sticky (as on a GPU).
+  std::vector<float> host(6);
+  EXPECT_EQ(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, host.data(), 2, db.data(), 3, &zero, dc.data(), 2),
+            CUBLAS_STATUS_SUCCESS);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaErrorIllegalAddress);
+  cublasDestroy(h);
+}
+
+TEST_F(Emulator, TheConvolutionStandInChecksShapesWorkspaceAndMathType) {
+  cudnnHandle_t h = nullptr;
+  ASSERT_EQ(cudnnCreate(&h), CUDNN_STATUS_SUCCESS);
+  cudnnTensorDescriptor_t dy = nullptr, dx = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t cv = nullptr;
+  cudnnCreateTensorDescriptor(&dy), cudnnCreateTensorDescriptor(&dx), cudnnCreateFilterDescriptor(&w);
+  cudnnCreateConvolutionDescriptor(&cv);
+  // One 1 × 3 × 3 input, one 2 × 2 filter, no padding: a 2 × 2 output.
+  ASSERT_EQ(cudnnSetTensor4dDescriptor(dx, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, 1, 3, 3), CUDNN_STATUS_SUCCESS);
+  ASSERT_EQ(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, 1, 1, 2, 2), CUDNN_STATUS_SUCCESS);
+  ASSERT_EQ(cudnnSetConvolution2dDescriptor(cv, 0, 0, 1, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+            CUDNN_STATUS_SUCCESS);
+  ASSERT_EQ(cudnnSetConvolutionMathType(cv, CUDNN_FMA_MATH), CUDNN_STATUS_SUCCESS);
+  int n = 0, c = 0, hh = 0, ww = 0;
+  ASSERT_EQ(cudnnGetConvolution2dForwardOutputDim(cv, dx, w, &n, &c, &hh, &ww), CUDNN_STATUS_SUCCESS);
+  EXPECT_EQ(std::vector<int>({n, c, hh, ww}), std::vector<int>({1, 1, 2, 2}));
+  // dy of the wrong shape is refused.
+  ASSERT_EQ(cudnnSetTensor4dDescriptor(dy, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, 1, 3, 3), CUDNN_STATUS_SUCCESS);
+  size_t ws = 0;
+  EXPECT_EQ(cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, dy, cv, dx, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, &ws),
+            CUDNN_STATUS_BAD_PARAM);
+  ASSERT_EQ(cudnnSetTensor4dDescriptor(dy, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, 1, 2, 2), CUDNN_STATUS_SUCCESS);
+  ASSERT_EQ(cudnnGetConvolutionBackwardDataWorkspaceSize(h, w, dy, cv, dx, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, &ws),
+            CUDNN_STATUS_SUCCESS);
+  ASSERT_GT(ws, 0u);
+  // dx(i, j) = Σ over outputs (p, q) and taps (r, s) with (p + r, q + s) = (i, j) of dy(p, q) w(r, s).
+  const std::vector<float> wt = {1, 2, 3, 1 + 0x1p-20f}, g = {1, 10, 100, 1000};
+  cnncert::cuda::DeviceBuffer<float> dw(4), dg(4), dout(9);
+  cnncert::cuda::DeviceBuffer<char> work(ws);
+  dw.upload(wt, nullptr), dg.upload(g, nullptr);
+  const float one = 1, zero = 0;
+  EXPECT_EQ(cudnnConvolutionBackwardData(h, &one, w, dw.data(), dy, dg.data(), cv, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
+                                         work.data(), ws - 1, &zero, dx, dout.data()),
+            CUDNN_STATUS_BAD_PARAM);  // a workspace smaller than asked for
+  ASSERT_EQ(cudnnConvolutionBackwardData(h, &one, w, dw.data(), dy, dg.data(), cv, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
+                                         work.data(), ws, &zero, dx, dout.data()),
+            CUDNN_STATUS_SUCCESS);
+  const float d = 1 + 0x1p-20f;  // (its 2^-20 is lost to rounding in the sums at 1231, 2010 and 3100)
+  EXPECT_EQ(dout.download(nullptr), (std::vector<float>{1, 2 + 10, 20, 3 + 100, 1000.0f + 200 + 30 + d, 2000 + 10 * d,
+                                                        300, 3000 + 100 * d, 1000 * d}));
+  // Without CUDNN_FMA_MATH tensor cores (TF32) may run: the stand-in rounds 1 + 2^-20 to 1.
+  ASSERT_EQ(cudnnSetConvolutionMathType(cv, CUDNN_DEFAULT_MATH), CUDNN_STATUS_SUCCESS);
+  ASSERT_EQ(cudnnConvolutionBackwardData(h, &one, w, dw.data(), dy, dg.data(), cv, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
+                                         work.data(), ws, &zero, dx, dout.data()),
+            CUDNN_STATUS_SUCCESS);
+  EXPECT_EQ(dout.download(nullptr)[8], 1000.0f);
+  cudnnDestroyTensorDescriptor(dy), cudnnDestroyTensorDescriptor(dx), cudnnDestroyFilterDescriptor(w);
+  cudnnDestroyConvolutionDescriptor(cv);
+  cudnnDestroy(h);
+}
+
+TEST_F(Emulator, ACuDNNFailureAtExecutionRunsTheOwnKernelWithTheSameBounds) {
+  using namespace cnncert;
+  const Network net = test::random_network(test::Family::Cnn, ActKind::Relu, 3);
+  const auto ps = test::margin_problems(net, 2, 0.02, 4);
+  auto clean = batched::make_batched_engine(net, batched::make_cuda_ops(0));
+  const auto want = clean->bound(ps, BoundOptions{});
+  ASSERT_GT(clean->stats().conv_cudnn, 1);
+  ASSERT_EQ(clean->stats().conv_own_kernel, 0);
+  cnncert::emu::cudnn_fail_next_executions(1);
+  auto failing = batched::make_batched_engine(net, batched::make_cuda_ops(0));
+  const auto got = failing->bound(ps, BoundOptions{});
+  const EngineStats s = failing->stats();
+  EXPECT_EQ(s.conv_cudnn_failed, 1);
+  EXPECT_GE(s.conv_own_kernel, 1);  // that call, and its geometry's later ones
+  EXPECT_EQ(s.conv_cudnn + s.conv_own_kernel, clean->stats().conv_cudnn);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t p = 0; p < got.size(); ++p) {
+    EXPECT_EQ(got[p].lower, want[p].lower);
+    EXPECT_EQ(got[p].upper, want[p].upper);
+  }
+}
+#endif
 
 }  // namespace
