@@ -4,8 +4,10 @@
 // values and signatures are cuBLAS's; the bodies (libraries.cpp) compute what the BLAS definition
 // of sgemm says (column-major C = alpha op(A) op(B) + beta C, C not read when beta is 0), check the
 // arguments cuBLAS checks (sizes, leading dimensions) and, as a GPU would only report as a fault,
-// that every matrix lies inside a device allocation. CUBLAS_TF32_TENSOR_OP_MATH rounds the operands
-// to TF32, so that asking for it changes the results here too. Test builds only.
+// that every matrix lies inside a device allocation. The modes that allow reduced precision in
+// single-precision GEMMs (CUBLAS_TENSOR_OP_MATH, CUBLAS_TF32_TENSOR_OP_MATH,
+// CUBLAS_FP32_EMULATED_BF16X9_MATH) round the operands to TF32 (a stand-in for any of them), so
+// that asking for one changes the results here too. Test builds only.
 #include "cuda_runtime.h"
 
 enum cublasStatus_t : int {
@@ -25,6 +27,9 @@ enum cublasMath_t : int {
   CUBLAS_TENSOR_OP_MATH = 1,
   CUBLAS_PEDANTIC_MATH = 2,
   CUBLAS_TF32_TENSOR_OP_MATH = 3,
+  CUBLAS_FP32_EMULATED_BF16X9_MATH = 4,
+  CUBLAS_FP64_EMULATED_FIXEDPOINT_MATH = 8,
+  CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION = 16,  // a flag, or'ed into a mode
 };
 enum cublasAtomicsMode_t : int { CUBLAS_ATOMICS_NOT_ALLOWED = 0, CUBLAS_ATOMICS_ALLOWED = 1 };
 

@@ -21,7 +21,8 @@ using cnncert::emu::device_fault;
 using cnncert::emu::device_faulted;
 using cnncert::emu::device_range;
 
-/// Rounds to TF32 (10 explicit mantissa bits, to nearest even), as tensor-core float math does.
+/// Rounds to TF32 (10 explicit mantissa bits; to nearest, ties to even: the hardware's conversion
+/// may break ties otherwise or truncate, which matters only for telling full float32 apart).
 float tf32(float x) {
   if (!std::isfinite(x)) return x;
   uint32_t b = 0;
@@ -68,8 +69,12 @@ cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream) {
 }
 cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
   if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-  if (mode < CUBLAS_DEFAULT_MATH || mode > CUBLAS_TF32_TENSOR_OP_MATH) return CUBLAS_STATUS_INVALID_VALUE;
-  handle->math = mode;
+  const int m = mode & ~CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
+  if (m != CUBLAS_DEFAULT_MATH && m != CUBLAS_TENSOR_OP_MATH && m != CUBLAS_PEDANTIC_MATH &&
+      m != CUBLAS_TF32_TENSOR_OP_MATH && m != CUBLAS_FP32_EMULATED_BF16X9_MATH &&
+      m != CUBLAS_FP64_EMULATED_FIXEDPOINT_MATH)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  handle->math = static_cast<cublasMath_t>(m);
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetAtomicsMode(cublasHandle_t handle, cublasAtomicsMode_t mode) {
@@ -97,13 +102,21 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cubl
   const auto span = [](int64_t rows, int64_t cols, int64_t ld) {
     return rows == 0 || cols == 0 ? size_t(0) : static_cast<size_t>((cols - 1) * ld + rows) * sizeof(float);
   };
+  const float al = *alpha, be = *beta;
+  if (al == 0 || k == 0) {  // C = beta C, A and B not referenced (BLAS); nothing to do for beta 1
+    if (be == 1) return CUBLAS_STATUS_SUCCESS;
+    if (!operand_ok(c, span(m, n, ldc), "cublasSgemm", "C")) return CUBLAS_STATUS_SUCCESS;
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < m; ++i) c[i + j * ldc] = be == 0 ? 0.0f : be * c[i + j * ldc];
+    return CUBLAS_STATUS_SUCCESS;
+  }
   if (!operand_ok(a, span(a_rows, a_cols, lda), "cublasSgemm", "A") ||
       !operand_ok(b, span(b_rows, b_cols, ldb), "cublasSgemm", "B") ||
       !operand_ok(c, span(m, n, ldc), "cublasSgemm", "C"))
     return CUBLAS_STATUS_SUCCESS;  // as on a GPU: the call returns, the fault is sticky
-  const bool round = handle->math == CUBLAS_TF32_TENSOR_OP_MATH;
+  const bool round = handle->math == CUBLAS_TENSOR_OP_MATH || handle->math == CUBLAS_TF32_TENSOR_OP_MATH ||
+                     handle->math == CUBLAS_FP32_EMULATED_BF16X9_MATH;
   const auto rd = [round](float x) { return round ? tf32(x) : x; };
-  const float al = *alpha, be = *beta;
   std::vector<float> acc(static_cast<size_t>(m));
   for (int64_t j = 0; j < n; ++j) {
     std::fill(acc.begin(), acc.end(), 0.0f);
@@ -279,6 +292,8 @@ cudnnStatus_t cudnnGetConvolution2dForwardOutputDim(const cudnnConvolutionDescri
                                                     int* w) {
   if (!conv || !input || !filter || !n || !c || !h || !w || !conv->set || !input->set || !filter->set)
     return CUDNN_STATUS_BAD_PARAM;
+  // (Output channels not divisible by the groups: cuDNN documents NOT_SUPPORTED at execution; the
+  // stand-in refuses them here already. The engine's geometries always divide.)
   if (input->c != filter->c * conv->groups || filter->k % conv->groups != 0) return CUDNN_STATUS_BAD_PARAM;
   const int64_t eh = int64_t(filter->h - 1) * conv->dil_h + 1, ew = int64_t(filter->w - 1) * conv->dil_w + 1;
   const int64_t ph = int64_t(input->h) + 2 * conv->pad_h, pw = int64_t(input->w) + 2 * conv->pad_w;
@@ -353,17 +368,15 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void* alp
                                            const cudnnConvolutionDescriptor_t conv_desc,
                                            cudnnConvolutionBwdDataAlgo_t algo, void* workspace, size_t workspace_bytes,
                                            const void* beta, const cudnnTensorDescriptor_t dx_desc, void* dx) {
-  if (!handle || !alpha || !beta) return CUDNN_STATUS_BAD_PARAM;
+  if (!handle || !alpha || !beta || !w || !dy || !dx) return CUDNN_STATUS_BAD_PARAM;
   if (const cudnnStatus_t st = check_backward(w_desc, dy_desc, conv_desc, dx_desc); st != CUDNN_STATUS_SUCCESS)
     return st;
   if (algo != CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 && algo != CUDNN_CONVOLUTION_BWD_DATA_ALGO_1)
     return CUDNN_STATUS_NOT_SUPPORTED;
   const size_t ws = workspace_of(algo, *w_desc);
   if (workspace_bytes < ws || (ws && !workspace)) return CUDNN_STATUS_BAD_PARAM;
-  if (g_fail_next > 0) {
-    --g_fail_next;
-    return CUDNN_STATUS_EXECUTION_FAILED;
-  }
+  for (int left = g_fail_next.load(); left > 0;)
+    if (g_fail_next.compare_exchange_weak(left, left - 1)) return CUDNN_STATUS_EXECUTION_FAILED;
   if (device_faulted()) return CUDNN_STATUS_EXECUTION_FAILED;
   const cudnnFilterStruct& fd = *w_desc;
   const cudnnTensorStruct &yd = *dy_desc, &xd = *dx_desc;

@@ -198,9 +198,15 @@ TEST_F(GpuTest, ConvolutionsAndGemmsRunOnTheExpectedPath) {
   own->bound(ps, BoundOptions{});
   const EngineStats t = own->stats();
   EXPECT_EQ(t.conv_cudnn + t.gemm_cublas, 0);
-  EXPECT_EQ(t.conv_own_kernel, s.conv_cudnn + s.conv_own_kernel);
-  EXPECT_EQ(t.conv_windowed, s.conv_windowed);
+  EXPECT_GT(t.conv_own_kernel, 0);
+  EXPECT_GT(t.conv_windowed, 0);
   EXPECT_GT(t.gemm_own_kernel, 0);
+  if (cuda_emulated()) {
+    // The same calls as the library run's (bit-identical bounds pick the same rows); on a GPU the
+    // two runs' bounds differ by rounding, which could in principle change the rows selected.
+    EXPECT_EQ(t.conv_own_kernel, s.conv_cudnn + s.conv_own_kernel);
+    EXPECT_EQ(t.conv_windowed, s.conv_windowed);
+  }
 }
 
 TEST_F(GpuTest, ProvenRadiiMatchTheCpuEngine) {
