@@ -26,7 +26,9 @@ inline std::filesystem::path source_dir() {
 
 /// ../shared/data (or CNNCERT_SHARED_DATA), empty when absent.
 inline std::filesystem::path shared_data() {
-  if (const char* env = std::getenv("CNNCERT_SHARED_DATA")) return env;
+  if (const char* env = std::getenv("CNNCERT_SHARED_DATA"))  // (tools/gpu-run.sh sets it always)
+    return std::filesystem::exists(std::filesystem::path(env) / "nets") ? std::filesystem::path(env)
+                                                                        : std::filesystem::path{};
   std::filesystem::path p = CNNCERT_SHARED_DATA_DIR;
   return std::filesystem::exists(p / "nets") ? p : std::filesystem::path{};
 }

@@ -148,7 +148,7 @@ TEST_F(GpuTest, CertifiedRadiiMatchTheCpuEngine) {
   // A full radius search per image: under the CPU emulation (~15 s per bound of this CNN, minutes
   // per image) only the random networks below.
   if (!cuda_emulated()) {
-    const auto x = fixture_inputs("mnist_cnn_3layer_5_3", 0, 10);
+    const auto x = fixture_inputs("mnist_cnn_3layer_5_3", 0, 10);  // (the fixture holds 4)
     CertifyOptions o;
     o.bound.exact_cnncert = true;  // the reference's algorithm
     auto cpu = make_cpu_engine(net);
@@ -187,7 +187,10 @@ TEST_F(GpuTest, ConvolutionsAndGemmsRunOnTheExpectedPath) {
   EXPECT_EQ(s.conv_cudnn_failed, 0);
   EXPECT_GT(s.conv_windowed, 0);  // the fast algorithm's patches
   EXPECT_GT(libs.cudnn ? s.conv_cudnn : s.conv_own_kernel, 0);
-  EXPECT_EQ(libs.cudnn ? s.conv_own_kernel : s.conv_cudnn, 0);
+  if (!libs.cudnn) EXPECT_EQ(s.conv_cudnn, 0);
+  // Which geometries a real cuDNN offers its deterministic direct algorithm for is its own choice
+  // (the others run the own kernel, correctly, as printed above); the stand-in offers it for all.
+  if (libs.cudnn && cuda_emulated()) EXPECT_EQ(s.conv_own_kernel, 0);
   EXPECT_GT(libs.cublas ? s.gemm_cublas : s.gemm_own_kernel, 0);
   EXPECT_EQ(libs.cublas ? s.gemm_own_kernel : s.gemm_cublas, 0);
   if (gpu_required() && !cuda_emulated()) {
