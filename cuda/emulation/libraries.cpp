@@ -187,6 +187,27 @@ bool tensor_ops_allowed(cudnnMathType_t m) {
   return m != CUDNN_FMA_MATH;  // DEFAULT permits TF32 on Ampere and later
 }
 
+template <class T>
+cudnnStatus_t create(T** out) {
+  if (!out) return CUDNN_STATUS_BAD_PARAM;
+  *out = new T;
+  return CUDNN_STATUS_SUCCESS;
+}
+template <class T>
+cudnnStatus_t destroy(T* p) {
+  delete p;
+  return CUDNN_STATUS_SUCCESS;
+}
+/// A 4-d tensor or filter descriptor (dims a, b, c, d: n c h w, or k c h w): positive dims, NCHW
+/// float32 only (the emulated subset).
+template <class D>
+cudnnStatus_t set_4d(D* desc, cudnnTensorFormat_t format, cudnnDataType_t type, int a, int b, int c, int d) {
+  if (!desc || a <= 0 || b <= 0 || c <= 0 || d <= 0) return CUDNN_STATUS_BAD_PARAM;
+  if (format != CUDNN_TENSOR_NCHW || type != CUDNN_DATA_FLOAT) return CUDNN_STATUS_NOT_SUPPORTED;
+  *desc = {true, a, b, c, d};
+  return CUDNN_STATUS_SUCCESS;
+}
+
 }  // namespace
 
 namespace cnncert::emu {
@@ -208,13 +229,10 @@ const char* cudnnGetErrorString(cudnnStatus_t status) {
 }
 
 cudnnStatus_t cudnnCreate(cudnnHandle_t* handle) {
-  if (!handle) return CUDNN_STATUS_BAD_PARAM;
-  *handle = new cudnnContext;
-  return CUDNN_STATUS_SUCCESS;
+  return create(handle);
 }
 cudnnStatus_t cudnnDestroy(cudnnHandle_t handle) {
-  delete handle;
-  return CUDNN_STATUS_SUCCESS;
+  return destroy(handle);
 }
 cudnnStatus_t cudnnSetStream(cudnnHandle_t handle, cudaStream_t stream) {
   if (!handle) return CUDNN_STATUS_BAD_PARAM;
@@ -223,45 +241,30 @@ cudnnStatus_t cudnnSetStream(cudnnHandle_t handle, cudaStream_t stream) {
 }
 
 cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t* desc) {
-  if (!desc) return CUDNN_STATUS_BAD_PARAM;
-  *desc = new cudnnTensorStruct;
-  return CUDNN_STATUS_SUCCESS;
+  return create(desc);
 }
 cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t desc) {
-  delete desc;
-  return CUDNN_STATUS_SUCCESS;
+  return destroy(desc);
 }
 cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t desc, cudnnTensorFormat_t format, cudnnDataType_t type,
                                          int n, int c, int h, int w) {
-  if (!desc || n <= 0 || c <= 0 || h <= 0 || w <= 0) return CUDNN_STATUS_BAD_PARAM;
-  if (format != CUDNN_TENSOR_NCHW || type != CUDNN_DATA_FLOAT) return CUDNN_STATUS_NOT_SUPPORTED;  // (emulated)
-  *desc = {true, n, c, h, w};
-  return CUDNN_STATUS_SUCCESS;
+  return set_4d(desc, format, type, n, c, h, w);
 }
 cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t* desc) {
-  if (!desc) return CUDNN_STATUS_BAD_PARAM;
-  *desc = new cudnnFilterStruct;
-  return CUDNN_STATUS_SUCCESS;
+  return create(desc);
 }
 cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t desc) {
-  delete desc;
-  return CUDNN_STATUS_SUCCESS;
+  return destroy(desc);
 }
 cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t desc, cudnnDataType_t type, cudnnTensorFormat_t format,
                                          int k, int c, int h, int w) {
-  if (!desc || k <= 0 || c <= 0 || h <= 0 || w <= 0) return CUDNN_STATUS_BAD_PARAM;
-  if (format != CUDNN_TENSOR_NCHW || type != CUDNN_DATA_FLOAT) return CUDNN_STATUS_NOT_SUPPORTED;
-  *desc = {true, k, c, h, w};
-  return CUDNN_STATUS_SUCCESS;
+  return set_4d(desc, format, type, k, c, h, w);
 }
 cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t* desc) {
-  if (!desc) return CUDNN_STATUS_BAD_PARAM;
-  *desc = new cudnnConvolutionStruct;
-  return CUDNN_STATUS_SUCCESS;
+  return create(desc);
 }
 cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t desc) {
-  delete desc;
-  return CUDNN_STATUS_SUCCESS;
+  return destroy(desc);
 }
 cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t desc, int pad_h, int pad_w, int u, int v,
                                               int dilation_h, int dilation_w, cudnnConvolutionMode_t mode,
