@@ -160,13 +160,11 @@ std::atomic<int> g_fail_next{0};
 /// The checks shared by the algorithm query, the workspace query and the execution: set
 /// descriptors, the input channels the filter's times the groups, output channels divisible by
 /// the groups, and dy of the shape the forward convolution of dx would have.
-cudnnStatus_t check_backward(const cudnnFilterStruct* w, const cudnnTensorStruct* dy, const cudnnConvolutionStruct* cv,
-                             const cudnnTensorStruct* dx) {
-  if (!w || !dy || !cv || !dx || !w->set || !dy->set || !cv->set || !dx->set) return CUDNN_STATUS_BAD_PARAM;
-  int n = 0, c = 0, h = 0, wd = 0;
-  if (const cudnnStatus_t st = cudnnGetConvolution2dForwardOutputDim(
-          const_cast<cudnnConvolutionStruct*>(cv), const_cast<cudnnTensorStruct*>(dx),
-          const_cast<cudnnFilterStruct*>(w), &n, &c, &h, &wd);
+cudnnStatus_t check_backward(cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t dy, cudnnConvolutionDescriptor_t cv,
+                             cudnnTensorDescriptor_t dx) {
+  if (!dy || !dy->set) return CUDNN_STATUS_BAD_PARAM;
+  int n = 0, c = 0, h = 0, wd = 0;  // (checks the other three descriptors)
+  if (const cudnnStatus_t st = cudnnGetConvolution2dForwardOutputDim(cv, dx, w, &n, &c, &h, &wd);
       st != CUDNN_STATUS_SUCCESS)
     return st;
   if (dy->n != n || dy->c != c || dy->h != h || dy->w != wd) return CUDNN_STATUS_BAD_PARAM;

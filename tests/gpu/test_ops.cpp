@@ -151,8 +151,8 @@ ConvGeom non_square() {
   ConvGeom g;
   g.cin = 2, g.hin = 7, g.win = 9, g.cout = 3, g.kh = 3, g.kw = 2, g.sh = 2, g.sw = 1, g.pt = g.pb = 1, g.pl = g.pr = 0,
   g.dh = 1, g.dw = 2, g.groups = 1;
-  g.hout = (g.hin + 2 * g.pt - g.dh * (g.kh - 1) - 1) / g.sh + 1;  // 4
-  g.wout = (g.win + 2 * g.pl - g.dw * (g.kw - 1) - 1) / g.sw + 1;  // 7
+  g.hout = cnncert::window_out_size(g.hin, g.kh, g.sh, g.pt, g.pb, g.dh);  // 4
+  g.wout = cnncert::window_out_size(g.win, g.kw, g.sw, g.pl, g.pr, g.dw);  // 7
   return g;
 }
 
