@@ -88,7 +88,7 @@ struct Run {
 
 /// One certification in a child process; the parent reads its result and its peak memory.
 Run run_child(const Config& c, const std::string& norm, const std::string& method, int threads,
-              const std::string& device, size_t float_mib) {
+              const std::string& device, size_t float_mib, int attack_moves) {
   int fd[2];
   if (pipe(fd) != 0) {
     Run r;
@@ -108,6 +108,7 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
       cnncert::CertifyOptions o;
       o.bound.norm = cnncert::parse_norm(norm);
       o.bound.method = cnncert::parse_method(method);
+      o.attack_moves = attack_moves;
       cnncert::EngineOptions eo;
       eo.device = cnncert::parse_device(device == "gpu" ? "gpu" : "cpu");
       eo.cpu_engine = device == "reference" ? cnncert::CpuEngine::Reference : cnncert::CpuEngine::Fast;
@@ -120,7 +121,9 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
       int64_t n = 0, skipped = 0;
       double sum = 0;
       std::vector<double> radii;
+      int64_t steps = 0, steps_by_attack = 0;
       for (const auto& r : res) {
+        for (const auto& t : r.targets) steps += t.steps, steps_by_attack += t.steps_by_attack;
         if (r.skipped) {
           ++skipped;
           radii.push_back(-1);
@@ -157,7 +160,9 @@ Run run_child(const Config& c, const std::string& norm, const std::string& metho
                {"model_flops", st.model_flops},
                {"model_bytes", st.model_bytes},
                {"model_launches", st.model_launches},
-               {"model_syncs", st.model_syncs}}}};
+               {"model_syncs", st.model_syncs},
+               {"search_steps", steps},
+               {"steps_by_attack", steps_by_attack}}}};
     } catch (const std::exception& e) {
       out = {{"error", e.what()}};
     }
@@ -231,6 +236,7 @@ struct BenchArgs {
   int64_t n = 100, n_large = 10, n_cpu_huge = 2;
   int repeat = 3, threads = 0;
   size_t float_mib = 1024;
+  int attack_moves = cnncert::CertifyOptions{}.attack_moves;
 };
 
 /// Declares the options of `app`, their defaults those of `a`.
@@ -263,6 +269,11 @@ void add_options(CLI::App& app, BenchArgs& a) {
          "comma-separated engines to time, interleaved run by run: reference (the plain CPU engine), cpu (the fast "
          "engine), cpu-exact (the fast engine with --exact-cnncert), float (the GPU engine's algorithm on the CPU, "
          "in float32: slow, but it measures the GPU cost model), gpu; speedup = first engine's time / this one's")
+      ->capture_default_str();
+  app.add_option("--attack-moves", a.attack_moves,
+                 "PGD moves per search step looking for a counterexample that decides it without bounds (0 = "
+                 "off; CertifyOptions::attack_moves)")
+      ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   app.add_option("--model", a.model, "benchmark this model only (with --images; conventions from its sidecar)");
   app.add_option("--images", a.images, "images for --model");
@@ -324,17 +335,19 @@ std::vector<Config> configs_to_run(const BenchArgs& a, bool with_gpu) {
 json bench_environment(const BenchArgs& a) {
   json env = cnncert::bench::environment();
   env["method"] = a.method;
+  env["attack_moves"] = a.attack_moves;
   env["repeat"] = a.repeat;
   env["gemm_peak_gflops_one_thread"] = cnncert::detail::gemm_peak_gflops();
   return env;
 }
 
 /// Prints the environment, the GEMM peak, the search and the table's column heads.
-void print_header(const json& env, const std::string& method, double gemm_peak) {
+void print_header(const json& env, const std::string& method, int attack_moves, double gemm_peak) {
   std::cout << cnncert::bench::environment_line(env) << "\n";
   std::cout << "GEMM peak (one thread, 1024^3 sgemm: the fast engine's precision, best of 5): " << std::fixed
             << std::setprecision(1) << gemm_peak << " GFLOP/s" << std::defaultfloat << "\n";
-  std::cout << "method " << method << ", CNN-Cert search (15 steps from 0.05), random targets (seed 1215)\n\n";
+  std::cout << "method " << method << ", CNN-Cert search (15 steps from 0.05), random targets (seed 1215)";
+  std::cout << ", counterexamples first: " << attack_moves << " PGD moves\n\n";
   std::cout << std::left << std::setw(34) << "network" << std::setw(6) << "norm" << std::setw(11) << "engine"
             << std::setw(8) << "images" << std::setw(11) << "avg eps" << std::setw(12) << "s/image" << std::setw(11)
             << "total s" << std::setw(20) << "spread s/image" << std::setw(10) << "peak MiB" << std::setw(9)
@@ -423,6 +436,11 @@ std::string stats_column(const Run& first_run, size_t d, const Baseline& base, d
   if (rc + rs > 0)
     extra << ", rows " << std::setprecision(0) << 100 * rs / (rc + rs) << "% skipped ("
           << 100 * st.value("rows_skipped_outer", 0.0) / (rc + rs) << "% by larger radii)";
+  if (st.value("search_steps", int64_t{0}) > 0)
+    extra << ", " << st.value("steps_by_attack", int64_t{0}) << "/" << st.value("search_steps", int64_t{0})
+          << " steps decided by a counterexample";
+  row["search_steps"] = st.value("search_steps", int64_t{0});
+  row["steps_by_attack"] = st.value("steps_by_attack", int64_t{0});
   extra << ", " << std::setprecision(3)
         << st.value("backsub_flops", 0.0) / 1e9 / std::max<double>(1, static_cast<double>(first_run.certified_images))
         << " GFLOP/image";
@@ -447,7 +465,7 @@ std::vector<std::vector<Run>> interleaved_runs(const Config& c, const std::strin
   std::vector<std::vector<Run>> all_runs(device_list.size());
   for (int i = 0; i < a.repeat; ++i)
     for (size_t d = 0; d < device_list.size(); ++d)
-      all_runs[d].push_back(run_child(c, norm, a.method, a.threads, device_list[d], a.float_mib));
+      all_runs[d].push_back(run_child(c, norm, a.method, a.threads, device_list[d], a.float_mib, a.attack_moves));
   return all_runs;
 }
 
@@ -552,7 +570,7 @@ int main(int argc, char** argv) {
 
   const json env = bench_environment(a);
   const double gemm_peak = env["gemm_peak_gflops_one_thread"];
-  print_header(env, a.method, gemm_peak);
+  print_header(env, a.method, a.attack_moves, gemm_peak);
   json rows = json::array();
   for (const Config& c : configs) bench_config(c, a, norm_list, device_list, gemm_peak, rows);
   return write_results(json_out, env, rows);

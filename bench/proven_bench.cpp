@@ -94,6 +94,7 @@ int run_proven_bench(int argc, char** argv) {
 
     cnncert::CertifyOptions wc;
     wc.bound.norm = cnncert::Norm::Linf;
+    wc.attack_moves = 0;  // PROVEN's decision takes no counterexamples: both searches bound every step
     wc.bound.method = cnncert::parse_method(method);
     cnncert::ProvenOptions po;
     po.base = wc;

@@ -310,6 +310,11 @@ py::dict certify(const PyNetwork& n, const py::array& x, const std::optional<py:
   const std::vector<double> in = model_inputs(n, x, layout, preprocessed, count);
   const std::vector<int64_t> lab = labels_of(labels, count, "labels");
   co.targets = labels_of(targets, count, "targets");
+  {
+    const auto moves = opt<int64_t>(o, "attack_moves", 0);
+    if (moves < 0 || moves > 10000) throw InvalidArgument("attack_moves must be in 0..10000");
+    co.attack_moves = static_cast<int>(moves);
+  }
   cnncert::check_boundable(n.net);
   auto engine = c.make(n.net);
   co.progress = progress_of(progress);
@@ -322,25 +327,27 @@ py::dict certify(const PyNetwork& n, const py::array& x, const std::optional<py:
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   // One row per (image, target); a skipped image is one row with its reason.
-  std::vector<int64_t> image, label, predicted, target, steps;
-  std::vector<double> radius, time;
+  std::vector<int64_t> image, label, predicted, target, steps, steps_by_attack;
+  std::vector<double> radius, time, attack_eps;
   std::vector<bool> skipped;
   py::list note;
   for (const auto& r : res) {
-    auto row = [&](int64_t t, double e, int st, const std::string& why) {
+    auto row = [&](int64_t t, double e, int st, const std::string& why, int by_attack, double adv) {
       image.push_back(r.image), label.push_back(r.label), predicted.push_back(r.predicted),
           skipped.push_back(r.skipped);
       target.push_back(t), radius.push_back(e), steps.push_back(st), note.append(why);
+      steps_by_attack.push_back(by_attack), attack_eps.push_back(adv);
       time.push_back(r.targets.empty() ? 0.0 : r.seconds / static_cast<double>(r.targets.size()));
     };
-    if (r.skipped) row(-1, std::nan(""), 0, r.skip_reason);
-    for (const auto& t : r.targets) row(t.target, t.eps, t.steps, t.note);
+    if (r.skipped) row(-1, std::nan(""), 0, r.skip_reason, 0, INFINITY);
+    for (const auto& t : r.targets) row(t.target, t.eps, t.steps, t.note, t.steps_by_attack, t.attack_eps);
   }
   py::array_t<bool> sk(static_cast<py::ssize_t>(skipped.size()));
   std::copy(skipped.begin(), skipped.end(), sk.mutable_data());
   return py::dict("image"_a = to_array(image), "label"_a = to_array(label), "predicted"_a = to_array(predicted),
                   "skipped"_a = sk, "target"_a = to_array(target), "radius"_a = to_array(radius),
                   "steps"_a = to_array(steps), "seconds"_a = to_array(time), "note"_a = note,
+                  "steps_by_attack"_a = to_array(steps_by_attack), "attack_eps"_a = to_array(attack_eps),
                   "engine"_a = engine->name(), "engine_mode"_a = c.mode(*engine), "total_seconds"_a = seconds);
 }
 

@@ -110,26 +110,6 @@ void project_l1(std::vector<double>& d, double eps) {
   for (double& v : d) v = (v > 0 ? 1 : -1) * std::max(std::fabs(v) - theta, 0.0);
 }
 
-/// Projects x onto the p-ball of radius eps around x0, then clips to the box. Clipping keeps the
-/// point in the ball because x0 lies in the box (each coordinate only moves towards x0's side).
-void project(std::vector<double>& x, const std::vector<double>& x0, double eps, Norm p, const AttackOptions& o) {
-  std::vector<double> d(x.size());
-  for (size_t i = 0; i < x.size(); ++i) d[i] = x[i] - x0[i];
-  if (p == Norm::Linf) {
-    for (double& v : d) v = std::clamp(v, -eps, eps);
-  } else if (p == Norm::L2) {
-    const double s = lp_norm(d, Norm::L2);
-    if (s > eps)
-      for (double& v : d) v *= eps / s;
-  } else {
-    project_l1(d, eps);
-  }
-  for (size_t i = 0; i < x.size(); ++i) {
-    x[i] = x0[i] + d[i];
-    if (o.clip_to_box) x[i] = std::clamp(x[i], o.box_lo, o.box_hi);
-  }
-}
-
 struct Found {
   std::vector<double> x;
   double distortion = kInf;
@@ -144,7 +124,7 @@ std::optional<std::vector<double>> pgd_at(Objective& obj, const std::vector<doub
     if (r > 0) {
       const auto off = sample_uniform_ball(p, static_cast<int64_t>(n), eps, 1, rng());
       for (size_t i = 0; i < n; ++i) x[i] += off[i];
-      project(x, x0, eps, p, o);
+      project_to_ball(x, x0, eps, p, o);
     }
     for (int k = 0; k <= o.pgd_steps; ++k) {
       const Margin m = obj.margin(x);
@@ -152,32 +132,7 @@ std::optional<std::vector<double>> pgd_at(Objective& obj, const std::vector<doub
       if (k == o.pgd_steps) break;
       const auto g = obj.gradient(x, m.target);  // descend g
       const double eta = o.pgd_step_size * eps * (2 * k < o.pgd_steps ? 1.0 : 4 * k < 3 * o.pgd_steps ? 0.5 : 0.25);
-      if (p == Norm::Linf) {
-        for (size_t i = 0; i < n; ++i) x[i] -= eta * (g[i] > 0 ? 1 : g[i] < 0 ? -1 : 0);
-      } else if (p == Norm::L2) {
-        const double s = lp_norm(g, Norm::L2);
-        if (s == 0) break;
-        for (size_t i = 0; i < n; ++i) x[i] -= eta * g[i] / s;
-      } else {
-        // steepest ℓ1 descent moves few coordinates: the largest |g_i| that can still move
-        std::vector<size_t> idx;
-        idx.reserve(n);
-        for (size_t i = 0; i < n; ++i) {
-          if (g[i] == 0) continue;
-          if (o.clip_to_box && ((g[i] < 0 && x[i] >= o.box_hi) || (g[i] > 0 && x[i] <= o.box_lo))) continue;
-          idx.push_back(i);
-        }
-        if (idx.empty()) break;
-        const size_t kk =
-            std::min(idx.size(),
-                     std::max<size_t>(1, static_cast<size_t>(std::ceil(o.pgd_l1_sparsity * static_cast<double>(n)))));
-        std::nth_element(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(kk - 1), idx.end(),
-                         [&](size_t a, size_t b) {
-                           return std::fabs(g[a]) > std::fabs(g[b]) || (std::fabs(g[a]) == std::fabs(g[b]) && a < b);
-                         });
-        for (size_t j = 0; j < kk; ++j) x[idx[j]] -= eta / static_cast<double>(kk) * (g[idx[j]] > 0 ? 1 : -1);
-      }
-      project(x, x0, eps, p, o);
+      if (!pgd_move(x, g, x0, eta, eps, p, o)) break;
     }
   }
   return std::nullopt;
@@ -201,6 +156,59 @@ AttackResult finish(Objective& obj, const std::vector<double>& x0, Norm p, Found
 }
 
 }  // namespace
+
+/// Projects x onto the p-ball of radius eps around x0, then clips to the box. Clipping keeps the
+/// point in the ball because x0 lies in the box (each coordinate only moves towards x0's side).
+void project_to_ball(std::vector<double>& x, const std::vector<double>& x0, double eps, Norm p,
+                     const AttackOptions& o) {
+  std::vector<double> d(x.size());
+  for (size_t i = 0; i < x.size(); ++i) d[i] = x[i] - x0[i];
+  if (p == Norm::Linf) {
+    for (double& v : d) v = std::clamp(v, -eps, eps);
+  } else if (p == Norm::L2) {
+    const double s = lp_norm(d, Norm::L2);
+    if (s > eps)
+      for (double& v : d) v *= eps / s;
+  } else {
+    project_l1(d, eps);
+  }
+  for (size_t i = 0; i < x.size(); ++i) {
+    x[i] = x0[i] + d[i];
+    if (o.clip_to_box) x[i] = std::clamp(x[i], o.box_lo, o.box_hi);
+  }
+}
+
+bool pgd_move(std::vector<double>& x, const std::vector<double>& g, const std::vector<double>& x0, double eta,
+              double eps, Norm p, const AttackOptions& o) {
+  const size_t n = x0.size();
+  CNNCERT_CHECK(x.size() == n && g.size() == n, "PGD move: the point, the gradient and the centre differ in size");
+  if (p == Norm::Linf) {
+    for (size_t i = 0; i < n; ++i) x[i] -= eta * (g[i] > 0 ? 1 : g[i] < 0 ? -1 : 0);
+  } else if (p == Norm::L2) {
+    const double s = lp_norm(g, Norm::L2);
+    if (!(s > 0) || !std::isfinite(s)) return false;
+    for (size_t i = 0; i < n; ++i) x[i] -= eta * g[i] / s;
+  } else {
+    // steepest ℓ1 descent moves few coordinates: the largest |g_i| that can still move
+    std::vector<size_t> idx;
+    idx.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      if (g[i] == 0 || !std::isfinite(g[i])) continue;
+      if (o.clip_to_box && ((g[i] < 0 && x[i] >= o.box_hi) || (g[i] > 0 && x[i] <= o.box_lo))) continue;
+      idx.push_back(i);
+    }
+    if (idx.empty()) return false;
+    const size_t kk = std::min(
+        idx.size(), std::max<size_t>(1, static_cast<size_t>(std::ceil(o.pgd_l1_sparsity * static_cast<double>(n)))));
+    std::nth_element(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(kk - 1), idx.end(),
+                     [&](size_t a, size_t b) {
+                       return std::fabs(g[a]) > std::fabs(g[b]) || (std::fabs(g[a]) == std::fabs(g[b]) && a < b);
+                     });
+    for (size_t j = 0; j < kk; ++j) x[idx[j]] -= eta / static_cast<double>(kk) * (g[idx[j]] > 0 ? 1 : -1);
+  }
+  project_to_ball(x, x0, eps, p, o);
+  return true;
+}
 
 AttackResult pgd_attack(const Network& net, const std::vector<double>& x0, int64_t c, int64_t t, Norm p,
                         const AttackOptions& o) {

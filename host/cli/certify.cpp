@@ -89,7 +89,12 @@ json to_json(const CertifyRun& run) {
   for (const auto& r : run.results) {
     json targets = json::array();
     for (const auto& t : r.targets)
-      targets.push_back({{"target", t.target}, {"eps", t.eps}, {"steps", t.steps}, {"note", t.note}});
+      targets.push_back({{"target", t.target},
+                         {"eps", t.eps},
+                         {"steps", t.steps},
+                         {"note", t.note},
+                         {"steps_by_attack", t.steps_by_attack},
+                         {"attack_eps", std::isfinite(t.attack_eps) ? json(t.attack_eps) : json(nullptr)}});
     images.push_back({{"image", r.image},
                       {"label", r.label},
                       {"predicted", r.predicted},
@@ -115,7 +120,8 @@ CertifyRun certify_run_from_json(const json& j) {
     r.seconds = ji.at("seconds").get<double>();
     for (const auto& jt : ji.at("targets"))
       r.targets.push_back({jt.at("target").get<int64_t>(), jt.at("eps").get<double>(), jt.at("steps").get<int>(),
-                           jt.at("note").get<std::string>()});
+                           jt.at("note").get<std::string>(), jt.at("steps_by_attack").get<int>(),
+                           jt.at("attack_eps").is_null() ? INFINITY : jt.at("attack_eps").get<double>()});
     run.results.push_back(std::move(r));
   }
   return run;
@@ -207,7 +213,8 @@ json report_image(const ImageResult& r, Report& report, CertifyTotals& totals) {
          << (t.note.empty() ? "" : "  (" + t.note + ")") << "\n";
     csv << r.image << "," << r.label << "," << r.predicted << "," << tname << "," << std::setprecision(10) << t.eps
         << "," << t.steps << "," << share << "," << t.note << "\n";
-    json j{{"target", t.target}, {"eps", t.eps}, {"steps", t.steps}};
+    json j{{"target", t.target}, {"eps", t.eps}, {"steps", t.steps}, {"steps_by_attack", t.steps_by_attack}};
+    if (std::isfinite(t.attack_eps)) j["attack_eps"] = t.attack_eps;
     if (!t.note.empty()) j["note"] = t.note;
     jt.push_back(j);
   }

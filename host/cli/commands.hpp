@@ -59,9 +59,12 @@ struct SearchCliOptions {
   std::string target = "random", search = "cnncert", json, csv;
   std::string seed_text = "1215";
   bool quiet = false, progress = false;
+  int attack_moves = CertifyOptions{}.attack_moves;
 
   /// `quiet_help`: what -q keeps of this subcommand's text (its summary).
   void add(CLI::App& app, const std::string& target_help, const std::string& quiet_help);
+  /// --attack-moves (certify only: PROVEN's decision is not the worst case's).
+  void add_attack(CLI::App& app);
   uint64_t seed() const;
   CertifyOptions options(const BoundCliOptions& bo) const;
 };

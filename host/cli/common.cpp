@@ -119,6 +119,16 @@ void SearchCliOptions::add(CLI::App& app, const std::string& target_help, const 
       "show progress on stderr even when it is not a terminal, as lines (default: a bar on a terminal unless -q)");
 }
 
+void SearchCliOptions::add_attack(CLI::App& app) {
+  app.add_option("--attack-moves", attack_moves,
+                 "before bounding a search step, look for a counterexample in its ball with this many PGD moves "
+                 "(0 = never; 10 is a good value, at most 10000); one found decides the step 'not certified' "
+                 "without computing its bounds (sound bounds could not certify it), so the radii are those of the "
+                 "search without it; JSON: steps_by_attack, attack_eps (the nearest counterexample's distance, an "
+                 "upper bound beside the certified radius)")
+      ->capture_default_str();
+}
+
 uint64_t SearchCliOptions::seed() const {
   const bool digits = !seed_text.empty() && seed_text.size() <= 19 &&
                       std::all_of(seed_text.begin(), seed_text.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -132,6 +142,9 @@ CertifyOptions SearchCliOptions::options(const BoundCliOptions& bo) const {
   o.target = parse_target_mode(target);
   o.search = parse_search_mode(search);
   o.seed = seed();
+  if (attack_moves < 0 || attack_moves > 10000)
+    throw InvalidArgument("--attack-moves must be in 0..10000, got " + std::to_string(attack_moves));
+  o.attack_moves = attack_moves;
   return o;
 }
 

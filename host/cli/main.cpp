@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
                      "print only the summary (its last 2 lines, '[L...] method = ...' and 'avg robustness = ...'): "
                      "no per-image lines, no notes, no progress unless --progress; warnings, errors and the "
                      "--json/--csv outputs are still written");
+  certify_search.add_attack(*certify);
   std::string targets_file;
   certify->add_option("--targets", targets_file, "file with one target class per image (overrides --target)");
   std::string shard;

@@ -7,6 +7,7 @@
 #include <limits>
 #include <memory>
 
+#include "cnncert/baselines.hpp"
 #include "cnncert/error.hpp"
 #include "util/splitmix.hpp"
 
@@ -102,12 +103,22 @@ struct Item {
   /// The intermediate bounds of the latest step that failed: every later step's radius is smaller
   /// (both searches only go below a failed radius), so they hold there too (BoundProblem::outer).
   std::shared_ptr<const OuterBounds> outer;
+  // counterexamples (CertifyOptions::attack_moves)
+  double adv_dist = INFINITY;  // ‖adv_x − x0‖: the nearest counterexample found
+  std::vector<double> adv_x;
+  double attack_floor = 0;  // an attack failed at this radius: none at radii ≤ it
+  int attack_failures = 0;
+  int steps_by_attack = 0;
 };
 
 /// Bytes of outer bounds the items keep; beyond it, further items keep none. A search whose steps'
 /// intermediate bounds (all items at once) would exceed it asks for none. (While a step's batch
 /// is alive, the bounds an item replaced live on in its problem: up to twice this.)
 constexpr double kOuterBoundsBudget = 2048.0 * 1024 * 1024;
+
+/// An item stops looking for counterexamples after this many attacks that found none (each costs
+/// CertifyOptions::attack_moves + 1 point evaluations; one that finds a point decides a step).
+constexpr int kAttackFailures = 2;
 
 double current_eps(const Item& it, SearchMode m) {
   return m == SearchMode::CnnCert ? std::exp(it.lambda) : it.eps;
@@ -159,6 +170,134 @@ void keep_outer_bounds(Item& it, const BoundProblem& p, const BoundOptions& bo, 
   it.outer = std::move(ob);
 }
 
+/// The smallest margin (spec rows · logits) at x by the network's own forward pass, in double.
+double margin_at(const Network& net, const std::vector<double>& x, const Item& it) {
+  const std::vector<double> y = net.forward(x.data(), 1);
+  const size_t classes = y.size();
+  double m = INFINITY;
+  for (int64_t r = 0; r < it.rows; ++r) {
+    double v = 0;
+    for (size_t c = 0; c < classes; ++c) v += it.spec[static_cast<size_t>(r) * classes + c] * y[c];
+    m = std::isnan(v) ? NAN : std::min(m, v);
+    if (std::isnan(m)) break;
+  }
+  return m;
+}
+
+/// Each point's smallest margin and that margin's gradient (empty when the engine gave no
+/// bounds). Through the engine: a problem of radius 0 at the point, whose linear lower bound of a
+/// margin is the margin's linearization there (its coefficients the gradient, to the engine's
+/// precision); the values only guide the attack, counterexamples are checked by margin_at.
+/// Otherwise the network's double forward and backward passes.
+void evaluate_points(const Network& net, BoundEngine& engine, bool via_engine, const BoundOptions& bo,
+                     const std::vector<Item*>& items, const std::vector<std::vector<double>>& points,
+                     std::vector<double>& value, std::vector<std::vector<double>>& gradient) {
+  const int64_t n_in = net.input_size(), classes = net.output_size();
+  value.assign(points.size(), INFINITY);
+  gradient.assign(points.size(), {});
+  if (via_engine) {
+    std::vector<BoundProblem> problems(points.size());
+    for (size_t k = 0; k < points.size(); ++k) {
+      problems[k].x0 = points[k], problems[k].eps = 0;
+      problems[k].spec = items[k]->spec, problems[k].rows = items[k]->rows;
+    }
+    BoundOptions po = bo;
+    po.want_linear = true, po.want_intermediate = false, po.want_upper = false, po.layer_progress = nullptr;
+    const std::vector<BoundResult> res = engine.bound(problems, po);
+    for (size_t k = 0; k < points.size(); ++k) {
+      const BoundResult& r = res[k];
+      const auto rows = static_cast<size_t>(items[k]->rows);
+      if (!r.error.empty() || r.lower.size() != rows || r.a_lower.size() != rows * static_cast<size_t>(n_in)) continue;
+      const size_t best = static_cast<size_t>(std::min_element(r.lower.begin(), r.lower.end()) - r.lower.begin());
+      value[k] = r.lower[best];
+      gradient[k].assign(r.a_lower.begin() + static_cast<long>(best) * n_in,
+                         r.a_lower.begin() + static_cast<long>(best + 1) * n_in);
+    }
+    return;
+  }
+  for (size_t k = 0; k < points.size(); ++k) {
+    const Item& it = *items[k];
+    const std::vector<double> y = net.forward(points[k].data(), 1);
+    int64_t best = -1;
+    for (int64_t r = 0; r < it.rows; ++r) {
+      double v = 0;
+      for (int64_t c = 0; c < classes; ++c)
+        v += it.spec[static_cast<size_t>(r * classes + c)] * y[static_cast<size_t>(c)];
+      if (!std::isfinite(v)) {
+        best = -1;
+        break;
+      }
+      if (best < 0 || v < value[k]) best = r, value[k] = v;
+    }
+    if (best < 0) {
+      value[k] = INFINITY;
+      continue;
+    }
+    gradient[k] = net.input_gradient(points[k].data(), it.spec.data() + best * classes);
+  }
+}
+
+/// Looks for a counterexample in each item's ball of radius eps[k] (see CertifyOptions::attack_moves):
+/// PGD from the centre, or from the item's latest counterexample pulled into the ball, all items
+/// moving together (one evaluation of all their points per move). Records the points found
+/// (adv_x, adv_dist); an item without one raises its attack_floor to eps[k] and counts the failure.
+void attack_items(const Network& net, BoundEngine& engine, bool via_engine, const BoundOptions& bo,
+                  const CertifyOptions& o, const std::vector<double>& inputs, const std::vector<Item*>& items,
+                  const std::vector<double>& eps) {
+  const int64_t n_in = net.input_size();
+  const int moves = o.attack_moves;
+  AttackOptions ao;
+  ao.clip_to_box = bo.clip_to_box, ao.box_lo = bo.box_lo, ao.box_hi = bo.box_hi;
+  // Points stay in a ball slightly smaller than the step's, so that the distance of a point found,
+  // computed with rounding, does not come out above the step's radius.
+  std::vector<double> radius(items.size());
+  std::vector<std::vector<double>> x0(items.size()), x(items.size());
+  for (size_t k = 0; k < items.size(); ++k) {
+    const Item& it = *items[k];
+    radius[k] = eps[k] * (1 - 1e-9);
+    x0[k].assign(inputs.begin() + static_cast<long>(it.image) * n_in,
+                 inputs.begin() + static_cast<long>(it.image + 1) * n_in);
+    x[k] = x0[k];
+    if (!it.adv_x.empty() && it.adv_dist > 0) {  // a counterexample farther out: pull it in
+      const double t = radius[k] / it.adv_dist;
+      for (int64_t i = 0; i < n_in; ++i)
+        x[k][static_cast<size_t>(i)] += t * (it.adv_x[static_cast<size_t>(i)] - x0[k][static_cast<size_t>(i)]);
+      project_to_ball(x[k], x0[k], radius[k], bo.norm, ao);
+    }
+  }
+  std::vector<size_t> live(items.size());
+  for (size_t k = 0; k < live.size(); ++k) live[k] = k;
+  std::vector<bool> found(items.size(), false);
+  for (int step = 0; step <= moves && !live.empty(); ++step) {
+    std::vector<Item*> its;
+    std::vector<std::vector<double>> pts;
+    for (const size_t k : live) its.push_back(items[k]), pts.push_back(x[k]);
+    std::vector<double> value;
+    std::vector<std::vector<double>> grad;
+    evaluate_points(net, engine, via_engine, bo, its, pts, value, grad);
+    std::vector<size_t> still;
+    for (size_t j = 0; j < live.size(); ++j) {
+      const size_t k = live[j];
+      Item& it = *items[k];
+      if (value[j] <= 0 && margin_at(net, x[k], it) <= 0) {
+        const double d = lp_distance(x[k], x0[k], bo.norm);
+        if (d < it.adv_dist) it.adv_dist = d, it.adv_x = x[k];
+        found[k] = true;
+        continue;
+      }
+      if (grad[j].empty() || step == moves) continue;
+      const double eta = 0.25 * radius[k] * (2 * step < moves ? 1.0 : 4 * step < 3 * moves ? 0.5 : 0.25);
+      if (pgd_move(x[k], grad[j], x0[k], eta, radius[k], bo.norm, ao)) still.push_back(k);
+    }
+    live = std::move(still);
+  }
+  for (size_t k = 0; k < items.size(); ++k)
+    if (!found[k]) {
+      items[k]->attack_floor = std::max(items[k]->attack_floor, eps[k]);
+      ++items[k]->attack_failures;
+    }
+}
+
 }  // namespace
 
 void check_classes(const std::vector<int64_t>& classes_of_images, int64_t classes, int64_t first_index,
@@ -181,6 +320,8 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
                 "certify: the targets file has " << o.targets.size() << " entries for " << count << " images");
   CNNCERT_CHECK(classes >= 2, "certify: the network has fewer than two outputs");
   CNNCERT_CHECK(o.start_eps > 0 && std::isfinite(o.start_eps), "certify: the starting eps must be positive");
+  CNNCERT_CHECK(o.attack_moves >= 0 && o.attack_moves <= 10000,
+                "certify: the attack moves must be in 0..10000, got " << o.attack_moves);
   CNNCERT_CHECK(o.image_indices.empty() || static_cast<int64_t>(o.image_indices.size()) == count,
                 "certify: " << o.image_indices.size() << " image indices for " << count << " images");
   auto index_of = [&](int64_t i) {
@@ -289,11 +430,39 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
       engine.uses_outer_bounds(bo) && bytes_per_item * static_cast<double>(items.size()) <= kOuterBoundsBudget;
   if (keep_outer) bo.want_intermediate = true;
   double outer_bytes = 0;
+  const bool attack = o.attack_moves > 0 && !o.decide && !o.region_of_level;
+  const bool attack_via_engine = engine.uses_outer_bounds(bo);  // radius 0: about one backward pass
+  // Whether a counterexample found lies in the ball of the item's current step (then it decides it).
+  const auto decided_by_attack = [&](const Item& it) { return attack && current_eps(it, o.search) >= it.adv_dist; };
   while (done < total) {
+    if (attack) {
+      std::vector<Item*> attackers;
+      std::vector<double> radii;
+      for (Item& it : items) {
+        const double e = current_eps(it, o.search);
+        if (it.done || !std::isfinite(e) || !(e < it.adv_dist) || !(e > it.attack_floor) ||
+            it.attack_failures >= kAttackFailures)
+          continue;
+        attackers.push_back(&it);
+        radii.push_back(e);
+      }
+      if (!attackers.empty()) attack_items(net, engine, attack_via_engine, bo, o, inputs, attackers, radii);
+    }
     std::vector<size_t> active;
     std::vector<BoundProblem> batch;
     for (size_t k = 0; k < items.size(); ++k) {
       if (items[k].done) continue;
+      if (decided_by_attack(items[k])) {
+        Item& it = items[k];
+        ++it.steps_by_attack;
+        step(it, false, o);
+        if (it.done) {
+          ++done;
+          if (it.outer) outer_bytes -= bytes_of(*it.outer);
+          it.outer.reset();
+        }
+        continue;
+      }
       active.push_back(k);
       BoundProblem p;
       const size_t img = items[k].image;
@@ -367,6 +536,8 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
     if (o.search == SearchMode::DeepCert) tr.eps = it.eps_min;
     tr.steps = it.steps;
     tr.note = it.note;
+    tr.steps_by_attack = it.steps_by_attack;
+    tr.attack_eps = it.adv_dist;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int64_t certified_images =

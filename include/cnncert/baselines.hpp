@@ -160,6 +160,20 @@ struct AttackResult {
 AttackResult pgd_attack(const Network& net, const std::vector<double>& x0, int64_t c, int64_t t, Norm p,
                         const AttackOptions& options = {});
 
+/// One projected-gradient move descending g (the gradient of a margin at x): x − η·d with d the
+/// steepest-descent direction of unit p-norm (ℓ∞: sign(g); ℓ2: g/‖g‖₂; ℓ1: the
+/// ⌈pgd_l1_sparsity·n⌉ largest |g_i| that can still move inside the box, η shared among them),
+/// then the projection onto the p-ball of radius eps around x0, clipped to the box when
+/// options.clip_to_box. False (x unchanged) when g gives no direction. pgd_attack's move, for
+/// callers with gradients of their own (the certification search's counterexamples).
+bool pgd_move(std::vector<double>& x, const std::vector<double>& g, const std::vector<double>& x0, double eta,
+              double eps, Norm p, const AttackOptions& options);
+/// pgd_move's projection: onto the p-ball of radius eps around x0 (ℓ∞: clamping; ℓ2: scaling;
+/// ℓ1: Euclidean, sort-based), then clipped to the box under options.clip_to_box (x0 in the box
+/// keeps the point in the ball).
+void project_to_ball(std::vector<double>& x, const std::vector<double>& x0, double eps, Norm p,
+                     const AttackOptions& options);
+
 /// Carlini–Wagner style ℓ2 attack: minimizes ‖δ‖₂² + C·max(g_t(x0 + δ) + κ, 0) with Adam (tanh
 /// change of variables when a box is given), binary search over C. Returns the adversarial point
 /// of smallest ℓ2 distortion seen (g_t ≤ 0).

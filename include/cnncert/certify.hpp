@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,23 @@ struct CertifyOptions {
   /// every lower bound finite and > 0). `note` may be set to explain a failure.
   std::function<double(double level)> region_of_level;
   std::function<bool(const BoundProblem&, const BoundResult&, double level, std::string* note)> decide;
+  /// Counterexamples first: before a search step bounds an item, up to this many projected-gradient
+  /// moves (pgd_move, from the centre or from the item's latest counterexample pulled into the
+  /// ball) look inside the step's ball for a point whose margin, by the network's own forward pass
+  /// (Network::forward, double), is ≤ 0. Such a point decides the step "not certified" without
+  /// bounds: sound bounds cannot prove a margin positive on a ball that holds it, so the search
+  /// visits the same radii and returns the same radius; only the decided steps' bounds are never
+  /// computed, and a later step skips no neuron on their account (BoundProblem::outer). A point found
+  /// decides, for free, every later step whose radius is at least its distance. Attacks run only at
+  /// radii above the largest one where an attack of the item failed, and an item stops after two
+  /// attacks that found nothing (each costs moves + 1 point evaluations). Points are evaluated through the engine (a
+  /// problem of radius 0 with want_linear: margin and gradient in one call) when it proves neurons stable before
+  /// back-substituting them (BoundEngine::uses_outer_bounds), else by the network's double
+  /// forward and backward passes. At most 10000; 0 (the default) turns it off; it is off whenever `decide` or
+  /// `region_of_level` is set (PROVEN: a probabilistic certificate can hold on a ball that holds a
+  /// counterexample). What it saves depends on how far above the radius the search starts:
+  /// bench/RESULTS.md ("Counterexamples first") measures it; 10 is a good value.
+  int attack_moves = 0;
 };
 
 /// Result of one (image, target) search.
@@ -59,6 +77,12 @@ struct TargetResult {
   double eps = 0;       ///< certified radius (0 when nothing was certified)
   int steps = 0;        ///< engine evaluations
   std::string note;     ///< e.g. why a step was not certified (non-finite bounds)
+  /// Of the steps, those a counterexample decided (CertifyOptions::attack_moves): no bounds computed.
+  int steps_by_attack = 0;
+  /// The distance ‖x − x0‖_p of the nearest counterexample found (CertifyOptions::attack_moves):
+  /// an upper bound on the minimal adversarial perturbation, beside `eps`'s lower bound; +inf when
+  /// none was found.
+  double attack_eps = std::numeric_limits<double>::infinity();
 };
 
 /// Result of one image.

@@ -126,7 +126,8 @@ class CertifyResult(_Table):
     """One row per (image, target) search; a skipped image (misclassified, ...) is one row with
     ``skipped`` set, radius NaN and the reason in ``note``. ``target`` is -1 for untargeted searches.
     ``seconds`` is each row's share of its batch's wall time (the images of a search step are bounded
-    together)."""
+    together). With ``attack_moves``: ``steps_by_attack`` counts the steps a counterexample decided and
+    ``attack_eps`` is the nearest counterexample's distance (inf when none was found)."""
     image: np.ndarray
     label: np.ndarray
     predicted: np.ndarray
@@ -136,10 +137,13 @@ class CertifyResult(_Table):
     steps: np.ndarray
     seconds: np.ndarray
     note: list
+    steps_by_attack: np.ndarray
+    attack_eps: np.ndarray
     engine: str = ""
     engine_mode: str = ""
     total_seconds: float = 0.0
-    _columns = ("image", "label", "predicted", "skipped", "target", "radius", "steps", "seconds", "note")
+    _columns = ("image", "label", "predicted", "skipped", "target", "radius", "steps", "seconds", "note",
+                "steps_by_attack", "attack_eps")
 
     @property
     def avg_robustness(self) -> float:
@@ -194,7 +198,7 @@ def certify(net: Network, x, labels=None, *, norm="inf", method: str = "cnncert"
             search: str = "cnncert", device: str = "cpu", threads: Optional[int] = None, engine: str = "fast",
             exact_cnncert: bool = False, seed: int = 1215, clip=None, targets=None, layout: Optional[str] = None,
             preprocessed: bool = False, first_index: int = 0, gpu_memory_mib: Optional[int] = None,
-            progress: Any = None) -> CertifyResult:
+            attack_moves: int = 0, progress: Any = None) -> CertifyResult:
     """Certified robustness radius of every image, as ``cnncert certify``.
 
     ``labels``: the true classes (a misclassified image is skipped; -1 or None: certify the prediction).
@@ -202,11 +206,14 @@ def certify(net: Network, x, labels=None, *, norm="inf", method: str = "cnncert"
     runnerup, least, all or untargeted (``targets``: one class per image instead). ``search``: cnncert or
     deepcert. ``device``: cpu, gpu or auto. ``threads``: CPU threads (None: all cores). ``engine``: the CPU
     engine, fast or reference. ``first_index`` numbers the images (it seeds the random targets, as the
-    command line's ``--offset``). ``progress``: None = a tqdm bar on a terminal when tqdm is installed,
-    False = none, True = tqdm whenever installed, or a callable (done, total)."""
+    command line's ``--offset``). ``attack_moves``: PGD moves per search step looking for a counterexample
+    that decides it without bounds (``--attack-moves``; the radii stay those of the plain search).
+    ``progress``: None = a tqdm bar on a terminal when tqdm is installed, False = none, True = tqdm
+    whenever installed, or a callable (done, total)."""
     callback, close = _progress(progress, "step")
     opts = _engine_options(norm, method, device, engine, threads, exact_cnncert, clip, gpu_memory_mib, layout, preprocessed)
-    opts.update(target=target, search=search, seed=int(seed), first_index=int(first_index))
+    opts.update(target=target, search=search, seed=int(seed), first_index=int(first_index),
+                attack_moves=int(attack_moves))
     try:
         d = _cnncert.certify(_core(net), np.asarray(x), None if labels is None else np.asarray(labels),
                              None if targets is None else np.asarray(targets), opts, callback)

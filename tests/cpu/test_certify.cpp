@@ -5,8 +5,10 @@
 #include <cmath>
 #include <set>
 
+#include "cnncert/baselines.hpp"
 #include "cnncert/certify.hpp"
 #include "cnncert/onnx.hpp"
+#include "common/engine_compare.hpp"
 #include "common/net_factory.hpp"
 #include "common/test_util.hpp"
 #include "io/npy.hpp"
@@ -172,6 +174,168 @@ TEST(Certify, RandomTargetsAreSeededAndNeverThePrediction) {
   EXPECT_EQ(a, b);
   EXPECT_NE(a, c);
   EXPECT_EQ(std::set<int64_t>(a.begin(), a.end()).size(), 4u);
+}
+
+/// Forwards to an engine and records the radius of every problem it bounds (0: a point the
+/// counterexample search evaluates).
+class CountingEngine : public BoundEngine {
+ public:
+  explicit CountingEngine(std::unique_ptr<BoundEngine> inner) : inner_(std::move(inner)) {}
+  std::string name() const override { return inner_->name(); }
+  std::vector<BoundResult> bound(const std::vector<BoundProblem>& ps, const BoundOptions& o) override {
+    for (const auto& p : ps) (p.eps > 0 ? balls : points)++;
+    return inner_->bound(ps, o);
+  }
+  bool uses_outer_bounds(const BoundOptions& o) const override { return inner_->uses_outer_bounds(o); }
+  int balls = 0, points = 0;
+
+ private:
+  std::unique_ptr<BoundEngine> inner_;
+};
+
+TEST(Certify, CounterexamplesDecideStepsWithoutChangingTheRadius) {
+  // Logits = input, prediction 1, runner-up 2, margin x1 − x2 = 0.02: exact bounds (the reference
+  // engine's on a linear network) certify the ℓ∞ ball iff ε < 0.01, the ℓ2 one iff ε < 0.02/√2,
+  // the ℓ1 one iff ε < 0.02, and those are also the distances of the nearest counterexamples.
+  const Network net = identity_net();
+  const std::vector<double> x = {0.1, 0.14, 0.12, 0.0};
+  for (const Norm p : {Norm::Linf, Norm::L2, Norm::L1}) {
+    SCOPED_TRACE(norm_name(p));
+    const double radius = p == Norm::Linf ? 0.01 : p == Norm::L2 ? 0.02 / std::sqrt(2.0) : 0.02;
+    CertifyOptions o;
+    o.bound.norm = p;
+    o.target = TargetMode::Runnerup;
+    o.attack_moves = 0;
+    CountingEngine plain_engine(make_cpu_engine(net, 1));
+    const TargetResult plain = certify(net, plain_engine, x, {}, o)[0].targets.at(0);
+    o.attack_moves = 10;
+    CountingEngine e(make_cpu_engine(net, 1));
+    const TargetResult t = certify(net, e, x, {}, o)[0].targets.at(0);
+    EXPECT_EQ(plain_engine.balls, 15);
+    EXPECT_EQ(plain.steps_by_attack, 0);
+    EXPECT_EQ(plain.attack_eps, INFINITY);
+    EXPECT_EQ(t.eps, plain.eps);  // the same search: the same radius, to the bit
+    EXPECT_EQ(t.steps, 15);
+    EXPECT_LT(t.eps, radius);
+    EXPECT_GT(t.eps, radius * (1 - 1e-3));
+    // 0.05 and 0.0184 (ℓ∞) lie beyond the nearest counterexample: decided without bounds, and with
+    // them the bisection's steps above the radius that the attack reaches
+    EXPECT_GE(t.steps_by_attack, 2);
+    EXPECT_EQ(e.balls, 15 - t.steps_by_attack);
+    EXPECT_EQ(e.points, 0);  // the reference engine proves no neuron stable: the network's gradients
+    // a counterexample is never nearer than the nearest one there is
+    EXPECT_GE(t.attack_eps, radius * (1 - 1e-12));
+    EXPECT_LT(t.attack_eps, 0.05);
+  }
+}
+
+TEST(Certify, ACounterexampleOverridesBoundsThatWouldCertify) {
+  // An unsound engine claims margin 0.5 − ε > 0 where the margin 0.02 of the network above fails
+  // beyond ε = 0.01: a step whose ball holds a counterexample found is not certified whatever the
+  // bounds say (fail closed), so the search stays below the nearest counterexample found (the
+  // attacks stop after two that found none, so the engine's claims win between 0.01 and it).
+  const Network net = identity_net();
+  const std::vector<double> x = {0.1, 0.14, 0.12, 0.0};
+  CertifyOptions o;
+  o.target = TargetMode::Runnerup;
+  o.attack_moves = 10;
+  ThresholdEngine e(0.5);
+  const TargetResult t = certify(net, e, x, {}, o)[0].targets.at(0);
+  EXPECT_GT(t.steps_by_attack, 0);
+  EXPECT_LE(t.eps, t.attack_eps);
+  EXPECT_LT(t.attack_eps, 0.05);
+  EXPECT_GE(t.attack_eps, 0.01 * (1 - 1e-12));
+  o.attack_moves = 0;  // (the default)
+  EXPECT_EQ(CertifyOptions{}.attack_moves, 0);
+  EXPECT_GT(certify(net, e, x, {}, o)[0].targets.at(0).eps, 0.4);  // the engine alone
+  // PROVEN's decision (a probability) may hold on a ball with a counterexample: no attacks then
+  o.attack_moves = 10;
+  o.decide = [](const BoundProblem&, const BoundResult& r, double, std::string*) { return r.lower.at(0) > 0; };
+  const TargetResult d = certify(net, e, x, {}, o)[0].targets.at(0);
+  EXPECT_GT(d.eps, 0.4);
+  EXPECT_EQ(d.steps_by_attack, 0);
+  EXPECT_EQ(d.attack_eps, INFINITY);
+  o.decide = nullptr;
+  o.attack_moves = -1;
+  EXPECT_THROW(certify(net, e, x, {}, o), InvalidArgument);
+}
+
+TEST(Certify, EnginesAtRadiusZeroGiveTheMarginAndItsGradient) {
+  // The counterexample search's evaluation of a point through an engine that proves neurons
+  // stable: a problem of radius 0 with want_linear; its lower bound is the margin there and its
+  // coefficients the margin's gradient (Network::input_gradient), to float32 rounding.
+  uint64_t seed = 70;
+  for (const Family f : {Family::Cnn, Family::CnnMaxPool, Family::Residual, Family::BatchNormStrided})
+    for (const ActKind act : {ActKind::Relu, ActKind::Tanh}) {
+      const Network net = random_network(f, act, ++seed);
+      const std::string what = std::string(family_name(f)) + (act == ActKind::Relu ? " relu" : " tanh");
+      std::vector<BoundProblem> ps = margin_problems(net, 3, 0.0, seed);
+      BoundOptions o;
+      o.want_linear = true;
+      for (auto& engine : {make_fast_engine(net, 1), make_float_engine(net)}) {
+        const auto res = engine->bound(ps, o);
+        for (size_t k = 0; k < ps.size(); ++k) {
+          ASSERT_TRUE(res[k].error.empty()) << what << ": " << res[k].error;
+          const std::vector<double> y = net.forward(ps[k].x0.data(), 1);
+          const auto classes = static_cast<size_t>(net.output_size()), n = static_cast<size_t>(net.input_size());
+          for (int64_t r = 0; r < ps[k].rows; ++r) {
+            const double* row = ps[k].spec.data() + r * net.output_size();
+            double m = 0;
+            for (size_t c = 0; c < classes; ++c) m += row[c] * y[c];
+            const std::vector<double> g = net.input_gradient(ps[k].x0.data(), row);
+            const double scale = 1 + lp_norm(g, Norm::L1);
+            EXPECT_NEAR(res[k].lower[static_cast<size_t>(r)], m, 1e-5 * (1 + std::fabs(m)) * scale)
+                << what << " " << engine->name();
+            double diff = 0;
+            for (size_t i = 0; i < n; ++i)
+              diff = std::max(diff, std::fabs(res[k].a_lower[static_cast<size_t>(r) * n + i] - g[i]));
+            EXPECT_LT(diff, 1e-5 * scale) << what << " " << engine->name() << " row " << r;
+          }
+        }
+      }
+    }
+}
+
+TEST(Certify, CounterexamplesThroughTheEngineKeepTheRadii) {
+  // Random ReLU networks, the fast engine (points evaluated through it) and the reference (the
+  // network's gradients), all targets: the radii, step counts and outcomes with the counterexample
+  // search equal those without; the ones found lie beyond the certified radii.
+  int decided[2] = {0, 0};  // reference, fast
+  for (const Family f : {Family::Cnn, Family::CnnMaxPool, Family::Residual}) {
+    const Network net = random_network(f, ActKind::Relu, 41);
+    const std::vector<double> x = random_inputs(600, 4, net.input_size());
+    for (const bool fast : {true, false}) {
+      CertifyOptions o;
+      o.target = TargetMode::All;
+      // The fast engine in its default mode evaluates points through itself; there a step decided
+      // without bounds passes no outer bounds on, which changes only which neurons later steps
+      // prove stable, not the radii on these cases. The reference: exact, the network's gradients.
+      o.bound.exact_cnncert = !fast;
+      CountingEngine e(fast ? make_fast_engine(net, 1) : make_cpu_engine(net, 1));
+      o.attack_moves = 0;
+      const auto plain = certify(net, e, x, {}, o);
+      const int plain_balls = e.balls;
+      e.balls = e.points = 0;
+      o.attack_moves = 10;
+      const auto got = certify(net, e, x, {}, o);
+      const std::string what = std::string(family_name(f)) + (fast ? " fast" : " reference");
+      EXPECT_EQ(e.points > 0, fast && e.uses_outer_bounds(o.bound)) << what;
+      int by_attack = 0;
+      for (size_t i = 0; i < plain.size(); ++i)
+        for (size_t t = 0; t < plain[i].targets.size(); ++t) {
+          const TargetResult &a = plain[i].targets[t], &b = got[i].targets.at(t);
+          EXPECT_EQ(a.eps, b.eps) << what << " image " << i << " target " << a.target;
+          EXPECT_EQ(a.steps, b.steps) << what;
+          EXPECT_LE(b.eps, b.attack_eps) << what;
+          by_attack += b.steps_by_attack;
+        }
+      EXPECT_EQ(e.balls, plain_balls - by_attack) << what;
+      decided[fast] += by_attack;
+    }
+  }
+  // (each way of evaluating points must find some, or the comparison would say nothing)
+  EXPECT_GT(decided[0], 0) << "reference";
+  EXPECT_GT(decided[1], 0) << "fast";
 }
 
 /// Certified radii on real networks: no sampled point or gradient search inside the ball of the

@@ -157,6 +157,35 @@ TEST(Cli, CertifyShippedModel) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Cli, CertifyCounterexamplesFirstKeepTheRadii) {
+  // --attack-moves: steps whose ball holds a counterexample PGD finds are decided without bounds;
+  // the radii are those of the plain search, and the JSON says how many steps that decided and the
+  // nearest counterexample's distance (an upper bound beside the certified lower one).
+  const std::string base = "certify " + kModel + " " + kImages + " -n 4 -q --target untargeted --json - ";
+  const Result plain = cli(base), fast = cli(base + "--attack-moves 10");
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  ASSERT_EQ(fast.code, 0) << fast.err;
+  const auto a = nlohmann::json::parse(plain.out), b = nlohmann::json::parse(fast.out);
+  ASSERT_EQ(a["images"].size(), b["images"].size());
+  int decided = 0, found = 0;
+  for (size_t i = 0; i < a["images"].size(); ++i) {
+    if (a["images"][i]["skipped"].get<bool>()) continue;
+    const auto &ta = a["images"][i]["targets"][0], &tb = b["images"][i]["targets"][0];
+    EXPECT_EQ(ta["eps"].get<double>(), tb["eps"].get<double>()) << "image " << i;
+    EXPECT_EQ(ta["steps_by_attack"].get<int>(), 0);
+    EXPECT_FALSE(ta.contains("attack_eps"));
+    decided += tb["steps_by_attack"].get<int>();
+    if (tb.contains("attack_eps")) {
+      ++found;
+      EXPECT_GT(tb["attack_eps"].get<double>(), tb["eps"].get<double>()) << "image " << i;
+    }
+  }
+  EXPECT_GT(decided, 0);
+  EXPECT_GT(found, 0);
+  expect_bad_input(cli(base + "--attack-moves -1"), "--attack-moves");
+  EXPECT_EQ(cli(base + "--attack-moves many").code, 2);
+}
+
 TEST(Cli, BoundsAtATinyEpsAreTheLogitMargins) {
   const Result p = cli("predict " + kModel + " " + kImages + " -n 1 -q --json -");
   ASSERT_EQ(p.code, 0) << p.err;

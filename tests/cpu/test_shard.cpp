@@ -111,6 +111,21 @@ TEST(Mpi, RanksGiveTheSingleProcessRadii) {
     EXPECT_FALSE(j.contains("errors"));
     EXPECT_EQ(radii(j), whole) << ranks << " ranks";
   }
+  // what the ranks send rank 0 includes the counterexample search's findings
+  const std::string untargeted = "-n 4 --target untargeted --threads 1 --attack-moves 10";
+  const json one = certify_json("", untargeted, dir / "one.json"),
+             two = certify_json(mpirun(2), untargeted, dir / "two.json");
+  EXPECT_EQ(radii(two), radii(one));
+  int decided = 0;
+  ASSERT_EQ(one.at("images").size(), two.at("images").size());
+  for (size_t i = 0; i < one.at("images").size(); ++i)
+    for (size_t t = 0; t < one["images"][i].value("targets", json::array()).size(); ++t) {
+      const json &a = one["images"][i]["targets"][t], &b = two["images"][i]["targets"][t];
+      EXPECT_EQ(a.at("steps_by_attack"), b.at("steps_by_attack"));
+      EXPECT_EQ(a.value("attack_eps", -1.0), b.value("attack_eps", -1.0));
+      decided += a.at("steps_by_attack").get<int>();
+    }
+  EXPECT_GT(decided, 0);
 }
 
 TEST(Mpi, AFailedRankIsReportedAndTheOthersResultsAreKept) {

@@ -212,6 +212,36 @@ TEST_F(GpuTest, ConvolutionsAndGemmsRunOnTheExpectedPath) {
   }
 }
 
+TEST_F(GpuTest, CounterexampleSearchMatchesTheHostBackend) {
+  // CertifyOptions::attack_moves: before bounding a step, PGD looks for a counterexample, evaluating its
+  // points through the engine (radius 0, want_linear: margins and gradients on the GPU). Against
+  // the same algorithm on the host backend: the same radii (up to ties) and, under the emulation
+  // (where only the order of the block reductions' double sums differs), the same steps decided by
+  // a counterexample. On a GPU, cuDNN/cuBLAS round differently and a PGD path may step otherwise.
+  int decided = 0;
+  for (const Family f : {Family::Cnn, Family::CnnMaxPool}) {
+    const Network net = random_network(f, ActKind::Relu, 41);
+    const std::vector<double> x = random_inputs(600, cuda_emulated() ? 2 : 4, net.input_size());
+    CertifyOptions o;
+    o.target = TargetMode::All;
+    o.attack_moves = 10;
+    auto host = make_float_engine(net);
+    auto gpu = make_gpu_engine(net);
+    ASSERT_TRUE(gpu->uses_outer_bounds(o.bound));  // so the points go through the GPU
+    const auto a = certify(net, *host, x, {}, o), b = certify(net, *gpu, x, {}, o);
+    expect_same_radii(net, *host, x, a, b, o.bound, family_name(f));
+    int on_host = 0, on_gpu = 0;
+    for (size_t i = 0; i < a.size(); ++i)
+      for (size_t t = 0; t < a[i].targets.size() && t < b[i].targets.size(); ++t) {
+        on_host += a[i].targets[t].steps_by_attack, on_gpu += b[i].targets[t].steps_by_attack;
+        EXPECT_LE(b[i].targets[t].eps, b[i].targets[t].attack_eps) << family_name(f);
+      }
+    if (cuda_emulated()) EXPECT_EQ(on_gpu, on_host) << family_name(f);
+    decided += on_gpu;
+  }
+  EXPECT_GT(decided, 0) << "no step decided by a counterexample: the comparison would say nothing";
+}
+
 TEST_F(GpuTest, ProvenRadiiMatchTheCpuEngine) {
   compare_proven([](const Network& net) { return make_gpu_engine(net); });
 }

@@ -47,6 +47,22 @@ def test_certify_radii_equal_the_command_line(cli, images, labels, model_name, a
     assert res.avg_robustness == pytest.approx(j["avg_robustness"], rel=1e-12)
 
 
+def test_counterexamples_first_keep_the_radii_as_the_command_line_says(cli, images, labels, shipped):
+    n = 4
+    j = cli("certify", MODELS / "mnist_cnn_3layer_5_3.onnx", IMAGES, "-n", n, "--target", "untargeted",
+            "--attack-moves", 10)
+    res = cnncert.certify(shipped, images[:n], labels=labels[:n], target="untargeted", attack_moves=10, progress=False)
+    plain = cnncert.certify(shipped, images[:n], labels=labels[:n], target="untargeted", progress=False)
+    assert py_rows(res) == cli_rows(j) == py_rows(plain)
+    want = [(t["steps_by_attack"], t.get("attack_eps", float("inf"))) for im in j["images"] for t in im.get("targets", [])]
+    got = [(int(s), float(e)) for s, e, sk in zip(res.steps_by_attack, res.attack_eps, res.skipped) if not sk]
+    assert got == want
+    assert sum(s for s, _ in got) > 0
+    assert list(plain.steps_by_attack) == [0] * len(plain)
+    with pytest.raises(cnncert.InvalidArgument, match="attack_moves"):
+        cnncert.certify(shipped, images[:1], attack_moves=-1, progress=False)
+
+
 def test_random_targets_follow_the_image_index_as_offset_does(cli, images, labels, shipped):
     j = cli("certify", MODELS / "mnist_cnn_3layer_5_3.onnx", IMAGES, "-n", 5, "--offset", 20, "--seed", 3)
     res = cnncert.certify(shipped, images[20:25], labels=labels[20:25], seed=3, first_index=20, progress=False)
@@ -115,7 +131,8 @@ def test_result_tables(images, labels, shipped):
     pd = pytest.importorskip("pandas")
     df = res.to_pandas()
     assert isinstance(df, pd.DataFrame) and len(df) == len(res)
-    assert list(df.columns) == ["image", "label", "predicted", "skipped", "target", "radius", "steps", "seconds", "note"]
+    assert list(df.columns) == ["image", "label", "predicted", "skipped", "target", "radius", "steps", "seconds", "note",
+                                "steps_by_attack", "attack_eps"]
     assert (df.radius[~df.skipped] > 0).all()
 
 
