@@ -273,7 +273,7 @@ void add_options(CLI::App& app, BenchArgs& a) {
   app.add_option("--attack-moves", a.attack_moves,
                  "PGD moves per search step looking for a counterexample that decides it without bounds (0 = "
                  "off; CertifyOptions::attack_moves)")
-      ->check(CLI::Range(0, 1000000))
+      ->check(CLI::Range(0, 10000))
       ->capture_default_str();
   app.add_option("--model", a.model, "benchmark this model only (with --images; conventions from its sidecar)");
   app.add_option("--images", a.images, "images for --model");

@@ -312,7 +312,8 @@ py::dict certify(const PyNetwork& n, const py::array& x, const std::optional<py:
   co.targets = labels_of(targets, count, "targets");
   {
     const auto moves = opt<int64_t>(o, "attack_moves", 0);
-    if (moves < 0 || moves > 10000) throw InvalidArgument("attack_moves must be in 0..10000");
+    if (moves < 0 || moves > 10000)
+      throw InvalidArgument("attack_moves must be in 0..10000, got " + std::to_string(moves));
     co.attack_moves = static_cast<int>(moves);
   }
   cnncert::check_boundable(n.net);

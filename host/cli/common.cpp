@@ -124,7 +124,8 @@ void SearchCliOptions::add_attack(CLI::App& app) {
                  "before bounding a search step, look for a counterexample in its ball with this many PGD moves "
                  "(0 = never; 10 is a good value, at most 10000); one found decides the step 'not certified' "
                  "without computing its bounds (sound bounds could not certify it), so the radii are those of the "
-                 "search without it; JSON: steps_by_attack, attack_eps (the nearest counterexample's distance, an "
+                 "search without it (exactly with --exact-cnncert; otherwise up to which neurons later steps "
+                 "prove stable); JSON: steps_by_attack, attack_eps (the nearest counterexample's distance, an "
                  "upper bound beside the certified radius)")
       ->capture_default_str();
 }

@@ -2,6 +2,7 @@
 #include "cnncert/certify.hpp"
 
 #include <algorithm>
+#include <cfloat>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -249,7 +250,7 @@ void attack_items(const Network& net, BoundEngine& engine, bool via_engine, cons
   AttackOptions ao;
   ao.clip_to_box = bo.clip_to_box, ao.box_lo = bo.box_lo, ao.box_hi = bo.box_hi;
   // Points stay in a ball slightly smaller than the step's, so that the distance of a point found,
-  // computed with rounding, does not come out above the step's radius.
+  // computed with rounding and rounded up, does not come out above the step's radius.
   std::vector<double> radius(items.size());
   std::vector<std::vector<double>> x0(items.size()), x(items.size());
   for (size_t k = 0; k < items.size(); ++k) {
@@ -280,7 +281,9 @@ void attack_items(const Network& net, BoundEngine& engine, bool via_engine, cons
       const size_t k = live[j];
       Item& it = *items[k];
       if (value[j] <= 0 && margin_at(net, x[k], it) <= 0) {
-        const double d = lp_distance(x[k], x0[k], bo.norm);
+        // the distance rounded up (its sum of n terms may round below the exact one by n ulps), so
+        // that a step decided by it holds the point for sure
+        const double d = lp_distance(x[k], x0[k], bo.norm) * (1 + static_cast<double>(n_in + 4) * DBL_EPSILON);
         if (d < it.adv_dist) it.adv_dist = d, it.adv_x = x[k];
         found[k] = true;
         continue;

@@ -56,17 +56,20 @@ struct CertifyOptions {
   /// moves (pgd_move, from the centre or from the item's latest counterexample pulled into the
   /// ball) look inside the step's ball for a point whose margin, by the network's own forward pass
   /// (Network::forward, double), is ≤ 0. Such a point decides the step "not certified" without
-  /// bounds: sound bounds cannot prove a margin positive on a ball that holds it, so the search
-  /// visits the same radii and returns the same radius; only the decided steps' bounds are never
-  /// computed, and a later step skips no neuron on their account (BoundProblem::outer). A point found
-  /// decides, for free, every later step whose radius is at least its distance. Attacks run only at
-  /// radii above the largest one where an attack of the item failed, and an item stops after two
-  /// attacks that found nothing (each costs moves + 1 point evaluations). Points are evaluated through the engine (a
-  /// problem of radius 0 with want_linear: margin and gradient in one call) when it proves neurons stable before
-  /// back-substituting them (BoundEngine::uses_outer_bounds), else by the network's double
-  /// forward and backward passes. At most 10000; 0 (the default) turns it off; it is off whenever `decide` or
-  /// `region_of_level` is set (PROVEN: a probabilistic certificate can hold on a ball that holds a
-  /// counterexample). What it saves depends on how far above the radius the search starts:
+  /// bounds: sound bounds cannot prove a margin positive on a ball that holds it. With bounds that
+  /// depend on the step alone (exact_cnncert, the reference engine) the search visits the same radii
+  /// and returns the same radius. In the default mode a failed step passes its bounds on to the
+  /// later ones (BoundProblem::outer) and a decided step has none to pass: later steps may prove
+  /// fewer neurons stable, which moves a radius only where skipping rows can (rarely; the tests
+  /// find none). A point found decides, for free, every later step whose radius is at least its
+  /// distance. Attacks run only at radii above the largest one where an attack of the item failed,
+  /// and an item stops after two attacks that found nothing (each costs moves + 1 point
+  /// evaluations). Points are evaluated through the engine (a problem of radius 0 with
+  /// want_linear: margin and gradient in one call) when it proves neurons stable before
+  /// back-substituting them (BoundEngine::uses_outer_bounds), else by the network's double forward
+  /// and backward passes. At most 10000; 0 (the default) turns it off; it is off whenever `decide`
+  /// or `region_of_level` is set (PROVEN: a probabilistic certificate can hold on a ball that holds
+  /// a counterexample). What it saves depends on how far above the radius the search starts:
   /// bench/RESULTS.md ("Counterexamples first") measures it; 10 is a good value.
   int attack_moves = 0;
 };
@@ -75,7 +78,7 @@ struct CertifyOptions {
 struct TargetResult {
   int64_t target = -1;  ///< −1 for untargeted
   double eps = 0;       ///< certified radius (0 when nothing was certified)
-  int steps = 0;        ///< engine evaluations
+  int steps = 0;        ///< search steps (bounded, or decided by a counterexample: steps_by_attack)
   std::string note;     ///< e.g. why a step was not certified (non-finite bounds)
   /// Of the steps, those a counterexample decided (CertifyOptions::attack_moves): no bounds computed.
   int steps_by_attack = 0;

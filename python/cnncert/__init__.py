@@ -212,6 +212,8 @@ def certify(net: Network, x, labels=None, *, norm="inf", method: str = "cnncert"
     whenever installed, or a callable (done, total)."""
     callback, close = _progress(progress, "step")
     opts = _engine_options(norm, method, device, engine, threads, exact_cnncert, clip, gpu_memory_mib, layout, preprocessed)
+    if isinstance(attack_moves, bool) or not isinstance(attack_moves, (int, np.integer)):
+        raise InvalidArgument(f"attack_moves must be a whole number in 0..10000, got {attack_moves!r}")
     opts.update(target=target, search=search, seed=int(seed), first_index=int(first_index),
                 attack_moves=int(attack_moves))
     try:

@@ -226,6 +226,17 @@ TEST(Certify, CounterexamplesDecideStepsWithoutChangingTheRadius) {
     // a counterexample is never nearer than the nearest one there is
     EXPECT_GE(t.attack_eps, radius * (1 - 1e-12));
     EXPECT_LT(t.attack_eps, 0.05);
+    // DeepCert's search (doubling from 0.05, then bisection to 1e-5), inside the box [0, 1] (ℓ∞)
+    o.search = SearchMode::DeepCert;
+    o.bound.clip_to_box = p == Norm::Linf;
+    o.attack_moves = 0;
+    const TargetResult dplain = certify(net, plain_engine, x, {}, o)[0].targets.at(0);
+    o.attack_moves = 10;
+    const TargetResult d = certify(net, e, x, {}, o)[0].targets.at(0);
+    EXPECT_EQ(d.eps, dplain.eps);
+    EXPECT_EQ(d.steps, dplain.steps);
+    EXPECT_GT(d.steps_by_attack, 0);
+    EXPECT_GE(d.attack_eps, radius * (1 - 1e-12));
   }
 }
 

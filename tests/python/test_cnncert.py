@@ -59,8 +59,9 @@ def test_counterexamples_first_keep_the_radii_as_the_command_line_says(cli, imag
     assert got == want
     assert sum(s for s, _ in got) > 0
     assert list(plain.steps_by_attack) == [0] * len(plain)
-    with pytest.raises(cnncert.InvalidArgument, match="attack_moves"):
-        cnncert.certify(shipped, images[:1], attack_moves=-1, progress=False)
+    for bad in (-1, 10001, 2.5, "10", None, True):
+        with pytest.raises(cnncert.InvalidArgument, match="attack_moves"):
+            cnncert.certify(shipped, images[:1], attack_moves=bad, progress=False)
 
 
 def test_random_targets_follow_the_image_index_as_offset_does(cli, images, labels, shipped):
