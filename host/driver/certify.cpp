@@ -171,25 +171,30 @@ void keep_outer_bounds(Item& it, const BoundProblem& p, const BoundOptions& bo, 
   it.outer = std::move(ob);
 }
 
-/// The smallest margin (spec rows · logits) at x by the network's own forward pass, in double.
-double margin_at(const Network& net, const std::vector<double>& x, const Item& it) {
-  const std::vector<double> y = net.forward(x.data(), 1);
+/// The smallest of an item's margins (spec rows · logits y) and its row; NaN (row −1) when a
+/// margin is not finite.
+double smallest_margin(const Item& it, const std::vector<double>& y, int64_t* row = nullptr) {
   const size_t classes = y.size();
   double m = INFINITY;
+  int64_t best = -1;
   for (int64_t r = 0; r < it.rows; ++r) {
     double v = 0;
     for (size_t c = 0; c < classes; ++c) v += it.spec[static_cast<size_t>(r) * classes + c] * y[c];
-    m = std::isnan(v) ? NAN : std::min(m, v);
-    if (std::isnan(m)) break;
+    if (!std::isfinite(v)) {
+      best = -1, m = NAN;
+      break;
+    }
+    if (best < 0 || v < m) best = r, m = v;
   }
+  if (row) *row = best;
   return m;
 }
 
-/// Each point's smallest margin and that margin's gradient (empty when the engine gave no
-/// bounds). Through the engine: a problem of radius 0 at the point, whose linear lower bound of a
-/// margin is the margin's linearization there (its coefficients the gradient, to the engine's
-/// precision); the values only guide the attack, counterexamples are checked by margin_at.
-/// Otherwise the network's double forward and backward passes.
+/// Each point's smallest margin and that margin's gradient (empty when there is none). Through
+/// the engine: a problem of radius 0 at the point, whose linear lower bound of a margin is the
+/// margin's linearization there (its coefficients the gradient, to the engine's precision); those
+/// values only guide the attack, a counterexample is then checked by the network's forward pass.
+/// Otherwise the network's double forward and backward passes, whose values are exact.
 void evaluate_points(const Network& net, BoundEngine& engine, bool via_engine, const BoundOptions& bo,
                      const std::vector<Item*>& items, const std::vector<std::vector<double>>& points,
                      std::vector<double>& value, std::vector<std::vector<double>>& gradient) {
@@ -217,24 +222,11 @@ void evaluate_points(const Network& net, BoundEngine& engine, bool via_engine, c
     return;
   }
   for (size_t k = 0; k < points.size(); ++k) {
-    const Item& it = *items[k];
-    const std::vector<double> y = net.forward(points[k].data(), 1);
     int64_t best = -1;
-    for (int64_t r = 0; r < it.rows; ++r) {
-      double v = 0;
-      for (int64_t c = 0; c < classes; ++c)
-        v += it.spec[static_cast<size_t>(r * classes + c)] * y[static_cast<size_t>(c)];
-      if (!std::isfinite(v)) {
-        best = -1;
-        break;
-      }
-      if (best < 0 || v < value[k]) best = r, value[k] = v;
-    }
-    if (best < 0) {
-      value[k] = INFINITY;
-      continue;
-    }
-    gradient[k] = net.input_gradient(points[k].data(), it.spec.data() + best * classes);
+    const double m = smallest_margin(*items[k], net.forward(points[k].data(), 1), &best);
+    if (best < 0) continue;
+    value[k] = m;
+    gradient[k] = net.input_gradient(points[k].data(), items[k]->spec.data() + best * classes);
   }
 }
 
@@ -280,7 +272,8 @@ void attack_items(const Network& net, BoundEngine& engine, bool via_engine, cons
     for (size_t j = 0; j < live.size(); ++j) {
       const size_t k = live[j];
       Item& it = *items[k];
-      if (value[j] <= 0 && margin_at(net, x[k], it) <= 0) {
+      // a candidate of the engine's is checked by the network's own forward pass (its values are exact)
+      if (value[j] <= 0 && (!via_engine || smallest_margin(it, net.forward(x[k].data(), 1)) <= 0)) {
         // the distance rounded up (its sum of n terms may round below the exact one by n ulps), so
         // that a step decided by it holds the point for sure
         const double d = lp_distance(x[k], x0[k], bo.norm) * (1 + static_cast<double>(n_in + 4) * DBL_EPSILON);
@@ -437,6 +430,15 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
   const bool attack_via_engine = engine.uses_outer_bounds(bo);  // radius 0: about one backward pass
   // Whether a counterexample found lies in the ball of the item's current step (then it decides it).
   const auto decided_by_attack = [&](const Item& it) { return attack && current_eps(it, o.search) >= it.adv_dist; };
+  // The search step of an item with its outcome; a finished item gives its outer bounds back.
+  const auto advance = [&](Item& it, bool ok) {
+    step(it, ok, o);
+    if (it.done) {
+      ++done;
+      if (it.outer) outer_bytes -= bytes_of(*it.outer);
+      it.outer.reset();
+    }
+  };
   while (done < total) {
     if (attack) {
       std::vector<Item*> attackers;
@@ -456,14 +458,8 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
     for (size_t k = 0; k < items.size(); ++k) {
       if (items[k].done) continue;
       if (decided_by_attack(items[k])) {
-        Item& it = items[k];
-        ++it.steps_by_attack;
-        step(it, false, o);
-        if (it.done) {
-          ++done;
-          if (it.outer) outer_bytes -= bytes_of(*it.outer);
-          it.outer.reset();
-        }
+        ++items[k].steps_by_attack;
+        advance(items[k], false);
         continue;
       }
       active.push_back(k);
@@ -513,12 +509,7 @@ std::vector<ImageResult> certify(const Network& net, BoundEngine& engine, const 
       }
       if (keep_outer && !ok && br.error.empty() && !br.intermediate.empty())
         keep_outer_bounds(it, batch[b], bo, std::move(br.intermediate), outer_bytes);
-      step(it, ok, o);
-      if (it.done) {
-        ++done;
-        if (it.outer) outer_bytes -= bytes_of(*it.outer);
-        it.outer.reset();
-      }
+      advance(it, ok);
     }
     if (o.progress) {
       if (o.search == SearchMode::CnnCert) {  // a fixed number of steps: report steps for a smooth ETA

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cnncert/baselines.hpp"
 #include "cnncert/certify.hpp"
 #include "cnncert/engine.hpp"
 #include "cnncert/network.hpp"
@@ -173,46 +174,12 @@ inline std::vector<double> random_inputs(uint64_t first_seed, int count, int64_t
   return x;
 }
 
-/// Euclidean projection onto the l1 ball of radius eps (sort-based).
-inline void project_l1(std::vector<double>& d, double eps) {
-  double s = 0;
-  for (double v : d) s += std::fabs(v);
-  if (s <= eps) return;
-  std::vector<double> a(d.size());
-  for (size_t i = 0; i < d.size(); ++i) a[i] = std::fabs(d[i]);
-  std::sort(a.begin(), a.end(), std::greater<>());
-  double cum = 0, theta = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    cum += a[i];
-    const double t = (cum - eps) / static_cast<double>(i + 1);
-    if (i + 1 == a.size() || a[i + 1] <= t) {
-      theta = t;
-      break;
-    }
-  }
-  for (double& v : d) v = (v > 0 ? 1 : -1) * std::max(std::fabs(v) - theta, 0.0);
-}
-
-/// Projects x − x0 onto the ball (and the box when given).
+/// Projects x − x0 onto the ball (and the box when given): the attacks' project_to_ball.
 inline void project(std::vector<double>& x, const std::vector<double>& x0, double eps, Norm norm,
                     const BoundOptions* box = nullptr) {
-  std::vector<double> d(x.size());
-  for (size_t i = 0; i < x.size(); ++i) d[i] = x[i] - x0[i];
-  if (norm == Norm::Linf) {
-    for (double& v : d) v = std::clamp(v, -eps, eps);
-  } else if (norm == Norm::L2) {
-    double s = 0;
-    for (double v : d) s += v * v;
-    s = std::sqrt(s);
-    if (s > eps)
-      for (double& v : d) v *= eps / s;
-  } else {
-    project_l1(d, eps);
-  }
-  for (size_t i = 0; i < x.size(); ++i) {
-    x[i] = x0[i] + d[i];
-    if (box && box->clip_to_box) x[i] = std::clamp(x[i], box->box_lo, box->box_hi);
-  }
+  AttackOptions o;
+  if (box) o.clip_to_box = box->clip_to_box, o.box_lo = box->box_lo, o.box_hi = box->box_hi;
+  project_to_ball(x, x0, eps, norm, o);
 }
 
 /// Values of the spec rows at x.
