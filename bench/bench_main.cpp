@@ -244,8 +244,8 @@ void add_options(CLI::App& app, BenchArgs& a) {
   app.add_option("--data", a.data, "shared data directory (real networks and images)")->capture_default_str();
   app.add_option("--root", a.root, "source tree with models/ and data/ (the shipped networks and images)")
       ->capture_default_str();
-  app.add_option("-n,--count", a.n, "images per network")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+  app.add_option("-n,--count", a.n, "images per network (at least 1)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
       ->capture_default_str();
   app.add_option("--count-large", a.n_large, "CPU images for the ResNet (slow on a CPU)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
@@ -258,7 +258,7 @@ void add_options(CLI::App& app, BenchArgs& a) {
       ->capture_default_str();
   app.add_option("--norms", a.norms, "comma-separated norms")->capture_default_str();
   app.add_option("--method", a.method, "relaxation method")->capture_default_str();
-  app.add_option("--threads", a.threads, "CPU threads (0 = all)");
+  app.add_option("--threads", a.threads, "CPU threads (0 = all)")->check(CLI::Range(0, 1 << 20));
   app.add_option("--float-memory", a.float_mib,
                  "MiB of coefficient tensors for --devices float (its chunks: give it a GPU's budget to count the "
                  "GPU's launches; windowed rows use far less than the budget)")
@@ -310,6 +310,32 @@ bool open_json_output(const std::string& json_path, cnncert::detail::OutputFile&
     return false;
   }
   return true;
+}
+
+/// What is wrong with the command line's method, norms, devices and paths (empty: nothing), said
+/// before any work: a bad option is an error, not a table of error cells. (A suite network whose
+/// files are missing, e.g. without the shared data, stays a "skipped" row.)
+std::string bad_arguments(const BenchArgs& a, const std::vector<std::string>& norms,
+                          const std::vector<std::string>& devices) {
+  try {
+    (void)cnncert::parse_method(a.method);
+    for (const std::string& n : norms) (void)cnncert::parse_norm(n);
+  } catch (const cnncert::Error& e) {
+    return e.what();
+  }
+  if (norms.empty()) return "--norms names no norm";
+  if (devices.empty()) return "--devices names no engine";
+  namespace fs = std::filesystem;
+  if (!a.model.empty()) {
+    if (!fs::is_regular_file(a.model)) return "--model " + a.model + ": no such file";
+    if (a.images.empty()) return "--model needs --images";
+    if (!fs::exists(a.images)) return "--images " + a.images + ": no such file";
+  } else if (!a.images.empty()) {
+    return "--images needs --model";
+  } else if (!fs::is_directory(a.root)) {
+    return "--root " + a.root + ": no such folder";
+  }
+  return "";
 }
 
 /// The configurations to time: --model alone, else the suite (its networks named by --only).
@@ -551,6 +577,7 @@ int main(int argc, char** argv) {
   BenchArgs a;
   a.root = default_root(), a.data = default_data(a.root);
   add_options(app, a);
+  cnncert::bench::one_line_parse_errors(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help
@@ -562,11 +589,19 @@ int main(int argc, char** argv) {
 
   const std::vector<std::string> norm_list = cnncert::detail::split_commas(a.norms),
                                  device_list = cnncert::detail::split_commas(a.devices);
+  if (const std::string why = bad_arguments(a, norm_list, device_list); !why.empty()) {
+    std::cerr << "cnncert-bench: " << why << "\n";
+    return 2;
+  }
   const bool with_gpu = std::find(device_list.begin(), device_list.end(), "gpu") != device_list.end();
   if (!devices_usable(device_list, with_gpu)) return 2;
   cnncert::detail::OutputFile json_out;
   if (!open_json_output(a.json_path, json_out)) return 2;
   const std::vector<Config> configs = configs_to_run(a, with_gpu);
+  if (configs.empty()) {
+    std::cerr << "cnncert-bench: no network of the suite matches --only " << a.only << "\n";
+    return 2;
+  }
 
   const json env = bench_environment(a);
   const double gemm_peak = env["gemm_peak_gflops_one_thread"];

@@ -41,6 +41,13 @@ struct LoadedInput {
 
 /// The model and images of the one-model modes: --model, --images, -n and the input convention
 /// (unset values come from the model's sidecar).
+/// Parse errors of a bench command on one line, as its other errors.
+inline void one_line_parse_errors(CLI::App& app) {
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("cnncert-bench: error: ") + e.what() + " (see --help)\n";
+  });
+}
+
 struct ModelInput {
   std::string model, images;
   detail::ConventionOptions convention;
@@ -51,7 +58,9 @@ struct ModelInput {
   void add(CLI::App& app) {
     app.add_option("--model", model, "ONNX model")->required();
     app.add_option("--images", images, "images")->required();
-    app.add_option("-n,--count", count, "images")->capture_default_str();
+    app.add_option("-n,--count", count, "images (at least 1)")
+        ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+        ->capture_default_str();
     convention.add(app);
   }
 

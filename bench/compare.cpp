@@ -48,16 +48,26 @@ struct CompareOptions {
 
   void add(CLI::App& app) {
     input.add(app);
-    app.add_option("--slow-count", n_slow, "images for the slow baselines (Fast-Lin dense, LP)")->capture_default_str();
+    app.add_option("--slow-count", n_slow, "images for the slow baselines (Fast-Lin dense, LP)")
+        ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+        ->capture_default_str();
     app.add_option("--norms", norms, "comma-separated norms")->capture_default_str();
     app.add_option("--lp-max-neurons", lp_max_neurons, "skip the LP baseline on networks with more ReLUs")
+        ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
         ->capture_default_str();
     app.add_option("--methods", methods, "ada, relu, dense, deepcert, crown, lips, lp, pgd, cw, clever")
         ->capture_default_str();
-    app.add_option("--seed", seed, "seed of the random targets")->capture_default_str();
+    app.add_option("--seed", seed, "seed of the random targets (a non-negative integer below 2^63)")
+        ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 63))
+        ->capture_default_str();
     app.add_option("--json", json_path, "write the table as JSON");
-    app.add_option("--clever-batches", clever_batches, "CLEVER: batches N_b")->capture_default_str();
-    app.add_option("--clever-samples", clever_samples, "CLEVER: samples per batch N_s")->capture_default_str();
+    // (at most 10^6 gradient evaluations per image and target in all: a bench run, not a hang)
+    app.add_option("--clever-batches", clever_batches, "CLEVER: batches N_b (1 to 10000)")
+        ->check(CLI::Range(1, 10000))
+        ->capture_default_str();
+    app.add_option("--clever-samples", clever_samples, "CLEVER: samples per batch N_s (1 to 10000)")
+        ->check(CLI::Range(1, 10000))
+        ->capture_default_str();
     app.add_option("--clever-radius-inf", clever_radius_inf, "CLEVER sampling radius for l-inf")->capture_default_str();
     app.add_option("--clever-radius-2", clever_radius_2, "CLEVER sampling radius for l2")->capture_default_str();
     app.add_option("--clever-radius-1", clever_radius_1, "CLEVER sampling radius for l1")->capture_default_str();
@@ -306,12 +316,26 @@ int run_compare(int argc, char** argv) {
   CLI::App app{"cnncert-bench compare: radii and times of every method on the same (image, target) pairs"};
   CompareOptions opt;
   opt.add(app);
+  cnncert::bench::one_line_parse_errors(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {
+    if (static_cast<int64_t>(opt.clever_batches) * opt.clever_samples > 10'000'000)
+      throw cnncert::InvalidArgument("--clever-batches x --clever-samples must be at most 10^7 gradient samples");
+    static const std::vector<std::string> known = {"ada",  "relu", "dense", "deepcert", "crown",
+                                                   "lips", "lp",   "pgd",   "cw",       "clever"};
+    const std::vector<std::string> methods = cnncert::detail::split_commas(opt.methods);
+    if (methods.empty()) throw cnncert::InvalidArgument("--methods names no method");
+    for (const std::string& m : methods)
+      if (std::find(known.begin(), known.end(), m) == known.end())
+        throw cnncert::InvalidArgument("--methods: unknown method '" + m +
+                                       "' (ada, relu, dense, deepcert, crown, lips, lp, pgd, cw, clever)");
+    const std::vector<std::string> norms = cnncert::detail::split_commas(opt.norms);
+    if (norms.empty()) throw cnncert::InvalidArgument("--norms names no norm");
+    for (const std::string& n : norms) (void)cnncert::parse_norm(n);
     cnncert::detail::OutputFile json_out(opt.json_path, "--json");
     const cnncert::bench::LoadedInput in = opt.input.load();
     const json env = cnncert::bench::environment();

@@ -70,8 +70,9 @@ int run_proven_bench(int argc, char** argv) {
   app.add_option("--noise", noise, "uniform, bernoulli, bounded or gaussian")->capture_default_str();
   app.add_option("--confidence", confidence, "confidence of the probabilistic certificate")->capture_default_str();
   app.add_option("--device", device, "cpu or gpu")->capture_default_str();
-  app.add_option("--threads", threads, "CPU threads (0 = all)");
+  app.add_option("--threads", threads, "CPU threads (0 = all)")->check(CLI::Range(0, 1 << 20));
   app.add_option("--json", json_path, "write the results as JSON");
+  cnncert::bench::one_line_parse_errors(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -410,6 +410,8 @@ int run_bounds(const InputOptions& in, const BoundCliOptions& bo, double eps, bo
   Network net = import_onnx(in.model);
   report.notes(net);
   check_boundable(net);
+  if (!logits && net.output_size() < 2)
+    throw InvalidArgument("bounds: the network has fewer than two outputs, so no margins (--logits bounds the output)");
   const ImageSet set = in.load(net);
   Preprocess pre = in.preprocess();
   apply_eps_space(bo.eps_space, net, pre, set);

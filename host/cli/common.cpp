@@ -214,7 +214,7 @@ std::pair<int, std::string> describe_failure() {
   } catch (const std::bad_alloc&) {
     return {kExitBadInput, "out of memory"};
   } catch (const std::exception& e) {
-    return {kExitBadInput, e.what()};
+    return {kExitBadInput, cnncert::detail::one_line(e.what())};
   } catch (...) {
     return {kExitBadInput, "unknown error"};
   }

@@ -1,8 +1,12 @@
 // The `cnncert` command: the subcommands' options (CLI11) and the dispatch to their entry points
 // (cli/commands.hpp says which file holds which subcommand).
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <iostream>
 #include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
 
 #include "cli/cluster.hpp"
 #include "cli/commands.hpp"
@@ -12,6 +16,46 @@
 namespace cli = cnncert::cli;
 using cli::kExitBadInput;
 using cnncert::InvalidArgument;
+
+namespace {
+
+/// Whether two paths name the same existing regular file (links and other spellings resolved).
+bool same_file(const std::string& a, const std::string& b) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_regular_file(a, ec) || !fs::is_regular_file(b, ec)) return false;
+  const bool same = fs::equivalent(a, b, ec);
+  return !ec && same;
+}
+
+/// Checks of the chosen subcommand's options once they are parsed: a value given empty
+/// (`--json ""`) is an error, not "no such output"; a result file (--json, --csv, --result, -o)
+/// that is an input file of the command or another result file is refused before any work.
+void check_option_values(const CLI::App& sub) {
+  std::vector<std::pair<std::string, std::string>> outputs, others;  // (option, value)
+  for (const CLI::Option* opt : sub.get_options()) {
+    if (opt->count() == 0 || opt->get_expected_min() == 0) continue;  // not given, or a flag
+    const std::string name = opt->get_name();
+    for (const std::string& v : opt->results()) {
+      if (v.empty()) throw InvalidArgument(name + ": empty value");
+      const bool output =
+          opt->check_name("--json") || opt->check_name("--csv") || opt->check_name("--result") || opt->check_name("-o");
+      (output ? outputs : others).emplace_back(name, v);
+    }
+  }
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    for (size_t j = i + 1; j < outputs.size(); ++j)
+      if (same_file(outputs[i].second, outputs[j].second))
+        throw InvalidArgument(outputs[i].first + " and " + outputs[j].first + " name the same file " +
+                              outputs[j].second);
+    for (const auto& [name, value] : others)
+      if (same_file(outputs[i].second, value))
+        throw InvalidArgument(outputs[i].first + " " + outputs[i].second + " is the input file of " + name +
+                              ": it would be overwritten");
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // Under mpirun/srun (an MPI build): one rank of the run; MPI ends when main returns.
@@ -27,6 +71,10 @@ int main(int argc, char** argv) {
       "DeepCert, PROVEN)"};
   app.set_version_flag("--version", std::string("cnncert ") + cnncert::version());
   app.require_subcommand(1);
+  // Parse errors on one line, as every other error.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("cnncert: error: ") + e.what() + " (see --help)\n";
+  });
 
   std::string json_path;
   bool quiet = false;
@@ -162,6 +210,7 @@ int main(int argc, char** argv) {
 
   try {
     const int rc = [&]() -> int {
+      for (const CLI::App* sub : app.get_subcommands()) check_option_values(*sub);
       if (*info) return cli::run_info(info_model, json_path, quiet);
       if (*certify)
         if (const std::string why = cli::refuse_unsplit_certify(!shard.empty()); !why.empty())

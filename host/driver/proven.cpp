@@ -78,6 +78,10 @@ void validate_covariance(const std::vector<double>& cov, int64_t d, const std::s
                                                              << " (diagonal) or " << d << "x" << d << " values, found "
                                                              << cov.size());
   for (double v : cov) CNNCERT_CHECK(std::isfinite(v), what << ": the covariance contains NaN or Inf");
+  // All variances zero: no noise, and no noise level to search for (the search would end at its limit).
+  bool any_variance = false;
+  for (size_t i = 0; i < n; ++i) any_variance = any_variance || cov[cov.size() == n ? i : i * n + i] > 0;
+  CNNCERT_CHECK(any_variance, what << ": every variance is zero (no noise: nothing for the noise level to scale)");
   if (cov.size() == n) {
     for (double v : cov) CNNCERT_CHECK(v >= 0, what << ": negative variance " << v);
     return;

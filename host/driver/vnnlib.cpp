@@ -601,6 +601,21 @@ bool is_empty_box(const VnnCase& c, int64_t n) {
   return empty_box;
 }
 
+/// A case whose box holds no input is vacuous (refute_by_box refutes it); a property all of whose
+/// boxes are empty has nothing to verify: almost surely a mistake in it, not a proof.
+void check_some_box_holds_inputs(const Network& net, const VnnProperty& p) {
+  const int64_t n = net.input_size();
+  if (p.cases.empty() ||
+      !std::all_of(p.cases.begin(), p.cases.end(), [n](const VnnCase& c) { return is_empty_box(c, n); }))
+    return;
+  const VnnCase& c = p.cases[0];
+  int64_t i = 0;
+  while (!(c.lower[static_cast<size_t>(i)] > c.upper[static_cast<size_t>(i)])) ++i;
+  throw InvalidArgument("the property's input box is empty in every case (X_" + std::to_string(i) +
+                        " >= " + std::to_string(c.lower[static_cast<size_t>(i)]) +
+                        " and <= " + std::to_string(c.upper[static_cast<size_t>(i)]) + "): no input to verify");
+}
+
 /// Sets `res` to Sat when the box's centre is a counterexample of one of the group's cases.
 bool centre_is_counterexample(const Network& net, const VnnProperty& p, const std::vector<size_t>& group,
                               const std::vector<double>& centre, VnnResult& res) {
@@ -777,6 +792,7 @@ bool attack_open_cases(const Network& net, const VnnProperty& p, const VnnOption
 VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptions& o, const EngineOptions& eo) {
   const Stopwatch sw(o.timeout_seconds);
   check_property_fits(net, p);
+  check_some_box_holds_inputs(net, p);
   VnnResult res;
   std::vector<char> open(p.cases.size(), 1);  // not refuted yet
   const bool decided = refute_by_box(net, p, o, eo, sw, open, res) ||

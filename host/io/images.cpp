@@ -711,6 +711,9 @@ std::vector<double> preprocess(const ImageSet& set, const Preprocess& p, const N
     for (int64_t c = 0; c < c_n; ++c) {
       for (int64_t q = 0; q < hw; ++q) {
         const double v = (src_px[c * hw + q] * p.scale - mean[c]) / stdev[c];
+        CNNCERT_CHECK(std::isfinite(v), src << ": image " << first + k << " has a value that is not finite after "
+                                            << "scaling and normalization (pixel " << src_px[c * hw + q]
+                                            << "; check the scale, mean and std)");
         const int64_t y = q / set.width, x = q % set.width;
         dst[p.layout == Layout::NHWC          ? q * c_n + c
             : p.layout == Layout::ColumnMajor ? y + set.height * (x + set.width * c)

@@ -431,7 +431,7 @@ void conv_forward(const ConvAttr& a, const Shape& is, const Shape& os, const T* 
 template <class T>
 T activate(const ActAttr& a, T v) {
   switch (a.kind) {
-    case ActKind::Relu: return v > T(0) ? v : T(0);
+    case ActKind::Relu: return v > T(0) || std::isnan(v) ? v : T(0);  // NaN stays NaN (found as a non-finite output)
     case ActKind::LeakyRelu: return v >= T(0) ? v : static_cast<T>(a.alpha) * v;
     case ActKind::Sigmoid: return T(1) / (T(1) + std::exp(-v));
     case ActKind::Tanh: return std::tanh(v);
@@ -456,7 +456,10 @@ void pool_forward(const PoolAttr& a, bool is_max, const Shape& is, const Shape& 
         T acc = is_max ? -std::numeric_limits<T>::infinity() : T(0);
         win.for_each_input(ih, iw, r, q, [&](int64_t, int64_t, int64_t yy, int64_t xx) {
           const T v = x[(c * ih + yy) * iw + xx];
-          acc = is_max ? std::max(acc, v) : acc + v;
+          if (!is_max)
+            acc += v;
+          else if (!std::isnan(acc) && (v > acc || std::isnan(v)))  // a NaN input makes the maximum NaN
+            acc = v;
         });
         if (!is_max) acc /= static_cast<T>(win.avg_divisor(ih, iw, r, q, a.count_include_pad));
         y[(c * oh + r) * ow + q] = acc;

@@ -386,6 +386,18 @@ Network Importer::run() {
             "'");
   output_name_ = g.outputs[0].name;
 
+  // An ONNX graph is in SSA form: each tensor has one producer (the input, an initializer or one
+  // node's output). A second producer would silently replace the first one's value.
+  {
+    std::set<std::string> produced(init_names.begin(), init_names.end());
+    produced.insert(input->name);
+    for (const auto& n : g.nodes)
+      for (const auto& o : n.outputs)
+        if (!o.empty() && !produced.insert(o).second)
+          throw InvalidArgument(what_ + ": node '" + node_name(n) + "' (op " + n.op_type + ") writes tensor '" + o +
+                                "', which has another producer (an ONNX tensor has exactly one)");
+  }
+
   for (const auto& n : g.nodes) {
     try {
       import_node(n);

@@ -2,18 +2,44 @@
 /// \file error.hpp
 /// Exception types and checking macros used throughout cnncert.
 
+#include <algorithm>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 
 namespace cnncert {
 
-/// Base class of every exception cnncert throws. `what()` is a one-line message meant for users;
+namespace detail {
+/// A message as one line of printable text: control characters (a newline, a NUL from a corrupt
+/// file, ...) become \xNN, and beyond 2000 characters the rest is left out (with a count).
+inline std::string one_line(const std::string& msg) {
+  constexpr size_t kMax = 2000;
+  std::string out;
+  out.reserve(std::min(msg.size(), kMax) + 32);
+  size_t i = 0;
+  for (; i < msg.size() && out.size() < kMax; ++i) {
+    const auto c = static_cast<unsigned char>(msg[i]);
+    if (c >= 0x20 && c != 0x7f) {
+      out += static_cast<char>(c);
+      continue;
+    }
+    static const char* hex = "0123456789abcdef";
+    out += "\\x";
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  }
+  if (i < msg.size()) out += "... (" + std::to_string(msg.size() - i) + " more characters)";
+  return out;
+}
+}  // namespace detail
+
+/// Base class of every exception cnncert throws. `what()` is a one-line message meant for users (detail::one_line);
 /// `where()` is the source location that raised it (for bug reports).
 class Error : public std::runtime_error {
  public:
   /// Creates an error with a user-facing message and the source location that raised it.
-  explicit Error(const std::string& msg, std::string where = {}) : std::runtime_error(msg), where_(std::move(where)) {}
+  explicit Error(const std::string& msg, std::string where = {})
+      : std::runtime_error(detail::one_line(msg)), where_(std::move(where)) {}
   /// Source location ("file:line") that raised the error, empty if unknown.
   const std::string& where() const noexcept { return where_; }
 

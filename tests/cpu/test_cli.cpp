@@ -351,11 +351,26 @@ TEST(Bench, ProvenTimesThreeRunsWithTheSameRadii) {
   const Result bad = run(CNNCERT_BENCH_PATH, "proven --model " + kModel + " --images " + kImages + " --repeat 0");
   EXPECT_EQ(bad.code, 2);
   EXPECT_NE(bad.err.find("--repeat"), std::string::npos) << bad.err;
+  // -n 0 divided by zero (SIGFPE); oversized CLEVER sampling ran out of memory or hung.
+  for (const std::string args :
+       {"proven --model " + kModel + " --images " + kImages + " -n 0",
+        "compare --model " + kModel + " --images " + kImages + " --slow-count -1",
+        "compare --model " + kModel + " --images " + kImages + " --methods clever --clever-samples 100000000",
+        "compare --model " + kModel + " --images " + kImages + " --clever-batches 5000 --clever-samples 5000",
+        "compare --model " + kModel + " --images " + kImages + " --methods foo",
+        "compare --model " + kModel + " --images " + kImages + " --seed -1"}) {
+    const Result r2 = run(CNNCERT_BENCH_PATH, args);
+    EXPECT_EQ(r2.code, 2) << args << ": " << r2.err;
+    EXPECT_EQ(std::count(r2.err.begin(), r2.err.end(), '\n'), 1) << args << ": " << r2.err;
+  }
 }
 
 TEST(Bench, BadOptionsExitWithTwoAndTheFloatDeviceReportsTheCostModel) {
   // --repeat -1 used to crash (no run to report); a bad value or unknown option exits with 2.
-  for (const char* args : {"--repeat -1", "--repeat 0", "-n -3", "--float-memory 0", "--bogus", "--devices tpu"}) {
+  // Bad names and paths too, before any work (they used to be table cells of a run that exited 0).
+  for (const char* args : {"--repeat -1", "--repeat 0", "-n -3", "-n 0", "--float-memory 0", "--bogus", "--devices tpu",
+                           "--devices ''", "--method foo", "--norms 3", "--threads -5", "--only no_such_network",
+                           "--model /no/such.onnx", "--root /no/such/folder"}) {
     const Result bad = run(CNNCERT_BENCH_PATH, args);
     EXPECT_EQ(bad.code, 2) << args << ": " << bad.err;
     EXPECT_FALSE(bad.err.empty()) << args;

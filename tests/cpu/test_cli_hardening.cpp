@@ -184,6 +184,85 @@ TEST(CliHardening, ValuesThatCannotBeMeantAreRejected) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(CliHardening, EmptyValuesAndResultFilesOverInputsAreRefused) {
+  const auto dir = scratch_dir("cli_empty");
+  // An empty value is an error naming the option, not "no such output" (it used to write nothing).
+  for (const std::string opt : {"--json", "--csv", "--sidecar", "--labels", "--targets", "--scale", "--shard"}) {
+    SCOPED_TRACE(opt);
+    expect_bad_input(cli("certify " + kModel + " " + kImages + " -n 1 -q " + opt + " ''"), opt + ": empty value");
+  }
+  expect_bad_input(cli("convert " + kModel + " -o ''"), "--output: empty value");
+  // A result file that is an input file: refused before any work, the input intact.
+  const std::string imgs = (dir / "imgs.npy").string();
+  std::filesystem::copy_file(kImages, imgs);
+  const auto before = std::filesystem::file_size(imgs);
+  expect_bad_input(cli("certify " + kModel + " " + imgs + " -n 1 -q --json " + imgs), "it would be overwritten");
+  expect_bad_input(cli("predict " + kModel + " " + imgs + " -n 1 -q --json " + (dir / "." / "imgs.npy").string()),
+                   "it would be overwritten");
+  EXPECT_EQ(std::filesystem::file_size(imgs), before);
+  EXPECT_NO_THROW(detail::read_npy(imgs));
+  // Two spellings of one existing result file (only equal strings were caught before).
+  const std::string out = (dir / "r.json").string();
+  write_file(out, "old\n");
+  expect_bad_input(
+      cli("certify " + kModel + " " + kImages + " -n 1 -q --json " + out + " --csv " + (dir / "." / "r.json").string()),
+      "name the same file");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliHardening, NonFiniteValuesInsideTheNetworkAreNotAnAnswer) {
+  const auto dir = scratch_dir("cli_nonfinite");
+  // Finite pixels that are not finite once normalized.
+  expect_bad_input(cli("predict " + kModel + " " + kImages + " -n 1 --scale 1 --mean 1e300 --std 1e-300"),
+                   "not finite after scaling and normalization");
+  // Finite inputs whose first layer overflows: the NaN reaches the logits (a ReLU used to turn it
+  // into 0 and predict a class).
+  const std::string big = (dir / "big.npy").string();
+  std::vector<double> px(784);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = i % 2 ? 1.7e308 : -1.7e308;
+  detail::write_npy(big, {1, 1, 28, 28}, px, false);  // float64: the values are finite
+  expect_bad_input(cli("predict " + kModel + " " + big + " --scale 1"), "non-finite logit");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CliHardening, MalformedGraphsAndPropertiesAreErrorsNotAnswers) {
+  const auto dir = scratch_dir("cli_graphs");
+  // Two nodes writing one tensor (not SSA): the second used to replace the first silently.
+  const std::string dup = (dir / "dup.onnx").string();
+  write_file(dup, onnx_model({onnx_node("Relu", {"x"}, {"y"}), onnx_node("Sigmoid", {"x"}, {"y"})}, {},
+                             onnx_value("x", {1, 4}), onnx_value("y", {1, 4})));
+  expect_bad_input(cli("info " + dup), "writes tensor 'y', which has another producer");
+  // Control characters of a corrupt file's names come out escaped, on one line.
+  const std::string named = (dir / "named.onnx").string();
+  write_file(named, onnx_model({onnx_node("Relu", {std::string("a\nb\0c", 5)}, {"y"})}, {}, onnx_value("x", {1, 4}),
+                               onnx_value("y", {1, 4})));
+  expect_bad_input(cli("info " + named), "a\\x0ab\\x00c");
+  // One output: no margins to bound (it used to say "certified" with none).
+  const std::string one = (dir / "one.onnx").string();
+  write_file(one, onnx_model({onnx_node("Flatten", {"x"}, {"f"}),
+                              onnx_node("Gemm", {"f", "W"}, {"z"}, {attr_int("transB", 1)})},
+                             {onnx_tensor("W", {1, 784}, std::vector<double>(784, 0.01))},
+                             onnx_value("x", {1, 1, 28, 28}), onnx_value("z", {1, 1})));
+  expect_bad_input(cli("bounds " + one + " " + kImages + " -n 1 --eps 0.01"), "fewer than two outputs");
+  // A VNN-LIB property whose every input box is empty: an error, not "unsat".
+  std::string prop;
+  for (int i = 0; i < 784; ++i) prop += "(declare-const X_" + std::to_string(i) + " Real)\n";
+  for (int j = 0; j < 10; ++j) prop += "(declare-const Y_" + std::to_string(j) + " Real)\n";
+  for (int i = 0; i < 784; ++i)
+    prop += "(assert (>= X_" + std::to_string(i) + (i == 3 ? " 0.5))\n" : " 0.0))\n") + "(assert (<= X_" +
+            std::to_string(i) + (i == 3 ? " 0.1))\n" : " 1.0))\n");
+  prop += "(assert (>= Y_0 Y_1))\n";
+  write_file(dir / "empty.vnnlib", prop);
+  expect_bad_input(cli("vnnlib " + kModel + " " + (dir / "empty.vnnlib").string()),
+                   "input box is empty in every case (X_3");
+  // An all-zero covariance: no noise level to search for.
+  detail::write_npy((dir / "cov.npy").string(), {784}, std::vector<double>(784, 0.0), false);
+  expect_bad_input(
+      cli("proven " + kModel + " " + kImages + " -n 1 -q --noise gaussian --covariance " + (dir / "cov.npy").string()),
+      "every variance is zero");
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace cnncert::test
 

@@ -187,6 +187,37 @@ TEST(Network, MaxPoolPaddingNeverWins) {
   EXPECT_EQ(run(net, {-1, -2, -3, -4}), (std::vector<double>{-1, -2, -3, -4}));
 }
 
+TEST(Network, NaNPassesThroughReluAndMaxPool) {
+  // A NaN that a ReLU or a max-pool turned into a number would give a finite, meaningless output
+  // (found by feeding finite inputs of ±1.7e308: the first layer's inf − inf became a class).
+  NetworkBuilder b;
+  int x = b.input({1, 2, 2});
+  PoolAttr p;
+  p.kernel_h = p.kernel_w = 2;
+  p.stride_h = p.stride_w = 2;
+  Network net = b.build(b.max_pool(b.activation(x, ActKind::Relu), p));
+  const double nan = std::nan("");
+  for (int at = 0; at < 4; ++at) {
+    std::vector<double> in{1, -2, 3, 0.5};
+    in[static_cast<size_t>(at)] = nan;
+    const std::vector<double> y = run(net, in);
+    ASSERT_EQ(y.size(), 1u);
+    EXPECT_TRUE(std::isnan(y[0])) << "NaN at " << at << " gave " << y[0];
+  }
+  EXPECT_EQ(run(net, {1, -2, 3, 0.5}), (std::vector<double>{3}));
+  EXPECT_EQ(run(net, {-1, -2, -3, -0.5}), (std::vector<double>{0}));
+}
+
+TEST(Errors, MessagesAreOneLineOfPrintableText) {
+  const InvalidArgument e(std::string("node 'a\nb\0c\x7f' failed", 20));
+  EXPECT_EQ(std::string(e.what()), "node 'a\\x0ab\\x00c\\x7f' failed");
+  const InvalidArgument long_one(std::string(5000, 'x'));
+  const std::string w = long_one.what();
+  EXPECT_EQ(w.substr(0, 2000), std::string(2000, 'x'));
+  EXPECT_EQ(w.substr(2000), "... (3000 more characters)");
+  EXPECT_EQ(std::string(InvalidArgument("plain message").what()), "plain message");
+}
+
 TEST(Network, AvgPoolCountIncludePad) {
   for (bool include : {false, true}) {
     NetworkBuilder b;
