@@ -39,8 +39,6 @@ struct LoadedInput {
   std::vector<double> x;
 };
 
-/// The model and images of the one-model modes: --model, --images, -n and the input convention
-/// (unset values come from the model's sidecar).
 /// Parse errors of a bench command on one line, as its other errors.
 inline void one_line_parse_errors(CLI::App& app) {
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
@@ -48,6 +46,8 @@ inline void one_line_parse_errors(CLI::App& app) {
   });
 }
 
+/// The model and images of the one-model modes: --model, --images, -n and the input convention
+/// (unset values come from the model's sidecar).
 struct ModelInput {
   std::string model, images;
   detail::ConventionOptions convention;

@@ -58,10 +58,10 @@ struct CompareOptions {
     app.add_option("--methods", methods, "ada, relu, dense, deepcert, crown, lips, lp, pgd, cw, clever")
         ->capture_default_str();
     app.add_option("--seed", seed, "seed of the random targets (a non-negative integer below 2^63)")
-        ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 63))
+        ->check(CLI::Range(uint64_t{0}, (uint64_t{1} << 63) - 1))
         ->capture_default_str();
     app.add_option("--json", json_path, "write the table as JSON");
-    // (at most 10^6 gradient evaluations per image and target in all: a bench run, not a hang)
+    // (and their product at most 10^7 gradient samples per image and target: a bench run, not a hang)
     app.add_option("--clever-batches", clever_batches, "CLEVER: batches N_b (1 to 10000)")
         ->check(CLI::Range(1, 10000))
         ->capture_default_str();
