@@ -601,19 +601,28 @@ bool is_empty_box(const VnnCase& c, int64_t n) {
   return empty_box;
 }
 
-/// A case whose box holds no input is vacuous (refute_by_box refutes it); a property all of whose
-/// boxes are empty has nothing to verify: almost surely a mistake in it, not a proof.
-void check_some_box_holds_inputs(const Network& net, const VnnProperty& p) {
-  const int64_t n = net.input_size();
+/// The cases' input boxes: each must be bounded, with a width that is a finite number (the box
+/// becomes a centre and a radius); a case whose box holds no input is vacuous (refute_by_box
+/// refutes it), but a property all of whose boxes are empty has nothing to verify: almost surely
+/// a mistake in it, not a proof.
+void check_boxes(const Network& net, const VnnProperty& p) {
+  const auto n = static_cast<size_t>(net.input_size());
+  for (size_t ci = 0; ci < p.cases.size(); ++ci) {
+    const VnnCase& c = p.cases[ci];
+    if (is_empty_box(c, net.input_size())) continue;
+    for (size_t i = 0; i < n; ++i)
+      CNNCERT_CHECK(std::isfinite(c.upper[i] - c.lower[i]),
+                    "case " << ci << ": X_" << i << " lies in [" << c.lower[i] << ", " << c.upper[i]
+                            << "], whose width is not a finite number (the input box must be bounded)");
+  }
   if (p.cases.empty() ||
-      !std::all_of(p.cases.begin(), p.cases.end(), [n](const VnnCase& c) { return is_empty_box(c, n); }))
+      !std::all_of(p.cases.begin(), p.cases.end(), [&](const VnnCase& c) { return is_empty_box(c, net.input_size()); }))
     return;
   const VnnCase& c = p.cases[0];
-  int64_t i = 0;
-  while (!(c.lower[static_cast<size_t>(i)] > c.upper[static_cast<size_t>(i)])) ++i;
-  throw InvalidArgument("the property's input box is empty in every case (X_" + std::to_string(i) +
-                        " >= " + std::to_string(c.lower[static_cast<size_t>(i)]) +
-                        " and <= " + std::to_string(c.upper[static_cast<size_t>(i)]) + "): no input to verify");
+  size_t i = 0;
+  while (!(c.lower[i] > c.upper[i])) ++i;
+  throw InvalidArgument("the property's input box is empty in every case (X_" + std::to_string(i) + " >= " +
+                        std::to_string(c.lower[i]) + " and <= " + std::to_string(c.upper[i]) + "): no input to verify");
 }
 
 /// Sets `res` to Sat when the box's centre is a counterexample of one of the group's cases.
@@ -792,7 +801,7 @@ bool attack_open_cases(const Network& net, const VnnProperty& p, const VnnOption
 VnnResult verify_vnnlib(const Network& net, const VnnProperty& p, const VnnOptions& o, const EngineOptions& eo) {
   const Stopwatch sw(o.timeout_seconds);
   check_property_fits(net, p);
-  check_some_box_holds_inputs(net, p);
+  check_boxes(net, p);
   VnnResult res;
   std::vector<char> open(p.cases.size(), 1);  // not refuted yet
   const bool decided = refute_by_box(net, p, o, eo, sw, open, res) ||

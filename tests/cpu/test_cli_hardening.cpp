@@ -255,6 +255,13 @@ TEST(CliHardening, MalformedGraphsAndPropertiesAreErrorsNotAnswers) {
   write_file(dir / "empty.vnnlib", prop);
   expect_bad_input(cli("vnnlib " + kModel + " " + (dir / "empty.vnnlib").string()),
                    "input box is empty in every case (X_3");
+  // Bounds whose difference overflows: no centre and radius (it failed inside the box transform).
+  std::string wide = prop;
+  wide.replace(wide.find("(assert (<= X_3 0.1))"), 21, "(assert (<= X_3 1e308))");
+  wide.replace(wide.find("(assert (>= X_3 0.5))"), 21, "(assert (>= X_3 -1e308))");
+  write_file(dir / "wide.vnnlib", wide);
+  expect_bad_input(cli("vnnlib " + kModel + " " + (dir / "wide.vnnlib").string()),
+                   "X_3 lies in [-1e+308, 1e+308], whose width is not a finite number");
   // An all-zero covariance: no noise level to search for.
   detail::write_npy((dir / "cov.npy").string(), {784}, std::vector<double>(784, 0.0), false);
   expect_bad_input(
