@@ -1,7 +1,9 @@
 #pragma once
 // Parsing of the command-line values shared by `cnncert` and `cnncert-bench` (internal).
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 #include <string>
@@ -12,23 +14,31 @@
 
 namespace cnncert::detail {
 
+/// The whole of `text` as a double: a value below the smallest normal double (1e-308) is read as
+/// it is (subnormal, or 0), one beyond the largest is std::out_of_range, anything else
+/// std::invalid_argument.
+inline double whole_double(const std::string& text) {
+  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0]))) throw std::invalid_argument("empty");
+  errno = 0;
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (end != text.c_str() + text.size()) throw std::invalid_argument("junk");
+  if (errno == ERANGE && std::isinf(v)) throw std::out_of_range("overflow");
+  return v;
+}
+
 /// Parses "0.5", "1/255" or "1e-3"; InvalidArgument naming `option` otherwise.
 inline double parse_number(const std::string& text, const std::string& option) {
   const auto slash = text.find('/');
   try {
-    size_t used = 0;
     if (slash != std::string::npos) {
-      const std::string num = text.substr(0, slash), den = text.substr(slash + 1);
-      const double a = std::stod(num, &used);
-      if (used != num.size()) throw std::invalid_argument("junk");
-      const double b = std::stod(den, &used);
-      if (used != den.size()) throw std::invalid_argument("junk");
+      const double a = whole_double(text.substr(0, slash)), b = whole_double(text.substr(slash + 1));
       if (b == 0) throw std::invalid_argument("zero");
       return a / b;
     }
-    const double v = std::stod(text, &used);
-    if (used != text.size()) throw std::invalid_argument("junk");
-    return v;
+    return whole_double(text);
+  } catch (const std::out_of_range&) {
+    throw InvalidArgument(option + ": '" + text + "' is beyond the largest number (about 1.8e308)");
   } catch (const std::exception&) {
     throw InvalidArgument(option + ": '" + text + "' is not a number");
   }

@@ -580,6 +580,8 @@ void check_property_fits(const Network& net, const VnnProperty& p) {
 /// Sets `res` to Timeout; true (the answer is decided).
 bool timed_out(VnnResult& res) {
   res.answer = VnnAnswer::Timeout;
+  res.note =
+      "the time limit passed with " + std::to_string(res.cases_refuted) + " case(s) refuted and no counterexample";
   return true;
 }
 

@@ -222,6 +222,10 @@ TEST(CliHardening, NonFiniteValuesInsideTheNetworkAreNotAnAnswer) {
   for (size_t i = 0; i < px.size(); ++i) px[i] = i % 2 ? 1.7e308 : -1.7e308;
   detail::write_npy(big, {1, 1, 28, 28}, px, false);  // float64: the values are finite
   expect_bad_input(cli("predict " + kModel + " " + big + " --scale 1"), "non-finite logit");
+  // Numbers beyond the largest double are said so; those below the smallest normal one are numbers.
+  expect_bad_input(cli("predict " + kModel + " " + kImages + " -n 1 --scale 1e400"), "beyond the largest number");
+  const Result tiny = cli("predict " + kModel + " " + kImages + " -n 1 -q --scale 1e-310");
+  EXPECT_EQ(tiny.code, 0) << tiny.err;
   std::filesystem::remove_all(dir);
 }
 
@@ -262,6 +266,15 @@ TEST(CliHardening, MalformedGraphsAndPropertiesAreErrorsNotAnswers) {
   write_file(dir / "wide.vnnlib", wide);
   expect_bad_input(cli("vnnlib " + kModel + " " + (dir / "wide.vnnlib").string()),
                    "X_3 lies in [-1e+308, 1e+308], whose width is not a finite number");
+  // A timeout says how far it got (its account was empty).
+  std::string fine = prop;
+  fine.replace(fine.find("(assert (>= X_3 0.5))"), 21, "(assert (>= X_3 0.0))");
+  write_file(dir / "fine.vnnlib", fine);
+  const Result t = cli("vnnlib " + kModel + " " + (dir / "fine.vnnlib").string() + " --timeout 1e-9 --no-attack");
+  EXPECT_EQ(t.code, 0) << t.err;
+  EXPECT_EQ(t.out, "timeout\n");
+  EXPECT_NE(t.err.find("the time limit passed with 0 case(s) refuted and no counterexample"), std::string::npos)
+      << t.err;
   // An all-zero covariance: no noise level to search for.
   detail::write_npy((dir / "cov.npy").string(), {784}, std::vector<double>(784, 0.0), false);
   expect_bad_input(
