@@ -330,9 +330,11 @@ int run_compare(int argc, char** argv) {
     const std::vector<std::string> methods = cnncert::detail::split_commas(opt.methods);
     if (methods.empty()) throw cnncert::InvalidArgument("--methods names no method");
     for (const std::string& m : methods)
-      if (std::find(known.begin(), known.end(), m) == known.end())
-        throw cnncert::InvalidArgument("--methods: unknown method '" + m +
-                                       "' (ada, relu, dense, deepcert, crown, lips, lp, pgd, cw, clever)");
+      if (std::find(known.begin(), known.end(), m) == known.end()) {
+        std::string list;
+        for (const std::string& k : known) list += (list.empty() ? "" : ", ") + k;
+        throw cnncert::InvalidArgument("--methods: unknown method '" + m + "' (" + list + ")");
+      }
     const std::vector<std::string> norms = cnncert::detail::split_commas(opt.norms);
     if (norms.empty()) throw cnncert::InvalidArgument("--norms names no norm");
     for (const std::string& n : norms) (void)cnncert::parse_norm(n);

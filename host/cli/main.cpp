@@ -36,10 +36,10 @@ void check_option_values(const CLI::App& sub) {
   for (const CLI::Option* opt : sub.get_options()) {
     if (opt->count() == 0 || opt->get_expected_min() == 0) continue;  // not given, or a flag
     const std::string name = opt->get_name();
+    const bool output =
+        opt->check_name("--json") || opt->check_name("--csv") || opt->check_name("--result") || opt->check_name("-o");
     for (const std::string& v : opt->results()) {
       if (v.empty()) throw InvalidArgument(name + ": empty value");
-      const bool output =
-          opt->check_name("--json") || opt->check_name("--csv") || opt->check_name("--result") || opt->check_name("-o");
       (output ? outputs : others).emplace_back(name, v);
     }
   }

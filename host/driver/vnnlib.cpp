@@ -609,17 +609,17 @@ bool is_empty_box(const VnnCase& c, int64_t n) {
 /// a mistake in it, not a proof.
 void check_boxes(const Network& net, const VnnProperty& p) {
   const auto n = static_cast<size_t>(net.input_size());
+  bool all_empty = !p.cases.empty();
   for (size_t ci = 0; ci < p.cases.size(); ++ci) {
     const VnnCase& c = p.cases[ci];
     if (is_empty_box(c, net.input_size())) continue;
+    all_empty = false;
     for (size_t i = 0; i < n; ++i)
       CNNCERT_CHECK(std::isfinite(c.upper[i] - c.lower[i]),
                     "case " << ci << ": X_" << i << " lies in [" << c.lower[i] << ", " << c.upper[i]
                             << "], whose width is not a finite number (the input box must be bounded)");
   }
-  if (p.cases.empty() ||
-      !std::all_of(p.cases.begin(), p.cases.end(), [&](const VnnCase& c) { return is_empty_box(c, net.input_size()); }))
-    return;
+  if (!all_empty) return;
   const VnnCase& c = p.cases[0];
   size_t i = 0;
   while (!(c.lower[i] > c.upper[i])) ++i;
