@@ -175,6 +175,18 @@ int run_convert(const std::string& model, const std::string& out_path, bool to_d
   Report report(quiet);
   detail::OutputFile& out = report.add_output(out_path, "-o");
   const Network net = import_onnx(model);
+  // Said before the unrolling, which can take minutes on such a model: an ONNX file is one
+  // protobuf message, at most 2 GiB, and the weights are written as float32.
+  double weights_out = 0;
+  for (const Node& n : net.nodes()) {
+    const bool unrolled = n.op == OpKind::Conv || n.op == OpKind::AvgPool;
+    weights_out += unrolled ? static_cast<double>(n.size()) * static_cast<double>(net.node(n.inputs[0]).size() + 1)
+                            : static_cast<double>(n.parameter_count());
+  }
+  if (4 * weights_out > kOnnxMaxBytes)
+    throw InvalidArgument(model + ": the dense model would hold " + std::to_string(static_cast<int64_t>(weights_out)) +
+                          " weights, " + std::to_string(static_cast<int64_t>(4 * weights_out / (1 << 20))) +
+                          " MiB as float32: more than the 2 GiB an ONNX file can hold");
   const Network dense = convert_to_dense(net);
   out.stream() << export_onnx_bytes(dense);
   report.commit();

@@ -195,6 +195,21 @@ int main(int argc, char** argv) {
   cli::BoundCliOptions vnnlib_bounds;
   vnnlib_bounds.add(*vnn);
 
+  // `cnncert certfy ...`: CLI11 would say "a subcommand is required", as if none had been given.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+      known = known || sub->check_name(argv[1]);
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::cerr << "cnncert: error: unknown command '" << cnncert::detail::one_line(argv[1]) << "' (commands: " << names
+                << "; see --help)\n";
+      return kExitBadInput;
+    }
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -7,15 +7,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string_view>
-#ifdef CNNCERT_HAVE_ZLIB
-#include <zlib.h>
-#endif
 
 #include "cnncert/error.hpp"
 #include "io/npy.hpp"
+#include "io/read_file.hpp"
 
 namespace cnncert {
 namespace {
@@ -125,46 +124,25 @@ class ByteReader {
  public:
   ByteReader(const std::string& path, bool gz) : path_(path) {
     if (gz) {
-#ifdef CNNCERT_HAVE_ZLIB
-      gz_ = gzopen(path.c_str(), "rb");
-      CNNCERT_CHECK(gz_ != nullptr, path << ": cannot open for reading");
-#else
-      CNNCERT_CHECK(false, path << ": reading .gz files needs zlib and cnncert was built without it "
-                                   "(decompress the file with gunzip first)");
-#endif
+      gz_ = std::make_unique<detail::GzipReader>(path);
     } else {
       file_ = std::fopen(path.c_str(), "rb");
       CNNCERT_CHECK(file_ != nullptr, path << ": cannot open for reading");
     }
   }
   ~ByteReader() {
-#ifdef CNNCERT_HAVE_ZLIB
-    if (gz_) gzclose(gz_);
-#endif
     if (file_) std::fclose(file_);
   }
   ByteReader(const ByteReader&) = delete;
   ByteReader& operator=(const ByteReader&) = delete;
 
-  /// Reads up to n bytes; fewer only at the end of the data.
+  /// Reads up to n bytes; fewer only at the end of the data. A gzip stream cut short or corrupt
+  /// is an error (detail::GzipReader).
   size_t read(unsigned char* dst, size_t n) {
+    if (gz_) return gz_->read(dst, n);
     size_t done = 0;
     while (done < n) {
-      const size_t chunk = std::min<size_t>(n - done, size_t{1} << 30);
-#ifdef CNNCERT_HAVE_ZLIB
-      if (gz_) {
-        const int r = gzread(gz_, dst + done, static_cast<unsigned>(chunk));
-        if (r < 0) {
-          int errnum = 0;
-          const char* msg = gzerror(gz_, &errnum);
-          CNNCERT_CHECK(false, path_ << ": corrupt gzip data (" << (msg ? msg : "unknown error") << ")");
-        }
-        if (r == 0) break;
-        done += static_cast<size_t>(r);
-        continue;
-      }
-#endif
-      const size_t r = std::fread(dst + done, 1, chunk, file_);
+      const size_t r = std::fread(dst + done, 1, n - done, file_);
       CNNCERT_CHECK(!std::ferror(file_), path_ << ": read error");
       if (r == 0) break;
       done += r;
@@ -201,24 +179,17 @@ class ByteReader {
     return done;
   }
 
-  /// " (gzip: ...)" when the decompressor reported a problem, else "".
-  std::string gz_note() const {
-#ifdef CNNCERT_HAVE_ZLIB
-    if (gz_) {
-      int errnum = 0;
-      const char* msg = gzerror(gz_, &errnum);
-      if (errnum != Z_OK && msg) return std::string(" (gzip: ") + msg + ")";
-    }
-#endif
-    return {};
+  /// At the declared end of the data: a further byte means a wrong header. For gzip, reading on
+  /// also makes the reader check the stream's trailer (checksum and length).
+  void expect_end(const std::string& what) {
+    unsigned char extra;
+    CNNCERT_CHECK(read(&extra, 1) == 0, path_ << ": unexpected bytes after " << what);
   }
 
  private:
   std::string path_;
   std::FILE* file_ = nullptr;
-#ifdef CNNCERT_HAVE_ZLIB
-  gzFile gz_ = nullptr;
-#endif
+  std::unique_ptr<detail::GzipReader> gz_;
 };
 
 bool is_gz_name(const std::string& path) {
@@ -241,8 +212,7 @@ std::vector<int64_t> read_idx_labels(const std::string& path, int64_t expected, 
   const bool gz = is_gz_name(path);
   ByteReader r(path, gz);
   unsigned char hdr[8];
-  CNNCERT_CHECK(r.read(hdr, 8) == 8,
-                path << ": not an MNIST idx labels file (shorter than its 8-byte header)" << r.gz_note());
+  CNNCERT_CHECK(r.read(hdr, 8) == 8, path << ": not an MNIST idx labels file (shorter than its 8-byte header)");
   const uint32_t magic = be32(hdr);
   CNNCERT_CHECK(magic == kIdxLabelsMagic,
                 path << ": not an MNIST idx labels file (magic 0x" << std::hex << magic << ", expected 0x00000801)");
@@ -257,9 +227,8 @@ std::vector<int64_t> read_idx_labels(const std::string& path, int64_t expected, 
   std::vector<unsigned char> bytes;
   const uint64_t got = r.read_into(bytes, static_cast<uint64_t>(n));
   CNNCERT_CHECK(got == static_cast<uint64_t>(n),
-                path << ": truncated: expected " << n << " label bytes, found " << got << r.gz_note());
-  unsigned char extra;
-  CNNCERT_CHECK(r.read(&extra, 1) == 0, path << ": unexpected bytes after the labels");
+                path << ": truncated: expected " << n << " label bytes, found " << got);
+  r.expect_end("the labels");
   return std::vector<int64_t>(bytes.begin(), bytes.end());
 }
 
@@ -438,13 +407,13 @@ ImageSet load_idx_images(const std::string& path, const LoadOptions& o) {
   const bool gz = is_gz_name(path);
   ByteReader r(path, gz);
   unsigned char hdr[16];
-  CNNCERT_CHECK(r.read(hdr, 4) == 4, path << ": not an MNIST idx file (shorter than its 4-byte magic)" << r.gz_note());
+  CNNCERT_CHECK(r.read(hdr, 4) == 4, path << ": not an MNIST idx file (shorter than its 4-byte magic)");
   const uint32_t magic = be32(hdr);
   CNNCERT_CHECK(magic != kIdxLabelsMagic,
                 path << ": this is an idx labels file (magic 0x00000801), not images; pass it as the labels file");
   CNNCERT_CHECK(magic == kIdxImagesMagic, path << ": not an MNIST idx image file (magic 0x" << std::hex << magic
                                                << ", expected 0x00000803 = unsigned bytes, 3 dimensions)");
-  CNNCERT_CHECK(r.read(hdr + 4, 12) == 12, path << ": truncated: the file ends inside the idx header" << r.gz_note());
+  CNNCERT_CHECK(r.read(hdr + 4, 12) == 12, path << ": truncated: the file ends inside the idx header");
   const int64_t n = be32(hdr + 4), h = be32(hdr + 8), w = be32(hdr + 12);
   CNNCERT_CHECK(h > 0 && w > 0, path << ": idx header gives images of " << h << "×" << w);
   const uint64_t image_bytes = static_cast<uint64_t>(h) * static_cast<uint64_t>(w);
@@ -461,7 +430,7 @@ ImageSet load_idx_images(const std::string& path, const LoadOptions& o) {
   const int64_t take = take_count(path, n, o);
   const auto truncated = [&](uint64_t upto) {
     return std::string(": truncated: header says ") + std::to_string(n) + " images of " + std::to_string(h) + "×" +
-           std::to_string(w) + " but the data ends before byte " + std::to_string(upto) + r.gz_note();
+           std::to_string(w) + " but the data ends before byte " + std::to_string(upto);
   };
   const uint64_t skip = static_cast<uint64_t>(o.offset) * image_bytes;
   CNNCERT_CHECK(r.skip(skip) == skip, path << truncated(skip));
@@ -470,10 +439,8 @@ ImageSet load_idx_images(const std::string& path, const LoadOptions& o) {
   CNNCERT_CHECK(r.read_into(bytes, want) == want, path << truncated(skip + want));
   if (o.offset + take == n) {
     // At the declared end: any further data means a wrong header (and, for gzip, this makes
-    // zlib verify the stream's checksum).
-    unsigned char extra;
-    CNNCERT_CHECK(r.read(&extra, 1) == 0,
-                  path << ": unexpected bytes after the data (" << n << " images of " << h << "×" << w << ")");
+    // the reader verify the stream's checksum).
+    r.expect_end("the data (" + std::to_string(n) + " images of " + std::to_string(h) + "×" + std::to_string(w) + ")");
   }
 
   ImageSet set;

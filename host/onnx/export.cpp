@@ -193,6 +193,8 @@ std::string export_onnx_bytes(const Network& net) {
   m.bytes(2, "cnncert");
   m.bytes(8, Pb().bytes(1, "").varint(2, opset).str());
   m.bytes(7, g.str());
+  CNNCERT_CHECK(m.str().size() <= static_cast<size_t>(kOnnxMaxBytes),
+                "the model is " << (m.str().size() >> 20) << " MiB as ONNX: more than the 2 GiB an ONNX file can hold");
   return m.str();
 }
 

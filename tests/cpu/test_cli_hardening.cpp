@@ -283,6 +283,37 @@ TEST(CliHardening, MalformedGraphsAndPropertiesAreErrorsNotAnswers) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(CliHardening, ConvertRefusesAModelTooLargeForAnOnnxFileBeforeUnrolling) {
+  // Three 3×3 convolutions of a 128×128 map: each unrolls to a 16384 × 16384 matrix (2^28
+  // weights, the per-node limit), together 3 GiB of float32, more than one protobuf holds.
+  const auto dir = scratch_dir("cli_convert_big");
+  const std::string model = (dir / "big.onnx").string();
+  std::vector<std::string> nodes;
+  const auto conv = [](const std::string& in, const std::string& out, const std::string& w) {
+    return onnx_node("Conv", {in, w}, {out}, {attr_ints("kernel_shape", {3, 3}), attr_ints("pads", {1, 1, 1, 1})});
+  };
+  write_file(model, onnx_model({conv("x", "a", "W"), conv("a", "b", "W"), conv("b", "c", "W"),
+                                onnx_node("Flatten", {"c"}, {"f"}),
+                                onnx_node("Gemm", {"f", "D"}, {"z"}, {attr_int("transB", 1)})},
+                               {onnx_tensor("W", {1, 1, 3, 3}, std::vector<double>(9, 0.1)),
+                                onnx_tensor("D", {2, 16384}, std::vector<double>(2 * 16384, 0.01))},
+                               onnx_value("x", {1, 1, 128, 128}), onnx_value("z", {1, 2})));
+  ASSERT_EQ(cli("info " + model + " -q").code, 0);
+  const Result r = cli("convert " + model + " --to-dense -o " + (dir / "d.onnx").string());
+  expect_bad_input(r, "more than the 2 GiB an ONNX file can hold");
+  EXPECT_FALSE(std::filesystem::exists(dir / "d.onnx"));
+}
+
+TEST(CliHardening, AMistypedCommandIsNamed) {
+  // CLI11 alone says "A subcommand is required", as if none had been given.
+  const Result r = cli("certfy " + kModel + " " + kImages);
+  expect_bad_input(r, "unknown command 'certfy'");
+  EXPECT_NE(r.err.find("certify"), std::string::npos) << r.err;                             // the list of commands
+  expect_bad_input(cli("\"$(printf 'bad\\001name')\""), "unknown command 'bad\\x01name'");  // control byte escaped
+  EXPECT_EQ(cli("info " + kModel + " -q").code, 0);
+  EXPECT_EQ(cli("--version").code, 0);
+}
+
 }  // namespace
 }  // namespace cnncert::test
 

@@ -785,6 +785,18 @@ TEST(ImagesIdx, Gzip) {
   bad[bad.size() - 6] ^= 0x55;
   write_file(f, bad);
   expect_invalid([&] { load_images(f); }, {"x-images-idx3-ubyte.gz", "corrupt gzip data"});
+  // Every image present but the trailer (checksum and length) cut off: zlib's gzread reports a
+  // clean end for this once the whole small file sits in its input buffer.
+  const std::string small = tmp.path("s-images-idx3-ubyte.gz");
+  const std::string small_gz = gzip_stored(idx_images(4, 3, 3));
+  write_file(small, small_gz);
+  EXPECT_EQ(load_images(small).count, 4);
+  write_file(small, small_gz.substr(0, small_gz.size() - 8));
+  expect_invalid([&] { load_images(small); }, {"s-images-idx3-ubyte.gz", "truncated gzip file"});
+  write_file(small, small_gz + gzip_stored("x"));  // a second member: a byte after the images
+  expect_invalid([&] { load_images(small); }, {"s-images-idx3-ubyte.gz", "unexpected bytes after"});
+  write_file(small, small_gz + "\x1f");  // a byte that starts no member
+  expect_invalid([&] { load_images(small); }, {"s-images-idx3-ubyte.gz", "corrupt gzip data"});
 }
 
 TEST(ImagesIdx, Truncated) {

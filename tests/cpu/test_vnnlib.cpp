@@ -389,6 +389,34 @@ TEST(Vnnlib, ReviewedEdgeCases) {
   write_file(dir / "cut.vnnlib.gz", gz.substr(0, gz.size() - 12));
   EXPECT_NO_THROW(load_vnnlib((dir / "p.vnnlib.gz").string()));
   EXPECT_THROW(load_vnnlib((dir / "cut.vnnlib.gz").string()), InvalidArgument);
+  // Cut off in its 8-byte trailer only, decompressing to exactly 64 KiB (the read buffer): every
+  // byte of the property arrives, but the stream's checksum is missing. zlib's gzread calls
+  // that a clean end once the whole file sits in its input buffer; it is an error here.
+  std::string exact = declare(1, 1) + "(assert (<= X_0 1))(assert (>= X_0 -1))\n(assert (<= Y_0 0))\n";
+  exact += std::string(65536 - exact.size(), ';');
+  write_file(dir / "exact.vnnlib", exact);
+  ASSERT_EQ(
+      std::system(("gzip -c " + (dir / "exact.vnnlib").string() + " > " + (dir / "exact.vnnlib.gz").string()).c_str()),
+      0);
+  const std::string gz2 = read_file(dir / "exact.vnnlib.gz");
+  EXPECT_NO_THROW(load_vnnlib((dir / "exact.vnnlib.gz").string()));
+  write_file(dir / "no_trailer.vnnlib.gz", gz2.substr(0, gz2.size() - 8));
+  EXPECT_THROW(load_vnnlib((dir / "no_trailer.vnnlib.gz").string()), InvalidArgument);
+  // Members concatenated (`cat a.gz b.gz`) are one file, as gunzip reads them; bytes after the
+  // last member that start none are an error.
+  const std::string header = declare(1, 1) + "(assert (<= X_0 1))\n";
+  write_file(dir / "a.vnnlib", header);
+  write_file(dir / "b.vnnlib", "(assert (>= X_0 -1))\n(assert (<= Y_0 0))\n");
+  ASSERT_EQ(std::system(("gzip -c " + (dir / "a.vnnlib").string() + " " + (dir / "b.vnnlib").string() + " > " +
+                         (dir / "ab.vnnlib.gz").string())
+                            .c_str()),
+            0);
+  const VnnProperty ab = load_vnnlib((dir / "ab.vnnlib.gz").string());
+  ASSERT_EQ(ab.cases.size(), 1u);
+  EXPECT_EQ(ab.cases[0].lower[0], -1.0);
+  EXPECT_EQ(ab.cases[0].upper[0], 1.0);
+  write_file(dir / "junk.vnnlib.gz", read_file(dir / "ab.vnnlib.gz") + "junk");
+  EXPECT_THROW(load_vnnlib((dir / "junk.vnnlib.gz").string()), InvalidArgument);
 }
 
 TEST(Vnnlib, AStrippedSoftmaxOnlyAllowsConstraintsItCannotChange) {
