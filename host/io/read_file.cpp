@@ -20,6 +20,10 @@ struct GzipReader::State {
   bool z_ready = false;
   bool done = false;  // the last member's trailer was checked and no input follows
   unsigned char in[1 << 16];
+  ~State() {  // also when the constructor throws
+    if (z_ready) inflateEnd(&z);
+    if (file) std::fclose(file);
+  }
 };
 
 GzipReader::GzipReader(const std::string& path) : path_(path), s_(std::make_unique<State>()) {
@@ -28,11 +32,6 @@ GzipReader::GzipReader(const std::string& path) : path_(path), s_(std::make_uniq
   // 16 + 15: a gzip wrapper (not zlib's), the largest window.
   if (inflateInit2(&s_->z, 16 + MAX_WBITS) != Z_OK) throw InvalidArgument(path + ": cannot start gzip decompression");
   s_->z_ready = true;
-}
-
-GzipReader::~GzipReader() {
-  if (s_->z_ready) inflateEnd(&s_->z);
-  if (s_->file) std::fclose(s_->file);
 }
 
 size_t GzipReader::read(unsigned char* dst, size_t n) {
@@ -62,7 +61,8 @@ size_t GzipReader::read(unsigned char* dst, size_t n) {
       }
       if (s.z.avail_in == 0) {
         s.done = true;
-      } else if (s.z.avail_in >= 2 && s.z.next_in[0] == 0x1f && s.z.next_in[1] == 0x8b) {
+      } else if (s.z.next_in[0] == 0x1f && (s.z.avail_in == 1 || s.z.next_in[1] == 0x8b)) {
+        // (a header split across two reads: inflate checks the rest)
         inflateReset(&s.z);
       } else {
         throw InvalidArgument(path_ + ": corrupt gzip data (bytes after the end of the compressed stream)");
@@ -80,11 +80,11 @@ GzipReader::GzipReader(const std::string& path) : path_(path) {
   throw InvalidArgument(path +
                         ": reading .gz files needs zlib, and cnncert was built without it (gunzip the file first)");
 }
-GzipReader::~GzipReader() = default;
 size_t GzipReader::read(unsigned char*, size_t) {
   return 0;
 }
 #endif
+GzipReader::~GzipReader() = default;
 
 std::string read_whole_file(const std::string& path, const std::string& what, size_t max_bytes) {
   std::error_code ec;

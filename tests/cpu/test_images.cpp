@@ -795,8 +795,16 @@ TEST(ImagesIdx, Gzip) {
   expect_invalid([&] { load_images(small); }, {"s-images-idx3-ubyte.gz", "truncated gzip file"});
   write_file(small, small_gz + gzip_stored("x"));  // a second member: a byte after the images
   expect_invalid([&] { load_images(small); }, {"s-images-idx3-ubyte.gz", "unexpected bytes after"});
-  write_file(small, small_gz + "\x1f");  // a byte that starts no member
+  write_file(small, small_gz + "junk");  // bytes that start no member
   expect_invalid([&] { load_images(small); }, {"s-images-idx3-ubyte.gz", "corrupt gzip data"});
+  write_file(small, small_gz + "\x1f");  // a member cut off in its header
+  expect_invalid([&] { load_images(small); }, {"s-images-idx3-ubyte.gz", "truncated gzip file"});
+  // A second member whose header starts at the last byte of the reader's first 64 KiB: a stored
+  // member of d bytes is d + 23 long, so d = 65512 (an idx file of 1 image of 1×65496).
+  const std::string split = gzip_stored(idx_images(1, 1, 65496));
+  ASSERT_EQ(split.size(), 65535u);
+  write_file(small, split + gzip_stored("x"));
+  expect_invalid([&] { load_images(small); }, {"s-images-idx3-ubyte.gz", "unexpected bytes after"});
 }
 
 TEST(ImagesIdx, Truncated) {
