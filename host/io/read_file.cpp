@@ -2,6 +2,7 @@
 #include "io/read_file.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -36,15 +37,17 @@ GzipReader::GzipReader(const std::string& path) : path_(path), s_(std::make_uniq
 
 size_t GzipReader::read(unsigned char* dst, size_t n) {
   State& s = *s_;
+  const auto refill = [&] {  // the next piece of the file; false at its end
+    const size_t got = std::fread(s.in, 1, sizeof s.in, s.file);
+    if (std::ferror(s.file)) throw InvalidArgument(path_ + ": read error");
+    s.z.next_in = s.in;
+    s.z.avail_in = static_cast<uInt>(got);
+    return got > 0;
+  };
   size_t done = 0;
   while (done < n && !s.done) {
-    if (s.z.avail_in == 0) {
-      const size_t got = std::fread(s.in, 1, sizeof s.in, s.file);
-      if (std::ferror(s.file)) throw InvalidArgument(path_ + ": read error");
-      if (got == 0) throw InvalidArgument(path_ + ": truncated gzip file (it ends inside the compressed stream)");
-      s.z.next_in = s.in;
-      s.z.avail_in = static_cast<uInt>(got);
-    }
+    if (s.z.avail_in == 0 && !refill())
+      throw InvalidArgument(path_ + ": truncated gzip file (it ends inside the compressed stream)");
     const size_t want = std::min<size_t>(n - done, size_t{1} << 30);
     s.z.next_out = dst + done;
     s.z.avail_out = static_cast<uInt>(want);
@@ -53,13 +56,7 @@ size_t GzipReader::read(unsigned char* dst, size_t n) {
     if (rc == Z_STREAM_END) {
       // The member's checksum and length matched. Another member may follow; anything else is
       // not part of a gzip file.
-      if (s.z.avail_in == 0) {
-        const size_t got = std::fread(s.in, 1, sizeof s.in, s.file);
-        if (std::ferror(s.file)) throw InvalidArgument(path_ + ": read error");
-        s.z.next_in = s.in;
-        s.z.avail_in = static_cast<uInt>(got);
-      }
-      if (s.z.avail_in == 0) {
+      if (s.z.avail_in == 0 && !refill()) {
         s.done = true;
       } else if (s.z.next_in[0] == 0x1f && (s.z.avail_in == 1 || s.z.next_in[1] == 0x8b)) {
         // (a header split across two reads: inflate checks the rest)

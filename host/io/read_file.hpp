@@ -1,6 +1,5 @@
 #pragma once
 // Reading input files, plain or gzip-compressed (internal).
-#include <cstdio>
 #include <memory>
 #include <string>
 
