@@ -4,7 +4,9 @@
 # always; GPU tests run on a GPU and skip without one, unless CNNCERT_REQUIRE_GPU=1), after the
 # fuzz smoke (tools/fuzz-smoke.sh: every libFuzzer target for 20000 inputs; skipped without clang,
 # or with CNNCERT_FUZZ_SMOKE=0). Then the GPU tests once more on the CUDA sources built for the CPU
-# emulation (build-emu/, docs/CUDA_EMULATION.md; CNNCERT_EMULATION_TESTS=0 skips it). Last, the
+# emulation (build-emu/, docs/CUDA_EMULATION.md; CNNCERT_EMULATION_TESTS=0 skips it), and the race
+# check: those sources with ThreadSanitizer (tools/race-check.sh, build-race/; CNNCERT_RACE_CHECK=0
+# skips it, and it skips itself where ThreadSanitizer programs cannot run). Last, the
 # Python module: `pip install .` into build-venv/ and its pytest suite (tools/python-tests.sh;
 # CNNCERT_PYTHON_TESTS=0 skips it).
 set -euo pipefail
@@ -28,6 +30,10 @@ if [[ "${CNNCERT_EMULATION_TESTS:-1}" != 0 ]]; then
   cmake -S . -B build-emu -DCMAKE_BUILD_TYPE=Release -DCNNCERT_CUDA_EMULATION=ON -DCNNCERT_BUILD_CLI=OFF >/dev/null
   cmake --build build-emu -j"$jobs" --target cnncert_gpu_tests
   ctest --test-dir build-emu -L gpu --output-on-failure -j"$jobs" || status=$?
+fi
+if [[ "${CNNCERT_RACE_CHECK:-1}" != 0 ]]; then
+  echo "== the race check: the CUDA engine under CPU emulation with ThreadSanitizer (build-race/)"
+  tools/race-check.sh || status=$?
 fi
 if [[ "${CNNCERT_PYTHON_TESTS:-1}" != 0 ]]; then
   echo "== the Python module (pip install . into build-venv/, pytest tests/python)"

@@ -6,7 +6,9 @@
 // runs every block in turn on the calling thread, each of its threads as a fiber, so that
 // __syncthreads() is a real barrier and __shared__ storage is one per block. Launch limits,
 // barrier divergence and writes just past an allocation are reported like the hardware reports
-// faults (sticky errors). cuBLAS and cuDNN are stand-ins (cublas_v2.h, cudnn.h) or absent.
+// faults (sticky errors). cuBLAS and cuDNN are stand-ins (cublas_v2.h, cudnn.h) or absent. Built
+// with ThreadSanitizer (the race check), the blocks run on 4 host threads at once instead, and
+// data races between threads and blocks are reported (emulation.cpp).
 // Test builds only: nothing here is fast, and no GPU is involved.
 #include <cmath>
 #include <cstddef>
@@ -24,7 +26,7 @@
 #define __forceinline__ inline
 // Thread-local storage of the library's own (not dlopen'ed) kind: no lookup call per access.
 #define CNNCERT_EMU_TLS thread_local __attribute__((tls_model("initial-exec")))
-// One copy per block: every block of a launch runs on one host thread, one block at a time.
+// One copy per running block: a host thread runs one block at a time.
 #define __shared__ static CNNCERT_EMU_TLS
 
 // ---- runtime types ----------------------------------------------------------------------------

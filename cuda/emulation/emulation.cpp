@@ -2,6 +2,7 @@
 #include <ucontext.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -10,9 +11,29 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cuda_runtime.h"
+
+// Built with ThreadSanitizer (-DCNNCERT_RACECHECK=ON): the race check of docs/CUDA_EMULATION.md.
+#if defined(__SANITIZE_THREAD__)
+#define CNNCERT_EMU_RACECHECK 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CNNCERT_EMU_RACECHECK 1
+#endif
+#endif
+#ifndef CNNCERT_EMU_RACECHECK
+#define CNNCERT_EMU_RACECHECK 0
+#endif
+#if CNNCERT_EMU_RACECHECK
+#include <sanitizer/tsan_interface.h>
+// exported by the runtime, not declared by its header
+extern "C" void __tsan_ignore_thread_begin();
+extern "C" void AnnotateIgnoreSyncBegin(const char* file, int line);
+extern "C" void AnnotateIgnoreSyncEnd(const char* file, int line);
+#endif
 
 namespace cnncert::emu {
 
@@ -123,6 +144,69 @@ cudaError_t device_free(void* p) {
   return cudaSuccess;
 }
 
+// ---- the race check (ThreadSanitizer builds only) ---------------------------------------------
+//
+// Under ThreadSanitizer every emulated thread is a sanitizer fiber, and the switches between them
+// carry no ordering of their own: the only happens-before edges inside a block are the ones the
+// hardware gives, from every thread's code before a __syncthreads() to every thread's code after
+// it. Blocks of a grid run concurrently on kRaceWorkers host threads (block i on worker i mod
+// kRaceWorkers), so accesses of different blocks are unordered too, except on one worker, where
+// block i is ordered before block i + kRaceWorkers (its fibers, stacks and __shared__ storage are
+// reused). Launches are ordered after each other and with the host code around them, as on one
+// stream. A conflicting pair of accesses to the same global or shared memory that is not ordered
+// so is a data race, and the sanitizer reports it with both stacks. The emulator's own bookkeeping
+// on the worker (which thread runs next, its built-in variables) is not device code and is not
+// checked.
+namespace race {
+#if CNNCERT_EMU_RACECHECK
+constexpr bool kOn = true;
+void* current() {
+  return __tsan_get_current_fiber();
+}
+void* create(size_t t) {
+  void* f = __tsan_create_fiber(0);
+  __tsan_set_fiber_name(f, ("emulated CUDA thread " + std::to_string(t)).c_str());
+  return f;
+}
+void destroy(void* f) {
+  __tsan_destroy_fiber(f);
+}
+void switch_to(void* f) {
+  __tsan_switch_to_fiber(f, __tsan_switch_to_fiber_no_sync);
+}
+void release(void* token) {
+  __tsan_release(token);
+}
+void acquire(void* token) {
+  __tsan_acquire(token);
+}
+void ignore_this_thread() {
+  __tsan_ignore_thread_begin();
+}
+void ignore_sync_begin() {
+  AnnotateIgnoreSyncBegin(__FILE__, __LINE__);
+}
+void ignore_sync_end() {
+  AnnotateIgnoreSyncEnd(__FILE__, __LINE__);
+}
+#else
+constexpr bool kOn = false;
+inline void* current() {
+  return nullptr;
+}
+inline void* create(size_t) {
+  return nullptr;
+}
+inline void destroy(void*) {}
+inline void switch_to(void*) {}
+inline void release(void*) {}
+inline void acquire(void*) {}
+inline void ignore_this_thread() {}
+inline void ignore_sync_begin() {}
+inline void ignore_sync_end() {}
+#endif
+}  // namespace race
+
 // ---- fibers: the threads of one block ---------------------------------------------------------
 //
 // A context switch saves the callee-saved registers on the running stack and swaps stack
@@ -210,6 +294,8 @@ struct Fiber {
   std::unique_ptr<char[]> stack;
   FiberState state = FiberState::Ready;
   uint3 tid{0, 0, 0};
+  void* race_fiber = nullptr;  // the sanitizer's context of this thread (race check only)
+  unsigned barriers = 0;       // barriers passed in this block (race check only)
 };
 
 struct Block {
@@ -224,6 +310,13 @@ struct Block {
   void (*run)(void*) = nullptr;
   void* ctx = nullptr;
   std::string error;
+  // Race check only: the scheduler's sanitizer context, and the addresses whose release and
+  // acquire order a block's start before its threads, its threads before its end, and every
+  // thread's code before a barrier before every thread's code after it (barriers alternate
+  // between two, so that a thread released early cannot pass its next barrier's writes to a
+  // thread still leaving this one).
+  void* race_scheduler = nullptr;
+  char start_token = 0, end_token = 0, barrier_token[2] = {0, 0};
 };
 CNNCERT_EMU_TLS Block t_block;
 
@@ -243,9 +336,12 @@ void run_body(Block& blk) {
 
 [[noreturn]] void fiber_entry() {
   Block& blk = t_block;
+  race::acquire(&blk.start_token);
   run_body(blk);
   Fiber& f = blk.fibers[blk.current];
   f.state = FiberState::Done;
+  race::release(&blk.end_token);
+  race::switch_to(blk.race_scheduler);
   switch_context(f.ctx, blk.scheduler);
   std::abort();  // a finished fiber is never resumed
 }
@@ -254,14 +350,17 @@ void start_fiber(Block& blk, const dim3& b, size_t t) {
   Fiber& f = blk.fibers[t];
   f.tid = thread_index(b, t);
   if (!f.stack) f.stack.reset(new char[kFiberStack]);
+  if (race::kOn && !f.race_fiber) f.race_fiber = race::create(t);
   make_context(f.ctx, f.stack.get(), kFiberStack, fiber_entry);
   f.state = FiberState::Ready;
+  f.barriers = 0;
 }
 
 void resume(Block& blk, size_t t) {
   blk.current = t;
   g_vars.thread_idx = blk.fibers[t].tid;
   blk.in_fiber = true;
+  race::switch_to(blk.fibers[t].race_fiber);
   switch_context(blk.scheduler, blk.fibers[t].ctx);
   blk.in_fiber = false;
 }
@@ -271,15 +370,15 @@ void resume(Block& blk, size_t t) {
 /// data from one launch to the next). The first thread runs as a fiber; when it finishes without
 /// reaching a barrier, the kernel has none that all threads reach, and the others run as plain
 /// calls (a barrier one of them reaches then is divergence, an error). Otherwise all run as
-/// fibers, released together at each barrier.
-void run_block(Block& blk, const dim3& b) {
+/// fibers, released together at each barrier. Under the race check, all run as fibers always.
+void run_block_threads(Block& blk, const dim3& b) {
   const size_t n = static_cast<size_t>(b.x) * b.y * b.z;
   if (blk.fibers.size() < n) blk.fibers.resize(n);
   const auto thread_at = [&](size_t k) { return blk.reverse ? n - 1 - k : k; };
   const size_t first = thread_at(0);
   start_fiber(blk, b, first);
   resume(blk, first);
-  if (blk.fibers[first].state == FiberState::Done) {
+  if (!race::kOn && blk.fibers[first].state == FiberState::Done) {
     for (size_t k = 1; k < n && blk.error.empty(); ++k) {
       const size_t t = thread_at(k);
       g_vars.thread_idx = thread_index(b, t);
@@ -312,6 +411,123 @@ void run_block(Block& blk, const dim3& b) {
   }
 }
 
+/// Runs one block's threads; under the race check, after everything before on this host thread
+/// and before everything after.
+void run_block(Block& blk, const dim3& b) {
+  race::release(&blk.start_token);
+  run_block_threads(blk, b);
+  race::acquire(&blk.end_token);
+  if (!race::kOn) return;
+  for (Fiber& f : blk.fibers)  // abandoned after an error: a fresh sanitizer context next time
+    if (f.race_fiber && f.state != FiberState::Done) race::destroy(f.race_fiber), f.race_fiber = nullptr;
+}
+
+/// A launch: its grid, its kernel, and its thread order.
+struct GridPart {
+  dim3 grid, block;
+  void (*run)(void*);
+  void* ctx;
+  bool reverse;
+};
+
+/// Runs the blocks first, first + step, … of a grid on `blk` (the calling host thread's). Returns
+/// the first failing block's linear index and its error, with the block's index appended, or the
+/// grid's block count and "" when none failed.
+std::pair<uint64_t, std::string> run_blocks(Block& blk, const GridPart& job, uint64_t first, uint64_t step) {
+  blk.in_kernel = true;
+  struct Leave {
+    Block& b;
+    ~Leave() { b.in_kernel = false; }
+  } leave{blk};
+  blk.reverse = job.reverse;
+  blk.run = job.run;
+  blk.ctx = job.ctx;
+  blk.error.clear();
+  blk.divergent = false;
+  g_vars.block_dim = job.block;
+  g_vars.grid_dim = job.grid;
+  const uint64_t gx = job.grid.x, gxy = gx * job.grid.y, total = gxy * job.grid.z;
+  for (uint64_t i = first; i < total; i += step) {
+    const dim3 at(static_cast<unsigned>(i % gx), static_cast<unsigned>(i / gx % job.grid.y),
+                  static_cast<unsigned>(i / gxy));
+    g_vars.block_idx = {at.x, at.y, at.z};
+    run_block(blk, job.block);
+    if (!blk.error.empty())
+      return {i, blk.error + " in block (" + std::to_string(at.x) + "," + std::to_string(at.y) + "," +
+                     std::to_string(at.z) + ")"};
+  }
+  return {total, ""};
+}
+
+/// Race check only: the host threads that run a grid's blocks concurrently. Started at the first
+/// launch and never stopped (they wait for work); one launch at a time. Their mutex and condition
+/// variable order nothing for the sanitizer, which would otherwise order one worker's blocks
+/// before another's whenever the second woke after the first had finished; the launch is ordered
+/// after the host's code before it, and the host's code after it after every worker's blocks, by
+/// explicit release and acquire.
+class RaceWorkers {
+ public:
+  static constexpr unsigned kRaceWorkers = 4;
+  static RaceWorkers& get() {
+    static RaceWorkers* w = new RaceWorkers;  // never destroyed: its threads outlive main()
+    return *w;
+  }
+  /// The error of the grid's lowest failing block, or "".
+  std::string run(const GridPart& job) {
+    std::lock_guard<std::mutex> one_launch(launch_m_);
+    race::release(&go_token_);
+    std::unique_lock<std::mutex> lock(m_);
+    job_ = job;
+    finished_ = 0;
+    ++generation_;
+    go_.notify_all();
+    done_.wait(lock, [&] { return finished_ == kRaceWorkers; });
+    for (char& done : done_tokens_) race::acquire(&done);
+    const std::pair<uint64_t, std::string>* first = &errors_[0];
+    for (const auto& e : errors_)
+      if (e.first < first->first) first = &e;
+    return first->second;
+  }
+
+ private:
+  RaceWorkers() {
+    for (unsigned w = 0; w < kRaceWorkers; ++w) std::thread([this, w] { serve(w); }).detach();
+  }
+  void serve(unsigned w) {
+    race::ignore_this_thread();  // the scheduler's bookkeeping; its fibers are checked
+    Block& blk = t_block;
+    blk.race_scheduler = race::current();
+    for (uint64_t seen = 0;;) {
+      GridPart job{};
+      race::ignore_sync_begin();
+      {
+        std::unique_lock<std::mutex> lock(m_);
+        go_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        job = job_;
+      }
+      race::ignore_sync_end();
+      race::acquire(&go_token_);
+      auto error = run_blocks(blk, job, w, kRaceWorkers);
+      race::release(&done_tokens_[w]);
+      race::ignore_sync_begin();
+      {
+        std::lock_guard<std::mutex> lock(m_);
+        errors_[w] = std::move(error);
+        if (++finished_ == kRaceWorkers) done_.notify_one();
+      }
+      race::ignore_sync_end();
+    }
+  }
+  std::mutex launch_m_, m_;
+  std::condition_variable go_, done_;
+  uint64_t generation_ = 0;
+  unsigned finished_ = 0;
+  GridPart job_{};
+  std::pair<uint64_t, std::string> errors_[kRaceWorkers];
+  char go_token_ = 0, done_tokens_[kRaceWorkers] = {};
+};
+
 }  // namespace
 
 bool device_range(const void* p, size_t bytes) {
@@ -333,7 +549,11 @@ void syncthreads() {
   }
   Fiber& f = blk.fibers[blk.current];
   f.state = FiberState::AtBarrier;
+  void* token = &blk.barrier_token[f.barriers++ & 1];
+  race::release(token);
+  race::switch_to(blk.race_scheduler);
   switch_context(f.ctx, blk.scheduler);
+  race::acquire(token);
 }
 
 void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t, void (*run)(void*),
@@ -356,28 +576,10 @@ void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_byte
           std::string("kernel ") + kernel + " launched from device code (not supported by the emulation)");
     return;
   }
-  blk.in_kernel = true;
-  struct Leave {
-    Block& b;
-    ~Leave() { b.in_kernel = false; }
-  } leave{blk};
-  blk.reverse = (blk.launches++ & 1) != 0;
-  blk.run = run;
-  blk.ctx = ctx;
-  blk.error.clear();
-  blk.divergent = false;
-  g_vars.block_dim = block;
-  g_vars.grid_dim = grid;
-  for (unsigned z = 0; z < grid.z && blk.error.empty(); ++z)
-    for (unsigned y = 0; y < grid.y && blk.error.empty(); ++y)
-      for (unsigned x = 0; x < grid.x && blk.error.empty(); ++x) {
-        g_vars.block_idx = {x, y, z};
-        run_block(blk, block);
-        if (!blk.error.empty())
-          blk.error += " in block (" + std::to_string(x) + "," + std::to_string(y) + "," + std::to_string(z) + ")";
-      }
-  if (!blk.error.empty()) {
-    fault(cudaErrorLaunchFailure, std::string("kernel ") + kernel + ": " + blk.error);
+  const GridPart job{grid, block, run, ctx, (blk.launches++ & 1) != 0};
+  const std::string error = race::kOn ? RaceWorkers::get().run(job) : run_blocks(blk, job, 0, 1).second;
+  if (!error.empty()) {
+    fault(cudaErrorLaunchFailure, std::string("kernel ") + kernel + ": " + error);
     return;
   }
   Device& d = device();

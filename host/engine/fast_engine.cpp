@@ -39,8 +39,9 @@
 #include <cblas.h>
 #endif
 
-// Hot loops get an AVX2 clone chosen at run time (GCC on x86-64); the build stays portable.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// Hot loops get an AVX2 clone chosen at run time (GCC on x86-64); the build stays portable. Not
+// under ThreadSanitizer: the resolver runs before the sanitizer is set up (reference_engine.cpp).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define CNNCERT_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
 #else
 #define CNNCERT_AVX2_CLONE

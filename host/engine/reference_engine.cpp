@@ -76,8 +76,9 @@ struct Coeffs {
 };
 
 // y += alpha·x. Built for AVX2 too (picked at run time); no FMA contraction, so results are the
-// same on every x86-64 machine.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// same on every x86-64 machine. Not under ThreadSanitizer (-DCNNCERT_RACECHECK=ON): the clone's
+// resolver runs while libraries are relocated, before the sanitizer is set up, and crashes there.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("avx2", "default")))
 #endif
 void axpy(int64_t n, double alpha, const double* __restrict x, double* __restrict y) {
