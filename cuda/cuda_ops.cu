@@ -369,10 +369,6 @@ class CudaOps final : public Ops {
     CNNCERT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
   }
   void zero(void* dst, size_t bytes) override { CNNCERT_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream())); }
-  void synchronize() override {
-    ++paths_.syncs;
-    CNNCERT_CUDA_CHECK(cudaStreamSynchronize(stream()));
-  }
   double backsub_flops() const override { return flops_; }
   PathCounts path_counts() const override { return paths_; }
 

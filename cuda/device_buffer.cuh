@@ -8,7 +8,7 @@
 
 namespace cnncert::cuda {
 
-/// Device array of `size()` elements of T; copying is explicit (`clone`).
+/// Device array of `size()` elements of T; move-only (copies go through upload/download).
 template <class T>
 class DeviceBuffer {
  public:
@@ -42,11 +42,6 @@ class DeviceBuffer {
     CNNCERT_CUDA_CHECK(cudaMemcpyAsync(h.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost, s));
     CNNCERT_CUDA_CHECK(cudaStreamSynchronize(s));
     return h;
-  }
-  DeviceBuffer clone(cudaStream_t s) const {
-    DeviceBuffer c(n_);
-    if (n_) CNNCERT_CUDA_CHECK(cudaMemcpyAsync(c.p_, p_, n_ * sizeof(T), cudaMemcpyDeviceToDevice, s));
-    return c;
   }
 
  private:

@@ -44,3 +44,9 @@ cublasStatus_t cublasSetAtomicsMode(cublasHandle_t handle, cublasAtomicsMode_t m
 cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
                            int k, const float* alpha, const float* a, int lda, const float* b, int ldb,
                            const float* beta, float* c, int ldc);
+
+namespace cnncert::emu {
+/// Test hook: the next `n` cublasSgemm calls with work to do return CUBLAS_STATUS_EXECUTION_FAILED
+/// without touching their output, as a cuBLAS failing at execution time would.
+void cublas_fail_next_calls(int n);
+}  // namespace cnncert::emu

@@ -642,9 +642,6 @@ cudaError_t cudaGetLastError() {
   t_last = device().sticky;
   return e;
 }
-cudaError_t cudaPeekAtLastError() {
-  return t_last;
-}
 
 cudaError_t cudaGetDeviceCount(int* n) {
   if (!n) return fail(cudaErrorInvalidValue);
@@ -729,9 +726,6 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
 cudaError_t cudaFree(void* p) {
   return device_free(p);
 }
-cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) {
-  return device_alloc(p, bytes);
-}
 cudaError_t cudaFreeAsync(void* p, cudaStream_t) {
   return device_free(p);
 }
@@ -745,9 +739,6 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   if ((dst_dev && !on_device(dst, bytes)) || (src_dev && !on_device(src, bytes))) return fail(cudaErrorInvalidValue);
   std::memmove(dst, src, bytes);
   return cudaSuccess;
-}
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
-  return cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
 }
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) {
   if (const cudaError_t e = sticky()) return e;
@@ -784,9 +775,6 @@ cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, vo
   if (!pool || !value || attr != cudaMemPoolAttrReleaseThreshold) return fail(cudaErrorInvalidValue);
   std::memcpy(value, &pool->release_threshold, sizeof(uint64_t));
   return cudaSuccess;
-}
-cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t) {
-  return pool ? cudaSuccess : fail(cudaErrorInvalidValue);
 }
 cudaError_t cudaMallocFromPoolAsync(void** p, size_t bytes, cudaMemPool_t pool, cudaStream_t) {
   if (!pool) return fail(cudaErrorInvalidValue);

@@ -21,6 +21,15 @@ using cnncert::emu::device_fault;
 using cnncert::emu::device_faulted;
 using cnncert::emu::device_range;
 
+/// Counts down the failures a test asked for (emu::cublas_fail_next_calls, cudnn_fail_next_executions).
+bool take_failure(std::atomic<int>& left_to_fail) {
+  for (int left = left_to_fail.load(); left > 0;)
+    if (left_to_fail.compare_exchange_weak(left, left - 1)) return true;
+  return false;
+}
+
+std::atomic<int> g_sgemm_fail_next{0};
+
 /// Rounds to TF32 (10 explicit mantissa bits; to nearest, ties to even: the hardware's conversion
 /// may break ties otherwise or truncate, which matters only for telling full float32 apart).
 float tf32(float x) {
@@ -98,7 +107,7 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cubl
   if (lda < std::max<int64_t>(1, a_rows) || ldb < std::max<int64_t>(1, b_rows) || ldc < std::max(1, m))
     return CUBLAS_STATUS_INVALID_VALUE;
   if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
-  if (device_faulted()) return CUBLAS_STATUS_EXECUTION_FAILED;
+  if (take_failure(g_sgemm_fail_next) || device_faulted()) return CUBLAS_STATUS_EXECUTION_FAILED;
   const auto span = [](int64_t rows, int64_t cols, int64_t ld) {
     return rows == 0 || cols == 0 ? size_t(0) : static_cast<size_t>((cols - 1) * ld + rows) * sizeof(float);
   };
@@ -211,6 +220,9 @@ cudnnStatus_t set_4d(D* desc, cudnnTensorFormat_t format, cudnnDataType_t type, 
 namespace cnncert::emu {
 void cudnn_fail_next_executions(int n) {
   g_fail_next = n;
+}
+void cublas_fail_next_calls(int n) {
+  g_sgemm_fail_next = n;
 }
 }  // namespace cnncert::emu
 
@@ -376,9 +388,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void* alp
     return CUDNN_STATUS_NOT_SUPPORTED;
   const size_t ws = workspace_of(algo, *w_desc);
   if (workspace_bytes < ws || (ws && !workspace)) return CUDNN_STATUS_BAD_PARAM;
-  for (int left = g_fail_next.load(); left > 0;)
-    if (g_fail_next.compare_exchange_weak(left, left - 1)) return CUDNN_STATUS_EXECUTION_FAILED;
-  if (device_faulted()) return CUDNN_STATUS_EXECUTION_FAILED;
+  if (take_failure(g_fail_next) || device_faulted()) return CUDNN_STATUS_EXECUTION_FAILED;
   const cudnnFilterStruct& fd = *w_desc;
   const cudnnTensorStruct &yd = *dy_desc, &xd = *dx_desc;
   const cudnnConvolutionStruct& cv = *conv_desc;

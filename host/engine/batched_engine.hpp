@@ -24,7 +24,7 @@ struct PathCounts {
   int64_t gemm_library = 0;         ///< cuBLAS GEMMs
   int64_t gemm_own = 0;             ///< the engine's own GEMM kernel
   int64_t launches = 0;             ///< kernel launches and library calls (each launches ≥ 1 kernel)
-  int64_t syncs = 0;                ///< host waits for the stream (downloads, synchronize)
+  int64_t syncs = 0;                ///< host waits for the stream (downloads)
 };
 
 /// The cost model's counts of the operations issued so far (EngineStats::model_*).
@@ -138,8 +138,6 @@ class Ops {
   virtual void flag_nonfinite(int64_t problems, int64_t size, const double* lo, const double* hi, int code,
                               int* flags) = 0;
 
-  /// Waits until every operation issued so far has finished.
-  virtual void synchronize() {}
   /// The number of problems of the bound() call about to be issued: the cost model counts each
   /// problem's arrays (centres, relaxations) once per primitive call. The backends ignore it.
   virtual void set_problems(int64_t /*problems*/) {}

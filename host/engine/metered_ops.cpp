@@ -214,10 +214,6 @@ class MeteredOps final : public Ops {
     problems_ = problems;
     in_->set_problems(problems);
   }
-  void synchronize() override {
-    ++c_.syncs, tally("synchronize", 0, 0, 0, 1);
-    in_->synchronize();
-  }
   double backsub_flops() const override { return in_->backsub_flops(); }
   PathCounts path_counts() const override { return in_->path_counts(); }
   CostCounts cost_counts() const override { return c_; }

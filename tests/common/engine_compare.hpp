@@ -22,6 +22,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cnncert/certify.hpp"
@@ -264,6 +265,88 @@ void expect_outer_bounds_skip_more_rows(MakeEngine&& make_engine, const std::fun
   EXPECT_GT(skipped, skipped_plain);
   EXPECT_LE(t.looser, t.rows / 100) << "more than 1 % of the bounds looser than the reference";
   EXPECT_LE(t.worst_looser, 0.01) << "a bound looser than the reference by more than 1 % of its width";
+}
+
+/// Input boxes on a float32 engine: in one batch a plain ball, a box of its own (asymmetric
+/// half-widths in [0, 0.2), some sides of width 0) and the ball again; then balls in [0, 1]
+/// clipped to that box (clip_to_box), with a box problem among them. In CNN-Cert's exact mode
+/// against the reference engine; in the default mode (rows for unstable neurons only) against
+/// `make_same_algorithm` when given (the same algorithm on another backend).
+template <class MakeEngine, class MakeSame = std::nullptr_t>
+void compare_input_boxes(MakeEngine&& make_engine, MakeSame&& make_same_algorithm = nullptr) {
+  uint64_t seed = 1300;
+  for (Family f : {Family::Mlp, Family::Cnn, Family::CnnMaxPool, Family::CnnAvgPoolPadded, Family::Residual})
+    for (ActKind act : {ActKind::Relu, ActKind::Tanh}) {
+      const Network net = random_network(f, act, ++seed);
+      std::mt19937_64 rng(seed);
+      std::uniform_real_distribution<double> u(0, 1);
+      auto boxed = [&](BoundProblem p) {
+        p.x_lower = p.x_upper = p.x0;
+        for (size_t j = 0; j < p.x0.size(); ++j) {
+          if (j % 7 != 0) p.x_lower[j] -= 0.2 * u(rng);
+          if (j % 5 != 0) p.x_upper[j] += 0.2 * u(rng);
+        }
+        return p;
+      };
+      std::vector<BoundProblem> own = margin_problems(net, 2, 0.04, seed * 7);
+      own.insert(own.begin() + 1, boxed(own[0]));
+      std::vector<BoundProblem> clipped = margin_problems(net, 2, 0.3, seed * 11);
+      for (BoundProblem& p : clipped)
+        for (double& v : p.x0) v = 0.5 + 0.4 * std::tanh(v);  // inside [0, 1]
+      clipped.push_back(boxed(clipped[0]));
+      for (const bool clip : {false, true})
+        for (const bool exact : {true, false}) {
+          BoundOptions o;
+          o.method = parse_method(act == ActKind::Relu ? "adaptive" : "crown");
+          o.exact_cnncert = exact;
+          o.want_intermediate = true;
+          o.clip_to_box = clip;
+          const auto& ps = clip ? clipped : own;
+          const std::string what = std::string(family_name(f)) + " " + act_name(act) + (clip ? " clipped" : " boxes") +
+                                   (exact ? ", exact" : ", default mode");
+          const auto got = make_engine(net)->bound(ps, o);
+          for (const BoundResult& r : got) EXPECT_TRUE(r.error.empty()) << what << ": " << r.error;
+          if (exact) {
+            compare_results(got, make_cpu_engine(net, 1)->bound(ps, o), what);
+          } else if constexpr (!std::is_same_v<std::decay_t<MakeSame>, std::nullptr_t>) {
+            compare_results(got, make_same_algorithm(net)->bound(ps, o), what);
+          }
+        }
+    }
+}
+
+/// Weights of 1e7: the first hidden layer's bounds stay below 1e12 for both problems, the
+/// second's exceed it for the problem at x0 = 1 only. Its error names the second layer, its
+/// intermediate bounds stop before it, and the other problem of the batch is unaffected: as the
+/// reference engine reports (a batched engine's flags are downloaded once, with the results).
+template <class MakeEngine>
+void expect_unreliable_problem_fails_alone(MakeEngine&& make_engine) {
+  NetworkBuilder nb;
+  const int x = nb.input({1});
+  const int h1 = nb.activation(nb.dense(x, DenseAttr{2, 1, {1e7, -1e7}, {1, 1}}), ActKind::Relu);
+  const int h2 = nb.activation(nb.dense(h1, DenseAttr{2, 2, {1e7, 1, 1, -1e7}, {0, 0}}), ActKind::Relu);
+  const Network net = nb.build(nb.dense(h2, DenseAttr{1, 2, {1, 1}, {0}}));
+  const BoundProblem tame{{1e-6}, 1e-7, {1.0}, 1}, wild{{1.0}, 1e-3, {1.0}, 1};
+  BoundOptions o;
+  o.want_intermediate = true;
+  for (const bool exact : {false, true}) {
+    o.exact_cnncert = exact;
+    const auto got = make_engine(net)->bound({wild, tame, wild}, o),
+               ref = make_cpu_engine(net, 1)->bound({wild, tame, wild}, o);
+    ASSERT_EQ(got.size(), 3u);
+    for (size_t p = 0; p < 3; ++p) {
+      SCOPED_TRACE(p);
+      EXPECT_EQ(got[p].error, ref[p].error);
+      ASSERT_EQ(got[p].intermediate.size(), ref[p].intermediate.size());
+      for (size_t i = 0; i < got[p].intermediate.size(); ++i)
+        EXPECT_EQ(got[p].intermediate[i].node, ref[p].intermediate[i].node);
+    }
+    EXPECT_NE(got[0].error.find("exceed 1e12"), std::string::npos) << got[0].error;
+    EXPECT_TRUE(got[1].error.empty()) << got[1].error;
+    EXPECT_EQ(got[1].intermediate.size(), 2u);
+    EXPECT_EQ(got[0].intermediate.size(), 1u);  // the first layer's, before the unreliable one
+    compare_results({got[1]}, {ref[1]}, exact ? "tame problem, exact" : "tame problem");
+  }
 }
 
 /// Specification coefficients float32 cannot hold (0.1, 1/3): a float32 engine bounds the rounded

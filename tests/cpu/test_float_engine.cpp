@@ -66,16 +66,10 @@ TEST(FloatEngine, ProblemsWithDifferentRowCountsAndEmptySpecs) {
   EXPECT_TRUE(make_float_engine(net)->bound({}, o).empty());
 }
 
-TEST(FloatEngine, InputBoxClippingMatchesTheCpuEngine) {
-  const Network net = random_network(Family::CnnAvgPoolPadded, ActKind::Relu, 9);
-  auto ps = margin_problems(net, 2, 0.3, 21);
-  for (auto& p : ps)
-    for (double& v : p.x0) v = 0.5 + 0.4 * std::tanh(v);  // inside [0, 1]
-  BoundOptions o;
-  o.clip_to_box = true;
-  o.box_lo = 0, o.box_hi = 1;
-  o.exact_cnncert = true;
-  compare_results(make_float_engine(net)->bound(ps, o), make_cpu_engine(net, 1)->bound(ps, o), "clip");
+TEST(FloatEngine, InputBoxesMatchTheCpuEngines) {
+  // exact mode against the reference, the default mode against the fast CPU engine (the same rows)
+  compare_input_boxes([](const Network& net) { return make_float_engine(net); },
+                      [](const Network& net) { return make_fast_engine(net, 1); });
 }
 
 TEST(FloatEngine, BadProblemsAreRejectedLikeTheCpuEngine) {
@@ -220,36 +214,7 @@ TEST(FloatEngine, MismatchedOuterBoundsAreIgnored) {
 }
 
 TEST(FloatEngine, AProblemWhoseBoundsBecomeUnreliableFailsAloneNamingTheFirstNode) {
-  // Weights of 1e7: the first hidden layer's bounds stay below 1e12 for both problems, the
-  // second's exceed it for the problem at x0 = 1 only. Its error names the second layer, its
-  // intermediate bounds stop before it, and the other problem of the batch is unaffected: as the
-  // reference engine reports (the GPU engine's flags are downloaded once, with the results).
-  NetworkBuilder nb;
-  const int x = nb.input({1});
-  const int h1 = nb.activation(nb.dense(x, DenseAttr{2, 1, {1e7, -1e7}, {1, 1}}), ActKind::Relu);
-  const int h2 = nb.activation(nb.dense(h1, DenseAttr{2, 2, {1e7, 1, 1, -1e7}, {0, 0}}), ActKind::Relu);
-  const Network net = nb.build(nb.dense(h2, DenseAttr{1, 2, {1, 1}, {0}}));
-  const BoundProblem tame{{1e-6}, 1e-7, {1.0}, 1}, wild{{1.0}, 1e-3, {1.0}, 1};
-  BoundOptions o;
-  o.want_intermediate = true;
-  for (const bool exact : {false, true}) {
-    o.exact_cnncert = exact;
-    const auto got = make_float_engine(net)->bound({wild, tame, wild}, o),
-               ref = make_cpu_engine(net, 1)->bound({wild, tame, wild}, o);
-    ASSERT_EQ(got.size(), 3u);
-    for (size_t p = 0; p < 3; ++p) {
-      SCOPED_TRACE(p);
-      EXPECT_EQ(got[p].error, ref[p].error);
-      ASSERT_EQ(got[p].intermediate.size(), ref[p].intermediate.size());
-      for (size_t i = 0; i < got[p].intermediate.size(); ++i)
-        EXPECT_EQ(got[p].intermediate[i].node, ref[p].intermediate[i].node);
-    }
-    EXPECT_NE(got[0].error.find("exceed 1e12"), std::string::npos) << got[0].error;
-    EXPECT_TRUE(got[1].error.empty()) << got[1].error;
-    EXPECT_EQ(got[1].intermediate.size(), 2u);
-    EXPECT_EQ(got[0].intermediate.size(), 1u);  // the first layer's, before the unreliable one
-    compare_results({got[1]}, {ref[1]}, exact ? "tame problem, exact" : "tame problem");
-  }
+  expect_unreliable_problem_fails_alone([](const Network& net) { return make_float_engine(net); });
 }
 
 TEST(FloatEngine, CostModelCountsEachProblemsArraysOncePerCall) {

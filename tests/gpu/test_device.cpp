@@ -1,3 +1,4 @@
+#include "cnncert/error.hpp"
 #include "gpu_test_util.hpp"
 
 namespace cnncert::test {
@@ -9,6 +10,18 @@ TEST_F(GpuTest, DeviceIsReported) {
 }
 
 TEST_F(GpuTest, SmokeKernelMatchesCpu) {
+  EXPECT_EQ(cuda_smoke_test(), "");
+}
+
+TEST_F(GpuTest, SelectingADeviceChecksItsOrdinal) {
+  // cnncert certify --devices gpu under MPI selects local rank mod device count.
+  const int n = cuda_device_count();
+  ASSERT_GE(n, 1);
+  EXPECT_NO_THROW(cuda_use_device(n - 1));
+  EXPECT_NO_THROW(cuda_use_device(0));
+  EXPECT_THROW(cuda_use_device(n), InvalidArgument);
+  EXPECT_THROW(cuda_use_device(-1), InvalidArgument);
+  // a refused ordinal leaves no error behind for the next launch
   EXPECT_EQ(cuda_smoke_test(), "");
 }
 

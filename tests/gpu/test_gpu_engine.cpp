@@ -98,6 +98,18 @@ TEST_F(GpuTest, FastAlgorithmMatchesTheHostBackend) {
   EXPECT_GT(by_outer, 0);
 }
 
+TEST_F(GpuTest, InputBoxesMatchTheCpuEngines) {
+  // Boxes of their own and balls clipped to [0, 1] (VNN-LIB regions, --clip): exact mode against
+  // the reference, the default mode against the same algorithm on the host backend.
+  compare_input_boxes([](const Network& net) { return make_gpu_engine(net); },
+                      [](const Network& net) { return make_float_engine(net); });
+}
+
+TEST_F(GpuTest, AProblemWhoseBoundsBecomeUnreliableFailsAlone) {
+  // The device's flags of non-finite or too large bounds, downloaded once with the results.
+  expect_unreliable_problem_fails_alone([](const Network& net) { return make_gpu_engine(net); });
+}
+
 TEST_F(GpuTest, SpecificationCoefficientsFloatCannotHoldStaySound) {
   for (const bool exact : {false, true})
     expect_inexact_specification_corrected([](const Network& net) { return make_gpu_engine(net); }, kFloatRtol, exact);

@@ -311,6 +311,29 @@ TEST_F(Emulator, ACuDNNFailureAtExecutionRunsTheOwnKernelWithTheSameBounds) {
     EXPECT_EQ(got[p].upper, want[p].upper);
   }
 }
+
+TEST_F(Emulator, ACuBLASFailureIsAnErrorNamingTheCallNotABound) {
+  // cuBLAS has no fallback: a failed GEMM fails the engine call with the call and its status
+  // (CUBLAS_STATUS_EXECUTION_FAILED = 13), and the next call, which succeeds, gives the bounds.
+  using namespace cnncert;
+  const Network net = test::random_network(test::Family::Mlp, ActKind::Relu, 3);
+  const auto ps = test::margin_problems(net, 2, 0.02, 4);
+  auto e = batched::make_batched_engine(net, batched::make_cuda_ops(0));
+  const auto want = e->bound(ps, BoundOptions{});
+  ASSERT_GT(e->stats().gemm_cublas, 0);
+  cnncert::emu::cublas_fail_next_calls(1);
+  try {
+    e->bound(ps, BoundOptions{});
+    ADD_FAILURE() << "the failed GEMM went unnoticed";
+  } catch (const CudaError& err) {
+    const std::string m = err.what();
+    EXPECT_NE(m.find("cublasSgemm"), std::string::npos) << m;
+    EXPECT_NE(m.find("cuBLAS status 13"), std::string::npos) << m;
+  }
+  const auto again = e->bound(ps, BoundOptions{});
+  ASSERT_EQ(again.size(), want.size());
+  for (size_t p = 0; p < want.size(); ++p) EXPECT_EQ(again[p].lower, want[p].lower);
+}
 #endif
 
 }  // namespace
