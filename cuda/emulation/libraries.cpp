@@ -28,7 +28,7 @@ bool take_failure(std::atomic<int>& left_to_fail) {
   return false;
 }
 
-std::atomic<int> g_sgemm_fail_next{0};
+std::atomic<int> g_sgemm_fail_next{0}, g_conv_fail_next{0};  // the failures still to give
 
 /// Rounds to TF32 (10 explicit mantissa bits; to nearest, ties to even: the hardware's conversion
 /// may break ties otherwise or truncate, which matters only for telling full float32 apart).
@@ -164,8 +164,6 @@ struct cudnnConvolutionStruct {
 
 namespace {
 
-std::atomic<int> g_fail_next{0};
-
 /// The checks shared by the algorithm query, the workspace query and the execution: set
 /// descriptors, the input channels the filter's times the groups, output channels divisible by
 /// the groups, and dy of the shape the forward convolution of dx would have.
@@ -219,7 +217,7 @@ cudnnStatus_t set_4d(D* desc, cudnnTensorFormat_t format, cudnnDataType_t type, 
 
 namespace cnncert::emu {
 void cudnn_fail_next_executions(int n) {
-  g_fail_next = n;
+  g_conv_fail_next = n;
 }
 void cublas_fail_next_calls(int n) {
   g_sgemm_fail_next = n;
@@ -388,7 +386,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void* alp
     return CUDNN_STATUS_NOT_SUPPORTED;
   const size_t ws = workspace_of(algo, *w_desc);
   if (workspace_bytes < ws || (ws && !workspace)) return CUDNN_STATUS_BAD_PARAM;
-  if (take_failure(g_fail_next) || device_faulted()) return CUDNN_STATUS_EXECUTION_FAILED;
+  if (take_failure(g_conv_fail_next) || device_faulted()) return CUDNN_STATUS_EXECUTION_FAILED;
   const cudnnFilterStruct& fd = *w_desc;
   const cudnnTensorStruct &yd = *dy_desc, &xd = *dx_desc;
   const cudnnConvolutionStruct& cv = *conv_desc;
