@@ -140,18 +140,67 @@ void syncthreads();
 
 /// Whether [p, p + bytes) lies inside one device allocation (for the library stand-ins).
 bool device_range(const void* p, size_t bytes);
+/// Whether p is null or points into a device allocation or just past its end.
+bool device_pointer(const void* p);
+/// While one is alive, host code may read and write device memory: the emulator's own work
+/// (kernels, copies, memsets, fills, guard checks) and the library stand-ins' computations.
+/// Everywhere else device memory is kept inaccessible, so that host code reading it through a
+/// pointer, which a GPU would not allow, stops at once with its stack (emulation.cpp, "device
+/// memory").
+class DeviceAccess {
+ public:
+  DeviceAccess();
+  ~DeviceAccess();
+  DeviceAccess(const DeviceAccess&) = delete;
+  DeviceAccess& operator=(const DeviceAccess&) = delete;
+};
+/// Whether host code is stopped at device memory (false where the address space could not be
+/// reserved, and in the race check's build).
+bool host_access_checked();
 /// Reports a fault as the hardware would (printed, then a sticky cudaErrorIllegalAddress).
 void device_fault(const char* what);
 /// Whether a fault is pending (sticky): library calls then fail, as on a GPU.
 bool device_faulted();
 
+/// A kernel argument that is not device memory: its position (from 0) and the pointer.
+struct BadArgument {
+  size_t index = 0;
+  const void* pointer = nullptr;
+};
+
 /// Runs `run(ctx)` as every thread of a grid (after checking the launch configuration like the
-/// hardware does); errors go where the runtime's go (cudaGetLastError, sticky faults).
+/// hardware does); errors go where the runtime's go (cudaGetLastError, sticky faults). With `bad`
+/// and a valid configuration, the launch is a fault instead (sticky cudaErrorIllegalAddress,
+/// printed with the kernel and the argument), as a GPU would fault reading that pointer.
 void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t s, void (*run)(void*),
-                   void* ctx);
+                   void* ctx, const BadArgument* bad);
+
+/// Whether a kernel argument holds only device pointers (or null): a pointer argument, and the
+/// pointers of a struct for which `device_pointers(v)` (found by argument-dependent lookup, next
+/// to the struct) lists them. Others hold no pointers. The first bad pointer goes to `bad`.
+template <class T>
+bool device_argument_ok(size_t index, const T& v, BadArgument& bad) {
+  if constexpr (std::is_pointer_v<T>) {
+    if (v == nullptr || device_pointer(v)) return true;
+    bad = {index, v};
+    return false;
+  } else if constexpr (requires { device_pointers(v); }) {
+    for (const void* p : device_pointers(v))
+      if (p != nullptr && !device_pointer(p)) {
+        bad = {index, p};
+        return false;
+      }
+    return true;
+  } else {
+    return true;
+  }
+}
 
 /// Kernel launch: the arguments are converted to the kernel's parameter types once, as a launch
-/// copies them, and every emulated thread calls the kernel with that copy.
+/// copies them, and every emulated thread calls the kernel with that copy. A pointer among them
+/// that is not device memory (a host array passed by mistake, which works here and faults on a
+/// GPU) is a fault, and the kernel does not run (stricter than a GPU, which faults only where the
+/// pointer is read).
 template <class... P, class... A>
 void launch(const char* kernel, void (*fn)(P...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t s,
             A&&... a) {
@@ -160,13 +209,21 @@ void launch(const char* kernel, void (*fn)(P...), dim3 grid, dim3 block, size_t 
     void (*fn)(P...);
     std::tuple<std::decay_t<P>...> args;
   } ctx{fn, std::tuple<std::decay_t<P>...>(std::forward<A>(a)...)};
+  BadArgument bad;
+  const bool args_ok = std::apply(
+      [&bad](const auto&... v) {
+        size_t i = 0;
+        (void)i, (void)bad;  // (a kernel without parameters)
+        return (device_argument_ok(i++, v, bad) && ...);
+      },
+      ctx.args);
   launch_erased(
       kernel, grid, block, shared_bytes, s,
       [](void* p) {
         auto* c = static_cast<Ctx*>(p);
         std::apply(c->fn, c->args);
       },
-      &ctx);
+      &ctx, args_ok ? nullptr : &bad);
 }
 
 }  // namespace cnncert::emu

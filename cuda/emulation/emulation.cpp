@@ -1,6 +1,11 @@
 // The CPU emulation of the CUDA runtime declared in cuda_runtime.h (test builds only).
+#include <execinfo.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <ucontext.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -60,6 +65,135 @@ Device& device() {
 }
 thread_local cudaError_t t_last = cudaSuccess;
 
+// ---- device memory: host memory that host code cannot touch -----------------------------------
+//
+// On a GPU, host code that dereferences a device pointer crashes (or reads another address
+// space's garbage); on the host backend and in a plain emulation it works, so such a bug would
+// first show on the first GPU run. So device allocations come from one reserved range of address
+// space (the arena), kept inaccessible (PROT_NONE) except while a DeviceAccess is alive: the
+// emulator's own work (a kernel, a copy or memset, the fill of new memory, the guard checks) and
+// the library stand-ins' computations. Host code that touches device memory anywhere else gets a
+// segmentation fault, reported with the address and the stack, and the test process ends there.
+// (The opposite mistake, a host array passed to a kernel, is caught at the launch: launch() in
+// cuda_runtime.h.) Blocks are powers of two of at least a page, on pages of their own, and are
+// reused after a free (a free list per size). One mprotect over the arena's used part opens and
+// closes it (the first DeviceAccess opens, the last closes). Off in the race check's build, whose
+// sanitizer keeps its own view of the address space, and where the range cannot be reserved;
+// device memory is then plain malloc'ed memory.
+class Arena {
+ public:
+  static Arena& get() {
+    static Arena* a = new Arena;  // never destroyed: allocations may outlive main()'s statics
+    return *a;
+  }
+  bool protecting() const { return base_ != nullptr; }
+  /// A block of the smallest power of two ≥ max(bytes, a page), or null when the arena is full.
+  unsigned char* take(size_t bytes) {
+    const int cls = size_class(bytes);
+    std::lock_guard<std::mutex> lock(m_);
+    auto& list = free_[static_cast<size_t>(cls)];
+    if (!list.empty()) {
+      unsigned char* b = list.back();
+      list.pop_back();
+      return b;
+    }
+    const size_t size = size_t(1) << cls;
+    if (size > kReserve - top_) return nullptr;
+    unsigned char* b = base_ + top_;
+    top_ += size;
+    if (depth_ > 0) protect(b, size, PROT_READ | PROT_WRITE);  // (else opened with the rest)
+    return b;
+  }
+  /// Returns a block for reuse; the pages of a large one go back to the system (it is filled
+  /// again when reused).
+  void give(unsigned char* block, size_t bytes) {
+    const int cls = size_class(bytes);
+    if (cls >= 20) (void)madvise(block, size_t(1) << cls, MADV_DONTNEED);
+    std::lock_guard<std::mutex> lock(m_);
+    free_[static_cast<size_t>(cls)].push_back(block);
+  }
+  /// Returns a block for good (after cudaDeviceReset: a buffer that outlived the reset must not
+  /// alias a new allocation); its pages go back to the system, its addresses stay inaccessible.
+  void retire(unsigned char* block, size_t bytes) {
+    (void)madvise(block, size_t(1) << size_class(bytes), MADV_DONTNEED);
+  }
+  void open() {
+    std::lock_guard<std::mutex> lock(m_);
+    if (depth_++ == 0 && top_ > 0) protect(base_, top_, PROT_READ | PROT_WRITE);
+  }
+  void close() {
+    std::lock_guard<std::mutex> lock(m_);
+    if (--depth_ == 0 && top_ > 0) protect(base_, top_, PROT_NONE);
+  }
+  /// Whether `p` lies in the part of the arena handed out so far (live, free or retired blocks).
+  bool holds(const void* p) const {
+    const auto a = reinterpret_cast<uintptr_t>(p), b = reinterpret_cast<uintptr_t>(base_);
+    return base_ && a >= b && a - b < top_;
+  }
+
+ private:
+  // Address space only. Blocks are reused at their own size, never split or merged, so the used
+  // part is the sum over sizes of each size's peak: far below this for the tests' networks.
+  static constexpr size_t kReserve = size_t(64) << 30;
+  Arena() {
+    if (CNNCERT_EMU_RACECHECK) return;
+    const long page = sysconf(_SC_PAGESIZE);
+    while (page > 0 && (1l << min_class_) < page) ++min_class_;
+    void* p = mmap(nullptr, kReserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return;
+    base_ = static_cast<unsigned char*>(p);
+    void* frames[4];
+    backtrace(frames, 4);  // loads the unwinder now, not in the signal handler
+    struct sigaction sa {};
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &previous_);
+  }
+  int size_class(size_t bytes) const {
+    int c = min_class_;
+    while ((size_t(1) << c) < bytes) ++c;
+    return c;
+  }
+  static void protect(unsigned char* p, size_t n, int prot) {
+    if (mprotect(p, n, prot) != 0) {
+      std::perror("cnncert CUDA emulation: mprotect of device memory");
+      std::abort();
+    }
+  }
+  /// SIGSEGV. A fault in the arena while another thread has opened it is repeated (it now
+  /// succeeds). One while it is closed, a host access to device memory, is reported. Then, and
+  /// for any other SIGSEGV, the previous disposition is restored and the fault repeated (a signal
+  /// sent rather than a fault is raised again), which ends the process as it would have without
+  /// this handler.
+  static void on_fault(int, siginfo_t* info, void*) {
+    Arena& a = get();
+    const bool fault = info->si_code > 0;
+    if (fault && a.holds(info->si_addr)) {
+      if (a.depth_ > 0) return;
+      char msg[512];
+      const int n =
+          std::snprintf(msg, sizeof msg,
+                        "cnncert CUDA emulation: host code touched device memory at %p, outside kernels, "
+                        "copies and the libraries (on a GPU: a crash). Stack (addr2line -f -C -e FILE +OFFSET "
+                        "names a frame):\n",
+                        info->si_addr);
+      if (n > 0) (void)!write(2, msg, std::min(static_cast<size_t>(n), sizeof msg - 1));
+      void* frames[64];
+      backtrace_symbols_fd(frames, backtrace(frames, 64), 2);
+    }
+    sigaction(SIGSEGV, &a.previous_, nullptr);
+    if (!fault) raise(SIGSEGV);
+  }
+  unsigned char* base_ = nullptr;
+  size_t top_ = 0;             // bytes of the arena handed out so far
+  std::atomic<int> depth_{0};  // DeviceAccess objects alive (read by the signal handler)
+  int min_class_ = 12;         // log2 of the page size
+  std::vector<unsigned char*> free_[64];
+  std::mutex m_;
+  struct sigaction previous_ {};
+};
+
 cudaError_t fail(cudaError_t e) {
   t_last = e;
   return e;
@@ -110,6 +244,25 @@ bool on_device(const void* p, size_t n) {
   return a >= it->first && n <= it->second && a - it->first <= it->second - n;
 }
 
+/// Returns the memory of the allocation at `addr` of `size` bytes (to the arena, for reuse or for
+/// good, or to free()).
+void release_block(uintptr_t addr, size_t size, bool for_good = false) {
+  auto* raw = reinterpret_cast<unsigned char*>(addr) - kGuard;
+  Arena& arena = Arena::get();
+  if (!arena.protecting())
+    std::free(raw);
+  else if (for_good)
+    arena.retire(raw, size + 2 * kGuard);
+  else
+    arena.give(raw, size + 2 * kGuard);
+}
+
+/// Whether p is device memory for a copy's host side: inside an allocation, or in the arena at all
+/// (a freed block's stale pointer).
+bool device_side(const void* p) {
+  return on_device(p, 1) || Arena::get().holds(p);
+}
+
 cudaError_t device_alloc(void** p, size_t bytes) {
   if (!p) return fail(cudaErrorInvalidValue);
   if (const cudaError_t e = sticky()) return e;
@@ -118,8 +271,11 @@ cudaError_t device_alloc(void** p, size_t bytes) {
   Device& d = device();
   std::lock_guard<std::mutex> lock(d.m);
   if (bytes > kDeviceMemory - d.used) return fail(cudaErrorMemoryAllocation);
-  auto* raw = static_cast<unsigned char*>(std::malloc(bytes + 2 * kGuard));
+  Arena& arena = Arena::get();
+  auto* raw = arena.protecting() ? arena.take(bytes + 2 * kGuard)
+                                 : static_cast<unsigned char*>(std::malloc(bytes + 2 * kGuard));
   if (!raw) return fail(cudaErrorMemoryAllocation);
+  const DeviceAccess access;
   std::memset(raw, kGuardByte, kGuard);
   std::memset(raw + kGuard, kFreshByte, bytes);
   std::memset(raw + kGuard + bytes, kGuardByte, kGuard);
@@ -136,11 +292,14 @@ cudaError_t device_free(void* p) {
   std::lock_guard<std::mutex> lock(d.m);
   auto it = d.allocs.find(reinterpret_cast<uintptr_t>(p));
   if (it == d.allocs.end()) return fail(cudaErrorInvalidValue);
-  if (std::string damage = damaged_guard(it->first, it->second); !damage.empty())
-    return fault(cudaErrorIllegalAddress, damage);
+  {
+    const DeviceAccess access;
+    if (std::string damage = damaged_guard(it->first, it->second); !damage.empty())
+      return fault(cudaErrorIllegalAddress, damage);
+  }
   d.used -= it->second;
+  release_block(it->first, it->second);
   d.allocs.erase(it);
-  std::free(static_cast<unsigned char*>(p) - kGuard);
   return cudaSuccess;
 }
 
@@ -533,6 +692,18 @@ class RaceWorkers {
 bool device_range(const void* p, size_t bytes) {
   return on_device(p, bytes);
 }
+bool device_pointer(const void* p) {
+  return p == nullptr || on_device(p, 0);
+}
+DeviceAccess::DeviceAccess() {
+  if (Arena::get().protecting()) Arena::get().open();
+}
+DeviceAccess::~DeviceAccess() {
+  if (Arena::get().protecting()) Arena::get().close();
+}
+bool host_access_checked() {
+  return Arena::get().protecting();
+}
 void device_fault(const char* what) {
   fault(cudaErrorIllegalAddress, what);
 }
@@ -557,7 +728,7 @@ void syncthreads() {
 }
 
 void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t, void (*run)(void*),
-                   void* ctx) {
+                   void* ctx, const BadArgument* bad) {
   if (sticky()) return;
   const unsigned long long threads = 1ull * block.x * block.y * block.z;
   if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 || block.z > 64 ||
@@ -570,6 +741,13 @@ void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_byte
     fail(cudaErrorInvalidValue);
     return;
   }
+  if (bad) {
+    std::ostringstream os;
+    os << "kernel " << kernel << ": argument " << bad->index << " (from 0) is not device memory (" << bad->pointer
+       << "; a host pointer? on a GPU: an illegal address)";
+    fault(cudaErrorIllegalAddress, os.str());
+    return;
+  }
   Block& blk = t_block;
   if (blk.in_kernel) {
     fault(cudaErrorLaunchFailure,
@@ -577,6 +755,7 @@ void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_byte
     return;
   }
   const GridPart job{grid, block, run, ctx, (blk.launches++ & 1) != 0};
+  const DeviceAccess access;
   const std::string error = race::kOn ? RaceWorkers::get().run(job) : run_blocks(blk, job, 0, 1).second;
   if (!error.empty()) {
     fault(cudaErrorLaunchFailure, std::string("kernel ") + kernel + ": " + error);
@@ -686,7 +865,7 @@ cudaError_t cudaDeviceSynchronize() {
 cudaError_t cudaDeviceReset() {
   Device& d = device();
   std::lock_guard<std::mutex> lock(d.m);
-  for (const auto& [addr, size] : d.allocs) std::free(reinterpret_cast<unsigned char*>(addr) - kGuard);
+  for (const auto& [addr, size] : d.allocs) release_block(addr, size, true);
   d.allocs.clear();
   d.used = 0;
   d.sticky = cudaSuccess;
@@ -737,6 +916,11 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
   const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
   if ((dst_dev && !on_device(dst, bytes)) || (src_dev && !on_device(src, bytes))) return fail(cudaErrorInvalidValue);
+  // The host side of a host↔device copy is read or written by the CPU: a device pointer there is
+  // a mix-up that would crash on a GPU.
+  if ((kind == cudaMemcpyHostToDevice && device_side(src)) || (kind == cudaMemcpyDeviceToHost && device_side(dst)))
+    return fail(cudaErrorInvalidValue);
+  const DeviceAccess access;
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
@@ -744,6 +928,7 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) {
   if (const cudaError_t e = sticky()) return e;
   if (bytes == 0) return cudaSuccess;
   if (!on_device(dst, bytes)) return fail(cudaErrorInvalidValue);
+  const DeviceAccess access;
   std::memset(dst, value, bytes);
   return cudaSuccess;
 }

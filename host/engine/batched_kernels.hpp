@@ -6,6 +6,7 @@
 // Layout: a coefficient tensor of a batch holds 2·half rows; rows [0, half) are the upper-bound
 // pass, rows [half, 2·half) the lower-bound pass of the same linear functions. Row r belongs to
 // problem prob[r % half]. Each row is the node's tensor in row-major (C, H, W) order.
+#include <array>
 #include <cmath>
 #include <cstdint>
 
@@ -87,6 +88,12 @@ struct RelaxStep {
   const float* then_bias = nullptr;
   int64_t then_div = 1;
 };
+/// The device arrays a RelaxStep points to (the CUDA emulation checks them at each launch).
+inline std::array<const void*, 7> device_pointers(const RelaxStep& r) {
+  return {r.prob, r.al, r.bl, r.au, r.bu, r.bias, r.then_bias};
+}
+// A member added to RelaxStep: a pointer goes into device_pointers above; then update the size.
+static_assert(sizeof(void*) != 8 || sizeof(RelaxStep) == 80, "RelaxStep changed: check device_pointers");
 
 /// Floating-point operations of conv_back_window over 2·half rows of (h, w) windows (as
 /// conv_back_flops, per window value).
@@ -282,6 +289,12 @@ struct IntervalStep {
   const int64_t* map = nullptr;  ///< Layout: the input element of each output element (−1: padding, 0)
   ActSpec act;                   ///< Activation
 };
+/// The device arrays an IntervalStep points to (the CUDA emulation checks them at each launch).
+inline std::array<const void*, 3> device_pointers(const IntervalStep& s) {
+  return {s.w, s.b, s.map};
+}
+// A member added to IntervalStep: a pointer goes into device_pointers above; then update the size.
+static_assert(sizeof(void*) != 8 || sizeof(IntervalStep) == 328, "IntervalStep changed: check device_pointers");
 
 /// Interval bounds [l, u] of output element j of one problem from its input bounds lo/hi (and,
 /// for Add, the second input's lo2/hi2), widened (widen_interval) except for pure copies.

@@ -6,7 +6,11 @@
 // the math mode, and the engine's fallback after a cuDNN failure at execution time runs.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <functional>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "check.cuh"
@@ -14,6 +18,7 @@
 #include "cnncert/error.hpp"
 #include "device_buffer.cuh"
 #include "engine/batched_engine.hpp"
+#include "engine/batched_kernels.hpp"
 #if CNNCERT_EMULATED_CUDA_LIBS
 #include "common/engine_compare.hpp"
 #include "common/net_factory.hpp"
@@ -65,6 +70,14 @@ __global__ void racy_kernel(int* out) {
 /// Writes one element past its array.
 __global__ void overrun_kernel(float* out, int n) {
   if (threadIdx.x == 0) out[n] = 1.0f;
+}
+
+/// Sets y[0] = 1 (its struct argument's pointers are only checked at the launch).
+__global__ void relax_step_kernel(cnncert::batched::RelaxStep, float* y) {
+  if (threadIdx.x == 0) y[0] = 1.0f;
+}
+__global__ void interval_step_kernel(cnncert::batched::IntervalStep, float* y) {
+  if (threadIdx.x == 0) y[0] = 1.0f;
 }
 
 class Emulator : public ::testing::Test {
@@ -168,6 +181,129 @@ TEST_F(Emulator, CopiesOutsideAllocationsAreInvalid) {
   EXPECT_EQ(cudaMemcpyAsync(h.data(), buf.data() + 4, 5 * sizeof(float), cudaMemcpyDeviceToHost, nullptr),
             cudaErrorInvalidValue);
   EXPECT_EQ(cudaMemcpyAsync(h.data(), buf.data() + 4, 4 * sizeof(float), cudaMemcpyDeviceToHost, nullptr), cudaSuccess);
+  cudaGetLastError();
+}
+
+// The mix-ups of the two address spaces that a GPU does not forgive and the host backend does.
+// Host code dereferencing a device pointer: the process stops there, with a message and the stack.
+TEST_F(Emulator, HostCodeThatTouchesDeviceMemoryStops) {
+  if (!cnncert::emu::host_access_checked()) GTEST_SKIP() << "device memory is not protected in this build";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  cnncert::cuda::DeviceBuffer<float> buf(4);
+  buf.upload(std::vector<float>{1, 2, 3, 4}, nullptr);
+  float* p = buf.data();
+  EXPECT_DEATH(
+      {
+        const volatile float* v = p + 2;
+        std::printf("%f\n", static_cast<double>(*v));
+      },
+      "host code touched device memory at");
+  EXPECT_DEATH(*static_cast<volatile float*>(p) = 0.0f, "host code touched device memory at");
+  // The emulator's own accesses go on: copies, memsets and kernels (every other test), and the
+  // values are those written.
+  EXPECT_EQ(buf.download(nullptr), (std::vector<float>{1, 2, 3, 4}));
+}
+
+// A host array given to a kernel, directly or inside a struct argument (device_pointers): a fault
+// at the launch, naming the kernel and the argument (on stderr), and the kernel does not run.
+TEST_F(Emulator, AHostArrayPassedToAKernelIsAnIllegalAddress) {
+  cnncert::cuda::DeviceBuffer<int> dev(64);
+  std::vector<int> host(64, 7);
+  try {
+    CNNCERT_LAUNCH(block_sum_kernel, 1, 64, 0, nullptr, host.data(), dev.data());
+    ADD_FAILURE() << "a host pointer went to a kernel unnoticed";
+  } catch (const cnncert::CudaError& e) {
+    EXPECT_NE(std::string(e.what()).find("cudaErrorIllegalAddress"), std::string::npos) << e.what();
+  }
+}
+
+// Each pointer member of the structs that carry pointers into kernels, in turn a host array: a
+// fault naming the argument, and the kernel does not run; with device arrays it runs.
+TEST_F(Emulator, AHostArrayInsideAStructArgumentIsAnIllegalAddress) {
+  const auto launch_with = [](auto kernel, const auto& arg, const char* what) {
+    cudaDeviceReset();  // (the previous case's fault)
+    cnncert::cuda::DeviceBuffer<float> y(1), dev(4);
+    y.upload(std::vector<float>{0}, nullptr);
+    auto a = arg(dev.data());
+    ::testing::internal::CaptureStderr();
+    bool threw = false;
+    try {
+      CNNCERT_LAUNCH(kernel, 1, 1, 0, nullptr, a, y.data());
+    } catch (const cnncert::CudaError& e) {
+      threw = true;
+      EXPECT_NE(std::string(e.what()).find("cudaErrorIllegalAddress"), std::string::npos) << what << ": " << e.what();
+    }
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    const cnncert::emu::DeviceAccess access;  // (the test reads device memory itself)
+    return std::make_tuple(threw, err, y.data()[0]);
+  };
+  float host[4] = {};
+  using cnncert::batched::IntervalStep;
+  using cnncert::batched::RelaxStep;
+  {
+    const auto [threw, err, y] = launch_with(
+        relax_step_kernel,
+        [](float* d) {
+          RelaxStep r;
+          r.al = r.bl = r.au = r.bu = r.then_bias = d;
+          r.prob = reinterpret_cast<const int*>(d), r.bias = reinterpret_cast<double*>(d);
+          return r;
+        },
+        "device arrays");
+    EXPECT_FALSE(threw) << err;
+    EXPECT_EQ(y, 1.0f) << "the kernel did not run";
+  }
+  const std::vector<std::pair<const char*, std::function<void(RelaxStep&)>>> relax_cases = {
+      {"prob", [&](RelaxStep& r) { r.prob = reinterpret_cast<const int*>(host); }},
+      {"al", [&](RelaxStep& r) { r.al = host; }},
+      {"bl", [&](RelaxStep& r) { r.bl = host; }},
+      {"au", [&](RelaxStep& r) { r.au = host; }},
+      {"bu", [&](RelaxStep& r) { r.bu = host; }},
+      {"bias", [&](RelaxStep& r) { r.bias = reinterpret_cast<double*>(host); }},
+      {"then_bias", [&](RelaxStep& r) { r.then_bias = host; }},
+  };
+  for (const auto& [name, set] : relax_cases) {
+    const auto [threw, err, y] = launch_with(
+        relax_step_kernel,
+        [&](float* d) {
+          RelaxStep r;
+          r.al = d;
+          set(r);
+          return r;
+        },
+        name);
+    EXPECT_TRUE(threw) << "RelaxStep::" << name << " on the host went unnoticed";
+    EXPECT_NE(err.find(": argument 0 (from 0) is not device memory"), std::string::npos) << name << ": " << err;
+    EXPECT_EQ(y, 0.0f) << "the kernel ran with RelaxStep::" << name << " on the host";
+  }
+  const std::vector<std::pair<const char*, std::function<void(IntervalStep&)>>> interval_cases = {
+      {"w", [&](IntervalStep& s) { s.w = host; }},
+      {"b", [&](IntervalStep& s) { s.b = host; }},
+      {"map", [&](IntervalStep& s) { s.map = reinterpret_cast<const int64_t*>(host); }},
+  };
+  for (const auto& [name, set] : interval_cases) {
+    const auto [threw, err, y] = launch_with(
+        interval_step_kernel,
+        [&](float* d) {
+          IntervalStep s;
+          s.w = d;
+          set(s);
+          return s;
+        },
+        name);
+    EXPECT_TRUE(threw) << "IntervalStep::" << name << " on the host went unnoticed";
+    EXPECT_EQ(y, 0.0f) << "the kernel ran with IntervalStep::" << name << " on the host";
+  }
+}
+
+// A device pointer on the host side of a copy (the CPU would touch it): refused.
+TEST_F(Emulator, ACopyWhoseHostSideIsDeviceMemoryIsInvalid) {
+  cnncert::cuda::DeviceBuffer<float> a(4), b(4);
+  EXPECT_EQ(cudaMemcpyAsync(a.data(), b.data(), 4 * sizeof(float), cudaMemcpyHostToDevice, nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(cudaMemcpyAsync(a.data(), b.data(), 4 * sizeof(float), cudaMemcpyDeviceToHost, nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(cudaMemcpyAsync(a.data(), b.data(), 4 * sizeof(float), cudaMemcpyDeviceToDevice, nullptr), cudaSuccess);
   cudaGetLastError();
 }
 
