@@ -253,6 +253,22 @@ TEST_F(Emulator, AHostArrayInsideAStructArgumentIsAnIllegalAddress) {
     EXPECT_FALSE(threw) << err;
     EXPECT_EQ(y, 1.0f) << "the kernel did not run";
   }
+  // Each member in turn a host array, the first a device array, the others null.
+  const auto each_member_on_host = [&](auto kernel, auto first, const char* type, const auto& cases) {
+    for (const auto& [name, set] : cases) {
+      const auto [threw, err, y] = launch_with(
+          kernel,
+          [&](float* d) {
+            auto a = first(d);
+            set(a);
+            return a;
+          },
+          name);
+      EXPECT_TRUE(threw) << type << "::" << name << " on the host went unnoticed";
+      EXPECT_NE(err.find(": argument 0 (from 0) is not device memory"), std::string::npos) << name << ": " << err;
+      EXPECT_EQ(y, 0.0f) << "the kernel ran with " << type << "::" << name << " on the host";
+    }
+  };
   const std::vector<std::pair<const char*, std::function<void(RelaxStep&)>>> relax_cases = {
       {"prob", [&](RelaxStep& r) { r.prob = reinterpret_cast<const int*>(host); }},
       {"al", [&](RelaxStep& r) { r.al = host; }},
@@ -262,38 +278,27 @@ TEST_F(Emulator, AHostArrayInsideAStructArgumentIsAnIllegalAddress) {
       {"bias", [&](RelaxStep& r) { r.bias = reinterpret_cast<double*>(host); }},
       {"then_bias", [&](RelaxStep& r) { r.then_bias = host; }},
   };
-  for (const auto& [name, set] : relax_cases) {
-    const auto [threw, err, y] = launch_with(
-        relax_step_kernel,
-        [&](float* d) {
-          RelaxStep r;
-          r.al = d;
-          set(r);
-          return r;
-        },
-        name);
-    EXPECT_TRUE(threw) << "RelaxStep::" << name << " on the host went unnoticed";
-    EXPECT_NE(err.find(": argument 0 (from 0) is not device memory"), std::string::npos) << name << ": " << err;
-    EXPECT_EQ(y, 0.0f) << "the kernel ran with RelaxStep::" << name << " on the host";
-  }
+  each_member_on_host(
+      relax_step_kernel,
+      [](float* d) {
+        RelaxStep r;
+        r.al = d;
+        return r;
+      },
+      "RelaxStep", relax_cases);
   const std::vector<std::pair<const char*, std::function<void(IntervalStep&)>>> interval_cases = {
       {"w", [&](IntervalStep& s) { s.w = host; }},
       {"b", [&](IntervalStep& s) { s.b = host; }},
       {"map", [&](IntervalStep& s) { s.map = reinterpret_cast<const int64_t*>(host); }},
   };
-  for (const auto& [name, set] : interval_cases) {
-    const auto [threw, err, y] = launch_with(
-        interval_step_kernel,
-        [&](float* d) {
-          IntervalStep s;
-          s.w = d;
-          set(s);
-          return s;
-        },
-        name);
-    EXPECT_TRUE(threw) << "IntervalStep::" << name << " on the host went unnoticed";
-    EXPECT_EQ(y, 0.0f) << "the kernel ran with IntervalStep::" << name << " on the host";
-  }
+  each_member_on_host(
+      interval_step_kernel,
+      [](float* d) {
+        IntervalStep s;
+        s.w = d;
+        return s;
+      },
+      "IntervalStep", interval_cases);
 }
 
 // A device pointer on the host side of a copy (the CPU would touch it): refused.
