@@ -2,20 +2,25 @@
 // CPU emulation of the part of the CUDA runtime that cuda/ uses (build option
 // CNNCERT_CUDA_EMULATION=ON; docs/CUDA_EMULATION.md). The project's .cu files compile as C++
 // against this header instead of the toolkit's: device memory is host memory with guard bytes,
-// streams run their work at once in issue order, and a kernel launch (CNNCERT_LAUNCH in check.cuh)
-// runs every block in turn on the calling thread, each of its threads as a fiber, so that
+// which host code cannot touch and a kernel only in its arguments' arrays (DeviceAccess), streams
+// run their work at once in issue order, and a kernel launch (CNNCERT_LAUNCH in check.cuh) runs
+// every block in turn on the calling thread, each of its threads as a fiber, so that
 // __syncthreads() is a real barrier and __shared__ storage is one per block. Launch limits,
-// barrier divergence and writes just past an allocation are reported like the hardware reports
-// faults (sticky errors). cuBLAS and cuDNN are stand-ins (cublas_v2.h, cudnn.h) or absent. Built
+// barrier divergence, host pointers given to kernels and writes just past an allocation are
+// reported like the hardware reports faults (sticky errors); an access to protected device memory
+// stops the process with the stack. cuBLAS and cuDNN are stand-ins (cublas_v2.h, cudnn.h) or absent. Built
 // with ThreadSanitizer (the race check), the blocks run on 4 host threads at once instead, and
 // data races between threads and blocks are reported (emulation.cpp).
 // Test builds only: nothing here is fast, and no GPU is involved.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #define CNNCERT_CUDA_EMULATION_RUNTIME 1
 
@@ -142,17 +147,24 @@ void syncthreads();
 bool device_range(const void* p, size_t bytes);
 /// Whether p is null or points into a device allocation or just past its end.
 bool device_pointer(const void* p);
-/// While one is alive, host code may read and write device memory: the emulator's own work
-/// (kernels, copies, memsets, fills, guard checks) and the library stand-ins' computations.
+/// While one is alive, the device allocations that the given pointers point into (or just past)
+/// may be read and written from the host: the emulator's own work (a kernel on its arguments',
+/// copies, memsets) and the library stand-ins' computations; other pointers are ignored.
 /// Everywhere else device memory is kept inaccessible, so that host code reading it through a
-/// pointer, which a GPU would not allow, stops at once with its stack (emulation.cpp, "device
-/// memory").
+/// pointer, which a GPU would not allow, and a kernel reading past its arrays stop at once with
+/// the stack (emulation.cpp, "device memory").
 class DeviceAccess {
  public:
-  DeviceAccess();
+  DeviceAccess(const void* const* pointers, size_t n);
+  DeviceAccess(std::initializer_list<const void*> pointers);
   ~DeviceAccess();
   DeviceAccess(const DeviceAccess&) = delete;
   DeviceAccess& operator=(const DeviceAccess&) = delete;
+  /// The first damaged guard byte of the open allocations ("" when none is).
+  std::string damaged() const;
+
+ private:
+  std::vector<std::pair<uintptr_t, size_t>> opened_;  // address, size
 };
 /// Whether host code is stopped at device memory (false where the address space could not be
 /// reserved, and in the race check's build).
@@ -169,27 +181,36 @@ struct BadArgument {
 };
 
 /// Runs `run(ctx)` as every thread of a grid (after checking the launch configuration like the
-/// hardware does); errors go where the runtime's go (cudaGetLastError, sticky faults). With `bad`
+/// hardware does), with access to the allocations that `pointers` (the arguments' pointers)
+/// point into; errors go where the runtime's go (cudaGetLastError, sticky faults). With `bad`
 /// and a valid configuration, the launch is a fault instead (sticky cudaErrorIllegalAddress,
 /// printed with the kernel and the argument), as a GPU would fault reading that pointer.
 void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t s, void (*run)(void*),
-                   void* ctx, const BadArgument* bad);
+                   void* ctx, const BadArgument* bad, const void* const* pointers, size_t n_pointers);
 
 /// Whether a kernel argument holds only device pointers (or null): a pointer argument, and the
 /// pointers of a struct for which `device_pointers(v)` (found by argument-dependent lookup, next
-/// to the struct) lists them. Others hold no pointers. The first bad pointer goes to `bad`.
+/// to the struct) lists them. Others hold no pointers. The first bad pointer goes to `bad`; the
+/// good ones are added to `pointers`.
 template <class T>
-bool device_argument_ok(size_t index, const T& v, BadArgument& bad) {
+bool device_argument_ok(size_t index, const T& v, BadArgument& bad, std::vector<const void*>& pointers) {
   if constexpr (std::is_pointer_v<T>) {
-    if (v == nullptr || device_pointer(v)) return true;
-    bad = {index, v};
-    return false;
+    if (v == nullptr) return true;
+    if (!device_pointer(v)) {
+      bad = {index, v};
+      return false;
+    }
+    pointers.push_back(v);
+    return true;
   } else if constexpr (requires { device_pointers(v); }) {
-    for (const void* p : device_pointers(v))
-      if (p != nullptr && !device_pointer(p)) {
+    for (const void* p : device_pointers(v)) {
+      if (p == nullptr) continue;
+      if (!device_pointer(p)) {
         bad = {index, p};
         return false;
       }
+      pointers.push_back(p);
+    }
     return true;
   } else {
     return true;
@@ -210,11 +231,12 @@ void launch(const char* kernel, void (*fn)(P...), dim3 grid, dim3 block, size_t 
     std::tuple<std::decay_t<P>...> args;
   } ctx{fn, std::tuple<std::decay_t<P>...>(std::forward<A>(a)...)};
   BadArgument bad;
+  std::vector<const void*> pointers;
   const bool args_ok = std::apply(
-      [&bad](const auto&... v) {
+      [&](const auto&... v) {
         size_t i = 0;
-        (void)i, (void)bad;  // (a kernel without parameters)
-        return (device_argument_ok(i++, v, bad) && ...);
+        (void)i;  // (a kernel without parameters)
+        return (device_argument_ok(i++, v, bad, pointers) && ...);
       },
       ctx.args);
   launch_erased(
@@ -223,7 +245,7 @@ void launch(const char* kernel, void (*fn)(P...), dim3 grid, dim3 block, size_t 
         auto* c = static_cast<Ctx*>(p);
         std::apply(c->fn, c->args);
       },
-      &ctx, args_ok ? nullptr : &bad);
+      &ctx, args_ok ? nullptr : &bad, pointers.data(), pointers.size());
 }
 
 }  // namespace cnncert::emu

@@ -68,18 +68,21 @@ thread_local cudaError_t t_last = cudaSuccess;
 // ---- device memory: host memory that host code cannot touch -----------------------------------
 //
 // On a GPU, host code that dereferences a device pointer crashes (or reads another address
-// space's garbage); on the host backend and in a plain emulation it works, so such a bug would
-// first show on the first GPU run. So device allocations come from one reserved range of address
-// space (the arena), kept inaccessible (PROT_NONE) except while a DeviceAccess is alive: the
-// emulator's own work (a kernel, a copy or memset, the fill of new memory, the guard checks) and
-// the library stand-ins' computations. Host code that touches device memory anywhere else gets a
-// segmentation fault, reported with the address and the stack, and the test process ends there.
-// (The opposite mistake, a host array passed to a kernel, is caught at the launch: launch() in
-// cuda_runtime.h.) Blocks are powers of two of at least a page, on pages of their own, and are
-// reused after a free (a free list per size). One mprotect over the arena's used part opens and
-// closes it (the first DeviceAccess opens, the last closes). Off in the race check's build, whose
-// sanitizer keeps its own view of the address space, and where the range cannot be reserved;
-// device memory is then plain malloc'ed memory.
+// space's garbage), and a kernel that reads past its array reads garbage or faults; on the host
+// backend and in a plain emulation both go unseen, so such a bug would first show on the first GPU
+// run. So device allocations come from one reserved range of address space (the arena), and each
+// allocation's pages are inaccessible (PROT_NONE) except while the emulator works on that
+// allocation (a DeviceAccess): a kernel on the allocations its arguments point into, a copy or
+// memset on its operands, the fill of new memory, the guard checks, a library stand-in on its
+// operands. Host code that touches device memory anywhere else, and a kernel that touches any
+// allocation but its arguments', gets a segmentation fault, reported with the address, the kernel
+// and the stack, and the process ends there. Each allocation ends on a page boundary (its size
+// rounded up to 8 bytes), followed by a page that is never accessible, so a kernel reading or
+// writing just past its array faults too. (A host array passed to a kernel is caught at the
+// launch: launch() in cuda_runtime.h.) Blocks are powers of two of at least two pages, reused
+// after a free (a free list per size). Off in the race check's build, whose sanitizer keeps its
+// own view of the address space, and where the range cannot be reserved; device memory is then
+// plain malloc'ed memory with guard bytes on both sides.
 class Arena {
  public:
   static Arena& get() {
@@ -87,7 +90,20 @@ class Arena {
     return *a;
   }
   bool protecting() const { return base_ != nullptr; }
-  /// A block of the smallest power of two ≥ max(bytes, a page), or null when the arena is full.
+
+  /// Where an allocation of `size` bytes lies in its block: the user region is the last
+  /// round_up(size, 8) bytes of `pages` bytes (guard bytes before it, the rounding after it),
+  /// then an inaccessible page.
+  struct Layout {
+    size_t span, pages, block;
+  };
+  Layout layout(size_t size) const {
+    const size_t span = (size + 7) / 8 * 8, pages = (span + kLead + page_ - 1) / page_ * page_;
+    return {span, pages, pages + page_};
+  }
+  static constexpr size_t kLead = 64;  // guard bytes before an allocation
+
+  /// A block of the smallest power of two ≥ `bytes`, or null when the arena is full.
   unsigned char* take(size_t bytes) {
     const int cls = size_class(bytes);
     std::lock_guard<std::mutex> lock(m_);
@@ -101,7 +117,6 @@ class Arena {
     if (size > kReserve - top_) return nullptr;
     unsigned char* b = base_ + top_;
     top_ += size;
-    if (depth_ > 0) protect(b, size, PROT_READ | PROT_WRITE);  // (else opened with the rest)
     return b;
   }
   /// Returns a block for reuse; the pages of a large one go back to the system (it is filled
@@ -117,13 +132,19 @@ class Arena {
   void retire(unsigned char* block, size_t bytes) {
     (void)madvise(block, size_t(1) << size_class(bytes), MADV_DONTNEED);
   }
-  void open() {
+  /// Opens (or closes) the `pages` bytes at `start` of one allocation; nested opens count.
+  void open(unsigned char* start, size_t pages) {
     std::lock_guard<std::mutex> lock(m_);
-    if (depth_++ == 0 && top_ > 0) protect(base_, top_, PROT_READ | PROT_WRITE);
+    if (open_[start]++ == 0) protect(start, pages, PROT_READ | PROT_WRITE);
   }
-  void close() {
+  void close(unsigned char* start, size_t pages) {
     std::lock_guard<std::mutex> lock(m_);
-    if (--depth_ == 0 && top_ > 0) protect(base_, top_, PROT_NONE);
+    auto it = open_.find(start);
+    if (it == open_.end()) return;
+    if (--it->second == 0) {
+      protect(start, pages, PROT_NONE);
+      open_.erase(it);
+    }
   }
   /// Whether `p` lies in the part of the arena handed out so far (live, free or retired blocks).
   bool holds(const void* p) const {
@@ -138,7 +159,9 @@ class Arena {
   Arena() {
     if (CNNCERT_EMU_RACECHECK) return;
     const long page = sysconf(_SC_PAGESIZE);
-    while (page > 0 && (1l << min_class_) < page) ++min_class_;
+    if (page <= 0) return;
+    page_ = static_cast<size_t>(page);
+    while ((size_t(1) << min_class_) < 2 * page_) ++min_class_;
     void* p = mmap(nullptr, kReserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) return;
     base_ = static_cast<unsigned char*>(p);
@@ -161,35 +184,13 @@ class Arena {
       std::abort();
     }
   }
-  /// SIGSEGV. A fault in the arena while another thread has opened it is repeated (it now
-  /// succeeds). One while it is closed, a host access to device memory, is reported. Then, and
-  /// for any other SIGSEGV, the previous disposition is restored and the fault repeated (a signal
-  /// sent rather than a fault is raised again), which ends the process as it would have without
-  /// this handler.
-  static void on_fault(int, siginfo_t* info, void*) {
-    Arena& a = get();
-    const bool fault = info->si_code > 0;
-    if (fault && a.holds(info->si_addr)) {
-      if (a.depth_ > 0) return;
-      char msg[512];
-      const int n =
-          std::snprintf(msg, sizeof msg,
-                        "cnncert CUDA emulation: host code touched device memory at %p, outside kernels, "
-                        "copies and the libraries (on a GPU: a crash). Stack (addr2line -f -C -e FILE +OFFSET "
-                        "names a frame):\n",
-                        info->si_addr);
-      if (n > 0) (void)!write(2, msg, std::min(static_cast<size_t>(n), sizeof msg - 1));
-      void* frames[64];
-      backtrace_symbols_fd(frames, backtrace(frames, 64), 2);
-    }
-    sigaction(SIGSEGV, &a.previous_, nullptr);
-    if (!fault) raise(SIGSEGV);
-  }
+  static void on_fault(int, siginfo_t* info, void*);
   unsigned char* base_ = nullptr;
-  size_t top_ = 0;             // bytes of the arena handed out so far
-  std::atomic<int> depth_{0};  // DeviceAccess objects alive (read by the signal handler)
-  int min_class_ = 12;         // log2 of the page size
+  size_t top_ = 0;  // bytes of the arena handed out so far
+  size_t page_ = 4096;
+  int min_class_ = 13;
   std::vector<unsigned char*> free_[64];
+  std::map<unsigned char*, int> open_;  // open allocations (their first page) and their DeviceAccess count
   std::mutex m_;
   struct sigaction previous_ {};
 };
@@ -211,11 +212,43 @@ cudaError_t sticky() {
   return e == cudaSuccess ? e : fail(e);
 }
 
-/// The guard bytes of one allocation: "" when intact, else what was overwritten.
+/// Where an allocation at user address `user` of `size` bytes lives: the start of its memory
+/// (its arena block, or what malloc returned), the bytes that a DeviceAccess opens (none without
+/// the arena) and its tail guard bytes (the rounding to 8 in the arena; kGuard without it).
+struct Placement {
+  unsigned char* start;
+  size_t open_bytes, block_bytes, tail;
+};
+Placement placement(uintptr_t user, size_t size) {
+  const Arena& arena = Arena::get();
+  auto* u = reinterpret_cast<unsigned char*>(user);
+  if (!arena.protecting()) return {u - kGuard, 0, 0, kGuard};
+  const Arena::Layout l = arena.layout(size);
+  return {u + l.span - l.pages, l.pages, l.block, l.span - size};
+}
+
+/// Opens one allocation's pages while alive (the emulator's own work on it).
+class OpenAllocation {
+ public:
+  OpenAllocation(uintptr_t user, size_t size) : p_(placement(user, size)) {
+    if (p_.open_bytes) Arena::get().open(p_.start, p_.open_bytes);
+  }
+  ~OpenAllocation() {
+    if (p_.open_bytes) Arena::get().close(p_.start, p_.open_bytes);
+  }
+  OpenAllocation(const OpenAllocation&) = delete;
+  OpenAllocation& operator=(const OpenAllocation&) = delete;
+
+ private:
+  Placement p_;
+};
+
+/// The guard bytes of one open allocation: "" when intact, else what was overwritten.
 std::string damaged_guard(uintptr_t addr, size_t size) {
   const auto* p = reinterpret_cast<const unsigned char*>(addr);
+  const size_t tail = placement(addr, size).tail;
   for (size_t i = 0; i < kGuard; ++i) {
-    const bool after = p[size + i] != kGuardByte, before = p[-1 - static_cast<ptrdiff_t>(i)] != kGuardByte;
+    const bool after = i < tail && p[size + i] != kGuardByte, before = p[-1 - static_cast<ptrdiff_t>(i)] != kGuardByte;
     if (!after && !before) continue;
     std::ostringstream os;
     os << "a write outside the " << size << "-byte device allocation at 0x" << std::hex << addr << std::dec << " (byte "
@@ -225,36 +258,37 @@ std::string damaged_guard(uintptr_t addr, size_t size) {
   return "";
 }
 
-/// The guard bytes of every allocation (caller holds the lock), checked after each kernel: only
-/// kernels can write outside an allocation (copies and memsets are range-checked).
-std::string damaged_guards(const Device& d) {
-  for (const auto& [addr, size] : d.allocs)
-    if (std::string damage = damaged_guard(addr, size); !damage.empty()) return damage;
-  return "";
+/// The allocation that holds p (inside it or just past its end): its address and size, or
+/// {0, 0}. The caller holds the device's lock.
+std::pair<uintptr_t, size_t> allocation_of(const Device& d, const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  auto it = d.allocs.upper_bound(a);
+  if (it == d.allocs.begin()) return {0, 0};
+  --it;
+  if (a - it->first > it->second) return {0, 0};
+  return {it->first, it->second};
 }
 
 /// Whether [p, p + n) lies inside one device allocation.
 bool on_device(const void* p, size_t n) {
   Device& d = device();
   std::lock_guard<std::mutex> lock(d.m);
-  const auto a = reinterpret_cast<uintptr_t>(p);
-  auto it = d.allocs.upper_bound(a);
-  if (it == d.allocs.begin()) return false;
-  --it;
-  return a >= it->first && n <= it->second && a - it->first <= it->second - n;
+  const auto [addr, size] = allocation_of(d, p);
+  if (addr == 0) return false;
+  return n <= size && reinterpret_cast<uintptr_t>(p) - addr <= size - n;
 }
 
 /// Returns the memory of the allocation at `addr` of `size` bytes (to the arena, for reuse or for
 /// good, or to free()).
 void release_block(uintptr_t addr, size_t size, bool for_good = false) {
-  auto* raw = reinterpret_cast<unsigned char*>(addr) - kGuard;
+  const Placement pl = placement(addr, size);
   Arena& arena = Arena::get();
   if (!arena.protecting())
-    std::free(raw);
+    std::free(pl.start);
   else if (for_good)
-    arena.retire(raw, size + 2 * kGuard);
+    arena.retire(pl.start, pl.block_bytes);
   else
-    arena.give(raw, size + 2 * kGuard);
+    arena.give(pl.start, pl.block_bytes);
 }
 
 /// Whether p is device memory for a copy's host side: inside an allocation, or in the arena at all
@@ -272,16 +306,25 @@ cudaError_t device_alloc(void** p, size_t bytes) {
   std::lock_guard<std::mutex> lock(d.m);
   if (bytes > kDeviceMemory - d.used) return fail(cudaErrorMemoryAllocation);
   Arena& arena = Arena::get();
-  auto* raw = arena.protecting() ? arena.take(bytes + 2 * kGuard)
-                                 : static_cast<unsigned char*>(std::malloc(bytes + 2 * kGuard));
-  if (!raw) return fail(cudaErrorMemoryAllocation);
-  const DeviceAccess access;
-  std::memset(raw, kGuardByte, kGuard);
-  std::memset(raw + kGuard, kFreshByte, bytes);
-  std::memset(raw + kGuard + bytes, kGuardByte, kGuard);
-  d.allocs[reinterpret_cast<uintptr_t>(raw + kGuard)] = bytes;
+  unsigned char* user = nullptr;
+  if (arena.protecting()) {
+    const Arena::Layout l = arena.layout(bytes);
+    unsigned char* block = arena.take(l.block);
+    if (block) user = block + l.pages - l.span;
+  } else if (auto* raw = static_cast<unsigned char*>(std::malloc(bytes + 2 * kGuard))) {
+    user = raw + kGuard;
+  }
+  if (!user) return fail(cudaErrorMemoryAllocation);
+  const auto addr = reinterpret_cast<uintptr_t>(user);
+  {
+    const OpenAllocation open(addr, bytes);
+    std::memset(user - kGuard, kGuardByte, kGuard);
+    std::memset(user, kFreshByte, bytes);
+    std::memset(user + bytes, kGuardByte, placement(addr, bytes).tail);
+  }
+  d.allocs[addr] = bytes;
   d.used += bytes;
-  *p = raw + kGuard;
+  *p = user;
   return cudaSuccess;
 }
 
@@ -293,7 +336,7 @@ cudaError_t device_free(void* p) {
   auto it = d.allocs.find(reinterpret_cast<uintptr_t>(p));
   if (it == d.allocs.end()) return fail(cudaErrorInvalidValue);
   {
-    const DeviceAccess access;
+    const OpenAllocation open(it->first, it->second);
     if (std::string damage = damaged_guard(it->first, it->second); !damage.empty())
       return fault(cudaErrorIllegalAddress, damage);
   }
@@ -478,6 +521,40 @@ struct Block {
   char start_token = 0, end_token = 0, barrier_token[2] = {0, 0};
 };
 CNNCERT_EMU_TLS Block t_block;
+CNNCERT_EMU_TLS const char* t_kernel = nullptr;  // the kernel this host thread runs (for fault reports)
+
+/// SIGSEGV. A fault in the arena is a host access to device memory, or a kernel's access outside
+/// the allocations it may touch: reported, with the stack. Then, and for any other SIGSEGV, the
+/// previous disposition is restored and the fault repeated (a signal sent rather than a fault is
+/// raised again), which ends the process as it would have without this handler.
+void Arena::on_fault(int, siginfo_t* info, void*) {
+  Arena& a = get();
+  const bool is_fault = info->si_code > 0;
+  if (is_fault && a.holds(info->si_addr)) {
+    char msg[768];
+    const char* kernel = t_kernel;
+    const ThreadVars& v = g_vars;
+    const int n =
+        kernel && t_block.in_kernel
+            ? std::snprintf(msg, sizeof msg,
+                            "cnncert CUDA emulation: kernel %s, block (%u,%u,%u), thread (%u,%u,%u), touched device "
+                            "memory at %p, outside the allocations its arguments point into (past an array's end, "
+                            "or another array; on a GPU: an illegal address or garbage). Stack (addr2line -f -C -e "
+                            "FILE +OFFSET names a frame):\n",
+                            kernel, v.block_idx.x, v.block_idx.y, v.block_idx.z, v.thread_idx.x, v.thread_idx.y,
+                            v.thread_idx.z, info->si_addr)
+            : std::snprintf(msg, sizeof msg,
+                            "cnncert CUDA emulation: host code touched device memory at %p, outside kernels, "
+                            "copies and the libraries (on a GPU: a crash). Stack (addr2line -f -C -e FILE +OFFSET "
+                            "names a frame):\n",
+                            info->si_addr);
+    if (n > 0) (void)!write(2, msg, std::min(static_cast<size_t>(n), sizeof msg - 1));
+    void* frames[64];
+    backtrace_symbols_fd(frames, backtrace(frames, 64), 2);
+  }
+  sigaction(SIGSEGV, &a.previous_, nullptr);
+  if (!is_fault) raise(SIGSEGV);
+}
 
 uint3 thread_index(const dim3& b, size_t t) {
   return {static_cast<unsigned>(t % b.x), static_cast<unsigned>(t / b.x % b.y), static_cast<unsigned>(t / (b.x * b.y))};
@@ -695,11 +772,29 @@ bool device_range(const void* p, size_t bytes) {
 bool device_pointer(const void* p) {
   return p == nullptr || on_device(p, 0);
 }
-DeviceAccess::DeviceAccess() {
-  if (Arena::get().protecting()) Arena::get().open();
+DeviceAccess::DeviceAccess(const void* const* pointers, size_t n) {
+  {
+    Device& d = device();
+    std::lock_guard<std::mutex> lock(d.m);
+    for (size_t i = 0; i < n; ++i) {
+      const auto alloc = pointers[i] ? allocation_of(d, pointers[i]) : std::pair<uintptr_t, size_t>{0, 0};
+      if (alloc.first != 0 && std::find(opened_.begin(), opened_.end(), alloc) == opened_.end())
+        opened_.push_back(alloc);
+    }
+  }
+  for (const auto& [addr, size] : opened_)
+    if (const Placement pl = placement(addr, size); pl.open_bytes) Arena::get().open(pl.start, pl.open_bytes);
 }
+DeviceAccess::DeviceAccess(std::initializer_list<const void*> pointers)
+    : DeviceAccess(pointers.begin(), pointers.size()) {}
 DeviceAccess::~DeviceAccess() {
-  if (Arena::get().protecting()) Arena::get().close();
+  for (const auto& [addr, size] : opened_)
+    if (const Placement pl = placement(addr, size); pl.open_bytes) Arena::get().close(pl.start, pl.open_bytes);
+}
+std::string DeviceAccess::damaged() const {
+  for (const auto& [addr, size] : opened_)
+    if (std::string damage = damaged_guard(addr, size); !damage.empty()) return damage;
+  return "";
 }
 bool host_access_checked() {
   return Arena::get().protecting();
@@ -728,7 +823,7 @@ void syncthreads() {
 }
 
 void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t, void (*run)(void*),
-                   void* ctx, const BadArgument* bad) {
+                   void* ctx, const BadArgument* bad, const void* const* pointers, size_t n_pointers) {
   if (sticky()) return;
   const unsigned long long threads = 1ull * block.x * block.y * block.z;
   if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 || block.z > 64 ||
@@ -755,15 +850,17 @@ void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_byte
     return;
   }
   const GridPart job{grid, block, run, ctx, (blk.launches++ & 1) != 0};
-  const DeviceAccess access;
+  const DeviceAccess access(pointers, n_pointers);  // the allocations its arguments point into
+  t_kernel = kernel;
   const std::string error = race::kOn ? RaceWorkers::get().run(job) : run_blocks(blk, job, 0, 1).second;
+  t_kernel = nullptr;
   if (!error.empty()) {
     fault(cudaErrorLaunchFailure, std::string("kernel ") + kernel + ": " + error);
     return;
   }
-  Device& d = device();
-  std::lock_guard<std::mutex> lock(d.m);
-  const std::string damage = damaged_guards(d);
+  // Only kernels write outside an allocation (copies and memsets are range-checked), and a kernel
+  // only into the allocations it may touch.
+  const std::string damage = access.damaged();
   if (!damage.empty()) fault(cudaErrorIllegalAddress, std::string("kernel ") + kernel + ": " + damage);
 }
 
@@ -920,7 +1017,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   // a mix-up that would crash on a GPU.
   if ((kind == cudaMemcpyHostToDevice && device_side(src)) || (kind == cudaMemcpyDeviceToHost && device_side(dst)))
     return fail(cudaErrorInvalidValue);
-  const DeviceAccess access;
+  const DeviceAccess access{dst, src};
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
@@ -928,7 +1025,7 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) {
   if (const cudaError_t e = sticky()) return e;
   if (bytes == 0) return cudaSuccess;
   if (!on_device(dst, bytes)) return fail(cudaErrorInvalidValue);
-  const DeviceAccess access;
+  const DeviceAccess access{dst};
   std::memset(dst, value, bytes);
   return cudaSuccess;
 }

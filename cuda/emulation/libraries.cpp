@@ -108,7 +108,7 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cubl
     return CUBLAS_STATUS_INVALID_VALUE;
   if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
   if (take_failure(g_sgemm_fail_next) || device_faulted()) return CUBLAS_STATUS_EXECUTION_FAILED;
-  const cnncert::emu::DeviceAccess access;  // (the library computes on device memory)
+  const cnncert::emu::DeviceAccess access{a, b, c};  // (the library computes on its operands)
   const auto span = [](int64_t rows, int64_t cols, int64_t ld) {
     return rows == 0 || cols == 0 ? size_t(0) : static_cast<size_t>((cols - 1) * ld + rows) * sizeof(float);
   };
@@ -388,7 +388,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void* alp
   const size_t ws = workspace_of(algo, *w_desc);
   if (workspace_bytes < ws || (ws && !workspace)) return CUDNN_STATUS_BAD_PARAM;
   if (take_failure(g_conv_fail_next) || device_faulted()) return CUDNN_STATUS_EXECUTION_FAILED;
-  const cnncert::emu::DeviceAccess access;  // (the library computes on device memory)
+  const cnncert::emu::DeviceAccess access{w, dy, dx, workspace};  // (the library computes on its operands)
   const cudnnFilterStruct& fd = *w_desc;
   const cudnnTensorStruct &yd = *dy_desc, &xd = *dx_desc;
   const cudnnConvolutionStruct& cv = *conv_desc;

@@ -72,6 +72,11 @@ __global__ void overrun_kernel(float* out, int n) {
   if (threadIdx.x == 0) out[n] = 1.0f;
 }
 
+/// out[0] = a[i] (a read anywhere relative to a).
+__global__ void read_at_kernel(const float* a, int i, float* out) {
+  if (threadIdx.x == 0) out[0] = a[i];
+}
+
 /// Sets y[0] = 1 (its struct argument's pointers are only checked at the launch).
 __global__ void relax_step_kernel(cnncert::batched::RelaxStep, float* y) {
   if (threadIdx.x == 0) y[0] = 1.0f;
@@ -163,14 +168,34 @@ TEST_F(Emulator, AMissingBarrierChangesResultsBetweenLaunches) {
   EXPECT_NE(a, b) << "a race between threads went unnoticed";
 }
 
+// A write just past an array: into the guard bytes (the rounding of its size to 8 bytes, or the
+// 64 bytes after it without the arena), a sticky illegal address at the launch's check; past a
+// size that is a multiple of 8 with the arena, onto the inaccessible page after it, which stops
+// the process with the kernel's name.
 TEST_F(Emulator, WritePastAnAllocationIsAnIllegalAddress) {
-  cnncert::cuda::DeviceBuffer<float> out(10);
+  const bool arena = cnncert::emu::host_access_checked();
+  cnncert::cuda::DeviceBuffer<float> out(arena ? 9 : 10);
   try {
-    CNNCERT_LAUNCH(overrun_kernel, 1, 32, 0, nullptr, out.data(), 10);
+    CNNCERT_LAUNCH(overrun_kernel, 1, 32, 0, nullptr, out.data(), arena ? 9 : 10);
     ADD_FAILURE() << "no fault reported";
   } catch (const cnncert::CudaError& e) {
     EXPECT_NE(std::string(e.what()).find("cudaErrorIllegalAddress"), std::string::npos) << e.what();
   }
+}
+
+TEST_F(Emulator, AKernelTouchingPastItsArrayStops) {
+  if (!cnncert::emu::host_access_checked()) GTEST_SKIP() << "device memory is not protected in this build";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  cnncert::cuda::DeviceBuffer<float> out(10), neighbour(10);
+  EXPECT_DEATH(CNNCERT_LAUNCH(overrun_kernel, 1, 32, 0, nullptr, out.data(), 10),
+               "kernel overrun_kernel, block \\(0,0,0\\), thread \\(0,0,0\\), touched device memory");
+  // Reads too: the element just past an array, and another array that is not an argument.
+  EXPECT_DEATH(CNNCERT_LAUNCH(read_at_kernel, 1, 1, 0, nullptr, out.data(), 10, out.data()),
+               "kernel read_at_kernel, .* touched device memory");
+  const auto offset = static_cast<int>(neighbour.data() - out.data());
+  EXPECT_DEATH(CNNCERT_LAUNCH(read_at_kernel, 1, 1, 0, nullptr, out.data(), offset, out.data()),
+               "kernel read_at_kernel, .* touched device memory");
+  CNNCERT_LAUNCH(read_at_kernel, 1, 1, 0, nullptr, out.data(), 9, out.data());  // the last element: fine
 }
 
 TEST_F(Emulator, CopiesOutsideAllocationsAreInvalid) {
@@ -234,7 +259,7 @@ TEST_F(Emulator, AHostArrayInsideAStructArgumentIsAnIllegalAddress) {
       EXPECT_NE(std::string(e.what()).find("cudaErrorIllegalAddress"), std::string::npos) << what << ": " << e.what();
     }
     const std::string err = ::testing::internal::GetCapturedStderr();
-    const cnncert::emu::DeviceAccess access;  // (the test reads device memory itself)
+    const cnncert::emu::DeviceAccess access{y.data()};  // (the test reads device memory itself)
     return std::make_tuple(threw, err, y.data()[0]);
   };
   float host[4] = {};
