@@ -91,17 +91,19 @@ class Arena {
   }
   bool protecting() const { return base_ != nullptr; }
 
-  /// Where an allocation of `size` bytes lies in its block: the user region is the last
-  /// round_up(size, 8) bytes of `pages` bytes (guard bytes before it, the rounding after it),
-  /// then an inaccessible page.
+  /// Where an allocation of `size` bytes lies in its block: the user region ends `pages` bytes
+  /// into the block (guard bytes before it, at least 64), then an inaccessible page. It starts at
+  /// the largest power of two ≤ 8 that divides its size (any element type's alignment divides
+  /// its array's size), so an array of any element type ends exactly at the page: its first
+  /// element past the end is inaccessible.
   struct Layout {
-    size_t span, pages, block;
+    size_t pages, block;
   };
   Layout layout(size_t size) const {
-    const size_t span = (size + 7) / 8 * 8, pages = (span + kLead + page_ - 1) / page_ * page_;
-    return {span, pages, pages + page_};
+    const size_t pages = (size + kLead + page_ - 1) / page_ * page_;
+    return {pages, pages + page_};
   }
-  static constexpr size_t kLead = 64;  // guard bytes before an allocation
+  static constexpr size_t kLead = 64;  // guard bytes before an allocation, at least
 
   /// A block of the smallest power of two ≥ `bytes`, or null when the arena is full.
   unsigned char* take(size_t bytes) {
@@ -140,11 +142,19 @@ class Arena {
   void close(unsigned char* start, size_t pages) {
     std::lock_guard<std::mutex> lock(m_);
     auto it = open_.find(start);
-    if (it == open_.end()) return;
+    if (it == open_.end()) {
+      std::fprintf(stderr, "cnncert CUDA emulation: an allocation closed that was not open\n");
+      std::abort();
+    }
     if (--it->second == 0) {
       protect(start, pages, PROT_NONE);
       open_.erase(it);
     }
+  }
+  /// Whether the allocation whose pages start at `start` is open.
+  bool is_open(unsigned char* start) {
+    std::lock_guard<std::mutex> lock(m_);
+    return open_.count(start) != 0;
   }
   /// Whether `p` lies in the part of the arena handed out so far (live, free or retired blocks).
   bool holds(const void* p) const {
@@ -214,17 +224,19 @@ cudaError_t sticky() {
 
 /// Where an allocation at user address `user` of `size` bytes lives: the start of its memory
 /// (its arena block, or what malloc returned), the bytes that a DeviceAccess opens (none without
-/// the arena) and its tail guard bytes (the rounding to 8 in the arena; kGuard without it).
+/// the arena), its guard bytes before (from the block's start in the arena) and after (none in
+/// the arena: the inaccessible page follows).
 struct Placement {
   unsigned char* start;
-  size_t open_bytes, block_bytes, tail;
+  size_t open_bytes, block_bytes, lead, tail;
 };
 Placement placement(uintptr_t user, size_t size) {
   const Arena& arena = Arena::get();
   auto* u = reinterpret_cast<unsigned char*>(user);
-  if (!arena.protecting()) return {u - kGuard, 0, 0, kGuard};
+  if (!arena.protecting()) return {u - kGuard, 0, 0, kGuard, kGuard};
   const Arena::Layout l = arena.layout(size);
-  return {u + l.span - l.pages, l.pages, l.block, l.span - size};
+  unsigned char* start = u + size - l.pages;
+  return {start, l.pages, l.block, static_cast<size_t>(u - start), 0};
 }
 
 /// Opens one allocation's pages while alive (the emulator's own work on it).
@@ -246,9 +258,10 @@ class OpenAllocation {
 /// The guard bytes of one open allocation: "" when intact, else what was overwritten.
 std::string damaged_guard(uintptr_t addr, size_t size) {
   const auto* p = reinterpret_cast<const unsigned char*>(addr);
-  const size_t tail = placement(addr, size).tail;
-  for (size_t i = 0; i < kGuard; ++i) {
-    const bool after = i < tail && p[size + i] != kGuardByte, before = p[-1 - static_cast<ptrdiff_t>(i)] != kGuardByte;
+  const Placement pl = placement(addr, size);
+  for (size_t i = 0; i < std::max(pl.lead, pl.tail); ++i) {
+    const bool after = i < pl.tail && p[size + i] != kGuardByte,
+               before = i < pl.lead && p[-1 - static_cast<ptrdiff_t>(i)] != kGuardByte;
     if (!after && !before) continue;
     std::ostringstream os;
     os << "a write outside the " << size << "-byte device allocation at 0x" << std::hex << addr << std::dec << " (byte "
@@ -310,7 +323,7 @@ cudaError_t device_alloc(void** p, size_t bytes) {
   if (arena.protecting()) {
     const Arena::Layout l = arena.layout(bytes);
     unsigned char* block = arena.take(l.block);
-    if (block) user = block + l.pages - l.span;
+    if (block) user = block + l.pages - bytes;
   } else if (auto* raw = static_cast<unsigned char*>(std::malloc(bytes + 2 * kGuard))) {
     user = raw + kGuard;
   }
@@ -318,9 +331,10 @@ cudaError_t device_alloc(void** p, size_t bytes) {
   const auto addr = reinterpret_cast<uintptr_t>(user);
   {
     const OpenAllocation open(addr, bytes);
-    std::memset(user - kGuard, kGuardByte, kGuard);
+    const Placement pl = placement(addr, bytes);
+    std::memset(user - pl.lead, kGuardByte, pl.lead);
     std::memset(user, kFreshByte, bytes);
-    std::memset(user + bytes, kGuardByte, placement(addr, bytes).tail);
+    std::memset(user + bytes, kGuardByte, pl.tail);
   }
   d.allocs[addr] = bytes;
   d.used += bytes;
@@ -335,6 +349,9 @@ cudaError_t device_free(void* p) {
   std::lock_guard<std::mutex> lock(d.m);
   auto it = d.allocs.find(reinterpret_cast<uintptr_t>(p));
   if (it == d.allocs.end()) return fail(cudaErrorInvalidValue);
+  if (const Placement pl = placement(it->first, it->second); pl.open_bytes && Arena::get().is_open(pl.start))
+    return fault(cudaErrorIllegalAddress,
+                 "cudaFree of a device allocation that a copy, kernel or library call is using");
   {
     const OpenAllocation open(it->first, it->second);
     if (std::string damage = damaged_guard(it->first, it->second); !damage.empty())
@@ -1017,7 +1034,8 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   // a mix-up that would crash on a GPU.
   if ((kind == cudaMemcpyHostToDevice && device_side(src)) || (kind == cudaMemcpyDeviceToHost && device_side(dst)))
     return fail(cudaErrorInvalidValue);
-  const DeviceAccess access{dst, src};
+  const bool any = kind == cudaMemcpyDefault;  // (either side may be device memory)
+  const DeviceAccess access{dst_dev || any ? dst : nullptr, src_dev || any ? src : nullptr};
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }

@@ -168,15 +168,14 @@ TEST_F(Emulator, AMissingBarrierChangesResultsBetweenLaunches) {
   EXPECT_NE(a, b) << "a race between threads went unnoticed";
 }
 
-// A write just past an array: into the guard bytes (the rounding of its size to 8 bytes, or the
-// 64 bytes after it without the arena), a sticky illegal address at the launch's check; past a
-// size that is a multiple of 8 with the arena, onto the inaccessible page after it, which stops
-// the process with the kernel's name.
+// A write into an allocation's guard bytes (before it; without the arena also the 64 bytes after
+// it): a sticky illegal address at the launch's check. (With the arena, the first byte after an
+// allocation is on an inaccessible page: AKernelTouchingPastItsArrayStops.)
 TEST_F(Emulator, WritePastAnAllocationIsAnIllegalAddress) {
   const bool arena = cnncert::emu::host_access_checked();
-  cnncert::cuda::DeviceBuffer<float> out(arena ? 9 : 10);
+  cnncert::cuda::DeviceBuffer<float> out(10);
   try {
-    CNNCERT_LAUNCH(overrun_kernel, 1, 32, 0, nullptr, out.data(), arena ? 9 : 10);
+    CNNCERT_LAUNCH(overrun_kernel, 1, 32, 0, nullptr, out.data(), arena ? -1 : 10);
     ADD_FAILURE() << "no fault reported";
   } catch (const cnncert::CudaError& e) {
     EXPECT_NE(std::string(e.what()).find("cudaErrorIllegalAddress"), std::string::npos) << e.what();
@@ -186,9 +185,11 @@ TEST_F(Emulator, WritePastAnAllocationIsAnIllegalAddress) {
 TEST_F(Emulator, AKernelTouchingPastItsArrayStops) {
   if (!cnncert::emu::host_access_checked()) GTEST_SKIP() << "device memory is not protected in this build";
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  cnncert::cuda::DeviceBuffer<float> out(10), neighbour(10);
+  cnncert::cuda::DeviceBuffer<float> out(10), neighbour(10), odd(9);
   EXPECT_DEATH(CNNCERT_LAUNCH(overrun_kernel, 1, 32, 0, nullptr, out.data(), 10),
                "kernel overrun_kernel, block \\(0,0,0\\), thread \\(0,0,0\\), touched device memory");
+  EXPECT_DEATH(CNNCERT_LAUNCH(overrun_kernel, 1, 32, 0, nullptr, odd.data(), 9),  // (a size not a multiple of 8)
+               "kernel overrun_kernel, .* touched device memory");
   // Reads too: the element just past an array, and another array that is not an argument.
   EXPECT_DEATH(CNNCERT_LAUNCH(read_at_kernel, 1, 1, 0, nullptr, out.data(), 10, out.data()),
                "kernel read_at_kernel, .* touched device memory");
@@ -324,6 +325,18 @@ TEST_F(Emulator, AHostArrayInsideAStructArgumentIsAnIllegalAddress) {
         return s;
       },
       "IntervalStep", interval_cases);
+}
+
+// Freeing an allocation that the emulator's own work has open (another thread's copy, say): a
+// fault, not a block handed out again while in use.
+TEST_F(Emulator, FreeingAnAllocationInUseIsAFault) {
+  if (!cnncert::emu::host_access_checked()) GTEST_SKIP() << "device memory is not protected in this build";
+  float* p = nullptr;
+  ASSERT_EQ(cudaMalloc(&p, 40), cudaSuccess);
+  {
+    const cnncert::emu::DeviceAccess in_use{p};
+    EXPECT_EQ(cudaFree(p), cudaErrorIllegalAddress);
+  }
 }
 
 // A device pointer on the host side of a copy (the CPU would touch it): refused.
