@@ -76,10 +76,10 @@ thread_local cudaError_t t_last = cudaSuccess;
 // memset on its operands, the fill of new memory, the guard checks, a library stand-in on its
 // operands. Host code that touches device memory anywhere else, and a kernel that touches any
 // allocation but its arguments', gets a segmentation fault, reported with the address, the kernel
-// and the stack, and the process ends there. Each allocation ends on a page boundary (its size
-// rounded up to 8 bytes), followed by a page that is never accessible, so a kernel reading or
-// writing just past its array faults too. (A host array passed to a kernel is caught at the
-// launch: launch() in cuda_runtime.h.) Blocks are powers of two of at least two pages, reused
+// and the stack, and the process ends there. Each allocation ends exactly on a page boundary,
+// followed by a page that is never accessible, so a kernel reading or writing just past its array
+// faults too; the rest of its first page before it is guard bytes. (A host array passed to a
+// kernel is caught at the launch: launch() in cuda_runtime.h.) Blocks are powers of two of at least two pages, reused
 // after a free (a free list per size). Off in the race check's build, whose sanitizer keeps its
 // own view of the address space, and where the range cannot be reserved; device memory is then
 // plain malloc'ed memory with guard bytes on both sides.
@@ -92,10 +92,10 @@ class Arena {
   bool protecting() const { return base_ != nullptr; }
 
   /// Where an allocation of `size` bytes lies in its block: the user region ends `pages` bytes
-  /// into the block (guard bytes before it, at least 64), then an inaccessible page. It starts at
-  /// the largest power of two ≤ 8 that divides its size (any element type's alignment divides
-  /// its array's size), so an array of any element type ends exactly at the page: its first
-  /// element past the end is inaccessible.
+  /// into the block (guard bytes before it, at least 64), then an inaccessible page, so the first
+  /// element past the end of an array is inaccessible. Its start is then aligned to the largest
+  /// power of two dividing its size, which for an array is at least its element type's alignment
+  /// (a GPU aligns to 256).
   struct Layout {
     size_t pages, block;
   };
