@@ -145,11 +145,10 @@ void syncthreads();
 
 /// Whether [p, p + bytes) lies inside one device allocation (for the library stand-ins).
 bool device_range(const void* p, size_t bytes);
-/// Whether p is null or points into a device allocation or just past its end.
-bool device_pointer(const void* p);
 /// While one is alive, the device allocations that the given pointers point into (or just past)
 /// may be read and written from the host: the emulator's own work (a kernel on its arguments',
-/// copies, memsets) and the library stand-ins' computations; other pointers are ignored.
+/// copies, memsets) and the library stand-ins' computations; other pointers are ignored (the
+/// first non-null one is `stray()`).
 /// Everywhere else device memory is kept inaccessible, so that host code reading it through a
 /// pointer, which a GPU would not allow, and a kernel reading past its arrays stop at once with
 /// the stack (emulation.cpp, "device memory").
@@ -162,9 +161,12 @@ class DeviceAccess {
   DeviceAccess& operator=(const DeviceAccess&) = delete;
   /// The first damaged guard byte of the open allocations ("" when none is).
   std::string damaged() const;
+  /// The position of the first non-null pointer that lies in no allocation, or n when none does.
+  size_t stray() const { return stray_; }
 
  private:
   std::vector<std::pair<uintptr_t, size_t>> opened_;  // address, size
+  size_t stray_ = 0;
 };
 /// Whether host code is stopped at device memory (false where the address space could not be
 /// reserved, and in the race check's build).
@@ -174,47 +176,29 @@ void device_fault(const char* what);
 /// Whether a fault is pending (sticky): library calls then fail, as on a GPU.
 bool device_faulted();
 
-/// A kernel argument that is not device memory: its position (from 0) and the pointer.
-struct BadArgument {
-  size_t index = 0;
-  const void* pointer = nullptr;
-};
-
 /// Runs `run(ctx)` as every thread of a grid (after checking the launch configuration like the
-/// hardware does), with access to the allocations that `pointers` (the arguments' pointers)
-/// point into; errors go where the runtime's go (cudaGetLastError, sticky faults). With `bad`
-/// and a valid configuration, the launch is a fault instead (sticky cudaErrorIllegalAddress,
-/// printed with the kernel and the argument), as a GPU would fault reading that pointer.
+/// hardware does), with access to the allocations that `pointers` (the arguments' pointers;
+/// pointer i belongs to argument argument_of[i]) point into; errors go where the runtime's go
+/// (cudaGetLastError, sticky faults). A pointer that lies in no allocation makes a valid launch a
+/// fault instead (sticky cudaErrorIllegalAddress, printed with the kernel and the argument), as a
+/// GPU would fault reading it.
 void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t s, void (*run)(void*),
-                   void* ctx, const BadArgument* bad, const void* const* pointers, size_t n_pointers);
+                   void* ctx, const void* const* pointers, const size_t* argument_of, size_t n_pointers);
 
-/// Whether a kernel argument holds only device pointers (or null): a pointer argument, and the
-/// pointers of a struct for which `device_pointers(v)` (found by argument-dependent lookup, next
-/// to the struct) lists them. Others hold no pointers. The first bad pointer goes to `bad`; the
-/// good ones are added to `pointers`.
+/// Adds the non-null pointers that kernel argument `index` holds to `pointers` (and `index` to
+/// `argument_of` for each): a pointer argument, or the pointers of a struct for which
+/// `device_pointers(v)` (found by argument-dependent lookup, next to the struct) lists them.
+/// Other arguments hold no pointers.
 template <class T>
-bool device_argument_ok(size_t index, const T& v, BadArgument& bad, std::vector<const void*>& pointers) {
-  if constexpr (std::is_pointer_v<T>) {
-    if (v == nullptr) return true;
-    if (!device_pointer(v)) {
-      bad = {index, v};
-      return false;
-    }
-    pointers.push_back(v);
-    return true;
-  } else if constexpr (requires { device_pointers(v); }) {
-    for (const void* p : device_pointers(v)) {
-      if (p == nullptr) continue;
-      if (!device_pointer(p)) {
-        bad = {index, p};
-        return false;
-      }
-      pointers.push_back(p);
-    }
-    return true;
-  } else {
-    return true;
-  }
+void add_kernel_pointers(size_t index, const T& v, std::vector<const void*>& pointers,
+                         std::vector<size_t>& argument_of) {
+  const auto add = [&](const void* p) {
+    if (p != nullptr) pointers.push_back(p), argument_of.push_back(index);
+  };
+  if constexpr (std::is_pointer_v<T>)
+    add(v);
+  else if constexpr (requires { device_pointers(v); })
+    for (const void* p : device_pointers(v)) add(p);
 }
 
 /// Kernel launch: the arguments are converted to the kernel's parameter types once, as a launch
@@ -230,13 +214,13 @@ void launch(const char* kernel, void (*fn)(P...), dim3 grid, dim3 block, size_t 
     void (*fn)(P...);
     std::tuple<std::decay_t<P>...> args;
   } ctx{fn, std::tuple<std::decay_t<P>...>(std::forward<A>(a)...)};
-  BadArgument bad;
   std::vector<const void*> pointers;
-  const bool args_ok = std::apply(
+  std::vector<size_t> argument_of;
+  std::apply(
       [&](const auto&... v) {
         size_t i = 0;
         (void)i;  // (a kernel without parameters)
-        return (device_argument_ok(i++, v, bad, pointers) && ...);
+        (add_kernel_pointers(i++, v, pointers, argument_of), ...);
       },
       ctx.args);
   launch_erased(
@@ -245,7 +229,7 @@ void launch(const char* kernel, void (*fn)(P...), dim3 grid, dim3 block, size_t 
         auto* c = static_cast<Ctx*>(p);
         std::apply(c->fn, c->args);
       },
-      &ctx, args_ok ? nullptr : &bad, pointers.data(), pointers.size());
+      &ctx, pointers.data(), argument_of.data(), pointers.size());
 }
 
 }  // namespace cnncert::emu

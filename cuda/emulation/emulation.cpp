@@ -239,20 +239,25 @@ Placement placement(uintptr_t user, size_t size) {
   return {start, l.pages, l.block, static_cast<size_t>(u - start), 0};
 }
 
-/// Opens one allocation's pages while alive (the emulator's own work on it).
+/// Opens (closes) the pages of the allocation at `user` of `size` bytes (nothing without the arena).
+void open_allocation(uintptr_t user, size_t size) {
+  if (const Placement pl = placement(user, size); pl.open_bytes) Arena::get().open(pl.start, pl.open_bytes);
+}
+void close_allocation(uintptr_t user, size_t size) {
+  if (const Placement pl = placement(user, size); pl.open_bytes) Arena::get().close(pl.start, pl.open_bytes);
+}
+
+/// Opens one allocation while alive (the emulator's own work on it).
 class OpenAllocation {
  public:
-  OpenAllocation(uintptr_t user, size_t size) : p_(placement(user, size)) {
-    if (p_.open_bytes) Arena::get().open(p_.start, p_.open_bytes);
-  }
-  ~OpenAllocation() {
-    if (p_.open_bytes) Arena::get().close(p_.start, p_.open_bytes);
-  }
+  OpenAllocation(uintptr_t user, size_t size) : user_(user), size_(size) { open_allocation(user, size); }
+  ~OpenAllocation() { close_allocation(user_, size_); }
   OpenAllocation(const OpenAllocation&) = delete;
   OpenAllocation& operator=(const OpenAllocation&) = delete;
 
  private:
-  Placement p_;
+  uintptr_t user_;
+  size_t size_;
 };
 
 /// The guard bytes of one open allocation: "" when intact, else what was overwritten.
@@ -307,7 +312,7 @@ void release_block(uintptr_t addr, size_t size, bool for_good = false) {
 /// Whether p is device memory for a copy's host side: inside an allocation, or in the arena at all
 /// (a freed block's stale pointer).
 bool device_side(const void* p) {
-  return on_device(p, 1) || Arena::get().holds(p);
+  return Arena::get().holds(p) || on_device(p, 1);
 }
 
 cudaError_t device_alloc(void** p, size_t bytes) {
@@ -556,16 +561,16 @@ void Arena::on_fault(int, siginfo_t* info, void*) {
             ? std::snprintf(msg, sizeof msg,
                             "cnncert CUDA emulation: kernel %s, block (%u,%u,%u), thread (%u,%u,%u), touched device "
                             "memory at %p, outside the allocations its arguments point into (past an array's end, "
-                            "or another array; on a GPU: an illegal address or garbage). Stack (addr2line -f -C -e "
-                            "FILE +OFFSET names a frame):\n",
+                            "or another array; on a GPU: an illegal address or garbage). ",
                             kernel, v.block_idx.x, v.block_idx.y, v.block_idx.z, v.thread_idx.x, v.thread_idx.y,
                             v.thread_idx.z, info->si_addr)
             : std::snprintf(msg, sizeof msg,
                             "cnncert CUDA emulation: host code touched device memory at %p, outside kernels, "
-                            "copies and the libraries (on a GPU: a crash). Stack (addr2line -f -C -e FILE +OFFSET "
-                            "names a frame):\n",
+                            "copies and the libraries (on a GPU: a crash). ",
                             info->si_addr);
     if (n > 0) (void)!write(2, msg, std::min(static_cast<size_t>(n), sizeof msg - 1));
+    static const char kStack[] = "Stack (addr2line -f -C -e FILE +OFFSET names a frame):\n";
+    (void)!write(2, kStack, sizeof kStack - 1);
     void* frames[64];
     backtrace_symbols_fd(frames, backtrace(frames, 64), 2);
   }
@@ -786,27 +791,25 @@ class RaceWorkers {
 bool device_range(const void* p, size_t bytes) {
   return on_device(p, bytes);
 }
-bool device_pointer(const void* p) {
-  return p == nullptr || on_device(p, 0);
-}
-DeviceAccess::DeviceAccess(const void* const* pointers, size_t n) {
+DeviceAccess::DeviceAccess(const void* const* pointers, size_t n) : stray_(n) {
   {
     Device& d = device();
     std::lock_guard<std::mutex> lock(d.m);
     for (size_t i = 0; i < n; ++i) {
-      const auto alloc = pointers[i] ? allocation_of(d, pointers[i]) : std::pair<uintptr_t, size_t>{0, 0};
-      if (alloc.first != 0 && std::find(opened_.begin(), opened_.end(), alloc) == opened_.end())
+      if (!pointers[i]) continue;
+      const auto alloc = allocation_of(d, pointers[i]);
+      if (alloc.first == 0)
+        stray_ = std::min(stray_, i);
+      else if (std::find(opened_.begin(), opened_.end(), alloc) == opened_.end())
         opened_.push_back(alloc);
     }
   }
-  for (const auto& [addr, size] : opened_)
-    if (const Placement pl = placement(addr, size); pl.open_bytes) Arena::get().open(pl.start, pl.open_bytes);
+  for (const auto& [addr, size] : opened_) open_allocation(addr, size);
 }
 DeviceAccess::DeviceAccess(std::initializer_list<const void*> pointers)
     : DeviceAccess(pointers.begin(), pointers.size()) {}
 DeviceAccess::~DeviceAccess() {
-  for (const auto& [addr, size] : opened_)
-    if (const Placement pl = placement(addr, size); pl.open_bytes) Arena::get().close(pl.start, pl.open_bytes);
+  for (const auto& [addr, size] : opened_) close_allocation(addr, size);
 }
 std::string DeviceAccess::damaged() const {
   for (const auto& [addr, size] : opened_)
@@ -840,7 +843,7 @@ void syncthreads() {
 }
 
 void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t, void (*run)(void*),
-                   void* ctx, const BadArgument* bad, const void* const* pointers, size_t n_pointers) {
+                   void* ctx, const void* const* pointers, const size_t* argument_of, size_t n_pointers) {
   if (sticky()) return;
   const unsigned long long threads = 1ull * block.x * block.y * block.z;
   if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 || block.z > 64 ||
@@ -853,9 +856,10 @@ void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_byte
     fail(cudaErrorInvalidValue);
     return;
   }
-  if (bad) {
+  const DeviceAccess access(pointers, n_pointers);  // the allocations its arguments point into
+  if (const size_t i = access.stray(); i < n_pointers) {
     std::ostringstream os;
-    os << "kernel " << kernel << ": argument " << bad->index << " (from 0) is not device memory (" << bad->pointer
+    os << "kernel " << kernel << ": argument " << argument_of[i] << " (from 0) is not device memory (" << pointers[i]
        << "; a host pointer? on a GPU: an illegal address)";
     fault(cudaErrorIllegalAddress, os.str());
     return;
@@ -867,7 +871,6 @@ void launch_erased(const char* kernel, dim3 grid, dim3 block, size_t shared_byte
     return;
   }
   const GridPart job{grid, block, run, ctx, (blk.launches++ & 1) != 0};
-  const DeviceAccess access(pointers, n_pointers);  // the allocations its arguments point into
   t_kernel = kernel;
   const std::string error = race::kOn ? RaceWorkers::get().run(job) : run_blocks(blk, job, 0, 1).second;
   t_kernel = nullptr;
